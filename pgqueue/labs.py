@@ -1,0 +1,162 @@
+"""Lab databases: one per queue design, created on first use, reset from sql/ up to a named step."""
+
+import os
+import re
+import time
+from pathlib import Path
+
+import psycopg
+import sqlalchemy
+from psycopg import sql
+
+from pgqueue import queries, schema, server
+from pgqueue.errors import PgQueueError
+from pgqueue.paths import SQL_DIR
+
+# The POC names of the command line and the sql/ folder that builds each design.
+DESIGNS = {
+    "notify-listen": "notify_listen",
+    "single-call": "single_call",
+    "hardened": "hardened",
+}
+PREFIX_ENV = "PGQUEUE_DB_PREFIX"  # lets tests keep their databases apart from a learner's
+DEFAULT_PREFIX = "pgqueue_"
+# Workers name their connections with this prefix, so a reset can tell them from notebooks.
+WORKER_APPLICATION = "pgqueue worker"
+STOP_WAIT = 3.0
+
+
+def check_poc(poc: str) -> str:
+    """`poc` if it names a design, else a clear error listing the names."""
+    if poc not in DESIGNS:
+        raise PgQueueError(f"unknown lab {poc!r}; choose one of: {', '.join(DESIGNS)}")
+    return poc
+
+
+def prefix() -> str:
+    """The prefix of every database the kit creates (`PGQUEUE_DB_PREFIX`, default 'pgqueue_')."""
+    value = os.environ.get(PREFIX_ENV, DEFAULT_PREFIX)
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,30}", value):
+        raise PgQueueError(
+            f"{PREFIX_ENV} must be lowercase letters, digits and _ (at most 31), got {value!r}"
+        )
+    return value
+
+
+def database(poc: str) -> str:
+    """The database name of a lab, e.g. 'pgqueue_single_call'."""
+    return prefix() + DESIGNS[check_poc(poc)]
+
+
+def sql_folder(poc: str) -> Path:
+    """The folder of numbered steps that builds a lab."""
+    return SQL_DIR / DESIGNS[check_poc(poc)]
+
+
+def steps(poc: str) -> list[schema.Step]:
+    """The schema steps of a lab, in order."""
+    return schema.steps(sql_folder(poc))
+
+
+def step(poc: str, which: int | str) -> schema.Step:
+    """One schema step of a lab (by number or name); displays its SQL in a notebook."""
+    return schema.find(sql_folder(poc), which)
+
+
+def _q():
+    return queries.load("kit/queries.sql")
+
+
+def exists(poc: str) -> bool:
+    """Whether the lab's database has been created."""
+    with server.connect() as admin:
+        return admin.execute(_q()["database_exists"], {"name": database(poc)}).fetchone()[0]
+
+
+def ensure(poc: str) -> str:
+    """Create the lab's database if it is missing (no schema yet); its URI."""
+    name = database(poc)
+    with server.connect() as admin:
+        if not admin.execute(_q()["database_exists"], {"name": name}).fetchone()[0]:
+            try:
+                admin.execute(sql.SQL(_q()["create_database"]).format(db=sql.Identifier(name)))
+            except psycopg.errors.DuplicateDatabase:
+                pass  # another process created it a moment ago
+    return url(poc, create=False)
+
+
+def url(poc: str, *, create: bool = True) -> str:
+    """The libpq URI of a lab's database (created on first use)."""
+    if create:
+        ensure(poc)
+    return server.resolve().uri_for(database(poc))
+
+
+def stop_workers(poc: str, wait: float = STOP_WAIT) -> int:
+    """Flip every kill switch of a lab and wait up to `wait` s for its workers to disconnect.
+
+    Returns how many worker connections were still open when the wait ended.
+    """
+    name = database(poc)
+    q = _q()
+    with server.connect() as admin:
+        if not admin.execute(q["database_exists"], {"name": name}).fetchone()[0]:
+            return 0
+    with connect(poc) as conn:
+        if conn.execute(q["has_heartbeats"]).fetchone()[0]:
+            conn.execute(q["kill_all_workers"])
+        params = {"name": name, "pattern": WORKER_APPLICATION + "%"}
+        deadline = time.monotonic() + wait
+        while True:
+            left = conn.execute(q["worker_sessions"], params).fetchone()[0]
+            if left == 0 or time.monotonic() >= deadline:
+                return left
+            time.sleep(0.1)
+
+
+def reset(poc: str, upto: int | str | None = None) -> str:
+    """Recreate a lab from sql/ up to step `upto` (every step when None); its URI.
+
+    Workers still registered in the lab are asked to stop first (their kill switch); any still
+    connected after a short wait are disconnected by the drop.
+    """
+    name = database(poc)
+    folder = sql_folder(poc)
+    if upto is not None:
+        schema.find(folder, upto)  # a bad step name fails before anything is dropped
+    q = _q()
+    with server.connect() as admin:
+        admin.execute(q["lock_lab"], {"name": name})
+        try:
+            stop_workers(poc)
+            admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(name)))
+            admin.execute(sql.SQL(q["create_database"]).format(db=sql.Identifier(name)))
+        finally:
+            admin.execute(q["unlock_lab"], {"name": name})
+    if folder.is_dir():
+        with connect(poc) as conn:
+            schema.apply_upto(conn, folder, upto)
+    return url(poc, create=False)
+
+
+def apply(poc: str, which: int | str) -> bool:
+    """Run one schema step in a lab (a no-op if it ran already); True if it ran now."""
+    with connect(poc) as conn:
+        return schema.apply(conn, step(poc, which))
+
+
+def connect(poc: str, **kwargs) -> psycopg.Connection:
+    """A new psycopg connection to a lab's database (autocommit unless told otherwise)."""
+    return server.connect(database(poc), **kwargs)
+
+
+def engine(poc: str) -> sqlalchemy.Engine:
+    """A SQLAlchemy engine on a lab's database, for `pandas.read_sql`."""
+    ensure(poc)
+    name = database(poc)
+    # pre-ping: a reset drops the database under the pool, and the next query must reconnect
+    return sqlalchemy.create_engine(
+        "postgresql+psycopg://",
+        creator=lambda: server.connect(name, autocommit=False),
+        pool_pre_ping=True,
+    )

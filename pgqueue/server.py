@@ -1,0 +1,118 @@
+"""Which PostgreSQL the kit talks to: the server in `PGQUEUE_DSN` when set, else its embedded one."""
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from urllib.parse import quote, urlencode
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from pgqueue import embedded, queries
+from pgqueue.errors import PgQueueError
+
+DSN_ENV = "PGQUEUE_DSN"
+CONNECT_TIMEOUT = 3  # seconds: a wrong address is reported well within 5 s
+
+
+def to_uri(params: dict) -> str:
+    """A libpq URI from connection parameters (a socket folder goes into `?host=`)."""
+    rest = {k: str(v) for k, v in params.items() if v not in (None, "")}
+    user, password = rest.pop("user", ""), rest.pop("password", "")
+    host, port, dbname = rest.pop("host", ""), rest.pop("port", ""), rest.pop("dbname", "")
+    auth = quote(user, safe="") + (":" + quote(password, safe="") if password else "")
+    netloc = auth + "@" if auth else ""
+    if host and not host.startswith("/") and "," not in host:
+        netloc += f"[{host}]" if ":" in host else host
+        netloc += f":{port}" if port else ""
+    else:
+        rest.update({k: v for k, v in (("host", host), ("port", port)) if v})
+    query = "?" + urlencode(rest, safe="/") if rest else ""
+    return f"postgresql://{netloc}/{quote(dbname, safe='')}{query}"
+
+
+def mask(dsn: str) -> str:
+    """The DSN as a URI with its password replaced by ***, safe to print."""
+    params = _parse(dsn)
+    if params.get("password"):
+        params["password"] = "***"
+    return to_uri(params)
+
+
+def _parse(dsn: str) -> dict:
+    try:
+        return conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        first = str(exc).splitlines()[0]
+        raise PgQueueError(f"{DSN_ENV} is not a libpq URI or connection string: {first}") from None
+
+
+@dataclass(frozen=True)
+class Server:
+    """A PostgreSQL server the kit may create databases on."""
+
+    kind: str  # "embedded" or "dsn"
+    uri: str  # its administrative database
+
+    def uri_for(self, dbname: str) -> str:
+        """The URI of one database on this server."""
+        return to_uri({**_parse(self.uri), "dbname": dbname})
+
+    def describe(self) -> str:
+        """One line: which server, where (password masked)."""
+        source = "the kit's embedded PostgreSQL" if self.kind == "embedded" else f"{DSN_ENV}"
+        return f"{source} at {mask(self.uri)}"
+
+    def __repr__(self) -> str:
+        return f"Server({self.describe()})"
+
+
+def _unreachable(dsn: str, exc: Exception) -> PgQueueError:
+    params = _parse(dsn)
+    where = (
+        f"host {params.get('host') or 'localhost (socket)'}, port {params.get('port') or 5432}, "
+        f"database {params.get('dbname') or params.get('user') or '(default)'}"
+    )
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = lines[-1] if lines else type(exc).__name__
+    return PgQueueError(f"cannot reach PostgreSQL ({where}; {DSN_ENV}={mask(dsn)}): {reason}")
+
+
+@cache
+def _checked(dsn: str) -> str:
+    try:
+        with psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT, autocommit=True):
+            pass
+    except psycopg.OperationalError as exc:
+        raise _unreachable(dsn, exc) from None
+    return dsn
+
+
+def resolve() -> Server:
+    """The server to use: `PGQUEUE_DSN` if set (checked once), else the embedded one (started)."""
+    dsn = os.environ.get(DSN_ENV, "").strip()
+    if dsn:
+        _parse(dsn)
+        return Server("dsn", _checked(dsn))
+    return Server("embedded", embedded.ensure_running())
+
+
+def connect(
+    dbname: str | None = None, *, autocommit: bool = True, application_name: str = "pgqueue"
+) -> psycopg.Connection:
+    """A new connection to `dbname` (default: the server's administrative database)."""
+    srv = resolve()
+    dsn = srv.uri_for(dbname) if dbname else srv.uri
+    try:
+        return psycopg.connect(
+            dsn, autocommit=autocommit, application_name=application_name,
+            connect_timeout=CONNECT_TIMEOUT,
+        )
+    except psycopg.OperationalError as exc:
+        raise _unreachable(dsn, exc) from None
+
+
+def version() -> str:
+    """The server's version, e.g. '18.6'."""
+    with connect() as conn:
+        return conn.execute(queries.load("kit/queries.sql")["server_version"]).fetchone()[0].split()[0]

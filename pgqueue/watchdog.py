@@ -1,0 +1,25 @@
+"""Run as `python -m pgqueue.watchdog HOME`: stops that home's embedded server after its last user."""
+
+import os
+import sys
+from pathlib import Path
+
+from pgqueue import embedded
+
+
+def main(argv: list[str]) -> None:
+    """Detach from the caller (fork, new session), record the pid, then watch."""
+    home = Path(argv[0])
+    lay = embedded.Layout(home)
+    child = os.fork()
+    if child:
+        # The caller waits for this short-lived parent only; the watchdog itself is adopted by
+        # init, so nobody has to reap it.
+        lay.watchdog_pid.write_text(str(child))
+        os._exit(0)
+    os.setsid()
+    embedded.watch(home)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

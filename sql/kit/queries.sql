@@ -1,0 +1,54 @@
+-- The kit's own bookkeeping queries (not part of any queue design).
+-- Identifiers in {braces} are filled in with psycopg.sql.Identifier; values are %(name)s parameters.
+
+-- name: server_version
+SHOW server_version;
+
+-- name: database_exists
+SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %(name)s);
+
+-- name: databases_like
+SELECT datname FROM pg_database WHERE datname LIKE %(pattern)s ORDER BY datname;
+
+-- name: create_database
+CREATE DATABASE {db};
+
+-- name: create_database_from_template
+CREATE DATABASE {db} TEMPLATE {template};
+
+-- name: drop_database
+-- WITH (FORCE) (PostgreSQL 13+) ends the sessions still connected, e.g. a notebook's pool.
+DROP DATABASE IF EXISTS {db} WITH (FORCE);
+
+-- name: lock_lab
+-- Two resets of the same lab from two kernels must not interleave.
+SELECT pg_advisory_lock(hashtext(%(name)s));
+
+-- name: unlock_lab
+SELECT pg_advisory_unlock(hashtext(%(name)s));
+
+-- name: has_heartbeats
+SELECT to_regclass('process_heartbeats') IS NOT NULL;
+
+-- name: kill_all_workers
+-- The seed's own way to stop a worker: it is answered `kill` the next time it asks for work.
+UPDATE process_heartbeats SET process_kill_switch = true WHERE NOT process_kill_switch;
+
+-- name: worker_sessions
+-- Kit workers name their connections 'pgqueue worker ...' (see labs.WORKER_APPLICATION).
+SELECT count(*) FROM pg_stat_activity
+ WHERE datname = %(name)s AND application_name LIKE %(pattern)s;
+
+-- name: create_applied_steps
+-- Which schema steps of sql/<design>/ this lab database has run: applying one twice is a no-op.
+CREATE TABLE IF NOT EXISTS pgqueue_applied_steps (
+    step        text PRIMARY KEY,
+    checksum    text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: applied_steps
+SELECT step, checksum, applied_at FROM pgqueue_applied_steps ORDER BY step;
+
+-- name: record_step
+INSERT INTO pgqueue_applied_steps (step, checksum) VALUES (%(step)s, %(checksum)s);
