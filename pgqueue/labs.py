@@ -1,8 +1,8 @@
 """Lab databases: one per queue design, created on first use, reset from sql/ up to a named step."""
 
+import contextlib
 import os
 import re
-import time
 from pathlib import Path
 
 import psycopg
@@ -12,6 +12,8 @@ from psycopg import sql
 from pgqueue import queries, schema, server
 from pgqueue.errors import PgQueueError
 from pgqueue.paths import SQL_DIR
+from pgqueue.wait import Timeout
+from pgqueue.wait import until as wait_until
 
 # The POC names of the command line and the sql/ folder that builds each design.
 DESIGNS = {
@@ -78,10 +80,9 @@ def ensure(poc: str) -> str:
     name = database(poc)
     with server.connect() as admin:
         if not admin.execute(_q()["database_exists"], {"name": name}).fetchone()[0]:
-            try:
+            # another process may have created it a moment ago
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
                 admin.execute(sql.SQL(_q()["create_database"]).format(db=sql.Identifier(name)))
-            except psycopg.errors.DuplicateDatabase:
-                pass  # another process created it a moment ago
     return url(poc, create=False)
 
 
@@ -106,12 +107,14 @@ def stop_workers(poc: str, wait: float = STOP_WAIT) -> int:
         if conn.execute(q["has_heartbeats"]).fetchone()[0]:
             conn.execute(q["kill_all_workers"])
         params = {"name": name, "pattern": WORKER_APPLICATION + "%"}
-        deadline = time.monotonic() + wait
-        while True:
-            left = conn.execute(q["worker_sessions"], params).fetchone()[0]
-            if left == 0 or time.monotonic() >= deadline:
-                return left
-            time.sleep(0.1)
+
+        def still_connected() -> int:
+            return conn.execute(q["worker_sessions"], params).fetchone()[0]
+
+        # stragglers are disconnected by the caller's DROP ... WITH (FORCE)
+        with contextlib.suppress(Timeout):
+            wait_until(lambda: still_connected() == 0, wait, "workers disconnecting", 0.1)
+        return still_connected()
 
 
 def reset(poc: str, upto: int | str | None = None) -> str:

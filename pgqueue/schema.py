@@ -53,8 +53,7 @@ def steps(folder: Path) -> list[Step]:
         number = int(match.group(1))
         if number in found:
             raise PgQueueError(
-                f"two steps numbered {number:02d} in {folder}: {found[number].path.name!r} "
-                f"and {path.name!r}"
+                f"two steps numbered {number:02d} in {folder}: {found[number].path.name!r} and {path.name!r}"
             )
         found[number] = Step(number, match.group(2), path)
     return [found[n] for n in sorted(found)]

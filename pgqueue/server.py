@@ -27,16 +27,16 @@ def to_uri(params: dict) -> str:
         netloc += f":{port}" if port else ""
     else:
         rest.update({k: v for k, v in (("host", host), ("port", port)) if v})
-    query = "?" + urlencode(rest, safe="/") if rest else ""
+    query = "?" + urlencode(rest, safe="/", quote_via=quote) if rest else ""
     return f"postgresql://{netloc}/{quote(dbname, safe='')}{query}"
 
 
 def mask(dsn: str) -> str:
     """The DSN as a URI with its password replaced by ***, safe to print."""
     params = _parse(dsn)
-    if params.get("password"):
-        params["password"] = "***"
-    return to_uri(params)
+    if not params.get("password"):
+        return to_uri(params)
+    return to_uri({**params, "password": "PASSWORDMASK"}).replace("PASSWORDMASK", "***")
 
 
 def _parse(dsn: str) -> dict:
@@ -74,7 +74,7 @@ def _unreachable(dsn: str, exc: Exception) -> PgQueueError:
         f"database {params.get('dbname') or params.get('user') or '(default)'}"
     )
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    reason = lines[-1] if lines else type(exc).__name__
+    reason = lines[0].removeprefix("connection failed: ") if lines else type(exc).__name__
     return PgQueueError(f"cannot reach PostgreSQL ({where}; {DSN_ENV}={mask(dsn)}): {reason}")
 
 
@@ -105,7 +105,9 @@ def connect(
     dsn = srv.uri_for(dbname) if dbname else srv.uri
     try:
         return psycopg.connect(
-            dsn, autocommit=autocommit, application_name=application_name,
+            dsn,
+            autocommit=autocommit,
+            application_name=application_name,
             connect_timeout=CONNECT_TIMEOUT,
         )
     except psycopg.OperationalError as exc:

@@ -1,5 +1,6 @@
 """Run as `python -m pgqueue.watchdog HOME`: stops that home's embedded server after its last user."""
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -18,7 +19,8 @@ def main(argv: list[str]) -> None:
         lay.watchdog_pid.write_text(str(child))
         os._exit(0)
     os.setsid()
-    embedded.watch(home)
+    with contextlib.suppress(embedded.HomeGone):
+        embedded.watch(home)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,50 @@
+"""Test-run settings shared by tests/ and the notebooks: a private embedded server, private names.
+
+Set before anything runs, so the kernels that nbval starts inherit them: every lesson run by
+pytest uses a throwaway embedded server (or PGQUEUE_DSN's server, with databases named
+`pgqueue_t<pid>_...` that are dropped at the end), never the learner's own labs.
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    home = tempfile.mkdtemp(prefix="pgqueue-test-")
+    os.environ["PGQUEUE_HOME"] = home
+    os.environ["PGQUEUE_DB_PREFIX"] = f"pgqueue_t{os.getpid()}_"
+    config.stash[_HOME] = home
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = config.stash.get(_HOME, None)
+    if home is None:
+        return
+    from pgqueue import embedded
+
+    if os.environ.get("PGQUEUE_DSN"):
+        _drop_test_databases()
+    embedded.stop()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def _drop_test_databases() -> None:
+    """Drop what this run created on a server that outlives it (PGQUEUE_DSN's)."""
+    from psycopg import sql
+
+    from pgqueue import labs, queries, server
+
+    q = queries.load("kit/queries.sql")
+    with contextlib.suppress(Exception), server.connect() as admin:
+        pattern = labs.prefix().replace("_", r"\_") + "%"
+        for (name,) in admin.execute(q["databases_like"], {"pattern": pattern}).fetchall():
+            admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(name)))
+
+
+_HOME = pytest.StashKey[str]()

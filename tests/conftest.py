@@ -1,0 +1,72 @@
+"""Fixtures: fresh databases, a private embedded-server home, a made-up design, the CLI."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+from psycopg import sql
+
+from pgqueue import embedded, labs, queries, server
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def fresh_db():
+    """The name of a new, empty database on the kit's server, dropped afterwards."""
+    q = queries.load("kit/queries.sql")
+    name = f"{labs.prefix()}db_{uuid.uuid4().hex[:8]}"
+    with server.connect() as admin:
+        admin.execute(sql.SQL(q["create_database"]).format(db=sql.Identifier(name)))
+    yield name
+    with server.connect() as admin:
+        admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(name)))
+
+
+@pytest.fixture
+def own_home(monkeypatch):
+    """A private, empty embedded-server home (PGQUEUE_DSN unset); its server is stopped after."""
+    home = Path(tempfile.mkdtemp(prefix="pgqueue-home-"))
+    monkeypatch.setenv("PGQUEUE_HOME", str(home))
+    monkeypatch.delenv("PGQUEUE_DSN", raising=False)
+    yield embedded.Layout(home)
+    embedded.stop()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def design(tmp_path, monkeypatch):
+    """A made-up sql/ tree whose 'single-call' design is the files a test writes into it."""
+    root = tmp_path / "sql"
+    folder = root / labs.DESIGNS["single-call"]
+    folder.mkdir(parents=True)
+    monkeypatch.setattr(labs, "SQL_DIR", root)
+    return folder
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`python -m pgqueue ARGS` in a child process, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "pgqueue", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def processes_of(home: Path) -> list[psutil.Process]:
+    """Live processes whose command line names this home (its postgres and its watchdog)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if str(home) in cmd and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(proc)
+    return found

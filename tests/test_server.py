@@ -1,0 +1,100 @@
+"""Finding the server: PGQUEUE_DSN or the embedded one, and one clear line when it goes wrong."""
+
+import time
+
+import pytest
+
+from pgqueue import PgQueueError, embedded, server
+from tests.conftest import run_cli
+
+
+def test_embedded_server_is_used_when_no_dsn_is_set(own_home):
+    srv = server.resolve()
+    assert srv.kind == "embedded"
+    assert str(own_home.data) in srv.uri
+    assert server.version().split(".")[0] == "18"
+
+
+def test_dsn_is_used_when_set(monkeypatch):
+    # the embedded server's own URI serves as "a server of the learner's"
+    uri = server.resolve().uri
+    monkeypatch.setenv("PGQUEUE_DSN", uri)
+    srv = server.resolve()
+    assert srv.kind == "dsn"
+    with server.connect() as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_unreachable_dsn_is_one_line_naming_host_and_database_with_password_masked(monkeypatch):
+    monkeypatch.setenv("PGQUEUE_DSN", "postgresql://alice:s3cret@127.0.0.1:1/shop")
+    started = time.monotonic()
+    with pytest.raises(PgQueueError) as err:
+        server.resolve()
+    assert time.monotonic() - started < 5  # the issue's bound for a clear answer
+    message = str(err.value)
+    assert "\n" not in message
+    assert "host 127.0.0.1" in message and "port 1" in message and "database shop" in message
+    assert "s3cret" not in message and "alice:***@" in message
+
+
+def test_unreachable_dsn_on_the_command_line_prints_no_traceback():
+    result = run_cli("db", "status", env={"PGQUEUE_DSN": "postgresql://bob:pw@127.0.0.1:1/x"})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("pgqueue: error: cannot reach PostgreSQL")
+    assert "pw@" not in lines[0]
+
+
+def test_a_dsn_that_is_not_a_uri_is_refused_with_its_problem(monkeypatch):
+    monkeypatch.setenv("PGQUEUE_DSN", "definitely not a dsn")
+    with pytest.raises(PgQueueError, match="PGQUEUE_DSN is not a libpq URI"):
+        server.resolve()
+
+
+def test_data_folder_of_another_major_version_says_how_to_reset(own_home):
+    own_home.data.mkdir(parents=True)
+    (own_home.data / "PG_VERSION").write_text("17\n")
+    with pytest.raises(PgQueueError) as err:
+        server.resolve()
+    message = str(err.value)
+    assert "PostgreSQL 17" in message and "PostgreSQL 18" in message
+    assert f"rm -rf {own_home.data}" in message
+    assert not embedded.status().running
+
+
+def test_home_that_cannot_be_written_is_named(monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("PGQUEUE_HOME", str(blocker / "home"))
+    monkeypatch.delenv("PGQUEUE_DSN", raising=False)
+    with pytest.raises(PgQueueError, match="not writable") as err:
+        server.resolve()
+    assert str(blocker / "home") in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("params", "uri"),
+    [
+        (
+            {"user": "postgres", "host": "/tmp/sock dir", "dbname": "db"},
+            "postgresql://postgres@/db?host=/tmp/sock%20dir",
+        ),
+        (
+            {"user": "u", "password": "p@ss", "host": "h", "port": "5433", "dbname": "d"},
+            "postgresql://u:p%40ss@h:5433/d",
+        ),
+        ({"host": "::1", "dbname": "d"}, "postgresql://[::1]/d"),
+    ],
+)
+def test_uris_round_trip_through_libpq_parsing(params, uri):
+    assert server.to_uri(params) == uri
+    from psycopg.conninfo import conninfo_to_dict
+
+    assert conninfo_to_dict(uri) == params
+
+
+def test_uri_for_keeps_the_server_and_changes_only_the_database():
+    srv = server.Server("dsn", "postgresql://u:pw@h:5433/postgres?sslmode=disable")
+    assert srv.uri_for("lab") == "postgresql://u:pw@h:5433/lab?sslmode=disable"
+    assert "pw" not in srv.describe()
