@@ -252,6 +252,8 @@ def _loosened_folders(lay: Layout) -> list[Path]:
     found = set()
     for target in (lay.data, lib.bin):
         for parent in target.parents:
+            if parent == lay.home:
+                continue  # the kit's own folder: opening it is expected
             if parent.exists() and (parent.stat().st_mode & needed) != needed:
                 found.add(parent)
     return sorted(found)
@@ -364,6 +366,11 @@ def stop() -> bool:
     return stopped
 
 
+def in_use(lay: Layout) -> bool:
+    """Whether the server is pinned or leased by a live process (the watchdog's test)."""
+    return (lay.users / PIN).exists() or bool(_live_users(lay))
+
+
 def watch(home: Path) -> None:
     """The watchdog's loop: stop the server once it has had no user for GRACE_SECONDS."""
     lay = Layout(home)
@@ -372,7 +379,7 @@ def watch(home: Path) -> None:
         with _locked(lay):
             if _postmaster(lay) is None:
                 break
-            if (lay.users / PIN).exists() or _live_users(lay):
+            if in_use(lay):
                 idle_since = None
             else:
                 idle_since = idle_since or time.monotonic()
