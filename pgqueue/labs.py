@@ -117,11 +117,11 @@ def stop_workers(poc: str, wait: float = STOP_WAIT) -> int:
         return still_connected()
 
 
-def reset(poc: str, upto: int | str | None = None) -> str:
+def reset(poc: str, upto: int | str | None = None, *, wait: float = STOP_WAIT) -> str:
     """Recreate a lab from sql/ up to step `upto` (every step when None); its URI.
 
     Workers still registered in the lab are asked to stop first (their kill switch); any still
-    connected after a short wait are disconnected by the drop.
+    connected after `wait` seconds are disconnected by the drop.
     """
     name = database(poc)
     folder = sql_folder(poc)
@@ -131,7 +131,7 @@ def reset(poc: str, upto: int | str | None = None) -> str:
     with server.connect() as admin:
         admin.execute(q["lock_lab"], {"name": name})
         try:
-            stop_workers(poc)
+            stop_workers(poc, wait)
             admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(name)))
             admin.execute(sql.SQL(q["create_database"]).format(db=sql.Identifier(name)))
         finally:

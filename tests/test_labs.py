@@ -96,7 +96,7 @@ def test_reset_disconnects_a_worker_that_ignores_its_kill_switch(design):
     labs.reset("single-call")
     stubborn = labs.connect("single-call", application_name=labs.WORKER_APPLICATION + " stubborn")
     assert labs.stop_workers("single-call", wait=0.2) == 1
-    labs.reset("single-call")
+    labs.reset("single-call", wait=0.2)
     with pytest.raises(psycopg.OperationalError):
         stubborn.execute("SELECT 1")
     stubborn.close()

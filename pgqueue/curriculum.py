@@ -1,0 +1,106 @@
+"""The map of the kit: which lesson teaches which part of the seed, with its SQL and module."""
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from pgqueue.paths import NOTEBOOKS_DIR
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """One numbered notebook and what it builds."""
+
+    file: str
+    teaches: str
+    seed: str
+    sql: str
+    module: str
+
+    @property
+    def ready(self) -> bool:
+        """Whether the notebook exists yet (lessons land one issue at a time)."""
+        return (NOTEBOOKS_DIR / self.file).exists()
+
+
+LESSONS = [
+    Lesson(
+        "00-start-here.ipynb",
+        "check the setup, meet the server, one NOTIFY/LISTEN round trip",
+        "-",
+        "sql/start_here/",
+        "setupcheck, server",
+    ),
+    Lesson(
+        "01-model-pipelines.ipynb",
+        "pipelines, their processes, the previous-process view",
+        "shared model",
+        "sql/notify_listen/01_*",
+        "labs, schema",
+    ),
+    Lesson(
+        "02-send-heartbeats.ipynb",
+        "heartbeats instead of service discovery, the kill switch",
+        "shared model",
+        "sql/notify_listen/02_*",
+        "notify_listen",
+    ),
+    Lesson(
+        "03-listen-for-jobs.ipynb",
+        "a trigger that answers heartbeats over NOTIFY",
+        "POC 1: notify/listen",
+        "sql/notify_listen/03_*",
+        "notify_listen",
+    ),
+    Lesson(
+        "04-find-a-job.ipynb",
+        "one stored function hands out work; the claim table",
+        "POC 2: single call",
+        "sql/single_call/",
+        "single_call",
+    ),
+    Lesson(
+        "05-set-priorities.ipynb",
+        "priorities: lower runs first",
+        "POC 2: single call",
+        "sql/single_call/",
+        "single_call",
+    ),
+    Lesson(
+        "06-fan-out-and-in.ipynb",
+        "fan-out to parallel jobs, gathering their results",
+        "POC 2: single call",
+        "sql/single_call/",
+        "processes",
+    ),
+    Lesson(
+        "07-chain-pipeline-orders.ipynb",
+        "order 2 starts when order 1 is done; finish_pipe",
+        "POC 2: single call",
+        "sql/single_call/",
+        "single_call",
+    ),
+    Lesson(
+        "08-watch-a-request-flow.ipynb",
+        "the full example, live, then its figures",
+        "POC 2: single call",
+        "sql/single_call/",
+        "viz, widgets",
+    ),
+]
+
+
+def kit_map() -> pd.DataFrame:
+    """The lessons as a table, with whether each one is ready yet."""
+    rows = [
+        {
+            "lesson": lesson.file.removesuffix(".ipynb"),
+            "teaches": lesson.teaches,
+            "seed": lesson.seed,
+            "sql": lesson.sql,
+            "pgqueue module": lesson.module,
+            "status": "ready" if lesson.ready else "planned",
+        }
+        for lesson in LESSONS
+    ]
+    return pd.DataFrame(rows).set_index("lesson")

@@ -1,0 +1,150 @@
+"""The command line: every verb has --help, mistakes exit 2, `db` verbs do what they say."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+
+import psutil
+import psycopg
+import pytest
+
+from pgqueue import embedded, labs
+from pgqueue.cli import build_parser
+from pgqueue.wait import until
+from tests.conftest import REPO, processes_of, run_cli
+
+VERBS = [[], ["db"], ["db", "start"], ["db", "stop"], ["db", "status"], ["db", "url"], ["lab"]]
+
+
+@pytest.mark.parametrize("verb", VERBS, ids=lambda v: " ".join(v) or "pgqueue")
+def test_every_verb_has_help(verb):
+    result = run_cli(*verb, "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: pgqueue")
+
+
+@pytest.mark.parametrize(
+    "args", [["bogus"], ["db", "restart"], ["db", "url", "--poc", "nope"], ["lab", "--port", "x"], []]
+)
+def test_mistakes_exit_2_with_a_usage_line(args):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: pgqueue")
+    assert "error:" in result.stderr.splitlines()[-1]
+
+
+def test_the_console_script_is_installed():
+    script = os.path.join(os.path.dirname(sys.executable), "pgqueue")
+    assert subprocess.run([script, "--help"], capture_output=True).returncode == 0
+
+
+def test_db_url_prints_a_working_uri_of_the_lab():
+    result = run_cli("db", "url", "--poc", "single-call")
+    assert result.returncode == 0, result.stderr
+    uri = result.stdout.strip()
+    with psycopg.connect(uri) as conn:
+        assert conn.execute("SELECT current_database()").fetchone()[0] == labs.database("single-call")
+
+
+def test_db_status_names_the_server_its_version_and_data(own_home):
+    before = run_cli("db", "status").stdout
+    assert "embedded PostgreSQL 18" in before and "not running" in before
+    assert str(own_home.data) in before
+    run_cli("db", "start")
+    after = run_cli("db", "status", "--poc", "notify-listen").stdout
+    assert "running, pid" in after and "pinned:   yes" in after and "watchdog: pid" in after
+    assert labs.database("notify-listen") in after
+
+
+def test_db_stop_leaves_no_postgres_process_of_ours(own_home):
+    assert run_cli("db", "url", "--poc", "single-call").returncode == 0
+    assert processes_of(own_home.home)
+    result = run_cli("db", "stop")
+    assert result.returncode == 0 and "stopped the embedded PostgreSQL" in result.stdout
+    assert not processes_of(own_home.home)
+    assert "was not running" in run_cli("db", "stop").stdout
+
+
+def test_every_verb_of_the_parser_is_tested_for_help():
+    parser = build_parser()
+    verbs = parser._subparsers._group_actions[0].choices
+    covered = {v[0] for v in VERBS if v}
+    assert set(verbs) == covered
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str, token: str, method: str = "GET"):
+    request = urllib.request.Request(url, method=method, headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read() or b"null")
+
+
+def _answers(url: str, token: str) -> bool:
+    try:
+        return _get(url, token) is not None
+    except OSError:
+        return False
+
+
+def test_lab_serves_the_notebooks_and_ctrl_c_leaves_nothing_running(own_home, tmp_path):
+    port, token = _free_port(), "pgqueue-test-token"
+    log = open(tmp_path / "lab.log", "w")  # noqa: SIM115 (closed in finally) a file, not a pipe, so the log never blocks
+    lab = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pgqueue",
+            "lab",
+            "--no-browser",
+            f"--port={port}",
+            "--",
+            f"--IdentityProvider.token={token}",
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        until(lambda: _answers(f"{base}/api/status", token), 60, "JupyterLab answering")
+        assert embedded.status().running, "the lab starts the database before JupyterLab"
+        tree = _get(f"{base}/api/contents", token)
+        assert "00-start-here.ipynb" in [item["name"] for item in tree["content"]]
+        kernel = _get(f"{base}/api/kernels", token, method="POST")
+        family = until(
+            lambda: [
+                p
+                for p in psutil.Process(lab.pid).children(recursive=True)
+                if "ipykernel" in " ".join(p.cmdline())
+            ],
+            30,
+            "a kernel process",
+        )
+        assert kernel["id"]
+        everything = psutil.Process(lab.pid).children(recursive=True)
+
+        lab.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
+        assert lab.wait(40) == 0
+        gone, alive = psutil.wait_procs(everything, timeout=10)
+        assert not alive, f"left running: {alive}"
+        assert family[0] in gone
+        until(
+            lambda: not processes_of(own_home.home),
+            embedded.GRACE_SECONDS + 10,
+            "the embedded server stopping after the lab",
+        )
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+            lab.wait()
+        log.close()

@@ -1,0 +1,54 @@
+"""Lessons are committed clean, listed on the map, and their exercise solutions run."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pgqueue import curriculum
+from pgqueue.paths import NOTEBOOKS_DIR
+from tests.conftest import REPO
+
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+SOLUTIONS = sorted((NOTEBOOKS_DIR / "solutions").glob("*.py"))
+
+
+def _committed_text(path) -> str:
+    """The notebook as git would commit it (the index), or the file outside a checkout."""
+    rel = path.relative_to(REPO).as_posix()
+    shown = subprocess.run(["git", "show", f":{rel}"], cwd=REPO, capture_output=True, text=True)
+    return shown.stdout if shown.returncode == 0 else path.read_text()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_without_outputs(path):
+    nb = json.loads(_committed_text(path))
+    dirty = [
+        i
+        for i, cell in enumerate(nb["cells"])
+        if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count"))
+    ]
+    assert not dirty, f"{path.name}: cells {dirty} hold outputs; clear them (nbstripout) before commit"
+
+
+def test_every_notebook_is_on_the_map():
+    mapped = {lesson.file for lesson in curriculum.LESSONS}
+    assert {p.name for p in NOTEBOOKS} <= mapped
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_exercise_solution_runs(path):
+    result = subprocess.run(
+        [sys.executable, path.name], cwd=path.parent, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_load_cell_names_an_existing_solution(path):
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        for line in "".join(cell["source"]).splitlines():
+            if line.startswith("# %load "):
+                assert (NOTEBOOKS_DIR / line.removeprefix("# %load ").strip()).is_file(), line
