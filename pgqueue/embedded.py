@@ -118,9 +118,8 @@ def _prepare(lay: Layout) -> None:
     try:
         for folder in (lay.home, lay.users):
             folder.mkdir(parents=True, exist_ok=True)
-        probe = lay.home / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=lay.home):
+            pass  # a unique name: threads of one process prepare at the same time
     except OSError as exc:
         raise PgQueueError(
             f"the embedded server's folder {str(lay.home)!r} is not writable ({exc.strerror}); "

@@ -117,8 +117,8 @@ def stop_workers(poc: str, wait: float = STOP_WAIT) -> int:
         return still_connected()
 
 
-def reset(poc: str, upto: int | str | None = None, *, wait: float = STOP_WAIT) -> str:
-    """Recreate a lab from sql/ up to step `upto` (every step when None); its URI.
+def reset(poc: str, upto: int | str | None = None, *, examples: bool = False, wait: float = STOP_WAIT) -> str:
+    """Recreate a lab from sql/ up to step `upto` (every step when None), with example data if asked.
 
     Workers still registered in the lab are asked to stop first (their kill switch); any still
     connected after `wait` seconds are disconnected by the drop.
@@ -138,14 +138,14 @@ def reset(poc: str, upto: int | str | None = None, *, wait: float = STOP_WAIT) -
             admin.execute(q["unlock_lab"], {"name": name})
     if folder.is_dir():
         with connect(poc) as conn:
-            schema.apply_upto(conn, folder, upto)
+            schema.apply_upto(conn, folder, upto, examples=examples)
     return url(poc, create=False)
 
 
-def apply(poc: str, which: int | str) -> bool:
+def apply(poc: str, which: int | str, *, examples: bool = False) -> bool:
     """Run one schema step in a lab (a no-op if it ran already); True if it ran now."""
     with connect(poc) as conn:
-        return schema.apply(conn, step(poc, which))
+        return schema.apply(conn, step(poc, which), examples=examples)
 
 
 def connect(poc: str, **kwargs) -> psycopg.Connection:
@@ -153,13 +153,19 @@ def connect(poc: str, **kwargs) -> psycopg.Connection:
     return server.connect(database(poc), **kwargs)
 
 
+_engines: dict[tuple[str, str], sqlalchemy.Engine] = {}
+
+
 def engine(poc: str) -> sqlalchemy.Engine:
-    """A SQLAlchemy engine on a lab's database, for `pandas.read_sql`."""
-    ensure(poc)
+    """A SQLAlchemy engine on a lab's database, for `pandas.read_sql` (one per lab and server)."""
     name = database(poc)
-    # pre-ping: a reset drops the database under the pool, and the next query must reconnect
-    return sqlalchemy.create_engine(
-        "postgresql+psycopg://",
-        creator=lambda: server.connect(name, autocommit=False),
-        pool_pre_ping=True,
-    )
+    key = (server.resolve().uri, name)
+    if key not in _engines:
+        ensure(poc)
+        # pre-ping: a reset drops the database under the pool, and the next query must reconnect
+        _engines[key] = sqlalchemy.create_engine(
+            "postgresql+psycopg://",
+            creator=lambda: server.connect(name, autocommit=False),
+            pool_pre_ping=True,
+        )
+    return _engines[key]

@@ -1,8 +1,12 @@
-"""Schema steps: `sql/<design>/NN_name.sql` files, listed and applied in order, each at most once."""
+"""Schema steps: `sql/<design>/NN_name.sql` files, listed and applied in order, each at most once.
+
+A step may have two companions: `NN_name.examples.sql` (example data, applied on request) and
+`NN_name.lesson.sql` (named queries its lesson shows and runs, never applied as a whole).
+"""
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psycopg
@@ -12,6 +16,7 @@ from pgqueue.errors import PgQueueError
 from pgqueue.queries import SqlText
 
 _STEP_FILE = re.compile(r"^(\d{2})_([a-z0-9_]+)\.sql$")
+_COMPANION_FILE = re.compile(r"^(\d{2}_[a-z0-9_]+)\.(examples|lesson)\.sql$")
 
 
 @dataclass(frozen=True)
@@ -21,6 +26,8 @@ class Step:
     number: int
     name: str
     path: Path
+    examples: Path | None = None
+    lesson_path: Path | None = None
 
     @property
     def key(self) -> str:
@@ -30,15 +37,37 @@ class Step:
     @property
     def sql(self) -> SqlText:
         """The step's SQL, displayed as a highlighted block in a notebook."""
-        return SqlText(self.path.read_text(encoding="utf-8"), f"sql/{self.path.parent.name}/{self.path.name}")
+        return SqlText(self.path.read_text(encoding="utf-8"), _shown_as(self.path))
 
     @property
     def checksum(self) -> str:
         """A hash of the file, to tell an edited step from the one a database ran."""
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
+        return _checksum(self.path)
+
+    @property
+    def example_sql(self) -> SqlText:
+        """The step's example data, displayed as a highlighted block."""
+        if self.examples is None:
+            raise PgQueueError(f"step {self.key!r} has no example data")
+        return SqlText(self.examples.read_text(encoding="utf-8"), _shown_as(self.examples))
+
+    @property
+    def lesson(self) -> queries.Queries:
+        """The named queries that the step's lesson shows and runs."""
+        if self.lesson_path is None:
+            raise PgQueueError(f"step {self.key!r} has no {self.key}.lesson.sql")
+        return queries.Queries(self.lesson_path)
 
     def _repr_markdown_(self) -> str:
         return self.sql._repr_markdown_()
+
+
+def _shown_as(path: Path) -> str:
+    return f"sql/{path.parent.name}/{path.name}"
+
+
+def _checksum(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def steps(folder: Path) -> list[Step]:
@@ -46,16 +75,31 @@ def steps(folder: Path) -> list[Step]:
     if not folder.is_dir():
         raise PgQueueError(f"no schema folder {str(folder)!r}")
     found: dict[int, Step] = {}
+    companions: dict[tuple[str, str], Path] = {}
     for path in sorted(folder.glob("*.sql")):
+        companion = _COMPANION_FILE.match(path.name)
+        if companion:
+            companions[(companion.group(1), companion.group(2))] = path
+            continue
         match = _STEP_FILE.match(path.name)
         if not match:
-            raise PgQueueError(f"{path.name!r} in {folder} is not named NN_name.sql")
+            raise PgQueueError(
+                f"{path.name!r} in {folder} is not named NN_name.sql (or NN_name.examples.sql, "
+                "NN_name.lesson.sql)"
+            )
         number = int(match.group(1))
         if number in found:
             raise PgQueueError(
                 f"two steps numbered {number:02d} in {folder}: {found[number].path.name!r} and {path.name!r}"
             )
         found[number] = Step(number, match.group(2), path)
+    by_key = {step.key: step for step in found.values()}
+    for (key, kind), path in companions.items():
+        if key not in by_key:
+            raise PgQueueError(f"{path.name!r} in {folder} has no step {key}.sql")
+        step = by_key[key]
+        field = "examples" if kind == "examples" else "lesson_path"
+        found[step.number] = by_key[key] = replace(step, **{field: path})
     return [found[n] for n in sorted(found)]
 
 
@@ -78,32 +122,40 @@ def applied(conn: psycopg.Connection) -> dict[str, str]:
     return {row[0]: row[1] for row in conn.execute(q["applied_steps"])}
 
 
-def apply(conn: psycopg.Connection, step: Step) -> bool:
-    """Run `step` in one transaction unless the database has run it; True if it ran now.
-
-    A step whose file changed since it ran is refused: reset the lab to run the new version.
-    """
+def _run(conn: psycopg.Connection, key: str, path: Path, text: str) -> bool:
     q = queries.load("kit/queries.sql")
     done = applied(conn)
-    if step.key in done:
-        if done[step.key] != step.checksum:
-            raise PgQueueError(
-                f"step {step.key!r} changed since this database ran it; reset the lab to rerun it"
-            )
+    if key in done:
+        if done[key] != _checksum(path):
+            raise PgQueueError(f"step {key!r} changed since this database ran it; reset the lab to rerun it")
         return False
     with conn.transaction():
-        conn.execute(step.sql)
-        conn.execute(q["record_step"], {"step": step.key, "checksum": step.checksum})
+        conn.execute(text)
+        conn.execute(q["record_step"], {"step": key, "checksum": _checksum(path)})
     return True
 
 
-def apply_upto(conn: psycopg.Connection, folder: Path, upto: int | str | None = None) -> list[Step]:
+def apply(conn: psycopg.Connection, step: Step, *, examples: bool = False) -> bool:
+    """Run `step` (and its example data when asked) unless already run; True if anything ran now.
+
+    Each runs in one transaction. A step whose file changed since it ran is refused: reset the
+    lab to run the new version.
+    """
+    ran = _run(conn, step.key, step.path, step.sql)
+    if examples and step.examples is not None:
+        ran = _run(conn, f"{step.key}.examples", step.examples, step.example_sql) or ran
+    return ran
+
+
+def apply_upto(
+    conn: psycopg.Connection, folder: Path, upto: int | str | None = None, *, examples: bool = False
+) -> list[Step]:
     """Run every step of `folder` up to and including `upto` (all when None); the ones run now."""
     last = find(folder, upto).number if upto is not None else None
     ran = []
     for step in steps(folder):
         if last is not None and step.number > last:
             break
-        if apply(conn, step):
+        if apply(conn, step, examples=examples):
             ran.append(step)
     return ran

@@ -92,3 +92,11 @@ def test_a_dead_watchdog_is_replaced_on_next_use(own_home):
 
 def test_stop_when_nothing_runs_says_so(own_home):
     assert embedded.stop() is False
+
+
+def test_threads_starting_the_server_at_once_all_get_it(own_home):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        uris = list(pool.map(lambda _: server.resolve().uri, range(8)))
+    assert len(set(uris)) == 1

@@ -80,3 +80,30 @@ def test_an_edited_step_is_refused_until_the_lab_is_reset(tmp_path, fresh_db):
         write(tmp_path, "01_t.sql", "CREATE TABLE t (id bigint);")
         with pytest.raises(PgQueueError, match="changed since this database ran it"):
             schema.apply_upto(conn, tmp_path)
+
+
+def test_companions_attach_to_their_step(tmp_path):
+    write(tmp_path, "01_t.sql", "CREATE TABLE t (id int);")
+    write(tmp_path, "01_t.examples.sql", "INSERT INTO t VALUES (1);")
+    write(tmp_path, "01_t.lesson.sql", "-- name: count\nSELECT count(*) FROM t;\n")
+    (step,) = schema.steps(tmp_path)
+    assert step.examples.name == "01_t.examples.sql"
+    assert list(step.lesson) == ["count"]
+
+
+def test_a_companion_without_its_step_is_refused(tmp_path):
+    write(tmp_path, "01_t.sql", "")
+    write(tmp_path, "01_other.examples.sql", "")
+    with pytest.raises(PgQueueError, match="has no step 01_other.sql"):
+        schema.steps(tmp_path)
+
+
+def test_examples_run_only_when_asked_and_only_once(tmp_path, fresh_db):
+    write(tmp_path, "01_t.sql", "CREATE TABLE t (id int);")
+    write(tmp_path, "01_t.examples.sql", "INSERT INTO t VALUES (1);")
+    with server.connect(fresh_db) as conn:
+        schema.apply_upto(conn, tmp_path)
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+        assert schema.apply_upto(conn, tmp_path, examples=True) == schema.steps(tmp_path)
+        assert schema.apply_upto(conn, tmp_path, examples=True) == []
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (1,)

@@ -1,0 +1,161 @@
+"""The notify/listen worker (POC 1): LISTEN on its own channel, beat, react to the one answer."""
+
+import json
+import random
+import threading
+from dataclasses import dataclass
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from pgqueue import labs, queries
+from pgqueue.errors import PgQueueError
+from pgqueue.events import EventLog
+from pgqueue.heartbeats import Identity, send_heartbeat
+
+POC = "notify-listen"
+KILL = "kill"
+NO_JOB = "No job found"
+
+
+def _q() -> queries.Queries:
+    return queries.load("clients/notify_listen.sql")
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a worker waits and works (the original's values are the defaults)."""
+
+    timeout: float = 3.0  # how long to wait for the answer to a heartbeat
+    idle: float = 1.0  # pause after `No job found`
+    recover: float = 5.0  # pause after no answer, or more than one
+    work: tuple[float, float] = (0.0, 1.0)  # simulated work time, seconds (min, max)
+    serializable: bool = True  # the original's guard against two workers taking one job
+    retries: int = 20  # serialization failures retried per heartbeat
+
+    def __post_init__(self) -> None:
+        low, high = self.work
+        if not 0 <= low <= high:
+            raise PgQueueError(f"work is (min, max) seconds with 0 <= min <= max, got {self.work!r}")
+        for name in ("timeout", "idle", "recover"):
+            if getattr(self, name) < 0:
+                raise PgQueueError(f"{name} must be 0 or more seconds, got {getattr(self, name)!r}")
+
+
+def next_payload(who: Identity, job: dict) -> dict:
+    """What a step hands to the next: a short description, and the chain of payloads so far."""
+    return {
+        "description": f"{who.name} {who.version} handled job {job['job_id']}",
+        "parents": [job["job_payload"]],
+    }
+
+
+class Worker:
+    """One notify/listen worker; `run()` loops until killed (kill switch) or `stop` is set."""
+
+    def __init__(self, who: Identity, options: Options | None = None, log: EventLog | None = None):
+        self.who = who
+        self.options = options or Options()
+        self.log = log or EventLog()
+        self.stop = threading.Event()
+        self.jobs_done = 0
+
+    def _event(self, kind: str, detail: str = "") -> None:
+        self.log.add(self.who.uuid, kind, detail)
+
+    def _connect(self) -> psycopg.Connection:
+        name = f"{labs.WORKER_APPLICATION} {POC} {self.who}"[:63]
+        conn = labs.connect(POC, application_name=name)
+        if self.options.serializable:
+            conn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
+        return conn
+
+    def heartbeat(self, conn: psycopg.Connection) -> None:
+        """Beat in its own transaction; a serialization failure means another worker won: retry."""
+        for attempt in range(self.options.retries + 1):
+            try:
+                with conn.transaction():
+                    send_heartbeat(conn, self.who)
+                return
+            except psycopg.errors.SerializationFailure:
+                self._event("retry", f"serialization failure {attempt + 1}: another worker won the race")
+        raise PgQueueError(f"{self.who}: heartbeat failed {self.options.retries + 1} times in a row")
+
+    def answers(self, conn: psycopg.Connection) -> list[str]:
+        """Beat, then wait up to `timeout` for the answers on this worker's channel."""
+        stale = [n.payload for n in conn.notifies(timeout=0)]
+        if stale:
+            self._event("dropped", f"{len(stale)} answer(s) left from an earlier heartbeat")
+        self.heartbeat(conn)
+        got = [n.payload for n in conn.notifies(timeout=self.options.timeout, stop_after=1)]
+        # everything one commit sends arrives together: anything else is already here
+        return got + [n.payload for n in conn.notifies(timeout=0)]
+
+    def handle_job(self, conn: psycopg.Connection, job: dict) -> None:
+        """Work on the job, then hand over to the next process (or record why that failed)."""
+        self._event("SUCCESS", f"job {job['job_id']} payload {json.dumps(job['job_payload'])}")
+        if self.stop.wait(random.uniform(*self.options.work)):
+            return
+        try:
+            new_id = conn.execute(
+                _q()["create_job"],
+                {"job_id": job["job_id"], "payload": psycopg.types.json.Jsonb(next_payload(self.who, job))},
+            ).fetchone()[0]
+        except psycopg.errors.RaiseException as exc:
+            message = exc.diag.message_primary or str(exc)
+            conn.execute(_q()["record_job_failure"], {"job_id": job["job_id"], "message": message})
+            self._event("failed", message)
+            return
+        self.jobs_done += 1
+        self._event("done", f"job {job['job_id']}" + (f" -> job {new_id}" if new_id else ", end of pipeline"))
+
+    def run(self) -> str:
+        """Loop until killed or stopped; returns why it ended: 'kill' or 'stopped'."""
+        with self._connect() as conn:
+            conn.execute(sql.SQL(_q()["listen"]).format(channel=sql.Identifier(self.who.channel)))
+            self._event("start", f"{self.who} listening on {self.who.channel}")
+            while not self.stop.is_set():
+                answers = self.answers(conn)
+                if len(answers) != 1:
+                    what = "no answer" if not answers else f"{len(answers)} answers"
+                    self._event("error", f"{what} within {self.options.timeout:g} s; starting over")
+                    self.stop.wait(self.options.recover)
+                elif answers[0] == KILL:
+                    self._event("kill", "kill switch set: exiting")
+                    return "kill"
+                elif answers[0] == NO_JOB:
+                    self._event("idle", NO_JOB)
+                    self.stop.wait(self.options.idle)
+                else:
+                    self.handle_job(conn, json.loads(answers[0]))
+        self._event("stop", "stopped")
+        return "stopped"
+
+
+def submit(request_id: int, pipe_id: int, payload: dict | None = None, creator: str = "TheWebsite") -> int:
+    """Create the first job of a pipeline for a request, as an outside caller would; its id."""
+    with labs.connect(POC) as conn:
+        return conn.execute(
+            _q()["create_first_job"],
+            {
+                "request_id": request_id,
+                "pipe_id": pipe_id,
+                "creator": creator,
+                "payload": psycopg.types.json.Jsonb(
+                    payload or {"description": f"request {request_id}", "parents": []}
+                ),
+            },
+        ).fetchone()[0]
+
+
+def jobs() -> pd.DataFrame:
+    """Every job of the notify/listen lab, oldest first."""
+    return pd.read_sql(_q()["jobs"], labs.engine(POC))
+
+
+def job_counts() -> dict[str, int]:
+    """How many jobs wait, run, finished, and how many failures were recorded."""
+    with labs.connect(POC) as conn:
+        cur = conn.execute(_q()["job_counts"])
+        return dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True))

@@ -1,0 +1,14 @@
+-- What kit processes send about heartbeats and kill switches (both queue designs).
+
+-- name: send_heartbeat
+SELECT send_heartbeat(%(uuid)s, %(server)s, %(name)s, %(version)s);
+
+-- name: kill_switch
+SELECT process_kill_switch FROM process_heartbeats WHERE process_uuid = %(uuid)s;
+
+-- name: set_kill_switch
+UPDATE process_heartbeats SET process_kill_switch = %(on)s WHERE process_uuid = %(uuid)s
+RETURNING process_uuid;
+
+-- name: states
+SELECT * FROM process_states(%(stale_after)s);
