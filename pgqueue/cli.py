@@ -1,12 +1,15 @@
 """The command line: `python -m pgqueue` (or `pgqueue`) VERB ..., each verb with its own --help."""
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
 
-from pgqueue import children, embedded, labs, server
+from pgqueue import children, embedded, fleet, heartbeats, labs, options, schema, server
 from pgqueue.errors import PgQueueError
+from pgqueue.events import EventLog
+from pgqueue.heartbeats import Identity
 from pgqueue.paths import NOTEBOOKS_DIR
 
 POCS = list(labs.DESIGNS)
@@ -102,6 +105,78 @@ def lab(args: argparse.Namespace) -> int:
         return 0
 
 
+def setup(args: argparse.Namespace) -> int:
+    """Rebuild a lab from sql/ (up to a step), with the example data if asked."""
+    labs.reset(args.poc, args.upto, examples=args.examples)
+    with labs.connect(args.poc) as conn:
+        done = list(schema.applied(conn))
+    print(f"lab {args.poc} (database {labs.database(args.poc)}) rebuilt: {', '.join(done) or 'no steps'}")
+    return 0
+
+
+def worker(args: argparse.Namespace) -> int:
+    """Run one worker in the foreground, one printed line per event, until killed or Ctrl-C."""
+    module = fleet.worker_module(args.poc)
+    opts = options.chosen(module.Options, args, _option_names())
+    who = Identity.new(args.process, args.version, args.uuid)
+    run = module.Worker(who, opts, EventLog(echo=True))
+
+    def stop(signum, frame):
+        run.stop.set()  # finish the current step, then leave
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    run.run()
+    return 0
+
+
+def submit(args: argparse.Namespace) -> int:
+    """Create work for a pipeline, as an outside caller would."""
+    module = fleet.worker_module(args.poc)
+    for _ in range(args.count):
+        job = module.submit(args.pipe)
+        print(f"job {job} created for pipeline {args.pipe}")
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    """Print the workers (heartbeat age, alive / stale / killed) and job counts of labs."""
+    pocs = [args.poc] if args.poc else [p for p in fleet.WORKER_MODULES if labs.exists(p)]
+    if not pocs:
+        print("no lab has been set up yet: python -m pgqueue setup --poc NAME --examples")
+    for poc in pocs:
+        print(f"== lab {poc} (database {labs.database(poc)})")
+        if not labs.exists(poc):
+            print(f"   not set up yet: python -m pgqueue setup --poc {poc} --examples")
+            continue
+        counts = fleet.worker_module(poc).job_counts()
+        print("jobs:    " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+        workers = heartbeats.states(poc)
+        print(f"workers: {len(workers)} registered")
+        if len(workers):
+            print(workers.to_string(index=False))
+    return 0
+
+
+def kill(args: argparse.Namespace) -> int:
+    """Set a worker's kill switch: it exits the next time it asks for work."""
+    pocs = [args.poc] if args.poc else [p for p in fleet.WORKER_MODULES if labs.exists(p)]
+    for poc in pocs:
+        try:
+            heartbeats.set_kill_switch(poc, args.uuid)
+        except PgQueueError:
+            continue
+        print(f"kill switch set for {args.uuid} in lab {poc}: it exits at its next heartbeat")
+        return 0
+    raise PgQueueError(f"no worker {args.uuid!r} has sent a heartbeat in lab(s) {', '.join(pocs)}")
+
+
+def _option_names() -> set[str]:
+    return {
+        f.name for kind in fleet.WORKER_MODULES for f in dataclasses.fields(fleet.worker_module(kind).Options)
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every verb."""
     parser = argparse.ArgumentParser(
@@ -138,6 +213,59 @@ def build_parser() -> argparse.ArgumentParser:
     lab_parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
     lab_parser.add_argument("jupyter_args", nargs="*", help=argparse.SUPPRESS)
     lab_parser.set_defaults(func=lab)
+
+    setup_parser = verbs.add_parser(
+        "setup",
+        help="rebuild a lab database from sql/",
+        description="Rebuild a lab database from sql/: drops it (after asking its workers to stop), "
+        "then runs its numbered steps.",
+    )
+    setup_parser.add_argument("--poc", choices=POCS, required=True, help="which lab")
+    setup_parser.add_argument("--upto", help="stop after this step (number or name)")
+    setup_parser.add_argument("--examples", action="store_true", help="load the example data too")
+    setup_parser.set_defaults(func=setup)
+
+    worker_parser = verbs.add_parser(
+        "worker",
+        help="run one worker in the foreground",
+        description="Run one worker of process PROCESS VERSION in the foreground, printing one line "
+        "per event, until its kill switch is set (or Ctrl-C).",
+    )
+    worker_parser.add_argument(
+        "--poc", choices=list(fleet.WORKER_MODULES), required=True, help="which queue design"
+    )
+    worker_parser.add_argument("process", help="process name, e.g. first_process")
+    worker_parser.add_argument("version", help="process version, e.g. 1.0.0")
+    worker_parser.add_argument("--uuid", help="12 hex characters (default: random)")
+    options.add_union(worker_parser, {k: fleet.worker_module(k).Options for k in fleet.WORKER_MODULES})
+    worker_parser.set_defaults(func=worker)
+
+    submit_parser = verbs.add_parser(
+        "submit",
+        help="create work for a pipeline",
+        description="Create work for a pipeline, as an outside caller would.",
+    )
+    submit_parser.add_argument("--poc", choices=list(fleet.WORKER_MODULES), required=True, help="which lab")
+    submit_parser.add_argument("--pipe", type=int, required=True, help="pipeline id")
+    submit_parser.add_argument("--count", type=int, default=1, help="how many requests (default 1)")
+    submit_parser.set_defaults(func=submit)
+
+    status_parser = verbs.add_parser(
+        "status",
+        help="workers and job counts of the labs",
+        description="Print the workers and job counts of the labs.",
+    )
+    status_parser.add_argument("--poc", choices=list(fleet.WORKER_MODULES), help="one lab only")
+    status_parser.set_defaults(func=status)
+
+    kill_parser = verbs.add_parser(
+        "kill",
+        help="set a worker's kill switch",
+        description="Set a worker's kill switch: it exits at its next heartbeat.",
+    )
+    kill_parser.add_argument("uuid", help="the worker's uuid (see `status`)")
+    kill_parser.add_argument("--poc", choices=list(fleet.WORKER_MODULES), help="its lab (default: search)")
+    kill_parser.set_defaults(func=kill)
     return parser
 
 

@@ -77,13 +77,8 @@ def set_kill_switch(poc: str, uuid: str, on: bool = True) -> None:
 
 def states(poc: str, stale_after: float = STALE_AFTER) -> pd.DataFrame:
     """Every process that ever beat in a lab, with its heartbeat age and alive / stale / killed."""
-    frame = pd.read_sql(
-        _q()["states"],
-        labs.engine(poc),
-        params={"stale_after": pd.Timedelta(seconds=stale_after).to_pytimedelta()},
-    )
-    frame["beat_age"] = frame["beat_age"].dt.total_seconds().round(1)
-    return frame.rename(columns={"beat_age": "beat_age_s"})
+    stale = pd.Timedelta(seconds=stale_after).to_pytimedelta()
+    return pd.read_sql(_q()["states"], labs.engine(poc), params={"stale_after": stale})
 
 
 class Beater:

@@ -3,7 +3,7 @@
 import json
 import random
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import psycopg
@@ -27,12 +27,14 @@ def _q() -> queries.Queries:
 class Options:
     """How a worker waits and works (the original's values are the defaults)."""
 
-    timeout: float = 3.0  # how long to wait for the answer to a heartbeat
-    idle: float = 1.0  # pause after `No job found`
-    recover: float = 5.0  # pause after no answer, or more than one
-    work: tuple[float, float] = (0.0, 1.0)  # simulated work time, seconds (min, max)
-    serializable: bool = True  # the original's guard against two workers taking one job
-    retries: int = 20  # serialization failures retried per heartbeat
+    timeout: float = field(default=3.0, metadata={"help": "seconds to wait for the answer to a beat"})
+    idle: float = field(default=1.0, metadata={"help": "seconds to pause after 'No job found'"})
+    recover: float = field(default=5.0, metadata={"help": "seconds to pause after no answer, or several"})
+    work: tuple[float, float] = field(default=(0.0, 1.0), metadata={"help": "simulated work, seconds"})
+    serializable: bool = field(
+        default=True, metadata={"help": "beat SERIALIZABLE: the original's guard against two owners"}
+    )
+    retries: int = field(default=20, metadata={"help": "serialization failures retried per beat"})
 
     def __post_init__(self) -> None:
         low, high = self.work
@@ -133,20 +135,24 @@ class Worker:
         return "stopped"
 
 
-def submit(request_id: int, pipe_id: int, payload: dict | None = None, creator: str = "TheWebsite") -> int:
-    """Create the first job of a pipeline for a request, as an outside caller would; its id."""
+def submit(
+    pipe_id: int, request_id: int | None = None, payload: dict | None = None, creator: str = "TheWebsite"
+) -> int:
+    """Create the first job of a pipeline for a request (the next free one by default); the job id."""
     with labs.connect(POC) as conn:
-        return conn.execute(
-            _q()["create_first_job"],
-            {
-                "request_id": request_id,
-                "pipe_id": pipe_id,
-                "creator": creator,
-                "payload": psycopg.types.json.Jsonb(
-                    payload or {"description": f"request {request_id}", "parents": []}
-                ),
-            },
-        ).fetchone()[0]
+        if request_id is None:
+            request_id = conn.execute(_q()["next_request_id"]).fetchone()[0]
+        payload = payload or {"description": f"request {request_id}", "parents": []}
+        params = {
+            "request_id": request_id,
+            "pipe_id": pipe_id,
+            "creator": creator,
+            "payload": psycopg.types.json.Jsonb(payload),
+        }
+        try:
+            return conn.execute(_q()["create_first_job"], params).fetchone()[0]
+        except psycopg.errors.RaiseException as exc:
+            raise PgQueueError(exc.diag.message_primary) from None
 
 
 def jobs() -> pd.DataFrame:

@@ -11,4 +11,7 @@ UPDATE process_heartbeats SET process_kill_switch = %(on)s WHERE process_uuid = 
 RETURNING process_uuid;
 
 -- name: states
-SELECT * FROM process_states(%(stale_after)s);
+SELECT process_uuid, process_name, process_version, server_name,
+       round(extract(epoch FROM beat_age)::numeric, 1)::float8 AS beat_age_s,
+       process_busy, process_kill_switch, state
+  FROM process_states(%(stale_after)s);

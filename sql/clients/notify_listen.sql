@@ -25,3 +25,6 @@ SELECT job_id, request_id, pipe_id, job_process_name, job_process_version,
        job_assigned_process_uuid, job_finished, job_create_timestamp, job_assign_timestamp,
        job_finished_timestamp, job_process_config, job_payload
   FROM job_queue ORDER BY job_id;
+
+-- name: next_request_id
+SELECT coalesce(max(request_id), 0) + 1 FROM job_queue;

@@ -1,0 +1,256 @@
+"""Many workers at once: start them as threads or OS processes, list, stop, hard-kill, clean up."""
+
+import contextlib
+import importlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from pgqueue import children, heartbeats, labs, options
+from pgqueue.errors import PgQueueError
+from pgqueue.events import Event, EventLog
+from pgqueue.heartbeats import Identity
+from pgqueue.wait import Timeout, until
+
+# The module that holds each design's Worker and Options.
+WORKER_MODULES = {"notify-listen": "pgqueue.notify_listen"}
+MODES = ("thread", "process")
+
+
+def worker_module(poc: str):
+    """The module with the `Worker` and `Options` of a design."""
+    labs.check_poc(poc)
+    if poc not in WORKER_MODULES:
+        raise PgQueueError(f"lab {poc!r} has no workers yet; these do: {', '.join(WORKER_MODULES)}")
+    return importlib.import_module(WORKER_MODULES[poc])
+
+
+@dataclass
+class Member:
+    """One worker of a fleet: a thread in this process, or an OS process with its own log."""
+
+    who: Identity
+    mode: str
+    worker: object | None = None  # thread mode: the Worker
+    thread: threading.Thread | None = None
+    process: subprocess.Popen | None = None  # process mode
+    log_path: Path | None = None
+    result: dict = field(default_factory=dict)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the worker still runs."""
+        if self.thread is not None:
+            return self.thread.is_alive()
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int:
+        """The worker's OS process (this one, for a thread)."""
+        return self.process.pid if self.process is not None else os.getpid()
+
+    def events(self, log: EventLog) -> list[Event]:
+        """What the worker reported so far."""
+        if self.thread is not None:
+            return [e for e in log.events() if e.uuid == self.who.uuid]
+        lines = self.log_path.read_text(errors="replace").splitlines() if self.log_path else []
+        return [e for e in map(_parse_line, lines) if e is not None]
+
+
+def _parse_line(line: str) -> Event | None:
+    parts = line.split(" ", 3)
+    if len(parts) < 3 or len(parts[1]) != 12:
+        return None  # not an event line (e.g. a traceback)
+    clock = pd.Timestamp.today().normalize() + pd.Timedelta(parts[0])
+    return Event(clock.timestamp(), parts[1], parts[2], parts[3] if len(parts) > 3 else "")
+
+
+class Fleet:
+    """The workers one notebook (or one `demo`) started in one lab; `close()` stops them all."""
+
+    def __init__(self, poc: str, log: EventLog | None = None) -> None:
+        self.poc = poc
+        self.module = worker_module(poc)
+        self.log = log or EventLog()
+        self._members: dict[str, Member] = {}
+        self._logs = Path(tempfile.mkdtemp(prefix="pgqueue-fleet-"))
+        self._all: list[Member] = []
+        # runs on close(), when the fleet is garbage, or at interpreter exit (a kernel shutting
+        # down), whichever comes first: workers never outlive the notebook that started them
+        self._finalizer = weakref.finalize(self, _close_all, self._all, self._logs)
+
+    # --- starting -------------------------------------------------------------------------
+
+    def start(
+        self, name: str, version: str, count: int = 1, *, mode: str = "thread", worker_options=None
+    ) -> list[Member]:
+        """Start `count` workers of process `name` `version`; their members."""
+        if mode not in MODES:
+            raise PgQueueError(f"mode is 'thread' or 'process', got {mode!r}")
+        if not isinstance(count, int) or count < 1:
+            raise PgQueueError(f"count is a whole number of workers, 1 or more, got {count!r}")
+        opts = worker_options or self.module.Options()
+        started = []
+        for _ in range(count):
+            who = Identity.new(name, version)
+            member = self._start_thread(who, opts) if mode == "thread" else self._start_process(who, opts)
+            self._members[who.uuid] = member
+            self._all.append(member)
+            started.append(member)
+        return started
+
+    def launch(
+        self, plan: Iterable[tuple[str, str, int]], *, mode: str = "thread", worker_options=None
+    ) -> list[Member]:
+        """Start several kinds at once: (name, version, count) each."""
+        return [
+            m
+            for name, version, count in plan
+            for m in self.start(name, version, count, mode=mode, worker_options=worker_options)
+        ]
+
+    def _start_thread(self, who: Identity, opts) -> Member:
+        worker = self.module.Worker(who, opts, self.log)
+        member = Member(who, "thread", worker=worker)
+
+        def run() -> None:
+            try:
+                member.result["ended"] = worker.run()
+            except Exception as exc:  # reported as an event: a background thread must not print
+                self.log.add(who.uuid, "crash", f"{type(exc).__name__}: {exc}")
+                member.result["ended"] = "crash"
+
+        member.thread = threading.Thread(target=run, name=f"worker {who}", daemon=True)
+        member.thread.start()
+        return member
+
+    def _start_process(self, who: Identity, opts) -> Member:
+        log_path = self._logs / f"{who.uuid}.log"
+        argv = [
+            sys.executable,
+            "-m",
+            "pgqueue",
+            "worker",
+            "--poc",
+            self.poc,
+            who.name,
+            who.version,
+            "--uuid",
+            who.uuid,
+            *options.to_argv(opts),
+        ]
+        with open(log_path, "w") as log:
+            proc = children.spawn(argv, stdout=log, stderr=subprocess.STDOUT)
+        return Member(who, "process", process=proc, log_path=log_path)
+
+    # --- looking ----------------------------------------------------------------------------
+
+    def members(self, alive: bool | None = None) -> list[Member]:
+        """The workers started here (only live or only ended ones when `alive` is given)."""
+        return [m for m in self._members.values() if alive is None or m.alive == alive]
+
+    def member(self, uuid: str) -> Member:
+        """One worker by uuid."""
+        try:
+            return self._members[uuid]
+        except KeyError:
+            raise PgQueueError(f"no worker {uuid!r} in this fleet") from None
+
+    def table(self) -> pd.DataFrame:
+        """One row per worker: who, how it runs, whether it runs, its heartbeat state."""
+        rows = [
+            {
+                "uuid": m.who.uuid,
+                "name": m.who.name,
+                "version": m.who.version,
+                "mode": m.mode,
+                "pid": m.pid,
+                "running": m.alive,
+            }
+            for m in self._members.values()
+        ]
+        frame = pd.DataFrame(rows, columns=["uuid", "name", "version", "mode", "pid", "running"])
+        beats = heartbeats.states(self.poc)[["process_uuid", "beat_age_s", "process_busy", "state"]]
+        return frame.merge(beats.rename(columns={"process_uuid": "uuid"}), on="uuid", how="left")
+
+    def events(self) -> pd.DataFrame:
+        """Everything the workers reported, oldest first."""
+        rows = [
+            {"at": pd.Timestamp(e.at, unit="s"), "uuid": e.uuid, "event": e.kind, "detail": e.detail}
+            for m in self._members.values()
+            for e in m.events(self.log)
+        ]
+        frame = pd.DataFrame(rows, columns=["at", "uuid", "event", "detail"])
+        return frame.sort_values("at", kind="stable").reset_index(drop=True)
+
+    # --- stopping ---------------------------------------------------------------------------
+
+    def kill(self, uuid: str) -> None:
+        """Flip the worker's kill switch (the original's way): it exits at its next heartbeat."""
+        self.member(uuid)
+        heartbeats.set_kill_switch(self.poc, uuid)
+
+    def wait_exited(self, uuid: str, timeout: float) -> None:
+        """Wait until the worker has exited; Timeout if it has not within `timeout` s."""
+        member = self.member(uuid)
+        until(lambda: not member.alive, timeout, f"worker {member.who} exiting")
+        if member.process is not None:
+            member.process.wait()  # reap: no zombie left behind
+
+    def stop(self, uuids: Iterable[str] | None = None, timeout: float = 10.0) -> None:
+        """Stop workers (all by default): kill switch first, then force after `timeout` s."""
+        targets = [self.member(u) for u in uuids] if uuids is not None else self.members(alive=True)
+        for member in targets:
+            # a worker that never beat has no switch yet: force stops it below
+            with contextlib.suppress(PgQueueError):
+                heartbeats.set_kill_switch(self.poc, member.who.uuid)
+        for member in targets:
+            try:
+                self.wait_exited(member.who.uuid, timeout)
+            except Timeout:
+                _force(member)
+
+    def hard_kill(self, uuid: str) -> int:
+        """SIGKILL a process worker (no cleanup at all: what a crash looks like); its exit code."""
+        member = self.member(uuid)
+        if member.process is None:
+            raise PgQueueError(f"worker {member.who} is a thread: only process workers can be killed")
+        os.killpg(member.process.pid, signal.SIGKILL)
+        return member.process.wait()
+
+    def close(self) -> None:
+        """Stop every worker now (no kill switch) and remove the fleet's log folder."""
+        self._finalizer()
+
+    def __enter__(self) -> "Fleet":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _force(member: Member) -> None:
+    if member.worker is not None:
+        member.worker.stop.set()
+        member.thread.join(10)
+    elif member.process is not None and member.process.poll() is None:
+        children.stop(member.process, timeout=5)
+
+
+def _close_all(members: list[Member], logs: Path) -> None:
+    for member in members:
+        if member.alive:
+            _force(member)
+        elif member.process is not None:
+            member.process.wait()
+    shutil.rmtree(logs, ignore_errors=True)
