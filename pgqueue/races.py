@@ -1,0 +1,79 @@
+"""Races made reproducible: two workers on two connections, interleaved step by step, not by luck."""
+
+import json
+import threading
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from pgqueue import labs, queries
+from pgqueue.heartbeats import Identity, send_heartbeat
+from pgqueue.notify_listen import POC, Options, Worker
+from pgqueue.wait import until
+
+
+@dataclass(frozen=True)
+class HeartbeatRace:
+    """What two workers of one process heard when they beat for the same single job."""
+
+    serializable: bool
+    first: str  # what the first worker heard
+    second: str  # what the second heard
+    retries: int  # serialization failures the second worker retried
+    owner: str  # the uuid the job is assigned to
+
+    def job_ids(self) -> list[int]:
+        """The job ids each worker received (0, 1 or 2 of them)."""
+        return [json.loads(a)["job_id"] for a in (self.first, self.second) if a.startswith("{")]
+
+    @property
+    def double_handout(self) -> bool:
+        """Whether both workers were handed the job."""
+        return len(self.job_ids()) == 2
+
+
+def _waiting_on_lock(pid: int) -> bool:
+    with labs.connect(POC) as conn:
+        row = conn.execute(queries.load("clients/races.sql")["wait_event"], {"pid": pid}).fetchone()
+    return row is not None and row[0] == "Lock"
+
+
+def heartbeat_race(name: str, version: str, serializable: bool) -> HeartbeatRace:
+    """Two workers of `name version` beat at once while one job waits for that process.
+
+    The interleaving is forced: the first worker's heartbeat takes the job inside an open
+    transaction; the second beats (for real, with the worker's own retry loop) and blocks on
+    the job's row lock; only then does the first commit.
+    """
+    opts = Options(serializable=serializable)
+    first_who, second_who = Identity.new(name, version), Identity.new(name, version)
+    second = Worker(second_who, opts)
+    level = psycopg.IsolationLevel.SERIALIZABLE if serializable else psycopg.IsolationLevel.READ_COMMITTED
+    listen = queries.load("clients/notify_listen.sql")["listen"]
+    with labs.connect(POC) as a, labs.connect(POC) as b:
+        a.isolation_level = b.isolation_level = level
+        for conn, who in ((a, first_who), (b, second_who)):
+            conn.execute(sql.SQL(listen).format(channel=sql.Identifier(who.channel)))
+
+        heard_b: list[str] = []
+
+        def second_worker_beats() -> None:
+            second.heartbeat(b)  # blocks, then commits or retries as the real worker does
+            heard_b.extend(n.payload for n in b.notifies(timeout=opts.timeout, stop_after=1))
+
+        racer = threading.Thread(target=second_worker_beats)
+        with a.transaction():
+            send_heartbeat(a, first_who)  # takes the job; its answer waits for the commit
+            racer.start()
+            until(lambda: _waiting_on_lock(b.info.backend_pid), 10, "the second worker blocking")
+        # committed: the second worker's UPDATE of the job row now goes ahead
+        racer.join(opts.timeout + 5)
+        heard_a = [n.payload for n in a.notifies(timeout=opts.timeout, stop_after=1)]
+        owner = a.execute(
+            queries.load("clients/races.sql")["owner"], {"name": name, "version": version}
+        ).fetchone()[0]
+    retries = second.log.kinds().count("retry")
+    return HeartbeatRace(
+        serializable, heard_a[0] if heard_a else "", heard_b[0] if heard_b else "", retries, owner
+    )
