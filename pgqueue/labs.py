@@ -5,6 +5,7 @@ import os
 import re
 from pathlib import Path
 
+import pandas as pd
 import psycopg
 import sqlalchemy
 from psycopg import sql
@@ -118,14 +119,14 @@ def stop_workers(poc: str, wait: float = STOP_WAIT) -> int:
 
 
 def reset(poc: str, upto: int | str | None = None, *, examples: bool = False, wait: float = STOP_WAIT) -> str:
-    """Recreate a lab from sql/ up to step `upto` (every step when None), with example data if asked.
+    """Recreate a lab from sql/ up to step `upto` (all when None, none when 0), examples if asked.
 
     Workers still registered in the lab are asked to stop first (their kill switch); any still
     connected after `wait` seconds are disconnected by the drop.
     """
     name = database(poc)
     folder = sql_folder(poc)
-    if upto is not None:
+    if upto not in (None, 0):
         schema.find(folder, upto)  # a bad step name fails before anything is dropped
     q = _q()
     with server.connect() as admin:
@@ -169,3 +170,8 @@ def engine(poc: str) -> sqlalchemy.Engine:
             pool_pre_ping=True,
         )
     return _engines[key]
+
+
+def frame(poc: str, query: str, **params) -> pd.DataFrame:
+    """The rows of a query on a lab's database as a DataFrame (values as %(name)s parameters)."""
+    return pd.read_sql(query, engine(poc), params=params or None)

@@ -45,6 +45,11 @@ class Options:
                 raise PgQueueError(f"{name} must be 0 or more seconds, got {getattr(self, name)!r}")
 
 
+def listen(conn: psycopg.Connection, who: Identity) -> None:
+    """LISTEN on the process's own channel (its name quoted as an identifier, never formatted)."""
+    conn.execute(sql.SQL(_q()["listen"]).format(channel=sql.Identifier(who.channel)))
+
+
 def next_payload(who: Identity, job: dict) -> dict:
     """What a step hands to the next: a short description, and the chain of payloads so far."""
     return {
@@ -115,7 +120,7 @@ class Worker:
     def run(self) -> str:
         """Loop until killed or stopped; returns why it ended: 'kill' or 'stopped'."""
         with self._connect() as conn:
-            conn.execute(sql.SQL(_q()["listen"]).format(channel=sql.Identifier(self.who.channel)))
+            listen(conn, self.who)
             self._event("start", f"{self.who} listening on {self.who.channel}")
             while not self.stop.is_set():
                 answers = self.answers(conn)

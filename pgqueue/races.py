@@ -5,11 +5,10 @@ import threading
 from dataclasses import dataclass
 
 import psycopg
-from psycopg import sql
 
 from pgqueue import labs, queries
 from pgqueue.heartbeats import Identity, send_heartbeat
-from pgqueue.notify_listen import POC, Options, Worker
+from pgqueue.notify_listen import POC, Options, Worker, listen
 from pgqueue.wait import until
 
 
@@ -50,11 +49,10 @@ def heartbeat_race(name: str, version: str, serializable: bool) -> HeartbeatRace
     first_who, second_who = Identity.new(name, version), Identity.new(name, version)
     second = Worker(second_who, opts)
     level = psycopg.IsolationLevel.SERIALIZABLE if serializable else psycopg.IsolationLevel.READ_COMMITTED
-    listen = queries.load("clients/notify_listen.sql")["listen"]
     with labs.connect(POC) as a, labs.connect(POC) as b:
         a.isolation_level = b.isolation_level = level
-        for conn, who in ((a, first_who), (b, second_who)):
-            conn.execute(sql.SQL(listen).format(channel=sql.Identifier(who.channel)))
+        listen(a, first_who)
+        listen(b, second_who)
 
         heard_b: list[str] = []
 

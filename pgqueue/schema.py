@@ -150,7 +150,9 @@ def apply(conn: psycopg.Connection, step: Step, *, examples: bool = False) -> bo
 def apply_upto(
     conn: psycopg.Connection, folder: Path, upto: int | str | None = None, *, examples: bool = False
 ) -> list[Step]:
-    """Run every step of `folder` up to and including `upto` (all when None); the ones run now."""
+    """Run every step of `folder` up to and including `upto` (all when None, none when 0)."""
+    if upto == 0:
+        return []
     last = find(folder, upto).number if upto is not None else None
     ran = []
     for step in steps(folder):

@@ -17,7 +17,20 @@ from pgqueue.cli import build_parser
 from pgqueue.wait import until
 from tests.conftest import REPO, processes_of, run_cli
 
-VERBS = [[], ["db"], ["db", "start"], ["db", "stop"], ["db", "status"], ["db", "url"], ["lab"]]
+VERBS = [
+    [],
+    ["db"],
+    ["db", "start"],
+    ["db", "stop"],
+    ["db", "status"],
+    ["db", "url"],
+    ["lab"],
+    ["setup"],
+    ["worker"],
+    ["submit"],
+    ["status"],
+    ["kill"],
+]
 
 
 @pytest.mark.parametrize("verb", VERBS, ids=lambda v: " ".join(v) or "pgqueue")
@@ -148,3 +161,27 @@ def test_lab_serves_the_notebooks_and_ctrl_c_leaves_nothing_running(own_home, tm
             lab.kill()
             lab.wait()
         log.close()
+
+
+def test_setup_rebuilds_a_lab_from_its_steps():
+    result = run_cli("setup", "--poc", "notify-listen", "--examples")
+    assert result.returncode == 0, result.stderr
+    assert "01_pipelines, 01_pipelines.examples, 02_heartbeats" in result.stdout
+    result = run_cli("setup", "--poc", "notify-listen", "--upto", "nope")
+    assert result.returncode == 1 and "no step 'nope'" in result.stderr
+
+
+def test_bad_worker_options_are_named_with_their_value():
+    result = run_cli("worker", "--poc", "notify-listen", "p", "1", "--work", "2", "1")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "pgqueue: error: work is (min, max) seconds with 0 <= min <= max, got (2.0, 1.0)"
+    )
+    result = run_cli("worker", "--poc", "notify-listen", "p", "1", "--uuid", "NOT-HEX")
+    assert result.returncode == 1 and "'NOT-HEX'" in result.stderr
+
+
+def test_kill_of_an_unknown_worker_is_an_error():
+    run_cli("setup", "--poc", "notify-listen")
+    result = run_cli("kill", "ffffffffffff")
+    assert result.returncode == 1 and "no worker 'ffffffffffff'" in result.stderr

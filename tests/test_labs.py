@@ -120,3 +120,12 @@ def test_engine_reads_frames_and_survives_a_reset(design):
     labs.reset("single-call")  # drops the database under the engine's pooled connection
     assert len(pd.read_sql("SELECT id FROM jobs", engine)) == 2
     engine.dispose()
+
+
+def test_reset_to_step_zero_leaves_an_empty_lab_and_frame_reads_queries(design):
+    (design / "01_jobs.sql").write_text("CREATE TABLE jobs (id int); INSERT INTO jobs VALUES (3);")
+    labs.reset("single-call", upto=0)
+    with labs.connect("single-call") as conn:
+        assert conn.execute("SELECT to_regclass('jobs')").fetchone() == (None,)
+    labs.apply("single-call", 1)
+    assert labs.frame("single-call", "SELECT id FROM jobs WHERE id > %(low)s", low=1)["id"].tolist() == [3]

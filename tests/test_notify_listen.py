@@ -4,7 +4,6 @@ import json
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from pgqueue import PgQueueError, fleet, heartbeats, labs, notify_listen, races
 from pgqueue.heartbeats import Identity
@@ -25,7 +24,7 @@ def lab():
 
 def listening(who: Identity) -> psycopg.Connection:
     conn = labs.connect(POC)
-    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(who.channel)))
+    notify_listen.listen(conn, who)
     return conn
 
 

@@ -34,3 +34,6 @@ SELECT p.pipe_name, p.pipe_version, pp.process_order
   JOIN pipelines p USING (pipe_id)
  WHERE pp.process_name = %(name)s AND pp.process_version = %(version)s
  ORDER BY p.pipe_id;
+
+-- name: neighbours
+SELECT * FROM process_neighbours ORDER BY pipe_id, process_order;
