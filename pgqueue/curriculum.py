@@ -35,14 +35,14 @@ LESSONS = [
         "01-model-pipelines.ipynb",
         "pipelines, their processes, the previous-process view",
         "shared model",
-        "sql/notify_listen/01_*",
+        "sql/shared/01_*",
         "labs, schema",
     ),
     Lesson(
         "02-send-heartbeats.ipynb",
         "heartbeats instead of service discovery, the kill switch",
         "shared model",
-        "sql/notify_listen/02_*",
+        "sql/shared/02_*",
         "notify_listen",
     ),
     Lesson(

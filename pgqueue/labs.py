@@ -16,12 +16,15 @@ from pgqueue.paths import SQL_DIR
 from pgqueue.wait import Timeout
 from pgqueue.wait import until as wait_until
 
-# The POC names of the command line and the sql/ folder that builds each design.
+# The POC names of the command line and the sql/ folder of each design (it names the database).
 DESIGNS = {
     "notify-listen": "notify_listen",
     "single-call": "single_call",
     "hardened": "hardened",
 }
+# Designs that start from the model lessons 01-02 build (pipelines, heartbeats).
+SHARED = "shared"
+BUILT_ON_SHARED = {"notify-listen", "single-call"}
 PREFIX_ENV = "PGQUEUE_DB_PREFIX"  # lets tests keep their databases apart from a learner's
 DEFAULT_PREFIX = "pgqueue_"
 # Workers name their connections with this prefix, so a reset can tell them from notebooks.
@@ -51,19 +54,20 @@ def database(poc: str) -> str:
     return prefix() + DESIGNS[check_poc(poc)]
 
 
-def sql_folder(poc: str) -> Path:
-    """The folder of numbered steps that builds a lab."""
-    return SQL_DIR / DESIGNS[check_poc(poc)]
+def sql_folders(poc: str) -> list[Path]:
+    """The folders whose numbered steps build a lab, in order (shared/ first where it applies)."""
+    own = SQL_DIR / DESIGNS[check_poc(poc)]
+    return [SQL_DIR / SHARED, own] if poc in BUILT_ON_SHARED else [own]
 
 
 def steps(poc: str) -> list[schema.Step]:
     """The schema steps of a lab, in order."""
-    return schema.steps(sql_folder(poc))
+    return schema.steps(sql_folders(poc))
 
 
 def step(poc: str, which: int | str) -> schema.Step:
     """One schema step of a lab (by number or name); displays its SQL in a notebook."""
-    return schema.find(sql_folder(poc), which)
+    return schema.find(sql_folders(poc), which)
 
 
 def _q():
@@ -125,9 +129,9 @@ def reset(poc: str, upto: int | str | None = None, *, examples: bool = False, wa
     connected after `wait` seconds are disconnected by the drop.
     """
     name = database(poc)
-    folder = sql_folder(poc)
+    folders = sql_folders(poc)
     if upto not in (None, 0):
-        schema.find(folder, upto)  # a bad step name fails before anything is dropped
+        schema.find(folders, upto)  # a bad step name fails before anything is dropped
     q = _q()
     with server.connect() as admin:
         admin.execute(q["lock_lab"], {"name": name})
@@ -137,9 +141,9 @@ def reset(poc: str, upto: int | str | None = None, *, examples: bool = False, wa
             admin.execute(sql.SQL(q["create_database"]).format(db=sql.Identifier(name)))
         finally:
             admin.execute(q["unlock_lab"], {"name": name})
-    if folder.is_dir():
+    if all(folder.is_dir() for folder in folders):
         with connect(poc) as conn:
-            schema.apply_upto(conn, folder, upto, examples=examples)
+            schema.apply_upto(conn, folders, upto, examples=examples)
     return url(poc, create=False)
 
 

@@ -6,6 +6,7 @@ A step may have two companions: `NN_name.examples.sql` (example data, applied on
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -70,49 +71,56 @@ def _checksum(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def steps(folder: Path) -> list[Step]:
-    """The steps in `folder`, ordered by number; a malformed or duplicate number is an error."""
-    if not folder.is_dir():
-        raise PgQueueError(f"no schema folder {str(folder)!r}")
+def steps(folders: Path | Sequence[Path]) -> list[Step]:
+    """The steps of one folder, or of several together (e.g. shared/ then the design's own).
+
+    Ordered by number; a malformed name or a number used twice is an error. A companion file
+    in a later folder replaces one of the same name in an earlier folder, so a design can give
+    a shared step its own example data.
+    """
+    folders = [folders] if isinstance(folders, Path) else list(folders)
     found: dict[int, Step] = {}
     companions: dict[tuple[str, str], Path] = {}
-    for path in sorted(folder.glob("*.sql")):
-        companion = _COMPANION_FILE.match(path.name)
-        if companion:
-            companions[(companion.group(1), companion.group(2))] = path
-            continue
-        match = _STEP_FILE.match(path.name)
-        if not match:
-            raise PgQueueError(
-                f"{path.name!r} in {folder} is not named NN_name.sql (or NN_name.examples.sql, "
-                "NN_name.lesson.sql)"
-            )
-        number = int(match.group(1))
-        if number in found:
-            raise PgQueueError(
-                f"two steps numbered {number:02d} in {folder}: {found[number].path.name!r} and {path.name!r}"
-            )
-        found[number] = Step(number, match.group(2), path)
+    for folder in folders:
+        if not folder.is_dir():
+            raise PgQueueError(f"no schema folder {str(folder)!r}")
+        for path in sorted(folder.glob("*.sql")):
+            companion = _COMPANION_FILE.match(path.name)
+            if companion:
+                companions[(companion.group(1), companion.group(2))] = path
+                continue
+            match = _STEP_FILE.match(path.name)
+            if not match:
+                raise PgQueueError(
+                    f"{path.name!r} in {folder} is not named NN_name.sql (or NN_name.examples.sql, "
+                    "NN_name.lesson.sql)"
+                )
+            number = int(match.group(1))
+            if number in found:
+                raise PgQueueError(
+                    f"two steps numbered {number:02d}: {str(found[number].path)!r} and {str(path)!r}"
+                )
+            found[number] = Step(number, match.group(2), path)
     by_key = {step.key: step for step in found.values()}
     for (key, kind), path in companions.items():
         if key not in by_key:
-            raise PgQueueError(f"{path.name!r} in {folder} has no step {key}.sql")
+            raise PgQueueError(f"{path.name!r} in {path.parent} has no step {key}.sql")
         step = by_key[key]
         field = "examples" if kind == "examples" else "lesson_path"
         found[step.number] = by_key[key] = replace(step, **{field: path})
     return [found[n] for n in sorted(found)]
 
 
-def find(folder: Path, which: int | str) -> Step:
+def find(folders: Path | Sequence[Path], which: int | str) -> Step:
     """One step by number (3 or '03'), name ('heartbeats') or key ('03_heartbeats')."""
-    all_steps = steps(folder)
+    all_steps = steps(folders)
     for step in all_steps:
         if which in (step.number, step.name, step.key) or (
             isinstance(which, str) and which.isdigit() and int(which) == step.number
         ):
             return step
     known = ", ".join(s.key for s in all_steps) or "none"
-    raise PgQueueError(f"no step {which!r} in {folder} (steps: {known})")
+    raise PgQueueError(f"no step {which!r} (steps: {known})")
 
 
 def applied(conn: psycopg.Connection) -> dict[str, str]:
@@ -148,14 +156,18 @@ def apply(conn: psycopg.Connection, step: Step, *, examples: bool = False) -> bo
 
 
 def apply_upto(
-    conn: psycopg.Connection, folder: Path, upto: int | str | None = None, *, examples: bool = False
+    conn: psycopg.Connection,
+    folders: Path | Sequence[Path],
+    upto: int | str | None = None,
+    *,
+    examples: bool = False,
 ) -> list[Step]:
     """Run every step of `folder` up to and including `upto` (all when None, none when 0)."""
     if upto == 0:
         return []
-    last = find(folder, upto).number if upto is not None else None
+    last = find(folders, upto).number if upto is not None else None
     ran = []
-    for step in steps(folder):
+    for step in steps(folders):
         if last is not None and step.number > last:
             break
         if apply(conn, step, examples=examples):

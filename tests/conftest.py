@@ -44,8 +44,9 @@ def own_home(monkeypatch):
 def design(tmp_path, monkeypatch):
     """A made-up sql/ tree whose 'single-call' design is the files a test writes into it."""
     root = tmp_path / "sql"
+    (root / labs.SHARED).mkdir(parents=True)
     folder = root / labs.DESIGNS["single-call"]
-    folder.mkdir(parents=True)
+    folder.mkdir()
     monkeypatch.setattr(labs, "SQL_DIR", root)
     return folder
 

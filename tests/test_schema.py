@@ -26,7 +26,7 @@ def test_a_misnamed_file_is_refused_by_name(tmp_path, bad):
 def test_two_files_with_one_number_are_refused(tmp_path):
     write(tmp_path, "03_a.sql", "")
     write(tmp_path, "03_b.sql", "")
-    with pytest.raises(PgQueueError, match="two steps numbered 03"):
+    with pytest.raises(PgQueueError, match="two steps numbered 03: .*03_a.sql.*03_b.sql"):
         schema.steps(tmp_path)
 
 
@@ -34,7 +34,7 @@ def test_a_step_is_found_by_number_name_or_key(tmp_path):
     write(tmp_path, "03_heartbeats.sql", "SELECT 1;")
     for which in [3, "3", "03", "heartbeats", "03_heartbeats"]:
         assert schema.find(tmp_path, which).key == "03_heartbeats"
-    with pytest.raises(PgQueueError, match="no step 'beats'.*03_heartbeats"):
+    with pytest.raises(PgQueueError, match="no step 'beats' \\(steps: 03_heartbeats\\)"):
         schema.find(tmp_path, "beats")
 
 
@@ -107,3 +107,19 @@ def test_examples_run_only_when_asked_and_only_once(tmp_path, fresh_db):
         assert schema.apply_upto(conn, tmp_path, examples=True) == schema.steps(tmp_path)
         assert schema.apply_upto(conn, tmp_path, examples=True) == []
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (1,)
+
+
+def test_steps_of_several_folders_merge_and_a_later_companion_wins(tmp_path):
+    shared, own = tmp_path / "shared", tmp_path / "own"
+    shared.mkdir()
+    own.mkdir()
+    write(shared, "01_model.sql", "")
+    write(shared, "01_model.examples.sql", "-- shared examples")
+    write(own, "01_model.examples.sql", "-- the design's own examples")
+    write(own, "02_queue.sql", "")
+    found = schema.steps([shared, own])
+    assert [s.key for s in found] == ["01_model", "02_queue"]
+    assert found[0].examples == own / "01_model.examples.sql"
+    write(own, "01_other.sql", "")
+    with pytest.raises(PgQueueError, match="two steps numbered 01"):
+        schema.steps([shared, own])
