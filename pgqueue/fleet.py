@@ -23,7 +23,7 @@ from pgqueue.heartbeats import Identity
 from pgqueue.wait import Timeout, until
 
 # The module that holds each design's Worker and Options.
-WORKER_MODULES = {"notify-listen": "pgqueue.notify_listen"}
+WORKER_MODULES = {"notify-listen": "pgqueue.notify_listen", "single-call": "pgqueue.single_call"}
 MODES = ("thread", "process")
 
 

@@ -2,7 +2,6 @@
 
 import json
 import random
-import threading
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -13,6 +12,7 @@ from pgqueue import labs, queries
 from pgqueue.errors import PgQueueError
 from pgqueue.events import EventLog
 from pgqueue.heartbeats import Identity, send_heartbeat
+from pgqueue.worker_base import WorkerBase
 
 POC = "notify-listen"
 KILL = "kill"
@@ -58,22 +58,16 @@ def next_payload(who: Identity, job: dict) -> dict:
     }
 
 
-class Worker:
+class Worker(WorkerBase):
     """One notify/listen worker; `run()` loops until killed (kill switch) or `stop` is set."""
 
-    def __init__(self, who: Identity, options: Options | None = None, log: EventLog | None = None):
-        self.who = who
-        self.options = options or Options()
-        self.log = log or EventLog()
-        self.stop = threading.Event()
-        self.jobs_done = 0
+    poc = POC
 
-    def _event(self, kind: str, detail: str = "") -> None:
-        self.log.add(self.who.uuid, kind, detail)
+    def __init__(self, who: Identity, options: Options | None = None, log: EventLog | None = None):
+        super().__init__(who, options or Options(), log)
 
     def _connect(self) -> psycopg.Connection:
-        name = f"{labs.WORKER_APPLICATION} {POC} {self.who}"[:63]
-        conn = labs.connect(POC, application_name=name)
+        conn = super()._connect()
         if self.options.serializable:
             conn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
         return conn
