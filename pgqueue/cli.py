@@ -141,12 +141,12 @@ def submit(args: argparse.Namespace) -> int:
 
 def status(args: argparse.Namespace) -> int:
     """Print the workers (heartbeat age, alive / stale / killed) and job counts of labs."""
-    pocs = [args.poc] if args.poc else [p for p in fleet.WORKER_MODULES if labs.exists(p)]
+    pocs = [args.poc] if args.poc else [p for p in fleet.WORKER_MODULES if labs.is_set_up(p)]
     if not pocs:
         print("no lab has been set up yet: python -m pgqueue setup --poc NAME --examples")
     for poc in pocs:
         print(f"== lab {poc} (database {labs.database(poc)})")
-        if not labs.exists(poc):
+        if not labs.is_set_up(poc):
             print(f"   not set up yet: python -m pgqueue setup --poc {poc} --examples")
             continue
         counts = fleet.worker_module(poc).job_counts()
@@ -160,7 +160,7 @@ def status(args: argparse.Namespace) -> int:
 
 def kill(args: argparse.Namespace) -> int:
     """Set a worker's kill switch: it exits the next time it asks for work."""
-    pocs = [args.poc] if args.poc else [p for p in fleet.WORKER_MODULES if labs.exists(p)]
+    pocs = [args.poc] if args.poc else [p for p in fleet.WORKER_MODULES if labs.is_set_up(p)]
     for poc in pocs:
         try:
             heartbeats.set_kill_switch(poc, args.uuid)
@@ -169,6 +169,25 @@ def kill(args: argparse.Namespace) -> int:
         print(f"kill switch set for {args.uuid} in lab {poc}: it exits at its next heartbeat")
         return 0
     raise PgQueueError(f"no worker {args.uuid!r} has sent a heartbeat in lab(s) {', '.join(pocs)}")
+
+
+def demo_run(args: argparse.Namespace) -> int:
+    """Run the seed's full single-call example with real worker processes; report; 0 if it proved out."""
+    from pgqueue import demo
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    report = demo.run(work=tuple(args.work), poll=args.poll, timeout=args.timeout)
+    print(report.text())
+    if not report.all_finished:
+        unfinished = report.pipe_jobs.loc[~report.pipe_jobs["pipe_job_finished"], "pipe job"].tolist()
+        raise PgQueueError(f"pipe jobs {unfinished} did not finish within {args.timeout:g} s")
+    if not report.gates_ok:
+        raise PgQueueError("an order gate was violated (see 'order gates' above)")
+    print("demo: every pipe job finished and every order gate held")
+    return 0
 
 
 def _option_names() -> set[str]:
@@ -266,6 +285,27 @@ def build_parser() -> argparse.ArgumentParser:
     kill_parser.add_argument("uuid", help="the worker's uuid (see `status`)")
     kill_parser.add_argument("--poc", choices=list(fleet.WORKER_MODULES), help="its lab (default: search)")
     kill_parser.set_defaults(func=kill)
+
+    demo_parser = verbs.add_parser(
+        "demo",
+        help="run the single-call example with real worker processes",
+        description="Build a fresh single-call lab with the example data, start the original "
+        "launcher's 12 worker processes and the README flow's, show progress, then report each "
+        "pipe job and prove the order gate. Exits 0 when every pipe job finished in time.",
+    )
+    demo_parser.add_argument(
+        "--work",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        default=(0.0, 0.3),
+        help="simulated work per job, seconds (default: 0 0.3; a class: 1 5)",
+    )
+    demo_parser.add_argument(
+        "--poll", type=float, default=0.2, help="seconds a worker waits after 'No job found' (default 0.2)"
+    )
+    demo_parser.add_argument("--timeout", type=float, default=60.0, help="give up after (default 60 s)")
+    demo_parser.set_defaults(func=demo_run)
     return parser
 
 

@@ -1,11 +1,15 @@
 """What a worker did, one event per line: kept in memory by thread workers, printed by processes."""
 
+from __future__ import annotations
+
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # imported where used: workers start without them
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class EventLog:
 
     def frame(self) -> pd.DataFrame:
         """The events as a table."""
+        import pandas as pd
+
         rows = [
             {"at": pd.Timestamp(e.at, unit="s"), "uuid": e.uuid, "event": e.kind, "detail": e.detail}
             for e in self.events()

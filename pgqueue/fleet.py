@@ -1,5 +1,7 @@
 """Many workers at once: start them as threads or OS processes, list, stop, hard-kill, clean up."""
 
+from __future__ import annotations
+
 import contextlib
 import importlib
 import os
@@ -13,14 +15,16 @@ import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from pgqueue import children, heartbeats, labs, options
 from pgqueue.errors import PgQueueError
 from pgqueue.events import Event, EventLog
 from pgqueue.heartbeats import Identity
 from pgqueue.wait import Timeout, until
+
+if TYPE_CHECKING:  # imported where used: workers start without them
+    import pandas as pd
 
 # The module that holds each design's Worker and Options.
 WORKER_MODULES = {"notify-listen": "pgqueue.notify_listen", "single-call": "pgqueue.single_call"}
@@ -68,6 +72,8 @@ class Member:
 
 
 def _parse_line(line: str) -> Event | None:
+    import pandas as pd
+
     parts = line.split(" ", 3)
     if len(parts) < 3 or len(parts[1]) != 12:
         return None  # not an event line (e.g. a traceback)
@@ -168,6 +174,8 @@ class Fleet:
 
     def table(self) -> pd.DataFrame:
         """One row per worker: who, how it runs, whether it runs, its heartbeat state."""
+        import pandas as pd
+
         rows = [
             {
                 "uuid": m.who.uuid,
@@ -185,6 +193,8 @@ class Fleet:
 
     def events(self) -> pd.DataFrame:
         """Everything the workers reported, oldest first."""
+        import pandas as pd
+
         rows = [
             {"at": pd.Timestamp(e.at, unit="s"), "uuid": e.uuid, "event": e.kind, "detail": e.detail}
             for m in self._members.values()
@@ -232,7 +242,7 @@ class Fleet:
         """Stop every worker now (no kill switch) and remove the fleet's log folder."""
         self._finalizer()
 
-    def __enter__(self) -> "Fleet":
+    def __enter__(self) -> Fleet:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -1,16 +1,20 @@
 """Heartbeats, the model both queues share: who a process is, beating, kill switches, who is alive."""
 
+from __future__ import annotations
+
 import re
 import secrets
 import socket
 import threading
 from dataclasses import dataclass
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from pgqueue import labs, queries
 from pgqueue.errors import PgQueueError
 from pgqueue.events import EventLog
+
+if TYPE_CHECKING:  # imported where used: workers start without them
+    import pandas as pd
 
 STALE_AFTER = 10.0  # seconds without a beat before a process counts as stale
 _UUID = re.compile(r"[0-9a-f]{12}")
@@ -41,7 +45,7 @@ class Identity:
                 raise PgQueueError(f"a process {label} is 1 to {limit} characters, got {value!r}")
 
     @classmethod
-    def new(cls, name: str, version: str, uuid: str | None = None) -> "Identity":
+    def new(cls, name: str, version: str, uuid: str | None = None) -> Identity:
         """A fresh identity on this host (a random uuid unless given)."""
         return cls(uuid or secrets.token_hex(6), socket.gethostname()[:100], name, version)
 
@@ -77,6 +81,8 @@ def set_kill_switch(poc: str, uuid: str, on: bool = True) -> None:
 
 def states(poc: str, stale_after: float = STALE_AFTER) -> pd.DataFrame:
     """Every process that ever beat in a lab, with its heartbeat age and alive / stale / killed."""
+    import pandas as pd
+
     stale = pd.Timedelta(seconds=stale_after).to_pytimedelta()
     return pd.read_sql(_q()["states"], labs.engine(poc), params={"stale_after": stale})
 
@@ -103,7 +109,7 @@ class Beater:
                 self.log.add(self.who.uuid, "beat", str(self.who))
                 self.stopped.wait(self.interval)
 
-    def start(self) -> "Beater":
+    def start(self) -> Beater:
         """Run in a background thread with its own connection."""
         self._thread = threading.Thread(target=self.run, name=f"beater {self.who}", daemon=True)
         self._thread.start()

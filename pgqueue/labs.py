@@ -1,13 +1,14 @@
 """Lab databases: one per queue design, created on first use, reset from sql/ up to a named step."""
 
+from __future__ import annotations
+
 import contextlib
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import psycopg
-import sqlalchemy
 from psycopg import sql
 
 from pgqueue import queries, schema, server
@@ -15,6 +16,10 @@ from pgqueue.errors import PgQueueError
 from pgqueue.paths import SQL_DIR
 from pgqueue.wait import Timeout
 from pgqueue.wait import until as wait_until
+
+if TYPE_CHECKING:  # imported where used: workers start without them
+    import pandas as pd
+    import sqlalchemy
 
 # The POC names of the command line and the sql/ folder of each design (it names the database).
 DESIGNS = {
@@ -78,6 +83,14 @@ def exists(poc: str) -> bool:
     """Whether the lab's database has been created."""
     with server.connect() as admin:
         return admin.execute(_q()["database_exists"], {"name": database(poc)}).fetchone()[0]
+
+
+def is_set_up(poc: str) -> bool:
+    """Whether the lab exists and has its workers' table (its heartbeat step has run)."""
+    if not exists(poc):
+        return False
+    with connect(poc) as conn:
+        return conn.execute(_q()["has_heartbeats"]).fetchone()[0]
 
 
 def ensure(poc: str) -> str:
@@ -163,6 +176,8 @@ _engines: dict[tuple[str, str], sqlalchemy.Engine] = {}
 
 def engine(poc: str) -> sqlalchemy.Engine:
     """A SQLAlchemy engine on a lab's database, for `pandas.read_sql` (one per lab and server)."""
+    import sqlalchemy
+
     name = database(poc)
     key = (server.resolve().uri, name)
     if key not in _engines:
@@ -178,4 +193,6 @@ def engine(poc: str) -> sqlalchemy.Engine:
 
 def frame(poc: str, query: str, **params) -> pd.DataFrame:
     """The rows of a query on a lab's database as a DataFrame (values as %(name)s parameters)."""
+    import pandas as pd
+
     return pd.read_sql(query, engine(poc), params=params or None)

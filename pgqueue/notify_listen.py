@@ -1,10 +1,12 @@
 """The notify/listen worker (POC 1): LISTEN on its own channel, beat, react to the one answer."""
 
+from __future__ import annotations
+
 import json
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import psycopg
 from psycopg import sql
 
@@ -13,6 +15,9 @@ from pgqueue.errors import PgQueueError
 from pgqueue.events import EventLog
 from pgqueue.heartbeats import Identity, send_heartbeat
 from pgqueue.worker_base import WorkerBase
+
+if TYPE_CHECKING:  # imported where used: workers start without them
+    import pandas as pd
 
 POC = "notify-listen"
 KILL = "kill"
@@ -156,6 +161,8 @@ def submit(
 
 def jobs() -> pd.DataFrame:
     """Every job of the notify/listen lab, oldest first."""
+    import pandas as pd
+
     return pd.read_sql(_q()["jobs"], labs.engine(POC))
 
 

@@ -1,10 +1,12 @@
 """The single-call worker (POC 2): one call to find_job, then work, then create_jobs or finish_pipe."""
 
+from __future__ import annotations
+
 import json
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import psycopg
 
 from pgqueue import labs, processes, queries
@@ -12,6 +14,9 @@ from pgqueue.errors import PgQueueError
 from pgqueue.events import EventLog
 from pgqueue.heartbeats import Identity
 from pgqueue.worker_base import WorkerBase
+
+if TYPE_CHECKING:  # imported where used: workers start without them
+    import pandas as pd
 
 POC = "single-call"
 KILL = "kill"
@@ -127,11 +132,22 @@ def set_priority(pipe_job_id: int, priority: int) -> int:
 
 def jobs() -> pd.DataFrame:
     """Every job of the single-call lab, oldest first."""
+    import pandas as pd
+
     return pd.read_sql(_q()["jobs"], labs.engine(POC))
+
+
+def claims() -> pd.DataFrame:
+    """Every claim: which jobs one find_job call handed out together, to whom, for which pipe job."""
+    import pandas as pd
+
+    return pd.read_sql(_q()["claims"], labs.engine(POC))
 
 
 def pipe_jobs() -> pd.DataFrame:
     """Every pipe job with its pipeline, order, priority, start, end and number of jobs."""
+    import pandas as pd
+
     return pd.read_sql(_q()["pipe_jobs"], labs.engine(POC))
 
 

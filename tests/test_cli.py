@@ -30,6 +30,7 @@ VERBS = [
     ["submit"],
     ["status"],
     ["kill"],
+    ["demo"],
 ]
 
 
@@ -181,7 +182,14 @@ def test_bad_worker_options_are_named_with_their_value():
     assert result.returncode == 1 and "'NOT-HEX'" in result.stderr
 
 
-def test_kill_of_an_unknown_worker_is_an_error():
+def test_kill_and_status_skip_labs_without_a_schema():
     run_cli("setup", "--poc", "notify-listen")
+    labs.reset("single-call", upto=0)  # exists, but nothing built in it
     result = run_cli("kill", "ffffffffffff")
-    assert result.returncode == 1 and "no worker 'ffffffffffff'" in result.stderr
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        == "pgqueue: error: no worker 'ffffffffffff' has sent a heartbeat in lab(s) notify-listen"
+    )
+    result = run_cli("status", "--poc", "single-call")
+    assert result.returncode == 0 and "not set up yet" in result.stdout
