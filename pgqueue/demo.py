@@ -65,6 +65,10 @@ class Report:
         return "\n".join(lines)
 
 
+def _count(plan: list[tuple[str, str, int]]) -> int:
+    return sum(count for _, _, count in plan)
+
+
 def _sizes(sets: pd.Series) -> str:
     sizes = sorted({len(s) for s in sets.dropna() if len(s) > 1})
     return ",".join(map(str, sizes)) or "-"
@@ -160,7 +164,7 @@ def run(
         workers.launch(LAUNCHER + README_FLOW, mode="process", worker_options=opts)
         print(
             f"started {len(workers.members())} worker processes "
-            f"({len(LAUNCHER)} from the original launcher, {len(README_FLOW)} for the README flow)",
+            f"({_count(LAUNCHER)} from the original launcher, {_count(README_FLOW)} for the README flow)",
             file=out,
             flush=True,
         )

@@ -9,6 +9,7 @@ import psycopg
 from pgqueue import labs, queries
 from pgqueue.heartbeats import Identity, send_heartbeat
 from pgqueue.notify_listen import POC, Options, Worker, listen
+from pgqueue.single_call import POC as SINGLE_CALL
 from pgqueue.wait import until
 
 
@@ -32,8 +33,8 @@ class HeartbeatRace:
         return len(self.job_ids()) == 2
 
 
-def _waiting_on_lock(pid: int) -> bool:
-    with labs.connect(POC) as conn:
+def _waiting_on_lock(pid: int, poc: str = POC) -> bool:
+    with labs.connect(poc) as conn:
         row = conn.execute(queries.load("clients/races.sql")["wait_event"], {"pid": pid}).fetchone()
     return row is not None and row[0] == "Lock"
 
@@ -75,3 +76,46 @@ def heartbeat_race(name: str, version: str, serializable: bool) -> HeartbeatRace
     return HeartbeatRace(
         serializable, heard_a[0] if heard_a else "", heard_b[0] if heard_b else "", retries, owner
     )
+
+
+@dataclass(frozen=True)
+class ClaimRace:
+    """What two gatherers heard when both asked find_job for the same complete batch."""
+
+    first: str
+    second: str
+
+
+def claim_race(name: str, version: str) -> ClaimRace:
+    """Two gathering workers of `name version` ask find_job (multi mode) for one batch at once.
+
+    Multi mode locks no rows, so both pick the same batch. The first claims it inside an open
+    transaction; the second's claim insert waits on the claim's primary key; then the first
+    commits, and the second learns it lost.
+    """
+    first, second = Identity.new(name, version), Identity.new(name, version)
+    find = queries.load("clients/single_call.sql")["find_job"]
+
+    def ask(conn, who: Identity) -> str:
+        params = {
+            "uuid": who.uuid,
+            "server": who.server,
+            "name": who.name,
+            "version": who.version,
+            "multi": True,
+        }
+        return conn.execute(find, params).fetchone()[0]
+
+    with labs.connect(SINGLE_CALL) as a, labs.connect(SINGLE_CALL) as b:
+        heard_b: list[str] = []
+        racer = threading.Thread(target=lambda: heard_b.append(ask(b, second)))
+        with a.transaction():
+            heard_a = ask(a, first)
+            racer.start()
+            until(
+                lambda: _waiting_on_lock(b.info.backend_pid, SINGLE_CALL),
+                10,
+                "the second gatherer waiting on the claim",
+            )
+        racer.join(10)
+    return ClaimRace(heard_a, heard_b[0] if heard_b else "")

@@ -1,0 +1,46 @@
+"""`python -m pgqueue demo`: the full example with the launcher's processes, and a report that can fail."""
+
+import time
+
+import psutil
+
+from pgqueue import demo, labs, single_call
+from tests.conftest import run_cli
+
+
+def _workers_left() -> list[str]:
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if "pgqueue worker --poc single-call" in cmd and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(cmd)
+    return found
+
+
+def test_demo_finishes_every_pipe_job_respects_the_gate_and_leaves_no_process():
+    result = run_cli("demo", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "started 14 worker processes (12 from the original launcher" in out
+    assert "request 50: order 2 (pipe job 2) started" in out and "VIOLATED" not in out
+    assert "classification 9.1.0" in out and "no pipeline asks for this version" in out
+    assert "assigner 1.0.0 took pipe jobs 1 (priority 100), 5 (priority 100), 3 (priority 200)" in out
+    assert out.rstrip().endswith("every pipe job finished and every order gate held")
+    assert not _workers_left()
+    pipes = single_call.pipe_jobs()
+    assert pipes["pipe_job_finished"].all() and len(pipes) == 5
+
+
+def test_the_report_flags_an_order_gate_that_did_not_hold():
+    labs.reset("single-call", examples=True)
+    with labs.connect("single-call") as conn:
+        # pretend request 50's order-2 pipe job started before its order-1 pipe jobs ended
+        conn.execute("SELECT create_entry_job(2, 4, 90::smallint, '{}')")
+        conn.execute(
+            "UPDATE pipe_job_queue SET pipe_job_finished = true,"
+            " pipe_job_finish_timestamp = clock_timestamp() + interval '1 minute'"
+            " WHERE pipe_job_id IN (1, 4)"
+        )
+    report = demo.build_report(time.time())
+    assert not report.gates_ok and not report.ok
+    assert any(line.startswith("request 50: order 2 (pipe job 2) VIOLATED") for line in report.gates)
