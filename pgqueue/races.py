@@ -119,3 +119,44 @@ def claim_race(name: str, version: str) -> ClaimRace:
             )
         racer.join(10)
     return ClaimRace(heard_a, heard_b[0] if heard_b else "")
+
+
+@dataclass(frozen=True)
+class GateRace:
+    """Whether the next order started when two pipe jobs of one order finished at once."""
+
+    finished: tuple[int, int]
+    waiting: int  # the next-order pipe job
+    started: bool
+
+
+def order_gate_race(first: int, second: int, waiting: int) -> GateRace:
+    """Finish pipe jobs `first` and `second` (one request, one order) in two concurrent transactions.
+
+    Each trigger checks whether the other pipe job has finished. The first transaction stays open
+    while the second finishes; if the second has to wait (a lock), the first commits and the
+    second goes on. Then both are committed, and we look whether `waiting` got its entry job.
+    """
+    q = queries.load("clients/races.sql")
+    with labs.connect(SINGLE_CALL) as a, labs.connect(SINGLE_CALL) as b:
+        b_done = threading.Event()
+
+        def finish_second() -> None:
+            with b.transaction():
+                b.execute(q["finish_pipe_job"], {"pipe_job_id": second})
+                b_done.set()
+
+        with a.transaction():
+            a.execute(q["finish_pipe_job"], {"pipe_job_id": first})
+            racer = threading.Thread(target=finish_second)
+            racer.start()
+            until(
+                lambda: b_done.is_set() or _waiting_on_lock(b.info.backend_pid, SINGLE_CALL),
+                10,
+                "the second pipe job finishing or waiting",
+            )
+            if b_done.is_set():
+                until(lambda: not racer.is_alive(), 10, "the second transaction committing")
+        racer.join(10)
+        started = a.execute(q["entry_job_of"], {"pipe_job_id": waiting}).fetchone()[0] > 0
+    return GateRace((first, second), waiting, started)

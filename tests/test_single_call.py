@@ -423,3 +423,22 @@ def test_workers_carry_a_fan_out_and_its_gathering_through_a_pipeline(lab):
     }
     assert single_call.claims()["size"].max() == 4  # movemonitor took the four at once
     assert (jobs["pipe_job_id"] == pipe_job).all()
+
+
+def test_two_order_one_pipe_jobs_finishing_at_once_stall_order_two(conn):
+    # the original author's unsolved note, reproduced by forcing the interleaving
+    report = single_call.submit(pipe_id=4, request_id=50)
+    first, second = single_call.submit(pipe_id=2, request_id=50), single_call.submit(pipe_id=2, request_id=50)
+    race = races.order_gate_race(first, second, report)
+    assert not race.started
+    assert report not in entry_jobs(conn)
+
+
+def test_one_after_the_other_they_open_the_gate(conn):
+    report = single_call.submit(pipe_id=4, request_id=50)
+    first, second = single_call.submit(pipe_id=2, request_id=50), single_call.submit(pipe_id=2, request_id=50)
+    with labs.connect(POC) as one:
+        one.execute("UPDATE pipe_job_queue SET pipe_job_finished = true WHERE pipe_job_id = %s", [first])
+    with labs.connect(POC) as two:
+        two.execute("UPDATE pipe_job_queue SET pipe_job_finished = true WHERE pipe_job_id = %s", [second])
+    assert report in entry_jobs(conn)
