@@ -52,3 +52,12 @@ def test_every_load_cell_names_an_existing_solution(path):
         for line in "".join(cell["source"]).splitlines():
             if line.startswith("# %load "):
                 assert (NOTEBOOKS_DIR / line.removeprefix("# %load ").strip()).is_file(), line
+
+
+def test_the_readme_map_says_which_lessons_are_ready():
+    readme = (REPO / "README.md").read_text()
+    for lesson in curriculum.LESSONS:
+        name = lesson.file.removesuffix(".ipynb")
+        row = next((line for line in readme.splitlines() if line.startswith(f"| `{name}`")), None)
+        assert row is not None, f"README has no row for {name}"
+        assert row.rstrip().endswith("| ready |" if lesson.ready else "| planned |"), row
