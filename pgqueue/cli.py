@@ -15,6 +15,15 @@ from pgqueue.paths import NOTEBOOKS_DIR
 POCS = list(labs.DESIGNS)
 
 
+def _sigterm_interrupts() -> None:
+    """Treat SIGTERM like Ctrl-C, so `finally` blocks and context managers clean up."""
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+
+
 def _embedded_in_use() -> bool:
     return not os.environ.get(server.DSN_ENV, "").strip()
 
@@ -91,11 +100,7 @@ def lab(args: argparse.Namespace) -> int:
         argv.append("--allow-root")  # JupyterLab refuses root otherwise (containers, CI)
     argv += args.jupyter_args
     proc = children.spawn(argv)
-
-    def interrupted(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupted)
+    _sigterm_interrupts()
     try:
         return proc.wait()
     except KeyboardInterrupt:
@@ -175,10 +180,7 @@ def demo_run(args: argparse.Namespace) -> int:
     """Run the seed's full single-call example with real worker processes; report; 0 if it proved out."""
     from pgqueue import demo
 
-    def interrupted(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupted)
+    _sigterm_interrupts()
     report = demo.run(work=tuple(args.work), poll=args.poll, timeout=args.timeout)
     print(report.text())
     if not report.all_finished:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg import sql
 
-from pgqueue import labs, queries
+from pgqueue import labs, options, queries
 from pgqueue.errors import PgQueueError
 from pgqueue.events import EventLog
 from pgqueue.heartbeats import Identity, send_heartbeat
@@ -42,12 +42,7 @@ class Options:
     retries: int = field(default=20, metadata={"help": "serialization failures retried per beat"})
 
     def __post_init__(self) -> None:
-        low, high = self.work
-        if not 0 <= low <= high:
-            raise PgQueueError(f"work is (min, max) seconds with 0 <= min <= max, got {self.work!r}")
-        for name in ("timeout", "idle", "recover"):
-            if getattr(self, name) < 0:
-                raise PgQueueError(f"{name} must be 0 or more seconds, got {getattr(self, name)!r}")
+        options.check_seconds(self, "timeout", "idle", "recover", "work")
 
 
 def listen(conn: psycopg.Connection, who: Identity) -> None:

@@ -58,3 +58,15 @@ def to_argv(options: Any) -> list[str]:
         else:
             argv += [_flag(field), str(value)]
     return argv
+
+
+def check_seconds(options: Any, *names: str) -> None:
+    """Refuse negative durations and a work range that is not (min, max) with 0 <= min <= max."""
+    for name in names:
+        value = getattr(options, name)
+        if name == "work":
+            low, high = value
+            if not 0 <= low <= high:
+                raise PgQueueError(f"work is (min, max) seconds with 0 <= min <= max, got {value!r}")
+        elif value < 0:
+            raise PgQueueError(f"{name} must be 0 or more seconds, got {value!r}")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from pgqueue import labs, processes, queries
+from pgqueue import labs, options, processes, queries
 from pgqueue.errors import PgQueueError
 from pgqueue.events import EventLog
 from pgqueue.heartbeats import Identity
@@ -36,11 +36,7 @@ class Options:
     work: tuple[float, float] = field(default=(0.0, 5.0), metadata={"help": "simulated work, seconds"})
 
     def __post_init__(self) -> None:
-        low, high = self.work
-        if not 0 <= low <= high:
-            raise PgQueueError(f"work is (min, max) seconds with 0 <= min <= max, got {self.work!r}")
-        if self.poll < 0:
-            raise PgQueueError(f"poll must be 0 or more seconds, got {self.poll!r}")
+        options.check_seconds(self, "poll", "work")
 
 
 class Worker(WorkerBase):

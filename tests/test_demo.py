@@ -29,6 +29,9 @@ def test_demo_finishes_every_pipe_job_respects_the_gate_and_leaves_no_process():
     assert not _workers_left()
     pipes = single_call.pipe_jobs()
     assert pipes["pipe_job_finished"].all() and len(pipes) == 5
+    status = run_cli("status", "--poc", "single-call").stdout
+    assert "0 waiting, 0 running, 35 finished, 5 pipe_jobs_finished, 5 pipe_jobs" in status
+    assert status.count("killed") == 14  # the demo stopped every worker with its kill switch
 
 
 def test_the_report_flags_an_order_gate_that_did_not_hold():
