@@ -1,0 +1,233 @@
+"""Figures of the single-call queue, drawn from the database: pipelines, worker timeline, job flow, gates.
+
+Each figure has a pure builder (`*_figure`, from DataFrames, so tests can pin its data) and a
+function of the same name without the suffix that reads the lab and calls it.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from pgqueue import heartbeats, labs, queries, single_call
+
+POC = single_call.POC
+HOVER_JOB = "job %{customdata[0]}, pipe job %{customdata[1]}<extra>%{fullData.name}</extra>"
+STATE_COLOURS = {"waiting": "#9e9e9e", "running": "#ff9800", "finished": "#2e7d32"}
+
+
+def _q() -> queries.Queries:
+    return queries.load("clients/observe.sql")
+
+
+def steps() -> pd.DataFrame:
+    """Every pipeline with its steps, by order then pipeline."""
+    return labs.frame(POC, _q()["pipeline_steps"])
+
+
+def history() -> pd.DataFrame:
+    """Every job with its request, pipeline, step and state."""
+    return labs.frame(POC, _q()["job_history"])
+
+
+# --- the pipeline graph ---------------------------------------------------------------------
+
+
+def pipeline_graph_figure(steps: pd.DataFrame) -> go.Figure:
+    """Pipelines as rows (grouped by order), their processes left to right; fan-out and gathering marked."""
+    pipes = steps.drop_duplicates("pipe_id").sort_values(["pipe_order", "pipe_id"])
+    row = {pipe_id: -n for n, pipe_id in enumerate(pipes["pipe_id"])}
+    config = steps["process_configuration"]
+    kind = ["fan-out" if c.get("fan_out", 1) > 1 else "gather" if c.get("gather") else "step" for c in config]
+    fig = go.Figure()
+    for pipe_id, group in steps.groupby("pipe_id"):
+        group = group.sort_values("process_order")
+        fig.add_trace(
+            go.Scatter(
+                x=group["process_order"],
+                y=[row[pipe_id]] * len(group),
+                mode="lines",
+                line={"color": "#90a4ae"},
+                hoverinfo="skip",
+                showlegend=False,
+                name=f"edges {pipe_id}",
+            )
+        )
+    symbols = {"step": "circle", "fan-out": "triangle-right", "gather": "square"}
+    frame = steps.assign(kind=kind, y=[row[p] for p in steps["pipe_id"]])
+    for name, group in frame.groupby("kind", sort=False):
+        fig.add_trace(
+            go.Scatter(
+                x=group["process_order"],
+                y=group["y"],
+                mode="markers+text",
+                name=name,
+                marker={"symbol": symbols[name], "size": 16},
+                text=group["process_name"] + " " + group["process_version"],
+                textposition="top center",
+                customdata=group[["pipe_id", "process_order"]].to_numpy(),
+                hovertext=[str(c) for c in group["process_configuration"]],
+            )
+        )
+    labels = [
+        f"order {o} · {n} {v}" for o, n, v in pipes[["pipe_order", "pipe_name", "pipe_version"]].to_numpy()
+    ]
+    fig.update_yaxes(tickvals=list(row.values()), ticktext=labels, showgrid=False)
+    fig.update_xaxes(title="process_order", dtick=1)
+    fig.update_layout(title="Pipelines, grouped by order", height=120 + 60 * len(pipes))
+    return fig
+
+
+def pipeline_graph() -> go.Figure:
+    """The pipeline graph of the single-call lab."""
+    return pipeline_graph_figure(steps())
+
+
+# --- the worker timeline --------------------------------------------------------------------
+
+
+def gate_times(pipe_jobs: pd.DataFrame) -> list[pd.Timestamp]:
+    """When each order gate opened: the start of every pipe job of order 2 or more."""
+    later = pipe_jobs[(pipe_jobs["pipe_order"] >= 2) & pipe_jobs["started"].notna()]
+    return sorted(later["started"].tolist())
+
+
+def worker_timeline_figure(history: pd.DataFrame, workers: pd.DataFrame, gates: list) -> go.Figure:
+    """One row per worker, one bar per job from assigned to finished, coloured by pipeline."""
+    done = history[history["job_assign_timestamp"].notna()].copy()
+    now = pd.Timestamp.now(tz="UTC")
+    done["end"] = done["job_finish_timestamp"].fillna(now)
+    names = workers.set_index("process_uuid")
+    done["worker"] = [
+        f"{names.loc[u, 'process_name']} {names.loc[u, 'process_version']} [{u}]" if u in names.index else u
+        for u in done["job_assigned_process_uuid"]
+    ]
+    fig = go.Figure()
+    for pipe, group in done.groupby("pipeline", sort=True):
+        fig.add_trace(
+            go.Bar(
+                name=pipe,
+                orientation="h",
+                y=group["worker"],
+                base=group["job_assign_timestamp"],
+                x=(group["end"] - group["job_assign_timestamp"]).dt.total_seconds() * 1000,
+                customdata=group[["job_id", "pipe_job_id"]].to_numpy(),
+                hovertemplate=HOVER_JOB,
+            )
+        )
+    for moment in gates:
+        fig.add_vline(x=moment, line_dash="dash", line_color="#6a1b9a")
+    fig.update_xaxes(type="date", title="time")
+    fig.update_layout(
+        barmode="overlay",
+        title="Who ran what, and when (dashed: an order gate opened)",
+        height=150 + 28 * max(1, done["worker"].nunique()),
+    )
+    return fig
+
+
+def worker_timeline() -> go.Figure:
+    """The per-worker timeline of the single-call lab."""
+    return worker_timeline_figure(history(), heartbeats.states(POC), gate_times(single_call.pipe_jobs()))
+
+
+# --- the job flow of one request ------------------------------------------------------------
+
+
+def job_flow_figure(history: pd.DataFrame, request_id: int) -> go.Figure:
+    """The jobs of one request as nodes, parent -> child edges, state by colour."""
+    jobs = history[history["request_id"] == request_id].copy()
+    layers = (
+        jobs[["pipe_order", "pipe_id", "process_order"]]
+        .drop_duplicates()
+        .sort_values(["pipe_order", "pipe_id", "process_order"])
+    )
+    layer_of = {tuple(k): n for n, k in enumerate(layers.to_numpy().tolist())}
+    jobs["x"] = [
+        layer_of[(o, p, s)] for o, p, s in jobs[["pipe_order", "pipe_id", "process_order"]].to_numpy()
+    ]
+    jobs["y"] = jobs.groupby("x").cumcount() - (jobs.groupby("x")["job_id"].transform("count") - 1) / 2
+    where = jobs.set_index("job_id")[["x", "y"]]
+    edge_x, edge_y = [], []
+    for job_id, parents in zip(jobs["job_id"], jobs["job_parent_set_elements"], strict=True):
+        for parent in parents if isinstance(parents, list) else []:
+            if parent in where.index:
+                edge_x += [where.loc[parent, "x"], where.loc[job_id, "x"], None]
+                edge_y += [where.loc[parent, "y"], where.loc[job_id, "y"], None]
+    fig = go.Figure(
+        go.Scatter(
+            x=edge_x,
+            y=edge_y,
+            mode="lines",
+            name="parent -> child",
+            line={"color": "#b0bec5"},
+            hoverinfo="skip",
+        )
+    )
+    for state, group in jobs.groupby("state"):
+        fig.add_trace(
+            go.Scatter(
+                x=group["x"],
+                y=group["y"],
+                mode="markers+text",
+                name=state,
+                marker={"size": 22, "color": STATE_COLOURS[state]},
+                text=group["job_id"].astype(str),
+                textposition="middle center",
+                customdata=group[["job_id", "job_process_name"]].to_numpy(),
+                hovertemplate="job %{customdata[0]}: %{customdata[1]}<extra>%{fullData.name}</extra>",
+            )
+        )
+    ticks = [f"{name}" for name in jobs.drop_duplicates("x").sort_values("x")["job_process_name"]]
+    fig.update_xaxes(tickvals=list(range(len(ticks))), ticktext=ticks)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(title=f"Request {request_id}: how its jobs fanned out and in")
+    return fig
+
+
+def job_flow(request_id: int) -> go.Figure:
+    """The job flow of one request of the single-call lab."""
+    return job_flow_figure(history(), request_id)
+
+
+def layer_sizes(fig: go.Figure) -> list[int]:
+    """How many jobs stand in each column of a job-flow figure, left to right."""
+    xs = [x for trace in fig.data if trace.mode == "markers+text" for x in trace.x]
+    return [xs.count(x) for x in sorted(set(xs))]
+
+
+# --- the order gates ------------------------------------------------------------------------
+
+
+def order_gates_figure(pipe_jobs: pd.DataFrame) -> go.Figure:
+    """Per request, each pipe job's span from its first job to its end, coloured by order."""
+    spans = pipe_jobs[pipe_jobs["started"].notna()].copy()
+    now = pd.Timestamp.now(tz="UTC")
+    spans["end"] = spans["finished"].fillna(now)
+    spans["row"] = [f"request {r} · pipe job {p}" for r, p in spans[["request_id", "pipe_job_id"]].to_numpy()]
+    fig = go.Figure()
+    for order, group in spans.groupby("pipe_order"):
+        fig.add_trace(
+            go.Bar(
+                name=f"order {order}",
+                orientation="h",
+                y=group["row"],
+                base=group["started"],
+                x=(group["end"] - group["started"]).dt.total_seconds() * 1000,
+                customdata=group[["pipe_job_id", "pipe_name"]].to_numpy(),
+                hovertemplate="pipe job %{customdata[0]}: %{customdata[1]}<extra>%{fullData.name}</extra>",
+            )
+        )
+    fig.update_xaxes(type="date", title="time")
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(
+        barmode="overlay",
+        title="Pipe jobs by request: order 2 waits for order 1",
+        height=150 + 30 * len(spans),
+    )
+    return fig
+
+
+def order_gates() -> go.Figure:
+    """The order-gating view of the single-call lab."""
+    return order_gates_figure(single_call.pipe_jobs())
