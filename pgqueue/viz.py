@@ -25,9 +25,14 @@ def steps() -> pd.DataFrame:
     return labs.frame(POC, _q()["pipeline_steps"])
 
 
-def history() -> pd.DataFrame:
-    """Every job with its request, pipeline, step and state."""
-    return labs.frame(POC, _q()["job_history"])
+def history(poc: str = POC) -> pd.DataFrame:
+    """Every job of a lab with its request, pipeline, step and state."""
+    return labs.frame(poc, _q()["job_history_" + labs.DESIGNS[labs.check_poc(poc)]])
+
+
+def counts_by_process(poc: str = POC) -> pd.DataFrame:
+    """Jobs waiting, running and finished, per process."""
+    return labs.frame(poc, _q()["counts_by_process_" + labs.DESIGNS[labs.check_poc(poc)]])
 
 
 # --- the pipeline graph ---------------------------------------------------------------------
@@ -126,9 +131,10 @@ def worker_timeline_figure(history: pd.DataFrame, workers: pd.DataFrame, gates: 
     return fig
 
 
-def worker_timeline() -> go.Figure:
-    """The per-worker timeline of the single-call lab."""
-    return worker_timeline_figure(history(), heartbeats.states(POC), gate_times(single_call.pipe_jobs()))
+def worker_timeline(poc: str = POC) -> go.Figure:
+    """The per-worker timeline of a lab (order gates drawn for the single-call queue)."""
+    gates = gate_times(single_call.pipe_jobs()) if poc == POC else []
+    return worker_timeline_figure(history(poc), heartbeats.states(poc), gates)
 
 
 # --- the job flow of one request ------------------------------------------------------------
@@ -187,7 +193,7 @@ def job_flow_figure(history: pd.DataFrame, request_id: int) -> go.Figure:
 
 def job_flow(request_id: int) -> go.Figure:
     """The job flow of one request of the single-call lab."""
-    return job_flow_figure(history(), request_id)
+    return job_flow_figure(history(POC), request_id)
 
 
 def layer_sizes(fig: go.Figure) -> list[int]:

@@ -1,0 +1,304 @@
+"""Panels for the lessons: kill switches, priorities, a fleet, and a live dashboard (ipywidgets 8).
+
+Every control acts through a method code can call too (it sets the control's value, so the same
+observer runs as for a click): notebooks and tests drive the panels without a browser.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+
+import ipywidgets as w
+import pandas as pd
+import plotly.graph_objects as go
+
+from pgqueue import fleet as fleets
+from pgqueue import heartbeats, labs, queries, single_call, viz
+from pgqueue.errors import PgQueueError
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, border=0) if len(frame) else "<i>none</i>"
+
+
+class KillSwitchPanel(w.VBox):
+    """One row per registered process with a kill toggle; `stop_all()` flips every one."""
+
+    def __init__(self, poc: str, stale_after: float = heartbeats.STALE_AFTER) -> None:
+        self.poc, self.stale_after = labs.check_poc(poc), stale_after
+        self.toggles: dict[str, w.ToggleButton] = {}
+        self.labels: dict[str, w.HTML] = {}
+        self._syncing = False
+        refresh = w.Button(description="Refresh", icon="refresh")
+        refresh.on_click(lambda _: self.refresh())
+        self.stop_all_button = w.Button(description="Stop all", button_style="danger", icon="stop")
+        self.stop_all_button.on_click(lambda _: self.stop_all())
+        self.rows = w.VBox()
+        super().__init__([w.HBox([refresh, self.stop_all_button]), self.rows])
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the heartbeats again: one row per process, its toggle showing its kill switch."""
+        states = heartbeats.states(self.poc, self.stale_after)
+        self._syncing = True  # showing the database's value must not write it back
+        try:
+            for r in states.itertuples():
+                if r.process_uuid not in self.toggles:
+                    toggle = w.ToggleButton(description="kill", icon="power-off", button_style="warning")
+                    toggle.observe(self._flipped(r.process_uuid), names="value")
+                    self.toggles[r.process_uuid] = toggle
+                    self.labels[r.process_uuid] = w.HTML()
+                self.toggles[r.process_uuid].value = bool(r.process_kill_switch)
+                self.labels[r.process_uuid].value = (
+                    f"<code>{r.process_uuid}</code> {r.process_name} {r.process_version} · "
+                    f"beat {r.beat_age_s:.1f} s ago · {'busy' if r.process_busy else 'idle'} · "
+                    f"<b>{r.state}</b>"
+                )
+        finally:
+            self._syncing = False
+        self.rows.children = [w.HBox([self.toggles[u], self.labels[u]]) for u in states["process_uuid"]]
+
+    def _flipped(self, uuid: str):
+        def on_change(change) -> None:
+            if not self._syncing:
+                heartbeats.set_kill_switch(self.poc, uuid, bool(change["new"]))
+                self.refresh()
+
+        return on_change
+
+    def set_kill(self, uuid: str, on: bool = True) -> None:
+        """Flip one process's toggle, as a click does."""
+        if uuid not in self.toggles:
+            self.refresh()
+        if uuid not in self.toggles:
+            raise PgQueueError(f"no process {uuid!r} has sent a heartbeat in lab {self.poc!r}")
+        self.toggles[uuid].value = on
+
+    def stop_all(self) -> None:
+        """Flip every toggle on."""
+        for uuid in list(self.toggles):
+            self.toggles[uuid].value = True
+
+
+class PriorityPanel(w.VBox):
+    """The single-call pipe jobs with a priority each, and a form that submits a new request."""
+
+    def __init__(self) -> None:
+        self.inputs: dict[int, w.BoundedIntText] = {}
+        self._syncing = False
+        self.message = w.HTML()
+        self.rows = w.VBox()
+        self.pipelines = w.SelectMultiple(description="pipelines", rows=5)
+        self.request = w.IntText(description="request id")
+        self.priority = w.BoundedIntText(value=100, min=-32768, max=32767, description="priority")
+        self.submit_button = w.Button(description="Submit request", icon="paper-plane")
+        self.submit_button.on_click(lambda _: self._submit_clicked())
+        refresh = w.Button(description="Refresh", icon="refresh")
+        refresh.on_click(lambda _: self.refresh())
+        form = w.VBox([self.pipelines, self.request, self.priority, self.submit_button])
+        super().__init__([refresh, self.rows, w.HTML("<b>New request</b>"), form, self.message])
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the pipe jobs and pipelines again."""
+        pipes = single_call.pipe_jobs()
+        open_pipes = pipes[~pipes["pipe_job_finished"]]
+        self._syncing = True
+        try:
+            for r in open_pipes.itertuples():
+                if r.pipe_job_id not in self.inputs:
+                    box = w.BoundedIntText(min=-32768, max=32767, layout={"width": "140px"})
+                    box.observe(self._changed(r.pipe_job_id), names="value")
+                    self.inputs[r.pipe_job_id] = box
+                self.inputs[r.pipe_job_id].value = int(r.pipe_job_priority)
+                self.inputs[r.pipe_job_id].description = f"pipe job {r.pipe_job_id}"
+        finally:
+            self._syncing = False
+        self.rows.children = [
+            w.HBox(
+                [
+                    self.inputs[r.pipe_job_id],
+                    w.HTML(
+                        f"request {r.request_id} · {r.pipe_name} {r.pipe_version} · order {r.pipe_order}"
+                        f" · {r.jobs} job(s)"
+                    ),
+                ]
+            )
+            for r in open_pipes.itertuples()
+        ]
+        steps = viz.steps().drop_duplicates("pipe_id")
+        self.pipelines.options = [
+            (f"{r.pipe_id}: {r.pipe_name} {r.pipe_version} (order {r.pipe_order})", int(r.pipe_id))
+            for r in steps.itertuples()
+        ]
+        self.request.value = int(pipes["request_id"].max() + 1) if len(pipes) else 1
+
+    def _changed(self, pipe_job_id: int):
+        def on_change(change) -> None:
+            if not self._syncing:
+                waiting = single_call.set_priority(pipe_job_id, int(change["new"]))
+                self.message.value = (
+                    f"pipe job {pipe_job_id}: priority {change['new']} ({waiting} waiting job(s))"
+                )
+
+        return on_change
+
+    def set_priority(self, pipe_job_id: int, priority: int) -> None:
+        """Change one pipe job's priority, as typing in its box does."""
+        if pipe_job_id not in self.inputs:
+            raise PgQueueError(f"pipe job {pipe_job_id!r} is not open (finished, or unknown)")
+        self.inputs[pipe_job_id].value = priority
+
+    def _submit_clicked(self) -> None:
+        if not self.pipelines.value:
+            self.message.value = "choose at least one pipeline"
+            return
+        made = [
+            single_call.submit(pipe, self.request.value, self.priority.value) for pipe in self.pipelines.value
+        ]
+        self.message.value = f"request {self.request.value}: pipe job(s) {made}"
+        self.refresh()
+
+    def submit(self, pipe_ids: list[int], request_id: int | None = None, priority: int = 100) -> None:
+        """Fill the form and press Submit."""
+        self.pipelines.value = tuple(pipe_ids)
+        if request_id is not None:
+            self.request.value = request_id
+        self.priority.value = priority
+        self.submit_button.click()
+
+
+class FleetPanel(w.VBox):
+    """Start N workers of a process (thread or process), stop them all, or hard-kill one."""
+
+    def __init__(self, fleet: fleets.Fleet, worker_options=None) -> None:
+        self.fleet, self.worker_options = fleet, worker_options
+        found = labs.frame(fleet.poc, queries.load("clients/observe.sql")["processes"])
+        self.process = w.Dropdown(
+            description="process", options=[(f"{n} {v}", (n, v)) for n, v in found.itertuples(index=False)]
+        )
+        self.count = w.BoundedIntText(value=1, min=1, max=20, description="how many")
+        self.mode = w.ToggleButtons(options=list(fleets.MODES), value="thread")
+        self.start_button = w.Button(description="Start", icon="play", button_style="success")
+        self.start_button.on_click(lambda _: self._start_clicked())
+        self.stop_button = w.Button(description="Stop all", icon="stop", button_style="danger")
+        self.stop_button.on_click(lambda _: self._stop_clicked())
+        self.victim = w.Dropdown(description="worker")
+        self.kill_button = w.Button(description="Hard kill (SIGKILL)", icon="skull")
+        self.kill_button.on_click(lambda _: self._kill_clicked())
+        self.table = w.HTML()
+        super().__init__(
+            [
+                w.HBox([self.process, self.count]),
+                w.HBox([self.mode, self.start_button]),
+                w.HBox([self.victim, self.kill_button, self.stop_button]),
+                self.table,
+            ]
+        )
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Show the fleet's workers; offer its live process workers for a hard kill."""
+        table = self.fleet.table()
+        self.table.value = _table(table.drop(columns=["pid"]))
+        self.victim.options = [m.who.uuid for m in self.fleet.members(alive=True) if m.mode == "process"]
+
+    def _start_clicked(self) -> None:
+        name, version = self.process.value
+        self.fleet.start(
+            name, version, self.count.value, mode=self.mode.value, worker_options=self.worker_options
+        )
+        self.refresh()
+
+    def _stop_clicked(self) -> None:
+        self.fleet.stop(timeout=10)
+        self.refresh()
+
+    def _kill_clicked(self) -> None:
+        if self.victim.value:
+            self.fleet.hard_kill(self.victim.value)
+        self.refresh()
+
+    def start(self, name: str, version: str, count: int = 1, mode: str = "thread") -> None:
+        """Choose a process, a count and a mode, and press Start."""
+        self.process.value = (name, version)
+        self.count.value, self.mode.value = count, mode
+        self.start_button.click()
+
+    def stop(self) -> None:
+        """Press Stop all (kill switches first, force after a while)."""
+        self.stop_button.click()
+
+    def hard_kill(self, uuid: str) -> None:
+        """Choose a process worker and press Hard kill."""
+        self.refresh()
+        self.victim.value = uuid
+        self.kill_button.click()
+
+
+class Dashboard(w.VBox):
+    """Counts, workers and a live timeline, refreshed by a background thread for `seconds` at most."""
+
+    def __init__(self, poc: str, seconds: float = 60.0, interval: float = 0.5) -> None:
+        self.poc, self.seconds, self.interval = labs.check_poc(poc), seconds, interval
+        self.counts, self.workers, self.status = w.HTML(), w.HTML(), w.HTML()
+        self.timeline = go.FigureWidget(layout={"height": 300, "title": "Who ran what, and when"})
+        self.stop_button = w.Button(description="Stop refreshing", icon="stop")
+        self.stop_button.on_click(lambda _: self.stop())
+        self.refreshes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # a kernel that ends stops the thread too
+        self._finalizer = weakref.finalize(self, self._stop.set)
+        super().__init__([w.HBox([self.stop_button, self.status]), self.counts, self.workers, self.timeline])
+
+    def refresh(self) -> None:
+        """Read the lab once and update every part (only widget values and figure data change)."""
+        counts = viz.counts_by_process(self.poc)
+        self.counts.value = "<b>jobs by process</b>" + _table(counts)
+        states = heartbeats.states(self.poc)
+        self.workers.value = "<b>workers</b>" + _table(states.drop(columns=["server_name"]))
+        fresh = viz.worker_timeline(self.poc)
+        with self.timeline.batch_update():
+            self.timeline.data = []
+            self.timeline.add_traces(list(fresh.data))
+            self.timeline.layout.shapes = fresh.layout.shapes
+        self.refreshes += 1
+
+    def _loop(self) -> None:
+        deadline = time.monotonic() + self.seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                self.refresh()
+                self.status.value = f"refreshed {self.refreshes} time(s)"
+            except Exception as exc:  # shown in the panel: a background thread must not print
+                self.status.value = f"refresh failed: {type(exc).__name__}: {exc}"
+            self._stop.wait(self.interval)
+        self.status.value = f"stopped after {self.refreshes} refresh(es)"
+
+    def start(self) -> Dashboard:
+        """Refresh in the background until `stop()` or `seconds` have passed."""
+        if self.running:
+            return self
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="pgqueue dashboard", daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        """Whether the background thread still refreshes."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop refreshing (the thread ends within one interval)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the thread has stopped on its own (its time is up) or was stopped."""
+        if self._thread is not None:
+            self._thread.join(timeout)
