@@ -1,0 +1,204 @@
+"""Figures built from known, hand-made histories have exactly the nodes, edges, bars and gates expected."""
+
+import pandas as pd
+
+from pgqueue import viz
+
+T0 = pd.Timestamp("2026-01-01 12:00:00", tz="UTC")
+
+
+def at(seconds: float) -> pd.Timestamp:
+    return T0 + pd.Timedelta(seconds=seconds)
+
+
+def drawn(value) -> pd.Timestamp:
+    """A time as a figure holds it (plotly stores UTC times without their zone)."""
+    stamp = pd.Timestamp(value)
+    return stamp if stamp.tzinfo else stamp.tz_localize("UTC")
+
+
+def job(
+    job_id,
+    process,
+    order,
+    parents=None,
+    worker=None,
+    start=None,
+    end=None,
+    request=1,
+    pipe=1,
+    pipe_order=1,
+    pipe_job=1,
+):
+    state = "finished" if end is not None else "running" if worker else "waiting"
+    return {
+        "job_id": job_id,
+        "pipe_job_id": pipe_job,
+        "request_id": request,
+        "pipe_id": pipe,
+        "pipeline": f"pipe {pipe}",
+        "pipe_order": pipe_order,
+        "process_order": order,
+        "job_process_name": process,
+        "job_process_version": "1.0.0",
+        "job_assigned_process_uuid": worker,
+        "job_finished": True if end is not None else None,
+        "job_create_timestamp": at(job_id),
+        "job_assign_timestamp": at(start) if start is not None else pd.NaT,
+        "job_finish_timestamp": at(end) if end is not None else pd.NaT,
+        "job_set_elements": None,
+        "job_parent_set_elements": parents,
+        "state": state,
+    }
+
+
+def fan_out_request() -> pd.DataFrame:
+    """Request 1: an assigner fans out to four classifications; their four results are gathered
+    by one merge, which hands over to an uploader that is still running."""
+    rows = [job(1, "assigner", 1, None, "aaaaaaaaaaaa", 0, 1)]
+    rows += [job(n, "classification", 2, [1], "bbbbbbbbbbbb", n, n + 0.5) for n in (2, 3, 4, 5)]
+    rows += [job(n, "merging", 3, [n - 4], "cccccccccccc", 9, 10) for n in (6, 7, 8, 9)]
+    rows += [job(10, "uploader", 4, [6, 7, 8, 9], "aaaaaaaaaaaa", 11)]
+    rows += [job(11, "assigner", 1, None, request=2)]  # another request: not drawn
+    return pd.DataFrame(rows)
+
+
+def test_job_flow_has_the_fan_out_and_its_gathering():
+    fig = viz.job_flow_figure(fan_out_request(), request_id=1)
+    assert viz.layer_sizes(fig) == [1, 4, 4, 1]
+    edges = fig.data[0]
+    assert edges.name == "parent -> child"
+    assert len(edges.x) == 3 * (4 + 4 + 4)  # each edge is (from, to, gap)
+    by_state = {t.name: sorted(int(n) for n in t.text) for t in fig.data[1:]}
+    assert by_state == {"finished": [1, 2, 3, 4, 5, 6, 7, 8, 9], "running": [10]}
+
+
+def test_worker_timeline_draws_one_bar_per_taken_job_per_worker():
+    history = fan_out_request()
+    workers = pd.DataFrame(
+        {
+            "process_uuid": ["aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc"],
+            "process_name": ["assigner", "classification", "merging"],
+            "process_version": ["1.0.0"] * 3,
+        }
+    )
+    fig = viz.worker_timeline_figure(history, workers, gates=[at(10.5)])
+    (bars,) = fig.data
+    assert len(bars.y) == 10  # every job someone took, none that waits
+    assert list(bars.y).count("classification 1.0.0 [bbbbbbbbbbbb]") == 4
+    assert list(bars.x[:1]) == [1000.0]  # the assigner's job: 0 s -> 1 s
+    assert drawn(bars.base[0]) == at(0)
+    assert [drawn(s.x0) for s in fig.layout.shapes] == [at(10.5)]
+
+
+def test_order_gates_show_order_two_after_order_one():
+    pipe_jobs = pd.DataFrame(
+        [
+            {
+                "pipe_job_id": 1,
+                "request_id": 50,
+                "pipe_order": 1,
+                "pipe_name": "a",
+                "started": at(0),
+                "finished": at(5),
+            },
+            {
+                "pipe_job_id": 4,
+                "request_id": 50,
+                "pipe_order": 1,
+                "pipe_name": "b",
+                "started": at(0),
+                "finished": at(4),
+            },
+            {
+                "pipe_job_id": 2,
+                "request_id": 50,
+                "pipe_order": 2,
+                "pipe_name": "c",
+                "started": at(5.1),
+                "finished": at(6),
+            },
+            {
+                "pipe_job_id": 3,
+                "request_id": 45,
+                "pipe_order": 1,
+                "pipe_name": "a",
+                "started": at(0),
+                "finished": at(7),
+            },
+            {
+                "pipe_job_id": 5,
+                "request_id": 60,
+                "pipe_order": 2,
+                "pipe_name": "c",
+                "started": pd.NaT,
+                "finished": pd.NaT,
+            },
+        ]
+    )
+    fig = viz.order_gates_figure(pipe_jobs)
+    bars = {t.name: list(t.y) for t in fig.data}
+    assert bars == {
+        "order 1": ["request 50 · pipe job 1", "request 50 · pipe job 4", "request 45 · pipe job 3"],
+        "order 2": ["request 50 · pipe job 2"],
+    }
+    assert viz.gate_times(pipe_jobs) == [at(5.1)]
+    order_two = next(t for t in fig.data if t.name == "order 2")
+    assert drawn(order_two.base[0]) >= at(5)
+
+
+def test_pipeline_graph_marks_fan_out_and_gathering_and_groups_by_order():
+    steps = pd.DataFrame(
+        [
+            {
+                "pipe_id": 1,
+                "pipe_name": "classify",
+                "pipe_version": "1",
+                "pipe_order": 1,
+                "process_order": 1,
+                "process_name": "assigner",
+                "process_version": "1.0.0",
+                "process_configuration": {"fan_out": 4},
+            },
+            {
+                "pipe_id": 1,
+                "pipe_name": "classify",
+                "pipe_version": "1",
+                "pipe_order": 1,
+                "process_order": 2,
+                "process_name": "classification",
+                "process_version": "1.0.0",
+                "process_configuration": {},
+            },
+            {
+                "pipe_id": 1,
+                "pipe_name": "classify",
+                "pipe_version": "1",
+                "pipe_order": 1,
+                "process_order": 3,
+                "process_name": "merging",
+                "process_version": "1.5.2",
+                "process_configuration": {"gather": True},
+            },
+            {
+                "pipe_id": 4,
+                "pipe_name": "report",
+                "pipe_version": "9",
+                "pipe_order": 2,
+                "process_order": 1,
+                "process_name": "summary",
+                "process_version": "1.5.2",
+                "process_configuration": {},
+            },
+        ]
+    )
+    fig = viz.pipeline_graph_figure(steps)
+    nodes = {t.name: list(t.text) for t in fig.data if t.mode == "markers+text"}
+    assert nodes == {
+        "fan-out": ["assigner 1.0.0"],
+        "step": ["classification 1.0.0", "summary 1.5.2"],
+        "gather": ["merging 1.5.2"],
+    }
+    edges = [t for t in fig.data if t.mode == "lines"]
+    assert [len(t.x) for t in edges] == [3, 1]
+    assert list(fig.layout.yaxis.ticktext) == ["order 1 · classify 1", "order 2 · report 9"]

@@ -1,0 +1,130 @@
+"""Panels driven from code, through the same observers a click runs, against real workers."""
+
+import json
+
+import psutil
+import pytest
+
+from pgqueue import fleet, heartbeats, labs, notify_listen, single_call, viz, widgets
+from pgqueue.heartbeats import Identity
+from pgqueue.wait import until
+
+SC, NL = "single-call", "notify-listen"
+FAST_SC = single_call.Options(poll=0.2, work=(0.0, 0.02))
+FAST_NL = notify_listen.Options(idle=0.2, work=(0.0, 0.02))
+
+
+@pytest.fixture
+def sc_lab():
+    labs.reset(SC, examples=True)
+
+
+def _beating(poc, members):
+    return until(
+        lambda: {m.who.uuid for m in members} <= set(heartbeats.states(poc)["process_uuid"]),
+        30,
+        "the workers' first heartbeats",
+    )
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_a_kill_toggle_stops_a_single_call_worker_within_one_poll(sc_lab, mode):
+    with fleet.Fleet(SC) as workers:
+        (member,) = workers.start("uploader", "1.0.0", mode=mode, worker_options=FAST_SC)
+        _beating(SC, [member])
+        panel = widgets.KillSwitchPanel(SC)
+        panel.set_kill(member.who.uuid)
+        workers.wait_exited(member.who.uuid, FAST_SC.poll + 1.0)
+        panel.refresh()
+        assert "<b>killed</b>" in panel.labels[member.who.uuid].value
+
+
+def test_the_kill_panel_works_on_the_notify_listen_lab_and_stop_all_stops_every_worker():
+    labs.reset(NL, examples=True)
+    with fleet.Fleet(NL) as workers:
+        members = workers.start("third_process", "1.0.0", 3, worker_options=FAST_NL)
+        _beating(NL, members)
+        panel = widgets.KillSwitchPanel(NL)
+        panel.stop_all()
+        for member in members:
+            workers.wait_exited(member.who.uuid, FAST_NL.timeout)
+        assert set(heartbeats.states(NL)["state"]) == {"killed"}
+
+
+def test_refreshing_the_kill_panel_never_writes_a_switch(sc_lab):
+    with fleet.Fleet(SC) as workers:
+        (member,) = workers.start("uploader", "1.0.0", worker_options=FAST_SC)
+        _beating(SC, [member])
+        panel = widgets.KillSwitchPanel(SC)
+        heartbeats.set_kill_switch(SC, member.who.uuid, True)
+        heartbeats.set_kill_switch(SC, member.who.uuid, False)  # flipped back before the worker looked
+        panel.refresh()
+        panel.refresh()
+        assert not panel.toggles[member.who.uuid].value and member.alive
+
+
+def test_a_priority_change_in_the_panel_reorders_what_find_job_hands_out(sc_lab):
+    panel = widgets.PriorityPanel()
+    first, second = single_call.submit(pipe_id=2), single_call.submit(pipe_id=2)
+    panel.refresh()
+    panel.set_priority(second, 1)
+    with labs.connect(SC) as conn:
+        got = json.loads(single_call.Worker(Identity.new("first_process", "1.9.2")).find_job(conn, False))
+    assert got[0]["pipe_job_id"] == second != first  # first was older: without the change it wins
+    assert f"pipe job {second}: priority 1" in panel.message.value
+
+
+def test_the_priority_form_submits_one_request_through_several_pipelines(sc_lab):
+    panel = widgets.PriorityPanel()
+    panel.submit([2, 4], request_id=70, priority=30)
+    pipes = single_call.pipe_jobs().set_index("pipe_job_id")
+    mine = pipes[pipes["request_id"] == 70]
+    assert sorted(mine["pipe_id"]) == [2, 4] and set(mine["pipe_job_priority"]) == {30}
+    assert mine.set_index("pipe_id").loc[4, "jobs"] == 0  # order 2 waits for order 1
+    assert set(mine.index) <= set(panel.inputs)
+
+
+def test_the_fleet_panel_starts_what_it_is_asked_and_leaves_nothing(sc_lab):
+    with fleet.Fleet(SC) as workers:
+        panel = widgets.FleetPanel(workers, FAST_SC)
+        panel.start("classification", "1.0.0", 2, mode="thread")
+        panel.start("uploader", "1.0.0", 2, mode="process")
+        assert len(workers.members(alive=True)) == 4
+        _beating(SC, workers.members())
+        victim = panel.victim.options[0]
+        panel.hard_kill(victim)
+        assert not workers.member(victim).alive
+        panel.stop()
+        assert workers.members(alive=True) == []
+        pids = [m.process.pid for m in workers.members() if m.process is not None]
+    assert not [pid for pid in pids if psutil.pid_exists(pid)]
+
+
+def test_the_dashboard_stops_when_asked_and_when_its_time_is_up(sc_lab):
+    asked = widgets.Dashboard(SC, seconds=60, interval=0.1).start()
+    until(lambda: asked.refreshes >= 2, 10, "two refreshes")
+    asked.stop()
+    assert not asked.running
+    timed = widgets.Dashboard(SC, seconds=0.5, interval=0.1).start()
+    timed.wait(10)
+    assert not timed.running and timed.refreshes >= 1
+    assert timed.status.value.startswith("stopped after")
+
+
+def test_the_dashboard_shows_counts_workers_and_a_timeline(sc_lab):
+    with fleet.Fleet(SC) as workers:
+        workers.launch(
+            [("first_process", "1.9.2", 1), ("second_process", "2.2.0", 1), ("third_process", "5.3.0", 1)],
+            worker_options=FAST_SC,
+        )
+        until(
+            lambda: single_call.pipe_jobs().set_index("pipe_job_id").loc[4, "pipe_job_finished"],
+            30,
+            "pipe job 4 finishing",
+        )
+        board = widgets.Dashboard(SC)
+        board.refresh()
+    assert "first_process 1.9.2" in board.counts.value
+    assert board.workers.value.count("alive") == 3
+    bars = sum(len(trace.y) for trace in board.timeline.data)
+    assert bars == len(viz.history(SC).dropna(subset=["job_assign_timestamp"]))
