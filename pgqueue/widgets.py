@@ -88,6 +88,7 @@ class PriorityPanel(w.VBox):
     def __init__(self) -> None:
         self.inputs: dict[int, w.BoundedIntText] = {}
         self._syncing = False
+        self.changed_jobs = 0
         self.message = w.HTML()
         self.rows = w.VBox()
         self.pipelines = w.SelectMultiple(description="pipelines", rows=5)
@@ -139,6 +140,7 @@ class PriorityPanel(w.VBox):
         def on_change(change) -> None:
             if not self._syncing:
                 waiting = single_call.set_priority(pipe_job_id, int(change["new"]))
+                self.changed_jobs = waiting  # how many waiting jobs the last change re-prioritised
                 self.message.value = (
                     f"pipe job {pipe_job_id}: priority {change['new']} ({waiting} waiting job(s))"
                 )
