@@ -225,6 +225,12 @@ class FleetPanel(w.VBox):
 
     def start(self, name: str, version: str, count: int = 1, mode: str = "thread") -> None:
         """Choose a process, a count and a mode, and press Start."""
+        offered = [value for _, value in self.process.options]
+        if (name, version) not in offered:
+            raise PgQueueError(
+                f"no pipeline asks for {name} {version}; the panel offers: "
+                + ", ".join(f"{n} {v}" for n, v in offered)
+            )
         self.process.value = (name, version)
         self.count.value, self.mode.value = count, mode
         self.start_button.click()

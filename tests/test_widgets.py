@@ -5,7 +5,7 @@ import json
 import psutil
 import pytest
 
-from pgqueue import fleet, heartbeats, labs, notify_listen, single_call, viz, widgets
+from pgqueue import PgQueueError, fleet, heartbeats, labs, notify_listen, single_call, viz, widgets
 from pgqueue.heartbeats import Identity
 from pgqueue.wait import until
 
@@ -94,6 +94,8 @@ def test_the_fleet_panel_starts_what_it_is_asked_and_leaves_nothing(sc_lab):
         victim = panel.victim.options[0]
         panel.hard_kill(victim)
         assert not workers.member(victim).alive
+        with pytest.raises(PgQueueError, match="no pipeline asks for classification 9.1.0"):
+            panel.start("classification", "9.1.0")
         panel.stop()
         assert workers.members(alive=True) == []
         pids = [m.process.pid for m in workers.members() if m.process is not None]
