@@ -130,3 +130,17 @@ def test_the_dashboard_shows_counts_workers_and_a_timeline(sc_lab):
     assert board.workers.value.count("alive") == 3
     bars = sum(len(trace.y) for trace in board.timeline.data)
     assert bars == len(viz.history(SC).dropna(subset=["job_assign_timestamp"]))
+
+
+def test_the_dashboard_works_on_the_notify_listen_lab_too():
+    labs.reset(NL, examples=True)
+    with fleet.Fleet(NL) as workers:
+        workers.launch(
+            [("first_process", "1.0.0", 1), ("second_process", "1.5.2", 1), ("third_process", "1.0.0", 1)],
+            worker_options=FAST_NL,
+        )
+        until(lambda: notify_listen.job_counts()["finished"] == 3, 30, "the example request finishing")
+        board = widgets.Dashboard(NL)
+        board.refresh()
+    assert "third_process 1.0.0" in board.counts.value
+    assert sum(len(trace.y) for trace in board.timeline.data) == 3
