@@ -99,7 +99,7 @@ def lab(args: argparse.Namespace) -> int:
     if os.geteuid() == 0:
         argv.append("--allow-root")  # JupyterLab refuses root otherwise (containers, CI)
     argv += args.jupyter_args
-    proc = children.spawn(argv)
+    proc = children.spawn(argv, env=jupyter_env(os.environ))
     _sigterm_interrupts()
     try:
         return proc.wait()
@@ -196,6 +196,18 @@ def _option_names() -> set[str]:
     return {
         f.name for kind in fleet.WORKER_MODULES for f in dataclasses.fields(fleet.worker_module(kind).Options)
     }
+
+
+def jupyter_env(environ) -> dict[str, str]:
+    """JupyterLab's environment: an empty JUPYTER_TOKEN is dropped, so it makes a random token.
+
+    (JupyterLab reads an empty JUPYTER_TOKEN as "no token at all": anyone could connect.)
+    """
+    env = dict(environ)
+    if env.get("JUPYTER_TOKEN") == "":
+        del env["JUPYTER_TOKEN"]
+        print("pgqueue: JUPYTER_TOKEN is empty: JupyterLab makes a random token (in the URL below)")
+    return env
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,193 @@
+"""The Docker Compose sandbox, checked without a Docker engine: config, structure, and its commands."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import psycopg
+import pytest
+import yaml
+from psycopg import sql
+
+from pgqueue import children, labs, queries, server, single_call
+from pgqueue.wait import until
+from tests.conftest import REPO
+
+COMPOSE = REPO / "docker-compose.yml"
+DOCKERFILE = REPO / "Dockerfile"
+MACHINE_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+KIT_SERVICES = ("setup", "lab", "worker", "demo")
+
+
+def _tool() -> str:
+    found = shutil.which("docker-compose")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must validate the compose file: .ci/run installs docker-compose")
+        pytest.skip(
+            "docker-compose is not installed here (apt-get install --no-install-recommends docker-compose)"
+        )
+    return found
+
+
+def resolved(**env: str) -> dict:
+    """The compose file as docker-compose resolves it (variables filled in, profiles included)."""
+    result = subprocess.run(
+        [_tool(), "-f", str(COMPOSE), "config"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        cwd=REPO,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def test_config_validates_with_and_without_a_token():
+    for env in ({}, {"JUPYTER_TOKEN": "abc123"}):
+        result = subprocess.run(
+            [_tool(), "-f", str(COMPOSE), "config", "-q"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            cwd=REPO,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+
+
+def test_every_file_the_sandbox_needs_exists():
+    config = resolved()
+    for name in KIT_SERVICES:
+        build = config["services"][name]["build"]
+        assert os.path.isdir(build["context"]) and os.path.isfile(
+            os.path.join(build["context"], "Dockerfile")
+        )
+    for volume in config["services"]["lab"]["volumes"]:
+        source = volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
+        assert os.path.exists(source), source
+    for line in DOCKERFILE.read_text().splitlines():
+        if line.startswith("COPY"):
+            for source in line.split()[1:-1]:
+                if not source.startswith("--"):
+                    assert (REPO / source).exists(), line
+    assert (REPO / ".dockerignore").is_file()
+
+
+def test_images_are_pinned():
+    config = resolved()
+    for name, service in config["services"].items():
+        image = service.get("image", "")
+        assert re.fullmatch(r"[\w./-]+:[\w.-]+", image) and not image.endswith(":latest"), (name, image)
+    (base,) = [line.split()[1] for line in DOCKERFILE.read_text().splitlines() if line.startswith("FROM")]
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-[\w-]+", base), base
+
+
+def test_published_ports_bind_to_loopback_only():
+    for name, service in resolved()["services"].items():
+        for port in service.get("ports", []):
+            text = port if isinstance(port, str) else f"{port.get('host_ip')}:{port.get('published')}"
+            assert text.startswith("127.0.0.1:"), (name, port)
+
+
+def test_the_image_installs_requirements_and_runs_as_a_normal_user():
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^RUN pip install .*-r requirements\.txt", text, re.MULTILINE)
+    assert re.search(r"^USER (?!root)\w+", text, re.MULTILINE)
+
+
+def test_postgres_keeps_its_data_on_a_named_volume_where_18_expects_it():
+    config = resolved()
+    (volume,) = config["services"]["db"]["volumes"]
+    target = volume["target"] if isinstance(volume, dict) else volume.split(":")[1]
+    assert target == "/var/lib/postgresql" and "pgdata" in config["volumes"]
+    assert config["services"]["db"]["image"].startswith("postgres:18")
+    assert "pg_isready" in " ".join(config["services"]["db"]["healthcheck"]["test"])
+
+
+def test_kit_services_wait_for_a_healthy_database_and_workers_for_the_setup():
+    services = resolved()["services"]
+    for name in KIT_SERVICES:
+        assert services[name]["depends_on"]["db"]["condition"] == "service_healthy", name
+    assert services["worker"]["depends_on"]["setup"]["condition"] == "service_completed_successfully"
+
+
+def test_the_dsn_given_to_the_kit_is_one_pgqueue_accepts():
+    services = resolved(POSTGRES_USER="alice", POSTGRES_PASSWORD="s3cret", POSTGRES_DB="queue")["services"]
+    for name in KIT_SERVICES:
+        dsn = services[name]["environment"]["PGQUEUE_DSN"]
+        srv = server.Server("dsn", dsn)
+        assert psycopg.conninfo.conninfo_to_dict(dsn) == {
+            "user": "alice",
+            "password": "s3cret",
+            "host": "db",
+            "port": "5432",
+            "dbname": "queue",
+        }
+        assert "s3cret" not in srv.describe()
+    lab = services["lab"]
+    assert lab["environment"]["JUPYTER_TOKEN"] == ""  # by default: JupyterLab makes a random token
+    from pgqueue.cli import jupyter_env
+
+    assert "JUPYTER_TOKEN" not in jupyter_env({"JUPYTER_TOKEN": ""})
+    assert jupyter_env({"JUPYTER_TOKEN": "t"})["JUPYTER_TOKEN"] == "t"
+
+
+def here(command: list[str]) -> list[str]:
+    """A container's command, run here: its `python` is the image's interpreter, here it is ours."""
+    assert command[0] == "python", command
+    return [sys.executable, *command[1:]]
+
+
+def _machine_pg() -> str:
+    try:
+        psycopg.connect(MACHINE_PG, connect_timeout=3).close()
+    except psycopg.OperationalError:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI expects a PostgreSQL at {MACHINE_PG}")
+        pytest.skip(f"no PostgreSQL answers at {MACHINE_PG}")
+    return MACHINE_PG
+
+
+def test_the_containers_commands_carry_jobs_through_pgqueue_dsn(monkeypatch):
+    dsn = _machine_pg()
+    env = {"PGQUEUE_DSN": dsn}
+    services = resolved()["services"]
+    setup = subprocess.run(
+        here(services["setup"]["command"]),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **env},
+        timeout=60,
+    )
+    assert setup.returncode == 0, setup.stderr
+    monkeypatch.setenv("PGQUEUE_DSN", dsn)
+    workers = []
+    try:
+        for process, version in (
+            ("first_process", "1.9.2"),
+            ("second_process", "2.2.0"),
+            ("third_process", "5.3.0"),
+        ):
+            command = resolved(WORKER_PROCESS=process, WORKER_VERSION=version)["services"]["worker"][
+                "command"
+            ]
+            workers.append(
+                children.spawn(here(command), env={**os.environ, **env}, cwd=REPO, stdout=subprocess.DEVNULL)
+            )
+        until(
+            lambda: single_call.pipe_jobs().set_index("pipe_job_id").loc[4, "pipe_job_finished"],
+            60,
+            "pipeline 2's pipe job finishing through the three worker commands",
+        )
+        assert single_call.pipe_jobs().set_index("pipe_job_id").loc[4, "jobs"] == 3
+    finally:
+        for proc in workers:
+            children.stop(proc)
+        q = queries.load("kit/queries.sql")
+        with server.connect() as admin:
+            admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(labs.database("single-call"))))
