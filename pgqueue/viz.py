@@ -121,7 +121,11 @@ def worker_timeline_figure(history: pd.DataFrame, workers: pd.DataFrame, gates: 
             )
         )
     for moment in gates:
-        fig.add_vline(x=moment, line_dash="dash", line_color="#6a1b9a")
+        # plotly.js cannot read a zoned timestamp in a shape (the line would vanish): naive UTC,
+        # as plotly itself turns the bars' zoned times into
+        fig.add_vline(
+            x=pd.Timestamp(moment).tz_convert(None).to_pydatetime(), line_dash="dash", line_color="#6a1b9a"
+        )
     fig.update_xaxes(type="date", title="time")
     fig.update_layout(
         barmode="overlay",

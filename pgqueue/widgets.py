@@ -272,7 +272,8 @@ class Dashboard(w.VBox):
         with self.timeline.batch_update():
             self.timeline.data = []
             self.timeline.add_traces(list(fresh.data))
-            self.timeline.layout.shapes = fresh.layout.shapes
+            # the whole layout: a date axis (or the gate lines cannot be placed), shapes, title
+            self.timeline.update_layout(fresh.layout.to_plotly_json())
         self.refreshes += 1
 
     def _loop(self) -> None:
