@@ -115,7 +115,7 @@ def run_all(page, base: str, notebook: str, timeout: float = 90) -> None:
     page.goto(f"{base}/lab/workspaces/{workspace}/tree/{notebook}?reset&token={TOKEN}")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
     until(
-        lambda: "Idle" in page.locator(".jp-StatusBar-TextItem").all_inner_texts().__str__(),
+        lambda: "Idle" in " ".join(page.locator(".jp-StatusBar-TextItem").all_inner_texts()),
         60,
         "the kernel becoming idle",
     )
