@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -71,3 +72,30 @@ def processes_of(home: Path) -> list[psutil.Process]:
         if str(home) in cmd and proc.info["status"] != psutil.STATUS_ZOMBIE:
             found.append(proc)
     return found
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_lab(port: int, token: str, log, env: dict | None = None) -> subprocess.Popen:
+    """`python -m pgqueue lab` without a browser, on `port`, with `token`, output to `log`."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pgqueue",
+            "lab",
+            "--no-browser",
+            f"--port={port}",
+            "--",
+            f"--IdentityProvider.token={token}",
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )

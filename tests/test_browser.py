@@ -3,9 +3,6 @@
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -15,7 +12,7 @@ import pytest
 
 from pgqueue import heartbeats, labs
 from pgqueue.wait import until
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port, start_lab
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
@@ -54,26 +51,9 @@ def lab(tmp_path_factory):
         path = settings / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(values))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     log = open(tmp_path_factory.mktemp("lab-log") / "lab.log", "w")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pgqueue",
-            "lab",
-            "--no-browser",
-            f"--port={port}",
-            "--",
-            f"--IdentityProvider.token={TOKEN}",
-        ],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings)},
-    )
+    proc = start_lab(port, TOKEN, log, {"JUPYTERLAB_SETTINGS_DIR": str(settings)})
     base = f"http://127.0.0.1:{port}"
 
     def answers() -> bool:

@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -15,7 +14,7 @@ import pytest
 from pgqueue import embedded, labs
 from pgqueue.cli import build_parser
 from pgqueue.wait import until
-from tests.conftest import REPO, processes_of, run_cli
+from tests.conftest import free_port, processes_of, run_cli, start_lab
 
 VERBS = [
     [],
@@ -90,12 +89,6 @@ def test_every_verb_of_the_parser_is_tested_for_help():
     assert set(verbs) == covered
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _get(url: str, token: str, method: str = "GET"):
     request = urllib.request.Request(url, method=method, headers={"Authorization": f"token {token}"})
     with urllib.request.urlopen(request, timeout=5) as response:
@@ -110,24 +103,9 @@ def _answers(url: str, token: str) -> bool:
 
 
 def test_lab_serves_the_notebooks_and_ctrl_c_leaves_nothing_running(own_home, tmp_path):
-    port, token = _free_port(), "pgqueue-test-token"
+    port, token = free_port(), "pgqueue-test-token"
     log = open(tmp_path / "lab.log", "w")  # noqa: SIM115 (closed in finally) a file, not a pipe, so the log never blocks
-    lab = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pgqueue",
-            "lab",
-            "--no-browser",
-            f"--port={port}",
-            "--",
-            f"--IdentityProvider.token={token}",
-        ],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    lab = start_lab(port, token, log)
     base = f"http://127.0.0.1:{port}"
     try:
         until(lambda: _answers(f"{base}/api/status", token), 60, "JupyterLab answering")
