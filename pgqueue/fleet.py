@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import weakref
 from collections.abc import Iterable
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pgqueue import children, heartbeats, labs, options
+from pgqueue import children, heartbeats, labs, options, paths
 from pgqueue.errors import PgQueueError
 from pgqueue.events import Event, EventLog
 from pgqueue.heartbeats import Identity
@@ -89,7 +88,9 @@ class Fleet:
         self.module = worker_module(poc)
         self.log = log or EventLog()
         self._members: dict[str, Member] = {}
-        self._logs = Path(tempfile.mkdtemp(prefix="pgqueue-fleet-"))
+        # process workers' output, made on first need under the kit's home: a kernel killed
+        # before it could clean up leaves nothing in /tmp, and a test run removes its home
+        self._logs = paths.home() / "fleet-logs" / f"{os.getpid()}-{id(self):x}"
         self._all: list[Member] = []
         # runs on close(), when the fleet is garbage, or at interpreter exit (a kernel shutting
         # down), whichever comes first: workers never outlive the notebook that started them
@@ -141,6 +142,7 @@ class Fleet:
         return member
 
     def _start_process(self, who: Identity, opts) -> Member:
+        self._logs.mkdir(parents=True, exist_ok=True)
         log_path = self._logs / f"{who.uuid}.log"
         argv = [
             sys.executable,
