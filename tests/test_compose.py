@@ -66,6 +66,11 @@ def test_every_file_the_sandbox_needs_exists():
         assert os.path.isdir(build["context"]) and os.path.isfile(
             os.path.join(build["context"], "Dockerfile")
         )
+    mounts = {
+        (v["source"], v["target"]) if isinstance(v, dict) else tuple(v.split(":")[:2])
+        for v in config["services"]["lab"]["volumes"]
+    }
+    assert (str(REPO), "/home/learner/kit") in mounts  # the repository: saved notebooks persist
     for volume in config["services"]["lab"]["volumes"]:
         source = volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
         assert os.path.exists(source), source
