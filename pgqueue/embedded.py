@@ -236,11 +236,6 @@ def _release(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def release() -> None:
-    """Give up this process's lease now (the watchdog stops an unused server after the grace)."""
-    _release(layout().users / str(os.getpid()))
-
-
 # --- start, stop, watch ---------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,7 +48,6 @@ class Member:
     thread: threading.Thread | None = None
     process: subprocess.Popen | None = None  # process mode
     log_path: Path | None = None
-    result: dict = field(default_factory=dict)
 
     @property
     def alive(self) -> bool:
@@ -132,10 +131,9 @@ class Fleet:
 
         def run() -> None:
             try:
-                member.result["ended"] = worker.run()
+                worker.run()
             except Exception as exc:  # reported as an event: a background thread must not print
                 self.log.add(who.uuid, "crash", f"{type(exc).__name__}: {exc}")
-                member.result["ended"] = "crash"
 
         member.thread = threading.Thread(target=run, name=f"worker {who}", daemon=True)
         member.thread.start()

@@ -108,7 +108,6 @@ class Worker(WorkerBase):
             conn.execute(_q()["record_job_failure"], {"job_id": job["job_id"], "message": message})
             self._event("failed", message)
             return
-        self.jobs_done += 1
         self._event("done", f"job {job['job_id']}" + (f" -> job {new_id}" if new_id else ", end of pipeline"))
 
     def run(self) -> str:

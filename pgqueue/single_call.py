@@ -70,7 +70,6 @@ class Worker(WorkerBase):
         except psycopg.errors.RaiseException as exc:
             self._event("failed", exc.diag.message_primary or str(exc))
             return
-        self.jobs_done += len(ids)
         detail = f"pipe job {action.pipe_job_id}" if action.kind == "finish_pipe" else f"{ids} -> {created}"
         self._event(action.kind, detail)
 

@@ -19,7 +19,6 @@ class WorkerBase:
         self.options = options
         self.log = log or EventLog()
         self.stop = threading.Event()  # set it to end the loop at its next step (no kill switch)
-        self.jobs_done = 0
 
     def _event(self, kind: str, detail: str = "") -> None:
         self.log.add(self.who.uuid, kind, detail)
