@@ -4,18 +4,24 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from pgqueue import designs
 from pgqueue.paths import NOTEBOOKS_DIR
 
 
 @dataclass(frozen=True)
 class Lesson:
-    """One numbered notebook and what it builds."""
+    """One numbered notebook and what it builds (`design`: a name in the registry, or a plain label)."""
 
     file: str
     teaches: str
-    seed: str
+    design: str
     sql: str
     module: str
+
+    @property
+    def seed(self) -> str:
+        """Which part of the seed the lesson rebuilds: a design's title, or the label given."""
+        return designs.REGISTRY[self.design].title if self.design in designs.REGISTRY else self.design
 
     @property
     def ready(self) -> bool:
@@ -48,42 +54,42 @@ LESSONS = [
     Lesson(
         "03-listen-for-jobs.ipynb",
         "a trigger that answers heartbeats over NOTIFY",
-        "POC 1: notify/listen",
+        "notify-listen",
         "sql/notify_listen/03_*",
         "notify_listen",
     ),
     Lesson(
         "04-find-a-job.ipynb",
         "one stored function hands out work; the claim table",
-        "POC 2: single call",
+        "single-call",
         "sql/single_call/",
         "single_call",
     ),
     Lesson(
         "05-set-priorities.ipynb",
         "priorities: lower runs first",
-        "POC 2: single call",
+        "single-call",
         "sql/single_call/",
         "single_call",
     ),
     Lesson(
         "06-fan-out-and-in.ipynb",
         "fan-out to parallel jobs, gathering their results",
-        "POC 2: single call",
+        "single-call",
         "sql/single_call/",
         "processes",
     ),
     Lesson(
         "07-chain-pipeline-orders.ipynb",
         "order 2 starts when order 1 is done; finish_pipe",
-        "POC 2: single call",
+        "single-call",
         "sql/single_call/",
         "single_call",
     ),
     Lesson(
         "08-watch-a-request-flow.ipynb",
         "the full example, live, then its figures",
-        "POC 2: single call",
+        "single-call",
         "sql/single_call/",
         "viz, widgets",
     ),

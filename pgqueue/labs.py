@@ -5,43 +5,29 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 
-from pgqueue import queries, schema, server
+from pgqueue import designs, queries, schema, server
 from pgqueue.errors import PgQueueError
-from pgqueue.paths import SQL_DIR
-from pgqueue.wait import Timeout
-from pgqueue.wait import until as wait_until
 
 if TYPE_CHECKING:  # imported where used: workers start without them
     import pandas as pd
     import sqlalchemy
 
-# The POC names of the command line and the sql/ folder of each design (it names the database).
-DESIGNS = {
-    "notify-listen": "notify_listen",
-    "single-call": "single_call",
-    "hardened": "hardened",
-}
-# Designs that start from the model lessons 01-02 build (pipelines, heartbeats).
-SHARED = "shared"
-BUILT_ON_SHARED = {"notify-listen", "single-call"}
 PREFIX_ENV = "PGQUEUE_DB_PREFIX"  # lets tests keep their databases apart from a learner's
 DEFAULT_PREFIX = "pgqueue_"
 # Workers name their connections with this prefix, so a reset can tell them from notebooks.
 WORKER_APPLICATION = "pgqueue worker"
-STOP_WAIT = 3.0
 
 
 def check_poc(poc: str) -> str:
     """`poc` if it names a design, else a clear error listing the names."""
-    if poc not in DESIGNS:
-        raise PgQueueError(f"unknown lab {poc!r}; choose one of: {', '.join(DESIGNS)}")
-    return poc
+    return designs.get(poc).name
 
 
 def prefix() -> str:
@@ -56,13 +42,12 @@ def prefix() -> str:
 
 def database(poc: str) -> str:
     """The database name of a lab, e.g. 'pgqueue_single_call'."""
-    return prefix() + DESIGNS[check_poc(poc)]
+    return prefix() + designs.get(poc).folder
 
 
 def sql_folders(poc: str) -> list[Path]:
     """The folders whose numbered steps build a lab, in order (shared/ first where it applies)."""
-    own = SQL_DIR / DESIGNS[check_poc(poc)]
-    return [SQL_DIR / SHARED, own] if poc in BUILT_ON_SHARED else [own]
+    return designs.get(poc).sql_folders()
 
 
 def steps(poc: str) -> list[schema.Step]:
@@ -86,11 +71,20 @@ def exists(poc: str) -> bool:
 
 
 def is_set_up(poc: str) -> bool:
-    """Whether the lab exists and has its workers' table (its heartbeat step has run)."""
+    """Whether the lab exists and its workers can register (its design's marker table exists)."""
     if not exists(poc):
         return False
     with connect(poc) as conn:
-        return conn.execute(_q()["has_heartbeats"]).fetchone()[0]
+        return conn.execute(_q()["table_exists"], {"table": designs.get(poc).set_up_when}).fetchone()[0]
+
+
+def require_set_up(poc: str) -> None:
+    """Nothing, or a one-line error giving the command that builds the lab."""
+    if not is_set_up(poc):
+        raise PgQueueError(
+            f"lab {poc!r} is not set up yet (database {database(poc)}): "
+            f"python -m pgqueue setup --poc {poc} --examples"
+        )
 
 
 def ensure(poc: str) -> str:
@@ -100,8 +94,19 @@ def ensure(poc: str) -> str:
         if not admin.execute(_q()["database_exists"], {"name": name}).fetchone()[0]:
             # another process may have created it a moment ago
             with contextlib.suppress(psycopg.errors.DuplicateDatabase):
-                admin.execute(sql.SQL(_q()["create_database"]).format(db=sql.Identifier(name)))
+                _create(admin, name)
     return url(poc, create=False)
+
+
+def _create(admin: psycopg.Connection, name: str) -> None:
+    try:
+        admin.execute(sql.SQL(_q()["create_database"]).format(db=sql.Identifier(name)))
+    except psycopg.errors.InsufficientPrivilege:
+        role = admin.info.user
+        raise PgQueueError(
+            f"role {role!r} may not create databases on {server.resolve().describe()}; "
+            f"grant it (ALTER ROLE {role} CREATEDB) or set PGQUEUE_DSN to a role that may"
+        ) from None
 
 
 def url(poc: str, *, create: bool = True) -> str:
@@ -111,35 +116,37 @@ def url(poc: str, *, create: bool = True) -> str:
     return server.resolve().uri_for(database(poc))
 
 
-def stop_workers(poc: str, wait: float = STOP_WAIT) -> int:
-    """Flip every kill switch of a lab and wait up to `wait` s for its workers to disconnect.
+@dataclass(frozen=True)
+class Rebuilt:
+    """What a reset did: the lab, its database, the steps it ran, the workers it disconnected."""
 
-    Returns how many worker connections were still open when the wait ended.
-    """
-    name = database(poc)
-    q = _q()
+    lab: str
+    database: str
+    steps: list[str]
+    workers_stopped: int
+    rebuilt: bool = True  # False: the lab was set up already and kept (keep_existing)
+
+
+def worker_sessions(poc: str) -> int:
+    """How many kit workers are connected to a lab right now."""
     with server.connect() as admin:
-        if not admin.execute(q["database_exists"], {"name": name}).fetchone()[0]:
-            return 0
-    with connect(poc) as conn:
-        if conn.execute(q["has_heartbeats"]).fetchone()[0]:
-            conn.execute(q["kill_all_workers"])
-        params = {"name": name, "pattern": WORKER_APPLICATION + "%"}
-
-        def still_connected() -> int:
-            return conn.execute(q["worker_sessions"], params).fetchone()[0]
-
-        # stragglers are disconnected by the caller's DROP ... WITH (FORCE)
-        with contextlib.suppress(Timeout):
-            wait_until(lambda: still_connected() == 0, wait, "workers disconnecting", 0.1)
-        return still_connected()
+        return _worker_sessions(admin, database(poc))
 
 
-def reset(poc: str, upto: int | str | None = None, *, examples: bool = False, wait: float = STOP_WAIT) -> str:
+def _worker_sessions(admin: psycopg.Connection, name: str) -> int:
+    params = {"name": name, "pattern": WORKER_APPLICATION + "%"}
+    return admin.execute(_q()["worker_sessions"], params).fetchone()[0]
+
+
+def reset(
+    poc: str, upto: int | str | None = None, *, examples: bool = False, keep_existing: bool = False
+) -> Rebuilt:
     """Recreate a lab from sql/ up to step `upto` (all when None, none when 0), examples if asked.
 
-    Workers still registered in the lab are asked to stop first (their kill switch); any still
-    connected after `wait` seconds are disconnected by the drop.
+    The drop disconnects the lab's workers; each notices that its lab was reset and stops (a
+    job it held went with the old database). Two resets of one lab take turns: the second
+    waits until the first has built the lab, then builds it again, or, with `keep_existing`,
+    keeps the lab the first one built.
     """
     name = database(poc)
     folders = sql_folders(poc)
@@ -149,15 +156,29 @@ def reset(poc: str, upto: int | str | None = None, *, examples: bool = False, wa
     with server.connect() as admin:
         admin.execute(q["lock_lab"], {"name": name})
         try:
-            stop_workers(poc, wait)
+            if keep_existing and is_set_up(poc):
+                with connect(poc) as conn:
+                    return Rebuilt(poc, name, list(schema.applied(conn)), 0, rebuilt=False)
+            stopped = _worker_sessions(admin, name)
             admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(name)))
-            admin.execute(sql.SQL(q["create_database"]).format(db=sql.Identifier(name)))
+            _create(admin, name)
+            ran = []
+            if all(folder.is_dir() for folder in folders):
+                with connect(poc) as conn:
+                    schema.apply_upto(conn, folders, upto, examples=examples)
+                    ran = list(schema.applied(conn))
         finally:
             admin.execute(q["unlock_lab"], {"name": name})
-    if all(folder.is_dir() for folder in folders):
-        with connect(poc) as conn:
-            schema.apply_upto(conn, folders, upto, examples=examples)
-    return url(poc, create=False)
+    return Rebuilt(poc, name, ran, stopped)
+
+
+def lab_busy(poc: str) -> bool:
+    """Whether another process is resetting this lab right now."""
+    with server.connect() as admin:
+        got = admin.execute(_q()["try_lock_lab"], {"name": database(poc)}).fetchone()[0]
+        if got:
+            admin.execute(_q()["unlock_lab"], {"name": database(poc)})
+        return not got
 
 
 def apply(poc: str, which: int | str, *, examples: bool = False) -> bool:

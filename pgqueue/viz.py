@@ -1,4 +1,4 @@
-"""Figures of the single-call queue, drawn from the database: pipelines, worker timeline, job flow, gates.
+"""Figures of a lab, drawn from the database: pipelines, worker timeline, job flow, order gates.
 
 Each figure has a pure builder (`*_figure`, from DataFrames, so tests can pin its data) and a
 function of the same name without the suffix that reads the lab and calls it.
@@ -9,9 +9,9 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from pgqueue import heartbeats, labs, queries, single_call
+from pgqueue import designs, heartbeats, labs, queries
 
-POC = single_call.POC
+POC = "single-call"  # the design whose figures the lessons draw unless told otherwise
 HOVER_JOB = "job %{customdata[0]}, pipe job %{customdata[1]}<extra>%{fullData.name}</extra>"
 STATE_COLOURS = {"waiting": "#9e9e9e", "running": "#ff9800", "finished": "#2e7d32"}
 
@@ -20,19 +20,25 @@ def _q() -> queries.Queries:
     return queries.load("clients/observe.sql")
 
 
-def steps() -> pd.DataFrame:
+def steps(poc: str = POC) -> pd.DataFrame:
     """Every pipeline with its steps, by order then pipeline."""
-    return labs.frame(POC, _q()["pipeline_steps"])
+    return labs.frame(poc, _q()["pipeline_steps"])
 
 
 def history(poc: str = POC) -> pd.DataFrame:
     """Every job of a lab with its request, pipeline, step and state."""
-    return labs.frame(poc, _q()["job_history_" + labs.DESIGNS[labs.check_poc(poc)]])
+    return labs.frame(poc, _q()[designs.get(poc).history_query])
 
 
 def counts_by_process(poc: str = POC) -> pd.DataFrame:
     """Jobs waiting, running and finished, per process."""
-    return labs.frame(poc, _q()["counts_by_process_" + labs.DESIGNS[labs.check_poc(poc)]])
+    return labs.frame(poc, _q()[designs.get(poc).counts_query])
+
+
+def pipeline_graph(poc: str = POC) -> go.Figure:
+    """The pipeline graph of a lab."""
+    designs.get(poc).require("pipeline_graph")
+    return pipeline_graph_figure(steps(poc))
 
 
 # --- the pipeline graph ---------------------------------------------------------------------
@@ -83,11 +89,6 @@ def pipeline_graph_figure(steps: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def pipeline_graph() -> go.Figure:
-    """The pipeline graph of the single-call lab."""
-    return pipeline_graph_figure(steps())
-
-
 # --- the worker timeline --------------------------------------------------------------------
 
 
@@ -136,8 +137,9 @@ def worker_timeline_figure(history: pd.DataFrame, workers: pd.DataFrame, gates: 
 
 
 def worker_timeline(poc: str = POC) -> go.Figure:
-    """The per-worker timeline of a lab (order gates drawn for the single-call queue)."""
-    gates = gate_times(single_call.pipe_jobs()) if poc == POC else []
+    """The per-worker timeline of a lab (with the moments order gates opened, where it has them)."""
+    design = designs.get(poc).require("worker_timeline")
+    gates = gate_times(design.worker().pipe_jobs()) if design.offers("order_gates") else []
     return worker_timeline_figure(history(poc), heartbeats.states(poc), gates)
 
 
@@ -195,9 +197,10 @@ def job_flow_figure(history: pd.DataFrame, request_id: int) -> go.Figure:
     return fig
 
 
-def job_flow(request_id: int) -> go.Figure:
-    """The job flow of one request of the single-call lab."""
-    return job_flow_figure(history(POC), request_id)
+def job_flow(request_id: int, poc: str = POC) -> go.Figure:
+    """The job flow of one request of a lab."""
+    designs.get(poc).require("job_flow")
+    return job_flow_figure(history(poc), request_id)
 
 
 def layer_sizes(fig: go.Figure) -> list[int]:
@@ -238,6 +241,6 @@ def order_gates_figure(pipe_jobs: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def order_gates() -> go.Figure:
-    """The order-gating view of the single-call lab."""
-    return order_gates_figure(single_call.pipe_jobs())
+def order_gates(poc: str = POC) -> go.Figure:
+    """The order-gating view of a lab."""
+    return order_gates_figure(designs.get(poc).require("order_gates").worker().pipe_jobs())

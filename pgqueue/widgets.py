@@ -14,8 +14,8 @@ import ipywidgets as w
 import pandas as pd
 import plotly.graph_objects as go
 
+from pgqueue import designs, heartbeats, labs, queries, viz
 from pgqueue import fleet as fleets
-from pgqueue import heartbeats, labs, queries, single_call, viz
 from pgqueue.errors import PgQueueError
 
 
@@ -27,7 +27,7 @@ class KillSwitchPanel(w.VBox):
     """One row per registered process with a kill toggle; `stop_all()` flips every one."""
 
     def __init__(self, poc: str, stale_after: float = heartbeats.STALE_AFTER) -> None:
-        self.poc, self.stale_after = labs.check_poc(poc), stale_after
+        self.poc, self.stale_after = designs.get(poc).require("kill").name, stale_after
         self.toggles: dict[str, w.ToggleButton] = {}
         self.labels: dict[str, w.HTML] = {}
         self._syncing = False
@@ -83,9 +83,11 @@ class KillSwitchPanel(w.VBox):
 
 
 class PriorityPanel(w.VBox):
-    """The single-call pipe jobs with a priority each, and a form that submits a new request."""
+    """A lab's open pipe jobs with a priority each, and a form that submits a new request."""
 
-    def __init__(self) -> None:
+    def __init__(self, poc: str = "single-call") -> None:
+        self.poc = designs.get(poc).require("priority").name
+        self.queue = designs.get(poc).worker()
         self.inputs: dict[int, w.BoundedIntText] = {}
         self._syncing = False
         self.changed_jobs = 0
@@ -104,7 +106,7 @@ class PriorityPanel(w.VBox):
 
     def refresh(self) -> None:
         """Read the pipe jobs and pipelines again."""
-        pipes = single_call.pipe_jobs()
+        pipes = self.queue.pipe_jobs()
         open_pipes = pipes[~pipes["pipe_job_finished"]]
         self._syncing = True
         try:
@@ -129,7 +131,7 @@ class PriorityPanel(w.VBox):
             )
             for r in open_pipes.itertuples()
         ]
-        steps = viz.steps().drop_duplicates("pipe_id")
+        steps = viz.steps(self.poc).drop_duplicates("pipe_id")
         self.pipelines.options = [
             (f"{r.pipe_id}: {r.pipe_name} {r.pipe_version} (order {r.pipe_order})", int(r.pipe_id))
             for r in steps.itertuples()
@@ -139,7 +141,7 @@ class PriorityPanel(w.VBox):
     def _changed(self, pipe_job_id: int):
         def on_change(change) -> None:
             if not self._syncing:
-                waiting = single_call.set_priority(pipe_job_id, int(change["new"]))
+                waiting = self.queue.set_priority(pipe_job_id, int(change["new"]))
                 self.changed_jobs = waiting  # how many waiting jobs the last change re-prioritised
                 self.message.value = (
                     f"pipe job {pipe_job_id}: priority {change['new']} ({waiting} waiting job(s))"
@@ -158,7 +160,7 @@ class PriorityPanel(w.VBox):
             self.message.value = "choose at least one pipeline"
             return
         made = [
-            single_call.submit(pipe, self.request.value, self.priority.value) for pipe in self.pipelines.value
+            self.queue.submit(pipe, self.request.value, self.priority.value) for pipe in self.pipelines.value
         ]
         self.message.value = f"request {self.request.value}: pipe job(s) {made}"
         self.refresh()
@@ -176,6 +178,7 @@ class FleetPanel(w.VBox):
     """Start N workers of a process (thread or process), stop them all, or hard-kill one."""
 
     def __init__(self, fleet: fleets.Fleet, worker_options=None) -> None:
+        designs.get(fleet.poc).require("fleet")
         self.fleet, self.worker_options = fleet, worker_options
         found = labs.frame(fleet.poc, queries.load("clients/observe.sql")["processes"])
         self.process = w.Dropdown(
@@ -250,7 +253,8 @@ class Dashboard(w.VBox):
     """Counts, workers and a live timeline, refreshed by a background thread for `seconds` at most."""
 
     def __init__(self, poc: str, seconds: float = 60.0, interval: float = 0.5) -> None:
-        self.poc, self.seconds, self.interval = labs.check_poc(poc), seconds, interval
+        self.poc = designs.get(poc).require("dashboard").name
+        self.seconds, self.interval = seconds, interval
         self.counts, self.workers, self.status = w.HTML(), w.HTML(), w.HTML()
         self.timeline = go.FigureWidget(layout={"height": 300, "title": "Who ran what, and when"})
         self.stop_button = w.Button(description="Stop refreshing", icon="stop")

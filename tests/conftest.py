@@ -13,7 +13,7 @@ import psutil
 import pytest
 from psycopg import sql
 
-from pgqueue import embedded, labs, queries, server
+from pgqueue import designs, embedded, labs, queries, server
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,10 +45,12 @@ def own_home(monkeypatch):
 def design(tmp_path, monkeypatch):
     """A made-up sql/ tree whose 'single-call' design is the files a test writes into it."""
     root = tmp_path / "sql"
-    (root / labs.SHARED).mkdir(parents=True)
-    folder = root / labs.DESIGNS["single-call"]
-    folder.mkdir()
-    monkeypatch.setattr(labs, "SQL_DIR", root)
+    single_call = designs.get("single-call")
+    for shared in single_call.builds_on:
+        (root / shared).mkdir(parents=True)
+    folder = root / single_call.folder
+    folder.mkdir(parents=True)
+    monkeypatch.setattr(designs, "SQL_DIR", root)
     return folder
 
 

@@ -5,8 +5,7 @@ import threading
 import psycopg
 import pytest
 
-from pgqueue import PgQueueError, labs, server
-from pgqueue.wait import until
+from pgqueue import PgQueueError, designs, labs
 
 HEARTBEATS = """
 CREATE TABLE process_heartbeats (
@@ -17,8 +16,8 @@ CREATE TABLE process_heartbeats (
 
 
 def test_each_design_has_its_own_prefixed_database():
-    names = {labs.database(poc) for poc in labs.DESIGNS}
-    assert len(names) == len(labs.DESIGNS)
+    names = {labs.database(poc) for poc in designs.names()}
+    assert len(names) == len(designs.names())
     assert all(name.startswith(labs.prefix()) for name in names)
 
 
@@ -65,49 +64,50 @@ def test_reset_to_an_unknown_step_changes_nothing(design):
         assert conn.execute("SELECT id FROM jobs").fetchall() == [(7,)]
 
 
-def test_reset_flips_kill_switches_and_waits_for_workers_to_leave(design):
+def test_reset_disconnects_the_labs_workers_and_counts_them(design):
+    (design / "01_heartbeats.sql").write_text(HEARTBEATS)
+    labs.reset("single-call")
+    worker = labs.connect("single-call", application_name=labs.WORKER_APPLICATION + " t")
+    notebook = labs.connect("single-call")  # not a worker: not counted, but dropped all the same
+    assert labs.worker_sessions("single-call") == 1
+    done = labs.reset("single-call")
+    assert done.workers_stopped == 1 and done.rebuilt
+    for conn in (worker, notebook):
+        with pytest.raises(psycopg.OperationalError):
+            conn.execute("SELECT 1")
+        conn.close()
+
+
+def test_reset_keeping_an_existing_lab_leaves_its_data(design):
     (design / "01_heartbeats.sql").write_text(HEARTBEATS)
     labs.reset("single-call")
     with labs.connect("single-call") as conn:
         conn.execute("INSERT INTO process_heartbeats VALUES ('abc123abc123', false)")
-    seen_kill = threading.Event()
-
-    def obedient_worker():
-        # the protocol a kit worker follows: poll its kill switch, disconnect when it is set
-        with labs.connect("single-call", application_name=labs.WORKER_APPLICATION + " t") as conn:
-            until(
-                lambda: conn.execute("SELECT process_kill_switch FROM process_heartbeats").fetchone()[0],
-                30,
-                "the kill switch",
-                0.05,
-            )
-            seen_kill.set()
-
-    worker = threading.Thread(target=obedient_worker)
-    worker.start()
-    until(lambda: _worker_sessions() == 1, 10, "the worker connecting")
-    assert labs.stop_workers("single-call", wait=20) == 0
-    assert seen_kill.is_set()
-    worker.join(5)
+    kept = labs.reset("single-call", keep_existing=True)
+    assert not kept.rebuilt and kept.steps == ["01_heartbeats"]
+    with labs.connect("single-call") as conn:
+        assert conn.execute("SELECT count(*) FROM process_heartbeats").fetchone() == (1,)
 
 
-def test_reset_disconnects_a_worker_that_ignores_its_kill_switch(design):
-    (design / "01_heartbeats.sql").write_text(HEARTBEATS)
-    labs.reset("single-call")
-    stubborn = labs.connect("single-call", application_name=labs.WORKER_APPLICATION + " stubborn")
-    assert labs.stop_workers("single-call", wait=0.2) == 1
-    labs.reset("single-call", wait=0.2)
-    with pytest.raises(psycopg.OperationalError):
-        stubborn.execute("SELECT 1")
-    stubborn.close()
+def test_two_resets_of_one_lab_take_turns(design):
+    (design / "01_heartbeats.sql").write_text(HEARTBEATS + "SELECT pg_sleep(0.5);")
+    barrier = threading.Barrier(3)
+    results, errors = [], []
 
+    def one_reset():
+        barrier.wait()
+        try:
+            results.append(labs.reset("single-call"))
+        except Exception as exc:  # collected: the assert below names it
+            errors.append(exc)
 
-def _worker_sessions() -> int:
-    with server.connect() as admin:
-        return admin.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name LIKE %s",
-            [labs.database("single-call"), labs.WORKER_APPLICATION + "%"],
-        ).fetchone()[0]
+    racers = [threading.Thread(target=one_reset) for _ in range(3)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(60)
+    assert not errors and len(results) == 3
+    assert labs.is_set_up("single-call")
 
 
 def test_engine_reads_frames_and_survives_a_reset(design):

@@ -16,23 +16,30 @@ CREATE DATABASE {db};
 -- name: create_database_from_template
 CREATE DATABASE {db} TEMPLATE {template};
 
+-- name: this_database
+-- A lab rebuilt under a worker is a new database with a new oid (a restarted server keeps it).
+SELECT oid FROM pg_database WHERE datname = current_database();
+
+-- name: database_oid
+SELECT oid FROM pg_database WHERE datname = %(name)s;
+
 -- name: drop_database
 -- WITH (FORCE) (PostgreSQL 13+) ends the sessions still connected, e.g. a notebook's pool.
 DROP DATABASE IF EXISTS {db} WITH (FORCE);
 
 -- name: lock_lab
--- Two resets of the same lab from two kernels must not interleave.
+-- Two resets of the same lab take turns (held until the lab is built again).
 SELECT pg_advisory_lock(hashtext(%(name)s));
+
+-- name: try_lock_lab
+SELECT pg_try_advisory_lock(hashtext(%(name)s));
 
 -- name: unlock_lab
 SELECT pg_advisory_unlock(hashtext(%(name)s));
 
--- name: has_heartbeats
-SELECT to_regclass('process_heartbeats') IS NOT NULL;
-
--- name: kill_all_workers
--- The seed's own way to stop a worker: it is answered `kill` the next time it asks for work.
-UPDATE process_heartbeats SET process_kill_switch = true WHERE NOT process_kill_switch;
+-- name: table_exists
+-- A design names the table that marks its lab as set up (pgqueue.designs).
+SELECT to_regclass(%(table)s) IS NOT NULL;
 
 -- name: worker_sessions
 -- Kit workers name their connections 'pgqueue worker ...' (see labs.WORKER_APPLICATION).
