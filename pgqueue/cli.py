@@ -5,14 +5,20 @@ import dataclasses
 import os
 import signal
 import sys
+from pathlib import Path
 
-from pgqueue import children, embedded, fleet, heartbeats, labs, options, schema, server
+import psycopg
+
+from pgqueue import checks, children, designs, embedded, heartbeats, labs, options, server, worker_base
+from pgqueue.checks import BadValue
 from pgqueue.errors import PgQueueError
 from pgqueue.events import EventLog
 from pgqueue.heartbeats import Identity
 from pgqueue.paths import NOTEBOOKS_DIR
 
-POCS = list(labs.DESIGNS)
+USAGE = 2  # exit status of a mistake in the command (argparse's own)
+PROBLEM = 1  # exit status of a problem the user can fix in the world
+INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 def _sigterm_interrupts() -> None:
@@ -81,10 +87,23 @@ def db_status(args: argparse.Namespace) -> int:
 
 
 def db_url(args: argparse.Namespace) -> int:
-    """Print the URI of the server, or of one lab database (created if needed)."""
+    """Print the URI of the server, or of one lab database; say what it pins and what is missing."""
     if _embedded_in_use():
         embedded.ensure_running(pin=True)
-    print(labs.url(args.poc) if args.poc else server.resolve().uri)
+        print(
+            "pgqueue: the embedded server is pinned: it runs until `python -m pgqueue db stop`",
+            file=sys.stderr,
+        )
+    if not args.poc:
+        print(server.resolve().uri)
+        return 0
+    print(labs.url(args.poc, create=False))
+    if not labs.is_set_up(args.poc):
+        print(
+            f"pgqueue: lab {args.poc} is not set up yet (database {labs.database(args.poc)}): "
+            f"python -m pgqueue setup --poc {args.poc} --examples",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -111,42 +130,91 @@ def lab(args: argparse.Namespace) -> int:
 
 
 def setup(args: argparse.Namespace) -> int:
-    """Rebuild a lab from sql/ (up to a step), with the example data if asked."""
-    labs.reset(args.poc, args.upto, examples=args.examples)
-    with labs.connect(args.poc) as conn:
-        done = list(schema.applied(conn))
-    print(f"lab {args.poc} (database {labs.database(args.poc)}) rebuilt: {', '.join(done) or 'no steps'}")
+    """Rebuild a lab from sql/ (up to a step), with the example data if asked; or keep one that exists."""
+    if args.upto is not None:
+        _check_step(args.poc, args.upto)
+    if labs.lab_busy(args.poc):
+        print(f"pgqueue: another setup of lab {args.poc} is running; waiting for it", file=sys.stderr)
+    done = labs.reset(args.poc, args.upto, examples=args.examples, keep_existing=args.if_missing)
+    where = f"lab {args.poc} (database {done.database})"
+    if not done.rebuilt:
+        print(f"{where} is set up already: kept (setup without --if-missing rebuilds it)")
+        return 0
+    stopped = f"; stopped {done.workers_stopped} worker(s)" if done.workers_stopped else ""
+    print(f"{where} rebuilt: {', '.join(done.steps) or 'no steps'}{stopped}")
     return 0
+
+
+def _check_step(poc: str, which: str) -> None:
+    try:
+        labs.step(poc, which)
+    except PgQueueError as exc:
+        raise BadValue(str(exc)) from None
 
 
 def worker(args: argparse.Namespace) -> int:
-    """Run one worker in the foreground, one printed line per event, until killed or Ctrl-C."""
-    module = fleet.worker_module(args.poc)
+    """Run one worker in the foreground, one printed line per event, until killed or stopped.
+
+    The first Ctrl-C (or SIGTERM, as `docker compose stop` and a dying owner send) lets the
+    worker finish and hand over the job it holds, then it exits 0; a second one stops it at once
+    (exit 130) and names the job it abandoned.
+    """
+    module = designs.get(args.poc).worker()
     opts = options.chosen(module.Options, args, _option_names())
     who = Identity.new(args.process, args.version, args.uuid)
-    run = module.Worker(who, opts, EventLog(echo=True))
+    labs.require_set_up(args.poc)
+    log = EventLog(echo=True, json_path=args.events_file)
+    run = module.Worker(who, opts, log)
+    signals = []
 
     def stop(signum, frame):
-        run.stop.set()  # finish the current step, then leave
+        signals.append(signum)
+        if len(signals) > 1:
+            raise KeyboardInterrupt  # the second: at once, wherever the worker is
+        held = f"job(s) {run.holding}" if run.holding else "no job"
+        log.add(
+            who.uuid,
+            "stopping",
+            f"{signal.Signals(signum).name}: holding {held}; "
+            "stops after finishing it (press Ctrl-C again to stop at once)",
+        )
+        run.request_stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    run.run()
-    return 0
+    try:
+        ending = run.run()
+    except KeyboardInterrupt:
+        held = f"job(s) {run.holding}" if run.holding else "no job"
+        log.add(who.uuid, "abandoned", f"stopped at once: abandoned {held} (it stays assigned to {who.uuid})")
+        return 130
+    if ending == worker_base.GAVE_UP:
+        raise PgQueueError(f"worker {who} gave up: no database for more than {opts.give_up:g} s")
+    return 0 if ending in worker_base.CLEAN else 130
 
 
 def submit(args: argparse.Namespace) -> int:
     """Create work for a pipeline, as an outside caller would."""
-    module = fleet.worker_module(args.poc)
-    for _ in range(args.count):
-        job = module.submit(args.pipe)
-        print(f"job {job} created for pipeline {args.pipe}")
+    if args.priority is not None and not designs.get(args.poc).offers("priority"):
+        raise BadValue(f"--priority does not apply to lab {args.poc!r} (it has no priorities)")
+    extra = {"priority": args.priority} if args.priority is not None else {}
+    design = designs.get(args.poc)
+    module = design.worker()
+    made = 0
+    try:
+        for _ in range(args.count):
+            job = module.submit(args.pipe, args.request, **extra)
+            made += 1
+            print(f"{design.submits} {job} created for pipeline {args.pipe}")
+    except KeyboardInterrupt:
+        print(f"pgqueue: interrupted: submitted {made} of {args.count}", file=sys.stderr)
+        return 130
     return 0
 
 
 def status(args: argparse.Namespace) -> int:
-    """Print the workers (heartbeat age, alive / stale / killed) and job counts of labs."""
-    pocs = [args.poc] if args.poc else [p for p in fleet.WORKER_MODULES if labs.is_set_up(p)]
+    """Print the workers (heartbeat age, alive / stale / stopped / killed) and job counts of labs."""
+    pocs = [args.poc] if args.poc else [p for p in designs.names() if labs.is_set_up(p)]
     if not pocs:
         print("no lab has been set up yet: python -m pgqueue setup --poc NAME --examples")
     for poc in pocs:
@@ -154,7 +222,7 @@ def status(args: argparse.Namespace) -> int:
         if not labs.is_set_up(poc):
             print(f"   not set up yet: python -m pgqueue setup --poc {poc} --examples")
             continue
-        counts = fleet.worker_module(poc).job_counts()
+        counts = designs.get(poc).worker().job_counts()
         print("jobs:    " + ", ".join(f"{n} {state}" for state, n in counts.items()))
         workers = heartbeats.states(poc)
         print(f"workers: {len(workers)} registered")
@@ -165,8 +233,11 @@ def status(args: argparse.Namespace) -> int:
 
 def kill(args: argparse.Namespace) -> int:
     """Set a worker's kill switch: it exits the next time it asks for work."""
-    pocs = [args.poc] if args.poc else [p for p in fleet.WORKER_MODULES if labs.is_set_up(p)]
+    pocs = [args.poc] if args.poc else [p for p in designs.names() if labs.is_set_up(p)]
+    if not pocs:
+        raise PgQueueError("no lab has been set up yet, so no worker has a kill switch")
     for poc in pocs:
+        labs.require_set_up(poc)
         try:
             heartbeats.set_kill_switch(poc, args.uuid)
         except PgQueueError:
@@ -180,12 +251,14 @@ def demo_run(args: argparse.Namespace) -> int:
     """Run the seed's full single-call example with real worker processes; report; 0 if it proved out."""
     from pgqueue import demo
 
+    demo.Options(poll=args.poll, work=tuple(args.work))  # every value checked before the lab is touched
+    timeout = checks.seconds(args.timeout, "timeout")
     _sigterm_interrupts()
-    report = demo.run(work=tuple(args.work), poll=args.poll, timeout=args.timeout)
+    report = demo.run(work=tuple(args.work), poll=args.poll, timeout=timeout)
     print(report.text())
     if not report.all_finished:
         unfinished = report.pipe_jobs.loc[~report.pipe_jobs["pipe_job_finished"], "pipe job"].tolist()
-        raise PgQueueError(f"pipe jobs {unfinished} did not finish within {args.timeout:g} s")
+        raise PgQueueError(f"pipe jobs {unfinished} did not finish within {timeout:g} s")
     if not report.gates_ok:
         raise PgQueueError("an order gate was violated (see 'order gates' above)")
     print("demo: every pipe job finished and every order gate held")
@@ -193,9 +266,20 @@ def demo_run(args: argparse.Namespace) -> int:
 
 
 def _option_names() -> set[str]:
-    return {
-        f.name for kind in fleet.WORKER_MODULES for f in dataclasses.fields(fleet.worker_module(kind).Options)
-    }
+    return {f.name for d in designs.REGISTRY.values() for f in dataclasses.fields(d.worker().Options)}
+
+
+def _typed(check, *args):
+    """An argparse type from a check: a refused value becomes a usage error (exit 2)."""
+
+    def convert(text: str):
+        try:
+            return check(text, *args)
+        except BadValue as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = getattr(check, "__name__", "value")
+    return convert
 
 
 def jupyter_env(environ) -> dict[str, str]:
@@ -216,118 +300,169 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pgqueue",
         description="Learn to build a job queue inside PostgreSQL: lessons, labs and workers.",
     )
+    parser.set_defaults(parser=parser)
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    pocs = designs.names()
+
+    def verb(sub, name: str, help_text: str, description: str, func) -> argparse.ArgumentParser:
+        one = sub.add_parser(name, help=help_text, description=description)
+        one.set_defaults(func=func, parser=one)  # a mistake prints this verb's usage line
+        return one
 
     db = verbs.add_parser(
         "db",
         help="start, stop, locate the server and the lab databases",
         description="Manage and locate the server and the lab databases.",
     )
+    db.set_defaults(parser=db)
     db_verbs = db.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, func, text in [
         ("start", db_start, "start the embedded server and keep it running until `db stop`"),
         ("stop", db_stop, "stop the embedded server (never one named by PGQUEUE_DSN)"),
         ("status", db_status, "which server, its version, data folder, whether it runs"),
-        ("url", db_url, "print a libpq URI of the server or of a lab database"),
+        ("url", db_url, "print a libpq URI of the server or of a lab database (pins the embedded server)"),
     ]:
-        sub = db_verbs.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        sub = verb(db_verbs, name, text, text[0].upper() + text[1:] + ".", func)
         if name in ("status", "url"):
-            sub.add_argument("--poc", choices=POCS, help="a lab database")
-        sub.set_defaults(func=func)
+            sub.add_argument("--poc", choices=pocs, help="a lab database")
 
-    lab_parser = verbs.add_parser(
+    lab_parser = verb(
+        verbs,
         "lab",
-        help="open JupyterLab on the lessons with the database ready",
-        description="Open JupyterLab on notebooks/ with the database ready. Ctrl-C stops "
+        "open JupyterLab on the lessons with the database ready",
+        "Open JupyterLab on notebooks/ with the database ready. Ctrl-C stops "
         "JupyterLab and its kernels; the embedded server stops a moment later unless pinned. "
         "Extra arguments after -- go to JupyterLab.",
+        lab,
     )
-    lab_parser.add_argument("--port", type=int, help="port for JupyterLab (default: 8888 or next)")
+    lab_parser.add_argument(
+        "--port", type=_typed(checks.port), help="port for JupyterLab, 1-65535 (default: 8888 or next)"
+    )
     lab_parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
     lab_parser.add_argument("jupyter_args", nargs="*", help=argparse.SUPPRESS)
-    lab_parser.set_defaults(func=lab)
 
-    setup_parser = verbs.add_parser(
+    setup_parser = verb(
+        verbs,
         "setup",
-        help="rebuild a lab database from sql/",
-        description="Rebuild a lab database from sql/: drops it (after asking its workers to stop), "
-        "then runs its numbered steps.",
+        "rebuild a lab database from sql/",
+        "Rebuild a lab database from sql/: drops it (its workers notice and stop), then runs its "
+        "numbered steps. With --if-missing, a lab that is set up already is kept.",
+        setup,
     )
-    setup_parser.add_argument("--poc", choices=POCS, required=True, help="which lab")
+    setup_parser.add_argument("--poc", choices=pocs, required=True, help="which lab")
     setup_parser.add_argument("--upto", help="stop after this step (number or name)")
     setup_parser.add_argument("--examples", action="store_true", help="load the example data too")
-    setup_parser.set_defaults(func=setup)
+    setup_parser.add_argument(
+        "--if-missing", action="store_true", help="keep the lab if it is set up already (the sandbox's setup)"
+    )
 
-    worker_parser = verbs.add_parser(
+    worker_parser = verb(
+        verbs,
         "worker",
-        help="run one worker in the foreground",
-        description="Run one worker of process PROCESS VERSION in the foreground, printing one line "
-        "per event, until its kill switch is set (or Ctrl-C).",
+        "run one worker in the foreground",
+        "Run one worker of process PROCESS VERSION in the foreground, printing one line per event, "
+        "until its kill switch is set. Ctrl-C (or SIGTERM) lets it finish and hand over the job it "
+        "holds, then it exits 0; a second Ctrl-C stops it at once (exit 130). A lost database is "
+        "retried with backoff for --give-up seconds, then it exits 1.",
+        worker,
     )
-    worker_parser.add_argument(
-        "--poc", choices=list(fleet.WORKER_MODULES), required=True, help="which queue design"
-    )
+    worker_parser.add_argument("--poc", choices=pocs, required=True, help="which queue design")
     worker_parser.add_argument("process", help="process name, e.g. first_process")
     worker_parser.add_argument("version", help="process version, e.g. 1.0.0")
-    worker_parser.add_argument("--uuid", help="12 hex characters (default: random)")
-    options.add_union(worker_parser, {k: fleet.worker_module(k).Options for k in fleet.WORKER_MODULES})
-    worker_parser.set_defaults(func=worker)
+    worker_parser.add_argument(
+        "--uuid", type=_typed(checks.uuid), help="12 lowercase hex characters (default: random)"
+    )
+    worker_parser.add_argument(
+        "--events-file", type=Path, help=argparse.SUPPRESS
+    )  # JSON lines, for the fleet
+    options.add_union(worker_parser, {d.name: d.worker().Options for d in designs.REGISTRY.values()})
 
-    submit_parser = verbs.add_parser(
+    submit_parser = verb(
+        verbs,
         "submit",
-        help="create work for a pipeline",
-        description="Create work for a pipeline, as an outside caller would.",
+        "create work for a pipeline",
+        "Create work for a pipeline, as an outside caller would.",
+        submit,
     )
-    submit_parser.add_argument("--poc", choices=list(fleet.WORKER_MODULES), required=True, help="which lab")
-    submit_parser.add_argument("--pipe", type=int, required=True, help="pipeline id")
-    submit_parser.add_argument("--count", type=int, default=1, help="how many requests (default 1)")
-    submit_parser.set_defaults(func=submit)
+    submit_parser.add_argument("--poc", choices=pocs, required=True, help="which lab")
+    submit_parser.add_argument(
+        "--pipe", type=_typed(checks.whole, "pipeline id"), required=True, help="pipeline id"
+    )
+    submit_parser.add_argument(
+        "--count",
+        type=_typed(checks.whole, "count", 1, 1_000_000),
+        default=1,
+        help="how many requests (default 1)",
+    )
+    submit_parser.add_argument(
+        "--request",
+        type=_typed(checks.whole, "request id"),
+        help="add to this request (default: a new one each)",
+    )
+    submit_parser.add_argument(
+        "--priority", type=_typed(checks.priority), help="lower runs first (single-call; default 100)"
+    )
 
-    status_parser = verbs.add_parser(
+    status_parser = verb(
+        verbs,
         "status",
-        help="workers and job counts of the labs",
-        description="Print the workers and job counts of the labs.",
+        "workers and job counts of the labs",
+        "Print the workers and job counts of the labs.",
+        status,
     )
-    status_parser.add_argument("--poc", choices=list(fleet.WORKER_MODULES), help="one lab only")
-    status_parser.set_defaults(func=status)
+    status_parser.add_argument("--poc", choices=pocs, help="one lab only")
 
-    kill_parser = verbs.add_parser(
+    kill_parser = verb(
+        verbs,
         "kill",
-        help="set a worker's kill switch",
-        description="Set a worker's kill switch: it exits at its next heartbeat.",
+        "set a worker's kill switch",
+        "Set a worker's kill switch: it exits at its next heartbeat.",
+        kill,
     )
-    kill_parser.add_argument("uuid", help="the worker's uuid (see `status`)")
-    kill_parser.add_argument("--poc", choices=list(fleet.WORKER_MODULES), help="its lab (default: search)")
-    kill_parser.set_defaults(func=kill)
+    kill_parser.add_argument("uuid", type=_typed(checks.uuid), help="the worker's uuid (see `status`)")
+    kill_parser.add_argument("--poc", choices=pocs, help="its lab (default: search)")
 
-    demo_parser = verbs.add_parser(
+    demo_parser = verb(
+        verbs,
         "demo",
-        help="run the single-call example with real worker processes",
-        description="Build a fresh single-call lab with the example data, start the original "
+        "run the single-call example with real worker processes",
+        "Build a fresh single-call lab with the example data, start the original "
         "launcher's 12 worker processes and the README flow's, show progress, then report each "
         "pipe job and prove the order gate. Exits 0 when every pipe job finished in time.",
+        demo_run,
     )
     demo_parser.add_argument(
         "--work",
-        type=float,
         nargs=2,
         metavar=("MIN", "MAX"),
         default=(0.0, 0.3),
         help="simulated work per job, seconds (default: 0 0.3; a class: 1 5)",
     )
     demo_parser.add_argument(
-        "--poll", type=float, default=0.2, help="seconds a worker waits after 'No job found' (default 0.2)"
+        "--poll", default=0.2, help="seconds a worker waits after 'No job found' (default 0.2)"
     )
-    demo_parser.add_argument("--timeout", type=float, default=60.0, help="give up after (default 60 s)")
-    demo_parser.set_defaults(func=demo_run)
+    demo_parser.add_argument(
+        "--timeout", type=_typed(checks.seconds, "timeout"), default=60.0, help="give up after (default 60 s)"
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one verb; errors the learner can fix print one line and exit 1."""
+    """Run one verb: a mistake prints a usage line and exits 2, a problem one line and exits 1."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except BadValue as exc:
+        args.parser.error(str(exc))  # exits 2 with the verb's usage line
     except PgQueueError as exc:
         print(f"pgqueue: error: {exc}", file=sys.stderr)
-        return 1
+        return PROBLEM
+    except psycopg.OperationalError as exc:
+        print(
+            f"pgqueue: error: lost the connection to PostgreSQL: {worker_base.one_line(exc)}", file=sys.stderr
+        )
+        return PROBLEM
+    except KeyboardInterrupt:
+        print("pgqueue: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    return USAGE  # not reached: parser.error exits

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import socket
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pgqueue import labs, queries
+from pgqueue import checks, labs, queries
 from pgqueue.errors import PgQueueError
 from pgqueue.events import EventLog
 
@@ -17,7 +16,6 @@ if TYPE_CHECKING:  # imported where used: workers start without them
     import pandas as pd
 
 STALE_AFTER = 10.0  # seconds without a beat before a process counts as stale
-_UUID = re.compile(r"[0-9a-f]{12}")
 
 
 def _q() -> queries.Queries:
@@ -34,15 +32,10 @@ class Identity:
     version: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.uuid, str) or not _UUID.fullmatch(self.uuid):
-            raise PgQueueError(f"a process uuid is 12 lowercase hex characters, got {self.uuid!r}")
-        for label, value, limit in [
-            ("name", self.name, 100),
-            ("version", self.version, 20),
-            ("server", self.server, 100),
-        ]:
-            if not isinstance(value, str) or not value.strip() or len(value) > limit:
-                raise PgQueueError(f"a process {label} is 1 to {limit} characters, got {value!r}")
+        checks.uuid(self.uuid)
+        checks.label(self.name, "name", 100)
+        checks.label(self.version, "version", 20)
+        checks.label(self.server, "server", 100)
 
     @classmethod
     def new(cls, name: str, version: str, uuid: str | None = None) -> Identity:

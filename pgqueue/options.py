@@ -1,10 +1,49 @@
-"""Worker options (frozen dataclasses) and their command-line form, in both directions."""
+"""Worker options (frozen dataclasses whose fields carry their own checks) and their command-line form."""
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
-from pgqueue.errors import PgQueueError
+from pgqueue import checks
+from pgqueue.checks import BadValue
+
+
+def _option(default: Any, help_text: str, check: Callable[[Any, str], Any]) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help_text, "check": check})
+
+
+def seconds(default: float, help_text: str, *, zero_ok: bool = False) -> Any:
+    """A duration option: finite, above 0 (or 0 too when `zero_ok`), at most a day."""
+    return _option(default, help_text, lambda v, what: checks.seconds(v, what, zero_ok=zero_ok))
+
+
+def work(default: tuple[float, float], help_text: str) -> Any:
+    """A (min, max) range of simulated work, in seconds."""
+    return _option(default, help_text, checks.work_range)
+
+
+def count(default: int, help_text: str, low: int, high: int) -> Any:
+    """A whole-number option from `low` to `high`."""
+    return _option(default, help_text, lambda v, what: checks.whole(v, what, low, high))
+
+
+def flag(default: bool, help_text: str) -> Any:
+    """An on/off option (`--name` / `--no-name`)."""
+
+    def check(value, what):
+        if not isinstance(value, bool):
+            raise BadValue(f"{what} is True or False, got {value!r}")
+        return value
+
+    return _option(default, help_text, check)
+
+
+def validate(options: Any) -> None:
+    """Check every field of an options dataclass (call it from `__post_init__`); keep the checked values."""
+    for field in dataclasses.fields(options):
+        checked = field.metadata["check"](getattr(options, field.name), field.name.replace("_", "-"))
+        object.__setattr__(options, field.name, checked)
 
 
 def _flag(field: dataclasses.Field) -> str:
@@ -12,7 +51,7 @@ def _flag(field: dataclasses.Field) -> str:
 
 
 def add_union(parser: argparse.ArgumentParser, options_types: dict[str, type]) -> None:
-    """Options of several worker kinds on one parser; a flag given is checked by `chosen`."""
+    """Options of several worker kinds on one parser; the values are checked by `chosen`."""
     seen: dict[str, list[str]] = {}
     fields: dict[str, dataclasses.Field] = {}
     for kind, options_type in options_types.items():
@@ -20,28 +59,30 @@ def add_union(parser: argparse.ArgumentParser, options_types: dict[str, type]) -
             seen.setdefault(field.name, []).append(kind)
             fields.setdefault(field.name, field)
     for name, field in fields.items():
-        help_text = f"{field.metadata.get('help', '')} [{', '.join(seen[name])}; default {field.default}]"
+        default = " ".join(map(str, field.default)) if isinstance(field.default, tuple) else field.default
+        help_text = f"{field.metadata.get('help', '')} [{', '.join(seen[name])}; default {default}]"
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text}
         if isinstance(field.default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
         elif isinstance(field.default, tuple):
-            kwargs.update(type=float, nargs=len(field.default), metavar=("MIN", "MAX"))
+            kwargs.update(nargs=len(field.default), metavar=("MIN", "MAX"))
         else:
-            kwargs["type"] = type(field.default)
+            kwargs["metavar"] = "SECONDS" if isinstance(field.default, float) else "N"
         parser.add_argument(_flag(field), **kwargs)
 
 
 def chosen(options_type: type, args: argparse.Namespace, known: set[str]) -> Any:
     """The options of `options_type` given on the command line (others keep their defaults).
 
-    `known` holds every option name the parser has; one given that `options_type` lacks is an error.
+    `known` holds every option name the parser has; one given that `options_type` lacks is an
+    error, and so is a value its field's check refuses (both `BadValue`).
     """
     own = {field.name: field for field in dataclasses.fields(options_type)}
     given = {name: getattr(args, name) for name in known if hasattr(args, name)}
     stray = sorted(set(given) - set(own))
     if stray:
         flags = ", ".join("--" + name.replace("_", "-") for name in stray)
-        raise PgQueueError(f"{flags} do(es) not apply to this kind of worker")
+        raise BadValue(f"{flags} do(es) not apply to this kind of worker")
     values = {name: tuple(v) if isinstance(own[name].default, tuple) else v for name, v in given.items()}
     return options_type(**values)
 
@@ -54,19 +95,7 @@ def to_argv(options: Any) -> list[str]:
         if isinstance(value, bool):
             argv.append(_flag(field) if value else "--no-" + _flag(field)[2:])
         elif isinstance(value, tuple):
-            argv += [_flag(field), *map(str, value)]
+            argv += [_flag(field), *map(repr, value)]
         else:
-            argv += [_flag(field), str(value)]
+            argv += [_flag(field), repr(value)]
     return argv
-
-
-def check_seconds(options: Any, *names: str) -> None:
-    """Refuse negative durations and a work range that is not (min, max) with 0 <= min <= max."""
-    for name in names:
-        value = getattr(options, name)
-        if name == "work":
-            low, high = value
-            if not 0 <= low <= high:
-                raise PgQueueError(f"work is (min, max) seconds with 0 <= min <= max, got {value!r}")
-        elif value < 0:
-            raise PgQueueError(f"{name} must be 0 or more seconds, got {value!r}")
