@@ -326,6 +326,21 @@ def ensure_running(*, pin: bool = False) -> str:
     return info.get_uri()
 
 
+def attach() -> str | None:
+    """Lease the embedded server if it runs and return its admin URI; None when it does not run."""
+    lay = layout()
+    if not lay.users.exists():
+        return None
+    with contextlib.suppress(HomeGone), _locked(lay):
+        info = _postmaster(lay)
+        if info is None:
+            return None
+        _take_lease(lay)
+        _ensure_watchdog(lay)
+        return info.get_uri()
+    return None
+
+
 def _stop_locked(lay: Layout) -> bool:
     info = _postmaster(lay)
     (lay.users / PIN).unlink(missing_ok=True)

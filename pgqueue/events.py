@@ -1,11 +1,18 @@
-"""What a worker did, one event per line: kept in memory by thread workers, printed by processes."""
+"""What a worker did, one event per line: kept in memory by thread workers, printed by processes.
+
+A process worker prints a short line for people and, when given a file, writes the same event
+as a JSON line with its epoch time for programs (the fleet reads those): a printed local clock
+cannot be ordered across time zones or midnight.
+"""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported where used: workers start without them
@@ -26,14 +33,29 @@ class Event:
         clock = time.strftime("%H:%M:%S", time.localtime(self.at)) + f".{int(self.at % 1 * 1000):03d}"
         return f"{clock} {self.uuid} {self.kind} {self.detail}".rstrip()
 
+    def json(self) -> str:
+        """The event as one JSON line, its time in seconds since the epoch."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, line: str) -> Event | None:
+        """The event a JSON line holds, or None for a line that is not one (e.g. cut short)."""
+        try:
+            fields = json.loads(line)
+            return cls(float(fields["at"]), str(fields["uuid"]), str(fields["kind"]), str(fields["detail"]))
+        except (ValueError, TypeError, KeyError):
+            return None
+
 
 class EventLog:
     """A bounded, thread-safe list of events; optionally echoes each as a printed line."""
 
-    def __init__(self, echo: bool = False, size: int = 10_000) -> None:
+    def __init__(self, echo: bool = False, size: int = 10_000, json_path: Path | None = None) -> None:
         self._events: deque[Event] = deque(maxlen=size)
         self._lock = threading.Lock()
         self.echo = echo
+        # line-buffered, so a reader sees each event as soon as it happened
+        self._json = open(json_path, "a", buffering=1, encoding="utf-8") if json_path else None  # noqa: SIM115
 
     def add(self, uuid: str, kind: str, detail: str = "") -> Event:
         """Record (and maybe print) one event."""
@@ -42,6 +64,8 @@ class EventLog:
             self._events.append(event)
         if self.echo:
             print(event.line(), flush=True)
+        if self._json is not None:
+            self._json.write(event.json() + "\n")
         return event
 
     def events(self) -> list[Event]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import shutil
 import signal
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pgqueue import children, heartbeats, labs, options, paths
+from pgqueue import children, designs, heartbeats, options, paths
 from pgqueue.errors import PgQueueError
 from pgqueue.events import Event, EventLog
 from pgqueue.heartbeats import Identity
@@ -25,17 +24,7 @@ from pgqueue.wait import Timeout, until
 if TYPE_CHECKING:  # imported where used: workers start without them
     import pandas as pd
 
-# The module that holds each design's Worker and Options.
-WORKER_MODULES = {"notify-listen": "pgqueue.notify_listen", "single-call": "pgqueue.single_call"}
 MODES = ("thread", "process")
-
-
-def worker_module(poc: str):
-    """The module with the `Worker` and `Options` of a design."""
-    labs.check_poc(poc)
-    if poc not in WORKER_MODULES:
-        raise PgQueueError(f"lab {poc!r} has no workers yet; these do: {', '.join(WORKER_MODULES)}")
-    return importlib.import_module(WORKER_MODULES[poc])
 
 
 @dataclass
@@ -44,10 +33,12 @@ class Member:
 
     who: Identity
     mode: str
+    options: object  # the worker's Options: its work time bounds how long a graceful stop takes
     worker: object | None = None  # thread mode: the Worker
     thread: threading.Thread | None = None
     process: subprocess.Popen | None = None  # process mode
-    log_path: Path | None = None
+    log_path: Path | None = None  # what the process printed, for people
+    events_path: Path | None = None  # the same events as JSON lines, for the fleet
 
     @property
     def alive(self) -> bool:
@@ -65,18 +56,10 @@ class Member:
         """What the worker reported so far."""
         if self.thread is not None:
             return [e for e in log.events() if e.uuid == self.who.uuid]
-        lines = self.log_path.read_text(errors="replace").splitlines() if self.log_path else []
-        return [e for e in map(_parse_line, lines) if e is not None]
-
-
-def _parse_line(line: str) -> Event | None:
-    import pandas as pd
-
-    parts = line.split(" ", 3)
-    if len(parts) < 3 or len(parts[1]) != 12:
-        return None  # not an event line (e.g. a traceback)
-    clock = pd.Timestamp.today().normalize() + pd.Timedelta(parts[0])
-    return Event(clock.timestamp(), parts[1], parts[2], parts[3] if len(parts) > 3 else "")
+        if self.events_path is None or not self.events_path.exists():
+            return []
+        lines = self.events_path.read_text(errors="replace").splitlines()
+        return [e for e in map(Event.from_json, lines) if e is not None]
 
 
 class Fleet:
@@ -84,7 +67,7 @@ class Fleet:
 
     def __init__(self, poc: str, log: EventLog | None = None) -> None:
         self.poc = poc
-        self.module = worker_module(poc)
+        self.module = designs.get(poc).require("fleet").worker()
         self.log = log or EventLog()
         self._members: dict[str, Member] = {}
         # process workers' output, made on first need under the kit's home: a kernel killed
@@ -127,7 +110,7 @@ class Fleet:
 
     def _start_thread(self, who: Identity, opts) -> Member:
         worker = self.module.Worker(who, opts, self.log)
-        member = Member(who, "thread", worker=worker)
+        member = Member(who, "thread", opts, worker=worker)
 
         def run() -> None:
             try:
@@ -142,6 +125,7 @@ class Fleet:
     def _start_process(self, who: Identity, opts) -> Member:
         self._logs.mkdir(parents=True, exist_ok=True)
         log_path = self._logs / f"{who.uuid}.log"
+        events_path = self._logs / f"{who.uuid}.events.jsonl"
         argv = [
             sys.executable,
             "-m",
@@ -153,11 +137,13 @@ class Fleet:
             who.version,
             "--uuid",
             who.uuid,
+            "--events-file",
+            str(events_path),
             *options.to_argv(opts),
         ]
         with open(log_path, "w") as log:
             proc = children.spawn(argv, stdout=log, stderr=subprocess.STDOUT)
-        return Member(who, "process", process=proc, log_path=log_path)
+        return Member(who, "process", opts, process=proc, log_path=log_path, events_path=events_path)
 
     # --- looking ----------------------------------------------------------------------------
 
@@ -218,17 +204,20 @@ class Fleet:
             member.process.wait()  # reap: no zombie left behind
 
     def stop(self, uuids: Iterable[str] | None = None, timeout: float = 10.0) -> None:
-        """Stop workers (all by default): kill switch first, then force after `timeout` s."""
+        """Stop workers (all by default): kill switch first; those still running after `timeout` s
+        are asked to stop as Ctrl-C would (finish the job held), and stopped at once after that."""
         targets = [self.member(u) for u in uuids] if uuids is not None else self.members(alive=True)
         for member in targets:
-            # a worker that never beat has no switch yet: force stops it below
+            # a worker that never beat has no switch yet: the graceful stop below ends it
             with contextlib.suppress(PgQueueError):
                 heartbeats.set_kill_switch(self.poc, member.who.uuid)
+        late = []
         for member in targets:
             try:
                 self.wait_exited(member.who.uuid, timeout)
             except Timeout:
-                _force(member)
+                late.append(member)
+        _stop_gracefully(late)
 
     def hard_kill(self, uuid: str) -> int:
         """SIGKILL a process worker (no cleanup at all: what a crash looks like); its exit code."""
@@ -239,7 +228,8 @@ class Fleet:
         return member.process.wait()
 
     def close(self) -> None:
-        """Stop every worker now (no kill switch) and remove the fleet's log folder."""
+        """Stop every worker as Ctrl-C would (each finishes and hands over the job it holds), then
+        remove the fleet's log folder. A worker still busy after its longest job is stopped at once."""
         self._finalizer()
 
     def __enter__(self) -> Fleet:
@@ -249,18 +239,41 @@ class Fleet:
         self.close()
 
 
-def _force(member: Member) -> None:
+def _grace(member: Member) -> float:
+    """How long a graceful stop may take: the longest job, one wait for an answer, and a margin."""
+    work = getattr(member.options, "work", (0.0, 0.0))[1]
+    return work + getattr(member.options, "timeout", 0.0) + 5.0
+
+
+def _ask_to_stop(member: Member) -> None:
     if member.worker is not None:
-        member.worker.stop.set()
-        member.thread.join(10)
+        member.worker.request_stop()
     elif member.process is not None and member.process.poll() is None:
-        children.stop(member.process, timeout=5)
+        # what Ctrl-C, `docker compose stop` and a dying owner send: finish the job, then exit
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(member.process.pid, signal.SIGTERM)
+
+
+def _stop_gracefully(members: list[Member]) -> None:
+    """Ask every member to stop at once, give each its grace, then stop those left immediately."""
+    for member in members:
+        _ask_to_stop(member)
+    for member in members:
+        if member.thread is not None:
+            member.thread.join(_grace(member))
+            if member.thread.is_alive():
+                member.worker.request_abort()
+                member.thread.join(5)
+        elif member.process is not None:
+            try:
+                member.process.wait(_grace(member))
+            except subprocess.TimeoutExpired:
+                children.stop(member.process, timeout=2)  # a second SIGTERM: at once; then SIGKILL
 
 
 def _close_all(members: list[Member], logs: Path) -> None:
+    _stop_gracefully([m for m in members if m.alive])
     for member in members:
-        if member.alive:
-            _force(member)
-        elif member.process is not None:
-            member.process.wait()
+        if member.process is not None:
+            member.process.wait()  # reap: no zombie left behind
     shutil.rmtree(logs, ignore_errors=True)

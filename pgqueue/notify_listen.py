@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 
-from pgqueue import labs, options, queries
+from pgqueue import checks, labs, options, pipelines, queries
 from pgqueue.errors import PgQueueError
 from pgqueue.events import EventLog
 from pgqueue.heartbeats import Identity, send_heartbeat
-from pgqueue.worker_base import WorkerBase
+from pgqueue.worker_base import KILLED, Backoff, WorkerBase
 
 if TYPE_CHECKING:  # imported where used: workers start without them
     import pandas as pd
@@ -32,17 +32,16 @@ def _q() -> queries.Queries:
 class Options:
     """How a worker waits and works (the original's values are the defaults)."""
 
-    timeout: float = field(default=3.0, metadata={"help": "seconds to wait for the answer to a beat"})
-    idle: float = field(default=1.0, metadata={"help": "seconds to pause after 'No job found'"})
-    recover: float = field(default=5.0, metadata={"help": "seconds to pause after no answer, or several"})
-    work: tuple[float, float] = field(default=(0.0, 1.0), metadata={"help": "simulated work, seconds"})
-    serializable: bool = field(
-        default=True, metadata={"help": "beat SERIALIZABLE: the original's guard against two owners"}
-    )
-    retries: int = field(default=20, metadata={"help": "serialization failures retried per beat"})
+    timeout: float = options.seconds(3.0, "seconds to wait for the answer to a beat")
+    idle: float = options.seconds(1.0, "seconds to pause after 'No job found'")
+    recover: float = options.seconds(5.0, "seconds to pause after no answer, or several")
+    work: tuple[float, float] = options.work((0.0, 1.0), "simulated work, seconds")
+    serializable: bool = options.flag(True, "beat SERIALIZABLE: the original's guard against two owners")
+    retries: int = options.count(20, "serialization failures retried per beat", 0, 1000)
+    give_up: float = options.seconds(300.0, "seconds without a database before the worker gives up")
 
     def __post_init__(self) -> None:
-        options.check_seconds(self, "timeout", "idle", "recover", "work")
+        options.validate(self)
 
 
 def listen(conn: psycopg.Connection, who: Identity) -> None:
@@ -59,85 +58,127 @@ def next_payload(who: Identity, job: dict) -> dict:
 
 
 class Worker(WorkerBase):
-    """One notify/listen worker; `run()` loops until killed (kill switch) or `stop` is set."""
+    """One notify/listen worker; `run()` serves until killed, stopped, reset or out of patience."""
 
     poc = POC
 
     def __init__(self, who: Identity, options: Options | None = None, log: EventLog | None = None):
         super().__init__(who, options or Options(), log)
+        self.unsendable = Backoff(1.0, 30.0)  # answers too large for NOTIFY: nothing to hurry for
+        self._started = False
 
-    def _connect(self) -> psycopg.Connection:
-        conn = super()._connect()
+    def _connect(self, *, start: bool = True) -> psycopg.Connection:
+        conn = super()._connect(start=start)
         if self.options.serializable:
             conn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
         return conn
 
-    def heartbeat(self, conn: psycopg.Connection) -> None:
-        """Beat in its own transaction; a serialization failure means another worker won: retry."""
+    def heartbeat(self, conn: psycopg.Connection) -> bool:
+        """Beat in its own transaction; False if it did not go through (the loop pauses, then beats again).
+
+        A serialization failure means another worker won the job: the beat is retried after a
+        backoff, up to `retries` times. An answer NOTIFY cannot carry (a job row over its size
+        limit) fails the whole beat: the worker says so and waits longer each time.
+        """
         for attempt in range(self.options.retries + 1):
             try:
                 with conn.transaction():
                     send_heartbeat(conn, self.who)
-                return
+                self.retry.reset()
+                self.unsendable.reset()
+                return True
             except psycopg.errors.SerializationFailure:
-                self._event("retry", f"serialization failure {attempt + 1}: another worker won the race")
-        raise PgQueueError(f"{self.who}: heartbeat failed {self.options.retries + 1} times in a row")
+                if attempt < self.options.retries:
+                    self.pause_after_retry(
+                        f"serialization failure {attempt + 1}: another worker won the race"
+                    )
+            except psycopg.errors.InvalidParameterValue as exc:
+                wait = self.unsendable.next()
+                self._event(
+                    "error",
+                    f"the answer to this heartbeat cannot be sent ({_message(exc)}); "
+                    f"beating again in {wait:.1f} s",
+                )
+                self.stop.wait(wait)
+                return False
+        self._event(
+            "error", f"heartbeat lost the race {self.options.retries + 1} times in a row; backing off"
+        )
+        return False
 
-    def answers(self, conn: psycopg.Connection) -> list[str]:
-        """Beat, then wait up to `timeout` for the answers on this worker's channel."""
+    def answers(self, conn: psycopg.Connection) -> list[str] | None:
+        """Beat, then wait up to `timeout` for the answers on this worker's channel (None: no beat)."""
         stale = [n.payload for n in conn.notifies(timeout=0)]
         if stale:
             self._event("dropped", f"{len(stale)} answer(s) left from an earlier heartbeat")
-        self.heartbeat(conn)
+        if not self.heartbeat(conn):
+            return None
         got = [n.payload for n in conn.notifies(timeout=self.options.timeout, stop_after=1)]
         # everything one commit sends arrives together: anything else is already here
         return got + [n.payload for n in conn.notifies(timeout=0)]
 
     def handle_job(self, conn: psycopg.Connection, job: dict) -> None:
         """Work on the job, then hand over to the next process (or record why that failed)."""
+        self.take([job["job_id"]])
         self._event("SUCCESS", f"job {job['job_id']} payload {json.dumps(job['job_payload'])}")
-        if self.stop.wait(random.uniform(*self.options.work)):
-            return
+        if self.work(random.uniform(*self.options.work)):
+            self.complete(conn, lambda c, after_outage: self._hand_over(c, job, after_outage))
+
+    def _hand_over(self, conn: psycopg.Connection, job: dict, after_outage: bool) -> None:
         try:
             new_id = conn.execute(
                 _q()["create_job"],
                 {"job_id": job["job_id"], "payload": psycopg.types.json.Jsonb(next_payload(self.who, job))},
             ).fetchone()[0]
         except psycopg.errors.RaiseException as exc:
-            message = exc.diag.message_primary or str(exc)
+            message = _message(exc)
+            if after_outage and "already finished" in message:
+                self._event("done", f"job {job['job_id']} (handed over before the connection was lost)")
+                return
             conn.execute(_q()["record_job_failure"], {"job_id": job["job_id"], "message": message})
             self._event("failed", message)
             return
         self._event("done", f"job {job['job_id']}" + (f" -> job {new_id}" if new_id else ", end of pipeline"))
 
-    def run(self) -> str:
-        """Loop until killed or stopped; returns why it ended: 'kill' or 'stopped'."""
-        with self._connect() as conn:
-            listen(conn, self.who)
+    def serve(self, conn: psycopg.Connection) -> str | None:
+        """Listen, then beat and react to each answer until killed or stopped."""
+        listen(conn, self.who)
+        if not self._started:
+            self._started = True
             self._event("start", f"{self.who} listening on {self.who.channel}")
-            while not self.stop.is_set():
-                answers = self.answers(conn)
-                if len(answers) != 1:
-                    what = "no answer" if not answers else f"{len(answers)} answers"
-                    self._event("error", f"{what} within {self.options.timeout:g} s; starting over")
-                    self.stop.wait(self.options.recover)
-                elif answers[0] == KILL:
-                    self._event("kill", "kill switch set: exiting")
-                    return "kill"
-                elif answers[0] == NO_JOB:
-                    self._event("idle", NO_JOB)
-                    self.stop.wait(self.options.idle)
-                else:
-                    self.handle_job(conn, json.loads(answers[0]))
-        self._event("stop", "stopped")
-        return "stopped"
+        while not self.stop.is_set():
+            answers = self.answers(conn)
+            if answers is None:
+                self.stop.wait(self.options.recover)
+            elif len(answers) != 1:
+                what = "no answer" if not answers else f"{len(answers)} answers"
+                self._event("error", f"{what} within {self.options.timeout:g} s; starting over")
+                self.stop.wait(self.options.recover)
+            elif answers[0] == KILL:
+                return KILLED
+            elif answers[0] == NO_JOB:
+                self._event("idle", NO_JOB)
+                self.stop.wait(self.options.idle)
+            else:
+                self.handle_job(conn, json.loads(answers[0]))
+        return None
+
+
+def _message(exc: psycopg.Error) -> str:
+    return exc.diag.message_primary or str(exc)
 
 
 def submit(
     pipe_id: int, request_id: int | None = None, payload: dict | None = None, creator: str = "TheWebsite"
 ) -> int:
     """Create the first job of a pipeline for a request (the next free one by default); the job id."""
+    pipe_id = checks.whole(pipe_id, "pipeline id")
+    if request_id is not None:
+        request_id = checks.whole(request_id, "request id")
+    checks.label(creator, "creator", 100)
+    labs.require_set_up(POC)
     with labs.connect(POC) as conn:
+        pipelines.check_pipeline(conn, POC, pipe_id)
         if request_id is None:
             request_id = conn.execute(_q()["next_request_id"]).fetchone()[0]
         payload = payload or {"description": f"request {request_id}", "parents": []}

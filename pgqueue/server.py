@@ -67,7 +67,11 @@ class Server:
         return f"Server({self.describe()})"
 
 
-def _unreachable(dsn: str, exc: Exception) -> PgQueueError:
+class Unreachable(PgQueueError):
+    """The server did not answer (or, for the embedded one, is not running and was not to be started)."""
+
+
+def _unreachable(dsn: str, exc: Exception) -> Unreachable:
     params = _parse(dsn)
     where = (
         f"host {params.get('host') or 'localhost (socket)'}, port {params.get('port') or 5432}, "
@@ -75,7 +79,7 @@ def _unreachable(dsn: str, exc: Exception) -> PgQueueError:
     )
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     reason = lines[0].removeprefix("connection failed: ") if lines else type(exc).__name__
-    return PgQueueError(f"cannot reach PostgreSQL ({where}; {DSN_ENV}={mask(dsn)}): {reason}")
+    return Unreachable(f"cannot reach PostgreSQL ({where}; {DSN_ENV}={mask(dsn)}): {reason}")
 
 
 @cache
@@ -88,20 +92,31 @@ def _checked(dsn: str) -> str:
     return dsn
 
 
-def resolve() -> Server:
-    """The server to use: `PGQUEUE_DSN` if set (checked once), else the embedded one (started)."""
+def resolve(*, start: bool = True) -> Server:
+    """The server to use: `PGQUEUE_DSN` if set (checked once), else the embedded one.
+
+    The embedded server is started when needed, unless `start` is False (a worker reconnecting
+    after `db stop` waits for the server to come back rather than starting it again).
+    """
     dsn = os.environ.get(DSN_ENV, "").strip()
     if dsn:
         _parse(dsn)
         return Server("dsn", _checked(dsn))
-    return Server("embedded", embedded.ensure_running())
+    uri = embedded.ensure_running() if start else embedded.attach()
+    if uri is None:
+        raise Unreachable("the kit's embedded PostgreSQL is not running (python -m pgqueue db start)")
+    return Server("embedded", uri)
 
 
 def connect(
-    dbname: str | None = None, *, autocommit: bool = True, application_name: str = "pgqueue"
+    dbname: str | None = None,
+    *,
+    autocommit: bool = True,
+    application_name: str = "pgqueue",
+    start: bool = True,
 ) -> psycopg.Connection:
     """A new connection to `dbname` (default: the server's administrative database)."""
-    srv = resolve()
+    srv = resolve(start=start)
     dsn = srv.uri_for(dbname) if dbname else srv.uri
     try:
         return psycopg.connect(

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import psycopg
 
-from pgqueue import labs, options, processes, queries
+from pgqueue import checks, labs, options, pipelines, processes, queries
 from pgqueue.errors import PgQueueError
 from pgqueue.events import EventLog
 from pgqueue.heartbeats import Identity
-from pgqueue.worker_base import WorkerBase
+from pgqueue.worker_base import KILLED, WorkerBase
 
 if TYPE_CHECKING:  # imported where used: workers start without them
     import pandas as pd
@@ -32,20 +32,22 @@ def _q() -> queries.Queries:
 class Options:
     """How a worker waits and works (the original's values are the defaults)."""
 
-    poll: float = field(default=5.0, metadata={"help": "seconds to wait after 'No job found'"})
-    work: tuple[float, float] = field(default=(0.0, 5.0), metadata={"help": "simulated work, seconds"})
+    poll: float = options.seconds(5.0, "seconds to wait after 'No job found'")
+    work: tuple[float, float] = options.work((0.0, 5.0), "simulated work, seconds")
+    give_up: float = options.seconds(300.0, "seconds without a database before the worker gives up")
 
     def __post_init__(self) -> None:
-        options.check_seconds(self, "poll", "work")
+        options.validate(self)
 
 
 class Worker(WorkerBase):
-    """One single-call worker; `run()` loops until killed (kill switch) or `stop` is set."""
+    """One single-call worker; `run()` serves until killed, stopped, reset or out of patience."""
 
     poc = POC
 
     def __init__(self, who: Identity, options: Options | None = None, log: EventLog | None = None):
         super().__init__(who, options or Options(), log)
+        self._started = False
 
     def find_job(self, conn: psycopg.Connection, multi: bool) -> str:
         """The one call: heartbeat, kill switch, and a claim, committed before it returns."""
@@ -61,62 +63,80 @@ class Worker(WorkerBase):
     def handle(self, conn: psycopg.Connection, jobs: list[dict]) -> None:
         """Work on the jobs, then hand over, fan out or finish the pipe job."""
         ids = [job["job_id"] for job in jobs]
+        self.take(ids)
         self._event("SUCCESS", f"job{'s' if len(ids) > 1 else ''} {ids} of pipe job {jobs[0]['pipe_job_id']}")
-        if self.stop.wait(random.uniform(*self.options.work)):
+        if not self.work(random.uniform(*self.options.work)):
             return
         action = processes.plan(conn, self.who, jobs)
+        self.complete(conn, lambda c, after_outage: self._act(c, action, after_outage))
+
+    def _act(self, conn: psycopg.Connection, action: processes.Action, after_outage: bool) -> None:
         try:
             created = processes.act(conn, action)
         except psycopg.errors.RaiseException as exc:
-            self._event("failed", exc.diag.message_primary or str(exc))
+            message = exc.diag.message_primary or str(exc)
+            if after_outage and "finished" in message:
+                self._event(action.kind, f"{action.job_ids} (done before the connection was lost)")
+            else:
+                self._event("failed", message)
             return
+        ids = action.job_ids
         detail = f"pipe job {action.pipe_job_id}" if action.kind == "finish_pipe" else f"{ids} -> {created}"
         self._event(action.kind, detail)
 
-    def run(self) -> str:
-        """Loop until killed or stopped; returns why it ended: 'kill' or 'stopped'."""
-        with self._connect() as conn:
-            multi = processes.gathers(conn, self.who)
+    def serve(self, conn: psycopg.Connection) -> str | None:
+        """Ask find_job again and again; work, then hand over; until killed or stopped."""
+        multi = processes.gathers(conn, self.who)
+        if not self._started:
+            self._started = True
             self._event("start", f"{self.who}{' gathers sets (multi mode)' if multi else ''}")
-            while not self.stop.is_set():
+        while not self.stop.is_set():
+            try:
                 answer = self.find_job(conn, multi)
-                if answer == KILL:
-                    self._event("kill", "kill switch set: exiting")
-                    return "kill"
-                if answer == LOST_RACE:
-                    self._event("retry", LOST_RACE)
-                elif answer == NO_JOB:
-                    self._event("idle", NO_JOB)
-                    self.stop.wait(self.options.poll)
-                else:
-                    self.handle(conn, json.loads(answer))
-        self._event("stop", "stopped")
-        return "stopped"
-
-
-def _check_priority(priority: int) -> None:
-    if not isinstance(priority, int) or isinstance(priority, bool) or not -32768 <= priority <= 32767:
-        raise PgQueueError(f"priority is a whole number from -32768 to 32767, got {priority!r}")
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+                self.pause_after_retry(f"find_job: {type(exc).__name__}")
+                continue
+            if answer == KILL:
+                return KILLED
+            if answer == LOST_RACE:
+                self.pause_after_retry(LOST_RACE)
+                continue
+            self.retry.reset()
+            if answer == NO_JOB:
+                self._event("idle", NO_JOB)
+                self.stop.wait(self.options.poll)
+            else:
+                self.handle(conn, json.loads(answer))
+        return None
 
 
 def submit(pipe_id: int, request_id: int | None = None, priority: int = 100) -> int:
-    """Create a pipe job (a request for one pipeline; the next free request id by default); its id."""
-    _check_priority(priority)
+    """Create a pipe job (a request for one pipeline; the next free request id by default); its id.
+
+    A pipe job of order 2 or more is refused when its request has no unfinished pipe job of the
+    order before: nothing would ever start it.
+    """
+    pipe_id = checks.whole(pipe_id, "pipeline id")
+    if request_id is not None:
+        request_id = checks.whole(request_id, "request id")
+    priority = checks.priority(priority)
+    labs.require_set_up(POC)
     with labs.connect(POC) as conn:
+        order = pipelines.check_pipeline(conn, POC, pipe_id)
         if request_id is None:
             request_id = conn.execute(_q()["next_request_id"]).fetchone()[0]
+        pipelines.check_gate(conn, pipe_id, order, request_id)
         params = {"request_id": request_id, "pipe_id": pipe_id, "priority": priority}
         try:
             return conn.execute(_q()["submit"], params).fetchone()[0]
         except psycopg.errors.RaiseException as exc:
             raise PgQueueError(exc.diag.message_primary) from None
-        except psycopg.errors.ForeignKeyViolation:
-            raise PgQueueError(f"no pipeline {pipe_id!r}") from None
 
 
 def set_priority(pipe_job_id: int, priority: int) -> int:
     """Change a pipe job's priority (and its waiting jobs'); how many waiting jobs changed."""
-    _check_priority(priority)
+    pipe_job_id = checks.whole(pipe_job_id, "pipe job id")
+    priority = checks.priority(priority)
     with labs.connect(POC) as conn:
         try:
             params = {"pipe_job_id": pipe_job_id, "priority": priority}
