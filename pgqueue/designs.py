@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from pgqueue import paths
 from pgqueue.errors import PgQueueError
 from pgqueue.paths import SQL_DIR
 
@@ -42,6 +43,8 @@ class Design:
 
     def sql_folders(self) -> list[Path]:
         """The folders whose numbered steps build the lab, in order."""
+        if not SQL_DIR.is_dir():
+            paths.sql_dir()  # says in one line that the package was installed without its SQL
         return [SQL_DIR / folder for folder in (*self.builds_on, self.folder)]
 
     def worker(self) -> ModuleType:

@@ -1,12 +1,12 @@
 """Named SQL read from files in sql/ (`-- name: NAME` headers), so that Python holds no SQL."""
 
 import re
+import threading
 from collections.abc import Iterator, Mapping
-from functools import cache
 from pathlib import Path
 
+from pgqueue import paths
 from pgqueue.errors import PgQueueError
-from pgqueue.paths import SQL_DIR
 
 _HEADER = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
@@ -54,10 +54,23 @@ class Queries(Mapping[str, SqlText]):
         return len(self._queries)
 
 
-@cache
+_loaded: dict[Path, tuple[int, Queries]] = {}
+_loading = threading.Lock()
+
+
 def load(relative_path: str) -> Queries:
-    """The named queries of `sql/<relative_path>`."""
-    path = SQL_DIR / relative_path
-    if not path.is_file():
-        raise PgQueueError(f"no SQL file {relative_path!r} under {SQL_DIR}")
-    return Queries(path)
+    """The named queries of `sql/<relative_path>`, read again whenever the file changed.
+
+    A learner may edit `sql/clients/*.sql` in JupyterLab: the next call runs the new text,
+    without a kernel restart.
+    """
+    path = paths.sql_dir() / relative_path
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        raise PgQueueError(f"no SQL file {relative_path!r} under {paths.sql_dir()}") from None
+    with _loading:
+        known = _loaded.get(path)
+        if known is None or known[0] != stamp:
+            known = _loaded[path] = (stamp, Queries(path))
+        return known[1]

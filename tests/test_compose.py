@@ -18,7 +18,7 @@ from tests.conftest import REPO
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 MACHINE_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
-KIT_SERVICES = ("setup", "lab", "worker", "demo")
+KIT_SERVICES = ("setup", "reset", "lab", "worker", "demo")
 
 
 def _tool() -> str:
@@ -193,6 +193,38 @@ def test_the_containers_commands_carry_jobs_through_pgqueue_dsn(monkeypatch):
     finally:
         for proc in workers:
             children.stop(proc)
+        q = queries.load("kit/queries.sql")
+        with server.connect() as admin:
+            admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(labs.database("single-call"))))
+
+
+def test_up_again_keeps_the_lab_and_the_reset_profile_rebuilds_it(monkeypatch):
+    dsn = _machine_pg()
+    monkeypatch.setenv("PGQUEUE_DSN", dsn)
+    services = resolved()["services"]
+    assert services["reset"]["profiles"] == ["reset"]
+
+    def run(service: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            here(services[service]["command"]),
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "PGQUEUE_DSN": dsn},
+            timeout=60,
+        )
+
+    try:
+        first = run("setup")  # the first `docker compose up`
+        assert first.returncode == 0 and "rebuilt" in first.stdout, first.stderr
+        made = single_call.submit(1)  # the learner's own work
+        again = run("setup")  # `docker compose up` once more
+        assert again.returncode == 0 and "kept" in again.stdout, again.stderr
+        assert made in single_call.pipe_jobs()["pipe_job_id"].tolist()
+        rebuilt = run("reset")
+        assert rebuilt.returncode == 0 and "rebuilt" in rebuilt.stdout, rebuilt.stderr
+        assert made not in single_call.pipe_jobs()["pipe_job_id"].tolist()
+    finally:
         q = queries.load("kit/queries.sql")
         with server.connect() as admin:
             admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(labs.database("single-call"))))
