@@ -109,6 +109,8 @@ def db_url(args: argparse.Namespace) -> int:
 
 def lab(args: argparse.Namespace) -> int:
     """Run JupyterLab on notebooks/ with the database ready; Ctrl-C stops it and its kernels."""
+    if not NOTEBOOKS_DIR.is_dir():
+        raise PgQueueError(f"no lessons at {str(NOTEBOOKS_DIR)!r}: run the kit from its repository")
     print(f"pgqueue: database ready: {server.resolve().describe()}", flush=True)
     argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={NOTEBOOKS_DIR}"]
     if args.port:

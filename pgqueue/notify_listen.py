@@ -121,7 +121,7 @@ class Worker(WorkerBase):
         """Work on the job, then hand over to the next process (or record why that failed)."""
         self.take([job["job_id"]])
         self._event("SUCCESS", f"job {job['job_id']} payload {json.dumps(job['job_payload'])}")
-        if self.work(random.uniform(*self.options.work)):
+        if self.work(random.uniform(*self.options.work), conn):
             self.complete(conn, lambda c, after_outage: self._hand_over(c, job, after_outage))
 
     def _hand_over(self, conn: psycopg.Connection, job: dict, after_outage: bool) -> None:
@@ -149,8 +149,8 @@ class Worker(WorkerBase):
         while not self.stop.is_set():
             answers = self.answers(conn)
             if answers is None:
-                self.stop.wait(self.options.recover)
-            elif len(answers) != 1:
+                continue  # the beat did not go through; heartbeat() has waited already
+            if len(answers) != 1:
                 what = "no answer" if not answers else f"{len(answers)} answers"
                 self._event("error", f"{what} within {self.options.timeout:g} s; starting over")
                 self.stop.wait(self.options.recover)

@@ -22,6 +22,7 @@ class HeartbeatRace:
     second: str  # what the second heard
     retries: int  # serialization failures the second worker retried
     owner: str  # the uuid the job is assigned to
+    second_events: str = ""  # what the second worker reported, one event per line
 
     def job_ids(self) -> list[int]:
         """The job ids each worker received (0, 1 or 2 of them)."""
@@ -39,14 +40,14 @@ def _waiting_on_lock(pid: int, poc: str = POC) -> bool:
     return row is not None and row[0] == "Lock"
 
 
-def heartbeat_race(name: str, version: str, serializable: bool) -> HeartbeatRace:
+def heartbeat_race(name: str, version: str, serializable: bool, retries: int = 20) -> HeartbeatRace:
     """Two workers of `name version` beat at once while one job waits for that process.
 
     The interleaving is forced: the first worker's heartbeat takes the job inside an open
     transaction; the second beats (for real, with the worker's own retry loop) and blocks on
     the job's row lock; only then does the first commit.
     """
-    opts = Options(serializable=serializable)
+    opts = Options(serializable=serializable, retries=retries)
     first_who, second_who = Identity.new(name, version), Identity.new(name, version)
     second = Worker(second_who, opts)
     level = psycopg.IsolationLevel.SERIALIZABLE if serializable else psycopg.IsolationLevel.READ_COMMITTED
@@ -72,9 +73,10 @@ def heartbeat_race(name: str, version: str, serializable: bool) -> HeartbeatRace
         owner = a.execute(
             queries.load("clients/races.sql")["owner"], {"name": name, "version": version}
         ).fetchone()[0]
-    retries = second.log.kinds().count("retry")
+    retried = second.log.kinds().count("retry")
+    said = "\n".join(f"{e.kind} {e.detail}" for e in second.log.events())
     return HeartbeatRace(
-        serializable, heard_a[0] if heard_a else "", heard_b[0] if heard_b else "", retries, owner
+        serializable, heard_a[0] if heard_a else "", heard_b[0] if heard_b else "", retried, owner, said
     )
 
 

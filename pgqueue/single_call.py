@@ -65,7 +65,7 @@ class Worker(WorkerBase):
         ids = [job["job_id"] for job in jobs]
         self.take(ids)
         self._event("SUCCESS", f"job{'s' if len(ids) > 1 else ''} {ids} of pipe job {jobs[0]['pipe_job_id']}")
-        if not self.work(random.uniform(*self.options.work)):
+        if not self.work(random.uniform(*self.options.work), conn):
             return
         action = processes.plan(conn, self.who, jobs)
         self.complete(conn, lambda c, after_outage: self._act(c, action, after_outage))

@@ -12,6 +12,7 @@ and owns everything around it:
 from __future__ import annotations
 
 import random
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +51,25 @@ class Backoff:
     def reset(self) -> None:
         """Start again from `base` (after a success)."""
         self.tries = 0
+
+
+class LabReset(Exception):
+    """The worker's lab was dropped (and maybe built again) under it."""
+
+
+def _connection_lost(conn: psycopg.Connection) -> bool:
+    """Whether the server closed this idle connection (without sending a query on it).
+
+    A terminated session leaves a last message and the end of the stream on the socket; reading
+    what is there tells a dead connection from a quiet one.
+    """
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        if readable:
+            conn.pgconn.consume_input()
+        return conn.pgconn.status == psycopg.pq.ConnStatus.BAD
+    except (psycopg.OperationalError, ValueError, OSError):
+        return True
 
 
 def one_line(exc: BaseException) -> str:
@@ -107,9 +127,19 @@ class WorkerBase:
         name = f"{labs.WORKER_APPLICATION} {self.poc} {self.who}"[:63]
         return labs.connect(self.poc, application_name=name, start=start)
 
-    def work(self, seconds: float) -> bool:
-        """Simulate work; False if the worker was told to stop at once meanwhile."""
-        return not self.abort.wait(seconds)
+    def work(self, seconds: float, conn: psycopg.Connection) -> bool:
+        """Simulate work; False if the worker was told to stop at once meanwhile.
+
+        A lab reset during the work ends it (LabReset): the job went with the old database. A
+        server that went away does not: the hand-over waits for it to come back.
+        """
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self.abort.wait(min(left, 0.5)):
+                return False
+            if _connection_lost(conn) and self._lab_was_reset():
+                raise LabReset
+        return True
 
     def pause_after_retry(self, what: str) -> None:
         """Back off before trying again after a lost race, a serialization failure or a deadlock."""
@@ -173,6 +203,8 @@ class WorkerBase:
                     if ending is None:  # serve returns None once `stop` is set
                         ending = ABANDONED if self.abort.is_set() else STOPPED
                     return self._end(ending, conn)
+            except LabReset:
+                return self._end(RESET)
             except (psycopg.OperationalError, server.Unreachable) as exc:
                 if first and isinstance(exc, server.Unreachable):
                     raise  # the very first connection: a wrong address is the user's to fix

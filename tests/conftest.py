@@ -67,13 +67,71 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 60) -> subproc
 
 
 def processes_of(home: Path) -> list[psutil.Process]:
-    """Live processes whose command line names this home (its postgres and its watchdog)."""
+    """Live processes of this home only: its postgres and watchdog (the home is in their command
+    line) and every kit process started with it as PGQUEUE_HOME (workers, kernels, the CLI).
+
+    A learner may run workers of another checkout beside the tests: those are not counted.
+    """
     found = []
     for proc in psutil.process_iter(["cmdline", "status"]):
-        cmd = " ".join(proc.info["cmdline"] or [])
-        if str(home) in cmd and proc.info["status"] != psutil.STATUS_ZOMBIE:
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            ours = str(home) in " ".join(proc.info["cmdline"] or []) or proc.environ().get(
+                "PGQUEUE_HOME"
+            ) == str(home)
+        except psutil.Error:
+            continue  # gone meanwhile, or another user's
+        if ours:
             found.append(proc)
     return found
+
+
+def workers_of(home: Path) -> list[psutil.Process]:
+    """The worker processes (`pgqueue worker ...`) of this home still running."""
+    return [p for p in processes_of(home) if "pgqueue worker" in " ".join(p.cmdline())]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def a_worker_of_another_home(tmp_path_factory):
+    """A learner's worker from another checkout runs beside the whole suite; no test may count it."""
+    home = tmp_path_factory.mktemp("another-checkout")
+    prefix = f"pgqueue_another{os.getpid()}_"
+    env = {"PGQUEUE_HOME": str(home), "PGQUEUE_DB_PREFIX": prefix}
+    built = run_cli("setup", "--poc", "single-call", "--examples", env=env)
+    assert built.returncode == 0, built.stderr
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pgqueue",
+            "worker",
+            "--poc",
+            "single-call",
+            "assigner",
+            "1.0.0",
+            "--poll",
+            "1",
+        ],
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    yield worker
+    still_running = worker.poll() is None
+    worker.terminate()
+    worker.wait(60)
+    if os.environ.get(server.DSN_ENV):
+        with server.connect() as admin:
+            name = prefix + designs.get("single-call").folder
+            admin.execute(
+                sql.SQL(queries.load("kit/queries.sql")["drop_database"]).format(db=sql.Identifier(name))
+            )
+    run_cli("db", "stop", env=env)
+    shutil.rmtree(home, ignore_errors=True)
+    assert still_running, "a test stopped a worker that was not its own (another checkout's)"
 
 
 def free_port() -> int:

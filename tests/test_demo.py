@@ -1,20 +1,11 @@
 """`python -m pgqueue demo`: the full example with the launcher's processes, and a report that can fail."""
 
+import os
 import time
-
-import psutil
+from pathlib import Path
 
 from pgqueue import demo, labs, single_call
-from tests.conftest import run_cli
-
-
-def _workers_left() -> list[str]:
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        cmd = " ".join(proc.info["cmdline"] or [])
-        if "pgqueue worker --poc single-call" in cmd and proc.info["status"] != psutil.STATUS_ZOMBIE:
-            found.append(cmd)
-    return found
+from tests.conftest import run_cli, workers_of
 
 
 def test_demo_finishes_every_pipe_job_respects_the_gate_and_leaves_no_process():
@@ -26,7 +17,7 @@ def test_demo_finishes_every_pipe_job_respects_the_gate_and_leaves_no_process():
     assert "classification 9.1.0" in out and "no pipeline asks for this version" in out
     assert "assigner 1.0.0 took pipe jobs 1 (priority 100), 5 (priority 100), 3 (priority 200)" in out
     assert out.rstrip().endswith("every pipe job finished and every order gate held")
-    assert not _workers_left()
+    assert not workers_of(Path(os.environ["PGQUEUE_HOME"]))
     pipes = single_call.pipe_jobs()
     assert pipes["pipe_job_finished"].all() and len(pipes) == 5
     status = run_cli("status", "--poc", "single-call").stdout
