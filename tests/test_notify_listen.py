@@ -130,7 +130,7 @@ def test_a_missing_next_process_raises_and_the_worker_records_it(lab):
             "UPDATE job_queue SET job_assigned_process_uuid = 'aaaaaaaaaaaa' WHERE job_id = %s", [job]
         )
         with pytest.raises(psycopg.errors.RaiseException, match="no process with process_order 2"):
-            conn.execute("SELECT create_job(%s, '{}')", [job])
+            conn.execute("CALL create_job(%s, '{}')", [job])
         conn.execute("UPDATE job_queue SET job_assigned_process_uuid = NULL WHERE job_id = %s", [job])
     with fleet.Fleet(POC) as workers:
         workers.start("gap_first", "1.0.0", worker_options=FAST)
@@ -224,7 +224,7 @@ def test_a_uuid_that_could_break_out_of_the_channel_is_refused(lab):
     with pytest.raises(PgQueueError, match="12 lowercase hex"):
         Identity("abc'; LISTEN", "host", "first_process", "1.0.0")
     with labs.connect(POC) as conn, pytest.raises(psycopg.errors.CheckViolation):
-        conn.execute("SELECT send_heartbeat(%s, 'h', 'n', 'v')", ["a';NOTIFY x"])
+        conn.execute("CALL send_heartbeat(%s, 'h', 'n', 'v')", ["a';NOTIFY x"])
 
 
 def test_bad_worker_options_are_refused_with_the_value():

@@ -1,7 +1,8 @@
 -- What kit processes send about heartbeats and kill switches (both queue designs).
 
 -- name: send_heartbeat
-SELECT send_heartbeat(%(uuid)s, %(server)s, %(name)s, %(version)s);
+-- A procedure, as in the original: CALL, not SELECT.
+CALL send_heartbeat(%(uuid)s, %(server)s, %(name)s, %(version)s);
 
 -- name: kill_switch
 SELECT process_kill_switch FROM process_heartbeats WHERE process_uuid = %(uuid)s;

@@ -54,23 +54,23 @@ BEGIN
     RETURN new_id;
 END $$;
 
--- Mark a job taken by a process and the process busy; return the job row.
--- Faithful to the original: the row is returned even when the UPDATE found the job already
+-- Mark a job taken by a process and the process busy; hand back the job row.
+-- As in the original: a procedure. Not in the original: the trailing INOUT parameter, through
+-- which the row comes back (the trigger below passes a variable; a bare
+-- `CALL take_job(id, uuid)` returns it as a result row).
+-- Faithful to the original: the row is handed back even when the UPDATE found the job already
 -- taken by someone else (it only assigns jobs that are still unassigned). Under READ
 -- COMMITTED, two workers beating at the same moment can therefore both receive one job;
 -- the original's answer was to run the heartbeat SERIALIZABLE, which turns the second
 -- UPDATE into a serialization failure that the worker retries. Lesson 03 shows both.
-CREATE FUNCTION take_job(p_job_id integer, p_uuid varchar)
-RETURNS job_queue LANGUAGE plpgsql AS $$
-DECLARE
-    job job_queue;
+CREATE PROCEDURE take_job(p_job_id integer, p_uuid varchar, INOUT job job_queue DEFAULT NULL)
+LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE job_queue
        SET job_assigned_process_uuid = p_uuid, job_assign_timestamp = clock_timestamp()
      WHERE job_id = p_job_id AND job_assigned_process_uuid IS NULL;
     UPDATE process_heartbeats SET process_busy = true WHERE process_uuid = p_uuid;
     SELECT * INTO job FROM job_queue WHERE job_id = p_job_id;
-    RETURN job;
 END $$;
 
 -- The answer to a heartbeat. NOTIFY is transactional: the worker hears the answer only when
@@ -96,7 +96,7 @@ BEGIN
         PERFORM pg_notify(channel, 'No job found');
         RETURN NULL;
     END IF;
-    job := take_job(job.job_id, NEW.process_uuid);
+    CALL take_job(job.job_id, NEW.process_uuid, job);  -- fills `job` in
     PERFORM pg_notify(channel, row_to_json(job)::text);
     RETURN NULL;
 END $$;
@@ -106,8 +106,10 @@ AFTER INSERT OR UPDATE OF last_beat_timestamp ON process_heartbeats
 FOR EACH ROW EXECUTE FUNCTION answer_heartbeat();
 
 -- A worker calls this when it finished a job: mark it finished and create the job of the next
--- process of the pipeline, with that process's configuration. Returns the new job's id, or
--- NULL when the finished job was the pipeline's last step.
+-- process of the pipeline, with that process's configuration.
+-- As in the original: a procedure, called `CALL create_job(job_id, payload)`. Not in the
+-- original: the trailing INOUT parameter, which comes back as the CALL's result row: the new
+-- job's id, or NULL when the finished job was the pipeline's last step.
 --
 -- Where the original differs:
 --  * its body did not compile (a missing FROM, missing semicolons, a wrong argument count);
@@ -117,12 +119,11 @@ FOR EACH ROW EXECUTE FUNCTION answer_heartbeat();
 --    nothing was ever recorded. PostgreSQL has no autonomous transactions: here create_job
 --    raises (finishing nothing), and the worker records the failure in a new transaction
 --    with record_job_failure().
-CREATE FUNCTION create_job(p_job_id integer, p_payload jsonb)
-RETURNS integer LANGUAGE plpgsql AS $$
+CREATE PROCEDURE create_job(p_job_id integer, p_payload jsonb, INOUT new_job_id integer DEFAULT NULL)
+LANGUAGE plpgsql AS $$
 DECLARE
     done job_queue;
     step process_neighbours;
-    new_id integer;
 BEGIN
     UPDATE job_queue SET job_finished = true, job_finished_timestamp = clock_timestamp()
      WHERE job_id = p_job_id AND NOT job_finished
@@ -140,7 +141,8 @@ BEGIN
             p_job_id, done.job_process_name, done.job_process_version, done.pipe_id;
     END IF;
     IF step.next_process_order IS NULL THEN
-        RETURN NULL;  -- the last step: the request went through the whole pipeline
+        new_job_id := NULL;
+        RETURN;  -- the last step: the request went through the whole pipeline
     END IF;
     IF step.next_process_order <> step.process_order + 1 THEN
         RAISE EXCEPTION 'job %: pipeline % has no process with process_order % (next is %)',
@@ -156,8 +158,7 @@ BEGIN
            pp.process_name, pp.process_version, pp.process_configuration
       FROM pipeline_processes pp
      WHERE pp.pipe_id = done.pipe_id AND pp.process_order = step.next_process_order
-    RETURNING job_id INTO new_id;
-    RETURN new_id;
+    RETURNING job_id INTO new_job_id;
 END $$;
 
 CREATE FUNCTION record_job_failure(p_job_id integer, p_message text)

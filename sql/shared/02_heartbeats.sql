@@ -17,8 +17,10 @@ CREATE TABLE process_heartbeats (
 
 -- An upsert: the first beat registers the process, later beats refresh its timestamp. A process
 -- that beats is asking for work, so it is not busy any more.
-CREATE FUNCTION send_heartbeat(p_uuid varchar, p_server varchar, p_name varchar, p_version varchar)
-RETURNS void LANGUAGE sql AS $$
+-- As in the original: a procedure, so a worker beats with `CALL send_heartbeat(...)` (and
+-- find_job, a function, beats for its caller with CALL too).
+CREATE PROCEDURE send_heartbeat(p_uuid varchar, p_server varchar, p_name varchar, p_version varchar)
+LANGUAGE sql AS $$
     INSERT INTO process_heartbeats (process_uuid, server_name, process_name, process_version)
     VALUES (p_uuid, p_server, p_name, p_version)
     ON CONFLICT (process_uuid) DO UPDATE
