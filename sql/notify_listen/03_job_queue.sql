@@ -33,14 +33,46 @@ CREATE TABLE jobs_failed (
     failed_at      timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 
+-- Not in the original: a job must fit in one NOTIFY. The heartbeat's trigger (below) sends the
+-- whole job row as JSON, and a NOTIFY payload must be shorter than 8000 bytes: measured on
+-- PostgreSQL 15 and 18, 7999 bytes are sent and 8000 raise "payload string too long" (22023),
+-- counted in bytes, not characters. That raise fails the heartbeat, so a bigger row would
+-- kill every worker of its process, at every restart, and block every job behind it.
+-- create_first_job and create_job therefore refuse such a job where it is made. A row inserted
+-- into job_queue by hand still gets through: the original's poisoned queue stays reproducible.
+
+-- The size of a job's row as NOTIFY will send it: row_to_json, once take_job has filled in a
+-- 12-character assignee uuid and an assign timestamp. row_to_json prints a timestamp with as
+-- few fractional digits as it needs, so this one is given all six (the longest it can print);
+-- its offset, +hh:mm, is as long in the worker's time zone as in ours (true of every zone in
+-- use today). A row measured here is therefore never longer when the trigger sends it.
+CREATE FUNCTION job_notify_bytes(j job_queue) RETURNS integer LANGUAGE plpgsql AS $$
+BEGIN
+    j.job_assigned_process_uuid := repeat('0', 12);
+    j.job_assign_timestamp := date_trunc('second', clock_timestamp()) + interval '0.999999 second';
+    RETURN octet_length(row_to_json(j)::text);
+END $$;
+
+-- Raise, naming the size and the limit, when a job could not travel over NOTIFY.
+CREATE FUNCTION check_job_fits_notify(j job_queue) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    size integer := job_notify_bytes(j);
+BEGIN
+    IF size > 7999 THEN
+        RAISE EXCEPTION 'the job for % % would be % bytes as NOTIFY sends it, and NOTIFY carries at most 7999 bytes: make its payload smaller',
+            j.job_process_name, j.job_process_version, size;
+    END IF;
+END $$;
+
 -- The first job of a pipeline, made by someone outside the queue (the original's example:
--- a website). Raises when the pipeline has no step 1.
+-- a website). Raises when the pipeline has no step 1, or when the job is too big for NOTIFY
+-- (the raise rolls the insert back).
 CREATE FUNCTION create_first_job(p_request_id integer, p_pipe_id integer, p_payload jsonb,
                                  p_creator varchar DEFAULT 'TheWebsite')
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     first pipeline_processes;
-    new_id integer;
+    made job_queue;
 BEGIN
     SELECT * INTO first FROM pipeline_processes WHERE pipe_id = p_pipe_id AND process_order = 1;
     IF NOT FOUND THEN
@@ -50,8 +82,9 @@ BEGIN
                            job_process_name, job_process_version, job_process_config)
     VALUES (p_request_id, p_pipe_id, p_payload, p_creator,
             first.process_name, first.process_version, first.process_configuration)
-    RETURNING job_id INTO new_id;
-    RETURN new_id;
+    RETURNING * INTO made;
+    PERFORM check_job_fits_notify(made);
+    RETURN made.job_id;
 END $$;
 
 -- Mark a job taken by a process and the process busy; hand back the job row.
@@ -118,12 +151,14 @@ FOR EACH ROW EXECUTE FUNCTION answer_heartbeat();
 --  * it inserted into jobs_failed and then raised, but the raise rolls that insert back, so
 --    nothing was ever recorded. PostgreSQL has no autonomous transactions: here create_job
 --    raises (finishing nothing), and the worker records the failure in a new transaction
---    with record_job_failure().
+--    with record_job_failure();
+--  * not in the original: it also raises when the new job is too big for NOTIFY (above).
 CREATE PROCEDURE create_job(p_job_id integer, p_payload jsonb, INOUT new_job_id integer DEFAULT NULL)
 LANGUAGE plpgsql AS $$
 DECLARE
     done job_queue;
     step process_neighbours;
+    made job_queue;
 BEGIN
     UPDATE job_queue SET job_finished = true, job_finished_timestamp = clock_timestamp()
      WHERE job_id = p_job_id AND NOT job_finished
@@ -158,7 +193,9 @@ BEGIN
            pp.process_name, pp.process_version, pp.process_configuration
       FROM pipeline_processes pp
      WHERE pp.pipe_id = done.pipe_id AND pp.process_order = step.next_process_order
-    RETURNING job_id INTO new_job_id;
+    RETURNING * INTO made;
+    PERFORM check_job_fits_notify(made);
+    new_job_id := made.job_id;
 END $$;
 
 CREATE FUNCTION record_job_failure(p_job_id integer, p_message text)
