@@ -59,6 +59,11 @@ def send_heartbeat(conn, who: Identity) -> None:
     )
 
 
+def mark_stopped(conn, uuid: str) -> None:
+    """Say that the process exits cleanly: its state reads `stopped` until it beats again."""
+    conn.execute(_q()["mark_stopped"], {"uuid": uuid})
+
+
 def kill_switch(conn, uuid: str) -> bool:
     """Whether the process's kill switch is set (False for a process never seen)."""
     row = conn.execute(_q()["kill_switch"], {"uuid": uuid}).fetchone()
@@ -73,7 +78,7 @@ def set_kill_switch(poc: str, uuid: str, on: bool = True) -> None:
 
 
 def states(poc: str, stale_after: float = STALE_AFTER) -> pd.DataFrame:
-    """Every process that ever beat in a lab, with its heartbeat age and alive / stale / killed."""
+    """Every process that ever beat in a lab, with its heartbeat age and alive / stale / stopped / killed."""
     import pandas as pd
 
     stale = pd.Timedelta(seconds=stale_after).to_pytimedelta()

@@ -29,7 +29,7 @@ def test_the_report_flags_an_order_gate_that_did_not_hold():
     labs.reset("single-call", examples=True)
     with labs.connect("single-call") as conn:
         # pretend request 50's order-2 pipe job started before its order-1 pipe jobs ended
-        conn.execute("SELECT create_entry_job(2, 4, 90::smallint, '{}')")
+        conn.execute("CALL create_entry_job(2, 4, 90::smallint, '{}')")
         conn.execute(
             "UPDATE pipe_job_queue SET pipe_job_finished = true,"
             " pipe_job_finish_timestamp = clock_timestamp() + interval '1 minute'"

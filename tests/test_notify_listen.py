@@ -1,9 +1,11 @@
 """POC 1: heartbeats answered over NOTIFY, a 3-step chain, kill switches, races, lost messages."""
 
 import json
+import re
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from pgqueue import PgQueueError, fleet, heartbeats, labs, notify_listen, races
 from pgqueue.heartbeats import Identity
@@ -13,6 +15,10 @@ from pgqueue.wait import until
 POC = "notify-listen"
 CHAIN = [("first_process", "1.0.0"), ("second_process", "1.5.2"), ("third_process", "1.0.0")]
 FAST = Options(timeout=3.0, idle=0.1, recover=0.2, work=(0.0, 0.02))
+# The largest NOTIFY payload PostgreSQL sends, in bytes (8000 raises "payload string too long").
+NOTIFY_MAX = 7999
+# A job's assign timestamp as row_to_json prints it at its longest: 2026-01-31T12:00:00.123456+00:00
+LONGEST_TIMESTAMP = 32
 
 
 @pytest.fixture
@@ -130,7 +136,7 @@ def test_a_missing_next_process_raises_and_the_worker_records_it(lab):
             "UPDATE job_queue SET job_assigned_process_uuid = 'aaaaaaaaaaaa' WHERE job_id = %s", [job]
         )
         with pytest.raises(psycopg.errors.RaiseException, match="no process with process_order 2"):
-            conn.execute("SELECT create_job(%s, '{}')", [job])
+            conn.execute("CALL create_job(%s, '{}')", [job])
         conn.execute("UPDATE job_queue SET job_assigned_process_uuid = NULL WHERE job_id = %s", [job])
     with fleet.Fleet(POC) as workers:
         workers.start("gap_first", "1.0.0", worker_options=FAST)
@@ -224,7 +230,7 @@ def test_a_uuid_that_could_break_out_of_the_channel_is_refused(lab):
     with pytest.raises(PgQueueError, match="12 lowercase hex"):
         Identity("abc'; LISTEN", "host", "first_process", "1.0.0")
     with labs.connect(POC) as conn, pytest.raises(psycopg.errors.CheckViolation):
-        conn.execute("SELECT send_heartbeat(%s, 'h', 'n', 'v')", ["a';NOTIFY x"])
+        conn.execute("CALL send_heartbeat(%s, 'h', 'n', 'v')", ["a';NOTIFY x"])
 
 
 def test_bad_worker_options_are_refused_with_the_value():
@@ -232,3 +238,138 @@ def test_bad_worker_options_are_refused_with_the_value():
         Options(work=(2.0, 1.0))
     with pytest.raises(PgQueueError, match="timeout must be 0 or more seconds, got -1"):
         Options(timeout=-1)
+
+
+# --- NOTIFY carries at most 7999 bytes: a job that could not travel is refused where it is made --
+
+
+def _size_in(message: str) -> int:
+    return int(re.search(r"would be (\d+) bytes", message).group(1))
+
+
+def sized(conn, make, target: int) -> tuple[int | None, str]:
+    """Call make(n) (a job whose payload holds n characters) until the new row, as NOTIFY would
+    send it, is exactly `target` bytes: (the job id, '') if it was accepted, (None, the error) if not.
+
+    Tries other than the one that hits the target are rolled back. Several tries may be needed:
+    the row's own create timestamp prints shorter when its microseconds end in zeros.
+    """
+    n = target - 800
+    for _ in range(20):
+        try:
+            with conn.transaction() as tx:
+                job_id = make(n)
+                size = conn.execute(
+                    "SELECT job_notify_bytes(j) FROM job_queue j WHERE job_id = %s", [job_id]
+                ).fetchone()[0]
+                if size == target:
+                    return job_id, ""
+                raise psycopg.Rollback(tx)
+        except psycopg.errors.RaiseException as exc:
+            message = exc.diag.message_primary
+            size = _size_in(message)
+            if size == target:
+                return None, message
+        n += target - size
+    raise AssertionError(f"no job of exactly {target} bytes after 20 tries")
+
+
+def _counts(conn) -> tuple:
+    return conn.execute(
+        "SELECT (SELECT count(*) FROM job_queue), (SELECT count(*) FROM job_queue WHERE job_finished)"
+    ).fetchone()
+
+
+def _travels(who: Identity, job_id: int) -> None:
+    """A heartbeat of `who` receives job `job_id` over NOTIFY, and its size was measured exactly."""
+    with listening(who) as ear, labs.connect(POC) as conn:
+        heartbeats.send_heartbeat(conn, who)
+        (reply,) = answer(ear)
+    job = json.loads(reply)
+    assert job["job_id"] == job_id
+    # what was sent, with its assign timestamp printed at its longest, is the limit exactly
+    assert len(reply.encode()) + LONGEST_TIMESTAMP - len(job["job_assign_timestamp"]) == NOTIFY_MAX
+
+
+def test_create_first_job_refuses_a_job_too_big_for_notify_at_the_exact_limit(lab):
+    with labs.connect(POC) as conn:
+        conn.execute("DELETE FROM job_queue")  # the example job would be answered first
+        before = _counts(conn)
+
+        def make(n: int) -> int:
+            payload = Jsonb({"blob": "x" * n})
+            return conn.execute("SELECT create_first_job(2, 1, %s)", [payload]).fetchone()[0]
+
+        refused, message = sized(conn, make, NOTIFY_MAX + 1)
+        assert refused is None and "8000 bytes" in message and "at most 7999" in message
+        assert _counts(conn) == before  # nothing left behind
+        accepted, _ = sized(conn, make, NOTIFY_MAX)
+    assert accepted is not None
+    _travels(Identity.new("first_process", "1.0.0"), accepted)
+
+
+def test_create_job_refuses_a_hand_over_too_big_for_notify_at_the_exact_limit(lab):
+    with labs.connect(POC) as conn:
+        before = _counts(conn)
+
+        def make(n: int) -> int:
+            return conn.execute("CALL create_job(1, %s)", [Jsonb({"blob": "x" * n})]).fetchone()[0]
+
+        refused, message = sized(conn, make, NOTIFY_MAX + 1)
+        assert refused is None and "8000 bytes" in message
+        assert _counts(conn) == before  # job 1 is not finished, no job was made
+        accepted, _ = sized(conn, make, NOTIFY_MAX)
+        assert _counts(conn) == (before[0] + 1, before[1] + 1)
+    _travels(Identity.new("second_process", "1.5.2"), accepted)
+
+
+def test_submit_turns_the_refusal_into_a_clear_error(lab):
+    with pytest.raises(PgQueueError, match=r"would be \d+ bytes .* at most 7999 bytes"):
+        notify_listen.submit(pipe_id=1, payload={"blob": "x" * 8000})
+    assert notify_listen.job_counts() == {"waiting": 1, "running": 0, "finished": 0, "failed": 0}
+
+
+def test_a_chain_that_grows_past_the_limit_is_recorded_as_a_failed_hand_over(lab):
+    with labs.connect(POC) as conn:
+        conn.execute("DELETE FROM job_queue")
+
+        def make(n: int) -> int:
+            payload = Jsonb({"description": "a big request", "blob": "x" * n, "parents": []})
+            return conn.execute("SELECT create_first_job(3, 1, %s)", [payload]).fetchone()[0]
+
+        big, _ = sized(conn, make, NOTIFY_MAX - 10)  # it travels; the next step carries it, and more
+    with fleet.Fleet(POC) as workers:
+        workers.start("first_process", "1.0.0", worker_options=FAST)
+        until(lambda: notify_listen.job_counts()["failed"] == 1, 30, "the failed hand-over being recorded")
+        assert "SUCCESS" in workers.events()["event"].tolist()
+    with labs.connect(POC) as conn:
+        job_id, request_id, message = conn.execute(
+            "SELECT job_id, request_id, error_message FROM jobs_failed"
+        ).fetchone()
+        jobs = conn.execute("SELECT job_id, job_finished FROM job_queue").fetchall()
+    assert (job_id, request_id) == (big, 3)
+    assert _size_in(message) > NOTIFY_MAX and "second_process" in message
+    assert jobs == [(big, False)]  # the refusal rolled the hand-over back: no job was made
+
+
+def test_a_row_too_big_for_notify_inserted_by_hand_still_poisons_its_process(lab):
+    # the original had no door: this is the failure a later lesson reproduces
+    with labs.connect(POC) as conn:
+        conn.execute("DELETE FROM job_queue")
+        conn.execute(
+            "INSERT INTO job_queue (request_id, pipe_id, job_payload, job_creator_process_name,"
+            " job_process_name, job_process_version) VALUES (9, 1, %s, 'by hand', 'first_process', '1.0.0')",
+            [Jsonb({"blob": "x" * 8000})],
+        )
+    who = Identity.new("first_process", "1.0.0")
+    with listening(who) as ear, labs.connect(POC) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE  # as the worker beats
+        for _ in range(2):  # every heartbeat of that process, every time
+            with (
+                pytest.raises(psycopg.errors.InvalidParameterValue, match="payload string too long"),
+                conn.transaction(),
+            ):
+                heartbeats.send_heartbeat(conn, who)
+        assert heard(ear, 0.3) == []
+        assert conn.execute("SELECT job_assigned_process_uuid FROM job_queue").fetchall() == [(None,)]
+        assert conn.execute("SELECT count(*) FROM process_heartbeats").fetchone() == (0,)

@@ -57,11 +57,11 @@ def take(conn, name: str, version: str = "1.0.0", multi: bool = False) -> list[d
 
 
 def create_jobs(conn, job_ids, payloads):
-    return conn.execute("SELECT create_jobs(%s, %s)", [job_ids, Jsonb(payloads)]).fetchone()[0]
+    return conn.execute("CALL create_jobs(%s, %s)", [job_ids, Jsonb(payloads)]).fetchone()[0]
 
 
 def finish_pipe(conn, job_ids, pipe_job_id):
-    conn.execute("SELECT finish_pipe(%s, %s)", [job_ids, pipe_job_id])
+    conn.execute("CALL finish_pipe(%s, %s)", [job_ids, pipe_job_id])
 
 
 def entry_jobs(conn) -> dict[int, int]:

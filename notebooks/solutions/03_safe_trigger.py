@@ -18,7 +18,7 @@ BEGIN
        AND job_process_name = NEW.process_name AND job_process_version = NEW.process_version
      ORDER BY job_create_timestamp, job_id LIMIT 1;
     IF FOUND THEN
-        job := take_job(job.job_id, NEW.process_uuid);
+        CALL take_job(job.job_id, NEW.process_uuid, job);  -- fills `job` in
     END IF;
     -- the fix: someone else may have taken it while we waited for its row lock
     IF job.job_id IS NULL OR job.job_assigned_process_uuid <> NEW.process_uuid THEN

@@ -10,7 +10,7 @@ me = single_call.Worker(Identity.new("first_process", "1.9.2"))
 with labs.connect("single-call") as conn:
     (job,) = json.loads(me.find_job(conn, multi=False))   # the first step is running ...
     single_call.set_priority(pipe_job, 5)                  # ... when the request turns urgent
-    (child,) = conn.execute("SELECT create_jobs(%s, %s)",
+    (child,) = conn.execute("CALL create_jobs(%s, %s)",
                             [[job["job_id"]], json.dumps([{}])]).fetchone()[0]
     priorities = dict(conn.execute("SELECT job_id, job_priority FROM job_queue"))
 

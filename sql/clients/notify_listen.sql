@@ -5,7 +5,8 @@
 LISTEN {channel};
 
 -- name: create_job
-SELECT create_job(%(job_id)s, %(payload)s);
+-- A procedure, as in the original; its result row holds the new job's id (NULL after the last step).
+CALL create_job(%(job_id)s, %(payload)s);
 
 -- name: record_job_failure
 SELECT record_job_failure(%(job_id)s, %(message)s);

@@ -4,10 +4,11 @@
 SELECT find_job(%(uuid)s, %(server)s, %(name)s, %(version)s, %(multi)s);
 
 -- name: create_jobs
-SELECT create_jobs(%(job_ids)s, %(payloads)s);
+-- Procedures, as in the original: CALL, not SELECT. create_jobs's result row holds the new ids.
+CALL create_jobs(%(job_ids)s, %(payloads)s);
 
 -- name: finish_pipe
-SELECT finish_pipe(%(job_ids)s, %(pipe_job_id)s);
+CALL finish_pipe(%(job_ids)s, %(pipe_job_id)s);
 
 -- name: gathers
 -- Whether this process gathers parallel sets in any pipeline that uses it.

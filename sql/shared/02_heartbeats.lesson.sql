@@ -1,7 +1,7 @@
 -- Queries lesson 02 shows and runs.
 
 -- name: beat
-SELECT send_heartbeat(%(uuid)s, %(server)s, %(name)s, %(version)s);
+CALL send_heartbeat(%(uuid)s, %(server)s, %(name)s, %(version)s);
 
 -- name: heartbeats
 SELECT process_uuid, process_name, process_version, last_beat_timestamp, process_busy,

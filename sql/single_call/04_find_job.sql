@@ -52,9 +52,10 @@ CREATE TABLE job_queue_claim (
 
 -- The first job of a pipe job: for the pipeline's process_order 1, carrying the pipe job itself
 -- as payload. Its sibling set is itself; it has no creator.
-CREATE FUNCTION create_entry_job(p_pipe_job_id integer, p_pipe_id integer, p_priority smallint,
-                                 p_payload jsonb)
-RETURNS integer LANGUAGE plpgsql AS $$
+-- As in the original: a procedure (the pipe-job trigger CALLs it).
+CREATE PROCEDURE create_entry_job(p_pipe_job_id integer, p_pipe_id integer, p_priority smallint,
+                                  p_payload jsonb)
+LANGUAGE plpgsql AS $$
 DECLARE
     first pipeline_processes;
     new_id integer;
@@ -69,7 +70,6 @@ BEGIN
             first.process_name, first.process_version, first.process_configuration)
     RETURNING job_id INTO new_id;
     UPDATE job_queue SET job_set_elements = ARRAY[new_id] WHERE job_id = new_id;
-    RETURN new_id;
 END $$;
 
 -- A new pipe job starts at once when its pipeline has order 0 or 1. Higher orders wait for
@@ -84,8 +84,7 @@ BEGIN
     END IF;
     SELECT pipe_order INTO this_order FROM pipelines WHERE pipe_id = NEW.pipe_id;
     IF this_order <= 1 THEN
-        PERFORM create_entry_job(NEW.pipe_job_id, NEW.pipe_id, NEW.pipe_job_priority,
-                                 to_jsonb(NEW));
+        CALL create_entry_job(NEW.pipe_job_id, NEW.pipe_id, NEW.pipe_job_priority, to_jsonb(NEW));
     END IF;
     RETURN NULL;
 END $$;
@@ -118,13 +117,14 @@ END $$;
 
 -- A worker finished `job_ids` and hands work to the next process: one new job per element of
 -- the JSON array `payloads` (one element: a hand-over; N: a fan-out to N parallel jobs).
--- Returns the new ids. Raises, finishing nothing, on bad input or when there is no next process.
-CREATE FUNCTION create_jobs(job_ids integer[], payloads jsonb)
-RETURNS integer[] LANGUAGE plpgsql AS $$
+-- Raises, finishing nothing, on bad input or when there is no next process.
+-- As in the original: a procedure, called `CALL create_jobs(ARRAY[ids], payloads)`. Not in the
+-- original: the trailing INOUT parameter, which comes back as the CALL's result row: the new ids.
+CREATE PROCEDURE create_jobs(job_ids integer[], payloads jsonb, INOUT new_job_ids integer[] DEFAULT NULL)
+LANGUAGE plpgsql AS $$
 DECLARE
     done job_queue;
     next pipeline_processes;
-    new_ids integer[];
 BEGIN
     IF payloads IS NULL OR jsonb_typeof(payloads) <> 'array' THEN
         RAISE EXCEPTION 'payloads must be a JSON array, got %', coalesce(jsonb_typeof(payloads), 'NULL');
@@ -161,14 +161,14 @@ BEGIN
          ORDER BY n
         RETURNING job_id
     )
-    SELECT array_agg(job_id ORDER BY job_id) INTO new_ids FROM made;
-    UPDATE job_queue SET job_set_elements = new_ids WHERE job_id = ANY (new_ids);
-    RETURN new_ids;
+    SELECT array_agg(job_id ORDER BY job_id) INTO new_job_ids FROM made;
+    UPDATE job_queue SET job_set_elements = new_job_ids WHERE job_id = ANY (new_job_ids);
 END $$;
 
 -- The last process of a pipeline: finish its jobs and the pipe job itself.
-CREATE FUNCTION finish_pipe(job_ids integer[], p_pipe_job_id integer)
-RETURNS void LANGUAGE plpgsql AS $$
+-- As in the original: a procedure, called `CALL finish_pipe(ARRAY[ids], 'pipe_job_id')`.
+CREATE PROCEDURE finish_pipe(job_ids integer[], p_pipe_job_id integer)
+LANGUAGE plpgsql AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM job_queue WHERE job_id = ANY (job_ids)
                                          AND pipe_job_id <> p_pipe_job_id) THEN
@@ -190,7 +190,7 @@ RETURNS varchar LANGUAGE plpgsql AS $$
 DECLARE
     job job_queue;
 BEGIN
-    PERFORM send_heartbeat(p_uuid, p_server, p_name, p_version);
+    CALL send_heartbeat(p_uuid, p_server, p_name, p_version);
     IF (SELECT process_kill_switch FROM process_heartbeats WHERE process_uuid = p_uuid) THEN
         RETURN 'kill';
     END IF;

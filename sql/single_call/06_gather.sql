@@ -11,7 +11,7 @@ DECLARE
     batch integer[];
     jobs json;
 BEGIN
-    PERFORM send_heartbeat(p_uuid, p_server, p_name, p_version);
+    CALL send_heartbeat(p_uuid, p_server, p_name, p_version);
     IF (SELECT process_kill_switch FROM process_heartbeats WHERE process_uuid = p_uuid) THEN
         RETURN 'kill';
     END IF;

@@ -16,8 +16,7 @@ BEGIN
                 NEW.pipe_job_id;
         END IF;
         IF this_order <= 1 THEN
-            PERFORM create_entry_job(NEW.pipe_job_id, NEW.pipe_id, NEW.pipe_job_priority,
-                                     to_jsonb(NEW));
+            CALL create_entry_job(NEW.pipe_job_id, NEW.pipe_id, NEW.pipe_job_priority, to_jsonb(NEW));
         END IF;
         RETURN NULL;
     END IF;
@@ -39,8 +38,8 @@ BEGIN
          WHERE pj.request_id = NEW.request_id AND p.pipe_order = this_order + 1
          ORDER BY pj.pipe_job_id
     LOOP
-        PERFORM create_entry_job(waiting.pipe_job_id, waiting.pipe_id, waiting.pipe_job_priority,
-                                 to_jsonb(waiting));
+        CALL create_entry_job(waiting.pipe_job_id, waiting.pipe_id, waiting.pipe_job_priority,
+                              to_jsonb(waiting));
     END LOOP;
     RETURN NULL;
 END $$;
