@@ -102,7 +102,7 @@ class Worker(WorkerBase):
                 self.stop.wait(wait)
                 return False
         self._event(
-            "error", f"heartbeat lost the race {self.options.retries + 1} times in a row; backing off"
+            "error", f"heartbeat lost the race {self.options.retries + 1} time(s) in a row; beating again"
         )
         return False
 
