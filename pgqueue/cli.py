@@ -5,6 +5,7 @@ import dataclasses
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 import psycopg
@@ -202,15 +203,28 @@ def submit(args: argparse.Namespace) -> int:
     extra = {"priority": args.priority} if args.priority is not None else {}
     design = designs.get(args.poc)
     module = design.worker()
+    # Ctrl-C ends the loop between two submissions, so the count printed is exact (a second
+    # Ctrl-C interrupts at once, for a server that does not answer)
+    interrupted: list[int] = []
+
+    def stop(signum, frame):
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(signum)
+
+    signal.signal(signal.SIGINT, stop)
     made = 0
-    try:
-        for _ in range(args.count):
+    while made < args.count and not interrupted:
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
             job = module.submit(args.pipe, args.request, **extra)
-            made += 1
-            print(f"{design.submits} {job} created for pipeline {args.pipe}")
-    except KeyboardInterrupt:
+        made += 1
+        print(f"{design.submits} {job} created for pipeline {args.pipe}")
+        for warning in said:
+            print(f"pgqueue: warning: {warning.message}", file=sys.stderr)
+    if interrupted:
         print(f"pgqueue: interrupted: submitted {made} of {args.count}", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     return 0
 
 

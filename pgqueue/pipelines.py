@@ -1,5 +1,7 @@
 """What a lab's pipelines hold (the model lessons 01-02 build): their ids, their orders, who serves a step."""
 
+import warnings
+
 import psycopg
 
 from pgqueue import checks, queries
@@ -26,13 +28,25 @@ def serves_a_step(conn: psycopg.Connection, name: str, version: str) -> bool:
     return conn.execute(_q()["serves_a_step"], {"name": name, "version": version}).fetchone()[0]
 
 
-def check_gate(conn: psycopg.Connection, pipe_id: int, order: int, request_id: int) -> None:
-    """Nothing, or a clear error when a pipe job of order 2 or more could never start."""
+class OrderGateWarning(UserWarning):
+    """A pipe job was made that nothing will start unless more work for its request arrives."""
+
+
+def warn_if_gate_waits_for_nothing(
+    conn: psycopg.Connection, pipe_job_id: int, pipe_id: int, order: int, request_id: int
+) -> None:
+    """Warn when a new pipe job of order 2 or more waits for order-(N-1) work its request lacks.
+
+    The original allows it on purpose: order-1 work submitted later for the same request opens
+    the gate when it finishes. Until then nothing would start this pipe job, so the learner hears.
+    """
     if order < 2:
         return
     if not conn.execute(_q()["gate_opens_later"], {"request_id": request_id, "order": order}).fetchone()[0]:
-        raise PgQueueError(
-            f"pipeline {pipe_id} has order {order}: its pipe job starts when the last unfinished "
-            f"order-{order - 1} pipe job of request {request_id} finishes, and request {request_id} "
-            f"has none; submit an order-{order - 1} pipeline for that request first"
+        warnings.warn(
+            f"pipe job {pipe_job_id} (pipeline {pipe_id}, order {order}) starts when the order-{order - 1} "
+            f"pipe jobs of request {request_id} finish, and request {request_id} has none unfinished: "
+            f"it waits until an order-{order - 1} pipeline is submitted for that request and finishes",
+            OrderGateWarning,
+            stacklevel=3,
         )

@@ -113,8 +113,8 @@ class Worker(WorkerBase):
 def submit(pipe_id: int, request_id: int | None = None, priority: int = 100) -> int:
     """Create a pipe job (a request for one pipeline; the next free request id by default); its id.
 
-    A pipe job of order 2 or more is refused when its request has no unfinished pipe job of the
-    order before: nothing would ever start it.
+    A pipe job of order 2 or more whose request has no unfinished pipe job of the order before
+    is made, with an OrderGateWarning: nothing starts it until such work arrives and finishes.
     """
     pipe_id = checks.whole(pipe_id, "pipeline id")
     if request_id is not None:
@@ -125,12 +125,14 @@ def submit(pipe_id: int, request_id: int | None = None, priority: int = 100) -> 
         order = pipelines.check_pipeline(conn, POC, pipe_id)
         if request_id is None:
             request_id = conn.execute(_q()["next_request_id"]).fetchone()[0]
-        pipelines.check_gate(conn, pipe_id, order, request_id)
         params = {"request_id": request_id, "pipe_id": pipe_id, "priority": priority}
-        try:
-            return conn.execute(_q()["submit"], params).fetchone()[0]
-        except psycopg.errors.RaiseException as exc:
-            raise PgQueueError(exc.diag.message_primary) from None
+        with conn.transaction():
+            try:
+                made = conn.execute(_q()["submit"], params).fetchone()[0]
+            except psycopg.errors.RaiseException as exc:
+                raise PgQueueError(exc.diag.message_primary) from None
+            pipelines.warn_if_gate_waits_for_nothing(conn, made, pipe_id, order, request_id)
+        return made
 
 
 def set_priority(pipe_job_id: int, priority: int) -> int:

@@ -11,10 +11,10 @@ import psutil
 import psycopg
 import pytest
 
-from pgqueue import embedded, labs
+from pgqueue import designs, embedded, labs
 from pgqueue.cli import build_parser
 from pgqueue.wait import until
-from tests.conftest import free_port, processes_of, run_cli, start_lab
+from tests.conftest import REPO, free_port, processes_of, run_cli, start_lab
 
 VERBS = [
     [],
@@ -56,11 +56,68 @@ def test_the_console_script_is_installed():
 
 
 def test_db_url_prints_a_working_uri_of_the_lab():
+    labs.reset("single-call")
     result = run_cli("db", "url", "--poc", "single-call")
     assert result.returncode == 0, result.stderr
     uri = result.stdout.strip()
     with psycopg.connect(uri) as conn:
         assert conn.execute("SELECT current_database()").fetchone()[0] == labs.database("single-call")
+
+
+def test_db_url_says_it_pins_the_server_and_that_a_lab_is_missing(own_home):
+    result = run_cli("db", "url", "--poc", "notify-listen")
+    assert result.returncode == 0, result.stderr
+    assert labs.database("notify-listen") in result.stdout
+    assert "pinned: it runs until `python -m pgqueue db stop`" in result.stderr
+    assert "lab notify-listen is not set up yet" in result.stderr
+    assert "python -m pgqueue setup --poc notify-listen --examples" in result.stderr
+    assert not labs.exists("notify-listen"), "db url must not create an empty lab"
+
+
+def test_the_command_line_offers_exactly_the_designs_in_the_registry():
+    parser = build_parser()
+    verbs = parser._subparsers._group_actions[0].choices
+    offered = {}
+    for name, sub in [*verbs.items(), *verbs["db"]._subparsers._group_actions[0].choices.items()]:
+        for action in sub._actions:
+            if "--poc" in action.option_strings:
+                offered[name] = list(action.choices)
+    assert set(offered) == {"setup", "worker", "submit", "status", "kill", "url"}
+    assert all(choices == designs.names() for choices in offered.values()), offered
+
+
+def test_ctrl_c_during_a_long_submit_says_how_many_were_submitted(tmp_path):
+    labs.reset("notify-listen", examples=True)
+    out = open(tmp_path / "submit.out", "w")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pgqueue",
+            "submit",
+            "--poc",
+            "notify-listen",
+            "--pipe",
+            "1",
+            "--count",
+            "100000",
+        ],
+        cwd=REPO,
+        stdout=out,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    until(lambda: (tmp_path / "submit.out").read_text().count("created") >= 20, 60, "some jobs submitted")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    out.close()
+    assert proc.returncode == 130
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pgqueue: interrupted: submitted "), err
+    made = int(lines[0].split("submitted ")[1].split(" of ")[0])
+    assert lines[0].endswith(" of 100000")
+    with labs.connect("notify-listen") as conn:
+        assert conn.execute("SELECT count(*) - 1 FROM job_queue").fetchone()[0] == made
 
 
 def test_db_status_names_the_server_its_version_and_data(own_home):
@@ -147,17 +204,17 @@ def test_setup_rebuilds_a_lab_from_its_steps():
     assert result.returncode == 0, result.stderr
     assert "01_pipelines, 01_pipelines.examples, 02_heartbeats" in result.stdout
     result = run_cli("setup", "--poc", "notify-listen", "--upto", "nope")
-    assert result.returncode == 1 and "no step 'nope'" in result.stderr
+    assert result.returncode == 2 and "no step 'nope'" in result.stderr
 
 
 def test_bad_worker_options_are_named_with_their_value():
     result = run_cli("worker", "--poc", "notify-listen", "p", "1", "--work", "2", "1")
-    assert result.returncode == 1
-    assert result.stderr.strip() == (
-        "pgqueue: error: work is (min, max) seconds with 0 <= min <= max, got (2.0, 1.0)"
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "pgqueue worker: error: work is (min, max) seconds with min <= max, got (2, 1)"
     )
     result = run_cli("worker", "--poc", "notify-listen", "p", "1", "--uuid", "NOT-HEX")
-    assert result.returncode == 1 and "'NOT-HEX'" in result.stderr
+    assert result.returncode == 2 and "'NOT-HEX'" in result.stderr
 
 
 def test_kill_and_status_skip_labs_without_a_schema():
@@ -171,3 +228,18 @@ def test_kill_and_status_skip_labs_without_a_schema():
     )
     result = run_cli("status", "--poc", "single-call")
     assert result.returncode == 0 and "not set up yet" in result.stdout
+
+
+def test_an_order_2_pipe_job_with_no_order_1_work_to_wait_for_is_made_with_a_warning():
+    labs.reset("single-call", examples=True)
+    result = run_cli("submit", "--poc", "single-call", "--pipe", "4", "--request", "77")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "pipe job 6 created for pipeline 4"
+    assert result.stderr.strip() == (
+        "pgqueue: warning: pipe job 6 (pipeline 4, order 2) starts when the order-1 pipe jobs of "
+        "request 77 finish, and request 77 has none unfinished: it waits until an order-1 pipeline "
+        "is submitted for that request and finishes"
+    )
+    # request 50 still has unfinished order-1 pipe jobs in the example data: no warning
+    result = run_cli("submit", "--poc", "single-call", "--pipe", "4", "--request", "50", "--priority", "7")
+    assert result.returncode == 0 and result.stderr == "", result.stderr

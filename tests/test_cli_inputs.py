@@ -152,8 +152,6 @@ def test_a_mistake_exits_2_with_a_usage_line_and_changes_nothing(built_labs, arg
             ["submit", "--poc", "notify-listen", "--pipe", "7"],
             "lab 'notify-listen' has no pipeline 7 (it has 1, 2)",
         ),
-        (SUBMIT_SC + ["4"], "pipeline 4 has order 2: its pipe job starts when the last unfinished order-1"),
-        (SUBMIT_SC + ["4", "--request", "77"], "request 77 has none"),
         (
             ["kill", "ffffffffffff"],
             "no worker 'ffffffffffff' has sent a heartbeat in lab(s) notify-listen, single-call",
@@ -165,13 +163,6 @@ def test_a_mistake_exits_2_with_a_usage_line_and_changes_nothing(built_labs, arg
 def test_a_problem_in_the_lab_is_one_line_and_exit_1(built_labs, args, says):
     _one_line_problem(run_cli(*args), says)
     assert _fingerprint() == built_labs
-
-
-def test_an_order_2_pipe_job_is_accepted_while_its_request_has_order_1_work(built_labs):
-    # request 50 still has unfinished order-1 pipe jobs in the example data (pipe jobs 1 and 4)
-    result = run_cli(*SUBMIT_SC, "4", "--request", "50", "--priority", "7")
-    assert result.returncode == 0, result.stderr
-    labs.reset("single-call", examples=True)
 
 
 @pytest.mark.parametrize(

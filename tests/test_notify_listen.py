@@ -234,10 +234,12 @@ def test_a_uuid_that_could_break_out_of_the_channel_is_refused(lab):
 
 
 def test_bad_worker_options_are_refused_with_the_value():
-    with pytest.raises(PgQueueError, match=r"work is \(min, max\).*\(2\.0, 1\.0\)"):
+    with pytest.raises(PgQueueError, match=r"work is \(min, max\) seconds with min <= max, got \(2, 1\)"):
         Options(work=(2.0, 1.0))
-    with pytest.raises(PgQueueError, match="timeout must be 0 or more seconds, got -1"):
+    with pytest.raises(PgQueueError, match="timeout must be more than 0 and at most 86400 seconds, got -1"):
         Options(timeout=-1)
+    with pytest.raises(PgQueueError, match="idle must be a finite number of seconds, got nan"):
+        Options(idle=float("nan"))
 
 
 # --- NOTIFY carries at most 7999 bytes: a job that could not travel is refused where it is made --

@@ -121,7 +121,7 @@ def test_a_priority_change_reorders_what_find_job_hands_out_next(conn):
     assert take(conn, "first_process", "1.9.2")[0]["pipe_job_id"] == second
     with pytest.raises(PgQueueError, match="no pipe job 999"):
         single_call.set_priority(999, 1)
-    with pytest.raises(PgQueueError, match="priority is a whole number.*got 'high'"):
+    with pytest.raises(PgQueueError, match="priority must be a whole number, got 'high'"):
         single_call.set_priority(first, "high")
 
 

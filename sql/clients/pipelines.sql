@@ -13,7 +13,7 @@ SELECT EXISTS (SELECT 1 FROM pipeline_processes
 
 -- name: gate_opens_later
 -- A pipe job of order N >= 2 starts when the request's last unfinished order N-1 pipe job
--- finishes; with none unfinished now, nothing would ever start it.
+-- finishes; with none unfinished now, nothing starts it until more such work arrives.
 SELECT EXISTS (SELECT 1 FROM pipe_job_queue pj JOIN pipelines p USING (pipe_id)
                 WHERE pj.request_id = %(request_id)s AND p.pipe_order = %(order)s - 1
                   AND NOT pj.pipe_job_finished);
