@@ -140,7 +140,7 @@ class Fleet:
         return member
 
     def _start_process(self, who: Identity, opts) -> Member:
-        self._logs.mkdir(parents=True, exist_ok=True)
+        paths.private_folder(self._logs)
         log_path = self._logs / f"{who.uuid}.log"
         argv = [
             sys.executable,
