@@ -8,6 +8,7 @@ cannot be ordered across time zones or midnight.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections import deque
@@ -55,7 +56,12 @@ class EventLog:
         self._lock = threading.Lock()
         self.echo = echo
         # line-buffered, so a reader sees each event as soon as it happened
-        self._json = open(json_path, "a", buffering=1, encoding="utf-8") if json_path else None  # noqa: SIM115
+        self._json = (
+            # only its owner reads what the worker did (0600), like every file under the kit's home
+            os.fdopen(os.open(json_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a", buffering=1)
+            if json_path
+            else None
+        )
 
     def add(self, uuid: str, kind: str, detail: str = "") -> Event:
         """Record (and maybe print) one event."""

@@ -141,7 +141,7 @@ class Fleet:
             str(events_path),
             *options.to_argv(opts),
         ]
-        with open(log_path, "w") as log:
+        with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as log:
             proc = children.spawn(argv, stdout=log, stderr=subprocess.STDOUT)
         return Member(who, "process", opts, process=proc, log_path=log_path, events_path=events_path)
 

@@ -188,16 +188,14 @@ def _open_to_others(path: Path) -> bool:
     mode = path.lstat().st_mode
     if stat.S_ISDIR(mode):
         return bool(mode & 0o007)  # not even traverse: ACL entries show in the group bits
-    # worker logs: fleet.py writes them 0644, unreachable inside their 0700 folder
-    worker_log = path.suffix == ".log" and "fleet-logs" in path.parts
-    return not stat.S_ISLNK(mode) and not worker_log and bool(mode & 0o006)
+    return not stat.S_ISLNK(mode) and bool(mode & 0o006)
 
 
 def test_nothing_under_the_home_is_open_to_other_users(own_home):
     labs.reset("notify-listen", examples=True)
     with fleet.Fleet("notify-listen") as workers:
         (member,) = workers.start("third_process", "1.0.0", mode="process", worker_options=Options(idle=0.1))
-        until(lambda: member.log_path.exists(), 30, "the process worker's log")
+        until(lambda: member.events_path.exists(), 30, "the process worker's logs")
         opened = [
             f"{oct(stat.S_IMODE(path.lstat().st_mode))} {path}"
             for path in [own_home.home, *own_home.home.rglob("*")]
