@@ -67,8 +67,10 @@ class Worker(WorkerBase):
         self._event("SUCCESS", f"job{'s' if len(ids) > 1 else ''} {ids} of pipe job {jobs[0]['pipe_job_id']}")
         if not self.work(random.uniform(*self.options.work), conn):
             return
-        action = processes.plan(conn, self.who, jobs)
-        self.complete(conn, lambda c, after_outage: self._act(c, action, after_outage))
+        # planning reads the pipeline too: it is part of the step taken again after an outage
+        self.complete(
+            conn, lambda c, after_outage: self._act(c, processes.plan(c, self.who, jobs), after_outage)
+        )
 
     def _act(self, conn: psycopg.Connection, action: processes.Action, after_outage: bool) -> None:
         try:

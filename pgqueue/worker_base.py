@@ -96,7 +96,7 @@ class WorkerBase:
         self.holding: list[int] = []  # the ids of the job(s) held right now
         self.retry = Backoff(self.RETRY_BASE, self.RETRY_CAP)
         # the step still to take for the job held when the connection was lost (run again first)
-        self._unfinished: Callable[[psycopg.Connection], None] | None = None
+        self._unfinished: Callable[[psycopg.Connection, bool], None] | None = None
         self._lab_oid: int | None = None
         self._finished_since_stop: list[int] = []
 
@@ -151,17 +151,22 @@ class WorkerBase:
         """Note the jobs now held (named if the worker is stopped at once)."""
         self.holding = list(ids)
 
-    def complete(self, conn: psycopg.Connection, step: Callable[[psycopg.Connection, bool], None]) -> None:
+    def complete(
+        self,
+        conn: psycopg.Connection,
+        step: Callable[[psycopg.Connection, bool], None],
+        after_outage: bool = False,
+    ) -> None:
         """Take the step that finishes the jobs held (hand-over, fan-out, finish_pipe).
 
-        A deadlock or serialization failure is retried with backoff; if the connection is lost,
-        the step is kept and taken again first thing after reconnecting (`after_outage` is then
-        True: the step may have committed before the connection died).
+        A deadlock or serialization failure is retried with backoff. If the connection is lost,
+        the step is kept and taken again first thing after reconnecting, with `after_outage`
+        True: it may have committed before the connection died.
         """
-        self._unfinished = lambda c: step(c, True)
+        self._unfinished = step
         while True:
             try:
-                step(conn, False)
+                step(conn, after_outage)
                 break
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
                 self.pause_after_retry(f"{type(exc).__name__} while finishing jobs {self.holding}")
@@ -197,8 +202,7 @@ class WorkerBase:
                     if not self._same_lab(conn):
                         return self._end(RESET)
                     if self._unfinished is not None:
-                        self._unfinished(conn)
-                        self._done()
+                        self.complete(conn, self._unfinished, after_outage=True)
                     ending = self.serve(conn)
                     if ending is None:  # serve returns None once `stop` is set
                         ending = ABANDONED if self.abort.is_set() else STOPPED
@@ -218,7 +222,8 @@ class WorkerBase:
                     return self._end(GAVE_UP)
                 wait = reconnect.next()
                 self._event("disconnected", f"{one_line(exc)}; reconnecting in {wait:.1f} s")
-                self.abort.wait(wait)
+                # holding a job, only an abort cuts the wait short; idle, a stop does too
+                (self.abort if self._unfinished is not None else self.stop).wait(wait)
 
     def _same_lab(self, conn: psycopg.Connection) -> bool:
         """On the first connection remember which database this is; afterwards, check it is still it."""

@@ -8,6 +8,7 @@ from psycopg.types.json import Jsonb
 
 from pgqueue import PgQueueError, fleet, heartbeats, labs, races, single_call
 from pgqueue.heartbeats import Identity
+from pgqueue.pipelines import OrderGateWarning
 from pgqueue.single_call import Options
 from pgqueue.wait import until
 
@@ -253,7 +254,8 @@ def _finish_whole(conn, pipe_job_id: int) -> None:
 def test_order_two_starts_only_when_every_order_one_pipe_job_of_the_request_finished(conn):
     for pipe_id, name in ((20, "chain"), (21, "other"), (22, "unrelated")):
         pipeline(conn, pipe_id, [(f"{name}_a", {}), (f"{name}_b", {})])
-    report = single_call.submit(pipe_id=4, request_id=50)  # generate reports: order 2
+    with pytest.warns(OrderGateWarning, match="has none unfinished"):  # its order-1 work comes next
+        report = single_call.submit(pipe_id=4, request_id=50)  # generate reports: order 2
     chain = single_call.submit(pipe_id=20, request_id=50)
     other = single_call.submit(pipe_id=21, request_id=50)
     unrelated = single_call.submit(pipe_id=22, request_id=51)
@@ -271,7 +273,8 @@ def test_order_zero_never_triggers_order_one(conn):
     pipeline(conn, 12, [("after", {})], order=2)
     fed = single_call.submit(pipe_id=10, request_id=5)  # order 0 starts at once, too
     assert fed in entry_jobs(conn)
-    later = single_call.submit(pipe_id=12, request_id=5)
+    with pytest.warns(OrderGateWarning, match="has none unfinished"):  # its order-1 work comes next
+        later = single_call.submit(pipe_id=12, request_id=5)
     _finish_whole(conn, fed)
     assert later not in entry_jobs(conn)
 
@@ -280,7 +283,8 @@ def test_a_gap_in_orders_stalls_the_request(conn):
     pipeline(conn, 11, [("inside", {})], order=1)
     pipeline(conn, 13, [("far", {})], order=3)
     first = single_call.submit(pipe_id=11, request_id=6)
-    far = single_call.submit(pipe_id=13, request_id=6)
+    with pytest.warns(OrderGateWarning, match="has none unfinished"):  # its order-1 work comes next
+        far = single_call.submit(pipe_id=13, request_id=6)
     _finish_whole(conn, first)
     assert far not in entry_jobs(conn)
 
@@ -427,7 +431,8 @@ def test_workers_carry_a_fan_out_and_its_gathering_through_a_pipeline(lab):
 
 def test_two_order_one_pipe_jobs_finishing_at_once_stall_order_two(conn):
     # the original author's unsolved note, reproduced by forcing the interleaving
-    report = single_call.submit(pipe_id=4, request_id=50)
+    with pytest.warns(OrderGateWarning, match="has none unfinished"):  # its order-1 work comes next
+        report = single_call.submit(pipe_id=4, request_id=50)
     first, second = single_call.submit(pipe_id=2, request_id=50), single_call.submit(pipe_id=2, request_id=50)
     race = races.order_gate_race(first, second, report)
     assert not race.started
@@ -435,7 +440,8 @@ def test_two_order_one_pipe_jobs_finishing_at_once_stall_order_two(conn):
 
 
 def test_one_after_the_other_they_open_the_gate(conn):
-    report = single_call.submit(pipe_id=4, request_id=50)
+    with pytest.warns(OrderGateWarning, match="has none unfinished"):  # its order-1 work comes next
+        report = single_call.submit(pipe_id=4, request_id=50)
     first, second = single_call.submit(pipe_id=2, request_id=50), single_call.submit(pipe_id=2, request_id=50)
     with labs.connect(POC) as one:
         one.execute("UPDATE pipe_job_queue SET pipe_job_finished = true WHERE pipe_job_id = %s", [first])

@@ -230,6 +230,19 @@ def test_three_workers_live_through_a_server_restart_and_finish_new_work(own_hom
     assert not any("Traceback" in w.text() for w in workers)
 
 
+@pytest.mark.skipif(DSN_SET, reason="stops and starts the kit's embedded server (PGQUEUE_DSN is set)")
+def test_a_job_held_through_a_server_restart_is_handed_over_afterwards(own_home, cli_workers):
+    labs.reset("single-call", examples=True)
+    worker = cli_workers("single-call", *SC_FIRST, "--poll", "0.1", "--work", "4", "4")
+    (job_id,) = until(lambda: _held("single-call", worker.who.uuid), 30, "the worker taking its job")
+    embedded.stop()  # while it works
+    embedded.ensure_running(pin=True)
+    worker.said("reconnected after", timeout=60)
+    until(lambda: _job("single-call", job_id)["job_finished"], 30, f"the held job handed over: {worker.text()}")
+    assert len(_children_of("single-call", job_id)) == 1
+    assert worker.proc.poll() is None and "Traceback" not in worker.text()
+
+
 @pytest.mark.skipif(DSN_SET, reason="stops the kit's embedded server (PGQUEUE_DSN is set)")
 def test_a_worker_gives_up_after_its_deadline_with_one_line(own_home, cli_workers):
     labs.reset("single-call", examples=True)
