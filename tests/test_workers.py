@@ -238,7 +238,7 @@ def test_a_job_held_through_a_server_restart_is_handed_over_afterwards(own_home,
     embedded.stop()  # while it works
     embedded.ensure_running(pin=True)
     worker.said("reconnected after", timeout=60)
-    until(lambda: _job("single-call", job_id)["job_finished"], 30, f"the held job handed over: {worker.text()}")
+    until(lambda: _job("single-call", job_id)["job_finished"], 30, "the held job handed over")
     assert len(_children_of("single-call", job_id)) == 1
     assert worker.proc.poll() is None and "Traceback" not in worker.text()
 
