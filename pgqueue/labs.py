@@ -160,7 +160,13 @@ def reset(
                 with connect(poc) as conn:
                     return Rebuilt(poc, name, list(schema.applied(conn)), 0, rebuilt=False)
             stopped = _worker_sessions(admin, name)
-            admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(name)))
+            try:
+                admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(name)))
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise PgQueueError(
+                    f"role {admin.info.user!r} may not drop the lab's database {name} "
+                    f"({exc.diag.message_primary}); use the role that made it, or another {PREFIX_ENV}"
+                ) from None
             _create(admin, name)
             ran = []
             if all(folder.is_dir() for folder in folders):

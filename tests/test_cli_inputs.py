@@ -213,9 +213,19 @@ def test_setup_through_a_role_without_createdb_is_one_line():
         admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
         admin.execute(sql.SQL("CREATE ROLE {} LOGIN NOCREATEDB").format(sql.Identifier(role)))
         try:
-            env = {"PGQUEUE_DSN": f"postgresql://{role}@127.0.0.1:5432/postgres"}
+            env = {
+                "PGQUEUE_DSN": f"postgresql://{role}@127.0.0.1:5432/postgres",
+                "PGQUEUE_DB_PREFIX": role + "_",
+            }
             result = run_cli("setup", "--poc", "single-call", env=env)
             _one_line_problem(result, f"role '{role}' may not create databases")
             assert f"ALTER ROLE {role} CREATEDB" in result.stderr
+            # a lab another role made: this one may not drop it
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(role + "_single_call")))
+            try:
+                result = run_cli("setup", "--poc", "single-call", env=env)
+                _one_line_problem(result, f"role '{role}' may not drop the lab's database {role}_single_call")
+            finally:
+                admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(role + "_single_call")))
         finally:
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

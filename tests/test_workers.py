@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -18,7 +17,6 @@ import psutil
 import pytest
 
 from pgqueue import embedded, fleet, heartbeats, labs, notify_listen, races, single_call
-from pgqueue.events import EventLog
 from pgqueue.heartbeats import Identity
 from pgqueue.wait import until
 from tests.conftest import REPO, run_cli
@@ -287,14 +285,11 @@ def test_a_lost_job_race_is_retried_with_backoff_not_a_hot_loop():
             "UPDATE job_queue SET job_assigned_process_uuid = NULL WHERE job_assigned_process_uuid = %s",
             [who.uuid],
         )
-    log = EventLog()
-    worker = single_call.Worker(Identity.new("assigner", "1.0.0"), single_call.Options(poll=0.1), log)
-    runner = threading.Thread(target=worker.run, daemon=True)
-    runner.start()
-    until(lambda: "retry" in log.kinds(), 30, "the first lost race")
-    time.sleep(3)  # the window being measured, not a wait for a condition
-    worker.request_stop()
-    runner.join(10)
+    with fleet.Fleet("single-call") as workers:
+        workers.start("assigner", "1.0.0", worker_options=single_call.Options(poll=0.1))
+        until(lambda: "retry" in workers.log.kinds(), 30, "the first lost race")
+        time.sleep(3)  # the window being measured, not a wait for a condition
+    log = workers.log
     retries = log.kinds().count("retry")
     # doubling from 0.05 s to 2 s: about 8 tries in 3 s; a hot loop made about 5,000
     assert 3 <= retries <= 15, retries
@@ -341,13 +336,10 @@ def test_a_deadlock_while_handing_over_is_retried():
             "CREATE TRIGGER one_deadlock BEFORE INSERT ON job_queue FOR EACH ROW"
             " WHEN (NEW.job_creator_process_uuid IS NOT NULL) EXECUTE FUNCTION one_deadlock();"
         )
-    log = EventLog()
-    worker = single_call.Worker(Identity.new(*SC_FIRST), single_call.Options(poll=0.1, work=(0, 0)), log)
-    runner = threading.Thread(target=worker.run, daemon=True)
-    runner.start()
-    until(lambda: "hand_over" in log.kinds(), 30, "the hand-over going through on a retry")
-    worker.request_stop()
-    runner.join(10)
+    with fleet.Fleet("single-call") as workers:
+        workers.start(*SC_FIRST, worker_options=single_call.Options(poll=0.1, work=(0, 0)))
+        until(lambda: "hand_over" in workers.log.kinds(), 30, "the hand-over going through on a retry")
+    log = workers.log
     assert any(e.kind == "retry" and "DeadlockDetected" in e.detail for e in log.events())
 
 
