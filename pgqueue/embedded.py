@@ -26,6 +26,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -121,19 +122,25 @@ def _wheel_changed(what: str) -> PgQueueError:
     )
 
 
+_loading_wheel = threading.Lock()
+
+
 def _wheel_bin_dir(package: Path) -> Path:
     """The folder that `_commands.POSTGRES_BIN_PATH` of the wheel in `package` names, checked."""
     name = f"pgqueue._wheel{WHEEL_MODULE}"
     spec = importlib.util.spec_from_file_location(name, package / f"{WHEEL_MODULE}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # the module registers its helpers on itself through sys.modules
-    try:
-        spec.loader.exec_module(module)
-        folder = Path(getattr(module, WHEEL_NAME))
-    except Exception as exc:  # whatever a changed module raises, the fix is the same
-        raise _wheel_changed(f"{WHEEL_MODULE}.{WHEEL_NAME} ({type(exc).__name__})") from None
-    finally:
-        sys.modules.pop(name, None)
+    # one thread at a time: the module registers its helpers on itself through sys.modules
+    # under this one name, and a second loader would pull it away from the first
+    with _loading_wheel:
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+            folder = Path(getattr(module, WHEEL_NAME))
+        except Exception as exc:  # whatever a changed module raises, the fix is the same
+            raise _wheel_changed(f"{WHEEL_MODULE}.{WHEEL_NAME} ({type(exc).__name__})") from None
+        finally:
+            sys.modules.pop(name, None)
     missing = [program for program in PROGRAMS if not (folder / program).is_file()]
     if missing:
         raise _wheel_changed(f"{', '.join(missing)} in {WHEEL_MODULE}.{WHEEL_NAME} ({folder})")

@@ -142,10 +142,14 @@ class WorkerBase:
         return True
 
     def pause_after_retry(self, what: str) -> None:
-        """Back off before trying again after a lost race, a serialization failure or a deadlock."""
+        """Back off before trying again after a lost race, a serialization failure or a deadlock.
+
+        Idle, a stop cuts the wait short; holding a job (its hand-over failing), only an abort
+        does: a stop must not turn the retries that finish the job into a tight loop.
+        """
         wait = self.retry.next()
         self._event("retry", f"{what}; again in {wait:.2f} s")
-        self.stop.wait(wait)
+        (self.abort if self.holding else self.stop).wait(wait)
 
     def take(self, ids: list[int]) -> None:
         """Note the jobs now held (named if the worker is stopped at once)."""
@@ -209,6 +213,10 @@ class WorkerBase:
                     return self._end(ending, conn)
             except LabReset:
                 return self._end(RESET)
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+                # psycopg files these under OperationalError, but the server is there: retry
+                first = False
+                self.pause_after_retry(f"{type(exc).__name__}: {one_line(exc)}")
             except (psycopg.OperationalError, server.Unreachable) as exc:
                 if first and isinstance(exc, server.Unreachable):
                     raise  # the very first connection: a wrong address is the user's to fix
