@@ -135,3 +135,30 @@ def test_finding_the_programs_warns_of_nothing_and_writes_nothing(tmp_path):
     )
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+FIRST_CALLS = """
+import threading
+from pgqueue import embedded
+barrier, errors = threading.Barrier(4), []
+def first_call():
+    barrier.wait()
+    try:
+        embedded.bin_dir()
+    except Exception as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=first_call) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(errors)
+"""
+
+
+def test_threads_finding_the_wheel_at_once_all_find_it():
+    # each trial a fresh process (bin_dir is cached), four threads released together
+    for _ in range(5):
+        result = subprocess.run(
+            [sys.executable, "-c", FIRST_CALLS], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "[]"
