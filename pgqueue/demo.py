@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from pgqueue import fleet, heartbeats, labs, queries, single_call
+from pgqueue import fleet, heartbeats, labs, pipelines, single_call
 from pgqueue.single_call import POC, Options
 
 # The original launcher: 12 OS processes. classification 9.1.0 matches no pipeline and idles.
@@ -139,8 +139,7 @@ def build_report(started: float) -> Report:
 
 def _used(name: str, version: str) -> bool:
     with labs.connect(POC) as conn:
-        query = queries.load("clients/single_call.sql")["process_is_used"]
-        return conn.execute(query, {"name": name, "version": version}).fetchone()[0]
+        return pipelines.serves_a_step(conn, name, version)
 
 
 def _progress(workers: fleet.Fleet) -> str:

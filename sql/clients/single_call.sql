@@ -60,10 +60,6 @@ SELECT pj.pipe_job_id, pj.request_id, pj.pipe_id, p.pipe_name, p.pipe_version, p
   FROM pipe_job_queue pj JOIN pipelines p USING (pipe_id)
  ORDER BY pj.pipe_job_id;
 
--- name: process_is_used
-SELECT EXISTS (SELECT 1 FROM pipeline_processes
-                WHERE process_name = %(name)s AND process_version = %(version)s);
-
 -- name: claims
 -- Every claim: the set of jobs one find_job call handed out together, with its pipe job.
 SELECT c.claimed_job_ids, cardinality(c.claimed_job_ids) AS size, c.claimer_uuid,
