@@ -198,10 +198,10 @@ def worker(args: argparse.Namespace) -> int:
 
 def submit(args: argparse.Namespace) -> int:
     """Create work for a pipeline, as an outside caller would."""
-    if args.priority is not None and not designs.get(args.poc).offers("priority"):
+    design = designs.get(args.poc)
+    if args.priority is not None and not design.offers("priority"):
         raise BadValue(f"--priority does not apply to lab {args.poc!r} (it has no priorities)")
     extra = {"priority": args.priority} if args.priority is not None else {}
-    design = designs.get(args.poc)
     module = design.worker()
     # Ctrl-C ends the loop between two submissions, so the count printed is exact (a second
     # Ctrl-C interrupts at once, for a server that does not answer)
