@@ -138,7 +138,9 @@ def setup(args: argparse.Namespace) -> int:
         _check_step(args.poc, args.upto)
     if labs.lab_busy(args.poc):
         print(f"pgqueue: another setup of lab {args.poc} is running; waiting for it", file=sys.stderr)
-    done = labs.reset(args.poc, args.upto, examples=args.examples, keep_existing=args.if_missing)
+    done = labs.reset(
+        args.poc, args.upto, examples=args.examples, fixes=args.fixes, keep_existing=args.if_missing
+    )
     where = f"lab {args.poc} (database {done.database})"
     if not done.rebuilt:
         print(f"{where} is set up already: kept (setup without --if-missing rebuilds it)")
@@ -270,8 +272,16 @@ def demo_run(args: argparse.Namespace) -> int:
     demo.Options(poll=args.poll, work=tuple(args.work))  # every value checked before the lab is touched
     timeout = checks.seconds(args.timeout, "timeout")
     _sigterm_interrupts()
-    report = demo.run(work=tuple(args.work), poll=args.poll, timeout=timeout)
+    report = demo.run(
+        work=tuple(args.work), poll=args.poll, timeout=timeout, original_gate=args.original_gate
+    )
     print(report.text())
+    stalled = [line.split(":")[0] for line in report.gates if "STALLED" in line]
+    if stalled:
+        raise PgQueueError(
+            f"{', '.join(stalled)} stalled at an order gate (the race of lesson 07); "
+            "without --original-gate the demo installs lesson 07's fix"
+        )
     if not report.all_finished:
         unfinished = report.pipe_jobs.loc[~report.pipe_jobs["pipe_job_finished"], "pipe job"].tolist()
         raise PgQueueError(f"pipe jobs {unfinished} did not finish within {timeout:g} s")
@@ -369,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     setup_parser.add_argument("--upto", help="stop after this step (number or name)")
     setup_parser.add_argument("--examples", action="store_true", help="load the example data too")
     setup_parser.add_argument(
+        "--fixes", action="store_true", help="install the fixes the lessons teach (lesson 07's order gate)"
+    )
+    setup_parser.add_argument(
         "--if-missing", action="store_true", help="keep the lab if it is set up already (the sandbox's setup)"
     )
 
@@ -444,8 +457,14 @@ def build_parser() -> argparse.ArgumentParser:
         "run the single-call example with real worker processes",
         "Build a fresh single-call lab with the example data, start the original "
         "launcher's 12 worker processes and the README flow's, show progress, then report each "
-        "pipe job and prove the order gate. Exits 0 when every pipe job finished in time.",
+        "pipe job and prove the order gate. Exits 0 when every pipe job finished in time. The lab "
+        "gets lesson 07's fix of the order gate, unless --original-gate.",
         demo_run,
+    )
+    demo_parser.add_argument(
+        "--original-gate",
+        action="store_true",
+        help="keep the original's order gate, which two pipe jobs finishing together can stall (lesson 07)",
     )
     demo_parser.add_argument(
         "--work",

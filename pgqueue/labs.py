@@ -139,9 +139,17 @@ def _worker_sessions(admin: psycopg.Connection, name: str) -> int:
 
 
 def reset(
-    poc: str, upto: int | str | None = None, *, examples: bool = False, keep_existing: bool = False
+    poc: str,
+    upto: int | str | None = None,
+    *,
+    examples: bool = False,
+    fixes: bool = False,
+    keep_existing: bool = False,
 ) -> Rebuilt:
     """Recreate a lab from sql/ up to step `upto` (all when None, none when 0), examples if asked.
+
+    `fixes` also installs the repairs the lessons teach (`NN_name.fix.sql`), each after its step;
+    without it the lab is the original, defects included.
 
     The drop disconnects the lab's workers; each notices that its lab was reset and stops (a
     job it held went with the old database). Two resets of one lab take turns: the second
@@ -171,7 +179,7 @@ def reset(
             ran = []
             if all(folder.is_dir() for folder in folders):
                 with connect(poc) as conn:
-                    schema.apply_upto(conn, folders, upto, examples=examples)
+                    schema.apply_upto(conn, folders, upto, examples=examples, fixes=fixes)
                     ran = list(schema.applied(conn))
         finally:
             admin.execute(q["unlock_lab"], {"name": name})
@@ -187,10 +195,10 @@ def lab_busy(poc: str) -> bool:
         return not got
 
 
-def apply(poc: str, which: int | str, *, examples: bool = False) -> bool:
+def apply(poc: str, which: int | str, *, examples: bool = False, fixes: bool = False) -> bool:
     """Run one schema step in a lab (a no-op if it ran already); True if it ran now."""
     with connect(poc) as conn:
-        return schema.apply(conn, step(poc, which), examples=examples)
+        return schema.apply(conn, step(poc, which), examples=examples, fixes=fixes)
 
 
 def connect(poc: str, **kwargs) -> psycopg.Connection:

@@ -1,4 +1,5 @@
-"""Races made reproducible: two workers on two connections, interleaved step by step, not by luck."""
+"""Races made reproducible: one schedule forced step by step on two connections, or every schedule
+by many trials whose racers a barrier releases together."""
 
 import json
 import threading
@@ -162,3 +163,62 @@ def order_gate_race(first: int, second: int, waiting: int) -> GateRace:
         racer.join(10)
         started = a.execute(q["entry_job_of"], {"pipe_job_id": waiting}).fetchone()[0] > 0
     return GateRace((first, second), waiting, started)
+
+
+@dataclass(frozen=True)
+class GateTrials:
+    """How the order gate fared over many trials of two finishers released together."""
+
+    trials: int
+    started: int  # the next order started, once
+    stalled: int  # both pipe jobs finished, and the next order never started
+    deadlocks: int  # trials where a finisher was chosen as a deadlock victim
+    twice: int = 0  # the next order started twice
+
+    @property
+    def held(self) -> bool:
+        """Whether the gate opened exactly once in every trial."""
+        return self.started == self.trials
+
+
+def order_gate_trials(trials: int = 100, pipe: int = 2, next_pipe: int = 4) -> GateTrials:
+    """Finish two pipe jobs of one request and order at the same moment, `trials` times.
+
+    Each trial makes a fresh request (two pipe jobs of `pipe`, one of `next_pipe`, one order
+    later); a barrier releases two finishers together, each on its own connection with a plain
+    UPDATE (what finish_pipe does last), so the schedules vary from trial to trial: the second
+    UPDATE before, during or after the first one's trigger. Then it counts whether the
+    next-order pipe job got its entry job.
+    """
+    q = queries.load("clients/races.sql")
+    release = threading.Barrier(3, timeout=30)
+    current: list[int] = []
+    victims: list[int] = []  # trial numbers where a finisher was a deadlock victim
+
+    def finisher(which: int) -> None:
+        with labs.connect(SINGLE_CALL) as conn:
+            for trial in range(trials):
+                release.wait()  # the trial is ready: go
+                try:
+                    conn.execute(q["finish_pipe_job"], {"pipe_job_id": current[which]})
+                except psycopg.errors.DeadlockDetected:
+                    victims.append(trial)
+                release.wait()  # done
+
+    racers = [threading.Thread(target=finisher, args=(i,), daemon=True) for i in (1, 2)]
+    started = stalled = twice = 0
+    with labs.connect(SINGLE_CALL) as conn:
+        for racer in racers:
+            racer.start()
+        for trial in range(trials):
+            params = {"pipe": pipe, "next_pipe": next_pipe}
+            current[:] = [row[0] for row in conn.execute(q["gate_trial"], params)]
+            release.wait()
+            release.wait()
+            entries = conn.execute(q["entry_job_of"], {"pipe_job_id": current[0]}).fetchone()[0]
+            started += entries == 1
+            twice += entries > 1
+            stalled += entries == 0 and trial not in victims
+    for racer in racers:
+        racer.join(10)
+    return GateTrials(trials, started, stalled, len(set(victims)), twice)

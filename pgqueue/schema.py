@@ -1,7 +1,8 @@
 """Schema steps: `sql/<design>/NN_name.sql` files, listed and applied in order, each at most once.
 
-A step may have two companions: `NN_name.examples.sql` (example data, applied on request) and
-`NN_name.lesson.sql` (named queries its lesson shows and runs, never applied as a whole).
+A step may have companions: `NN_name.examples.sql` (example data, applied on request),
+`NN_name.lesson.sql` (named queries its lesson shows and runs, never applied as a whole) and
+`NN_name.fix.sql` (the repair its lesson teaches for a defect of the original, applied on request).
 """
 
 import hashlib
@@ -17,7 +18,8 @@ from pgqueue.errors import PgQueueError
 from pgqueue.queries import SqlText
 
 _STEP_FILE = re.compile(r"^(\d{2})_([a-z0-9_]+)\.sql$")
-_COMPANION_FILE = re.compile(r"^(\d{2}_[a-z0-9_]+)\.(examples|lesson)\.sql$")
+_COMPANION_FILE = re.compile(r"^(\d{2}_[a-z0-9_]+)\.(examples|lesson|fix)\.sql$")
+_COMPANION_FIELD = {"examples": "examples", "lesson": "lesson_path", "fix": "fix_path"}
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class Step:
     path: Path
     examples: Path | None = None
     lesson_path: Path | None = None
+    fix_path: Path | None = None
 
     @property
     def key(self) -> str:
@@ -51,6 +54,13 @@ class Step:
         if self.examples is None:
             raise PgQueueError(f"step {self.key!r} has no example data")
         return SqlText(self.examples.read_text(encoding="utf-8"), _shown_as(self.examples))
+
+    @property
+    def fix_sql(self) -> SqlText:
+        """The repair the step's lesson teaches, displayed as a highlighted block."""
+        if self.fix_path is None:
+            raise PgQueueError(f"step {self.key!r} has no {self.key}.fix.sql")
+        return SqlText(self.fix_path.read_text(encoding="utf-8"), _shown_as(self.fix_path))
 
     @property
     def lesson(self) -> queries.Queries:
@@ -93,7 +103,7 @@ def steps(folders: Path | Sequence[Path]) -> list[Step]:
             if not match:
                 raise PgQueueError(
                     f"{path.name!r} in {folder} is not named NN_name.sql (or NN_name.examples.sql, "
-                    "NN_name.lesson.sql)"
+                    "NN_name.lesson.sql, NN_name.fix.sql)"
                 )
             number = int(match.group(1))
             if number in found:
@@ -106,8 +116,7 @@ def steps(folders: Path | Sequence[Path]) -> list[Step]:
         if key not in by_key:
             raise PgQueueError(f"{path.name!r} in {path.parent} has no step {key}.sql")
         step = by_key[key]
-        field = "examples" if kind == "examples" else "lesson_path"
-        found[step.number] = by_key[key] = replace(step, **{field: path})
+        found[step.number] = by_key[key] = replace(step, **{_COMPANION_FIELD[kind]: path})
     return [found[n] for n in sorted(found)]
 
 
@@ -143,13 +152,15 @@ def _run(conn: psycopg.Connection, key: str, path: Path, text: str) -> bool:
     return True
 
 
-def apply(conn: psycopg.Connection, step: Step, *, examples: bool = False) -> bool:
-    """Run `step` (and its example data when asked) unless already run; True if anything ran now.
+def apply(conn: psycopg.Connection, step: Step, *, examples: bool = False, fixes: bool = False) -> bool:
+    """Run `step` (its fix and example data when asked) unless already run; True if anything ran now.
 
     Each runs in one transaction. A step whose file changed since it ran is refused: reset the
     lab to run the new version.
     """
     ran = _run(conn, step.key, step.path, step.sql)
+    if fixes and step.fix_path is not None:
+        ran = _run(conn, f"{step.key}.fix", step.fix_path, step.fix_sql) or ran
     if examples and step.examples is not None:
         ran = _run(conn, f"{step.key}.examples", step.examples, step.example_sql) or ran
     return ran
@@ -161,6 +172,7 @@ def apply_upto(
     upto: int | str | None = None,
     *,
     examples: bool = False,
+    fixes: bool = False,
 ) -> list[Step]:
     """Run every step of `folder` up to and including `upto` (all when None, none when 0)."""
     if upto == 0:
@@ -170,6 +182,6 @@ def apply_upto(
     for step in steps(folders):
         if last is not None and step.number > last:
             break
-        if apply(conn, step, examples=examples):
+        if apply(conn, step, examples=examples, fixes=fixes):
             ran.append(step)
     return ran

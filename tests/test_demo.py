@@ -4,7 +4,7 @@ import os
 import time
 from pathlib import Path
 
-from pgqueue import demo, labs, single_call
+from pgqueue import demo, labs, races, single_call
 from tests.conftest import run_cli, workers_of
 
 
@@ -14,6 +14,7 @@ def test_demo_finishes_every_pipe_job_respects_the_gate_and_leaves_no_process():
     out = result.stdout
     assert "started 14 worker processes (12 from the original launcher" in out
     assert "request 50: order 2 (pipe job 2) started" in out and "VIOLATED" not in out
+    assert "order gates (the original's, with lesson 07's fix" in out
     assert "classification 9.1.0" in out and "no pipeline asks for this version" in out
     assert "assigner 1.0.0 took pipe jobs 1 (priority 100), 5 (priority 100), 3 (priority 200)" in out
     assert out.rstrip().endswith("every pipe job finished and every order gate held")
@@ -38,3 +39,14 @@ def test_the_report_flags_an_order_gate_that_did_not_hold():
     report = demo.build_report(time.time())
     assert not report.gates_ok and not report.ok
     assert any(line.startswith("request 50: order 2 (pipe job 2) VIOLATED") for line in report.gates)
+
+
+def test_the_report_names_a_request_stalled_by_the_gate_race():
+    labs.reset("single-call", examples=True)
+    # request 50's two order-1 pipe jobs finish at the same moment (the forced schedule)
+    assert not races.order_gate_race(1, 4, waiting=2).started
+    report = demo.build_report(time.time())
+    (line,) = [g for g in report.gates if g.startswith("request 50")]
+    assert "order 2 (pipe job 2) STALLED: its order-1 pipe jobs 1, 4 finished" in line
+    assert "the race of lesson 07" in line
+    assert report.gates_ok and not report.all_finished  # a stall is not a violation, but it never ends

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import nbformat
 import pytest
 
 from pgqueue import curriculum
@@ -30,6 +31,15 @@ def test_notebook_is_committed_without_outputs(path):
         if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count"))
     ]
     assert not dirty, f"{path.name}: cells {dirty} hold outputs; clear them (nbstripout) before commit"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_valid_nbformat_with_an_id_per_cell(path):
+    text = _committed_text(path)
+    nbformat.validate(nbformat.reads(text, as_version=nbformat.NO_CONVERT))  # raises on a schema error
+    # read as plain JSON: nbformat quietly adds the ids that are missing
+    missing = [i for i, cell in enumerate(json.loads(text)["cells"]) if "id" not in cell]
+    assert not missing, f"{path.name}: cells {missing} have no id (nbformat 4.5 requires one)"
 
 
 def test_every_notebook_is_on_the_map():

@@ -109,6 +109,23 @@ def test_examples_run_only_when_asked_and_only_once(tmp_path, fresh_db):
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (1,)
 
 
+def test_a_fix_runs_only_when_asked_after_its_step_and_only_once(tmp_path, fresh_db):
+    write(tmp_path, "01_t.sql", "CREATE TABLE t (id int);")
+    write(tmp_path, "01_t.fix.sql", "ALTER TABLE t ADD CHECK (id > 0);")
+    (step,) = schema.steps(tmp_path)
+    assert step.fix_path.name == "01_t.fix.sql" and "ADD CHECK" in step.fix_sql
+    with server.connect(fresh_db) as conn:
+        schema.apply_upto(conn, tmp_path)
+        assert "01_t.fix" not in schema.applied(conn)
+        conn.execute("INSERT INTO t VALUES (0)")  # the original takes it
+        conn.execute("DELETE FROM t")
+        assert schema.apply_upto(conn, tmp_path, fixes=True) == [step]
+        assert schema.apply_upto(conn, tmp_path, fixes=True) == []
+        assert list(schema.applied(conn)) == ["01_t", "01_t.fix"]
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("INSERT INTO t VALUES (0)")
+
+
 def test_steps_of_several_folders_merge_and_a_later_companion_wins(tmp_path):
     shared, own = tmp_path / "shared", tmp_path / "own"
     shared.mkdir()

@@ -439,6 +439,34 @@ def test_two_order_one_pipe_jobs_finishing_at_once_stall_order_two(conn):
     assert report not in entry_jobs(conn)
 
 
+def test_finishers_released_together_stall_the_original_gate_in_many_trials():
+    # every schedule, not one: a barrier releases both finishers of a fresh request per trial
+    labs.reset(POC, examples=True)
+    trials = races.order_gate_trials(100)
+    assert trials.stalled > 0 and not trials.held
+    assert trials.deadlocks == 0 and trials.twice == 0
+    assert trials.started + trials.stalled == 100
+
+
+def test_lesson_07s_fix_opens_the_gate_once_in_every_trial_and_by_any_path():
+    labs.reset(POC, examples=True, fixes=True)
+    assert "07_order_gating.fix" in labs.reset(POC, examples=True, fixes=True).steps
+    trials = races.order_gate_trials(200)
+    assert trials.held and trials.deadlocks == trials.twice == trials.stalled == 0
+    # the forced schedule too: the second finisher now waits for the first one's commit
+    with pytest.warns(OrderGateWarning):
+        report = single_call.submit(pipe_id=4, request_id=70)
+    one, two = single_call.submit(pipe_id=2, request_id=70), single_call.submit(pipe_id=2, request_id=70)
+    assert races.order_gate_race(one, two, waiting=report).started
+
+
+def test_without_fixes_the_lab_is_the_original():
+    assert "07_order_gating.fix" not in labs.reset(POC, examples=True).steps
+    with labs.connect(POC) as conn:
+        triggers = [r[0] for r in conn.execute("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")]
+    assert "pipe_job_starts" in triggers and "pipe_job_takes_turn" not in triggers
+
+
 def test_one_after_the_other_they_open_the_gate(conn):
     with pytest.warns(OrderGateWarning, match="has none unfinished"):  # its order-1 work comes next
         report = single_call.submit(pipe_id=4, request_id=50)

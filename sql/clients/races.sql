@@ -16,3 +16,13 @@ UPDATE pipe_job_queue SET pipe_job_finished = true, pipe_job_finish_timestamp = 
 
 -- name: entry_job_of
 SELECT count(*) FROM job_queue WHERE pipe_job_id = %(pipe_job_id)s;
+
+-- name: gate_trial
+-- A fresh request for the order-gate trials: the next-order pipe job first (so it is there
+-- when the gate opens), then two pipe jobs of the order before. Returns them in that order.
+WITH request AS (SELECT coalesce(max(request_id), 0) + 1 AS id FROM pipe_job_queue)
+INSERT INTO pipe_job_queue (request_id, pipe_id)
+SELECT request.id, pipe.id FROM request, unnest(ARRAY[%(next_pipe)s, %(pipe)s, %(pipe)s]::integer[])
+       WITH ORDINALITY AS pipe (id, n)
+ ORDER BY pipe.n
+RETURNING pipe_job_id;
