@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 
-from pgqueue import checks, children, designs, embedded, heartbeats, labs, options, server, worker_base
+from pgqueue import checks, children, designs, embedded, heartbeats, labs, options, paths, server, worker_base
 from pgqueue.checks import BadValue
 from pgqueue.errors import PgQueueError
 from pgqueue.events import EventLog
@@ -167,7 +167,7 @@ def worker(args: argparse.Namespace) -> int:
     module = designs.get(args.poc).worker()
     opts = options.chosen(module.Options, args, _option_names())
     who = Identity.new(args.process, args.version, args.uuid)
-    labs.require_set_up(args.poc)
+    labs.require_set_up(args.poc, wait=server.wait_for_db())
     log = EventLog(echo=True, json_path=args.events_file)
     run = module.Worker(who, opts, log)
     signals = []
@@ -269,12 +269,11 @@ def demo_run(args: argparse.Namespace) -> int:
     """Run the seed's full single-call example with real worker processes; report; 0 if it proved out."""
     from pgqueue import demo
 
-    demo.Options(poll=args.poll, work=tuple(args.work))  # every value checked before the lab is touched
+    # every value checked (and made a number) before the lab is touched
+    checked = demo.Options(poll=args.poll, work=tuple(args.work))
     timeout = checks.seconds(args.timeout, "timeout")
     _sigterm_interrupts()
-    report = demo.run(
-        work=tuple(args.work), poll=args.poll, timeout=timeout, original_gate=args.original_gate
-    )
+    report = demo.run(work=checked.work, poll=checked.poll, timeout=timeout, original_gate=args.original_gate)
     print(report.text())
     stalled = [line.split(":")[0] for line in report.gates if "STALLED" in line]
     if stalled:
@@ -482,6 +481,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_problem(exc: OSError) -> str:
+    """What went wrong with a file or folder, and, inside the kit's home, how to move that home."""
+    if not exc.filename:
+        return str(exc)
+    where = Path(exc.filename)
+    hint = ""
+    if where == paths.home() or paths.home() in where.parents:
+        hint = " (PGQUEUE_HOME moves the kit's files to a folder you may write)"
+    return f"{exc.strerror or exc}: {str(where)!r}{hint}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one verb: a mistake prints a usage line and exits 2, a problem one line and exits 1."""
     args = build_parser().parse_args(argv)
@@ -496,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"pgqueue: error: lost the connection to PostgreSQL: {worker_base.one_line(exc)}", file=sys.stderr
         )
+        return PROBLEM
+    except OSError as exc:  # a file or folder the kit could not use: named, in one line
+        print(f"pgqueue: error: {_os_problem(exc)}", file=sys.stderr)
         return PROBLEM
     except KeyboardInterrupt:
         print("pgqueue: interrupted", file=sys.stderr)

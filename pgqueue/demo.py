@@ -2,12 +2,17 @@
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import pandas as pd
+import psycopg
 
-from pgqueue import fleet, heartbeats, labs, pipelines, single_call
+from pgqueue import fleet, heartbeats, labs, pipelines, server, single_call
 from pgqueue.single_call import POC, Options
+from pgqueue.wait import Backoff
+from pgqueue.worker_base import one_line
 
 # The original launcher: 12 OS processes. classification 9.1.0 matches no pipeline and idles.
 LAUNCHER = [
@@ -25,6 +30,8 @@ LAUNCHER = [
 # The processes the seed README's flow adds (assigner and classification are shared).
 README_FLOW = [("wearing_compliance", "1.5.2", 1), ("movemonitor", "1.0.0", 1)]
 PROGRESS_EVERY = 0.5
+OUTAGE_GRACE = 30.0  # seconds past the deadline the demo keeps trying to read the lab
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -157,13 +164,33 @@ def _used(name: str, version: str) -> bool:
         return pipelines.serves_a_step(conn, name, version)
 
 
-def _progress(workers: fleet.Fleet) -> str:
-    c = single_call.job_counts()
+def _progress(workers: fleet.Fleet, c: dict) -> str:
     alive = len(workers.members(alive=True))
     return (
         f"pipe jobs {c['pipe_jobs_finished']}/{c['pipe_jobs']} finished | jobs: {c['waiting']} "
         f"waiting, {c['running']} running, {c['finished']} finished | workers alive {alive}"
     )
+
+
+def _read(query: Callable[[], T], give_up_at: float, out) -> T:
+    """`query()`, retried with backoff while the database does not answer, until `give_up_at`.
+
+    A moment without the database (a restart, a name lookup that times out in a container
+    network) should not end a demo whose workers ride it out; one line says it happened.
+    """
+    backoff, said = Backoff(0.25, 4.0), False
+    while True:
+        try:
+            return query()
+        except (server.Unreachable, psycopg.OperationalError) as exc:
+            if time.time() >= give_up_at:
+                raise
+            if not said:
+                print(
+                    f"demo: no answer from the database ({one_line(exc)}); trying again", file=out, flush=True
+                )
+                said = True
+            time.sleep(backoff.next())
 
 
 GATE_FIXED = "the original's, with lesson 07's fix: finishers of one request take turns"
@@ -197,11 +224,11 @@ def run(
         )
         deadline, shown = started + timeout, ""
         while True:
-            line = _progress(workers)
+            counts = _read(single_call.job_counts, deadline + OUTAGE_GRACE, out)
+            line = _progress(workers, counts)
             if line != shown:
                 print(("\r" if live else "") + line, end="" if live else "\n", file=out, flush=True)
                 shown = line
-            counts = single_call.job_counts()
             done = counts["pipe_jobs_finished"] == counts["pipe_jobs"]
             # no job waiting or running, yet pipe jobs unfinished: nothing can move any more (a
             # stalled gate); the counts come from one snapshot, and a job is finished in the same
@@ -212,6 +239,7 @@ def run(
             time.sleep(PROGRESS_EVERY)  # the refresh rate of the progress line
         if live:
             print(file=out)
-        report = replace(build_report(started), gate=GATE_ORIGINAL if original_gate else GATE_FIXED)
+        report = _read(lambda: build_report(started), time.time() + OUTAGE_GRACE, out)
+        report = replace(report, gate=GATE_ORIGINAL if original_gate else GATE_FIXED)
         workers.stop(timeout=poll + work[1] + 5)
     return report

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +16,7 @@ from psycopg import sql
 
 from pgqueue import designs, queries, schema, server
 from pgqueue.errors import PgQueueError
+from pgqueue.wait import Backoff
 
 if TYPE_CHECKING:  # imported where used: workers start without them
     import pandas as pd
@@ -78,13 +81,34 @@ def is_set_up(poc: str) -> bool:
         return conn.execute(_q()["table_exists"], {"table": designs.get(poc).set_up_when}).fetchone()[0]
 
 
-def require_set_up(poc: str) -> None:
-    """Nothing, or a one-line error giving the command that builds the lab."""
+def require_set_up(poc: str, wait: float = 0.0) -> None:
+    """Nothing, or a one-line error giving the command that builds the lab.
+
+    With `wait` (seconds), a lab that is missing or being built is waited for first: a
+    container's worker may start before the sandbox's setup has built its lab.
+    """
+    deadline, backoff, said = time.monotonic() + wait, Backoff(0.25, 2.0), False
+    while wait > 0 and not _ready(poc):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        if not said:
+            print(f"pgqueue: waiting up to {left:.0f} s for lab {poc} to be set up", file=sys.stderr)
+            said = True
+        time.sleep(min(backoff.next(), left))
     if not is_set_up(poc):
         raise PgQueueError(
             f"lab {poc!r} is not set up yet (database {database(poc)}): "
             f"python -m pgqueue setup --poc {poc} --examples"
         )
+
+
+def _ready(poc: str) -> bool:
+    """Set up and not being rebuilt right now; False too while a reset drops our connection."""
+    try:
+        return is_set_up(poc) and not lab_busy(poc)
+    except psycopg.OperationalError:
+        return False
 
 
 def ensure(poc: str) -> str:

@@ -14,7 +14,8 @@ from pgqueue import checks, labs, options, pipelines, queries
 from pgqueue.errors import PgQueueError
 from pgqueue.events import EventLog
 from pgqueue.heartbeats import Identity, send_heartbeat
-from pgqueue.worker_base import KILLED, Backoff, WorkerBase
+from pgqueue.wait import Backoff
+from pgqueue.worker_base import KILLED, WorkerBase
 
 if TYPE_CHECKING:  # imported where used: workers start without them
     import pandas as pd

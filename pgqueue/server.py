@@ -1,18 +1,27 @@
 """Which PostgreSQL the kit talks to: the server in `PGQUEUE_DSN` when set, else its embedded one."""
 
 import os
+import sys
+import time
 from dataclasses import dataclass
 from functools import cache
 from urllib.parse import quote, urlencode
 
 import psycopg
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
-from pgqueue import embedded, queries
+from pgqueue import checks, embedded, queries
 from pgqueue.errors import PgQueueError
+from pgqueue.wait import Backoff
 
 DSN_ENV = "PGQUEUE_DSN"
+# seconds to wait for PGQUEUE_DSN's server to answer before giving up (default 0: at once); the
+# sandbox sets it, because a container may start before its database is ready
+WAIT_ENV = "PGQUEUE_WAIT_FOR_DB"
 CONNECT_TIMEOUT = 3  # seconds: a wrong address is reported well within 5 s
+# what libpq's ping says of a server worth waiting for: nothing answers, or it rejects (starting up)
+_NOT_READY = {pq.Ping.NO_RESPONSE, pq.Ping.REJECT}
 
 
 def to_uri(params: dict) -> str:
@@ -84,12 +93,34 @@ def _unreachable(dsn: str, exc: Exception) -> Unreachable:
 
 @cache
 def _checked(dsn: str) -> str:
+    """The DSN, once its server has answered: at once, or within PGQUEUE_WAIT_FOR_DB seconds.
+
+    Only silence or "not now" (a server still starting) is waited for: libpq's ping tells those
+    from an answer, so a wrong password or a missing database is reported at once.
+    """
+    deadline = time.monotonic() + wait_for_db()
+    backoff, said = Backoff(0.25, 4.0), False
+    while (left := deadline - time.monotonic()) > 0 and pq.PGconn.ping(dsn.encode()) in _NOT_READY:
+        if not said:
+            print(f"pgqueue: waiting up to {left:.0f} s for PostgreSQL at {mask(dsn)}", file=sys.stderr)
+            said = True
+        time.sleep(min(backoff.next(), left))
     try:
         with psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT, autocommit=True):
-            pass
+            return dsn
     except psycopg.OperationalError as exc:
         raise _unreachable(dsn, exc) from None
-    return dsn
+
+
+def wait_for_db() -> float:
+    """Seconds the kit waits for its database (PGQUEUE_WAIT_FOR_DB; 0 when unset: no waiting)."""
+    text = os.environ.get(WAIT_ENV, "").strip()
+    if not text:
+        return 0.0
+    try:
+        return checks.seconds(text, WAIT_ENV, zero_ok=True)
+    except checks.BadValue as exc:
+        raise PgQueueError(str(exc)) from None
 
 
 def resolve(*, start: bool = True) -> Server:

@@ -1,5 +1,6 @@
-"""Waiting for a condition with a deadline, instead of sleeping and hoping."""
+"""Waiting: for a condition, with a deadline (never sleeping and hoping); between retries, with backoff."""
 
+import random
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -21,3 +22,23 @@ def until(condition: Callable[[], T], timeout: float, what: str = "condition", i
         if time.monotonic() >= deadline:
             raise Timeout(f"{what} did not happen within {timeout:g} s (last value: {result!r})")
         time.sleep(interval)
+
+
+class Backoff:
+    """Waits that double from `base` up to `cap`, each drawn between half and all of it (jitter).
+
+    The jitter keeps workers that failed together from retrying together.
+    """
+
+    def __init__(self, base: float, cap: float) -> None:
+        self.base, self.cap, self.tries = base, cap, 0
+
+    def next(self) -> float:
+        """The next wait, in seconds."""
+        ceiling = min(self.cap, self.base * 2**self.tries)
+        self.tries = min(self.tries + 1, 32)
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        """Start again from `base` (after a success)."""
+        self.tries = 0

@@ -11,7 +11,6 @@ and owns everything around it:
 
 from __future__ import annotations
 
-import random
 import select
 import threading
 import time
@@ -23,6 +22,7 @@ from pgqueue import heartbeats, labs, pipelines, queries, server
 from pgqueue.errors import PgQueueError
 from pgqueue.events import EventLog
 from pgqueue.heartbeats import Identity
+from pgqueue.wait import Backoff
 
 # How a worker's run ends (`run()` returns one of these).
 STOPPED = "stopped"  # asked to stop; it finished the job it held
@@ -31,26 +31,6 @@ RESET = "reset"  # its lab was rebuilt under it
 GAVE_UP = "gave up"  # no database for longer than options.give_up
 ABANDONED = "abandoned"  # stopped at once (request_abort); the job it held stays assigned
 CLEAN = (STOPPED, KILLED, RESET)  # the endings a worker process exits 0 for
-
-
-class Backoff:
-    """Waits that double from `base` up to `cap`, each drawn between half and all of it (jitter).
-
-    The jitter keeps workers that failed together from retrying together.
-    """
-
-    def __init__(self, base: float, cap: float) -> None:
-        self.base, self.cap, self.tries = base, cap, 0
-
-    def next(self) -> float:
-        """The next wait, in seconds."""
-        ceiling = min(self.cap, self.base * 2**self.tries)
-        self.tries = min(self.tries + 1, 32)
-        return random.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        """Start again from `base` (after a success)."""
-        self.tries = 0
 
 
 class LabReset(Exception):

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgqueue import labs, queries, single_call
+from pgqueue import labs, queries, server, single_call
 from tests.conftest import run_cli
 
 WORKER_SC = ["worker", "--poc", "single-call", "assigner", "1.0.0"]
@@ -229,3 +229,26 @@ def test_setup_through_a_role_without_createdb_is_one_line():
                 admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(role + "_single_call")))
         finally:
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_a_home_the_workers_cannot_write_is_one_line_naming_it(tmp_path):
+    # the sandbox's demo met this: process workers keep their logs in the kit's home; under a
+    # file, even root cannot make it (a server of PGQUEUE_DSN needs no home otherwise)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    home = blocker / "home"
+    env = {"PGQUEUE_HOME": str(home), "PGQUEUE_DSN": server.resolve().uri}
+    result = run_cli("demo", "--timeout", "30", env=env, timeout=120)
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("pgqueue: error: Not a directory: ") and str(home) in line
+    assert line.endswith("(PGQUEUE_HOME moves the kit's files to a folder you may write)")
+
+
+def test_the_wait_for_the_database_is_checked_before_anything_runs():
+    env = {"PGQUEUE_DSN": "postgresql://postgres@127.0.0.1:1/postgres", "PGQUEUE_WAIT_FOR_DB": "soon"}
+    result = run_cli("status", env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "pgqueue: error: PGQUEUE_WAIT_FOR_DB must be a number of seconds, got 'soon'"
+    )

@@ -82,13 +82,33 @@ def test_every_file_the_sandbox_needs_exists():
     assert (REPO / ".dockerignore").is_file()
 
 
+def _base_image_default() -> str:
+    """The Dockerfile's default base image: the ARG that its FROM names."""
+    text = DOCKERFILE.read_text()
+    (base,) = re.findall(r"^FROM (\S+)$", text, re.MULTILINE)
+    arg = re.fullmatch(r"\$\{(\w+)\}", base)
+    if arg is None:
+        return base
+    (default,) = re.findall(rf"^ARG {arg.group(1)}=(\S+)$", text, re.MULTILINE)
+    return default
+
+
 def test_images_are_pinned():
     config = resolved()
     for name, service in config["services"].items():
         image = service.get("image", "")
         assert re.fullmatch(r"[\w./-]+:[\w.-]+", image) and not image.endswith(":latest"), (name, image)
-    (base,) = [line.split()[1] for line in DOCKERFILE.read_text().splitlines() if line.startswith("FROM")]
-    assert re.fullmatch(r"python:\d+\.\d+\.\d+-[\w-]+", base), base
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-[\w-]+", _base_image_default())
+
+
+def test_official_images_are_the_defaults_and_a_variable_replaces_each():
+    config = resolved()
+    assert config["services"]["db"]["image"] == "postgres:18.1-bookworm"
+    for name in KIT_SERVICES:
+        assert config["services"][name]["build"]["args"]["PYTHON_IMAGE"] == _base_image_default(), name
+    other = resolved(POSTGRES_IMAGE="mirror/postgres:18", PYTHON_IMAGE="mirror/python:3.12")["services"]
+    assert other["db"]["image"] == "mirror/postgres:18"
+    assert {other[name]["build"]["args"]["PYTHON_IMAGE"] for name in KIT_SERVICES} == {"mirror/python:3.12"}
 
 
 def test_published_ports_bind_to_loopback_only():
@@ -98,10 +118,16 @@ def test_published_ports_bind_to_loopback_only():
             assert text.startswith("127.0.0.1:"), (name, port)
 
 
-def test_the_image_installs_requirements_and_runs_as_a_normal_user():
-    text = DOCKERFILE.read_text()
-    assert re.search(r"^RUN pip install .*-r requirements\.txt", text, re.MULTILINE)
-    assert re.search(r"^USER (?!root)\w+", text, re.MULTILINE)
+def test_the_image_installs_requirements_before_the_kit_and_runs_as_a_normal_user():
+    # one instruction a line: continuation lines joined
+    lines = DOCKERFILE.read_text().replace("\\\n", " ").splitlines()
+    installs = next(i for i, line in enumerate(lines) if "pip install" in line and "requirements" in line)
+    copies_code = next(i for i, line in enumerate(lines) if line.startswith("COPY") and "pgqueue/" in line)
+    # editing a .py file must not reinstall every dependency: they come in an earlier layer
+    assert installs < copies_code
+    assert [line for line in lines[:installs] if line.startswith("COPY")] == ["COPY requirements.txt ./"]
+    assert any(re.match(r"^RUN pip install .*--no-deps -e \.", line) for line in lines[copies_code:])
+    assert re.search(r"^USER (?!root)\w+", "\n".join(lines), re.MULTILINE)
 
 
 def test_postgres_keeps_its_data_on_a_named_volume_where_18_expects_it():
@@ -113,11 +139,15 @@ def test_postgres_keeps_its_data_on_a_named_volume_where_18_expects_it():
     assert "pg_isready" in " ".join(config["services"]["db"]["healthcheck"]["test"])
 
 
-def test_kit_services_wait_for_a_healthy_database_and_workers_for_the_setup():
+def test_kit_services_wait_for_a_healthy_database_and_also_wait_themselves():
     services = resolved()["services"]
     for name in KIT_SERVICES:
         assert services[name]["depends_on"]["db"]["condition"] == "service_healthy", name
-    assert services["worker"]["depends_on"]["setup"]["condition"] == "service_completed_successfully"
+        # podman-compose with podman < 4.6 ignores service_healthy: the kit waits on its own
+        assert float(services[name]["environment"]["PGQUEUE_WAIT_FOR_DB"]) >= 60, name
+    # no service requires one that exits (podman < 4.6 cannot start such a container); the
+    # worker waits for the lab that setup builds
+    assert set(services["worker"]["depends_on"]) == {"db"}
 
 
 def test_the_dsn_given_to_the_kit_is_one_pgqueue_accepts():

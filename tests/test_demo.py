@@ -9,7 +9,8 @@ from tests.conftest import run_cli, workers_of
 
 
 def test_demo_finishes_every_pipe_job_respects_the_gate_and_leaves_no_process():
-    result = run_cli("demo", timeout=120)
+    # values typed on the command line, as the sandbox's demo service passes them
+    result = run_cli("demo", "--work", "0", "0.3", "--poll", "0.2", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "started 14 worker processes (12 from the original launcher" in out

@@ -1,11 +1,16 @@
 """Lab databases: one per design, created on first use, reset from sql/ up to a step."""
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 
 import psycopg
 import pytest
 
-from pgqueue import PgQueueError, designs, labs
+from pgqueue import PgQueueError, designs, heartbeats, labs
+from pgqueue.wait import until
 
 HEARTBEATS = """
 CREATE TABLE process_heartbeats (
@@ -129,3 +134,34 @@ def test_reset_to_step_zero_leaves_an_empty_lab_and_frame_reads_queries(design):
         assert conn.execute("SELECT to_regclass('jobs')").fetchone() == (None,)
     labs.apply("single-call", 1)
     assert labs.frame("single-call", "SELECT id FROM jobs WHERE id > %(low)s", low=1)["id"].tolist() == [3]
+
+
+def test_a_worker_started_before_its_lab_is_built_waits_for_the_setup():
+    # the sandbox starts its worker containers beside `setup`, not after it
+    labs.reset("single-call", upto=0)  # the database exists, nothing is built yet
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "pgqueue", "worker", "--poc", "single-call", "classification", "1.0.0",
+         "--poll", "0.2"],
+        env={**os.environ, "PGQUEUE_WAIT_FOR_DB": "60"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert worker.stderr.readline() == "pgqueue: waiting up to 60 s for lab single-call to be set up\n"
+        assert worker.poll() is None
+        labs.reset("single-call", examples=True)
+        until(
+            lambda: "alive" in set(heartbeats.states("single-call")["state"]), 30, "the worker heartbeating"
+        )
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, err
+    assert "start classification 1.0.0" in out and "stopped on request" in out
+
+
+def test_without_a_wait_a_missing_lab_is_one_line_at_once():
+    labs.reset("single-call", upto=0)
+    with pytest.raises(PgQueueError, match="lab 'single-call' is not set up yet"):
+        labs.require_set_up("single-call")

