@@ -9,7 +9,7 @@ from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import pq
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgqueue import checks, embedded, queries
 from pgqueue.errors import PgQueueError
@@ -100,7 +100,9 @@ def _checked(dsn: str) -> str:
     """
     deadline = time.monotonic() + wait_for_db()
     backoff, said = Backoff(0.25, 4.0), False
-    while (left := deadline - time.monotonic()) > 0 and pq.PGconn.ping(dsn.encode()) in _NOT_READY:
+    # a ping without a timeout can hang on a lost SYN for 40 s (seen while a container joined the network)
+    ping = make_conninfo(dsn, connect_timeout=CONNECT_TIMEOUT).encode()
+    while (left := deadline - time.monotonic()) > 0 and pq.PGconn.ping(ping) in _NOT_READY:
         if not said:
             print(f"pgqueue: waiting up to {left:.0f} s for PostgreSQL at {mask(dsn)}", file=sys.stderr)
             said = True

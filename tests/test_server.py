@@ -184,3 +184,34 @@ def test_a_server_that_answers_no_is_not_waited_for():
     result = run_cli("status", env={"PGQUEUE_DSN": dsn, "PGQUEUE_WAIT_FOR_DB": "60"})
     assert result.returncode == 1 and time.monotonic() - started < 20
     assert "waiting" not in result.stderr and 'database "no_such_database" does not exist' in result.stderr
+
+
+def test_waiting_for_a_server_that_drops_connections_keeps_to_its_deadline():
+    # a listener that never accepts, its queue full: further SYNs are dropped, as they were while
+    # a container joined the sandbox's network; every attempt must give up after its timeout
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+            fillers.append(filler)
+        started = time.monotonic()
+        result = run_cli(
+            "status",
+            env={"PGQUEUE_DSN": f"postgresql://nobody@127.0.0.1:{port}/x", "PGQUEUE_WAIT_FOR_DB": "4"},
+            timeout=120,
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        for s in [*fillers, listener]:
+            s.close()
+    assert result.returncode == 1
+    assert result.stderr.startswith("pgqueue: waiting up to 4 s for PostgreSQL")
+    assert "cannot reach PostgreSQL" in result.stderr
+    assert elapsed < 30, f"took {elapsed:.0f} s: an attempt hung past its connect timeout"
