@@ -178,7 +178,8 @@ def test_the_readmes_sandbox_runs_in_real_containers(sandbox):
 
     # the db service is a real PostgreSQL of the compose file's major version (stand-in or not)
     major = re.search(r"postgres:(\d+)", (REPO / "docker-compose.yml").read_text()).group(1)
-    assert _probe(compose)["server"].split(".")[0] == major
+    version = until(lambda: _probe_when_it_answers(compose).get("server"), 60, "the server's version")
+    assert version.split(".")[0] == major
 
     # 2. JupyterLab on loopback only, with the token only, listing the lessons
     assert _get(f"{lab}/api/contents")[0] == 403
