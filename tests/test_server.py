@@ -109,11 +109,16 @@ def test_uri_for_keeps_the_server_and_changes_only_the_database():
 
 
 class _SocketForwarder:
-    """A unix socket that forwards each connection to the embedded server's: a server that can
-    be switched on after a client started waiting for it."""
+    """A unix socket that forwards each connection to the tests' server (its socket, or TCP under
+    PGQUEUE_DSN): a server that can be switched on after a client started waiting for it."""
 
-    def __init__(self, folder, target: str) -> None:
-        self.path, self.target = str(folder / ".s.PGSQL.5432"), target
+    def __init__(self, folder, server_params: dict) -> None:
+        self.path = str(folder / ".s.PGSQL.5432")
+        host, port = server_params["host"], int(server_params.get("port") or 5432)
+        if host.startswith("/"):
+            self.family, self.target = socket.AF_UNIX, str(Path(host) / f".s.PGSQL.{port}")
+        else:
+            self.family, self.target = socket.AF_INET, (host, port)
         self.listener = socket.socket(socket.AF_UNIX)
         self.connections = 0
 
@@ -129,8 +134,10 @@ class _SocketForwarder:
             except OSError:
                 return
             self.connections += 1
-            upstream = socket.socket(socket.AF_UNIX)
-            upstream.connect(self.target)
+            upstream = socket.create_connection(self.target) if self.family == socket.AF_INET else None
+            if upstream is None:
+                upstream = socket.socket(socket.AF_UNIX)
+                upstream.connect(self.target)
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
@@ -148,9 +155,7 @@ class _SocketForwarder:
 
 def test_a_server_that_comes_up_later_is_waited_for_with_one_line(tmp_path):
     params = conninfo_to_dict(server.resolve().uri)
-    forwarder = _SocketForwarder(
-        tmp_path, str(Path(params["host"]) / f".s.PGSQL.{params.get('port') or 5432}")
-    )
+    forwarder = _SocketForwarder(tmp_path, params)
     dsn = f"postgresql:///postgres?host={tmp_path}&user={params['user']}"
     env = {**os.environ, "PGQUEUE_DSN": dsn, "PGQUEUE_WAIT_FOR_DB": "60"}
     cli = subprocess.Popen(
