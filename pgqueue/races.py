@@ -35,7 +35,8 @@ class HeartbeatRace:
         return len(self.job_ids()) == 2
 
 
-def _waiting_on_lock(pid: int, poc: str = POC) -> bool:
+def waiting_on_lock(pid: int, poc: str = POC) -> bool:
+    """Whether the backend `pid` is waiting for a lock another transaction holds."""
     with labs.connect(poc) as conn:
         row = conn.execute(queries.load("clients/races.sql")["wait_event"], {"pid": pid}).fetchone()
     return row is not None and row[0] == "Lock"
@@ -67,7 +68,7 @@ def heartbeat_race(name: str, version: str, serializable: bool, retries: int = 2
         with a.transaction():
             send_heartbeat(a, first_who)  # takes the job; its answer waits for the commit
             racer.start()
-            until(lambda: _waiting_on_lock(b.info.backend_pid), 10, "the second worker blocking")
+            until(lambda: waiting_on_lock(b.info.backend_pid), 10, "the second worker blocking")
         # committed: the second worker's UPDATE of the job row now goes ahead
         racer.join(opts.timeout + 5)
         heard_a = [n.payload for n in a.notifies(timeout=opts.timeout, stop_after=1)]
@@ -116,7 +117,7 @@ def claim_race(name: str, version: str) -> ClaimRace:
             heard_a = ask(a, first)
             racer.start()
             until(
-                lambda: _waiting_on_lock(b.info.backend_pid, SINGLE_CALL),
+                lambda: waiting_on_lock(b.info.backend_pid, SINGLE_CALL),
                 10,
                 "the second gatherer waiting on the claim",
             )
@@ -154,7 +155,7 @@ def order_gate_race(first: int, second: int, waiting: int) -> GateRace:
             racer = threading.Thread(target=finish_second)
             racer.start()
             until(
-                lambda: b_done.is_set() or _waiting_on_lock(b.info.backend_pid, SINGLE_CALL),
+                lambda: b_done.is_set() or waiting_on_lock(b.info.backend_pid, SINGLE_CALL),
                 10,
                 "the second pipe job finishing or waiting",
             )

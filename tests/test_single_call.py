@@ -1,6 +1,7 @@
 """POC 2: every answer and rule of the single-call queue, pinned against a real PostgreSQL."""
 
 import json
+import threading
 
 import psycopg
 import pytest
@@ -87,6 +88,26 @@ def test_find_job_answers_no_job_found_and_kill(conn):
     assert ask(conn, who) == single_call.NO_JOB
     heartbeats.set_kill_switch(POC, who.uuid)
     assert ask(conn, who) == single_call.KILL
+
+
+def test_a_second_caller_queues_behind_the_first_rows_lock_then_takes_the_next_job(conn):
+    # FOR UPDATE without SKIP LOCKED: the second caller waits for the first one's commit, then
+    # PostgreSQL re-checks the row, finds it taken and moves on to the next row it sorted
+    single_call.submit(pipe_id=2, request_id=1)
+    single_call.submit(pipe_id=2, request_id=2)
+    first, second = Identity.new("first_process", "1.9.2"), Identity.new("first_process", "1.9.2")
+    with labs.connect(POC) as a, labs.connect(POC) as b:
+        heard: list[str] = []
+        racer = threading.Thread(target=lambda: heard.append(ask(b, second)))
+        with a.transaction():
+            (got_first,) = json.loads(ask(a, first))
+            racer.start()
+            until(lambda: races.waiting_on_lock(b.info.backend_pid, POC), 10, "the second caller waiting")
+            assert not heard  # it queues: no answer while the first holds the row
+        racer.join(10)
+    (got_second,) = json.loads(heard[0])
+    assert got_first["job_id"] != got_second["job_id"]
+    assert got_second["job_assigned_process_uuid"] == second.uuid
 
 
 def test_find_job_beats_for_the_worker(conn):

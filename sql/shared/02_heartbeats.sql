@@ -45,7 +45,9 @@ CREATE FUNCTION process_states(stale_after interval DEFAULT interval '10 seconds
 RETURNS TABLE (process_uuid varchar, process_name varchar, process_version varchar,
                server_name varchar, beat_age interval, process_busy boolean,
                process_kill_switch boolean, exited boolean, state text)
-LANGUAGE sql STABLE AS $$
+-- VOLATILE, not STABLE: it reads clock_timestamp(), the time of the call itself, so that a beat
+-- age is exact even inside a long transaction (now() would freeze at the transaction's start).
+LANGUAGE sql VOLATILE AS $$
     SELECT process_uuid, process_name, process_version, server_name,
            clock_timestamp() - last_beat_timestamp AS beat_age,
            process_busy, process_kill_switch,

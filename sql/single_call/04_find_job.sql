@@ -198,9 +198,11 @@ BEGIN
         RAISE EXCEPTION 'gathering (multi_job) arrives in step 06';
     END IF;
 
-    -- The oldest of the best-priority jobs for this process. FOR UPDATE makes a second caller
-    -- wait for this one, then skip the row once it is taken. (The sort runs on every call, over
-    -- every waiting row: lesson 04 measures it, the hardened design indexes it away.)
+    -- The oldest of the best-priority jobs for this process. FOR UPDATE (without SKIP LOCKED)
+    -- makes every other caller queue behind this row's lock; once this transaction commits,
+    -- PostgreSQL re-checks the row, finds it taken, and hands the next caller the next row of
+    -- its sort. (The sort runs on every call, over every row of job_queue for this process:
+    -- lesson 04 shows the plan.)
     SELECT * INTO job FROM job_queue
      WHERE coalesce(job_assigned_process_uuid, '') = ''
        AND job_finished IS NULL

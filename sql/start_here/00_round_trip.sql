@@ -12,7 +12,8 @@ CREATE TEMPORARY TABLE greeting (
 INSERT INTO greeting (words) VALUES (%(words)s) RETURNING id;
 
 -- name: listen
--- A session that LISTENs on a channel receives every NOTIFY on it, after the sender commits.
+-- A session that LISTENs on a channel receives the NOTIFYs sent on it while it listens, once
+-- the sender commits (not before, and never if it rolls back).
 LISTEN start_here;
 
 -- name: notify
