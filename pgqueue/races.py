@@ -24,6 +24,7 @@ class HeartbeatRace:
     retries: int  # serialization failures the second worker retried
     owner: str  # the uuid the job is assigned to
     second_events: str = ""  # what the second worker reported, one event per line
+    isolation: str = ""  # the heartbeats' isolation level, e.g. "REPEATABLE READ"
 
     def job_ids(self) -> list[int]:
         """The job ids each worker received (0, 1 or 2 of them)."""
@@ -42,8 +43,17 @@ def waiting_on_lock(pid: int, poc: str = POC) -> bool:
     return row is not None and row[0] == "Lock"
 
 
-def heartbeat_race(name: str, version: str, serializable: bool, retries: int = 20) -> HeartbeatRace:
+def heartbeat_race(
+    name: str,
+    version: str,
+    serializable: bool,
+    retries: int = 20,
+    isolation: psycopg.IsolationLevel | None = None,
+) -> HeartbeatRace:
     """Two workers of `name version` beat at once while one job waits for that process.
+
+    The heartbeats run SERIALIZABLE when `serializable`, else READ COMMITTED, unless `isolation`
+    names another level (REPEATABLE READ, say) for both.
 
     The interleaving is forced: the first worker's heartbeat takes the job inside an open
     transaction; the second beats (for real, with the worker's own retry loop) and blocks on
@@ -53,6 +63,7 @@ def heartbeat_race(name: str, version: str, serializable: bool, retries: int = 2
     first_who, second_who = Identity.new(name, version), Identity.new(name, version)
     second = Worker(second_who, opts)
     level = psycopg.IsolationLevel.SERIALIZABLE if serializable else psycopg.IsolationLevel.READ_COMMITTED
+    level = isolation if isolation is not None else level
     with labs.connect(POC) as a, labs.connect(POC) as b:
         a.isolation_level = b.isolation_level = level
         listen(a, first_who)
@@ -78,7 +89,13 @@ def heartbeat_race(name: str, version: str, serializable: bool, retries: int = 2
     retried = second.log.kinds().count("retry")
     said = "\n".join(f"{e.kind} {e.detail}" for e in second.log.events())
     return HeartbeatRace(
-        serializable, heard_a[0] if heard_a else "", heard_b[0] if heard_b else "", retried, owner, said
+        serializable,
+        heard_a[0] if heard_a else "",
+        heard_b[0] if heard_b else "",
+        retried,
+        owner,
+        said,
+        level.name.replace("_", " "),
     )
 
 

@@ -188,6 +188,16 @@ def test_serializable_heartbeats_give_one_job_one_owner(lab):
     assert race.retries >= 1  # the second worker's UPDATE failed to serialize and was retried
 
 
+def test_repeatable_read_already_gives_one_job_one_owner(lab):
+    # lesson 03: SERIALIZABLE is more than this race needs; REPEATABLE READ refuses the same update
+    race = races.heartbeat_race(
+        "first_process", "1.0.0", serializable=False, isolation=psycopg.IsolationLevel.REPEATABLE_READ
+    )
+    assert race.isolation == "REPEATABLE READ"
+    assert race.job_ids() == [1] and race.second == notify_listen.NO_JOB
+    assert race.retries >= 1
+
+
 def test_read_committed_heartbeats_hand_one_job_to_both(lab):
     race = races.heartbeat_race("first_process", "1.0.0", serializable=False)
     assert race.double_handout
