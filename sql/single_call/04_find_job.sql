@@ -201,8 +201,8 @@ BEGIN
     -- The oldest of the best-priority jobs for this process. FOR UPDATE (without SKIP LOCKED)
     -- makes every other caller queue behind this row's lock; once this transaction commits,
     -- PostgreSQL re-checks the row, finds it taken, and hands the next caller the next row of
-    -- its sort. (The sort runs on every call, over every row of job_queue for this process:
-    -- lesson 04 shows the plan.)
+    -- its sort. (Every call reads the whole of job_queue, finished jobs included, and sorts
+    -- this process's waiting rows: lesson 04 shows the plan and measures it.)
     SELECT * INTO job FROM job_queue
      WHERE coalesce(job_assigned_process_uuid, '') = ''
        AND job_finished IS NULL
