@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -208,6 +210,42 @@ def reset(
         finally:
             admin.execute(q["unlock_lab"], {"name": name})
     return Rebuilt(poc, name, ran, stopped)
+
+
+@dataclass(frozen=True)
+class Scratch:
+    """A throwaway copy of a lab, built from sql/ under its own database name."""
+
+    poc: str
+    database: str
+
+    def connect(self, **kwargs) -> psycopg.Connection:
+        """A new connection to the scratch database (autocommit unless told otherwise)."""
+        return server.connect(self.database, **kwargs)
+
+
+@contextlib.contextmanager
+def scratch(
+    poc: str, upto: int | str | None = None, *, examples: bool = False, fixes: bool = False
+) -> Iterator[Scratch]:
+    """A scratch copy of a lab built up to step `upto`, dropped on leaving the `with` block.
+
+    The kit's checkers try a learner's SQL here, so that a broken attempt never touches the
+    lab the lesson is using. Its name is random: two notebooks may check at the same time.
+    """
+    folders = sql_folders(poc)
+    if upto not in (None, 0):
+        schema.find(folders, upto)
+    name = f"{prefix()}scratch_{secrets.token_hex(4)}"
+    q = _q()
+    with server.connect() as admin:
+        _create(admin, name)
+        try:
+            with server.connect(name) as conn:
+                schema.apply_upto(conn, folders, upto, examples=examples, fixes=fixes)
+            yield Scratch(check_poc(poc), name)
+        finally:
+            admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(name)))
 
 
 def lab_busy(poc: str) -> bool:

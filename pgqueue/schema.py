@@ -69,8 +69,33 @@ class Step:
             raise PgQueueError(f"step {self.key!r} has no {self.key}.lesson.sql")
         return queries.Queries(self.lesson_path)
 
+    def excerpt(self, name: str) -> SqlText:
+        """The statement that creates `name` in this step, with the comment above it.
+
+        Lessons show a long step piece by piece, each piece where it is discussed.
+        """
+        return excerpt(self.path, name)
+
     def _repr_markdown_(self) -> str:
         return self.sql._repr_markdown_()
+
+
+def excerpt(path: Path, name: str) -> SqlText:
+    """The first `CREATE ... name` statement of an SQL file, and the comment lines just above it."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    creates = re.compile(rf"^CREATE\b.*\b{re.escape(name)}\b", re.IGNORECASE)
+    start = next((i for i, line in enumerate(lines) if creates.match(line)), None)
+    if start is None:
+        raise PgQueueError(f"{_shown_as(path)} creates nothing named {name!r}")
+    first = start
+    while first > 0 and lines[first - 1].startswith("--"):
+        first -= 1
+    end, in_body = start, False
+    for end in range(start, len(lines)):
+        in_body ^= lines[end].count("$$") % 2 == 1  # a $$ opens or closes a function body
+        if not in_body and lines[end].rstrip().endswith(";"):
+            break
+    return SqlText("\n".join(lines[first : end + 1]) + "\n", f"{_shown_as(path)}: {name}")
 
 
 def _shown_as(path: Path) -> str:

@@ -1,0 +1,121 @@
+"""What every checker shares: the learner's SQL tried on a scratch lab, and a verdict in plain words."""
+
+from __future__ import annotations
+
+import html
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import psycopg
+from psycopg import sql
+
+from pgqueue import queries
+
+T = TypeVar("T")
+
+
+def _q() -> queries.Queries:
+    return queries.load("kit/check.sql")
+
+
+@dataclass
+class Verdict:
+    """What a checker found: what held, and what is wrong, each in one plain sentence."""
+
+    subject: str  # what was checked, e.g. "your send_heartbeat"
+    held: list[str] = field(default_factory=list)
+    wrong: list[str] = field(default_factory=list)
+
+    @property
+    def holds(self) -> bool:
+        """Whether every check held (and at least one ran)."""
+        return bool(self.held) and not self.wrong
+
+    def __bool__(self) -> bool:
+        return self.holds
+
+    def expect(self, ok: bool, held: str, wrong: str) -> bool:
+        """Record one check: `held` when `ok`, else `wrong`; returns `ok`."""
+        (self.held if ok else self.wrong).append(held if ok else wrong)
+        return ok
+
+    def refuse(self, wrong: str) -> Verdict:
+        """Record a problem that stops the check (nothing further can be tried); returns self."""
+        self.wrong.append(wrong)
+        return self
+
+    def __str__(self) -> str:
+        head = f"{self.subject} holds." if self.holds else f"{self.subject} does not hold yet."
+        return "\n".join([head, *(f"  ✗ {w}" for w in self.wrong), *(f"  ✓ {h}" for h in self.held)])
+
+    def _repr_html_(self) -> str:
+        colour, head = ("#1a7f37", "holds") if self.holds else ("#b42318", "does not hold yet")
+        items = [f"<li>✗ {html.escape(w)}</li>" for w in self.wrong]
+        items += [f"<li>✓ {html.escape(h)}</li>" for h in self.held]
+        return (
+            f'<div style="border-left:4px solid {colour};padding-left:8px">'
+            f'<b style="color:{colour}">{html.escape(self.subject)} {head}.</b>'
+            f'<ul style="margin:4px 0">{"".join(items)}</ul></div>'
+        )
+
+
+def written(text: object, verdict: Verdict, *, blank: str = "TODO") -> str | None:
+    """The learner's SQL, or None after telling the verdict why there is nothing to try yet."""
+    if not isinstance(text, str):
+        verdict.refuse(f"expected your SQL as a string, got {type(text).__name__}")
+        return None
+    if not text.strip():
+        verdict.refuse("there is no SQL yet: write it in the string, then run the cell again")
+        return None
+    if blank and blank in text:
+        verdict.refuse(f"your SQL still has a {blank} in it: fill it in, then run the cell again")
+        return None
+    return text
+
+
+def install(conn: psycopg.Connection, text: str, verdict: Verdict, *, replaces: Sequence[str] = ()) -> bool:
+    """Run the learner's SQL in one transaction, after dropping the reference `replaces` routines.
+
+    Dropping first means only the learner's version can be there afterwards, whether they
+    wrote CREATE or CREATE OR REPLACE. False, with PostgreSQL's words in the verdict, on an error.
+    """
+    try:
+        with conn.transaction():
+            for routine in replaces:
+                conn.execute(sql.SQL(_q()["drop_routine"]).format(routine=sql.Identifier(routine)))
+            conn.execute(text)
+    except psycopg.Error as exc:
+        where = f" (at character {exc.diag.statement_position})" if exc.diag.statement_position else ""
+        verdict.refuse(f"PostgreSQL refused your SQL{where}: {exc.diag.message_primary or exc}")
+        return False
+    missing = [r for r in replaces if not conn.execute(_q()["routine_exists"], {"name": r}).fetchone()[0]]
+    if missing:
+        verdict.refuse(f"your SQL ran but created no {', '.join(missing)}: check the name you gave it")
+        return False
+    return True
+
+
+def together(n: int, call: Callable[[int], T], timeout: float = 30.0) -> list[T | BaseException]:
+    """Run `call(0)` ... `call(n-1)` on n threads released together by a barrier.
+
+    Each result is what the call returned, or the exception it raised: a race is judged by
+    what every racer saw.
+    """
+    release = threading.Barrier(n, timeout=timeout)
+    results: list[T | BaseException] = [TimeoutError("never ran")] * n
+
+    def racer(i: int) -> None:
+        try:
+            release.wait()
+            results[i] = call(i)
+        except BaseException as exc:  # noqa: BLE001 - handed back to be judged
+            results[i] = exc
+
+    threads = [threading.Thread(target=racer, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return results

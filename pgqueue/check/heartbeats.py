@@ -1,0 +1,130 @@
+"""Lesson 02's checker: the learner's `send_heartbeat`, tried beat by beat and with racing first beats."""
+
+from __future__ import annotations
+
+import secrets
+
+import psycopg
+
+from pgqueue import labs, queries
+from pgqueue.check.core import Verdict, install, together, written
+from pgqueue.heartbeats import Identity, send_heartbeat
+
+RACE_TRIALS = 20  # trials of first beats released together
+RACERS = 4  # beats per trial, one connection each
+
+
+def _q() -> queries.Queries:
+    return queries.load("clients/check.sql")
+
+
+def heartbeat_upsert(text: str, poc: str = "notify-listen") -> Verdict:
+    """Whether the learner's `send_heartbeat` registers, refreshes, keeps the kill switch, races safely."""
+    verdict = Verdict("your send_heartbeat")
+    if written(text, verdict) is None:
+        return verdict
+    with labs.scratch(poc, "heartbeats") as lab, lab.connect() as conn:
+        if not install(conn, text, verdict, replaces=["send_heartbeat"]):
+            return verdict
+        me, other = Identity.new("first_process", "1.0.0"), Identity.new("second_process", "1.5.2")
+        if not _beat(conn, me, verdict, "a first beat"):
+            return verdict
+        row = _row(conn, me)
+        if not verdict.expect(
+            row is not None and (row["process_name"], row["process_version"]) == (me.name, me.version),
+            "a first beat registers the process (its name and version)",
+            f"after a first beat of {me.uuid}, process_heartbeats holds {_shown(row)}",
+        ):
+            return verdict
+        _beat(conn, other, verdict, "another process's first beat")
+        other_before = _row(conn, other)
+        conn.execute(_q()["mark_busy_stopped"], {"uuid": me.uuid})
+        if not _beat(conn, me, verdict, "a second beat of the same process"):
+            return verdict
+        again = _row(conn, me)
+        verdict.expect(
+            _count(conn, me) == 1,
+            "a second beat keeps one row per process",
+            f"two beats of {me.uuid} left {_count(conn, me)} rows",
+        )
+        verdict.expect(
+            again["last_beat_timestamp"] > row["last_beat_timestamp"],
+            "a second beat moves last_beat_timestamp forward",
+            f"a second beat left last_beat_timestamp at {row['last_beat_timestamp']}: "
+            "the process would look stale while it beats",
+        )
+        verdict.expect(
+            not again["process_busy"] and again["process_stopped_timestamp"] is None,
+            "a beat clears process_busy and process_stopped_timestamp (a beating process asks for work)",
+            "after a beat, process_busy is "
+            f"{again['process_busy']} and process_stopped_timestamp is {again['process_stopped_timestamp']}: "
+            "a beat means the process runs and wants work, so both must be cleared",
+        )
+        verdict.expect(
+            _row(conn, other) == other_before,
+            "a beat changes only its own process's row",
+            f"a beat of {me.uuid} changed the row of {other.uuid} too: "
+            "is a WHERE or the conflict target missing?",
+        )
+        conn.execute(queries.load("clients/heartbeats.sql")["set_kill_switch"], {"uuid": me.uuid, "on": True})
+        _beat(conn, me, verdict, "a beat after the kill switch was set")
+        killed = _row(conn, me)
+        verdict.expect(
+            killed is not None and killed["process_kill_switch"],
+            "a beat keeps the kill switch an operator set",
+            "a beat cleared the kill switch: an operator's kill would be undone by the next heartbeat",
+        )
+        _race(lab, verdict)
+    return verdict
+
+
+def _race(lab: labs.Scratch, verdict: Verdict) -> None:
+    """First beats of one new process released together, RACE_TRIALS times."""
+    failed: list[str] = []
+    doubled = 0
+    conns = [lab.connect() for _ in range(RACERS)]
+    try:
+        for _ in range(RACE_TRIALS):
+            who = Identity.new("third_process", "1.0.0", secrets.token_hex(6))
+            results = together(RACERS, lambda i, who=who: send_heartbeat(conns[i], who))
+            failed += [_error(r) for r in results if isinstance(r, BaseException)]
+            doubled += _count(conns[0], who) != 1
+    finally:
+        for conn in conns:
+            conn.close()
+    verdict.expect(
+        not failed and not doubled,
+        f"{RACERS} first beats of one process at once, {RACE_TRIALS} times: no error, one row",
+        f"{RACERS} first beats of one process at once, {RACE_TRIALS} times: {len(failed)} beats failed"
+        + (f" ({failed[0]})" if failed else "")
+        + (f", {doubled} trials left other than one row" if doubled else "")
+        + ": two workers starting together must both register",
+    )
+
+
+def _beat(conn: psycopg.Connection, who: Identity, verdict: Verdict, what: str) -> bool:
+    try:
+        send_heartbeat(conn, who)
+        return True
+    except psycopg.Error as exc:
+        verdict.refuse(f"{what} failed: {_error(exc)}")
+        return False
+
+
+def _error(exc: BaseException) -> str:
+    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
+        return exc.diag.message_primary
+    return str(exc)
+
+
+def _row(conn: psycopg.Connection, who: Identity) -> dict | None:
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute(_q()["heartbeat_row"], {"uuid": who.uuid}).fetchone()
+
+
+def _count(conn: psycopg.Connection, who: Identity) -> int:
+    return conn.execute(_q()["heartbeat_rows"], {"uuid": who.uuid}).fetchone()[0]
+
+
+def _shown(row: dict | None) -> str:
+    return "no row" if row is None else f"name {row['process_name']!r}, version {row['process_version']!r}"
