@@ -1,14 +1,18 @@
 """Panels for the lessons: kill switches, priorities, a fleet, and a live dashboard (ipywidgets 8).
 
 Every control acts through a method code can call too (it sets the control's value, so the same
-observer runs as for a click): notebooks and tests drive the panels without a browser.
+observer runs as for a click): notebooks and tests drive the panels without a browser. What a
+person changed by hand is kept in the panel's `clicks`, which a lesson reads back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import weakref
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import ipywidgets as w
 import pandas as pd
@@ -23,7 +27,42 @@ def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, border=0) if len(frame) else "<i>none</i>"
 
 
-class KillSwitchPanel(w.VBox):
+class Click(NamedTuple):
+    """One change a person made on a panel: what, on which row, to which value."""
+
+    action: str  # "kill", "priority", "submit"
+    target: str | int  # a process uuid, a pipe job id, a request id
+    value: object
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target}: {self.value}"
+
+
+class _RecordsClicks:
+    """Panels keep what a person did in `clicks`; the same change made by code is not a click.
+
+    A lesson asks the learner to click, then reads `clicks`; a headless run, where nobody
+    clicks, falls back to the panel's method (which takes the same path as a click).
+    """
+
+    def _init_clicks(self) -> None:
+        self.clicks: list[Click] = []
+        self._by_code = False
+
+    def _record(self, action: str, target: str | int, value: object) -> None:
+        if not self._by_code:
+            self.clicks.append(Click(action, target, value))
+
+    @contextlib.contextmanager
+    def _code(self) -> Iterator[None]:
+        self._by_code = True
+        try:
+            yield
+        finally:
+            self._by_code = False
+
+
+class KillSwitchPanel(_RecordsClicks, w.VBox):
     """One row per registered process with a kill toggle; `stop_all()` flips every one."""
 
     def __init__(self, poc: str, stale_after: float = heartbeats.STALE_AFTER) -> None:
@@ -31,6 +70,7 @@ class KillSwitchPanel(w.VBox):
         self.toggles: dict[str, w.ToggleButton] = {}
         self.labels: dict[str, w.HTML] = {}
         self._syncing = False
+        self._init_clicks()
         refresh = w.Button(description="Refresh", icon="refresh")
         refresh.on_click(lambda _: self.refresh())
         self.stop_all_button = w.Button(description="Stop all", button_style="danger", icon="stop")
@@ -63,6 +103,7 @@ class KillSwitchPanel(w.VBox):
     def _flipped(self, uuid: str):
         def on_change(change) -> None:
             if not self._syncing:
+                self._record("kill", uuid, bool(change["new"]))
                 heartbeats.set_kill_switch(self.poc, uuid, bool(change["new"]))
                 self.refresh()
 
@@ -74,15 +115,16 @@ class KillSwitchPanel(w.VBox):
             self.refresh()
         if uuid not in self.toggles:
             raise PgQueueError(f"no process {uuid!r} has sent a heartbeat in lab {self.poc!r}")
-        self.toggles[uuid].value = on
+        with self._code():
+            self.toggles[uuid].value = on
 
     def stop_all(self) -> None:
         """Flip every toggle on."""
         for uuid in list(self.toggles):
-            self.toggles[uuid].value = True
+            self.toggles[uuid].value = True  # a click on Stop all: each toggle counts as a click
 
 
-class PriorityPanel(w.VBox):
+class PriorityPanel(_RecordsClicks, w.VBox):
     """A lab's open pipe jobs with a priority each, and a form that submits a new request."""
 
     def __init__(self, poc: str = "single-call") -> None:
@@ -90,6 +132,7 @@ class PriorityPanel(w.VBox):
         self.queue = designs.get(poc).worker()
         self.inputs: dict[int, w.BoundedIntText] = {}
         self._syncing = False
+        self._init_clicks()
         self.changed_jobs = 0
         self.message = w.HTML()
         self.rows = w.VBox()
@@ -141,6 +184,7 @@ class PriorityPanel(w.VBox):
     def _changed(self, pipe_job_id: int):
         def on_change(change) -> None:
             if not self._syncing:
+                self._record("priority", pipe_job_id, int(change["new"]))
                 waiting = self.queue.set_priority(pipe_job_id, int(change["new"]))
                 self.changed_jobs = waiting  # how many waiting jobs the last change re-prioritised
                 self.message.value = (
@@ -153,7 +197,8 @@ class PriorityPanel(w.VBox):
         """Change one pipe job's priority, as typing in its box does."""
         if pipe_job_id not in self.inputs:
             raise PgQueueError(f"pipe job {pipe_job_id!r} is not open (finished, or unknown)")
-        self.inputs[pipe_job_id].value = priority
+        with self._code():
+            self.inputs[pipe_job_id].value = priority
 
     def _submit_clicked(self) -> None:
         if not self.pipelines.value:
@@ -162,6 +207,11 @@ class PriorityPanel(w.VBox):
         made = [
             self.queue.submit(pipe, self.request.value, self.priority.value) for pipe in self.pipelines.value
         ]
+        self._record(
+            "submit",
+            self.request.value,
+            {"pipelines": list(self.pipelines.value), "priority": self.priority.value, "pipe_jobs": made},
+        )
         self.message.value = f"request {self.request.value}: pipe job(s) {made}"
         self.refresh()
 
@@ -171,7 +221,8 @@ class PriorityPanel(w.VBox):
         if request_id is not None:
             self.request.value = request_id
         self.priority.value = priority
-        self.submit_button.click()
+        with self._code():
+            self.submit_button.click()
 
 
 class FleetPanel(w.VBox):

@@ -144,3 +144,24 @@ def test_the_dashboard_works_on_the_notify_listen_lab_too():
         board.refresh()
     assert "third_process 1.0.0" in board.counts.value
     assert sum(len(trace.y) for trace in board.timeline.data) == 3
+
+
+def test_a_panel_keeps_what_a_person_clicked_and_not_what_code_did(sc_lab):
+    with labs.connect(SC) as conn:
+        me, other = Identity.new("uploader", "1.0.0"), Identity.new("uploader", "1.0.0")
+        heartbeats.send_heartbeat(conn, me)
+        heartbeats.send_heartbeat(conn, other)
+    panel = widgets.KillSwitchPanel(SC)
+    panel.set_kill(me.uuid)  # code: the lesson's fallback when nobody clicked
+    assert panel.clicks == []
+    panel.toggles[other.uuid].value = True  # what a click in the browser changes
+    assert panel.clicks == [widgets.Click("kill", other.uuid, True)]
+    assert set(heartbeats.states(SC).query("state == 'killed'")["process_uuid"]) == {me.uuid, other.uuid}
+
+    prio = widgets.PriorityPanel()
+    pipe_job = single_call.submit(pipe_id=2)
+    prio.refresh()
+    prio.set_priority(pipe_job, 5)
+    prio.inputs[pipe_job].value = 7  # typed by a person
+    prio.submit([2], request_id=71)
+    assert prio.clicks == [widgets.Click("priority", pipe_job, 7)]
