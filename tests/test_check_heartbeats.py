@@ -48,7 +48,7 @@ def test_the_reference_upsert_holds():
             "    UPDATE process_heartbeats SET last_beat_timestamp = now(), process_busy = false,\n"
             "           process_stopped_timestamp = NULL WHERE process_uuid = p_uuid;\n"
             f"  ELSE PERFORM pg_sleep(0.01); {INSERT}; END IF;\nEND $$;",
-            "first beats of one process at once, 20 times: ",
+            "overlapping first beats of one process went wrong in ",
         ),
         (
             HEAD + f"LANGUAGE sql AS $$ {INSERT} ON CONFLICT (process_uuid) DO NOTHING;\n"
