@@ -496,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one verb: a mistake prints a usage line and exits 2, a problem one line and exits 1."""
     args = build_parser().parse_args(argv)
     try:
+        paths.sql_dir()  # a package installed without its SQL says so before any server starts
         return args.func(args)
     except BadValue as exc:
         args.parser.error(str(exc))  # exits 2 with the verb's usage line
