@@ -3,6 +3,7 @@ by many trials whose racers a barrier releases together."""
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -25,6 +26,24 @@ class HeartbeatRace:
     owner: str  # the uuid the job is assigned to
     second_events: str = ""  # what the second worker reported, one event per line
     isolation: str = ""  # the heartbeats' isolation level, e.g. "REPEATABLE READ"
+    uuids: tuple[str, str] = ("", "")  # the first and the second worker's uuid
+
+    def table(self):
+        """One row per worker: what it heard, how often it retried, whether the job is assigned to it."""
+        import pandas as pd
+
+        def said(answer: str) -> str:
+            return f"job {json.loads(answer)['job_id']}" if answer.startswith("{") else answer or "(nothing)"
+
+        return pd.DataFrame(
+            {
+                "isolation": [self.isolation] * 2,
+                "worker": ["first", "second"],
+                "heard": [said(self.first), said(self.second)],
+                "retries": [0, self.retries],
+                "owns the job": [self.owner == u for u in self.uuids],
+            }
+        )
 
     def job_ids(self) -> list[int]:
         """The job ids each worker received (0, 1 or 2 of them)."""
@@ -96,6 +115,7 @@ def heartbeat_race(
         owner,
         said,
         level.name.replace("_", " "),
+        (first_who.uuid, second_who.uuid),
     )
 
 
@@ -151,15 +171,30 @@ class GateRace:
     started: bool
 
 
-def order_gate_race(first: int, second: int, waiting: int) -> GateRace:
+Connect = Callable[[], psycopg.Connection]
+
+
+def _lab_connect(connect: Connect | None) -> Connect:
+    """The connections a gate race uses: `connect`, or the lesson's single-call lab."""
+    return connect if connect is not None else lambda: labs.connect(SINGLE_CALL)
+
+
+def _waits_on_lock(conn: psycopg.Connection, pid: int) -> bool:
+    row = conn.execute(queries.load("clients/races.sql")["wait_event"], {"pid": pid}).fetchone()
+    return row is not None and row[0] == "Lock"
+
+
+def order_gate_race(first: int, second: int, waiting: int, *, connect: Connect | None = None) -> GateRace:
     """Finish pipe jobs `first` and `second` (one request, one order) in two concurrent transactions.
 
     Each trigger checks whether the other pipe job has finished. The first transaction stays open
     while the second finishes; if the second has to wait (a lock), the first commits and the
     second goes on. Then both are committed, and we look whether `waiting` got its entry job.
+    `connect` makes the connections (a scratch lab's, say); the lesson's lab by default.
     """
     q = queries.load("clients/races.sql")
-    with labs.connect(SINGLE_CALL) as a, labs.connect(SINGLE_CALL) as b:
+    connect = _lab_connect(connect)
+    with connect() as a, connect() as b, connect() as watch:
         b_done = threading.Event()
 
         def finish_second() -> None:
@@ -172,7 +207,7 @@ def order_gate_race(first: int, second: int, waiting: int) -> GateRace:
             racer = threading.Thread(target=finish_second)
             racer.start()
             until(
-                lambda: b_done.is_set() or waiting_on_lock(b.info.backend_pid, SINGLE_CALL),
+                lambda: b_done.is_set() or _waits_on_lock(watch, b.info.backend_pid),
                 10,
                 "the second pipe job finishing or waiting",
             )
@@ -192,14 +227,34 @@ class GateTrials:
     stalled: int  # both pipe jobs finished, and the next order never started
     deadlocks: int  # trials where a finisher was chosen as a deadlock victim
     twice: int = 0  # the next order started twice
+    failed: int = 0  # trials where a finisher failed with another error
+    error: str = ""  # the first such error, in PostgreSQL's words
 
     @property
     def held(self) -> bool:
         """Whether the gate opened exactly once in every trial."""
         return self.started == self.trials
 
+    def row(self) -> dict[str, int]:
+        """The counts, for one row of a table of versions."""
+        return {
+            "trials": self.trials,
+            "started": self.started,
+            "stalled": self.stalled,
+            "deadlocks": self.deadlocks,
+            "twice": self.twice,
+        }
 
-def order_gate_trials(trials: int = 100, pipe: int = 2, next_pipe: int = 4) -> GateTrials:
+
+def order_gate_trials(
+    trials: int = 100,
+    pipe: int = 2,
+    next_pipe: int = 4,
+    *,
+    connect: Connect | None = None,
+    stop_after: int | None = None,
+    pause: float = 0.0,
+) -> GateTrials:
     """Finish two pipe jobs of one request and order at the same moment, `trials` times.
 
     Each trial makes a fresh request (two pipe jobs of `pipe`, one of `next_pipe`, one order
@@ -207,36 +262,68 @@ def order_gate_trials(trials: int = 100, pipe: int = 2, next_pipe: int = 4) -> G
     UPDATE (what finish_pipe does last), so the schedules vary from trial to trial: the second
     UPDATE before, during or after the first one's trigger. Then it counts whether the
     next-order pipe job got its entry job.
+
+    `connect` makes the connections (a scratch lab's, say); the lesson's lab by default.
+    `stop_after` ends the trials early once that many trials had a deadlock or another error
+    (each deadlock costs PostgreSQL's deadlock_timeout, a second by default); `trials` then
+    says how many ran. `pause` (seconds) installs a kit trigger that holds each finisher for
+    that long right after its UPDATE locked its own row: both finishers then hold their own row
+    before any other BEFORE trigger runs, the schedule a row-lock fix deadlocks on.
     """
     q = queries.load("clients/races.sql")
+    connect = _lab_connect(connect)
     release = threading.Barrier(3, timeout=30)
     current: list[int] = []
     victims: list[int] = []  # trial numbers where a finisher was a deadlock victim
+    errors: list[tuple[int, str]] = []  # trial numbers where a finisher failed otherwise
+    go_on = [True]
+    trial_no = [0]  # the trial under way, for the finishers' reports
 
     def finisher(which: int) -> None:
-        with labs.connect(SINGLE_CALL) as conn:
-            for trial in range(trials):
-                release.wait()  # the trial is ready: go
+        with connect() as conn:
+            if pause:
+                conn.execute(q["gate_pause"], {"seconds": str(pause)})
+            while True:
+                release.wait()  # the trial is ready: go (or stop)
+                if not go_on[0]:
+                    return
                 try:
                     conn.execute(q["finish_pipe_job"], {"pipe_job_id": current[which]})
                 except psycopg.errors.DeadlockDetected:
-                    victims.append(trial)
+                    victims.append(trial_no[0])
+                except psycopg.Error as exc:
+                    errors.append((trial_no[0], exc.diag.message_primary or str(exc)))
                 release.wait()  # done
 
     racers = [threading.Thread(target=finisher, args=(i,), daemon=True) for i in (1, 2)]
-    started = stalled = twice = 0
-    with labs.connect(SINGLE_CALL) as conn:
+    started = stalled = twice = ran = 0
+    with connect() as conn:
+        if pause:
+            conn.execute(q["install_gate_pause"])
         for racer in racers:
             racer.start()
-        for trial in range(trials):
-            params = {"pipe": pipe, "next_pipe": next_pipe}
-            current[:] = [row[0] for row in conn.execute(q["gate_trial"], params)]
+        try:
+            for trial in range(trials):
+                trial_no[0] = trial
+                params = {"pipe": pipe, "next_pipe": next_pipe}
+                current[:] = [row[0] for row in conn.execute(q["gate_trial"], params)]
+                release.wait()
+                release.wait()
+                ran += 1
+                entries = conn.execute(q["entry_job_of"], {"pipe_job_id": current[0]}).fetchone()[0]
+                failed = trial in victims or any(t == trial for t, _ in errors)
+                started += entries == 1
+                twice += entries > 1
+                stalled += entries == 0 and not failed
+                bad = len(set(victims) | {t for t, _ in errors})
+                if stop_after is not None and bad >= stop_after:
+                    break
+        finally:
+            go_on[0] = False
             release.wait()
-            release.wait()
-            entries = conn.execute(q["entry_job_of"], {"pipe_job_id": current[0]}).fetchone()[0]
-            started += entries == 1
-            twice += entries > 1
-            stalled += entries == 0 and trial not in victims
     for racer in racers:
         racer.join(10)
-    return GateTrials(trials, started, stalled, len(set(victims)), twice)
+    failed_trials = {t for t, _ in errors}
+    return GateTrials(
+        ran, started, stalled, len(set(victims)), twice, len(failed_trials), errors[0][1] if errors else ""
+    )

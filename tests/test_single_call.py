@@ -7,7 +7,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from pgqueue import PgQueueError, fleet, heartbeats, labs, races, single_call
+from pgqueue import PgQueueError, fleet, heartbeats, labs, queries, races, single_call
 from pgqueue.heartbeats import Identity
 from pgqueue.pipelines import OrderGateWarning
 from pgqueue.single_call import Options
@@ -108,6 +108,21 @@ def test_a_second_caller_queues_behind_the_first_rows_lock_then_takes_the_next_j
     (got_second,) = json.loads(heard[0])
     assert got_first["job_id"] != got_second["job_id"]
     assert got_second["job_assigned_process_uuid"] == second.uuid
+
+
+def test_skip_locked_takes_the_next_row_at_once_while_the_first_is_held(conn):
+    # what lesson 04 says SKIP LOCKED would change: no queueing behind the first caller's lock
+    single_call.submit(pipe_id=2, request_id=1)
+    single_call.submit(pipe_id=2, request_id=2)
+    pick = labs.step(POC, "find_job").lesson["skip_locked_pick"]
+    params = {"name": "first_process", "version": "1.9.2"}
+    with labs.connect(POC) as a, labs.connect(POC) as b, a.transaction():
+        (held,) = a.execute(pick, params).fetchone()
+        # a wait would end in an error, not a hang
+        b.execute(queries.load("clients/races.sql")["lock_timeout"], {"ms": "5000"})
+        with b.transaction():
+            (skipped_to,) = b.execute(pick, params).fetchone()
+        assert skipped_to != held  # answered while A still holds its row
 
 
 def test_find_job_beats_for_the_worker(conn):

@@ -1,13 +1,37 @@
 """Checkers for the SQL a learner writes in a lesson: each tries it on a scratch lab and says what holds.
 
     from pgqueue import check
+    check.next_processes(my_sql)     # lesson 01
     check.heartbeat_upsert(my_sql)   # lesson 02
+    check.heartbeat_answer(my_sql)   # lesson 03
+    check.find_job_pick(my_sql)      # lesson 04
+    check.priority_change(my_sql)    # lesson 05
+    check.gather_batch(my_sql)       # lesson 06
+    check.gate_takes_turns(my_sql)   # lesson 07
+    check.request_flow(my_query)     # lesson 08
 
 Each returns a `Verdict` that a notebook shows in plain words; `verdict.holds` says whether
 every check passed. The lesson's lab is never touched: a scratch copy is built and dropped.
 """
 
+from pgqueue.check.answer import heartbeat_answer
 from pgqueue.check.core import Verdict
+from pgqueue.check.find_job import find_job_pick
+from pgqueue.check.flow import request_flow
+from pgqueue.check.gate import gate_takes_turns
+from pgqueue.check.gather import gather_batch
 from pgqueue.check.heartbeats import heartbeat_upsert
+from pgqueue.check.pipelines import next_processes
+from pgqueue.check.priorities import priority_change
 
-__all__ = ["Verdict", "heartbeat_upsert"]
+__all__ = [
+    "Verdict",
+    "find_job_pick",
+    "gate_takes_turns",
+    "gather_batch",
+    "heartbeat_answer",
+    "heartbeat_upsert",
+    "next_processes",
+    "priority_change",
+    "request_flow",
+]

@@ -10,3 +10,189 @@ SELECT count(*) FROM process_heartbeats WHERE process_uuid = %(uuid)s;
 -- As a worker's row looks after it took a job, then said it stopped.
 UPDATE process_heartbeats SET process_busy = true, process_stopped_timestamp = clock_timestamp()
  WHERE process_uuid = %(uuid)s;
+
+-- Lesson 04's checker (pgqueue/check/find_job.py): jobs placed by hand around a learner's find_job.
+
+-- name: find_job_pipe_job
+-- A pipe job for pipeline 4 (order 2): at step 04 it starts nothing, so the checker places
+-- every job itself.
+INSERT INTO pipe_job_queue (request_id, pipe_id) VALUES (%(request_id)s, 4) RETURNING pipe_job_id;
+
+-- name: find_job_place
+-- One job of the scene: whose it is, its priority, finished or taken, and how old (seconds).
+INSERT INTO job_queue (pipe_job_id, pipe_id, job_process_name, job_process_version, job_priority,
+                       job_finished, job_assigned_process_uuid, job_create_timestamp)
+VALUES (%(pipe_job_id)s, 4, %(name)s, %(version)s, %(priority)s, %(finished)s, %(taken_by)s,
+        clock_timestamp() - make_interval(secs => %(age)s))
+RETURNING job_id;
+
+-- name: find_job_call
+SELECT find_job(%(uuid)s, 'checker', %(name)s, %(version)s);
+
+-- name: find_job_taker
+SELECT job_assigned_process_uuid FROM job_queue WHERE job_id = %(job_id)s;
+
+-- Lesson 05's checker (pgqueue/check/priorities.py).
+
+-- name: priority_pipe_job
+-- A request for pipeline 2: its trigger makes the entry job, which waits.
+INSERT INTO pipe_job_queue (request_id, pipe_id, pipe_job_priority)
+VALUES (%(request_id)s, 2, 100) RETURNING pipe_job_id;
+
+-- name: priority_place
+-- A job of pipeline 2's first step for a pipe job: taken by `taken_by` or finished, as asked.
+INSERT INTO job_queue (pipe_job_id, pipe_id, job_priority, job_process_name, job_process_version,
+                       job_finished, job_assigned_process_uuid)
+VALUES (%(pipe_job_id)s, 2, 100, 'first_process', '1.9.2', %(finished)s, %(taken_by)s)
+RETURNING job_id;
+
+-- name: priority_jobs
+-- Every pipe job's and job's priority, to compare before and after a change.
+SELECT 'pipe job' AS kind, pipe_job_id AS id, pipe_job_id, pipe_job_priority AS priority
+  FROM pipe_job_queue
+UNION ALL
+SELECT 'job', job_id, pipe_job_id, job_priority FROM job_queue
+ ORDER BY kind DESC, id;
+
+-- name: priority_set
+SELECT set_pipe_job_priority(%(pipe_job_id)s, %(priority)s::smallint);
+
+-- Lesson 03's checker (pgqueue.check.answer): the learner's answer_heartbeat.
+
+-- name: answer_placeholder
+-- Stands in for the reference answer_heartbeat before the learner's version is installed: the
+-- trigger heartbeat_finds_job uses the function, so it cannot be dropped, only replaced. If the
+-- learner's SQL replaces nothing, this source is still there, and the checker says so.
+CREATE OR REPLACE FUNCTION answer_heartbeat() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'answer_heartbeat has not been written yet';
+END $$;
+
+-- name: routine_source
+SELECT prosrc FROM pg_proc WHERE proname = %(name)s AND pronamespace = 'public'::regnamespace;
+
+-- name: answer_jobs
+-- Waiting jobs for the processes named, oldest first, in pipeline 1 (request 1).
+INSERT INTO job_queue (request_id, pipe_id, job_creator_process_name, job_process_name, job_process_version)
+SELECT 1, 1, 'the checker', job.name, job.version
+  FROM unnest(%(names)s::varchar[], %(versions)s::varchar[]) WITH ORDINALITY AS job (name, version, n)
+ ORDER BY job.n;
+
+-- name: answer_job_list
+SELECT job_id, job_process_name, job_process_version, job_assigned_process_uuid
+  FROM job_queue ORDER BY job_id;
+
+-- name: answer_done
+-- A last notification after a beat: notifications of transactions that committed one after the
+-- other arrive in that order, so once this one is heard, every answer to the beat is in.
+SELECT pg_notify(%(channel)s, %(payload)s);
+
+-- Lesson 08's checker (pgqueue.check.flow): a request's flow, per pipe order.
+
+-- name: request_flow
+-- The reference answer to lesson 08's exercise: per pipe order of one request, when its first
+-- job was created, when its last job finished (of those finished), and how many jobs it made.
+SELECT p.pipe_order,
+       min(j.job_create_timestamp) AS first_created,
+       max(j.job_finish_timestamp) AS last_finished,
+       count(*) AS jobs
+  FROM job_queue j
+  JOIN pipe_job_queue pj USING (pipe_job_id)
+  JOIN pipelines p ON p.pipe_id = pj.pipe_id
+ WHERE pj.request_id = %(request_id)s
+ GROUP BY p.pipe_order
+ ORDER BY p.pipe_order;
+
+-- name: flow_requests
+-- Every request of a lab that has at least one job: what the checker compares.
+SELECT DISTINCT pj.request_id
+  FROM pipe_job_queue pj JOIN job_queue j USING (pipe_job_id)
+ ORDER BY 1;
+
+-- name: flow_processes
+-- Every process a pipeline asks for: the checker plays each one's part in a scratch lab.
+SELECT DISTINCT process_name, process_version FROM pipeline_processes ORDER BY 1, 2;
+
+-- Lesson 01's checker (pgqueue.check.pipelines): the learner's next_processes.
+
+-- name: next_step_reference
+-- Every step of the example pipelines with the step after it in the same pipeline (process_order
+-- one more), or NULLs for a pipeline's last step.
+SELECT this.pipe_id, this.process_name, this.process_order,
+       nxt.process_name AS next_name, nxt.process_version AS next_version
+  FROM pipeline_processes this
+  LEFT JOIN pipeline_processes nxt ON nxt.pipe_id = this.pipe_id
+                                  AND nxt.process_order = this.process_order + 1
+ ORDER BY this.pipe_id, this.process_order;
+
+-- name: next_processes_result
+-- What the learner's function returns, as the task declares it: SETOF pipeline_processes.
+SELECT CASE prokind WHEN 'p' THEN 'nothing: it is a PROCEDURE' ELSE pg_get_function_result(oid) END
+           AS returns,
+       prokind = 'f' AND prorettype = 'pipeline_processes'::regtype AND proretset AS whole_rows
+  FROM pg_proc
+ WHERE proname = 'next_processes' AND pronamespace = 'public'::regnamespace;
+
+-- name: next_processes_call
+SELECT n.pipe_id, n.process_name, n.process_version, n.process_order
+  FROM next_processes(%(pipe_id)s::integer, %(name)s::varchar) AS n
+ ORDER BY n.pipe_id, n.process_order, n.process_name;
+
+-- name: check_time_limit
+-- A learner's function that never ends must not hang the lesson.
+SET statement_timeout = '5s';
+
+-- name: flow_read_only
+-- Lesson 08: the learner's query runs in a transaction that may not write (and is rolled back anyway).
+SET TRANSACTION READ ONLY;
+
+-- Lesson 07's checker (pgqueue.check.gate).
+
+-- name: gate_lock_timeout
+-- A finisher that waits for a lock twice as long as PostgreSQL waits before it looks for a
+-- deadlock (deadlock_timeout) gives up: a lock never released, say. A deadlock is found first.
+SELECT set_config('lock_timeout', (2 * setting::integer + 500)::text, false)
+  FROM pg_settings WHERE name = 'deadlock_timeout';
+
+-- name: gate_before_update_triggers
+SELECT count(*) FROM pg_trigger
+ WHERE tgrelid = 'pipe_job_queue'::regclass AND NOT tgisinternal
+   AND tgtype & 2 = 2 AND tgtype & 16 = 16;  -- BEFORE, UPDATE
+
+-- name: gate_pipe_job_finished
+SELECT pipe_job_finished FROM pipe_job_queue WHERE pipe_job_id = %(id)s;
+
+-- Lesson 06's checker (pgqueue.check.gather): fan-outs made with create_jobs, then a gatherer asks.
+
+-- name: gather_request
+INSERT INTO pipe_job_queue (request_id, pipe_id, pipe_job_priority)
+SELECT coalesce(max(request_id), 0) + 1, %(pipe_id)s, %(priority)s FROM pipe_job_queue
+RETURNING pipe_job_id;
+
+-- name: gather_entry_job
+SELECT job_id FROM job_queue WHERE pipe_job_id = %(pipe_job_id)s;
+
+-- name: gather_create_jobs
+CALL create_jobs(%(job_ids)s, %(payloads)s);
+
+-- name: gather_take
+-- As if a gatherer had claimed these jobs already.
+UPDATE job_queue SET job_assigned_process_uuid = 'taken', job_assign_timestamp = clock_timestamp()
+ WHERE job_id = ANY (%(job_ids)s);
+
+-- name: gather_call
+SELECT gather_batch(%(name)s, %(version)s);
+
+-- name: gather_reference
+-- What find_job itself hands out in multi mode (the checker rolls it back).
+SELECT find_job(%(uuid)s, 'checker', %(name)s, %(version)s, true);
+
+-- name: gather_jobs
+SELECT job_id, job_process_name, job_process_version, job_finished,
+       coalesce(job_assigned_process_uuid, '') <> '' AS taken, job_creater_set_elements
+  FROM job_queue WHERE job_id = ANY (%(job_ids)s) ORDER BY job_id;
+
+-- name: flow_ready
+-- Lesson 08: whether a lab has the tables its query reads (a lab built up to an early step has not).
+SELECT to_regclass('job_queue') IS NOT NULL AND to_regclass('pipe_job_queue') IS NOT NULL
+       AND to_regclass('pipelines') IS NOT NULL;

@@ -26,3 +26,44 @@ SELECT request.id, pipe.id FROM request, unnest(ARRAY[%(next_pipe)s, %(pipe)s, %
        WITH ORDINALITY AS pipe (id, n)
  ORDER BY pipe.n
 RETURNING pipe_job_id;
+
+-- name: gate_row_locks
+-- Lesson 07's first idea, which deadlocks: lock the request's pipe jobs before the gate's check.
+-- A BEFORE UPDATE row trigger runs once the UPDATE holds its own row's lock, so two finishers
+-- of one request each hold one row and wait for the other's.
+CREATE FUNCTION pipe_job_takes_turn() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.pipe_job_finished AND NOT OLD.pipe_job_finished THEN
+        PERFORM 1 FROM pipe_job_queue WHERE request_id = NEW.request_id
+          ORDER BY pipe_job_id FOR UPDATE;
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER pipe_job_takes_turn
+BEFORE UPDATE OF pipe_job_finished ON pipe_job_queue
+FOR EACH ROW EXECUTE FUNCTION pipe_job_takes_turn();
+
+-- name: lock_timeout
+-- A race that should not wait ends in an error after `ms` instead of hanging a test.
+SELECT set_config('lock_timeout', %(ms)s, false);
+
+-- name: install_gate_pause
+-- A kit trigger that pauses a finisher right after its UPDATE has locked its own pipe job's row,
+-- before any later BEFORE trigger runs (triggers of one kind fire in name order, and `_` sorts
+-- before lowercase letters). It pauses only sessions that set pgqueue.gate_pause (seconds): the
+-- barrier then meets, every time, the schedule it meets only sometimes: both finishers holding
+-- their own row before either asks for more.
+CREATE OR REPLACE FUNCTION _pause_after_row_lock() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.pipe_job_finished AND NOT OLD.pipe_job_finished THEN
+        PERFORM pg_sleep(coalesce(nullif(current_setting('pgqueue.gate_pause', true), ''), '0')::float8);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER _pause_after_row_lock
+BEFORE UPDATE OF pipe_job_finished ON pipe_job_queue
+FOR EACH ROW EXECUTE FUNCTION _pause_after_row_lock();
+
+-- name: gate_pause
+SELECT set_config('pgqueue.gate_pause', %(seconds)s, false);

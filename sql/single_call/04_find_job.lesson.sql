@@ -44,3 +44,13 @@ SELECT * FROM job_queue
 -- name: vacuum_job_queue
 -- Removes the dead rows the probe left, so the next measurement reads only live pages.
 VACUUM job_queue;
+
+-- name: skip_locked_pick
+-- What production queues pick with instead (never the originals): rows another transaction has
+-- locked are skipped, not waited for.
+SELECT job_id FROM job_queue
+ WHERE coalesce(job_assigned_process_uuid, '') = '' AND job_finished IS NULL
+   AND job_process_name = %(name)s AND job_process_version = %(version)s
+ ORDER BY job_priority, job_create_timestamp
+ LIMIT 1
+   FOR UPDATE SKIP LOCKED;

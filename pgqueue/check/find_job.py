@@ -1,0 +1,268 @@
+"""Lesson 04's checker: the pick of the learner's `find_job`, tried call by call and with racing callers."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+
+import psycopg
+
+from pgqueue import labs, queries
+from pgqueue.check.core import Verdict, install, together, written
+from pgqueue.single_call import LOST_RACE, NO_JOB
+
+NAME, VERSION = "first_process", "1.9.2"  # the process every caller runs
+RACE_TRIALS = 10  # trials of callers released together
+RACERS = 4  # callers per trial, one connection each
+RACE_JOBS = 6  # waiting jobs per trial: more than the callers, so every caller could get one
+
+
+def _q() -> queries.Queries:
+    return queries.load("clients/check.sql")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job the checker placed, and what makes it a right or wrong pick."""
+
+    job_id: int
+    name: str
+    version: str
+    priority: int
+    age: float  # seconds before the scene was made: larger is older
+    finished: bool = False
+    taken_by: str | None = None
+
+    @property
+    def waits(self) -> bool:
+        """Whether a caller of first_process 1.9.2 may be handed this job."""
+        return (self.name, self.version) == (NAME, VERSION) and not self.finished and not self.taken_by
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} ({self.name} {self.version}, priority {self.priority})"
+
+
+# (name, version, priority, age, finished, taken_by): the traps first, with the best priority
+SCENE = [
+    (NAME, VERSION, 1, 90.0, True, None),  # finished
+    (NAME, VERSION, 1, 80.0, False, "busy0worker"),  # taken by a worker already
+    (NAME, "2.0.0", 1, 70.0, False, None),  # another version of the process
+    ("second_process", VERSION, 1, 60.0, False, None),  # another process, same version
+    (NAME, VERSION, 100, 50.0, False, None),
+    (NAME, VERSION, 50, 30.0, False, None),
+    (NAME, VERSION, 50, 40.0, False, None),  # older than the one above: it goes first
+    (NAME, VERSION, 100, 20.0, False, None),
+    (NAME, VERSION, 200, 100.0, False, None),  # the oldest of all, but the worst priority
+    (NAME, VERSION, 150, 10.0, False, ""),  # '' is no worker, as NULL is: the original's own mark
+]
+
+
+def find_job_pick(text: str, poc: str = "single-call") -> Verdict:
+    """Whether the learner's `find_job` hands the right job, lowest priority then oldest, never twice."""
+    verdict = Verdict("your find_job")
+    if written(text, verdict) is None:
+        return verdict
+    with labs.scratch(poc, "find_job", examples=True) as lab, lab.connect() as conn:
+        if not install(conn, text, verdict, replaces=["find_job"]):
+            return verdict
+        pipe_job = conn.execute(_q()["find_job_pipe_job"], {"request_id": 1}).fetchone()[0]
+        jobs = [_place(conn, pipe_job, *row) for row in SCENE]
+        if _one_by_one(conn, jobs, verdict):
+            _race(lab, pipe_job, verdict)
+    return verdict
+
+
+def _place(conn, pipe_job, name, version, priority, age, finished, taken_by) -> Job:
+    params = {
+        "pipe_job_id": pipe_job,
+        "name": name,
+        "version": version,
+        "priority": priority,
+        "age": age,
+        "finished": True if finished else None,  # NULL, not false, is what waits
+        "taken_by": taken_by,
+    }
+    job_id = conn.execute(_q()["find_job_place"], params).fetchone()[0]
+    return Job(job_id, name, version, priority, age, finished, taken_by)
+
+
+def _one_by_one(conn: psycopg.Connection, jobs: list[Job], verdict: Verdict) -> bool:
+    """Callers one after the other: each must get the best job still waiting, then `No job found`."""
+    by_id = {job.job_id: job for job in jobs}
+    waiting = sorted((j for j in jobs if j.waits), key=lambda j: (j.priority, -j.age))
+    handed: list[int] = []
+    for call in range(1, len(waiting) + 2):
+        uuid = secrets.token_hex(6)
+        answer = _call(conn, uuid, verdict, f"call {call}")
+        if answer is None:
+            return False
+        if not waiting:
+            verdict.held.append(
+                f"{len(handed)} calls one by one got jobs {handed}: lowest job_priority first, then the "
+                "oldest, each marked as its caller's"
+            )
+            verdict.held.append(
+                "no call got a finished job, a taken job, or a job of another process or version"
+            )
+            return verdict.expect(
+                answer == NO_JOB,
+                f"once the {len(handed)} waiting jobs are handed out, the next call answers {NO_JOB!r}",
+                f"call {call}, with no job of {NAME} {VERSION} left waiting, answered {_short(answer)}: "
+                f"expected {NO_JOB!r}",
+            )
+        got = _job_of(answer, verdict, f"call {call}", waiting[0])
+        if got is None:
+            return False
+        job = by_id.get(got)
+        if job is None:
+            verdict.refuse(f"call {call} got job {got}, which the checker never made")
+            return False
+        if not _fits(job, verdict, f"call {call}"):
+            return False
+        best = waiting[0]
+        if job.job_id != best.job_id:
+            verdict.refuse(f"call {call} got {job}, but {best} waited: {_why(job, best)}")
+            return False
+        taker = conn.execute(_q()["find_job_taker"], {"job_id": got}).fetchone()[0]
+        if taker != uuid:
+            verdict.refuse(f"call {call} got job {got}, but the table says {taker!r} has it")
+            return False
+        waiting.pop(0)
+        handed.append(got)
+    return True  # not reached: the loop ends on the call after the last waiting job
+
+
+def _fits(job: Job, verdict: Verdict, who: str) -> bool:
+    """Refuse a job no caller of this process may get, naming why."""
+    if (job.name, job.version) != (NAME, VERSION):
+        verdict.refuse(
+            f"{who} got {job}: a worker of {NAME} {VERSION} must get only jobs of its own name and version"
+        )
+    elif job.finished:
+        verdict.refuse(f"{who} got {job}, which was finished: a finished job has job_finished = true")
+    elif job.taken_by:
+        verdict.refuse(
+            f"{who} got {job}, which worker {job.taken_by} had taken already "
+            "(its job_assigned_process_uuid was set)"
+        )
+    else:
+        return True
+    return False
+
+
+# the original marks a job "no worker" with NULL or with '' alike
+_EMPTY_UUID = "; its job_assigned_process_uuid is '' (empty), which means no worker, as NULL does"
+
+
+def _why(got: Job, best: Job) -> str:
+    if best.taken_by == "":
+        return _EMPTY_UUID.removeprefix("; ")
+    if got.priority > best.priority:
+        return f"the lowest job_priority goes first ({best.priority} before {got.priority})"
+    return "among equal priorities the oldest job (job_create_timestamp) goes first"
+
+
+def _race(lab: labs.Scratch, pipe_job: int, verdict: Verdict) -> None:
+    """RACERS callers released together, RACE_TRIALS times, each trial on fresh waiting jobs."""
+    doubled: list[str] = []
+    failed: list[str] = []
+    lost = served = 0
+    conns = [lab.connect() for _ in range(RACERS)]
+    try:
+        for trial in range(RACE_TRIALS):
+            version = f"race-{trial}"
+            for n in range(RACE_JOBS):
+                _place_race_job(conns[0], pipe_job, version, n)
+            results = together(RACERS, lambda i, v=version: _ask(conns[i], v))
+            got: dict[int, int] = {}
+            for result in results:
+                if isinstance(result, BaseException):
+                    failed.append(_error(result))
+                elif result == LOST_RACE:
+                    lost += 1
+                elif result.startswith("["):
+                    for job in json.loads(result):
+                        got[job["job_id"]] = got.get(job["job_id"], 0) + 1
+                        served += 1
+                else:
+                    failed.append(f"answered {_short(result)} while {RACE_JOBS} jobs waited")
+            doubled += [f"{n} workers got job {job_id}" for job_id, n in got.items() if n > 1]
+    finally:
+        for conn in conns:
+            conn.close()
+    what = f"{RACERS} callers at once, {RACE_JOBS} jobs waiting, {RACE_TRIALS} times"
+    more = f" (and {len(doubled) - 1} more like it)" if len(doubled) > 1 else ""
+    verdict.expect(
+        not doubled,
+        f"{what}: no job was handed to two callers",
+        f"{what}: {doubled[0] if doubled else ''}{more}: one job must go to one worker only",
+    )
+    verdict.expect(
+        not failed,
+        f"{what}: every call answered",
+        f"{what}: {len(failed)} calls failed ({failed[0] if failed else ''})",
+    )
+    calls = RACERS * RACE_TRIALS
+    verdict.expect(
+        lost == 0,
+        f"{what}: every caller got a job of its own ({served} of {calls}): the others queued behind "
+        "the row lock, then took the next job",
+        f"{what}: {lost} of {calls} callers were told {LOST_RACE!r} although jobs were still waiting: "
+        "without FOR UPDATE, racing callers read the same job, and all of them but one lose its claim",
+    )
+
+
+def _place_race_job(conn: psycopg.Connection, pipe_job: int, version: str, n: int) -> None:
+    params = {
+        "pipe_job_id": pipe_job,
+        "name": NAME,
+        "version": version,
+        "priority": 100,
+        "age": float(RACE_JOBS - n),
+        "finished": None,
+        "taken_by": None,
+    }
+    conn.execute(_q()["find_job_place"], params)
+
+
+def _ask(conn: psycopg.Connection, version: str) -> str:
+    params = {"uuid": secrets.token_hex(6), "name": NAME, "version": version}
+    return conn.execute(_q()["find_job_call"], params).fetchone()[0]
+
+
+def _call(conn: psycopg.Connection, uuid: str, verdict: Verdict, who: str) -> str | None:
+    try:
+        return conn.execute(
+            _q()["find_job_call"], {"uuid": uuid, "name": NAME, "version": VERSION}
+        ).fetchone()[0]
+    except psycopg.Error as exc:
+        verdict.refuse(f"{who} failed: {_error(exc)}")
+        return None
+
+
+def _job_of(answer: str, verdict: Verdict, who: str, best: Job | None = None) -> int | None:
+    """The one job id of an answer, or None after saying what the answer was instead."""
+    try:
+        jobs = json.loads(answer)
+    except (TypeError, ValueError):
+        jobs = None
+    if not isinstance(jobs, list) or len(jobs) != 1 or "job_id" not in jobs[0]:
+        waited = f"{best} waited" if best is not None else "jobs waited"
+        verdict.refuse(
+            f"{who} answered {_short(answer)} while {waited}: expected a JSON array of one job"
+            + (_EMPTY_UUID if best is not None and best.taken_by == "" else "")
+        )
+        return None
+    return jobs[0]["job_id"]
+
+
+def _short(answer: object) -> str:
+    shown = repr(answer)
+    return shown if len(shown) < 80 else shown[:77] + "...'"
+
+
+def _error(exc: BaseException) -> str:
+    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
+        return exc.diag.message_primary
+    return str(exc)

@@ -1,0 +1,148 @@
+"""Lesson 08's checker: the learner's query of a request's flow per pipe order, against the reference."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import psycopg
+from psycopg.rows import dict_row
+
+from pgqueue import labs, processes, queries
+from pgqueue.check.core import Verdict, written
+from pgqueue.heartbeats import Identity
+from pgqueue.single_call import NO_JOB, Worker
+
+POC = "single-call"
+COLUMNS = ("pipe_order", "first_created", "last_finished", "jobs")
+ROUNDS = 40  # rounds of every process asking for work, at most, to play the examples through
+
+
+def _q() -> queries.Queries:
+    return queries.load("clients/check.sql")
+
+
+def request_flow(text: str, poc: str = POC) -> Verdict:
+    """Whether the learner's query gives, per pipe order of `%(request_id)s`, the reference's rows.
+
+    It runs read-only on the lesson's lab (every request there), then on a scratch lab with the
+    example requests before any worker ran and after real find_job / create_jobs / finish_pipe
+    calls played them through. The first difference is named, with both values.
+    """
+    verdict = Verdict("your request-flow query")
+    if written(text, verdict) is None:
+        return verdict
+    if "%(request_id)s" not in text:
+        return verdict.refuse("your query has no %(request_id)s: the request must be a parameter")
+    if labs.is_set_up(poc):
+        with labs.connect(poc) as conn:
+            ready = conn.execute(_q()["flow_ready"]).fetchone()[0]
+            if ready and not _compare(conn, text, verdict, "in your lab"):
+                return verdict
+    with labs.scratch(poc, examples=True, fixes=True) as lab, lab.connect() as conn:
+        if not _compare(conn, text, verdict, "in a scratch lab before any worker ran"):
+            return verdict
+        _play(conn)
+        _compare(conn, text, verdict, "in a scratch lab after every job ran")
+    return verdict
+
+
+def _compare(conn: psycopg.Connection, text: str, verdict: Verdict, where: str) -> bool:
+    """Compare the learner's rows with the reference's for every request with jobs; False at the first
+    difference (named in the verdict)."""
+    requests = [r for (r,) in conn.execute(_q()["flow_requests"]).fetchall()]
+    for request_id in requests:
+        want = _rows(conn, _q()["request_flow"], request_id)
+        try:
+            got = _rows(conn, text, request_id)
+        except psycopg.Error as exc:
+            verdict.refuse(f"{where}, request {request_id}: PostgreSQL refused your query: {_error(exc)}")
+            return False
+        if (wrong := _difference(got, want)) is not None:
+            verdict.refuse(f"{where}, request {request_id}: {wrong}")
+            return False
+    verdict.held.append(
+        f"{where}: the same rows as the reference for request(s) {', '.join(map(str, requests))}"
+    )
+    return True
+
+
+def _rows(conn: psycopg.Connection, text: str, request_id: int) -> list[dict]:
+    """A query's rows, in a READ ONLY transaction that is rolled back: a query cannot change the lab."""
+    with conn.transaction(force_rollback=True), conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(_q()["flow_read_only"])
+        return cur.execute(text, {"request_id": request_id}).fetchall()
+
+
+def _difference(got: list[dict], want: list[dict]) -> str | None:
+    """The first difference between the learner's rows and the reference's, in words; None if none."""
+    columns = list(got[0]) if got else list(COLUMNS)
+    missing = [c for c in COLUMNS if c not in columns]
+    if missing:
+        return (
+            f"your query returns the columns {', '.join(columns)}; name them "
+            f"{', '.join(COLUMNS)} (missing: {', '.join(missing)})"
+        )
+    orders = [row["pipe_order"] for row in got]
+    if len(set(orders)) < len(orders):
+        twice = next(o for o in orders if orders.count(o) > 1)
+        return f"your query has {orders.count(twice)} rows for order {twice}: one row per pipe order"
+    mine = {row["pipe_order"]: row for row in got}
+    for row in want:
+        order = row["pipe_order"]
+        if order not in mine:
+            return f"your query has no row for order {order} (it made {_jobs(row['jobs'])})"
+        if mine[order]["jobs"] != row["jobs"]:
+            return f"order {order}: you counted {_jobs(mine[order]['jobs'])}, there were {row['jobs']}"
+        for column, what in (
+            ("first_created", "first job was created"),
+            ("last_finished", "last job finished"),
+        ):
+            if mine[order][column] != row[column]:
+                yours = f"order {order}: your {column} is {_when(mine[order][column])}"
+                if row[column] is None:
+                    return f"{yours}, but no job of that order has finished yet (it must be NULL)"
+                return f"{yours}, the {what} at {_when(row[column])}"
+    extra = sorted(set(mine) - {row["pipe_order"] for row in want})
+    if extra:
+        return f"your query has a row for order {extra[0]}, where the request has no job"
+    if orders != sorted(orders):
+        return f"your rows come in the order {orders}: ORDER BY pipe_order"
+    return None
+
+
+def _jobs(n: object) -> str:
+    return f"{n} job" if n == 1 else f"{n} jobs"
+
+
+def _when(value: object) -> str:
+    if value is None:
+        return "NULL"
+    return value.strftime("%H:%M:%S.%f") if hasattr(value, "strftime") else repr(value)
+
+
+def _error(exc: psycopg.Error) -> str:
+    return exc.diag.message_primary or str(exc)
+
+
+def _play(conn: psycopg.Connection) -> None:
+    """Every process asks for work with the real find_job, then hands over or finishes, until no
+    job is left (or ROUNDS rounds have passed)."""
+    workers = list(_workers(conn))
+    for _ in range(ROUNDS):
+        worked = False
+        for worker, multi in workers:
+            answer = worker.find_job(conn, multi)
+            if answer == NO_JOB or not answer.startswith("["):
+                continue
+            jobs = json.loads(answer)
+            processes.act(conn, processes.plan(conn, worker.who, jobs))
+            worked = True
+        if not worked:
+            return
+
+
+def _workers(conn: psycopg.Connection) -> Iterator[tuple[Worker, bool]]:
+    for name, version in conn.execute(_q()["flow_processes"]).fetchall():
+        who = Identity.new(name, version)
+        yield Worker(who), processes.gathers(conn, who)

@@ -1,0 +1,110 @@
+"""Lesson 01's checker: the learner's `next_processes`, asked for the step after every example step."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg.rows import dict_row
+
+from pgqueue import labs, queries
+from pgqueue.check.core import Verdict, install, written
+
+SIGNATURE = "next_processes(p_pipe_id integer, p_process_name varchar) RETURNS SETOF pipeline_processes"
+NOT_STEPS = [(1, "no_such_process"), (99, "first_process")]  # asked about: no step, so no next step
+
+
+def _q() -> queries.Queries:
+    return queries.load("clients/check.sql")
+
+
+def next_processes(text: str, poc: str = "notify-listen") -> Verdict:
+    """Whether the learner's `next_processes` names the next step of every step of the example pipelines.
+
+    The reference answer is the step of the same pipeline whose process_order is one more, or
+    none after a pipeline's last step; the first difference is named in plain words.
+    """
+    verdict = Verdict("your next_processes")
+    if written(text, verdict) is None:
+        return verdict
+    with labs.scratch(poc, "pipelines", examples=True) as lab, lab.connect() as conn:
+        conn.execute(_q()["check_time_limit"])
+        if not install(conn, text, verdict, replaces=["next_processes"]):
+            return verdict
+        result = conn.execute(_q()["next_processes_result"]).fetchone()
+        if not verdict.expect(
+            result[1],
+            "it returns SETOF pipeline_processes: whole rows, so a job can carry its step's configuration",
+            f"your next_processes returns {result[0]}; the task asks for {SIGNATURE}",
+        ):
+            return verdict
+        with conn.cursor(row_factory=dict_row) as cur:
+            steps = cur.execute(_q()["next_step_reference"]).fetchall()
+        wrong: list[str] = []
+        for step in steps:
+            answer = _ask(conn, step["pipe_id"], step["process_name"], verdict)
+            if answer is None:
+                return verdict
+            expected = [] if step["next_name"] is None else [(step["next_name"], step["next_version"])]
+            if [(row["process_name"], row["process_version"]) for row in answer] != expected:
+                wrong.append(_difference(step, answer))
+        verdict.expect(
+            not wrong,
+            f"it names the next step of each of the {len(steps)} steps of the example pipelines, "
+            "and no step after a pipeline's last one",
+            f"it is wrong for {len(wrong)} of the {len(steps)} example steps; the first: {wrong[0]}"
+            if wrong
+            else "",
+        )
+        strays = []
+        for pipe_id, name in NOT_STEPS:
+            answer = _ask(conn, pipe_id, name, verdict)
+            if answer is None:
+                return verdict
+            if answer:
+                strays.append(
+                    f"after `{name}` in pipeline {pipe_id} you answered {_names(answer)}, but pipeline "
+                    f"{pipe_id} has no step `{name}`: the answer should be no row"
+                )
+        verdict.expect(
+            not strays,
+            "it answers no row for a process that is not a step of the pipeline asked about",
+            strays[0] if strays else "",
+        )
+    return verdict
+
+
+def _ask(conn: psycopg.Connection, pipe_id: int, name: str, verdict: Verdict) -> list[dict] | None:
+    """The learner's answer for one step, or None after telling the verdict why the call failed."""
+    try:
+        with conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(_q()["next_processes_call"], {"pipe_id": pipe_id, "name": name}).fetchall()
+    except psycopg.Error as exc:
+        verdict.refuse(
+            f"next_processes({pipe_id}, '{name}') failed: {exc.diag.message_primary or exc}"
+            f" (the task's signature is {SIGNATURE})"
+        )
+        return None
+
+
+def _names(rows: list[dict]) -> str:
+    """The processes answered, in plain words: 'no row', 'x', or 'x and y'."""
+    if not rows:
+        return "no row"
+    names = [
+        f"{row['process_name']} (step {row['process_order']} of pipeline {row['pipe_id']})" for row in rows
+    ]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _difference(step: dict, answer: list[dict]) -> str:
+    """One wrong answer in plain words, with a hint at the likely cause."""
+    where = f"after `{step['process_name']}` in pipeline {step['pipe_id']} you answered {_names(answer)}"
+    if step["next_name"] is None:
+        return f"{where}; it is the pipeline's last step, so the answer is no row"
+    said = f"{where}; the next step is {step['next_name']}"
+    if any(row["pipe_id"] != step["pipe_id"] for row in answer):
+        return f"{said}: a step of another pipeline crept in (match pipe_id too)"
+    if any(row["process_order"] <= step["process_order"] for row in answer):
+        return f"{said}: your answer does not come after it (process_order {step['process_order']} + 1)"
+    if len(answer) > 1:
+        return f"{said}: only the step one after it, not every later step"
+    return said

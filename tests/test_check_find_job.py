@@ -1,0 +1,107 @@
+"""Lesson 04's checker accepts the reference pick and names what each broken pick gets wrong."""
+
+import pytest
+
+from pgqueue import check, labs
+
+REFERENCE = str(labs.step("single-call", "find_job").excerpt("find_job"))
+ORDER = "ORDER BY job_priority, job_create_timestamp"
+WAITS = "     WHERE coalesce(job_assigned_process_uuid, '') = ''\n       AND job_finished IS NULL"
+
+
+def broken(old: str, new: str) -> str:
+    assert old in REFERENCE, old  # the reference still has what the broken version removes
+    return REFERENCE.replace(old, new)
+
+
+def test_the_reference_pick_holds():
+    verdict = check.find_job_pick(REFERENCE)
+    assert verdict.holds, str(verdict)
+
+
+def test_a_pick_still_to_write_is_refused_without_error():
+    verdict = check.find_job_pick(broken(ORDER, "-- TODO: which job?"))
+    assert not verdict.holds
+    assert "still has a TODO" in str(verdict)
+
+
+@pytest.mark.parametrize(
+    ("pick", "says"),
+    [
+        (
+            broken(" AND job_process_version = p_version", ""),
+            "call 1 got job 3 (first_process 2.0.0, priority 1): a worker of first_process 1.9.2 must get "
+            "only jobs of its own name and version",
+        ),
+        (
+            broken("       AND job_finished IS NULL\n", ""),
+            "call 1 got job 1 (first_process 1.9.2, priority 1), which was finished",
+        ),
+        (broken(WAITS, "     WHERE job_finished IS NULL"), "which worker busy0worker had taken already"),
+        (
+            broken("coalesce(job_assigned_process_uuid, '') = ''", "job_assigned_process_uuid IS NULL"),
+            "its job_assigned_process_uuid is '' (empty), which means no worker, as NULL does",
+        ),
+        (
+            broken(ORDER, "ORDER BY job_priority, job_create_timestamp DESC"),
+            "call 1 got job 6 (first_process 1.9.2, priority 50), but job 7 "
+            "(first_process 1.9.2, priority 50) waited: among equal priorities the oldest job",
+        ),
+        (
+            broken(ORDER, "ORDER BY job_priority DESC, job_create_timestamp"),
+            "the lowest job_priority goes first (50 before 200)",
+        ),
+        (
+            broken(ORDER, "ORDER BY job_create_timestamp"),
+            "the lowest job_priority goes first (50 before 200)",
+        ),
+        (
+            broken(
+                "    IF NOT FOUND THEN\n        RETURN 'No job found';",
+                "    IF NOT FOUND THEN\n        RETURN '[]';",
+            ),
+            "expected 'No job found'",
+        ),
+        # measured: without FOR UPDATE no job goes twice (the claim's key refuses the second),
+        # but racing callers read the same job and all but one are told to retry
+        (
+            broken("     LIMIT 1\n       FOR UPDATE;", "     LIMIT 1;"),
+            "callers were told 'Retry, I lost the job race' although jobs were still waiting",
+        ),
+    ],
+    ids=[
+        "ignores-version",
+        "forgets-finished",
+        "takes-taken",
+        "null-only",
+        "newest-first",
+        "highest-first",
+        "age-only",
+        "empty-array",
+        "no-for-update",
+    ],
+)
+def test_a_broken_pick_is_refused_in_plain_words(pick, says):
+    verdict = check.find_job_pick(pick)
+    assert not verdict.holds
+    assert says in str(verdict), str(verdict)
+
+
+def test_a_pick_that_hands_one_job_to_everyone_is_caught_racing():
+    # no claim, no lock, no check of who has it: callers at once all get the same job
+    pick = broken(
+        "    BEGIN\n        INSERT INTO job_queue_claim (claimed_job_ids, claimer_uuid) "
+        "VALUES (ARRAY[job.job_id], p_uuid);\n"
+        "    EXCEPTION WHEN unique_violation THEN\n        RETURN 'Retry, I lost the job race';\n    END;\n",
+        "",
+    ).replace("     LIMIT 1\n       FOR UPDATE;", "     LIMIT 1;")
+    verdict = check.find_job_pick(pick)
+    assert not verdict.holds
+    assert "workers got job" in str(verdict) and "one job must go to one worker only" in str(verdict), str(
+        verdict
+    )
+
+
+def test_a_pick_that_skips_locked_rows_holds_too():
+    verdict = check.find_job_pick(broken("       FOR UPDATE;", "       FOR UPDATE SKIP LOCKED;"))
+    assert verdict.holds, str(verdict)

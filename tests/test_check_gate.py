@@ -1,0 +1,86 @@
+"""Lesson 07's checker accepts the advisory-lock fix and names what each broken gate fix gets wrong."""
+
+import pytest
+
+from pgqueue import check, labs, queries, races
+
+REFERENCE = labs.step("single-call", "order_gating").fix_sql
+HEAD = (
+    "CREATE FUNCTION pipe_job_takes_turn() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n"
+    "    IF NEW.pipe_job_finished AND NOT OLD.pipe_job_finished THEN\n"
+)
+TAIL = (
+    "    END IF;\n    RETURN NEW;\nEND $$;\n\n"
+    "CREATE TRIGGER pipe_job_takes_turn\nBEFORE UPDATE OF pipe_job_finished ON pipe_job_queue\n"
+    "FOR EACH ROW EXECUTE FUNCTION pipe_job_takes_turn();\n"
+)
+
+
+def fix(body: str) -> str:
+    return HEAD + body + TAIL
+
+
+def test_the_reference_fix_holds_in_every_trial():
+    verdict = check.gate_takes_turns(REFERENCE)
+    assert verdict.holds, str(verdict)
+    assert "exactly once in every one of 50 trials" in str(verdict)
+
+
+def test_the_skeleton_with_its_todo_is_not_tried():
+    verdict = check.gate_takes_turns(fix("        -- TODO: take turns\n        NULL;\n"))
+    assert not verdict.holds and "TODO" in str(verdict)
+
+
+@pytest.mark.parametrize(
+    ("broken", "says"),
+    [
+        # no lock at all: the original gate, stalling when both check before either commits
+        (fix("        NULL;\n"), "the next order never started in "),
+        # a lock per pipe job: nobody waits for anybody
+        (
+            fix("        PERFORM pg_advisory_xact_lock(NEW.pipe_job_id);\n"),
+            "the next order never started in ",
+        ),
+        # row locks on the request's pipe jobs: each finisher holds its own row already
+        (
+            fix(
+                "        PERFORM 1 FROM pipe_job_queue WHERE request_id = NEW.request_id\n"
+                "          ORDER BY pipe_job_id FOR UPDATE;\n"
+            ),
+            "a deadlock in ",
+        ),
+        # a session-level lock outlives the transaction: the next finisher waits in vain
+        (
+            fix("        PERFORM pg_advisory_lock(NEW.request_id);\n"),
+            "canceling statement due to lock timeout",
+        ),
+        # RETURN NULL in a BEFORE trigger skips the row
+        (
+            REFERENCE.replace("RETURN NEW;", "RETURN NULL;"),
+            "a BEFORE trigger must RETURN NEW",
+        ),
+        # the function alone: nothing calls it
+        (REFERENCE.split("CREATE OR REPLACE TRIGGER")[0], "created no BEFORE UPDATE trigger"),
+    ],
+    ids=["no-lock", "lock-per-pipe-job", "row-locks", "session-lock", "return-null", "no-trigger"],
+)
+def test_a_broken_fix_is_refused_in_plain_words(broken, says):
+    verdict = check.gate_takes_turns(broken)
+    assert not verdict.holds
+    assert says in str(verdict), str(verdict)
+
+
+@pytest.mark.parametrize(
+    ("gate", "counted"),
+    [(None, "stalled"), ("row locks", "deadlocks"), ("advisory lock", "started")],
+)
+def test_a_pause_after_each_row_lock_makes_the_rare_schedule_certain(gate, counted):
+    # both finishers hold their own row before any later BEFORE trigger runs, in every trial:
+    # the original stalls every time, the row-lock fix deadlocks every time, the fix holds
+    fixes = {"row locks": queries.load("clients/races.sql")["gate_row_locks"], "advisory lock": REFERENCE}
+    with labs.scratch("single-call", "order_gating", examples=True) as lab:
+        if gate is not None:
+            with lab.connect() as conn:
+                conn.execute(fixes[gate])
+        result = races.order_gate_trials(3, connect=lab.connect, pause=0.05)
+    assert result.trials == 3 and getattr(result, counted) == 3, result
