@@ -17,6 +17,7 @@ class Lesson:
     design: str
     sql: str
     module: str
+    minutes: int  # reading and doing, exercises included, for someone new to the subject
 
     @property
     def seed(self) -> str:
@@ -32,17 +33,19 @@ class Lesson:
 LESSONS = [
     Lesson(
         "00-start-here.ipynb",
-        "check the setup, meet the server, one NOTIFY/LISTEN round trip",
+        "why a queue inside PostgreSQL, the setup, the server, one NOTIFY/LISTEN round trip",
         "-",
         "sql/start_here/",
         "setupcheck, server",
+        minutes=15,
     ),
     Lesson(
         "01-model-pipelines.ipynb",
-        "pipelines, their processes, the previous-process view",
+        "pipelines, their processes, their neighbours; you write next_processes",
         "shared model",
         "sql/shared/01_*",
         "labs, schema",
+        minutes=25,
     ),
     Lesson(
         "02-send-heartbeats.ipynb",
@@ -50,6 +53,7 @@ LESSONS = [
         "shared model",
         "sql/shared/02_*",
         "notify_listen",
+        minutes=30,
     ),
     Lesson(
         "03-listen-for-jobs.ipynb",
@@ -57,6 +61,7 @@ LESSONS = [
         "notify-listen",
         "sql/notify_listen/03_*",
         "notify_listen",
+        minutes=35,
     ),
     Lesson(
         "04-find-a-job.ipynb",
@@ -64,6 +69,7 @@ LESSONS = [
         "single-call",
         "sql/single_call/",
         "single_call",
+        minutes=40,
     ),
     Lesson(
         "05-set-priorities.ipynb",
@@ -71,6 +77,7 @@ LESSONS = [
         "single-call",
         "sql/single_call/",
         "single_call",
+        minutes=25,
     ),
     Lesson(
         "06-fan-out-and-in.ipynb",
@@ -78,6 +85,7 @@ LESSONS = [
         "single-call",
         "sql/single_call/",
         "processes",
+        minutes=35,
     ),
     Lesson(
         "07-chain-pipeline-orders.ipynb",
@@ -85,6 +93,7 @@ LESSONS = [
         "single-call",
         "sql/single_call/",
         "single_call",
+        minutes=40,
     ),
     Lesson(
         "08-watch-a-request-flow.ipynb",
@@ -92,12 +101,13 @@ LESSONS = [
         "single-call",
         "sql/single_call/",
         "viz, widgets",
+        minutes=30,
     ),
 ]
 
 
 def kit_map() -> pd.DataFrame:
-    """The lessons as a table, with whether each one is ready yet."""
+    """The lessons as a table, with the minutes each takes and whether it is ready yet."""
     rows = [
         {
             "lesson": lesson.file.removesuffix(".ipynb"),
@@ -105,6 +115,7 @@ def kit_map() -> pd.DataFrame:
             "seed": lesson.seed,
             "sql": lesson.sql,
             "pgqueue module": lesson.module,
+            "minutes": lesson.minutes,
             "status": "ready" if lesson.ready else "planned",
         }
         for lesson in LESSONS

@@ -37,3 +37,26 @@ SELECT p.pipe_name, p.pipe_version, pp.process_order
 
 -- name: neighbours
 SELECT * FROM process_neighbours ORDER BY pipe_id, process_order;
+
+-- Rows the keys of pipeline_processes must refuse (lesson 01 tries each, then rolls back).
+
+-- name: step_twice
+-- first_process is step 1 of pipeline 1 already: PRIMARY KEY (pipe_id, process_name).
+INSERT INTO pipeline_processes (pipe_id, process_name, process_version, process_order)
+VALUES (1, 'first_process', '1.0.0', 4);
+
+-- name: two_steps_one_order
+-- Step 2 of pipeline 1 is second_process already: UNIQUE (pipe_id, process_order). So one step
+-- has at most one next step; a fan-out (lesson 06) makes many jobs for that one next process.
+INSERT INTO pipeline_processes (pipe_id, process_name, process_version, process_order)
+VALUES (1, 'other_process', '1.0.0', 2);
+
+-- name: step_of_no_pipeline
+-- There is no pipeline 99: the foreign key REFERENCES pipelines.
+INSERT INTO pipeline_processes (pipe_id, process_name, process_version, process_order)
+VALUES (99, 'first_process', '1.0.0', 1);
+
+-- name: step_zero
+-- process_order counts from 1: CHECK (process_order >= 1).
+INSERT INTO pipeline_processes (pipe_id, process_name, process_version, process_order)
+VALUES (1, 'before_first', '1.0.0', 0);
