@@ -13,7 +13,10 @@ from pgqueue import designs, heartbeats, labs, queries
 
 POC = "single-call"  # the design whose figures the lessons draw unless told otherwise
 HOVER_JOB = "job %{customdata[0]}, pipe job %{customdata[1]}<extra>%{fullData.name}</extra>"
-STATE_COLOURS = {"waiting": "#9e9e9e", "running": "#ff9800", "finished": "#2e7d32"}
+# dark enough that a job id written in white on a node reads well on every state
+STATE_COLOURS = {"waiting": "#616161", "running": "#e65100", "finished": "#2e7d32"}
+CHAR_PX = 7.0  # a generous width of one character of plotly's 12 px font, to fit labels
+TICK_FONT_PX = 12
 
 
 def _q() -> queries.Queries:
@@ -65,7 +68,11 @@ def pipeline_graph_figure(steps: pd.DataFrame) -> go.Figure:
             )
         )
     symbols = {"step": "circle", "fan-out": "triangle-right", "gather": "square"}
-    frame = steps.assign(kind=kind, y=[row[p] for p in steps["pipe_id"]])
+    frame = steps.assign(
+        kind=kind,
+        y=[row[p] for p in steps["pipe_id"]],
+        node=steps["process_name"] + "<br>" + steps["process_version"],
+    )
     for name, group in frame.groupby("kind", sort=False):
         fig.add_trace(
             go.Scatter(
@@ -74,19 +81,49 @@ def pipeline_graph_figure(steps: pd.DataFrame) -> go.Figure:
                 mode="markers+text",
                 name=name,
                 marker={"symbol": symbols[name], "size": 16},
-                text=group["process_name"] + " " + group["process_version"],
+                text=group["node"],
+                cliponaxis=False,
                 textposition="top center",
                 customdata=group[["pipe_id", "process_order"]].to_numpy(),
                 hovertext=[str(c) for c in group["process_configuration"]],
             )
         )
     labels = [
-        f"order {o} · {n} {v}" for o, n, v in pipes[["pipe_order", "pipe_name", "pipe_version"]].to_numpy()
+        f"{n} {v}<br>order {o}" for o, n, v in pipes[["pipe_order", "pipe_name", "pipe_version"]].to_numpy()
     ]
-    fig.update_yaxes(tickvals=list(row.values()), ticktext=labels, showgrid=False)
-    fig.update_xaxes(title="process_order", dtick=1)
-    fig.update_layout(title="Pipelines, grouped by order", height=120 + 60 * len(pipes))
+    # the top row's labels stand above it: room for them inside the plot
+    fig.update_yaxes(
+        tickvals=list(row.values()),
+        ticktext=labels,
+        showgrid=False,
+        automargin=True,
+        range=[-len(pipes) + 0.5, 0.9],
+    )
+    # every node's label is centred on it: a column as wide as the longest label, the axis half a
+    # column wider on each side, so no label is cut at the plot's edges or runs into its neighbour;
+    # names and versions on two lines, and the legend on top, keep the figure narrow enough for a
+    # notebook (a wider figure is cut on the right)
+    columns = int(steps["process_order"].max())
+    column_px = label_px(frame["node"]) + 20
+    left = label_px(labels) + 30
+    fig.update_xaxes(title="process_order", dtick=1, range=[0.5, columns + 0.5])
+    fig.update_layout(
+        title="Pipelines, grouped by order",
+        height=160 + 70 * len(pipes),
+        width=left + RIGHT_PX + column_px * columns,
+        margin={"l": left, "r": RIGHT_PX, "t": 100},
+        legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.0, "yanchor": "bottom"},
+    )
     return fig
+
+
+RIGHT_PX = 30  # the right margin
+
+
+def label_px(labels) -> int:
+    """How wide the longest line of these labels is drawn, in pixels (generously)."""
+    lines = [line for label in labels for line in str(label).split("<br>")]
+    return int(CHAR_PX * max(map(len, lines), default=1))
 
 
 # --- the worker timeline --------------------------------------------------------------------
@@ -176,6 +213,8 @@ def job_flow_figure(history: pd.DataFrame, request_id: int) -> go.Figure:
             hoverinfo="skip",
         )
     )
+    # a node wide enough for its id in white bold digits
+    size = node_size(jobs["job_id"])
     for state, group in jobs.groupby("state"):
         fig.add_trace(
             go.Scatter(
@@ -183,18 +222,34 @@ def job_flow_figure(history: pd.DataFrame, request_id: int) -> go.Figure:
                 y=group["y"],
                 mode="markers+text",
                 name=state,
-                marker={"size": 22, "color": STATE_COLOURS[state]},
+                marker={"size": size, "color": STATE_COLOURS[state], "line": {"color": "white", "width": 1}},
                 text=group["job_id"].astype(str),
                 textposition="middle center",
+                textfont={"color": "white", "size": NODE_FONT_PX, "family": "Arial Black, Arial, sans-serif"},
                 customdata=group[["job_id", "job_process_name"]].to_numpy(),
                 hovertemplate="job %{customdata[0]}: %{customdata[1]}<extra>%{fullData.name}</extra>",
             )
         )
     ticks = [f"{name}" for name in jobs.drop_duplicates("x").sort_values("x")["job_process_name"]]
-    fig.update_xaxes(tickvals=list(range(len(ticks))), ticktext=ticks)
-    fig.update_yaxes(visible=False)
-    fig.update_layout(title=f"Request {request_id}: how its jobs fanned out and in")
+    fig.update_xaxes(
+        tickvals=list(range(len(ticks))), ticktext=ticks, range=[-0.6, len(ticks) - 0.4], automargin=True
+    )
+    tallest = max(1, int(jobs.groupby("x")["job_id"].count().max())) if len(jobs) else 1
+    fig.update_yaxes(visible=False, range=[-tallest / 2, tallest / 2])
+    fig.update_layout(
+        title=f"Request {request_id}: how its jobs fanned out and in (node: job id, colour: state)",
+        height=200 + 70 * tallest,
+    )
     return fig
+
+
+NODE_FONT_PX = 13
+
+
+def node_size(job_ids) -> int:
+    """A marker diameter (px) that holds the longest job id in NODE_FONT_PX bold digits."""
+    digits = max((len(str(j)) for j in job_ids), default=1)
+    return 16 + int(NODE_FONT_PX * 0.75 * digits)
 
 
 def job_flow(request_id: int, poc: str = POC) -> go.Figure:
@@ -244,3 +299,97 @@ def order_gates_figure(pipe_jobs: pd.DataFrame) -> go.Figure:
 def order_gates(poc: str = POC) -> go.Figure:
     """The order-gating view of a lab."""
     return order_gates_figure(designs.get(poc).require("order_gates").worker().pipe_jobs())
+
+
+# --- one request's jobs over time (lesson 06) and its order gate (lesson 07) ---------------
+
+
+def job_times_figure(history: pd.DataFrame, request_id: int) -> go.Figure:
+    """One row per job of a request: waiting (created -> assigned), then running (-> finished)."""
+    import plotly.express as px
+
+    jobs = history[history["request_id"] == request_id].sort_values("job_id")
+    now = pd.Timestamp.now(tz="UTC")
+    rows = []
+    for job in jobs.itertuples():
+        label = f"job {job.job_id} · {job.job_process_name}"
+        assigned = job.job_assign_timestamp if pd.notna(job.job_assign_timestamp) else now
+        rows.append({"job": label, "phase": "waiting", "start": job.job_create_timestamp, "end": assigned})
+        if pd.notna(job.job_assign_timestamp):
+            end = job.job_finish_timestamp if pd.notna(job.job_finish_timestamp) else now
+            rows.append({"job": label, "phase": "running", "start": assigned, "end": end})
+    frame = pd.DataFrame(rows, columns=["job", "phase", "start", "end"])
+    fig = px.timeline(
+        frame,
+        x_start="start",
+        x_end="end",
+        y="job",
+        color="phase",
+        color_discrete_map={p: STATE_COLOURS[p] for p in ("waiting", "running")},
+        category_orders={"job": list(dict.fromkeys(frame["job"]))},
+    )
+    fig.update_xaxes(title="time")
+    fig.update_yaxes(autorange="reversed", title=None)
+    fig.update_layout(
+        title=f"Request {request_id}: each job waiting (grey), then running (orange)",
+        height=160 + 26 * len(jobs),
+    )
+    return fig
+
+
+def job_times(request_id: int, poc: str = POC) -> go.Figure:
+    """The jobs of one request of a lab over time."""
+    designs.get(poc).require("job_flow")
+    return job_times_figure(history(poc), request_id)
+
+
+def gate_moment_figure(pipe_jobs: pd.DataFrame, request_id: int) -> go.Figure:
+    """One request's pipe jobs on a time axis: when each order-1 one finished, when order 2 began."""
+    mine = pipe_jobs[pipe_jobs["request_id"] == request_id].copy()
+    mine["row"] = [f"pipe job {p} · order {o}" for p, o in mine[["pipe_job_id", "pipe_order"]].to_numpy()]
+    fig = go.Figure()
+    for order, group in mine.groupby("pipe_order"):
+        spans = group[group["started"].notna()]
+        for pipe in spans.itertuples():
+            end = pipe.finished if pd.notna(pipe.finished) else pd.Timestamp.now(tz="UTC")
+            fig.add_trace(
+                go.Scatter(
+                    x=[pipe.started, end],
+                    y=[pipe.row, pipe.row],
+                    mode="lines",
+                    line={"width": 10, "color": "#90caf9" if order < 2 else "#ce93d8"},
+                    showlegend=False,
+                    hoverinfo="skip",
+                )
+            )
+    done = mine[(mine["pipe_order"] == 1) & mine["finished"].notna()]
+    fig.add_trace(
+        go.Scatter(
+            x=done["finished"],
+            y=done["row"],
+            mode="markers",
+            name="order-1 pipe job finished",
+            marker={"symbol": "x", "size": 14, "color": "#1565c0"},
+        )
+    )
+    begun = mine[(mine["pipe_order"] == 2) & mine["started"].notna()]
+    fig.add_trace(
+        go.Scatter(
+            x=begun["started"],
+            y=begun["row"],
+            mode="markers",
+            name="order-2 entry job created",
+            marker={"symbol": "diamond", "size": 14, "color": "#6a1b9a"},
+        )
+    )
+    fig.update_xaxes(type="date", title="time")
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(
+        title=f"Request {request_id}: the moment its order gate opened", height=180 + 40 * len(mine)
+    )
+    return fig
+
+
+def gate_moment(request_id: int, poc: str = POC) -> go.Figure:
+    """The order gate of one request of a lab."""
+    return gate_moment_figure(designs.get(poc).require("order_gates").worker().pipe_jobs(), request_id)

@@ -195,10 +195,83 @@ def test_pipeline_graph_marks_fan_out_and_gathering_and_groups_by_order():
     fig = viz.pipeline_graph_figure(steps)
     nodes = {t.name: list(t.text) for t in fig.data if t.mode == "markers+text"}
     assert nodes == {
-        "fan-out": ["assigner 1.0.0"],
-        "step": ["classification 1.0.0", "summary 1.5.2"],
-        "gather": ["merging 1.5.2"],
+        "fan-out": ["assigner<br>1.0.0"],
+        "step": ["classification<br>1.0.0", "summary<br>1.5.2"],
+        "gather": ["merging<br>1.5.2"],
     }
     edges = [t for t in fig.data if t.mode == "lines"]
     assert [len(t.x) for t in edges] == [3, 1]
-    assert list(fig.layout.yaxis.ticktext) == ["order 1 · classify 1", "order 2 · report 9"]
+    assert list(fig.layout.yaxis.ticktext) == ["classify 1<br>order 1", "report 9<br>order 2"]
+
+
+def test_pipeline_graph_leaves_room_for_every_label():
+    steps = pd.DataFrame(
+        [
+            {
+                "pipe_id": 1,
+                "pipe_name": "a very long pipeline name indeed",
+                "pipe_version": "10.20.30",
+                "pipe_order": 1,
+                "process_order": n,
+                "process_name": name,
+                "process_version": "1.0.0",
+                "process_configuration": {},
+            }
+            for n, name in enumerate(["first_process", "wearing_compliance_with_a_long_name", "x"], start=1)
+        ]
+    )
+    fig = viz.pipeline_graph_figure(steps)
+    longest_node = viz.label_px(["wearing_compliance_with_a_long_name<br>1.0.0"])
+    longest_tick = viz.label_px(fig.layout.yaxis.ticktext)
+    assert longest_node == 7 * len("wearing_compliance_with_a_long_name")  # the longer of two lines
+    assert longest_tick == 7 * len("a very long pipeline name indeed 10.20.30")
+    # the x axis spans 3 columns of half a unit each side: each column gets plot width / 3
+    assert list(fig.layout.xaxis.range) == [0.5, 3.5]
+    plot_px = fig.layout.width - fig.layout.margin.l - fig.layout.margin.r
+    assert plot_px / 3 >= longest_node  # a centred label fits in its column, even at the edges
+    assert fig.layout.margin.l >= longest_tick  # the pipelines' names are not cut on the left
+    nodes = [t for t in fig.data if t.mode == "markers+text"]
+    assert nodes and all(t.cliponaxis is False for t in nodes)  # the top row's labels stand above it
+    assert fig.layout.yaxis.range[1] >= 0.9
+
+
+def test_job_flow_writes_ids_in_white_on_nodes_wide_enough():
+    history = fan_out_request()
+    history.loc[history["job_id"] == 10, "job_id"] = 1234  # a four-digit id on the uploader's node
+    fig = viz.job_flow_figure(history, request_id=1)
+    nodes = [t for t in fig.data if t.mode == "markers+text"]
+    assert {t.textfont.color for t in nodes} == {"white"}
+    assert all(t.marker.size == viz.node_size([1234]) > viz.node_size([12]) for t in nodes)
+    assert viz.node_size([1234]) >= 0.75 * viz.NODE_FONT_PX * 4 + 16
+    assert {t.marker.color for t in nodes} == {viz.STATE_COLOURS["finished"], viz.STATE_COLOURS["running"]}
+
+
+def test_job_times_show_each_jobs_wait_then_its_run_and_only_the_requests_jobs():
+    fig = viz.job_times_figure(fan_out_request(), request_id=1)
+    phases = {t.name: t for t in fig.data}
+    assert set(phases) == {"waiting", "running"}
+    assert len(phases["waiting"].y) == 10  # every job of request 1 waited; job 11 is request 2's
+    assert len(phases["running"].y) == 10  # every one was taken (job 10 still runs)
+    first_run = list(phases["running"].y).index("job 1 · assigner")
+    assert drawn(phases["running"].base[first_run]) == at(0)  # taken at 0 s ...
+    assert phases["running"].x[first_run] == 1000.0  # ... and ran 1 s (plotly keeps ms)
+
+
+def test_the_gate_moment_marks_order_one_finishing_and_order_two_beginning():
+    pipe_jobs = pd.DataFrame(
+        [
+            {"pipe_job_id": 1, "request_id": 50, "pipe_order": 1, "started": at(0), "finished": at(5)},
+            {"pipe_job_id": 4, "request_id": 50, "pipe_order": 1, "started": at(0), "finished": at(7)},
+            {"pipe_job_id": 6, "request_id": 50, "pipe_order": 2, "started": at(7.02), "finished": None},
+            {"pipe_job_id": 9, "request_id": 51, "pipe_order": 1, "started": at(1), "finished": None},
+        ]
+    )
+    fig = viz.gate_moment_figure(pipe_jobs, request_id=50)
+    marks = {t.name: t for t in fig.data if t.mode == "markers"}
+    finished = marks["order-1 pipe job finished"]
+    begun = marks["order-2 entry job created"]
+    assert sorted(drawn(x) for x in finished.x) == [at(5), at(7)]
+    assert [drawn(x) for x in begun.x] == [at(7.02)]
+    assert max(drawn(x) for x in finished.x) < drawn(begun.x[0])  # the gate opened after the last
+    spans = [t for t in fig.data if t.mode == "lines"]
+    assert len(spans) == 3  # request 51's pipe job is not drawn
