@@ -62,43 +62,82 @@ class _RecordsClicks:
             self._by_code = False
 
 
+# A state's badge colour: a live worker green, a killed one red, one that is gone grey.
+STATE_COLOURS = {"alive": "#2e7d32", "killed": "#c62828", "stopped": "#757575", "stale": "#757575"}
+LIVE = "alive"  # the state of a worker that beats, has no kill switch set and did not say it stopped
+
+
+def state_badge(state: str) -> str:
+    """A state as a small coloured label (the words stay inside <b> for a reader and a search)."""
+    colour = STATE_COLOURS.get(state, "#455a64")
+    return (
+        f'<span class="pgqueue-state pgqueue-state-{state}" style="background:{colour};color:white;'
+        f'border-radius:4px;padding:1px 6px"><b>{state}</b></span>'
+    )
+
+
 class KillSwitchPanel(_RecordsClicks, w.VBox):
-    """One row per registered process with a kill toggle; `stop_all()` flips every one."""
+    """Live workers with a kill toggle each (a "show all" box lists every registered process).
+
+    `stop_all()` flips every live worker's toggle. A row's badge says its state: alive (green),
+    killed (red), stopped or stale (grey).
+    """
 
     def __init__(self, poc: str, stale_after: float = heartbeats.STALE_AFTER) -> None:
         self.poc, self.stale_after = designs.get(poc).require("kill").name, stale_after
         self.toggles: dict[str, w.ToggleButton] = {}
         self.labels: dict[str, w.HTML] = {}
+        self.states: dict[str, str] = {}
+        self.shown: list[str] = []  # the uuids of the rows on display, in the panel's order
         self._syncing = False
         self._init_clicks()
         refresh = w.Button(description="Refresh", icon="refresh")
         refresh.on_click(lambda _: self.refresh())
         self.stop_all_button = w.Button(description="Stop all", button_style="danger", icon="stop")
         self.stop_all_button.on_click(lambda _: self.stop_all())
+        self.show_all = w.Checkbox(
+            value=False,
+            description="show all (killed, stopped, stale too)",
+            indent=False,
+            layout={"width": "auto"},
+        )
+        self.show_all.observe(lambda _: self.refresh(), names="value")
+        self.summary = w.HTML()
         self.rows = w.VBox()
-        super().__init__([w.HBox([refresh, self.stop_all_button]), self.rows])
+        super().__init__([w.HBox([refresh, self.stop_all_button, self.show_all]), self.summary, self.rows])
         self.refresh()
 
     def refresh(self) -> None:
-        """Read the heartbeats again: one row per process, its toggle showing its kill switch."""
+        """Read the heartbeats again: a row per live process (per process with "show all")."""
         states = heartbeats.states(self.poc, self.stale_after)
         self._syncing = True  # showing the database's value must not write it back
         try:
             for r in states.itertuples():
                 if r.process_uuid not in self.toggles:
-                    toggle = w.ToggleButton(description="kill", icon="power-off", button_style="warning")
+                    toggle = w.ToggleButton(description="kill", icon="power-off")
                     toggle.observe(self._flipped(r.process_uuid), names="value")
                     self.toggles[r.process_uuid] = toggle
-                    self.labels[r.process_uuid] = w.HTML()
+                    self.labels[r.process_uuid] = w.HTML(layout={"width": "auto"})
+                self.states[r.process_uuid] = r.state
                 self.toggles[r.process_uuid].value = bool(r.process_kill_switch)
+                self.toggles[r.process_uuid].button_style = "danger" if r.process_kill_switch else "warning"
                 self.labels[r.process_uuid].value = (
                     f"<code>{r.process_uuid}</code> {r.process_name} {r.process_version} · "
                     f"beat {r.beat_age_s:.1f} s ago · {'busy' if r.process_busy else 'idle'} · "
-                    f"<b>{r.state}</b>"
+                    f"{state_badge(r.state)}"
                 )
         finally:
             self._syncing = False
-        self.rows.children = [w.HBox([self.toggles[u], self.labels[u]]) for u in states["process_uuid"]]
+        live = states[states["state"] == LIVE]
+        shown = states if self.show_all.value else live
+        self.shown = list(shown["process_uuid"])
+        hidden = len(states) - len(live)
+        self.summary.value = f"{len(live)} live worker(s) of {len(states)} registered" + (
+            f" · {hidden} killed, stopped or stale hidden: tick <i>show all</i>"
+            if hidden and not self.show_all.value
+            else ""
+        )
+        self.rows.children = [w.HBox([self.toggles[u], self.labels[u]]) for u in self.shown]
 
     def _flipped(self, uuid: str):
         def on_change(change) -> None:
@@ -119,9 +158,19 @@ class KillSwitchPanel(_RecordsClicks, w.VBox):
             self.toggles[uuid].value = on
 
     def stop_all(self) -> None:
-        """Flip every toggle on."""
-        for uuid in list(self.toggles):
+        """Flip every live worker's toggle on."""
+        self.refresh()
+        for uuid in [u for u, state in self.states.items() if state == LIVE]:
             self.toggles[uuid].value = True  # a click on Stop all: each toggle counts as a click
+
+
+CHAR_PX = 9  # a generous width per character of a widget's 13 px font
+DESCRIPTION_PX = 120  # a description on the left, and the select's scroll bar
+
+
+def option_width(labels: list[str]) -> str:
+    """A CSS width for a select whose longest option must show in full."""
+    return f"{DESCRIPTION_PX + CHAR_PX * max(map(len, labels), default=20)}px"
 
 
 class PriorityPanel(_RecordsClicks, w.VBox):
@@ -136,7 +185,9 @@ class PriorityPanel(_RecordsClicks, w.VBox):
         self.changed_jobs = 0
         self.message = w.HTML()
         self.rows = w.VBox()
-        self.pipelines = w.SelectMultiple(description="pipelines", rows=5)
+        self.pipelines = w.SelectMultiple(
+            description="pipelines", rows=5, style={"description_width": "initial"}
+        )
         self.request = w.IntText(description="request id")
         self.priority = w.BoundedIntText(value=100, min=-32768, max=32767, description="priority")
         self.submit_button = w.Button(description="Submit request", icon="paper-plane")
@@ -179,6 +230,8 @@ class PriorityPanel(_RecordsClicks, w.VBox):
             (f"{r.pipe_id}: {r.pipe_name} {r.pipe_version} (order {r.pipe_order})", int(r.pipe_id))
             for r in steps.itertuples()
         ]
+        # wide enough for the longest option: a select cuts what does not fit
+        self.pipelines.layout.width = option_width([label for label, _ in self.pipelines.options])
         self.request.value = int(pipes["request_id"].max() + 1) if len(pipes) else 1
 
     def _changed(self, pipe_job_id: int):

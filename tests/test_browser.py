@@ -144,6 +144,23 @@ def test_the_visual_lesson_renders_and_its_controls_reach_the_database(lab, page
     until(lambda: _connections(uuid) == 0, 10, "the worker exiting (its connection closing)")
     page.screenshot(path=ARTIFACTS / "08-after-kill-click.png", full_page=True)
 
+    # the killed worker leaves the live list; "show all" brings it back, with a red badge
+    panel = page.locator(".widget-vbox", has=page.locator("text=show all (killed")).last
+    killed_row = panel.locator(".widget-hbox", has=page.locator("code", has_text=uuid))
+    until(lambda: killed_row.count() == 0, 10, "the killed worker leaving the live list")
+    panel.get_by_text("show all (killed, stopped, stale too)").click()
+    until(lambda: killed_row.count() == 1, 10, "show all listing the killed worker")
+    badge = killed_row.locator(".pgqueue-state-killed")
+    assert badge.inner_text().strip() == "killed"
+    assert badge.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(198, 40, 40)"
+    panel.screenshot(path=ARTIFACTS / "08-kill-panel-show-all.png")
+
+    # the priority panel's pipeline list shows every option in full
+    select = page.locator(".widget-select-multiple select").last
+    select.scroll_into_view_if_needed()
+    assert select.evaluate("e => e.scrollWidth <= e.clientWidth"), "a pipeline's name is cut off"
+    page.locator(".widget-select-multiple").last.screenshot(path=ARTIFACTS / "08-pipeline-list.png")
+
     # the priority panel: give request 95's pipe job priority 7
     box = page.locator(".widget-inline-hbox", has=page.locator("input")).filter(has_text="pipe job").last
     box.scroll_into_view_if_needed()

@@ -165,3 +165,53 @@ def test_a_panel_keeps_what_a_person_clicked_and_not_what_code_did(sc_lab):
     prio.inputs[pipe_job].value = 7  # typed by a person
     prio.submit([2], request_id=71)
     assert prio.clicks == [widgets.Click("priority", pipe_job, 7)]
+
+
+def test_the_kill_panel_lists_live_workers_and_shows_all_when_asked(sc_lab):
+    with labs.connect(SC) as conn:
+        alive, killed, stopped = (Identity.new("uploader", "1.0.0") for _ in range(3))
+        for who in (alive, killed, stopped):
+            heartbeats.send_heartbeat(conn, who)
+        heartbeats.mark_stopped(conn, stopped.uuid)
+    heartbeats.set_kill_switch(SC, killed.uuid, True)
+    panel = widgets.KillSwitchPanel(SC)
+    assert panel.shown == [alive.uuid] and len(panel.rows.children) == 1
+    assert "1 live worker(s) of 3 registered" in panel.summary.value
+    assert "show all" in panel.summary.value
+    panel.show_all.value = True  # what ticking the box does
+    assert set(panel.shown) == {alive.uuid, killed.uuid, stopped.uuid} and len(panel.rows.children) == 3
+    assert panel.clicks == []  # showing more is not a change to the lab
+    badges = {u: panel.labels[u].value for u in panel.shown}
+    assert widgets.state_badge("alive") in badges[alive.uuid]
+    assert widgets.state_badge("killed") in badges[killed.uuid]
+    assert widgets.state_badge("stopped") in badges[stopped.uuid]
+    assert (
+        widgets.STATE_COLOURS["killed"] != widgets.STATE_COLOURS["alive"] != widgets.STATE_COLOURS["stopped"]
+    )
+    assert panel.toggles[killed.uuid].button_style == "danger"
+    assert panel.toggles[alive.uuid].button_style == "warning"
+    panel.show_all.value = False
+    assert panel.shown == [alive.uuid]
+
+
+def test_killing_a_worker_in_the_panel_hides_its_row_and_stop_all_flips_only_live_ones(sc_lab):
+    with labs.connect(SC) as conn:
+        first, second, gone = (Identity.new("uploader", "1.0.0") for _ in range(3))
+        for who in (first, second, gone):
+            heartbeats.send_heartbeat(conn, who)
+        heartbeats.mark_stopped(conn, gone.uuid)
+    panel = widgets.KillSwitchPanel(SC)
+    panel.toggles[first.uuid].value = True  # a click
+    assert panel.shown == [second.uuid]
+    assert panel.clicks == [widgets.Click("kill", first.uuid, True)]
+    panel.stop_all()
+    assert [c.target for c in panel.clicks] == [first.uuid, second.uuid]  # not the stopped one
+    assert heartbeats.states(SC).set_index("process_uuid").loc[gone.uuid, "state"] == "stopped"
+
+
+def test_the_pipeline_list_is_wide_enough_for_its_longest_option(sc_lab):
+    panel = widgets.PriorityPanel()
+    longest = max(len(label) for label, _ in panel.pipelines.options)
+    assert longest > 30  # e.g. "1: activities classification 1.0.5 (order 1)"
+    width = int(panel.pipelines.layout.width.removesuffix("px"))
+    assert width >= widgets.DESCRIPTION_PX + widgets.CHAR_PX * longest
