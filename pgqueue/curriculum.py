@@ -49,7 +49,7 @@ LESSONS = [
     ),
     Lesson(
         "02-send-heartbeats.ipynb",
-        "heartbeats instead of service discovery, the kill switch",
+        "heartbeats instead of service discovery, the kill switch; you write send_heartbeat",
         "shared model",
         "sql/shared/02_*",
         "notify_listen",
@@ -57,7 +57,7 @@ LESSONS = [
     ),
     Lesson(
         "03-listen-for-jobs.ipynb",
-        "a trigger that answers heartbeats over NOTIFY",
+        "a trigger that answers heartbeats over NOTIFY; you write its answer",
         "notify-listen",
         "sql/notify_listen/03_*",
         "notify_listen",
@@ -65,7 +65,7 @@ LESSONS = [
     ),
     Lesson(
         "04-find-a-job.ipynb",
-        "one stored function hands out work; the claim table",
+        "one stored function hands out work; the claim table; you write its pick",
         "single-call",
         "sql/single_call/",
         "single_call",
@@ -73,7 +73,7 @@ LESSONS = [
     ),
     Lesson(
         "05-set-priorities.ipynb",
-        "priorities: lower runs first",
+        "priorities: lower runs first; you write set_pipe_job_priority",
         "single-call",
         "sql/single_call/",
         "single_call",
@@ -81,7 +81,7 @@ LESSONS = [
     ),
     Lesson(
         "06-fan-out-and-in.ipynb",
-        "fan-out to parallel jobs, gathering their results",
+        "fan-out to parallel jobs, gathering their results; you write the gather batch",
         "single-call",
         "sql/single_call/",
         "processes",
@@ -89,7 +89,7 @@ LESSONS = [
     ),
     Lesson(
         "07-chain-pipeline-orders.ipynb",
-        "order 2 starts when order 1 is done; finish_pipe",
+        "order 2 starts when order 1 is done; finish_pipe; you write the gate's fix",
         "single-call",
         "sql/single_call/",
         "single_call",
