@@ -55,10 +55,15 @@ class HeartbeatRace:
         return len(self.job_ids()) == 2
 
 
-def waiting_on_lock(pid: int, poc: str = POC) -> bool:
-    """Whether the backend `pid` is waiting for a lock another transaction holds."""
-    with labs.connect(poc) as conn:
-        row = conn.execute(queries.load("clients/races.sql")["wait_event"], {"pid": pid}).fetchone()
+def waiting_on_lock(pid: int, poc: str = POC, *, conn: psycopg.Connection | None = None) -> bool:
+    """Whether the backend `pid` is waiting for a lock another transaction holds.
+
+    Asked on `conn` when given (a scratch lab's, say), else on a new connection to `poc`'s lab.
+    """
+    if conn is None:
+        with labs.connect(poc) as own:
+            return waiting_on_lock(pid, conn=own)
+    row = conn.execute(queries.load("clients/races.sql")["wait_event"], {"pid": pid}).fetchone()
     return row is not None and row[0] == "Lock"
 
 
@@ -169,6 +174,7 @@ class GateRace:
     finished: tuple[int, int]
     waiting: int  # the next-order pipe job
     started: bool
+    waited: bool = False  # the second finisher waited for a lock while the first one's transaction was open
 
 
 Connect = Callable[[], psycopg.Connection]
@@ -177,11 +183,6 @@ Connect = Callable[[], psycopg.Connection]
 def _lab_connect(connect: Connect | None) -> Connect:
     """The connections a gate race uses: `connect`, or the lesson's single-call lab."""
     return connect if connect is not None else lambda: labs.connect(SINGLE_CALL)
-
-
-def _waits_on_lock(conn: psycopg.Connection, pid: int) -> bool:
-    row = conn.execute(queries.load("clients/races.sql")["wait_event"], {"pid": pid}).fetchone()
-    return row is not None and row[0] == "Lock"
 
 
 def order_gate_race(first: int, second: int, waiting: int, *, connect: Connect | None = None) -> GateRace:
@@ -196,10 +197,15 @@ def order_gate_race(first: int, second: int, waiting: int, *, connect: Connect |
     connect = _lab_connect(connect)
     with connect() as a, connect() as b, connect() as watch:
         b_done = threading.Event()
+        b_failed: list[psycopg.Error] = []
 
         def finish_second() -> None:
-            with b.transaction():
-                b.execute(q["finish_pipe_job"], {"pipe_job_id": second})
+            try:
+                with b.transaction():
+                    b.execute(q["finish_pipe_job"], {"pipe_job_id": second})
+                    b_done.set()
+            except psycopg.Error as exc:  # raised again below, in the caller's thread
+                b_failed.append(exc)
                 b_done.set()
 
         with a.transaction():
@@ -207,15 +213,18 @@ def order_gate_race(first: int, second: int, waiting: int, *, connect: Connect |
             racer = threading.Thread(target=finish_second)
             racer.start()
             until(
-                lambda: b_done.is_set() or _waits_on_lock(watch, b.info.backend_pid),
+                lambda: b_done.is_set() or waiting_on_lock(b.info.backend_pid, conn=watch),
                 10,
                 "the second pipe job finishing or waiting",
             )
+            waited = not b_done.is_set()
             if b_done.is_set():
                 until(lambda: not racer.is_alive(), 10, "the second transaction committing")
         racer.join(10)
+        if b_failed:
+            raise b_failed[0]
         started = a.execute(q["entry_job_of"], {"pipe_job_id": waiting}).fetchone()[0] > 0
-    return GateRace((first, second), waiting, started)
+    return GateRace((first, second), waiting, started, waited)
 
 
 @dataclass(frozen=True)
@@ -253,7 +262,7 @@ def order_gate_trials(
     *,
     connect: Connect | None = None,
     stop_after: int | None = None,
-    pause: float = 0.0,
+    hold: bool = False,
 ) -> GateTrials:
     """Finish two pipe jobs of one request and order at the same moment, `trials` times.
 
@@ -266,9 +275,9 @@ def order_gate_trials(
     `connect` makes the connections (a scratch lab's, say); the lesson's lab by default.
     `stop_after` ends the trials early once that many trials had a deadlock or another error
     (each deadlock costs PostgreSQL's deadlock_timeout, a second by default); `trials` then
-    says how many ran. `pause` (seconds) installs a kit trigger that holds each finisher for
-    that long right after its UPDATE locked its own row: both finishers then hold their own row
-    before any other BEFORE trigger runs, the schedule a row-lock fix deadlocks on.
+    says how many ran. `hold` installs a kit trigger that holds each finisher right after its
+    UPDATE has locked its own row, and lets both go together once both are held: every trial
+    then meets the schedule a row-lock fix deadlocks on, with no timing to tune.
     """
     q = queries.load("clients/races.sql")
     connect = _lab_connect(connect)
@@ -278,11 +287,14 @@ def order_gate_trials(
     errors: list[tuple[int, str]] = []  # trial numbers where a finisher failed otherwise
     go_on = [True]
     trial_no = [0]  # the trial under way, for the finishers' reports
+    pids = [0, 0]  # the finishers' backends, to see them held
+    done_now: set[int] = set()  # the finishers through this trial's UPDATE (or failed)
 
     def finisher(which: int) -> None:
         with connect() as conn:
-            if pause:
-                conn.execute(q["gate_pause"], {"seconds": str(pause)})
+            pids[which - 1] = conn.info.backend_pid
+            if hold:
+                conn.execute(q["gate_hold_on"])
             while True:
                 release.wait()  # the trial is ready: go (or stop)
                 if not go_on[0]:
@@ -293,13 +305,14 @@ def order_gate_trials(
                     victims.append(trial_no[0])
                 except psycopg.Error as exc:
                     errors.append((trial_no[0], exc.diag.message_primary or str(exc)))
+                done_now.add(which)
                 release.wait()  # done
 
     racers = [threading.Thread(target=finisher, args=(i,), daemon=True) for i in (1, 2)]
     started = stalled = twice = ran = 0
     with connect() as conn:
-        if pause:
-            conn.execute(q["install_gate_pause"])
+        if hold:
+            conn.execute(q["install_gate_hold"])
         for racer in racers:
             racer.start()
         try:
@@ -307,7 +320,17 @@ def order_gate_trials(
                 trial_no[0] = trial
                 params = {"pipe": pipe, "next_pipe": next_pipe}
                 current[:] = [row[0] for row in conn.execute(q["gate_trial"], params)]
+                done_now.clear()
+                if hold:
+                    conn.execute(q["close_gate_hold"])
                 release.wait()
+                if hold:
+                    until(
+                        lambda: all(i in done_now or waiting_on_lock(pids[i - 1], conn=conn) for i in (1, 2)),
+                        30,
+                        "both finishers held after their row lock",
+                    )
+                    conn.execute(q["open_gate_hold"])
                 release.wait()
                 ran += 1
                 entries = conn.execute(q["entry_job_of"], {"pipe_job_id": current[0]}).fetchone()[0]

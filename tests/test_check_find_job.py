@@ -66,7 +66,7 @@ def test_a_pick_still_to_write_is_refused_without_error():
         # but racing callers read the same job and all but one are told to retry
         (
             broken("     LIMIT 1\n       FOR UPDATE;", "     LIMIT 1;"),
-            "callers were told 'Retry, I lost the job race' although jobs were still waiting",
+            "caller B was told 'Retry, I lost the job race' although another job waited: without FOR UPDATE",
         ),
     ],
     ids=[
@@ -87,8 +87,8 @@ def test_a_broken_pick_is_refused_in_plain_words(pick, says):
     assert says in str(verdict), str(verdict)
 
 
-def test_a_pick_that_hands_one_job_to_everyone_is_caught_racing():
-    # no claim, no lock, no check of who has it: callers at once all get the same job
+def test_a_pick_that_hands_one_job_to_everyone_is_caught():
+    # no claim, no lock, no check of who has it: a second caller gets the job the first holds
     pick = broken(
         "    BEGIN\n        INSERT INTO job_queue_claim (claimed_job_ids, claimer_uuid) "
         "VALUES (ARRAY[job.job_id], p_uuid);\n"
@@ -97,9 +97,8 @@ def test_a_pick_that_hands_one_job_to_everyone_is_caught_racing():
     ).replace("     LIMIT 1\n       FOR UPDATE;", "     LIMIT 1;")
     verdict = check.find_job_pick(pick)
     assert not verdict.holds
-    assert "workers got job" in str(verdict) and "one job must go to one worker only" in str(verdict), str(
-        verdict
-    )
+    assert "caller B got job" in str(verdict), str(verdict)
+    assert "one job must go to one worker only" in str(verdict), str(verdict)
 
 
 def test_a_pick_that_skips_locked_rows_holds_too():

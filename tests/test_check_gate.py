@@ -34,13 +34,13 @@ def test_the_skeleton_with_its_todo_is_not_tried():
 @pytest.mark.parametrize(
     ("broken", "says"),
     [
-        # no lock at all: the original gate, stalling when both check before either commits
-        (fix("        NULL;\n"), "the next order never started in "),
+        # no lock at all: the original gate; with the first finisher's transaction open, the
+        # second finishes, and both checked before either committed
+        (fix("        NULL;\n"), "without waiting"),
         # a lock per pipe job: nobody waits for anybody
-        (
-            fix("        PERFORM pg_advisory_xact_lock(NEW.pipe_job_id);\n"),
-            "the next order never started in ",
-        ),
+        (fix("        PERFORM pg_advisory_xact_lock(NEW.pipe_job_id);\n"), "without waiting"),
+        # a delay instead of a lock: it passes free trials, but nobody waits for a commit
+        (fix("        PERFORM pg_sleep(0.15 * (NEW.pipe_job_id % 2));\n"), "not merely delay it"),
         # row locks on the request's pipe jobs: each finisher holds its own row already
         (
             fix(
@@ -62,7 +62,7 @@ def test_the_skeleton_with_its_todo_is_not_tried():
         # the function alone: nothing calls it
         (REFERENCE.split("CREATE OR REPLACE TRIGGER")[0], "created no BEFORE UPDATE trigger"),
     ],
-    ids=["no-lock", "lock-per-pipe-job", "row-locks", "session-lock", "return-null", "no-trigger"],
+    ids=["no-lock", "lock-per-pipe-job", "sleep", "row-locks", "session-lock", "return-null", "no-trigger"],
 )
 def test_a_broken_fix_is_refused_in_plain_words(broken, says):
     verdict = check.gate_takes_turns(broken)
@@ -74,7 +74,7 @@ def test_a_broken_fix_is_refused_in_plain_words(broken, says):
     ("gate", "counted"),
     [(None, "stalled"), ("row locks", "deadlocks"), ("advisory lock", "started")],
 )
-def test_a_pause_after_each_row_lock_makes_the_rare_schedule_certain(gate, counted):
+def test_holding_each_finisher_after_its_row_lock_makes_the_rare_schedule_certain(gate, counted):
     # both finishers hold their own row before any later BEFORE trigger runs, in every trial:
     # the original stalls every time, the row-lock fix deadlocks every time, the fix holds
     fixes = {"row locks": queries.load("clients/races.sql")["gate_row_locks"], "advisory lock": REFERENCE}
@@ -82,5 +82,5 @@ def test_a_pause_after_each_row_lock_makes_the_rare_schedule_certain(gate, count
         if gate is not None:
             with lab.connect() as conn:
                 conn.execute(fixes[gate])
-        result = races.order_gate_trials(3, connect=lab.connect, pause=0.05)
+        result = races.order_gate_trials(3, connect=lab.connect, hold=True)
     assert result.trials == 3 and getattr(result, counted) == 3, result

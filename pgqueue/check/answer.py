@@ -117,7 +117,8 @@ def _source(conn: psycopg.Connection) -> str | None:
 
 def _scenario(run: _Lab, verdict: Verdict) -> None:
     me, twin, newer = run.procs
-    mine = [j for j, proc in run.jobs.items() if proc == ("first_process", "1.0.0")]  # oldest first
+    # oldest first: answer_job_list sorts by job_create_timestamp, and dicts keep that order
+    mine = [j for j, proc in run.jobs.items() if proc == ("first_process", "1.0.0")]
     # 1. two jobs wait for first_process 1.0.0: the first beat gets the older one
     if not _job_answer(run, verdict, me, mine[0], "the oldest job waiting for it"):
         return
@@ -243,12 +244,11 @@ def _wrong_job(run: _Lab, who: Identity, got: int, expected: int | None) -> str:
         )
     if expected is None:
         return f"process {who.uuid} was handed job {got} while nothing waited for it: answer 'No job found'"
-    if got > expected:
-        return (
-            f"process {who.uuid} was handed job {got} while job {expected}, older, waited: "
-            "hand out the oldest first (ORDER BY job_create_timestamp)"
-        )
-    return f"process {who.uuid} was handed job {got}, expected job {expected}"
+    # `expected` is the oldest job still waiting for this process, so `got` is a younger one
+    return (
+        f"process {who.uuid} was handed job {got} while job {expected}, older, waited: "
+        "hand out the oldest first (ORDER BY job_create_timestamp)"
+    )
 
 
 def _row(payload: str) -> dict | None:

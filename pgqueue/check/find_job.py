@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 from dataclasses import dataclass
 
 import psycopg
 
-from pgqueue import labs, queries
+from pgqueue import labs, queries, races
 from pgqueue.check.core import Verdict, install, together, written
 from pgqueue.single_call import LOST_RACE, NO_JOB
+from pgqueue.wait import until
 
 NAME, VERSION = "first_process", "1.9.2"  # the process every caller runs
 RACE_TRIALS = 10  # trials of callers released together
@@ -69,7 +71,8 @@ def find_job_pick(text: str, poc: str = "single-call") -> Verdict:
         pipe_job = conn.execute(_q()["find_job_pipe_job"], {"request_id": 1}).fetchone()[0]
         jobs = [_place(conn, pipe_job, *row) for row in SCENE]
         if _one_by_one(conn, jobs, verdict):
-            _race(lab, pipe_job, verdict)
+            _second_while_first_holds(lab, pipe_job, verdict)
+            _race(lab, pipe_job, verdict)  # what many callers at once see, whatever the forced one said
     return verdict
 
 
@@ -161,6 +164,64 @@ def _why(got: Job, best: Job) -> str:
     if got.priority > best.priority:
         return f"the lowest job_priority goes first ({best.priority} before {got.priority})"
     return "among equal priorities the oldest job (job_create_timestamp) goes first"
+
+
+def _second_while_first_holds(lab: labs.Scratch, pipe_job: int, verdict: Verdict) -> bool:
+    """One schedule forced: caller A's transaction holds its job while caller B asks.
+
+    With FOR UPDATE, B waits for A's row lock, and once A commits PostgreSQL re-checks the row,
+    finds it taken and hands B the next one. Without it, B reads the job A is taking, and its
+    claim loses. Decided every time, not by luck.
+    """
+    version = "forced"
+    for n in range(2):
+        _place_race_job_of(lab, pipe_job, version, n)
+    heard: list[str | BaseException] = []
+    with lab.connect() as a, lab.connect() as b, lab.connect() as watch:
+
+        def second() -> None:
+            try:
+                heard.append(_ask(b, version))
+            except psycopg.Error as exc:
+                heard.append(exc)
+
+        with a.transaction():
+            first = _ask(a, version)
+            racer = threading.Thread(target=second, daemon=True)
+            racer.start()
+            until(
+                lambda: heard or races.waiting_on_lock(b.info.backend_pid, conn=watch),
+                10,
+                "the second caller answering or waiting",
+            )
+        racer.join(10)
+    held = _job_of(first, verdict, "caller A, alone with two waiting jobs")
+    if held is None or not heard:
+        return verdict.expect(False, "", "caller B never answered after caller A committed")
+    answer = heard[0]
+    if isinstance(answer, BaseException):
+        return verdict.expect(False, "", f"while caller A held job {held}, caller B failed: {_error(answer)}")
+    what = f"while caller A held job {held} in an open transaction"
+    if answer == LOST_RACE:
+        return verdict.expect(
+            False,
+            "",
+            f"{what}, caller B was told {LOST_RACE!r} although another job waited: without FOR UPDATE, "
+            "B read the job A was taking, and its claim lost",
+        )
+    got = _job_of(answer, verdict, f"caller B, {what}")
+    if got is None:
+        return False
+    return verdict.expect(
+        got != held,
+        f"{what}, caller B waited for it, then took the next job ({got})",
+        f"{what}, caller B got job {held} too: one job must go to one worker only",
+    )
+
+
+def _place_race_job_of(lab: labs.Scratch, pipe_job: int, version: str, n: int) -> None:
+    with lab.connect() as conn:
+        _place_race_job(conn, pipe_job, version, n)
 
 
 def _race(lab: labs.Scratch, pipe_job: int, verdict: Verdict) -> None:

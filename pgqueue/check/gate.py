@@ -9,11 +9,10 @@ from pgqueue.check.core import Verdict, install, written
 
 TRIALS = 50  # trials of two finishers released together
 STOP_AFTER = 2  # trials with a deadlock or an error before the trials stop (each costs a second or more)
-# Then trials where each finisher pauses right after its UPDATE locked its own row: released
-# together, both then hold their own row before the learner's trigger runs, every time. A fix
-# that deadlocks in 1 of 50 free trials deadlocks in these at once.
-PAUSED_TRIALS = 10
-PAUSE = 0.05  # seconds
+# Then trials where each finisher is held right after its UPDATE locked its own row, and both
+# are let go together: every trial meets the schedule that free trials meet only now and then.
+# A fix that deadlocks in 1 of 50 free trials deadlocks in these every time.
+HELD_TRIALS = 10
 ROUTINE = "pipe_job_takes_turn"
 
 
@@ -51,16 +50,17 @@ def gate_takes_turns(text: str, poc: str = "single-call", trials: int = TRIALS) 
                 return verdict
             if not _one_after_the_other(conn, verdict):
                 return verdict
+            if not _second_waits_for_the_first(conn, connect, verdict):
+                return verdict
         free = races.order_gate_trials(trials, connect=connect, stop_after=STOP_AFTER)
         if not _judge(free, verdict, trials, "trials of two finishers released together"):
             return verdict
-        paused = races.order_gate_trials(PAUSED_TRIALS, connect=connect, stop_after=STOP_AFTER, pause=PAUSE)
+        held = races.order_gate_trials(HELD_TRIALS, connect=connect, stop_after=STOP_AFTER, hold=True)
         _judge(
-            paused,
+            held,
             verdict,
-            PAUSED_TRIALS,
-            f"trials where both finishers held their own row first (a {PAUSE * 1000:.0f} ms pause after "
-            "each one's row lock)",
+            HELD_TRIALS,
+            "trials where both finishers held their own row's lock before your trigger ran",
         )
     return verdict
 
@@ -92,6 +92,39 @@ def _one_after_the_other(conn: psycopg.Connection, verdict: Verdict) -> bool:
         f"finished one after the other, pipe jobs {one} and {two} gave order-2 pipe job {report} "
         f"{entries} entry jobs instead of 1",
     )
+
+
+def _second_waits_for_the_first(conn: psycopg.Connection, connect, verdict: Verdict) -> bool:
+    """One schedule forced: the first finisher's transaction stays open while the second finishes.
+
+    A fix that takes turns makes the second finisher wait for a lock until the first commits;
+    a fix that only delays a finisher lets it finish, and both check before either commits.
+    """
+    races_q = queries.load("clients/races.sql")
+    report, one, two = (r[0] for r in conn.execute(races_q["gate_trial"], {"pipe": 2, "next_pipe": 4}))
+    try:
+        race = races.order_gate_race(one, two, report, connect=connect)
+    except psycopg.Error as exc:
+        return verdict.expect(
+            False, "", f"with one finisher's transaction open, the other failed: {_said(exc)}"
+        )
+    if not verdict.expect(
+        race.waited,
+        "while the first finisher's transaction was open, the second waited for it",
+        f"while the first finisher of pipe job {one} had not committed, the second finished pipe job "
+        f"{two} without waiting: your trigger must make it wait (a lock), not merely delay it",
+    ):
+        return False
+    return verdict.expect(
+        race.started,
+        "once the first committed, the second finisher opened the gate",
+        f"the second finisher waited, yet order-2 pipe job {report} never started: check the gate after "
+        "the wait, in a transaction-level lock that the first finisher's commit releases",
+    )
+
+
+def _said(exc: psycopg.Error) -> str:
+    return exc.diag.message_primary or str(exc)
 
 
 def _judge(result: races.GateTrials, verdict: Verdict, planned: int, what: str) -> bool:

@@ -72,15 +72,20 @@ END $$;
 SELECT prosrc FROM pg_proc WHERE proname = %(name)s AND pronamespace = 'public'::regnamespace;
 
 -- name: answer_jobs
--- Waiting jobs for the processes named, oldest first, in pipeline 1 (request 1).
-INSERT INTO job_queue (request_id, pipe_id, job_creator_process_name, job_process_name, job_process_version)
-SELECT 1, 1, 'the checker', job.name, job.version
+-- Waiting jobs for the processes named, in pipeline 1 (request 1). They are dated an hour back,
+-- so they are older than the example jobs made before them: the oldest job is not the lowest
+-- id, and a pick without ORDER BY job_create_timestamp shows.
+INSERT INTO job_queue (request_id, pipe_id, job_creator_process_name, job_process_name, job_process_version,
+                       job_create_timestamp)
+SELECT 1, 1, 'the checker', job.name, job.version,
+       clock_timestamp() - interval '1 hour' + job.n * interval '1 second'
   FROM unnest(%(names)s::varchar[], %(versions)s::varchar[]) WITH ORDINALITY AS job (name, version, n)
  ORDER BY job.n;
 
 -- name: answer_job_list
+-- Oldest first, as the answer must hand them out.
 SELECT job_id, job_process_name, job_process_version, job_assigned_process_uuid
-  FROM job_queue ORDER BY job_id;
+  FROM job_queue ORDER BY job_create_timestamp, job_id;
 
 -- name: answer_done
 -- A last notification after a beat: notifications of transactions that committed one after the

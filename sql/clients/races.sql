@@ -48,22 +48,31 @@ FOR EACH ROW EXECUTE FUNCTION pipe_job_takes_turn();
 -- A race that should not wait ends in an error after `ms` instead of hanging a test.
 SELECT set_config('lock_timeout', %(ms)s, false);
 
--- name: install_gate_pause
--- A kit trigger that pauses a finisher right after its UPDATE has locked its own pipe job's row,
+-- name: install_gate_hold
+-- A kit trigger that holds a finisher right after its UPDATE has locked its own pipe job's row,
 -- before any later BEFORE trigger runs (triggers of one kind fire in name order, and `_` sorts
--- before lowercase letters). It pauses only sessions that set pgqueue.gate_pause (seconds): the
--- barrier then meets, every time, the schedule it meets only sometimes: both finishers holding
--- their own row before either asks for more.
-CREATE OR REPLACE FUNCTION _pause_after_row_lock() RETURNS trigger LANGUAGE plpgsql AS $$
+-- before lowercase letters), until the trials' coordinator lets go. It holds only sessions that
+-- set pgqueue.gate_hold: the coordinator releases both finishers once both are held, so every
+-- trial meets the schedule free trials meet only sometimes: both finishers holding their own
+-- row before either asks for more.
+CREATE OR REPLACE FUNCTION _hold_after_row_lock() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.pipe_job_finished AND NOT OLD.pipe_job_finished THEN
-        PERFORM pg_sleep(coalesce(nullif(current_setting('pgqueue.gate_pause', true), ''), '0')::float8);
+    IF NEW.pipe_job_finished AND NOT OLD.pipe_job_finished
+       AND current_setting('pgqueue.gate_hold', true) = 'on' THEN
+        PERFORM pg_advisory_xact_lock_shared(hashtext('pgqueue gate hold'));
     END IF;
     RETURN NEW;
 END $$;
-CREATE OR REPLACE TRIGGER _pause_after_row_lock
+CREATE OR REPLACE TRIGGER _hold_after_row_lock
 BEFORE UPDATE OF pipe_job_finished ON pipe_job_queue
-FOR EACH ROW EXECUTE FUNCTION _pause_after_row_lock();
+FOR EACH ROW EXECUTE FUNCTION _hold_after_row_lock();
 
--- name: gate_pause
-SELECT set_config('pgqueue.gate_pause', %(seconds)s, false);
+-- name: gate_hold_on
+SELECT set_config('pgqueue.gate_hold', 'on', false);
+
+-- name: close_gate_hold
+-- The coordinator's lock (session-level): held finishers wait for it, sharing it once it is free.
+SELECT pg_advisory_lock(hashtext('pgqueue gate hold'));
+
+-- name: open_gate_hold
+SELECT pg_advisory_unlock(hashtext('pgqueue gate hold'));

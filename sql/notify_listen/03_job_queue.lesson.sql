@@ -22,3 +22,7 @@ SELECT failure_id, job_id, request_id, error_message FROM jobs_failed ORDER BY f
 -- name: drop_answer
 -- Refused while the trigger heartbeat_finds_job uses the function: replace it instead.
 DROP FUNCTION answer_heartbeat();
+
+-- name: count_jobs
+-- Any statement will do to open a transaction on a connection that does not autocommit.
+SELECT count(*) FROM job_queue;
