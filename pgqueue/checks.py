@@ -47,6 +47,17 @@ def seconds(value, what: str, *, zero_ok: bool = False) -> float:
     return number
 
 
+def chance(value, what: str) -> float:
+    """`value` as a probability: a finite number from 0 to 1."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadValue(f"{what} must be a chance from 0 to 1, got {value!r}") from None
+    if isinstance(value, bool) or not 0 <= number <= 1:
+        raise BadValue(f"{what} must be a chance from 0 to 1, got {value!r}")
+    return number
+
+
 def work_range(value, what: str = "work") -> tuple[float, float]:
     """A (min, max) range of seconds with 0 <= min <= max (0 0 means no work)."""
     try:

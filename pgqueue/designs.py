@@ -92,6 +92,19 @@ REGISTRY: dict[str, Design] = {
             panels=PANELS,
             figures=FIGURES,
         ),
+        Design(
+            name="hardened",
+            title="the hardened queue",
+            folder="hardened",
+            builds_on=("shared",),
+            worker_module="pgqueue.hardened",
+            submits="pipe job",
+            set_up_when="process_heartbeats",
+            history_query="job_history_single_call",  # the same tables and columns
+            counts_query="counts_by_process_single_call",
+            panels=PANELS,
+            figures=FIGURES,
+        ),
     ]
 }
 

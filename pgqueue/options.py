@@ -9,13 +9,20 @@ from pgqueue import checks
 from pgqueue.checks import BadValue
 
 
-def _option(default: Any, help_text: str, check: Callable[[Any, str], Any]) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help_text, "check": check})
+def _option(default: Any, help_text: str, check: Callable[[Any, str], Any], metavar: str = "") -> Any:
+    return dataclasses.field(
+        default=default, metadata={"help": help_text, "check": check, "metavar": metavar}
+    )
 
 
 def seconds(default: float, help_text: str, *, zero_ok: bool = False) -> Any:
     """A duration option: finite, above 0 (or 0 too when `zero_ok`), at most a day."""
     return _option(default, help_text, lambda v, what: checks.seconds(v, what, zero_ok=zero_ok))
+
+
+def chance(default: float, help_text: str) -> Any:
+    """A probability option, from 0 to 1."""
+    return _option(default, help_text, checks.chance, "CHANCE")
 
 
 def work(default: tuple[float, float], help_text: str) -> Any:
@@ -67,7 +74,9 @@ def add_union(parser: argparse.ArgumentParser, options_types: dict[str, type]) -
         elif isinstance(field.default, tuple):
             kwargs.update(nargs=len(field.default), metavar=("MIN", "MAX"))
         else:
-            kwargs["metavar"] = "SECONDS" if isinstance(field.default, float) else "N"
+            kwargs["metavar"] = field.metadata.get("metavar") or (
+                "SECONDS" if isinstance(field.default, float) else "N"
+            )
         parser.add_argument(_flag(field), **kwargs)
 
 

@@ -42,7 +42,9 @@ def warn_if_gate_waits_for_nothing(
     """
     if order < 2:
         return
-    if not conn.execute(_q()["gate_opens_later"], {"request_id": request_id, "order": order}).fetchone()[0]:
+    if not conn.execute(
+        _q()["gate_opens_later"], {"request_id": request_id, "order": order, "pipe_job_id": pipe_job_id}
+    ).fetchone()[0]:
         warnings.warn(
             f"pipe job {pipe_job_id} (pipeline {pipe_id}, order {order}) starts when the order-{order - 1} "
             f"pipe jobs of request {request_id} finish, and request {request_id} has none unfinished: "

@@ -118,20 +118,29 @@ def submit(pipe_id: int, request_id: int | None = None, priority: int = 100) -> 
     A pipe job of order 2 or more whose request has no unfinished pipe job of the order before
     is made, with an OrderGateWarning: nothing starts it until such work arrives and finishes.
     """
+    return submit_to(POC, pipe_id, request_id, priority)
+
+
+# what the labs' own checks raise: the original's RAISE, the hardened design's coded refusals
+_REFUSED = (psycopg.errors.RaiseException, psycopg.errors.InvalidParameterValue, psycopg.errors.NoDataFound)
+
+
+def submit_to(poc: str, pipe_id: int, request_id: int | None = None, priority: int = 100) -> int:
+    """`submit` into lab `poc`: single-call, or a design that keeps its tables (hardened)."""
     pipe_id = checks.whole(pipe_id, "pipeline id")
     if request_id is not None:
         request_id = checks.whole(request_id, "request id")
     priority = checks.priority(priority)
-    labs.require_set_up(POC)
-    with labs.connect(POC) as conn:
-        order = pipelines.check_pipeline(conn, POC, pipe_id)
+    labs.require_set_up(poc)
+    with labs.connect(poc) as conn:
+        order = pipelines.check_pipeline(conn, poc, pipe_id)
         if request_id is None:
             request_id = conn.execute(_q()["next_request_id"]).fetchone()[0]
         params = {"request_id": request_id, "pipe_id": pipe_id, "priority": priority}
         with conn.transaction():
             try:
                 made = conn.execute(_q()["submit"], params).fetchone()[0]
-            except psycopg.errors.RaiseException as exc:
+            except _REFUSED as exc:
                 raise PgQueueError(exc.diag.message_primary) from None
             pipelines.warn_if_gate_waits_for_nothing(conn, made, pipe_id, order, request_id)
         return made
@@ -139,13 +148,18 @@ def submit(pipe_id: int, request_id: int | None = None, priority: int = 100) -> 
 
 def set_priority(pipe_job_id: int, priority: int) -> int:
     """Change a pipe job's priority (and its waiting jobs'); how many waiting jobs changed."""
+    return set_priority_in(POC, pipe_job_id, priority)
+
+
+def set_priority_in(poc: str, pipe_job_id: int, priority: int) -> int:
+    """`set_priority` in lab `poc`: single-call, or a design that keeps its tables (hardened)."""
     pipe_job_id = checks.whole(pipe_job_id, "pipe job id")
     priority = checks.priority(priority)
-    with labs.connect(POC) as conn:
+    with labs.connect(poc) as conn:
         try:
             params = {"pipe_job_id": pipe_job_id, "priority": priority}
             return conn.execute(_q()["set_priority"], params).fetchone()[0]
-        except psycopg.errors.RaiseException as exc:
+        except _REFUSED as exc:
             raise PgQueueError(exc.diag.message_primary) from None
 
 

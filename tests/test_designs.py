@@ -35,12 +35,14 @@ def test_the_registry_holds_only_designs_whose_sql_exists():
 
 
 def test_a_panel_a_design_does_not_offer_is_refused_with_those_that_do():
-    with pytest.raises(PgQueueError, match="lab 'notify-listen' has no priority; these do: single-call"):
+    with pytest.raises(
+        PgQueueError, match="lab 'notify-listen' has no priority; these do: single-call, hardened"
+    ):
         widgets.PriorityPanel("notify-listen")
     with pytest.raises(
-        PgQueueError, match="unknown lab 'hardened'; choose one of: notify-listen, single-call"
+        PgQueueError, match="unknown lab 'sturdy'; choose one of: notify-listen, single-call, hardened"
     ):
-        designs.get("hardened")
+        designs.get("sturdy")
 
 
 def test_a_design_naming_an_unknown_panel_is_refused():

@@ -1,0 +1,1 @@
+../single_call/01_pipelines.examples.sql

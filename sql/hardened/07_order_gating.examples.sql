@@ -1,0 +1,1 @@
+../single_call/07_order_gating.examples.sql
