@@ -45,6 +45,9 @@ def _drop_test_databases() -> None:
         pattern = labs.prefix().replace("_", r"\_") + "%"
         for (name,) in admin.execute(q["databases_like"], {"pattern": pattern}).fetchall():
             admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(name)))
+        # the hardened labs' worker roles, once their databases (and grants) are gone
+        for (role,) in admin.execute(q["roles_like"], {"pattern": pattern}).fetchall():
+            admin.execute(sql.SQL(q["drop_role"]).format(role=sql.Identifier(role)))
 
 
 _HOME = pytest.StashKey[str]()

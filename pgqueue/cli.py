@@ -147,6 +147,8 @@ def setup(args: argparse.Namespace) -> int:
         return 0
     stopped = f"; stopped {done.workers_stopped} worker(s)" if done.workers_stopped else ""
     print(f"{where} rebuilt: {', '.join(done.steps) or 'no steps'}{stopped}")
+    for note in getattr(designs.get(args.poc).worker(), "setup_notes", list)():
+        print(f"pgqueue: {note}", file=sys.stderr)
     return 0
 
 

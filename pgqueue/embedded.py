@@ -394,11 +394,16 @@ def _write_auth(lay: Layout, account: _Account | None) -> None:
     """Rewritten at every start, so data folders from older kits that trusted everyone are fixed."""
     hba = (
         "# Written by pgqueue at every start (edits are lost). Only the unix socket, only the OS\n"
-        f"# users that pg_ident.conf maps (the kit's user and root), only as {DB_USER}; no TCP.\n"
+        f"# users that pg_ident.conf maps (the kit's user and root), only as {DB_USER} or a lab's\n"
+        "# worker role; no TCP.\n"
         f"local all all peer map={IDENT_MAP}\n"
     )
+    # the hardened lab's workers connect as its worker role, <database>_worker (a regular
+    # expression, which pg_ident.conf takes as the PostgreSQL user since version 16)
     ident = "# Written by pgqueue at every start: MAPNAME SYSTEM-USERNAME PG-USERNAME\n" + "".join(
-        f'{IDENT_MAP} "{name}" {DB_USER}\n' for name in dict.fromkeys([_kit_user(), "root"])
+        f'{IDENT_MAP} "{name}" {role}\n'
+        for name in dict.fromkeys([_kit_user(), "root"])
+        for role in (DB_USER, '"/^[a-z0-9_]+_worker$"')
     )
     paths.write_private(lay.data / "pg_hba.conf", hba, _owner(account))
     paths.write_private(lay.data / "pg_ident.conf", ident, _owner(account))

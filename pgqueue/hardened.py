@@ -82,6 +82,34 @@ class Worker(WorkerBase):
         super().__init__(who, options or Options(), log)
         self._started = False
         self._pulse_every = 1.0
+        self._gathers = False
+        self._role: str | None = None  # the lab's worker role, once looked up
+
+    def _connect(self, *, start: bool = True) -> psycopg.Connection:
+        """A connection as the lab's worker role, which may call the queue's functions and no more."""
+        if self._role is None:
+            self._role = worker_role(start=start) or ""
+            if not self._role:
+                self._event(
+                    "warning",
+                    f"lab {POC} has no worker role (its owner may not create roles): this worker "
+                    "connects as the owner, who may do anything to the tables",
+                )
+        name = f"{labs.WORKER_APPLICATION} {self.poc} {self.who}"[:63]
+        return labs.connect(self.poc, application_name=name, start=start, user=self._role or None)
+
+    def serves_a_step(self, conn: psycopg.Connection) -> bool:
+        """Whether any pipeline has a step for this process (asked through worker_setup)."""
+        return self._setup(conn)["serves"]
+
+    def say_stopped(self, conn: psycopg.Connection) -> None:
+        """Tell the lab this worker exits cleanly, through the call its role may make."""
+        conn.execute(_q()["mark_stopped"], {"uuid": self.who.uuid})
+
+    def _setup(self, conn: psycopg.Connection) -> dict:
+        params = {"name": self.who.name, "version": self.who.version}
+        with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+            return cur.execute(_q()["worker_setup"], params).fetchone()
 
     def find_job(self, conn: psycopg.Connection, multi: bool) -> str:
         """The one call: heartbeat, kill switch, rescue of lost workers' jobs, and a lease."""
@@ -116,7 +144,8 @@ class Worker(WorkerBase):
                 self.complete(conn, lambda c, _after, ids=ids, why=str(exc): self._fail(c, ids, why))
                 continue
             self.complete(
-                conn, lambda c, _after, batch=batch: self._act(c, processes.plan(c, self.who, batch))
+                conn,
+                lambda c, _after, batch=batch: self._act(c, processes.plan(c, self.who, batch, _last_step)),
             )
 
     def _act(self, conn: psycopg.Connection, action: processes.Action) -> None:
@@ -148,9 +177,7 @@ class Worker(WorkerBase):
             return
         self._event("failed", why)
 
-    def _listen(self, conn: psycopg.Connection) -> None:
-        params = {"name": self.who.name, "version": self.who.version}
-        channel = conn.execute(_q()["wake_channel"], params).fetchone()[0]
+    def _listen(self, conn: psycopg.Connection, channel: str) -> None:
         listen = queries.load("clients/notify_listen.sql")["listen"]
         conn.execute(sql.SQL(listen).format(channel=sql.Identifier(channel)))
 
@@ -166,10 +193,10 @@ class Worker(WorkerBase):
 
     def serve(self, conn: psycopg.Connection) -> str | None:
         """Ask find_job again and again; work, then hand over; until killed or stopped."""
-        self._gathers = processes.gathers(conn, self.who)
-        rescue_after = conn.execute(_q()["settings"]).fetchone()[0]
-        self._pulse_every = rescue_after / 3  # at least twice within rescue_after, with room
-        self._listen(conn)
+        setup = self._setup(conn)
+        self._gathers = setup["gathers"]
+        self._pulse_every = setup["rescue_after_s"] / 3  # at least twice within rescue_after, with room
+        self._listen(conn, setup["channel"])
         if not self._started:
             self._started = True
             self._event("start", f"{self.who}{' gathers sets (multi mode)' if self._gathers else ''}")
@@ -188,6 +215,30 @@ class Worker(WorkerBase):
             else:
                 self.handle(conn, json.loads(answer))
         return None
+
+
+def _last_step(conn: psycopg.Connection, job: dict) -> bool:
+    params = {"pipe_id": job["pipe_id"], "name": job["job_process_name"]}
+    return conn.execute(_q()["is_last_step"], params).fetchone()[0]
+
+
+def worker_role(*, start: bool = True) -> str | None:
+    """The role the hardened lab's workers connect as, or None when the lab could not make one."""
+    with labs.connect(POC, start=start) as conn:
+        row = conn.execute(_q()["worker_role"]).fetchone()
+    return row[0] if row else None
+
+
+def setup_notes() -> list[str]:
+    """What a learner should know about the lab just built: here, a missing worker role."""
+    if worker_role() is not None:
+        return []
+    with labs.connect(POC) as conn:
+        owner = conn.info.user
+    return [
+        f"lab {POC} runs without a worker role: {owner!r} may not create roles (it needs CREATEROLE), "
+        f"so its workers connect as {owner!r}, who may change every table"
+    ]
 
 
 def submit(pipe_id: int, request_id: int | None = None, priority: int = 100) -> int:

@@ -6,6 +6,7 @@ process ask for whole parallel sets (find_job's multi mode); the last step of a 
 finishes the pipe job; every other step hands one job to the next.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -55,13 +56,18 @@ def payload(who: Identity, jobs: list[dict], part: int, parts: int) -> dict:
     return {"description": description, "parents": [job["job_payload"] for job in jobs]}
 
 
-def plan(conn: psycopg.Connection, who: Identity, jobs: list[dict]) -> Action:
-    """Decide what to do with the jobs one find_job call returned."""
+def plan(
+    conn: psycopg.Connection,
+    who: Identity,
+    jobs: list[dict],
+    last_step: Callable[[psycopg.Connection, dict], bool] = is_last_step,
+) -> Action:
+    """Decide what to do with the jobs one find_job call returned (`last_step` asks the lab)."""
     if not jobs:
         raise PgQueueError("plan needs at least one job, got none")
     first = jobs[0]
     ids = [job["job_id"] for job in jobs]
-    if is_last_step(conn, first):
+    if last_step(conn, first):
         return Action(ids, first["pipe_job_id"], None)
     width = first["job_process_config"].get("fan_out", 1)
     if not isinstance(width, int) or width < 1:

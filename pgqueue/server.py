@@ -147,13 +147,16 @@ def connect(
     autocommit: bool = True,
     application_name: str = "pgqueue",
     start: bool = True,
+    user: str | None = None,
 ) -> psycopg.Connection:
-    """A new connection to `dbname` (default: the server's administrative database)."""
+    """A new connection to `dbname` (default: the server's administrative database), as `user` if given."""
     srv = resolve(start=start)
     dsn = srv.uri_for(dbname) if dbname else srv.uri
+    as_user = {"user": user} if user else {}
     try:
         return psycopg.connect(
             dsn,
+            **as_user,
             autocommit=autocommit,
             application_name=application_name,
             connect_timeout=CONNECT_TIMEOUT,

@@ -86,6 +86,14 @@ class WorkerBase:
         """The design's loop on one connection: an ending, or None once `stop` is set."""
         raise NotImplementedError
 
+    def serves_a_step(self, conn: psycopg.Connection) -> bool:
+        """Whether any pipeline of the lab has a step for this worker's process."""
+        return pipelines.serves_a_step(conn, self.who.name, self.who.version)
+
+    def say_stopped(self, conn: psycopg.Connection) -> None:
+        """Tell the lab this worker exits cleanly (its state reads `stopped`)."""
+        heartbeats.mark_stopped(conn, self.who.uuid)
+
     # --- stopping ---------------------------------------------------------------------------
 
     def request_stop(self) -> None:
@@ -218,7 +226,7 @@ class WorkerBase:
         oid = conn.execute(queries.load("kit/queries.sql")["this_database"]).fetchone()[0]
         if self._lab_oid is None:
             self._lab_oid = oid
-            if not pipelines.serves_a_step(conn, self.who.name, self.who.version):
+            if not self.serves_a_step(conn):
                 self._event(
                     "warning",
                     f"no pipeline of lab {self.poc} has a step for {self.who.name} {self.who.version} "
@@ -252,6 +260,6 @@ class WorkerBase:
             ABANDONED: f"stopped at once: abandoned {held} (it stays assigned to this worker)",
         }[ending]
         if conn is not None and ending in (STOPPED, KILLED):
-            heartbeats.mark_stopped(conn, self.who.uuid)
+            self.say_stopped(conn)
         self._event(ending if ending != KILLED else "kill", detail)
         return ending

@@ -1,15 +1,19 @@
 """The hardened design: leases, rescue, idempotent finishing, retries, dead letters, safe gates, gathers."""
 
 import json
+import os
 import secrets
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
-from pgqueue import demo, fleet, hardened, labs, queries, races
+from pgqueue import demo, fleet, hardened, labs, queries, races, server
 from pgqueue.check import core
 from pgqueue.wait import until
+from tests.conftest import run_cli
 
 POC = "hardened"
 FAST = hardened.Options(poll=0.5, work=(0.0, 0.02))
@@ -219,3 +223,40 @@ def test_a_sigkilled_workers_job_is_rescued_by_a_plain_worker_and_runs_to_the_en
 def _held_by(conn, who: str) -> int | None:
     rows = [r for r in hardened.jobs().itertuples() if r.job_assigned_process_uuid == who]
     return rows[0].job_id if rows else None
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["delete_every_job", "read_pipelines", "change_a_priority", "turn_a_setting"],
+)
+def test_the_worker_role_may_call_the_queue_and_nothing_else(conn, statement):
+    role = hardened.worker_role()
+    assert role == f"{labs.database(POC)}_worker"
+    with labs.connect(POC, user=role) as worker:
+        assert worker.info.user == role
+        assert ask(worker, uuid(), "assigner", "1.0.0") == hardened.NO_JOB  # the queue's call works
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
+            worker.execute(_t()[statement])
+    assert conn.execute(_t()["table_sizes"]).fetchone()[0] == 0  # nothing was touched
+
+
+def test_the_examples_workers_connect_as_the_worker_role():
+    labs.reset(POC, examples=True)
+    with fleet.Fleet(POC) as workers:
+        workers.launch([("first_process", "1.9.2", 1)], worker_options=FAST)
+        until(lambda: hardened.job_counts()["finished"] >= 1, 30, "the worker finishing a job")
+        with labs.connect(POC) as conn:
+            users = {row[0] for row in conn.execute(_t()["worker_users"], {"pattern": "pgqueue worker%"})}
+    assert users == {hardened.worker_role()}
+
+
+@pytest.mark.skipif(not os.environ.get("PGQUEUE_DSN"), reason="the embedded server's owner may create roles")
+def test_an_owner_that_may_not_create_roles_gets_a_lab_without_separation_and_is_told(lab):
+    plain = f"{labs.prefix()}plain"
+    with server.connect() as admin:
+        admin.execute(sql.SQL(_t()["create_plain_role"]).format(role=sql.Identifier(plain)))
+    dsn = make_conninfo(os.environ["PGQUEUE_DSN"], user=plain)
+    env = {**os.environ, "PGQUEUE_DSN": dsn, "PGQUEUE_DB_PREFIX": f"{labs.prefix()}plain_"}
+    done = run_cli("setup", "--poc", "hardened", "--examples", env=env)
+    assert done.returncode == 0, done.stderr
+    assert f"lab hardened runs without a worker role: '{plain}' may not create roles" in done.stderr

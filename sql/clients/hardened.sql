@@ -14,15 +14,7 @@ CALL finish_pipe(%(uuid)s, %(job_ids)s, %(pipe_job_id)s);
 CALL fail_jobs(%(uuid)s, %(job_ids)s, %(error)s);
 
 -- name: pulse
--- A beat while the worker is busy: it keeps its leases (only the timestamp changes; a full
--- heartbeat would also say the worker is idle again).
-UPDATE process_heartbeats SET last_beat_timestamp = now() WHERE process_uuid = %(uuid)s;
-
--- name: settings
-SELECT extract(epoch FROM rescue_after)::float8 AS rescue_after_s, max_attempts FROM queue_settings;
-
--- name: wake_channel
-SELECT wake_channel(%(name)s, %(version)s);
+CALL pulse(%(uuid)s);
 
 -- name: job_counts
 SELECT count(*) FILTER (WHERE job_assigned_process_uuid IS NULL AND job_finished IS NULL
@@ -40,3 +32,16 @@ SELECT a.attempt_id, a.job_id, j.job_process_name, a.process_uuid, a.attempt_sta
        a.attempt_ended, a.outcome, a.error
   FROM job_attempts a JOIN job_queue j USING (job_id)
  ORDER BY a.attempt_id;
+
+-- name: worker_role
+-- The role the lab's workers connect as, if the lab could make it (step 08).
+SELECT rolname FROM pg_roles WHERE rolname = current_database() || '_worker';
+
+-- name: worker_setup
+SELECT gathers, rescue_after_s, channel, serves FROM worker_setup(%(name)s, %(version)s);
+
+-- name: is_last_step
+SELECT is_last_step(%(pipe_id)s, %(name)s);
+
+-- name: mark_stopped
+CALL mark_stopped(%(uuid)s);

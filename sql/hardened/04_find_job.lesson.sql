@@ -47,3 +47,100 @@ SELECT count(*) FROM job_queue WHERE pipe_job_id = %(pipe_job_id)s;
 -- What finish_pipe does last, by hand.
 UPDATE pipe_job_queue SET pipe_job_finished = true, pipe_job_finish_timestamp = clock_timestamp()
  WHERE pipe_job_id = %(pipe_job_id)s;
+
+-- name: delete_every_job
+-- What the originals' workers could do, and the hardened lab's worker role may not.
+DELETE FROM job_queue;
+
+-- name: read_pipelines
+SELECT * FROM pipelines;
+
+-- name: change_a_priority
+SELECT set_pipe_job_priority(1, 5::smallint);
+
+-- name: turn_a_setting
+UPDATE queue_settings SET max_attempts = 100;
+
+-- name: worker_users
+-- Who the lab's workers are connected as (workers name their connections 'pgqueue worker ...').
+SELECT DISTINCT usename FROM pg_stat_activity
+ WHERE datname = current_database() AND application_name LIKE %(pattern)s;
+
+-- name: chaos_processes
+-- The processes of the pipelines a chaos round runs (each gets its own workers).
+SELECT DISTINCT process_name, process_version FROM pipeline_processes
+ WHERE pipe_id = ANY (%(pipe_ids)s) ORDER BY process_name, process_version;
+
+-- name: chaos_pipelines
+-- Each step of those pipelines, to know how many jobs a finished pipe job made.
+SELECT pipe_id, process_order, process_configuration FROM pipeline_processes
+ WHERE pipe_id = ANY (%(pipe_ids)s) ORDER BY pipe_id, process_order;
+
+-- name: chaos_request
+-- One request: a pipe job for each pipeline (a request's lower orders first, as a client would).
+INSERT INTO pipe_job_queue (request_id, pipe_id)
+SELECT (SELECT coalesce(max(request_id), 0) + 1 FROM pipe_job_queue), pipe_id
+  FROM unnest(%(pipe_ids)s::integer[]) WITH ORDINALITY AS p(pipe_id, n)
+ ORDER BY n
+RETURNING request_id, pipe_job_id;
+
+-- name: holders
+-- The workers holding a job right now.
+SELECT DISTINCT job_assigned_process_uuid FROM job_queue
+ WHERE job_assigned_process_uuid IS NOT NULL AND job_finished IS NULL;
+
+-- name: open_jobs
+-- Jobs that may still move: waiting (or backing off) and running. 0 once a round has drained.
+SELECT count(*) FROM job_queue WHERE job_finished IS NULL AND job_dead_timestamp IS NULL;
+
+-- name: chaos_jobs
+-- What happened to every job: its pipe job, its attempts (recorded, succeeded, rescued, failed)
+-- and how it ended.
+SELECT j.job_id, j.pipe_job_id, j.job_attempts, j.job_finished IS TRUE AS finished,
+       j.job_dead_timestamp IS NOT NULL AS dead, j.job_error,
+       count(a.attempt_id) AS recorded,
+       count(a.attempt_id) FILTER (WHERE a.outcome = 'succeeded') AS succeeded,
+       count(a.attempt_id) FILTER (WHERE a.outcome = 'rescued') AS rescued,
+       count(a.attempt_id) FILTER (WHERE a.outcome = 'failed') AS failed,
+       (array_agg(a.outcome ORDER BY a.attempt_id DESC))[1] AS last_outcome
+  FROM job_queue j LEFT JOIN job_attempts a USING (job_id)
+ GROUP BY j.job_id ORDER BY j.job_id;
+
+-- name: chaos_pipe_jobs
+-- Every pipe job: its pipeline and order, whether it finished, how many jobs it made, and
+-- whether one of them was dead-lettered.
+SELECT pj.pipe_job_id, pj.request_id, pj.pipe_id, p.pipe_order, pj.pipe_job_finished AS finished,
+       count(j.job_id) AS jobs, count(j.job_dead_timestamp) > 0 AS has_dead
+  FROM pipe_job_queue pj JOIN pipelines p USING (pipe_id)
+  LEFT JOIN job_queue j ON j.pipe_job_id = pj.pipe_job_id
+ GROUP BY pj.pipe_job_id, p.pipe_order ORDER BY pj.pipe_job_id;
+
+-- name: early_gates
+-- Requests whose order-2 work began before the last of their order-1 pipe jobs finished (or
+-- while one is still unfinished): the first job of an order-2 pipe job is made in the
+-- transaction that finishes the last order-1 pipe job, so its timestamp comes later.
+WITH lower AS (
+    SELECT pj.request_id, bool_or(NOT pj.pipe_job_finished) AS open,
+           max(pj.pipe_job_finish_timestamp) AS done
+      FROM pipe_job_queue pj JOIN pipelines p USING (pipe_id)
+     WHERE p.pipe_order = 1 GROUP BY pj.request_id
+), upper AS (
+    SELECT pj.request_id, min(j.job_create_timestamp) AS started
+      FROM pipe_job_queue pj JOIN pipelines p USING (pipe_id) JOIN job_queue j USING (pipe_job_id)
+     WHERE p.pipe_order = 2 GROUP BY pj.request_id
+)
+SELECT upper.request_id FROM upper JOIN lower USING (request_id)
+ WHERE lower.open OR upper.started <= lower.done ORDER BY upper.request_id;
+
+-- name: held_by
+-- Jobs still leased to, and attempts still running in, any of the workers `uuids`.
+SELECT (SELECT count(*) FROM job_queue
+         WHERE job_assigned_process_uuid = ANY (%(uuids)s) AND job_finished IS NULL) AS jobs,
+       (SELECT count(*) FROM job_attempts
+         WHERE process_uuid = ANY (%(uuids)s) AND attempt_ended IS NULL) AS attempts,
+       (SELECT count(*) FROM job_attempts
+         WHERE outcome = 'rescued' AND process_uuid <> ALL (%(uuids)s)) AS rescued_from_the_living;
+
+-- name: create_plain_role
+-- A role that may create databases but not roles, as managed servers often hand out.
+CREATE ROLE {role} LOGIN CREATEDB;

@@ -59,3 +59,10 @@ SELECT step, checksum, applied_at FROM pgqueue_applied_steps ORDER BY step;
 
 -- name: record_step
 INSERT INTO pgqueue_applied_steps (step, checksum) VALUES (%(step)s, %(checksum)s);
+
+-- name: roles_like
+-- The worker roles labs made (roles belong to the whole server, not to a database).
+SELECT rolname FROM pg_roles WHERE rolname LIKE %(pattern)s ORDER BY rolname;
+
+-- name: drop_role
+DROP ROLE IF EXISTS {role};
