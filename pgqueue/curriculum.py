@@ -103,6 +103,22 @@ LESSONS = [
         "viz, widgets",
         minutes=30,
     ),
+    Lesson(
+        "09-survive-a-crash.ipynb",
+        "the failure lab: a worker SIGKILLed after its claim, a NOTIFY nobody hears; how the hardened lab recovers",
+        "the failure lab",
+        "sql/hardened/",
+        "failures, hardened",
+        minutes=35,
+    ),
+    Lesson(
+        "10-race-for-a-job.ipynb",
+        "the failure lab: one job handed to two workers, callers queueing behind one lock, a pipe job finished twice",
+        "the failure lab",
+        "sql/hardened/",
+        "failures, hardened",
+        minutes=40,
+    ),
 ]
 
 
