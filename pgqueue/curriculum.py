@@ -105,7 +105,7 @@ LESSONS = [
     ),
     Lesson(
         "09-survive-a-crash.ipynb",
-        "the failure lab: a worker SIGKILLed after its claim, a NOTIFY nobody hears; how the hardened lab recovers",
+        "failure lab: a worker SIGKILLed after its claim, a NOTIFY nobody hears; the hardened fix",
         "the failure lab",
         "sql/hardened/",
         "failures, hardened",
@@ -113,7 +113,7 @@ LESSONS = [
     ),
     Lesson(
         "10-race-for-a-job.ipynb",
-        "the failure lab: one job handed to two workers, callers queueing behind one lock, a pipe job finished twice",
+        "failure lab: one job to two workers, callers queueing behind one lock, a pipe finished twice",
         "the failure lab",
         "sql/hardened/",
         "failures, hardened",
