@@ -268,14 +268,17 @@ def kill(args: argparse.Namespace) -> int:
 
 
 def demo_run(args: argparse.Namespace) -> int:
-    """Run the seed's full single-call example with real worker processes; report; 0 if it proved out."""
+    """Run the seed's full example on a lab with real worker processes; report; 0 if it proved out."""
     from pgqueue import demo
 
     # every value checked (and made a number) before the lab is touched
-    checked = demo.Options(poll=args.poll, work=tuple(args.work))
+    design = demo.check(args.poc, args.original_gate)
+    checked = design.worker().Options(poll=args.poll, work=tuple(args.work))
     timeout = checks.seconds(args.timeout, "timeout")
     _sigterm_interrupts()
-    report = demo.run(work=checked.work, poll=checked.poll, timeout=timeout, original_gate=args.original_gate)
+    report = demo.run(
+        work=checked.work, poll=checked.poll, timeout=timeout, original_gate=args.original_gate, poc=args.poc
+    )
     print(report.text())
     stalled = [line.split(":")[0] for line in report.gates if "STALLED" in line]
     if stalled:
@@ -288,6 +291,8 @@ def demo_run(args: argparse.Namespace) -> int:
         raise PgQueueError(f"pipe jobs {unfinished} did not finish within {timeout:g} s")
     if not report.gates_ok:
         raise PgQueueError("an order gate was violated (see 'order gates' above)")
+    if not report.attempts_ok:
+        raise PgQueueError(f"not every job succeeded exactly once: {report.attempts}")
     print("demo: every pipe job finished and every order gate held")
     return 0
 
@@ -455,12 +460,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser = verb(
         verbs,
         "demo",
-        "run the single-call example with real worker processes",
-        "Build a fresh single-call lab with the example data, start the original "
+        "run the example pipelines with real worker processes",
+        "Build a fresh lab (single-call unless --poc) with the example data, start the original "
         "launcher's 12 worker processes and the README flow's, show progress, then report each "
-        "pipe job and prove the order gate. Exits 0 when every pipe job finished in time. The lab "
-        "gets lesson 07's fix of the order gate, unless --original-gate.",
+        "pipe job and prove the order gate (on hardened, also that every job succeeded exactly "
+        "once). Exits 0 when every pipe job finished in time. A single-call lab gets lesson 07's "
+        "fix of the order gate, unless --original-gate.",
         demo_run,
+    )
+    demo_parser.add_argument(
+        "--poc",
+        choices=pocs,
+        default="single-call",
+        help="which lab: single-call (default) or hardened; notify-listen has no pipelines of orders",
     )
     demo_parser.add_argument(
         "--original-gate",

@@ -1,4 +1,4 @@
-"""`python -m pgqueue demo`: the seed's full single-call example with real worker processes, and a report."""
+"""`python -m pgqueue demo`: the seed's full example with real worker processes on a lab, and a report."""
 
 import sys
 import time
@@ -9,8 +9,9 @@ from typing import TypeVar
 import pandas as pd
 import psycopg
 
-from pgqueue import fleet, heartbeats, labs, pipelines, server, single_call
-from pgqueue.single_call import POC, Options
+from pgqueue import designs, fleet, heartbeats, labs, pipelines, server
+from pgqueue.checks import BadValue
+from pgqueue.single_call import POC
 from pgqueue.wait import Backoff
 from pgqueue.worker_base import one_line
 
@@ -45,6 +46,8 @@ class Report:
     idle: list[str]
     seconds: float
     gate: str = ""  # which order gate the lab ran: the original's, or with lesson 07's fix
+    attempts: str = ""  # a lab that records attempts (hardened): how many, and how they ended
+    attempts_ok: bool = True  # every job succeeded exactly once
 
     @property
     def all_finished(self) -> bool:
@@ -54,7 +57,7 @@ class Report:
     @property
     def ok(self) -> bool:
         """Whether the run proved what it should."""
-        return self.all_finished and self.gates_ok
+        return self.all_finished and self.gates_ok and self.attempts_ok
 
     def text(self) -> str:
         """The report as printed."""
@@ -69,6 +72,7 @@ class Report:
             f"competing for the same process: {self.competing}",
             "",
         ]
+        lines += [f"attempts: {self.attempts}", ""] if self.attempts else []
         lines += ["workers that got no job:", *[f"  {i}" for i in self.idle]] if self.idle else []
         return "\n".join(lines)
 
@@ -82,11 +86,14 @@ def _sizes(sets: pd.Series) -> str:
     return ",".join(map(str, sizes)) or "-"
 
 
-def build_report(started: float) -> Report:
+def build_report(started: float, poc: str = POC) -> Report:
     """Read the lab after a run and say what it proves."""
-    pipes = single_call.pipe_jobs()
-    jobs = single_call.jobs()
-    claims = single_call.claims()
+    module = designs.get(poc).worker()
+    pipes = module.pipe_jobs()
+    jobs = module.jobs()
+    # a design that records every attempt (hardened) is judged by them; single call has claims
+    tried = module.attempts() if hasattr(module, "attempts") else None
+    gathered = _gathered_sets(jobs, tried) if tried is not None else _claimed_sets(module.claims())
     t0 = pd.Timestamp(started, unit="s", tz="UTC")
     rows = []
     for _, pj in pipes.iterrows():
@@ -102,7 +109,7 @@ def build_report(started: float) -> Report:
                 "end": round((pj["finished"] - t0).total_seconds(), 2) if pd.notna(pj["finished"]) else None,
                 "jobs": pj["jobs"],
                 "fan-out": _sizes(mine["job_set_elements"]),
-                "fan-in": _sizes(claims.loc[claims["pipe_job_id"] == pj["pipe_job_id"], "claimed_job_ids"]),
+                "fan-in": _sizes(gathered.loc[gathered["pipe_job_id"] == pj["pipe_job_id"], "job_ids"]),
                 "pipe_job_finished": pj["pipe_job_finished"],
             }
         )
@@ -125,16 +132,57 @@ def build_report(started: float) -> Report:
         )
         or "none"
     )
-    states = heartbeats.states(POC)
-    busy_uuids = set(jobs["job_assigned_process_uuid"].dropna())
+    states = heartbeats.states(poc)
+    # a worker that ran a job: in hardened, one with an attempt (a rescue clears the job's holder)
+    busy_uuids = set(jobs["job_assigned_process_uuid"].dropna() if tried is None else tried["process_uuid"])
     idle = [
         f"{r.process_name} {r.process_version} [{r.process_uuid}]: no pipeline asks for this version"
-        if not _used(r.process_name, r.process_version)
+        if not _used(poc, r.process_name, r.process_version)
         else f"{r.process_name} {r.process_version} [{r.process_uuid}]: its peers took every job"
         for r in states.itertuples()
         if r.process_uuid not in busy_uuids
     ]
-    return Report(table, gates, gates_ok, competing, idle, time.time() - started)
+    report = Report(table, gates, gates_ok, competing, idle, time.time() - started)
+    if tried is None:
+        return report
+    line, once = _attempts(jobs, tried)
+    return replace(report, attempts=line, attempts_ok=once)
+
+
+def _claimed_sets(claims: pd.DataFrame) -> pd.DataFrame:
+    """The jobs each find_job call handed out together, by pipe job (single call's claim table)."""
+    return claims.rename(columns={"claimed_job_ids": "job_ids"})[["pipe_job_id", "job_ids"]]
+
+
+def _gathered_sets(jobs: pd.DataFrame, tried: pd.DataFrame) -> pd.DataFrame:
+    """The parallel sets gathering processes took, by pipe job, split by the worker that finished them.
+
+    The hardened lab keeps no claim table: a set's jobs name their set (job_creater_set_elements),
+    and their succeeded attempts say who ran them; a set two workers shared would show in pieces.
+    """
+    gathering = jobs[jobs["job_process_config"].map(lambda c: bool((c or {}).get("gather")))]
+    succeeded = tried[tried["outcome"] == "succeeded"][["job_id", "process_uuid"]]
+    done = gathering.merge(succeeded, on="job_id")
+    if done.empty:
+        return pd.DataFrame({"pipe_job_id": [], "job_ids": []})
+    done = done.assign(
+        set_key=done["job_creater_set_elements"].map(lambda s: tuple(s) if s is not None else ())
+    )
+    grouped = done.groupby(["pipe_job_id", "set_key", "process_uuid"])["job_id"].agg(list)
+    return grouped.reset_index().rename(columns={"job_id": "job_ids"})[["pipe_job_id", "job_ids"]]
+
+
+def _attempts(jobs: pd.DataFrame, tried: pd.DataFrame) -> tuple[str, bool]:
+    """One line on the attempts at the jobs; True when every job succeeded exactly once."""
+    outcomes = tried["outcome"].fillna("running").value_counts()
+    succeeded = tried[tried["outcome"] == "succeeded"].groupby("job_id").size()
+    once = succeeded.reindex(jobs["job_id"], fill_value=0)
+    others = ", ".join(f"{outcomes.get(kind, 0)} {kind}" for kind in ("failed", "rescued", "running"))
+    line = f"{len(tried)} attempts at {len(jobs)} jobs ({others})"
+    if (once == 1).all():
+        return f"{line}: every job succeeded exactly once", True
+    twice, never = (once > 1).sum(), (once == 0).sum()
+    return f"{line}: {twice} job(s) succeeded more than once, {never} never", False
 
 
 def _gate(request: int, order: int, group: pd.DataFrame) -> tuple[str, bool]:
@@ -159,16 +207,17 @@ def _gate(request: int, order: int, group: pd.DataFrame) -> tuple[str, bool]:
     return f"{head} waits for its {earlier}", True
 
 
-def _used(name: str, version: str) -> bool:
-    with labs.connect(POC) as conn:
+def _used(poc: str, name: str, version: str) -> bool:
+    with labs.connect(poc) as conn:
         return pipelines.serves_a_step(conn, name, version)
 
 
 def _progress(workers: fleet.Fleet, c: dict) -> str:
     alive = len(workers.members(alive=True))
+    dead = f", {c['dead']} dead-lettered" if "dead" in c else ""
     return (
         f"pipe jobs {c['pipe_jobs_finished']}/{c['pipe_jobs']} finished | jobs: {c['waiting']} "
-        f"waiting, {c['running']} running, {c['finished']} finished | workers alive {alive}"
+        f"waiting, {c['running']} running, {c['finished']} finished{dead} | workers alive {alive}"
     )
 
 
@@ -195,6 +244,26 @@ def _read(query: Callable[[], T], give_up_at: float, out) -> T:
 
 GATE_FIXED = "the original's, with lesson 07's fix: finishers of one request take turns"
 GATE_ORIGINAL = "the original's, unfixed: two pipe jobs finishing together can stall a request"
+GATE_OWN = "the design's own: finishers of one request take turns"
+
+
+def check(poc: str, original_gate: bool = False) -> designs.Design:
+    """The design the demo runs on, or a BadValue saying why it cannot (before any lab is touched)."""
+    design = designs.get(poc)
+    if design.submits != "pipe job":
+        able = ", ".join(d.name for d in designs.REGISTRY.values() if d.submits == "pipe job")
+        raise BadValue(
+            f"the demo runs pipelines chained by order, and lab {poc!r} has none (it queues single jobs); "
+            f"choose --poc {able.replace(', ', ' or --poc ')}"
+        )
+    if original_gate and not _fixable(poc):
+        raise BadValue(f"--original-gate: lab {poc!r} has no original gate to keep, only its own safe one")
+    return design
+
+
+def _fixable(poc: str) -> bool:
+    """Whether the lab's steps ship fixes apart (then it can run with the original's defects)."""
+    return any(step.fix_path for step in labs.steps(poc))
 
 
 def run(
@@ -203,18 +272,21 @@ def run(
     timeout: float = 60.0,
     out=sys.stdout,
     original_gate: bool = False,
+    poc: str = POC,
 ) -> Report:
-    """Build a fresh lab with the examples, run every example process as an OS process, report.
+    """Build a fresh lab `poc` with the examples, run every example process as an OS process, report.
 
-    The lab gets lesson 07's fix of the order gate unless `original_gate`: with fourteen workers,
-    two order-1 pipe jobs of request 50 finishing within the same few milliseconds would
-    otherwise stall it now and then, and a demo should not fail by luck.
+    A single-call lab gets lesson 07's fix of the order gate unless `original_gate`: with fourteen
+    workers, two order-1 pipe jobs of request 50 finishing within the same few milliseconds would
+    otherwise stall it now and then, and a demo should not fail by luck. The hardened lab has
+    only its own gate, and its report adds the attempts at every job.
     """
+    module = check(poc, original_gate).worker()
     started = time.time()
-    labs.reset(POC, examples=True, fixes=not original_gate)
-    opts = Options(poll=poll, work=work)
+    labs.reset(poc, examples=True, fixes=not original_gate)
+    opts = module.Options(poll=poll, work=work)
     live = out.isatty()
-    with fleet.Fleet(POC) as workers:
+    with fleet.Fleet(poc) as workers:
         workers.launch(LAUNCHER + README_FLOW, mode="process", worker_options=opts)
         print(
             f"started {len(workers.members())} worker processes "
@@ -224,22 +296,24 @@ def run(
         )
         deadline, shown = started + timeout, ""
         while True:
-            counts = _read(single_call.job_counts, deadline + OUTAGE_GRACE, out)
+            counts = _read(module.job_counts, deadline + OUTAGE_GRACE, out)
             line = _progress(workers, counts)
             if line != shown:
                 print(("\r" if live else "") + line, end="" if live else "\n", file=out, flush=True)
                 shown = line
             done = counts["pipe_jobs_finished"] == counts["pipe_jobs"]
             # no job waiting or running, yet pipe jobs unfinished: nothing can move any more (a
-            # stalled gate); the counts come from one snapshot, and a job is finished in the same
-            # transaction that makes its successors, so this is never a moment between two steps
+            # stalled gate, a dead-lettered job); the counts come from one snapshot, and a job is
+            # finished in the same transaction that makes its successors, so this is never a
+            # moment between two steps (a job backing off before a retry counts as waiting)
             stuck = not done and counts["waiting"] == 0 and counts["running"] == 0
             if done or stuck or time.time() >= deadline:
                 break
             time.sleep(PROGRESS_EVERY)  # the refresh rate of the progress line
         if live:
             print(file=out)
-        report = _read(lambda: build_report(started), time.time() + OUTAGE_GRACE, out)
-        report = replace(report, gate=GATE_ORIGINAL if original_gate else GATE_FIXED)
+        report = _read(lambda: build_report(started, poc), time.time() + OUTAGE_GRACE, out)
+        gate = GATE_OWN if not _fixable(poc) else GATE_ORIGINAL if original_gate else GATE_FIXED
+        report = replace(report, gate=gate)
         workers.stop(timeout=poll + work[1] + 5)
     return report

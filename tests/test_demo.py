@@ -4,7 +4,7 @@ import os
 import time
 from pathlib import Path
 
-from pgqueue import demo, labs, races, single_call
+from pgqueue import demo, hardened, labs, queries, races, single_call
 from tests.conftest import run_cli, workers_of
 
 
@@ -51,3 +51,61 @@ def test_the_report_names_a_request_stalled_by_the_gate_race():
     assert "order 2 (pipe job 2) STALLED: its order-1 pipe jobs 1, 4 finished" in line
     assert "the race of lesson 07" in line
     assert report.gates_ok and not report.all_finished  # a stall is not a violation, but it never ends
+
+
+def test_the_hardened_demo_runs_the_example_and_every_job_succeeds_exactly_once():
+    result = run_cli("demo", "--poc", "hardened", "--work", "0", "0.3", "--poll", "0.2", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "started 14 worker processes (12 from the original launcher" in out
+    assert "order gates (the design's own: finishers of one request take turns)" in out
+    assert "request 50: order 2 (pipe job 2) started" in out and "VIOLATED" not in out
+    assert "classification 9.1.0" in out and "no pipeline asks for this version" in out
+    assert (
+        "attempts: 35 attempts at 35 jobs (0 failed, 0 rescued, 0 running): every job succeeded exactly once"
+        in out
+    )
+    assert out.rstrip().endswith("every pipe job finished and every order gate held")
+    assert not workers_of(Path(os.environ["PGQUEUE_HOME"]))
+    tried = hardened.attempts()
+    assert len(tried) == 35 and (tried["outcome"] == "succeeded").all() and tried["job_id"].is_unique
+    status = run_cli("status", "--poc", "hardened").stdout
+    assert "0 waiting, 0 running, 35 finished, 0 dead, 5 pipe_jobs_finished, 5 pipe_jobs" in status
+    assert status.count("killed") == 14
+    # no claim table: the gathered sets are read from the jobs' sets and who succeeded at them
+    report = demo.build_report(time.time(), "hardened")
+    fan_in = report.pipe_jobs.set_index("pipe job")["fan-in"].to_dict()
+    assert fan_in == {1: "4", 2: "-", 3: "4", 4: "-", 5: "4"}  # merging_results, movemonitor: sets of 4
+    assert report.ok, report.text()
+
+
+def test_the_hardened_report_counts_rescued_attempts_and_fails_while_jobs_never_succeeded():
+    labs.reset("hardened", examples=True)
+    lesson = labs.step("hardened", "find_job").lesson
+    call = queries.load("clients/hardened.sql")["find_job"]
+    lost = {"uuid": "aaaaaaaaaaaa", "server": "test", "name": "first_process", "version": "1.9.2"}
+    with labs.connect("hardened") as conn:
+        conn.execute(lesson["rescue_after"], {"seconds": 0.5})
+        conn.execute(call, {**lost, "multi": False, "batch": 1})
+        conn.execute(lesson["age_heartbeat"], {"uuid": lost["uuid"], "seconds": 5})  # as if it died
+        conn.execute(
+            call, {**lost, "uuid": "bbbbbbbbbbbb", "multi": False, "batch": 1}
+        )  # rescues, runs again
+    report = demo.build_report(time.time(), "hardened")
+    assert report.attempts == (
+        "2 attempts at 4 jobs (0 failed, 1 rescued, 1 running): 0 job(s) succeeded more than once, 4 never"
+    )
+    assert not report.attempts_ok and not report.ok
+
+
+def test_the_demo_refuses_a_lab_without_pipelines_of_orders_and_an_original_gate_hardened_lacks():
+    labs.reset("notify-listen")
+    result = run_cli("demo", "--poc", "notify-listen")
+    assert result.returncode == 2 and result.stderr.startswith("usage: pgqueue demo"), result.stderr
+    assert (
+        "lab 'notify-listen' has none (it queues single jobs); choose --poc single-call or --poc hardened"
+        in (result.stderr)
+    )
+    result = run_cli("demo", "--poc", "hardened", "--original-gate")
+    assert result.returncode == 2 and "lab 'hardened' has no original gate to keep" in result.stderr
+    assert "Traceback" not in result.stderr

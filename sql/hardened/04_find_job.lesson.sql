@@ -144,3 +144,70 @@ SELECT (SELECT count(*) FROM job_queue
 -- name: create_plain_role
 -- A role that may create databases but not roles, as managed servers often hand out.
 CREATE ROLE {role} LOGIN CREATEDB;
+
+-- name: every_table
+-- Every table of the lab, its rows counted and checksummed: a refused call changes none.
+SELECT 'pipelines' AS table_name, count(*) AS row_count,
+       md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) AS checksum FROM pipelines t
+UNION ALL
+SELECT 'pipeline_processes', count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))
+  FROM pipeline_processes t
+UNION ALL
+SELECT 'process_heartbeats', count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))
+  FROM process_heartbeats t
+UNION ALL
+SELECT 'queue_settings', count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))
+  FROM queue_settings t
+UNION ALL
+SELECT 'pipe_job_queue', count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))
+  FROM pipe_job_queue t
+UNION ALL
+SELECT 'job_queue', count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM job_queue t
+UNION ALL
+SELECT 'job_attempts', count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))
+  FROM job_attempts t
+UNION ALL
+SELECT 'pgqueue_applied_steps', count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))
+  FROM pgqueue_applied_steps t;
+
+-- name: lab_tables
+-- The tables of the lab, from the catalog (every_table must name each one).
+SELECT c.relname FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND s.nspname = current_schema()
+ ORDER BY c.relname;
+
+-- name: flawed_pipelines
+-- Two pipelines no pipe job may use: 6 lacks its step 2, 7 has no step at all.
+INSERT INTO pipelines (pipe_id, pipe_name, pipe_version, pipe_order)
+VALUES (6, 'missing a step', '1.0.0', 1), (7, 'no steps', '1.0.0', 1);
+INSERT INTO pipeline_processes (pipe_id, process_name, process_version, process_order)
+VALUES (6, 'step_one', '1.0.0', 1), (6, 'step_three', '1.0.0', 3);
+
+-- name: insert_pipe_job
+-- A pipe job as a client inserts it, every column given (NULL included).
+INSERT INTO pipe_job_queue (request_id, pipe_id, pipe_job_priority, pipe_job_finished)
+VALUES (%(request_id)s, %(pipe_id)s, %(priority)s, %(finished)s)
+RETURNING pipe_job_id;
+
+-- name: insert_numbered_pipe_job
+INSERT INTO pipe_job_queue (pipe_job_id, request_id, pipe_id)
+VALUES (%(pipe_job_id)s, %(request_id)s, %(pipe_id)s);
+
+-- name: set_priority_as_given
+-- set_pipe_job_priority with its arguments as the caller typed them (no cast on the way).
+SELECT set_pipe_job_priority(%(pipe_job_id)s, %(priority)s);
+
+-- name: heartbeat_of
+SELECT process_name, process_version, server_name FROM process_heartbeats WHERE process_uuid = %(uuid)s;
+
+-- name: start_pipe_job_now
+-- What a broken gate does: start a pipe job at once, whatever its lower orders are doing.
+CALL create_entry_job(%(pipe_job_id)s, %(pipe_id)s, 100::smallint, '{}'::jsonb);
+
+-- name: succeed_again
+-- A second success of a job, as a queue that runs a job twice would record it.
+INSERT INTO job_attempts (job_id, process_uuid, attempt_ended, outcome)
+VALUES (%(job_id)s, %(uuid)s, clock_timestamp(), 'succeeded');
+
+-- name: queue_settings
+SELECT extract(epoch FROM rescue_after)::float8 AS rescue_after_s, max_attempts FROM queue_settings;

@@ -115,6 +115,32 @@ BEGIN
     IF cardinality(ids) <> (SELECT count(DISTINCT i) FROM unnest(ids) i) THEN
         PERFORM refuse('22023', format('%s: job ids %s name a job twice', what, ids));
     END IF;
+    -- as many as one call can claim (batch_size) or make (payloads): a set is never larger
+    IF cardinality(ids) > 1000 THEN
+        PERFORM refuse('22023', format('%s: at most 1000 job ids per call, got %s (from %s to %s)', what,
+                                       cardinality(ids), (SELECT min(i) FROM unnest(ids) i),
+                                       (SELECT max(i) FROM unnest(ids) i)));
+    END IF;
+END $$;
+
+-- hardened: a process name, version or server name is 1 to `longest` characters with no
+-- control character (a tab or a newline would garble every listing of workers). The table's
+-- varchar(n) would refuse a long one too, but without saying which value.
+CREATE FUNCTION check_name(what text, label text, value varchar, longest integer) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(value, '') = '' THEN
+        PERFORM refuse('22023', format('%s: %s must not be empty, got %L', what, label, value));
+    END IF;
+    IF char_length(value) > longest THEN
+        PERFORM refuse('22023', format('%s: %s is at most %s characters, got %s: %L', what, label, longest,
+                                       char_length(value), left(value, 40) || '...'));
+    END IF;
+    IF value ~ '[[:cntrl:]]' THEN
+        -- shown as JSON, so that the control character is seen, escaped
+        PERFORM refuse('22023', format('%s: %s holds a control character: %s', what, label,
+                                       to_jsonb(value::text)));
+    END IF;
 END $$;
 
 -- hardened: the channel that wakes the workers of one process name and version. A hash keeps
@@ -178,6 +204,43 @@ CREATE TRIGGER pipe_job_starts
 AFTER INSERT ON pipe_job_queue
 FOR EACH ROW EXECUTE FUNCTION pipe_job_changed();
 
+-- hardened: a new pipe job is checked before it is stored: every column given, and a pipeline
+-- that exists with whole steps (1, 2, 3 ... none missing), so that no pipe job waits for a
+-- step that is not there. The constraints would refuse some of these too, without the value.
+CREATE FUNCTION pipe_job_checked() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    orders smallint[];
+BEGIN
+    IF NEW.pipe_job_id IS NULL OR NEW.request_id IS NULL OR NEW.pipe_id IS NULL
+       OR NEW.pipe_job_priority IS NULL OR NEW.pipe_job_finished IS NULL THEN
+        PERFORM refuse('22023', format('new pipe job: pipe_job_id, request_id, pipe_id, pipe_job_priority and '
+                                       'pipe_job_finished must not be NULL, got %s, %s, %s, %s, %s',
+                                       coalesce(NEW.pipe_job_id::text, 'NULL'), coalesce(NEW.request_id::text, 'NULL'),
+                                       coalesce(NEW.pipe_id::text, 'NULL'),
+                                       coalesce(NEW.pipe_job_priority::text, 'NULL'),
+                                       coalesce(NEW.pipe_job_finished::text, 'NULL')));
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pipelines WHERE pipe_id = NEW.pipe_id) THEN
+        PERFORM refuse('P0002', format('new pipe job: no pipeline %s', NEW.pipe_id));
+    END IF;
+    SELECT array_agg(process_order ORDER BY process_order) INTO orders
+      FROM pipeline_processes WHERE pipe_id = NEW.pipe_id;
+    IF orders IS NULL THEN
+        PERFORM refuse('P0002', format('new pipe job: pipeline %s has no process with process_order 1',
+                                       NEW.pipe_id));
+    END IF;
+    IF orders <> ARRAY(SELECT generate_series(1, cardinality(orders))::smallint) THEN
+        PERFORM refuse('22023', format('new pipe job: pipeline %s has a gap in its process orders %s: its jobs '
+                                       'would stop at the missing step', NEW.pipe_id, orders));
+    END IF;
+    RETURN NEW;
+END $$;
+
+-- before pipe_job_takes_turn (step 07): triggers of one kind fire in the order of their names
+CREATE TRIGGER pipe_job_checked
+BEFORE INSERT ON pipe_job_queue
+FOR EACH ROW EXECUTE FUNCTION pipe_job_checked();
+
 -- hardened: give the jobs of workers that went silent back to the queue. It runs inside every
 -- find_job, so no extra process has to. A job past its attempts is dead-lettered instead (a
 -- job that kills every worker that runs it must not kill them all). Returns how many it freed.
@@ -185,6 +248,7 @@ CREATE FUNCTION rescue_jobs() RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     s queue_settings;
     freed integer;
+    notified integer;
 BEGIN
     SELECT * INTO s FROM queue_settings;
     WITH lost AS (
@@ -217,7 +281,8 @@ BEGIN
           FROM back WHERE job_dead_timestamp IS NULL
          GROUP BY job_process_name, job_process_version
     )
-    SELECT count(*) INTO freed FROM back LEFT JOIN (SELECT count(*) FROM woken) w ON true;
+    -- a plain SELECT in WITH runs only if read: reading `woken` sends the wake-ups
+    SELECT (SELECT count(*) FROM back), (SELECT count(*) FROM woken) INTO freed, notified;
     RETURN freed;
 END $$;
 
@@ -291,7 +356,8 @@ DECLARE
 BEGIN
     IF payloads IS NULL OR jsonb_typeof(payloads) <> 'array' THEN
         PERFORM refuse('22023', format('create_jobs: payloads must be a JSON array, got %s',
-                                       coalesce(jsonb_typeof(payloads), 'NULL')));
+                                       coalesce(jsonb_typeof(payloads) || ' ' || left(payloads::text, 60),
+                                                'NULL')));
     END IF;
     IF jsonb_array_length(payloads) = 0 OR jsonb_array_length(payloads) > 1000 THEN
         PERFORM refuse('22023', format('create_jobs: payloads must hold 1 to 1000 jobs, got %s',
@@ -337,6 +403,8 @@ END $$;
 -- caller names itself and must hold the jobs; finishing twice is a no-op.
 CREATE PROCEDURE finish_pipe(p_uuid varchar, job_ids integer[], p_pipe_job_id integer)
 LANGUAGE plpgsql AS $$
+DECLARE
+    early record;
 BEGIN
     IF p_pipe_job_id IS NULL THEN
         PERFORM refuse('22023', 'finish_pipe: no pipe job id given');
@@ -350,6 +418,19 @@ BEGIN
     END IF;
     IF NOT hold_jobs('finish_pipe', p_uuid, job_ids) THEN
         RETURN;
+    END IF;
+    -- hardened: only the last step finishes the pipe job (an earlier one would skip the rest)
+    SELECT j.job_id, j.pipe_id, j.job_process_name INTO early
+      FROM job_queue j
+      JOIN pipeline_processes this ON this.pipe_id = j.pipe_id AND this.process_name = j.job_process_name
+     WHERE j.job_id = ANY (job_ids)
+       AND EXISTS (SELECT 1 FROM pipeline_processes later
+                    WHERE later.pipe_id = this.pipe_id AND later.process_order > this.process_order)
+     ORDER BY j.job_id LIMIT 1;
+    IF FOUND THEN
+        PERFORM refuse('55000', format('finish_pipe: job %s is a job of %s, not of the last step of pipeline %s: '
+                                       'it hands over with create_jobs', early.job_id, early.job_process_name,
+                                       early.pipe_id));
     END IF;
     PERFORM finish_jobs(p_uuid, job_ids);
     UPDATE pipe_job_queue
@@ -434,10 +515,9 @@ BEGIN
     IF p_uuid IS NULL OR p_uuid !~ '^[0-9a-f]{12}$' THEN
         PERFORM refuse('22023', format('find_job: a process uuid is 12 lowercase hex characters, got %L', p_uuid));
     END IF;
-    IF coalesce(p_name, '') = '' OR coalesce(p_version, '') = '' OR coalesce(p_server, '') = '' THEN
-        PERFORM refuse('22023', format('find_job: server, name and version must not be empty, got %L, %L, %L',
-                                       p_server, p_name, p_version));
-    END IF;
+    PERFORM check_name('find_job', 'server name', p_server, 100);
+    PERFORM check_name('find_job', 'process name', p_name, 100);
+    PERFORM check_name('find_job', 'process version', p_version, 20);
     IF multi_job IS NULL OR batch_size IS NULL OR batch_size NOT BETWEEN 1 AND 1000 THEN
         PERFORM refuse('22023', format('find_job: batch_size must be 1 to 1000 and multi_job true or false, '
                                        'got %s and %s', coalesce(batch_size::text, 'NULL'),
