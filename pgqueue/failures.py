@@ -1,0 +1,971 @@
+"""The failure lab: the originals' failures reproduced on demand, and the hardened lab surviving them."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from pgqueue import demo, designs, fleet, hardened, heartbeats, labs, notify_listen, queries, single_call
+from pgqueue.check.core import Verdict, together, written
+from pgqueue.heartbeats import Identity
+from pgqueue.races import waiting_on_lock
+from pgqueue.wait import until
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _q() -> queries.Queries:
+    return queries.load("clients/failures.sql")
+
+
+# ============================================================================================
+# Lesson 09: a worker SIGKILLed after its claim, a NOTIFY nobody hears
+# ============================================================================================
+
+ORIGINALS = ("notify-listen", "single-call")
+# the step the victim runs: the first of the request's first pipeline, in each design
+FIRST_STEP = {
+    "notify-listen": ("first_process", "1.0.0"),
+    "single-call": ("first_process", "1.9.2"),
+    "hardened": ("first_process", "1.9.2"),
+}
+# the request: notify-listen's example pipeline; elsewhere pipeline 2 and, in order 2, pipeline 4
+REQUEST_PIPES = {"notify-listen": (1,), "single-call": (2, 4), "hardened": (2, 4)}
+REQUEST_ID = 9
+
+
+def fast(poc: str, work: tuple[float, float] = (0.0, 0.02)):
+    """Worker options that poll often and work briefly, so a lesson sees many polls in seconds."""
+    module = designs.get(poc).worker()
+    if poc == "notify-listen":
+        return module.Options(timeout=1.0, idle=0.2, recover=0.5, work=work)
+    return module.Options(poll=0.2 if poc == "single-call" else 0.5, work=work)
+
+
+def slow(poc: str):
+    """Options of a victim: 30 s of work per job, so it surely holds its job when it is killed."""
+    return fast(poc, work=(30.0, 30.0))
+
+
+def held_by(poc: str, uuid: str) -> list[int]:
+    """The unfinished jobs worker `uuid` holds."""
+    with labs.connect(poc) as conn:
+        return [row[0] for row in conn.execute(_q()["held_by"], {"uuid": uuid})]
+
+
+def job_state(poc: str, job_id: int) -> dict:
+    """One job: its process, who holds it and since when, whether it finished."""
+    with labs.connect(poc) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute(_q()["job_state"], {"job_id": job_id}).fetchone()
+
+
+def silent_for(poc: str, uuid: str) -> float | None:
+    """Seconds since worker `uuid` last beat (None: it never did)."""
+    with labs.connect(poc) as conn:
+        row = conn.execute(_q()["silent_for"], {"uuid": uuid}).fetchone()
+    return row[0] if row else None
+
+
+def request(poc: str, request_id: int = REQUEST_ID) -> pd.DataFrame:
+    """A request's work: its jobs (notify-listen), or its pipe jobs with their open jobs."""
+    name = "request_jobs" if poc == "notify-listen" else "request_pipe_jobs"
+    return labs.frame(poc, _q()[name], request_id=request_id)
+
+
+def events(workers: fleet.Fleet, uuid: str, kinds: tuple[str, ...], since: float, text: str = "") -> int:
+    """How many events of `kinds` (whose detail holds `text`) worker `uuid` reported after `since`."""
+    return sum(
+        1
+        for e in workers.member(uuid).events(workers.log)
+        if e.kind in kinds and e.at > since and text in e.detail
+    )
+
+
+def settle(
+    workers: fleet.Fleet, polls: int = 3, timeout: float = 30.0, kinds: tuple[str, ...] = ("idle",)
+) -> float:
+    """Wait until nothing moves: every live worker polled `polls` times (events of `kinds`) since the
+    lab's job counts last changed. The seconds it took; Timeout if work still moves at the deadline."""
+    counts = designs.get(workers.poc).worker().job_counts
+    began = time.time()
+    seen: dict = {"counts": None, "since": began}
+
+    def quiet() -> bool:
+        now = counts()
+        if now != seen["counts"]:
+            seen.update(counts=now, since=time.time())
+            return False
+        live = workers.members(alive=True)
+        return bool(live) and all(events(workers, m.who.uuid, kinds, seen["since"]) >= polls for m in live)
+
+    until(quiet, timeout, f"every worker polling {polls} times with nothing moving", interval=0.1)
+    return time.time() - began
+
+
+def _fresh_lab(poc: str) -> None:
+    """The lab with its example pipelines and no request yet."""
+    labs.reset(poc)
+    with labs.connect(poc) as conn:
+        conn.execute(labs.step(poc, "pipelines").example_sql)
+
+
+def _submit_request(poc: str) -> None:
+    module = designs.get(poc).worker()
+    for pipe_id in REQUEST_PIPES[poc]:
+        module.submit(pipe_id=pipe_id, request_id=REQUEST_ID)
+
+
+def kill_holding(
+    workers: fleet.Fleet, name: str, version: str, timeout: float = 30.0
+) -> tuple[str, list[int]]:
+    """Start one process worker that works slowly, wait until it holds a job, SIGKILL it.
+
+    Its uuid and the jobs it held when it died.
+    """
+    (victim,) = workers.start(name, version, mode="process", worker_options=slow(workers.poc))
+    held = until(
+        lambda: held_by(workers.poc, victim.who.uuid), timeout, f"{victim.who} holding a job", interval=0.1
+    )
+    workers.hard_kill(victim.who.uuid)  # SIGKILL: no cleanup, no goodbye, no further heartbeat
+    return victim.who.uuid, held
+
+
+def _plan(poc: str) -> list[tuple[str, str, int]]:
+    """One worker for every step of the request's pipelines."""
+    with labs.connect(poc) as conn:
+        steps = conn.execute(_q()["steps_of"], {"pipe_ids": list(REQUEST_PIPES[poc])}).fetchall()
+    return [(name, version, 1) for name, version in steps]
+
+
+@dataclass
+class Crash:
+    """A worker SIGKILLed while it held a job, and what became of the job."""
+
+    poc: str
+    victim: str  # the killed worker's uuid
+    held: list[int]  # the jobs it held when it died
+    witnesses: list[str]  # the workers started after the kill, one per step of the request
+    seconds: float  # from the kill until the run went quiet (originals) or the request finished (hardened)
+    job: dict  # the victim's first job afterwards
+    work: pd.DataFrame  # the request's jobs or pipe jobs afterwards
+    attempts: list[str] = field(default_factory=list)  # hardened: the job's attempts, in order
+    polls: int = 0  # originals: the idle polls each live worker made while nothing moved
+
+    @property
+    def stuck(self) -> bool:
+        """Whether the job is still assigned to the dead worker, unfinished."""
+        return self.job["job_assigned_process_uuid"] == self.victim and not self.job["job_finished"]
+
+    def __str__(self) -> str:
+        who = self.job["job_assigned_process_uuid"]
+        if self.stuck:
+            return (
+                f"{self.poc}: job {self.held[0]} is still assigned to {who}, killed {self.seconds:.1f} s "
+                f"ago, while {len(self.witnesses)} live workers asked for work {self.polls} times each "
+                "and got none"
+            )
+        return (
+            f"{self.poc}: job {self.held[0]} finished {self.seconds:.1f} s after its worker was killed; "
+            f"its attempts: {', '.join(map(str, self.attempts)) or 'none recorded'}"
+        )
+
+
+def crash_after_claim(poc: str, *, polls: int = 3, rescue_after: float = 1.0, timeout: float = 30.0) -> Crash:
+    """Kill a worker holding the first job of a fresh request, then start a worker for every step.
+
+    In an original, wait (with a deadline) until every live worker has polled `polls` times with
+    nothing moving. In the hardened lab, with `rescue_after` seconds as the rescue threshold, wait
+    until the request has finished.
+    """
+    _fresh_lab(poc)
+    if poc == "hardened":
+        with labs.connect(poc) as conn:
+            conn.execute(labs.step(poc, "find_job").lesson["rescue_after"], {"seconds": rescue_after})
+    _submit_request(poc)
+    with fleet.Fleet(poc) as workers:
+        victim, held = kill_holding(workers, *FIRST_STEP[poc], timeout=timeout)
+        killed = time.time()
+        witnesses = workers.launch(_plan(poc), worker_options=fast(poc))
+        if poc == "hardened":
+            until(
+                lambda: request(poc)["pipe_job_finished"].all(),
+                timeout,
+                "the request finishing",
+                interval=0.1,
+            )
+        else:
+            settle(workers, polls, timeout)
+        seconds = time.time() - killed
+    attempts = []
+    if poc == "hardened":
+        with labs.connect(poc) as conn:
+            outcomes = conn.execute(labs.step(poc, "find_job").lesson["outcomes"], {"job_id": held[0]})
+            attempts = [row[0] for row in outcomes]
+    return Crash(
+        poc,
+        victim,
+        held,
+        [m.who.uuid for m in witnesses],
+        seconds,
+        job_state(poc, held[0]),
+        request(poc),
+        attempts,
+        0 if poc == "hardened" else polls,
+    )
+
+
+@dataclass
+class LostRace:
+    """single-call: a dead worker's job handed back by hand, and what find_job answers now."""
+
+    job_id: int
+    answers: int  # "Retry, I lost the job race" answers a live worker got meanwhile
+    took: int  # times it was handed a job instead (0 while the claim row blocks it)
+    job: dict  # the job afterwards: unassigned, unfinished
+    claims: pd.DataFrame  # the claim-table row that still names it
+
+    @property
+    def stuck(self) -> bool:
+        """Whether the job is free, unfinished, and still claimed in job_queue_claim."""
+        free = not self.job["job_assigned_process_uuid"] and not self.job["job_finished"]
+        return free and self.took == 0 and len(self.claims) > 0
+
+
+def clear_claim_by_hand(job_id: int, *, answers: int = 5, timeout: float = 30.0) -> LostRace:
+    """single-call: set the job's assignee back to NULL, then let a live worker ask for it again.
+
+    Waits (with a deadline) until that worker was answered `Retry, I lost the job race` `answers`
+    times in a row.
+    """
+    poc = "single-call"
+    with labs.connect(poc) as conn:
+        conn.execute(_q()["clear_claim"], {"job_id": job_id})
+    name, version = FIRST_STEP[poc]
+    with fleet.Fleet(poc) as workers:
+        since = time.time()
+        (witness,) = workers.start(name, version, worker_options=fast(poc))
+        until(
+            lambda: events(workers, witness.who.uuid, ("retry",), since, single_call.LOST_RACE) >= answers,
+            timeout,
+            f"{answers} answers '{single_call.LOST_RACE}'",
+        )
+        got = events(workers, witness.who.uuid, ("retry",), since, single_call.LOST_RACE)
+        took = events(workers, witness.who.uuid, ("SUCCESS",), since)
+    claims = labs.frame(poc, _q()["claims_of"], job_id=job_id)
+    return LostRace(job_id, got, took, job_state(poc, job_id), claims)
+
+
+@dataclass
+class ExampleKill:
+    """The original example run once with one worker SIGKILLed while it held its job."""
+
+    victim: str  # process name and version
+    held: list[int]  # the jobs the victim held when it died
+    stalled: pd.DataFrame  # pipe jobs that never finished
+    pipe_jobs: int  # pipe jobs in all
+
+    def __str__(self) -> str:
+        return (
+            f"killing one {self.victim} worker: it held {len(self.held)} job(s), and {len(self.stalled)} of "
+            f"{self.pipe_jobs} pipe jobs never finished ({', '.join(map(str, self.stalled['pipe_job_id']))})"
+        )
+
+
+def kill_in_the_example(name: str = "assigner", version: str = "1.0.0", timeout: float = 45.0) -> ExampleKill:
+    """single-call: the original example running, its only `name` worker killed while it holds a
+    job, then a new `name` worker started; once nothing moves, count what stalled."""
+    poc = "single-call"
+    labs.reset(poc, examples=True)
+    others = [step for step in demo.LAUNCHER + demo.README_FLOW if step[:2] != (name, version)]
+    with fleet.Fleet(poc) as workers:
+        workers.launch(others, worker_options=fast(poc))
+        _, held = kill_holding(workers, name, version, timeout=timeout)
+        workers.start(name, version, worker_options=fast(poc))  # its replacement
+        settle(workers, polls=3, timeout=timeout)
+    stalled = labs.frame(poc, _q()["stalled_pipe_jobs"])
+    return ExampleKill(f"{name} {version}", held, stalled, single_call.job_counts()["pipe_jobs"])
+
+
+@dataclass
+class LostAnswer:
+    """notify-listen: a heartbeat answered while nobody listened on the worker's channel."""
+
+    job_id: int
+    deaf: str  # the worker whose answer was lost
+    heard: list[str]  # what a listener that came a moment late heard
+    job: dict  # the job afterwards
+
+    @property
+    def stuck(self) -> bool:
+        """Whether the job stays assigned to the worker that never heard of it."""
+        return self.job["job_assigned_process_uuid"] == self.deaf and not self.job["job_finished"]
+
+
+def answer_nobody_hears(*, polls: int = 3, timeout: float = 30.0) -> LostAnswer:
+    """notify-listen: a worker's heartbeat commits while its connection does not listen (as when the
+    connection breaks right after the commit); a live worker of the same process then polls."""
+    poc = "notify-listen"
+    _fresh_lab(poc)
+    job_id = notify_listen.submit(pipe_id=1, request_id=REQUEST_ID)
+    deaf = Identity.new(*FIRST_STEP[poc])
+    with labs.connect(poc) as conn:
+        heartbeats.send_heartbeat(conn, deaf)  # answered on deaf's channel, where nobody listens
+    with labs.connect(poc) as late:
+        notify_listen.listen(late, deaf)  # listening now: what was sent before is gone
+        heard = [n.payload for n in late.notifies(timeout=0.5)]
+    with fleet.Fleet(poc) as workers:
+        workers.start(*FIRST_STEP[poc], worker_options=fast(poc))
+        settle(workers, polls, timeout)
+    return LostAnswer(job_id, deaf.uuid, heard, job_state(poc, job_id))
+
+
+@dataclass
+class Poison:
+    """notify-listen: a job row too big for NOTIFY at the head of its process's queue."""
+
+    poisoned: int  # the job inserted directly
+    behind: int  # an ordinary job made after it
+    sizes: pd.DataFrame  # each job's size as NOTIFY would send it
+    failed_beats: int  # heartbeats of a live worker that failed meanwhile
+    error: str  # what the worker said
+    jobs: pd.DataFrame  # the two jobs afterwards
+
+    @property
+    def stuck(self) -> bool:
+        """Whether neither job was handed out: the big one cannot be, and it blocks the other."""
+        return self.failed_beats > 0 and self.jobs["job_assigned_process_uuid"].isna().all()
+
+
+def poisoned_queue(*, beats: int = 3, timeout: float = 30.0) -> Poison:
+    """notify-listen: insert a job of 9000 bytes directly, make an ordinary one behind it, start a
+    worker of their process, and wait (with a deadline) until `beats` of its heartbeats failed."""
+    import pandas as pd
+
+    poc = "notify-listen"
+    _fresh_lab(poc)
+    with labs.connect(poc) as conn:
+        params = {"request_id": REQUEST_ID, "pipe_id": 1, "bytes": 9000}
+        poisoned = conn.execute(_q()["poison_job"], params).fetchone()[0]
+    behind = notify_listen.submit(pipe_id=1, request_id=REQUEST_ID + 1)
+    sizes = labs.frame(poc, _q()["notify_bytes"])
+    with fleet.Fleet(poc) as workers:
+        since = time.time()
+        (worker,) = workers.start(*FIRST_STEP[poc], worker_options=fast(poc))
+        text = "cannot be sent"
+        until(
+            lambda: events(workers, worker.who.uuid, ("error",), since, text) >= beats,
+            timeout,
+            f"{beats} failed beats",
+        )
+        failed = events(workers, worker.who.uuid, ("error",), since, text)
+        said = next(e.detail for e in worker.events(workers.log) if e.kind == "error" and text in e.detail)
+    jobs = pd.concat(
+        [labs.frame(poc, _q()["request_jobs"], request_id=r) for r in (REQUEST_ID, REQUEST_ID + 1)],
+        ignore_index=True,
+    )
+    return Poison(poisoned, behind, sizes, failed, said, jobs)
+
+
+@dataclass
+class WakeUp:
+    """hardened: what a wake-up carries, and a job whose wake-up was lost."""
+
+    payload: str  # what the NOTIFY of a new job carried
+    job_id: int  # the job made while no wake-up was sent
+    heard: list[str]  # what a listener on the workers' channel heard of it
+    seconds: float  # from the job's creation until an idle worker claimed it anyway
+    poll: float  # the worker's poll interval
+
+    @property
+    def claimed_by_polling(self) -> bool:
+        """Whether nobody was woken and the worker still claimed the job within about one poll."""
+        return not self.heard and self.seconds <= self.poll + 2.0
+
+
+def lost_wake_up(*, poll: float = 1.0, timeout: float = 30.0) -> WakeUp:
+    """hardened: a job whose NOTIFY is never sent (the wake-up trigger disabled), with an idle
+    hardened worker listening; it claims the job at its next poll."""
+    poc = "hardened"
+    _fresh_lab(poc)
+    name, version = FIRST_STEP[poc]
+    with labs.connect(poc) as owner, labs.connect(poc) as ear:
+        channel = owner.execute(_q()["wake_channel"], {"name": name, "version": version}).fetchone()[0]
+        listen = queries.load("clients/notify_listen.sql")["listen"]
+        ear.execute(sql.SQL(listen).format(channel=sql.Identifier(channel)))
+        first = hardened.submit(pipe_id=2, request_id=REQUEST_ID)
+        payload = next(iter(ear.notifies(timeout=5, stop_after=1))).payload
+        with fleet.Fleet(poc) as workers:
+            since = time.time()
+            (worker,) = workers.start(
+                name, version, worker_options=hardened.Options(poll=poll, work=(0.0, 0.02))
+            )
+            until(
+                lambda: _claimed(poc, first) and events(workers, worker.who.uuid, ("idle",), since),
+                timeout,
+                "the worker taking the first job, then waiting for more",
+            )
+            owner.execute(_q()["silence_wake_ups"])
+            try:
+                made = time.monotonic()
+                second = hardened.submit(pipe_id=2, request_id=REQUEST_ID + 1)
+                claimed = until(
+                    lambda: _claimed(poc, second), timeout, "the worker claiming the job nobody announced"
+                )
+                seconds = time.monotonic() - made
+            finally:
+                owner.execute(_q()["restore_wake_ups"])
+            heard = [n.payload for n in ear.notifies(timeout=0.2)]
+    return WakeUp(payload, claimed, heard, seconds, poll)
+
+
+def _claimed(poc: str, pipe_job_id: int) -> int | None:
+    with labs.connect(poc) as conn:
+        rows = conn.execute(_q()["claimed_jobs_of"], {"pipe_job_id": pipe_job_id}).fetchall()
+    return next((job_id for job_id, _who, attempts, _done in rows if attempts > 0), None)
+
+
+def check_dead_holders(query: str) -> Verdict:
+    """Try the learner's query, which lists the jobs held by workers silent for longer than
+    %(seconds)s, on a scratch single-call lab whose answer is known."""
+    verdict = Verdict("your query for jobs held by dead workers")
+    text = written(query, verdict)
+    if text is None:
+        return verdict
+    alive, dead, never, late = (secrets.token_hex(6) for _ in range(4))  # workers' uuids
+    with labs.scratch("single-call", "find_job", examples=True) as lab, lab.connect() as conn:
+        conn.execute(_q()["exercise_requests"], {"count": 7})
+        for who, seconds in ((alive, 0), (dead, 60), (late, 5)):
+            conn.execute(_q()["exercise_beat"], {"uuid": who, "seconds": seconds})
+        scene = {  # job id: (holder, finished)
+            1: (alive, None),  # a live worker's job
+            2: (dead, None),  # a dead worker's job: listed
+            3: (dead, True),  # finished by the dead worker before it died
+            4: ("", None),  # single-call's other "nobody"
+            5: (None, None),  # waiting
+            6: (never, None),  # held by a worker with no heartbeat row at all: listed
+            7: (late, None),  # silent for 5 s, below the 10 s threshold
+        }
+        for job_id, (holder, finished) in scene.items():
+            conn.execute(_q()["exercise_hold"], {"job_id": job_id, "uuid": holder, "finished": finished})
+        try:
+            with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+                rows = cur.execute(text, {"seconds": 10}).fetchall()
+        except psycopg.Error as exc:
+            return verdict.refuse(f"it failed: {exc.diag.message_primary or exc}")
+    if rows and "job_id" not in rows[0]:
+        return verdict.refuse(f"it should return a column job_id; it returned {list(rows[0])}")
+    got = sorted(row["job_id"] for row in rows)
+    verdict.expect(
+        2 in got,
+        "it lists a job of a worker silent for 60 s",
+        "it misses the job of a worker silent for 60 s",
+    )
+    verdict.expect(
+        6 in got,
+        "it lists a job whose holder has no heartbeat at all",
+        "it misses a job whose holder has no heartbeat row at all (an inner JOIN drops it)",
+    )
+    verdict.expect(
+        1 not in got and 7 not in got,
+        "it leaves live workers' jobs alone",
+        f"it lists jobs of workers that beat within 10 s: {sorted(set(got) & {1, 7})}",
+    )
+    verdict.expect(
+        3 not in got, "it leaves finished jobs out", "it lists a job that finished before its worker died"
+    )
+    verdict.expect(
+        not set(got) & {4, 5},
+        "it leaves waiting jobs out ('' and NULL both mean nobody)",
+        f"it lists waiting jobs: {sorted(set(got) & {4, 5})} (in single-call '' also means nobody)",
+    )
+    verdict.expect(len(got) == len(set(got)), "it lists each job once", f"it lists a job twice: {got}")
+    return verdict
+
+
+# ============================================================================================
+# Lesson 10: races for a job. One job handed to two workers, callers queueing behind one row
+# lock, a pipe job finished twice, an incomplete set hiding complete ones; each forced on two
+# or more connections, or tried many times by racers a barrier releases together.
+# ============================================================================================
+
+RACE_DESIGNS = ("single-call", "hardened")  # the designs with pipe jobs, find_job and finish_pipe
+NO_JOB_ANSWERS = ("No job found", "Retry, I lost the job race", "kill")
+
+
+def _calls(poc: str) -> queries.Queries:
+    """What a worker of `poc` sends (single-call's or hardened's calls)."""
+    if poc not in RACE_DESIGNS:
+        raise ValueError(f"this race needs pipe jobs and find_job: lab {poc!r} is none of {RACE_DESIGNS}")
+    return queries.load(f"clients/{poc.replace('-', '_')}.sql")
+
+
+def race_lab(poc: str) -> None:
+    """Rebuild lab `poc` with its example pipelines and no request yet: a clean field for a race."""
+    labs.reset(poc)
+    with labs.connect(poc) as conn:
+        conn.execute(labs.step(poc, "pipelines").example_sql)
+
+
+def _ask(conn: psycopg.Connection, poc: str, who: Identity, multi: bool = False) -> str:
+    """One find_job call of `who`, as its design's worker makes it; the raw answer."""
+    params = {
+        "uuid": who.uuid,
+        "server": who.server,
+        "name": who.name,
+        "version": who.version,
+        "multi": multi,
+        "batch": 1,
+    }
+    return conn.execute(_calls(poc)["find_job"], params).fetchone()[0]
+
+
+def _claim(conn: psycopg.Connection, poc: str, who: Identity, multi: bool = False) -> list[dict]:
+    answer = _ask(conn, poc, who, multi)
+    if answer in NO_JOB_ANSWERS:
+        raise RuntimeError(f"{who.name} {who.version} expected a job in lab {poc}, heard {answer!r}")
+    return json.loads(answer)
+
+
+def _hand_over(conn: psycopg.Connection, poc: str, who: Identity, ids: list[int], jobs: int = 1) -> list[int]:
+    params = {"uuid": who.uuid, "job_ids": ids, "payloads": Jsonb([{}] * jobs)}
+    return conn.execute(_calls(poc)["create_jobs"], params).fetchone()[0]
+
+
+def _finish_pipe(conn: psycopg.Connection, poc: str, who: Identity, ids: list[int], pipe_job_id: int) -> str:
+    """finish_pipe as `who`: 'accepted', or 'refused: ' and PostgreSQL's words."""
+    try:
+        conn.execute(
+            _calls(poc)["finish_pipe"], {"uuid": who.uuid, "job_ids": ids, "pipe_job_id": pipe_job_id}
+        )
+    except psycopg.Error as exc:
+        return f"refused: {exc.diag.message_primary or exc}"
+    return "accepted"
+
+
+def _submit(
+    conn: psycopg.Connection, pipe_id: int, request_id: int | None = None, priority: int = 100
+) -> int:
+    if request_id is None:
+        request_id = conn.execute(_q()["race_next_pipe_request"]).fetchone()[0]
+    params = {"request_id": request_id, "pipe_id": pipe_id, "priority": priority}
+    return conn.execute(_q()["race_submit"], params).fetchone()[0]
+
+
+# --- 1. one job, two owners ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HandoutTrials:
+    """How often one job went to more than one of `workers` racers released together."""
+
+    design: str
+    trials: int
+    workers: int
+    doubled: int  # trials whose job more than one worker was handed
+    handed: int  # hand-outs in all (equal to `trials` when nothing doubles)
+    retries: int  # serialization failures retried (SERIALIZABLE only)
+    seconds: float  # the trials' time, end to end
+    attempts: int = 0  # hardened: attempts recorded (one per job when nothing doubles)
+
+    def row(self) -> dict[str, object]:
+        """The counts, for one row of a table of designs."""
+        return {
+            "trials": self.trials,
+            "workers": self.workers,
+            "doubled": self.doubled,
+            "doubled %": round(100 * self.doubled / self.trials, 1) if self.trials else 0.0,
+            "hand-outs": self.handed,
+            "retries per job": round(self.retries / self.trials, 2) if self.trials else 0.0,
+            "jobs per second": round(self.trials / self.seconds, 1) if self.seconds else 0.0,
+        }
+
+
+def notify_listen_handout_trials(
+    trials: int = 30, workers: int = 6, serializable: bool = False
+) -> HandoutTrials:
+    """`trials` times: one new job, then `workers` notify-listen workers beat together for it.
+
+    Each racer is a real notify-listen worker of first_process 1.0.0 on its own LISTENing
+    connection, beating with the worker's own code (SERIALIZABLE and its retry loop, or READ
+    COMMITTED as `--no-serializable` runs it). A barrier releases the beats together; each
+    racer then reads its one answer. Counts the trials whose job more than one racer heard.
+    Needs the notify-listen lab with its example pipelines (`race_lab`, `labs.reset`).
+    """
+    from pgqueue import notify_listen
+
+    poc = notify_listen.POC
+    opts = notify_listen.Options(serializable=serializable)
+    level = psycopg.IsolationLevel.SERIALIZABLE if serializable else psycopg.IsolationLevel.READ_COMMITTED
+    racers = [notify_listen.Worker(Identity.new("first_process", "1.0.0"), opts) for _ in range(workers)]
+    conns = [labs.connect(poc) for _ in range(workers)]
+    doubled = handed = 0
+    try:
+        for racer, conn in zip(racers, conns, strict=True):
+            conn.isolation_level = level
+            notify_listen.listen(conn, racer.who)
+        started = time.monotonic()
+        with labs.connect(poc) as own:
+            for _ in range(trials):
+                request = own.execute(_q()["race_next_request"]).fetchone()[0]
+                job_id = own.execute(_q()["race_notify_job"], {"request_id": request}).fetchone()[0]
+
+                def beat(i: int) -> str:
+                    if not racers[i].heartbeat(conns[i]):
+                        return ""
+                    heard = [n.payload for n in conns[i].notifies(timeout=opts.timeout, stop_after=1)]
+                    return heard[0] if heard else ""
+
+                answers = together(workers, beat)
+                failed = [a for a in answers if isinstance(a, BaseException)]
+                if failed:
+                    raise failed[0]
+                got = sum(
+                    1
+                    for a in answers
+                    if isinstance(a, str) and a.startswith("{") and json.loads(a)["job_id"] == job_id
+                )
+                handed += got
+                doubled += got > 1
+        seconds = time.monotonic() - started
+    finally:
+        for conn in conns:
+            conn.close()
+    retries = sum(r.log.kinds().count("retry") for r in racers)
+    name = f"notify-listen, {'SERIALIZABLE' if serializable else 'READ COMMITTED (--no-serializable)'}"
+    return HandoutTrials(name, trials, workers, doubled, handed, retries, seconds)
+
+
+def hardened_handout_trials(trials: int = 30, workers: int = 6) -> HandoutTrials:
+    """The same race on the hardened lab: one new job, `workers` find_job calls released together.
+
+    Counts the callers handed the job, and the attempts job_attempts recorded for it.
+    Needs the hardened lab with its example pipelines (`race_lab`).
+    """
+    poc = "hardened"
+    who = [Identity.new("first_process", "1.9.2") for _ in range(workers)]
+    conns = [labs.connect(poc) for _ in range(workers)]
+    doubled = handed = attempts = 0
+    try:
+        started = time.monotonic()
+        with labs.connect(poc) as own:
+            for _ in range(trials):
+                _submit(own, pipe_id=2)
+                answers = together(workers, lambda i: _ask(conns[i], poc, who[i]))
+                jobs = [
+                    json.loads(a)[0]["job_id"] for a in answers if isinstance(a, str) and a.startswith("[")
+                ]
+                errors = [a for a in answers if isinstance(a, BaseException)]
+                if errors:
+                    raise errors[0]
+                handed += len(jobs)
+                doubled += len(jobs) != len(set(jobs))
+                for job_id in set(jobs):
+                    attempts += own.execute(_q()["race_attempts_of"], {"job_id": job_id}).fetchone()[0]
+        seconds = time.monotonic() - started
+    finally:
+        for conn in conns:
+            conn.close()
+    return HandoutTrials(
+        "hardened (SKIP LOCKED lease)", trials, workers, doubled, handed, 0, seconds, attempts
+    )
+
+
+# --- 2. callers queueing behind one row lock -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LockQueue:
+    """What `callers` find_job calls met while another transaction held the first job's row lock."""
+
+    design: str
+    callers: int
+    waited: int  # callers seen waiting for a lock (pg_stat_activity.wait_event_type = 'Lock')
+    answered_while_held: int  # callers answered before the holder committed
+    waits_ms: tuple[float, ...]  # each caller's time from its release to its answer
+    jobs: tuple[int, ...]  # the job each caller was handed (0 for none)
+
+    def row(self) -> dict[str, object]:
+        """The counts and times, for one row of a table of designs."""
+        ordered = sorted(self.waits_ms)
+        return {
+            "callers": self.callers,
+            "waited on the lock": self.waited,
+            "answered while it was held": self.answered_while_held,
+            "shortest ms": round(ordered[0], 1),
+            "longest ms": round(ordered[-1], 1),
+            "distinct jobs handed": len({j for j in self.jobs if j}),
+        }
+
+
+def lock_queue(poc: str, callers: int = 5) -> LockQueue:
+    """`callers` workers ask find_job together while one transaction holds the first job claimed.
+
+    One holder claims a job of first_process 1.9.2 inside a transaction it keeps open; then a
+    barrier releases the callers, each on its own connection, with `callers` more jobs waiting.
+    We wait until every caller has either answered or is waiting for a lock, count the waiting
+    ones, and only then let the holder commit. Needs `race_lab(poc)` first.
+    """
+    _calls(poc)  # refuses a design without find_job
+    who = [Identity.new("first_process", "1.9.2") for _ in range(callers)]
+    conns = [labs.connect(poc) for _ in range(callers)]
+    pids = [c.info.backend_pid for c in conns]
+    answered: list[float] = [0.0] * callers
+    jobs = [0] * callers
+    try:
+        with labs.connect(poc) as own, labs.connect(poc) as holder:
+            for _ in range(callers + 1):
+                _submit(own, pipe_id=2)
+
+            def call(i: int) -> None:
+                start = time.monotonic()
+                answer = _ask(conns[i], poc, who[i])
+                answered[i] = (time.monotonic() - start) * 1000
+                jobs[i] = json.loads(answer)[0]["job_id"] if answer.startswith("[") else 0
+
+            results: list[object] = []
+            with holder.transaction():
+                _claim(holder, poc, Identity.new("first_process", "1.9.2"))
+                racer = threading.Thread(target=lambda: results.extend(together(callers, call)))
+                racer.start()
+                until(
+                    lambda: all(answered[i] or waiting_on_lock(pids[i], conn=own) for i in range(callers)),
+                    15,
+                    "every caller answered or waiting for a lock",
+                )
+                waited = sum(
+                    1 for i in range(callers) if not answered[i] and waiting_on_lock(pids[i], conn=own)
+                )
+                while_held = sum(1 for a in answered if a)
+            racer.join(30)
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                raise failed[0]
+    finally:
+        for conn in conns:
+            conn.close()
+    name = "single-call (FOR UPDATE)" if poc == "single-call" else "hardened (FOR UPDATE SKIP LOCKED)"
+    return LockQueue(name, callers, waited, while_held, tuple(answered), tuple(jobs))
+
+
+# --- 3. a pipe job finished twice ------------------------------------------------------------
+
+PLAIN_CHAIN = (("first_process", "1.9.2"), ("second_process", "2.2.0"), ("third_process", "5.3.0"))
+
+
+def _to_last_step(conn: psycopg.Connection, poc: str, who_of: dict[str, Identity]) -> list[int]:
+    """Run the newest pipeline-2 pipe job by hand up to its last step; the last step's job ids, held."""
+    for name, version in PLAIN_CHAIN[:-1]:
+        ids = [
+            job["job_id"] for job in _claim(conn, poc, who_of.setdefault(name, Identity.new(name, version)))
+        ]
+        _hand_over(conn, poc, who_of[name], ids)
+    name, version = PLAIN_CHAIN[-1]
+    return [job["job_id"] for job in _claim(conn, poc, who_of.setdefault(name, Identity.new(name, version)))]
+
+
+@dataclass(frozen=True)
+class FinishTwice:
+    """Two finish_pipe calls of the same jobs, the second sent while the first is still open."""
+
+    design: str
+    first: str  # what the first call heard
+    second: str  # what the second heard
+    second_waited: bool  # the second waited for the first's row lock
+    pipe_job_finished: bool
+    next_order_started: int  # entry jobs the request's order-2 pipe job got (1 = once)
+    stranger: str  # what a worker that never held the jobs heard when it finished them
+
+    def row(self) -> dict[str, object]:
+        """What happened, for one row of a table of designs."""
+        return {
+            "first finish_pipe": self.first,
+            "second (same jobs, same worker)": self.second,
+            "second waited for the first": self.second_waited,
+            "order 2 started (times)": self.next_order_started,
+            "finish_pipe by a worker that never held the job": self.stranger,
+        }
+
+
+def finish_twice(poc: str) -> FinishTwice:
+    """A worker's finish_pipe sent twice (a repeat after a lost connection), both at once.
+
+    A request gets a pipe job of pipeline 2 (order 1) and one of pipeline 4 (order 2); pipeline
+    2's jobs run by hand to third_process, its last step. Then the forced schedule: the first
+    finish_pipe runs in a transaction kept open; the second, on another connection, waits for
+    a row lock (or answers at once); then the first commits and the second goes on. Afterwards
+    a second request runs to its last step, and a worker that never claimed its job finishes it.
+    Needs `race_lab(poc)` first.
+    """
+    who_of: dict[str, Identity] = {}
+    with labs.connect(poc) as conn, labs.connect(poc) as a, labs.connect(poc) as b:
+        request = conn.execute(_q()["race_next_pipe_request"]).fetchone()[0]
+        pipe_job = _submit(conn, 2, request)
+        next_order = _submit(conn, 4, request)
+        last = _to_last_step(conn, poc, who_of)
+        finisher = who_of["third_process"]
+        heard_b: list[str] = []
+        racer = threading.Thread(
+            target=lambda: heard_b.append(_finish_pipe(b, poc, finisher, last, pipe_job))
+        )
+        with a.transaction():
+            heard_a = _finish_pipe(a, poc, finisher, last, pipe_job)
+            racer.start()
+            until(
+                lambda: bool(heard_b) or waiting_on_lock(b.info.backend_pid, conn=conn),
+                10,
+                "the second finish_pipe answering or waiting for a lock",
+            )
+            waited = not heard_b
+        racer.join(10)
+        finished = conn.execute(_q()["race_pipe_job_finished"], {"pipe_job_id": pipe_job}).fetchone()[0]
+        started = conn.execute(_q()["race_entry_jobs_of"], {"pipe_job_id": next_order}).fetchone()[0]
+
+        other = _submit(conn, 2)
+        held = _to_last_step(conn, poc, who_of)
+        stranger = _finish_pipe(conn, poc, Identity.new("third_process", "5.3.0"), held, other)
+    return FinishTwice(poc, heard_a, heard_b[0] if heard_b else "", waited, finished, started, stranger)
+
+
+# --- 4. an incomplete set hiding complete ones -----------------------------------------------
+
+README_FLOW = (("assigner", "1.0.0"), ("wearing_compliance", "1.5.2"), ("classification", "1.0.0"))
+GATHERER = ("movemonitor", "1.0.0")
+
+
+def _gather_set(conn: psycopg.Connection, poc: str, priority: int, done: int) -> list[int]:
+    """A pipe job of the README's flow (pipeline 5) run by hand until `done` of its four parallel
+    classification jobs have handed their result to the gatherer; those gatherer jobs' ids."""
+    _submit(conn, 5, priority=priority)
+    (assigner, compliance, classify) = (Identity.new(n, v) for n, v in README_FLOW)
+    _hand_over(conn, poc, assigner, [job["job_id"] for job in _claim(conn, poc, assigner)])
+    _hand_over(conn, poc, compliance, [job["job_id"] for job in _claim(conn, poc, compliance)], jobs=4)
+    made = []
+    for _ in range(done):
+        (job,) = _claim(conn, poc, classify)
+        made += _hand_over(conn, poc, classify, [job["job_id"]])
+    return made
+
+
+@dataclass(frozen=True)
+class HiddenSet:
+    """What a gatherer is handed when an urgent incomplete set stands before a complete one."""
+
+    design: str
+    complete: tuple[int, ...]  # the gatherer jobs of the complete set (priority 100)
+    incomplete: tuple[int, ...]  # those of the urgent set, one of four parallel jobs done
+    handed: tuple[int, ...]  # what the gatherer got (empty: 'No job found')
+
+    def row(self) -> dict[str, object]:
+        """What the gatherer got, for one row of a table of designs."""
+        return {
+            "complete set waiting": list(self.complete),
+            "incomplete set (more urgent)": list(self.incomplete),
+            "the gatherer got": list(self.handed) or "nothing",
+        }
+
+
+def hidden_set(poc: str) -> HiddenSet:
+    """A complete set (priority 100) and, more urgent (priority 1), a set with one of four done.
+
+    In single-call the gatherer's pick is the original's (lesson 06's `original_pick`: the best
+    set first, tested for completeness after); in hardened it is find_job in multi mode, as
+    its gathering worker calls it. Needs `race_lab(poc)` first.
+    """
+    with labs.connect(poc) as conn:
+        complete = _gather_set(conn, poc, priority=100, done=4)
+        incomplete = _gather_set(conn, poc, priority=1, done=1)
+        whole = True
+        if poc == "single-call":  # single-call's find_job has the later fix: ask the original's pick
+            pick = labs.step(poc, "gather").lesson["original_pick"]
+            _best, whole = conn.execute(pick, {"name": GATHERER[0], "version": GATHERER[1]}).fetchone()
+        handed: list[int] = []  # the original tested its one pick, found it incomplete: 'No job found'
+        if whole:
+            answer = _ask(conn, poc, Identity.new(*GATHERER), multi=True)
+            handed = [job["job_id"] for job in json.loads(answer)] if answer.startswith("[") else []
+    return HiddenSet(poc, tuple(complete), tuple(incomplete), tuple(sorted(handed)))
+
+
+# --- the exercise: a claim that never waits and never doubles --------------------------------
+
+
+def claim_skips_locked(text: object, callers: int = 4) -> Verdict:
+    """Check the learner's claim query: `callers` at once, one job held open elsewhere.
+
+    On a scratch single-call lab with `callers + 1` waiting jobs of first_process 1.9.2, one
+    transaction picks a job with the learner's query and stays open; then `callers` others,
+    released together, each pick with it inside their own transaction and keep it open until
+    every one has picked. A caller that has to wait for a lock gives up after 2 s
+    (lock_timeout). The query takes %(name)s and %(version)s and returns one job_id.
+    """
+    verdict = Verdict("your claim")
+    if written(text, verdict) is None:
+        return verdict
+    params = {"name": "first_process", "version": "1.9.2"}
+    with labs.scratch("single-call") as lab, lab.connect() as conn:
+        conn.execute(labs.step("single-call", "pipelines").example_sql)
+        for _ in range(callers + 1):
+            _submit(conn, pipe_id=2)
+        conns = [lab.connect() for _ in range(callers)]
+        picked = threading.Barrier(callers, timeout=30)
+        try:
+            for c in conns:
+                c.execute(queries.load("clients/races.sql")["lock_timeout"], {"ms": "2000"})
+
+            def pick(i: int) -> object:
+                try:
+                    with conns[i].transaction():
+                        row = conns[i].execute(text, params).fetchone()
+                        picked.wait()  # every caller has picked before any commits
+                        return row[0] if row else None
+                except psycopg.errors.LockNotAvailable:
+                    picked.abort()  # a caller that gave up must not keep the others waiting
+                    return "waited"
+                except BaseException:
+                    picked.abort()
+                    raise
+
+            with conn.transaction():
+                try:
+                    held = conn.execute(text, params).fetchone()
+                except psycopg.Error as exc:
+                    return verdict.refuse(f"PostgreSQL refused your query: {exc.diag.message_primary or exc}")
+                if held is None:
+                    return verdict.refuse(
+                        "your query found no job, with five waiting for first_process 1.9.2"
+                    )
+                got = together(callers, pick)
+        finally:
+            for c in conns:
+                c.close()
+    errors = [
+        g for g in got if isinstance(g, BaseException) and not isinstance(g, threading.BrokenBarrierError)
+    ]
+    if errors:
+        return verdict.refuse(f"your query failed: {errors[0]}")
+    waited = sum(1 for g in got if g == "waited")
+    jobs = [g for g in got if isinstance(g, int)]
+    verdict.expect(
+        waited == 0,
+        f"no caller waited for the job another transaction holds ({callers} callers)",
+        f"{waited} of {callers} callers waited for the lock on the held job (and timed out after 2 s)",
+    )
+    verdict.expect(
+        held[0] not in jobs and len(jobs) == len(set(jobs)),
+        "no job was handed to two callers",
+        f"a job went to two callers: the held one was {held[0]}, the callers got {jobs}",
+    )
+    verdict.expect(
+        len(jobs) == callers,
+        "every caller got a job of its own",
+        f"only {len(jobs)} of {callers} callers got a job ({got})",
+    )
+    return verdict
