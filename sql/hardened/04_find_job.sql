@@ -247,19 +247,35 @@ FOR EACH ROW EXECUTE FUNCTION pipe_job_checked();
 CREATE FUNCTION rescue_jobs() RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     s queue_settings;
+    candidates integer[];
     freed integer;
     notified integer;
 BEGIN
     SELECT * INTO s FROM queue_settings;
-    WITH lost AS (
-        -- SKIP LOCKED: a job its worker is finishing right now is not lost
+    -- Two statements, on purpose. The first locks the candidates (SKIP LOCKED: a job its worker
+    -- is finishing right now is not lost). Its snapshot may be older than a lease committed a
+    -- moment ago: re-checked under the lock, a row taken by a live worker since would fail the
+    -- outer join and look like a job of nobody. So the second statement, whose snapshot is
+    -- taken once the rows are ours, reads their latest state and rescues only those still lost.
+    SELECT array_agg(job_id) INTO candidates FROM (
         SELECT j.job_id FROM job_queue j
           LEFT JOIN process_heartbeats h ON h.process_uuid = j.job_assigned_process_uuid
          WHERE j.job_assigned_process_uuid IS NOT NULL AND j.job_finished IS NULL
            AND (h.process_uuid IS NULL
                 OR h.last_beat_timestamp < clock_timestamp() - s.rescue_after
                 OR h.process_stopped_timestamp IS NOT NULL)
-           FOR UPDATE OF j SKIP LOCKED
+           FOR UPDATE OF j SKIP LOCKED) c;
+    IF candidates IS NULL THEN
+        RETURN 0;
+    END IF;
+    WITH lost AS (
+        SELECT j.job_id FROM job_queue j
+          LEFT JOIN process_heartbeats h ON h.process_uuid = j.job_assigned_process_uuid
+         WHERE j.job_id = ANY (candidates)
+           AND j.job_assigned_process_uuid IS NOT NULL AND j.job_finished IS NULL
+           AND (h.process_uuid IS NULL
+                OR h.last_beat_timestamp < clock_timestamp() - s.rescue_after
+                OR h.process_stopped_timestamp IS NOT NULL)
     ), ended AS (
         UPDATE job_attempts a
            SET attempt_ended = clock_timestamp(), outcome = 'rescued',
@@ -502,6 +518,45 @@ LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM refuse('0A000', 'find_job: gathering (multi_job) arrives in step 06');
 END $$;
+
+-- hardened: a dead job ends its pipe job. Its siblings' jobs would otherwise wait forever: a
+-- gatherer takes a parallel set only once every member finished, and a dead member never will.
+-- So the jobs of that pipe job still waiting are dead-lettered with it, and so is every job a
+-- running sibling hands over later. Both sides take one lock per pipe job first, so a
+-- hand-over committing while a job dies cannot slip between them.
+CREATE FUNCTION dead_job_ends_pipe_job() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('pipe job ends'), NEW.pipe_job_id);
+    UPDATE job_queue
+       SET job_dead_timestamp = clock_timestamp(),
+           job_error = format('job %s of pipe job %s was dead-lettered', NEW.job_id, NEW.pipe_job_id)
+     WHERE pipe_job_id = NEW.pipe_job_id AND job_id <> NEW.job_id
+       AND job_assigned_process_uuid IS NULL AND job_finished IS NULL AND job_dead_timestamp IS NULL;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER dead_job_ends_pipe_job
+AFTER UPDATE OF job_dead_timestamp ON job_queue
+FOR EACH ROW WHEN (OLD.job_dead_timestamp IS NULL AND NEW.job_dead_timestamp IS NOT NULL)
+EXECUTE FUNCTION dead_job_ends_pipe_job();
+
+CREATE FUNCTION born_into_a_dead_pipe_job() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    dead integer;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('pipe job ends'), NEW.pipe_job_id);
+    SELECT job_id INTO dead FROM job_queue
+     WHERE pipe_job_id = NEW.pipe_job_id AND job_dead_timestamp IS NOT NULL ORDER BY job_id LIMIT 1;
+    IF FOUND THEN
+        NEW.job_dead_timestamp := clock_timestamp();
+        NEW.job_error := format('job %s of pipe job %s was dead-lettered', dead, NEW.pipe_job_id);
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER born_into_a_dead_pipe_job
+BEFORE INSERT ON job_queue
+FOR EACH ROW EXECUTE FUNCTION born_into_a_dead_pipe_job();
 
 -- The one call a worker makes. multi_job = true is for a gathering process (step 06).
 -- hardened: `batch_size` jobs at most per call (single mode); the input is checked; lost
