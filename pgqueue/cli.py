@@ -522,6 +522,10 @@ def main(argv: list[str] | None = None) -> int:
             f"pgqueue: error: lost the connection to PostgreSQL: {worker_base.one_line(exc)}", file=sys.stderr
         )
         return PROBLEM
+    except psycopg.Error as exc:  # a refusal the kit did not foresee: PostgreSQL's words, in one line
+        code = f" ({exc.sqlstate})" if exc.sqlstate else ""
+        print(f"pgqueue: error: PostgreSQL refused{code}: {worker_base.one_line(exc)}", file=sys.stderr)
+        return PROBLEM
     except OSError as exc:  # a file or folder the kit could not use: named, in one line
         print(f"pgqueue: error: {_os_problem(exc)}", file=sys.stderr)
         return PROBLEM

@@ -70,3 +70,12 @@ def test_kill_stops_a_hardened_worker_and_status_says_so():
         if worker.poll() is None:
             worker.kill()
             worker.wait(10)
+
+
+def test_a_refusal_the_kit_did_not_foresee_is_one_line_with_postgresqls_words():
+    labs.reset("hardened", upto="heartbeats", examples=True)  # pipelines, but no queue yet
+    result = run_cli("submit", "--poc", "hardened", "--pipe", "2")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pgqueue: error: PostgreSQL refused (42P01): "), lines
+    assert "pipe_job_queue" in lines[0] and "Traceback" not in result.stderr
