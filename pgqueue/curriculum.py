@@ -119,6 +119,14 @@ LESSONS = [
         "failures, hardened",
         minutes=40,
     ),
+    Lesson(
+        "11-keep-the-queue-small.ipynb",
+        "failure lab: dead tuples under churn, an open transaction holding VACUUM back; you archive",
+        "the failure lab",
+        "sql/hardened/",
+        "bloat",
+        minutes=30,
+    ),
 ]
 
 

@@ -1,0 +1,302 @@
+"""Bloat in a hot queue table: dead row versions under churn, what holds VACUUM back, what keeps it small."""
+
+import contextlib
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from pgqueue import labs, queries
+from pgqueue.errors import PgQueueError
+
+DESIGNS = ("hardened", "single-call")  # the designs whose job_queue a burst can churn
+
+
+def _q():
+    return queries.load("clients/bloat.sql")
+
+
+def _check_design(poc: str) -> str:
+    if poc not in DESIGNS:
+        raise PgQueueError(f"bloat experiments run on {' or '.join(DESIGNS)}, got {poc!r}")
+    return poc
+
+
+@dataclass(frozen=True)
+class Stats:
+    """What pg_stat_user_tables says of one table, and its size on disk."""
+
+    live: int
+    dead: int
+    updates: int
+    hot_updates: int
+    bytes: int
+    pages: int
+    vacuums: int
+
+
+def stats(conn: psycopg.Connection, table: str = "job_queue") -> Stats:
+    """The statistics of `table` as of now (this session's own counts flushed first)."""
+    q = _q()
+    conn.execute(q["flush_stats"])  # on PostgreSQL 15+ they would lag up to a second
+    row = conn.execute(q["table_stats"], {"table": table}).fetchone()
+    if row is None:
+        raise PgQueueError(f"no table {table!r} in the statistics of {conn.info.dbname}")
+    return Stats(*row)
+
+
+def churn(conn: psycopg.Connection, poc: str, jobs: int, *, finish: bool = True) -> int:
+    """Start `jobs` pipe jobs of pipeline 2, claim their first jobs and (unless told not to) finish
+    them with their pipe jobs, as workers would, in a few set-wide statements; the jobs claimed.
+
+    The hardened lab claims with its own claim_jobs (a lease and an attempt per job); an original
+    gets the UPDATE its find_job makes.
+    """
+    _check_design(poc)
+    if not isinstance(jobs, int) or not 1 <= jobs <= 100_000:
+        raise PgQueueError(f"churn: jobs must be a whole number from 1 to 100000, got {jobs!r}")
+    q, uuid = _q(), secrets.token_hex(6)
+    with conn.transaction():
+        conn.execute(q["add_pipe_jobs"], {"jobs": jobs})
+    with conn.transaction():
+        if poc == "hardened":
+            claimed = conn.execute(q["lease_burst"], {"uuid": uuid, "jobs": jobs}).fetchone()[0]
+        else:
+            claimed = conn.execute(q["claim_burst"], {"uuid": uuid}).rowcount
+    if finish:
+        with conn.transaction():
+            conn.execute(q["finish_burst"], {"uuid": uuid})
+            if poc == "hardened":
+                conn.execute(q["end_attempts"], {"uuid": uuid})
+    return claimed
+
+
+@dataclass(frozen=True)
+class ClaimRead:
+    """What one claim's SELECT read: pages (buffers hit or read) and how it found its rows."""
+
+    pages: int
+    scan: str  # e.g. "Index Scan using job_queue_waiting" or "Seq Scan"
+    found: int  # rows it returned (0 or 1)
+
+
+def _leaf(plan: dict) -> dict:
+    while plan.get("Plans"):
+        plan = plan["Plans"][0]
+    return plan
+
+
+def claim_read(conn: psycopg.Connection, poc: str) -> ClaimRead:
+    """Run the claim's SELECT of `poc` for first_process under EXPLAIN (ANALYZE, BUFFERS).
+
+    Pages, not milliseconds: the count does not depend on the machine. The row it locks is
+    let go at once (the claim is rolled back).
+    """
+    name = "hardened_claim_plan" if _check_design(poc) == "hardened" else "original_claim_plan"
+    with conn.transaction(force_rollback=True):
+        top = conn.execute(_q()[name]).fetchone()[0][0]["Plan"]
+    leaf = _leaf(top)
+    scan = leaf["Node Type"] + (f" using {leaf['Index Name']}" if "Index Name" in leaf else "")
+    return ClaimRead(top["Shared Hit Blocks"] + top["Shared Read Blocks"], scan, top["Actual Rows"])
+
+
+@dataclass
+class Holder:
+    """A session whose open REPEATABLE READ transaction holds a snapshot; `end()` closes it."""
+
+    pid: int
+    backend_xmin: int | None  # the oldest transaction id its snapshot still sees
+    _conn: psycopg.Connection | None = field(default=None, repr=False)
+
+    def end(self) -> None:
+        """End the long transaction, and its session (a second call does nothing)."""
+        if self._conn is not None:
+            self._conn.rollback()
+            self._conn.close()
+            self._conn = None
+
+
+def open_snapshot(connect: Callable[[], psycopg.Connection]) -> Holder:
+    """A new session (from `connect`) that opens a REPEATABLE READ transaction, reads one row,
+    and keeps the transaction open until `end()`: the long transaction of the lesson.
+    """
+    conn = connect()
+    try:
+        conn.autocommit = False
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.execute(_q()["take_snapshot"])  # the snapshot is taken by the first query
+        pid = conn.info.backend_pid
+        with connect() as observer:
+            row = observer.execute(_q()["holder"], {"pid": pid}).fetchone()
+    except BaseException:
+        conn.close()
+        raise
+    return Holder(pid, row[2], conn)
+
+
+@contextlib.contextmanager
+def holding(connect: Callable[[], psycopg.Connection]) -> Iterator[Holder]:
+    """`open_snapshot` for the length of a `with` block."""
+    holder = open_snapshot(connect)
+    try:
+        yield holder
+    finally:
+        holder.end()
+
+
+def holder_activity(conn: psycopg.Connection, pid: int) -> dict:
+    """pg_stat_activity's row of session `pid`: state, backend_xmin, seconds its transaction is open."""
+    cur = conn.execute(_q()["holder"], {"pid": pid})
+    row = cur.fetchone()
+    return dict(zip([c.name for c in cur.description], row, strict=True)) if row else {}
+
+
+@dataclass(frozen=True)
+class Vacuumed:
+    """What VACUUM (VERBOSE) job_queue reported: row versions removed, and dead ones it had to keep."""
+
+    removed: int
+    not_yet_removable: int
+    report: str = field(repr=False)  # its INFO messages, as PostgreSQL wrote them
+
+
+def vacuum(conn: psycopg.Connection) -> Vacuumed:
+    """VACUUM (VERBOSE) job_queue on `conn` (autocommit), with its report read."""
+    if not conn.autocommit:
+        raise PgQueueError("vacuum: VACUUM cannot run inside a transaction; use an autocommit connection")
+    said: list[str] = []
+
+    def hear(diag: psycopg.errors.Diagnostic) -> None:
+        said.append(diag.message_primary or "")
+
+    # counts still pending in this session would land after VACUUM's own and undo them
+    conn.execute(_q()["flush_stats"])
+    conn.add_notice_handler(hear)
+    try:
+        conn.execute(_q()["vacuum_verbose"])
+    finally:
+        conn.remove_notice_handler(hear)
+    report = "\n".join(said)
+    tuples = re.search(r"tuples: (\d+) removed, \d+ remain, (\d+) are dead but not yet removable", report)
+    if tuples is None:
+        raise PgQueueError(f"vacuum: no 'tuples:' line in VACUUM's report: {report[:300]!r}")
+    return Vacuumed(int(tuples[1]), int(tuples[2]), report)
+
+
+def autovacuum_off(conn: psycopg.Connection) -> None:
+    """Turn autovacuum off for job_queue, so that only the lesson's VACUUMs change what it measures."""
+    conn.execute(_q()["autovacuum_off"])
+
+
+def autovacuum_for_a_queue(conn: psycopg.Connection) -> list[str]:
+    """Autovacuum back on for job_queue, started by 1,000 dead rows plus 1 %; its reloptions."""
+    conn.execute(_q()["autovacuum_for_a_queue"])
+    return reloptions(conn)
+
+
+def reloptions(conn: psycopg.Connection, table: str = "job_queue") -> list[str]:
+    """The storage parameters set on `table` (pg_class.reloptions), [] when none."""
+    row = conn.execute(_q()["reloptions"], {"table": table}).fetchone()
+    if row is None:
+        raise PgQueueError(f"no table {table!r} in {conn.info.dbname}")
+    return row[1] or []
+
+
+def hot_updates(conn: psycopg.Connection, rows: int = 4000) -> list[dict]:
+    """Updates and HOT updates of two scratch tables, fillfactor 100 and 70, `rows` rows each:
+    first a column no index holds, on one row in four, then an indexed one, on another quarter.
+    """
+    q, found = _q(), []
+    conn.execute(q["hot_probes"])
+    for table, fillfactor in (("hot_full", 100), ("hot_roomy", 70)):
+        name = sql.Identifier(table)
+        conn.execute(sql.SQL(q["fill_probe"]).format(table=name), {"rows": rows})
+        before = stats(conn, table)
+        for what, query in (("touched (no index)", "touch_quarter"), ("state (indexed)", "move_quarter")):
+            changed = conn.execute(sql.SQL(q[query]).format(table=name)).rowcount
+            after = stats(conn, table)
+            found.append(
+                {
+                    "table": table,
+                    "fillfactor": fillfactor,
+                    "column updated": what,
+                    "rows updated": changed,
+                    "HOT updates": after.hot_updates - before.hot_updates,
+                    "pages": after.pages,
+                }
+            )
+            before = after
+    return found
+
+
+@dataclass(frozen=True)
+class ArchiveVerdict:
+    """Whether an archiving query moved exactly the old finished jobs, and nothing else."""
+
+    expected: int  # jobs it had to move
+    moved: int  # jobs found in job_archive afterwards
+    problems: tuple[str, ...]
+
+    @property
+    def holds(self) -> bool:
+        """True when nothing went wrong."""
+        return not self.problems
+
+    def __str__(self) -> str:
+        if self.holds:
+            return f"it holds: {self.moved} old finished jobs moved with their attempts, nothing else touched"
+        return "it does not hold: " + "; ".join(self.problems)
+
+
+def check_archive(query: str, seconds: int = 60) -> ArchiveVerdict:
+    """Try an archiving query on a scratch hardened lab, with `%(seconds)s` = `seconds`.
+
+    The lab holds pipe jobs finished long ago, pipe jobs finished just now, jobs running and
+    jobs waiting; the query must move the jobs (and their attempts) of the pipe jobs finished at
+    least `seconds` ago into job_archive (and job_attempt_archive), in one transaction: none
+    lost, none left behind, nothing else moved, waiting and running jobs untouched.
+    """
+    q = _q()
+    with labs.scratch("hardened", None, examples=True) as lab, lab.connect() as conn:
+        conn.execute(q["create_archives"])
+        churn(conn, "hardened", 30)
+        old = [r[0] for r in conn.execute(q["finished_pipe_jobs"])]
+        conn.execute(q["age_finished"], {"ids": old, "seconds": seconds * 2})
+        churn(conn, "hardened", 20)  # finished just now: they stay
+        churn(conn, "hardened", 5, finish=False)  # running
+        conn.execute(q["add_pipe_jobs"], {"jobs": 10})  # waiting
+        expected = conn.execute(q["old_enough"], {"seconds": seconds}).fetchone()[0]
+        before = conn.execute(q["archive_census"]).fetchone()
+        try:
+            with conn.transaction():
+                conn.execute(query, {"seconds": seconds})
+        except psycopg.Error as error:
+            return ArchiveVerdict(len(expected), 0, (f"the query failed: {error}".strip(),))
+        after = conn.execute(q["archive_census"]).fetchone()
+    return _judge(expected, before, after)
+
+
+def _judge(expected: list[int], before: tuple, after: tuple) -> ArchiveVerdict:
+    _, open_before, _, attempts_before, _, hot_before, _, sum_before = before
+    _, open_after, archived, attempts_after, attempts_archived, hot_after, archived_ids, sum_after = after
+    hot_before, hot_after, archived_ids = set(hot_before or []), set(hot_after or []), set(archived_ids or [])
+    problems = []
+    if lost := hot_before - hot_after - archived_ids:
+        problems.append(f"{len(lost)} jobs vanished, in neither table (e.g. {sorted(lost)[:5]})")
+    if left := set(expected) & hot_after:
+        problems.append(f"{len(left)} old finished jobs are still in job_queue (e.g. {sorted(left)[:5]})")
+    if extra := archived_ids - set(expected):
+        problems.append(f"{len(extra)} jobs were archived that had to stay (e.g. {sorted(extra)[:5]})")
+    if archived != len(archived_ids):
+        problems.append(f"job_archive holds {archived} rows for {len(archived_ids)} jobs: some twice")
+    if open_after != open_before or sum_after != sum_before:
+        problems.append("waiting or running jobs were changed")
+    if attempts_after + attempts_archived != attempts_before or attempts_archived != len(expected):
+        problems.append(
+            f"attempts: {attempts_archived} archived and {attempts_after} left of {attempts_before}; "
+            f"the {len(expected)} archived jobs had one each"
+        )
+    return ArchiveVerdict(len(expected), len(archived_ids & set(expected)), tuple(problems))
