@@ -246,6 +246,8 @@ def scratch(
             yield Scratch(check_poc(poc), name)
         finally:
             admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(name)))
+            # a role named after the copy (the hardened lab's worker role) goes with it
+            admin.execute(sql.SQL(q["drop_role"]).format(role=sql.Identifier(f"{name}_worker")))
 
 
 def lab_busy(poc: str) -> bool:

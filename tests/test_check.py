@@ -103,3 +103,13 @@ def test_racers_are_released_together_and_each_result_or_error_comes_back():
     assert results[:2] == [0, 10] and results[3] == 30
     assert isinstance(results[2], ValueError)
     assert len(seen) == 4
+
+
+def test_a_scratch_copy_of_the_hardened_lab_takes_its_worker_role_with_it():
+    q = queries.load("kit/queries.sql")
+    with labs.scratch("hardened", examples=True) as lab:
+        role = f"{lab.database}_worker"
+        with server.connect() as admin:
+            assert admin.execute(q["roles_like"], {"pattern": role}).fetchall() == [(role,)]
+    with server.connect() as admin:
+        assert admin.execute(q["roles_like"], {"pattern": role}).fetchall() == []
