@@ -194,28 +194,73 @@ def order_gate_race(first: int, second: int, waiting: int, *, connect: Connect |
     `connect` makes the connections (a scratch lab's, say); the lesson's lab by default.
     """
     q = queries.load("clients/races.sql")
+    with _lab_connect(connect)() as conn:
+        waited = _second_while_first_open(
+            connect,
+            q["finish_pipe_job"],
+            {"pipe_job_id": first},
+            q["finish_pipe_job"],
+            {"pipe_job_id": second},
+        )[0]
+        started = conn.execute(q["entry_job_of"], {"pipe_job_id": waiting}).fetchone()[0] > 0
+    return GateRace((first, second), waiting, started, waited)
+
+
+def late_pipe_job_race(pipe: int = 2, next_pipe: int = 4, *, connect: Connect | None = None) -> GateRace:
+    """A request's only pipe job of `pipe` finishes while a pipe job of `next_pipe` (the next order)
+    is inserted for the same request, in two concurrent transactions, the finisher's held open.
+
+    The insert's trigger asks whether the lower order has finished; the finisher's asks which
+    next-order pipe jobs wait. Without turns each misses the other's uncommitted row and the new
+    pipe job never starts; with them the insert waits, then sees the finish and starts at once.
+    """
+    q = queries.load("clients/races.sql")
+    with _lab_connect(connect)() as conn:
+        first, request_id = conn.execute(q["late_trial"], {"pipe": pipe}).fetchone()
+        waited, inserted = _second_while_first_open(
+            connect,
+            q["finish_pipe_job"],
+            {"pipe_job_id": first},
+            q["late_pipe_job"],
+            {"request_id": request_id, "pipe": next_pipe},
+        )
+        started = conn.execute(q["entry_job_of"], {"pipe_job_id": inserted}).fetchone()[0] > 0
+    return GateRace((first, first), inserted, started, waited)
+
+
+def _second_while_first_open(
+    connect: Connect | None, first_sql: str, first_params: dict, second_sql: str, second_params: dict
+) -> tuple[bool, object]:
+    """Run `first_sql` in a transaction held open while `second_sql` runs in another; commit both.
+
+    Returns whether the second had to wait for a lock while the first was open, and the first
+    value the second statement returned (None if it returned no row).
+    """
     connect = _lab_connect(connect)
     with connect() as a, connect() as b, connect() as watch:
         b_done = threading.Event()
         b_failed: list[psycopg.Error] = []
+        b_got: list[object] = [None]
 
-        def finish_second() -> None:
+        def run_second() -> None:
             try:
                 with b.transaction():
-                    b.execute(q["finish_pipe_job"], {"pipe_job_id": second})
+                    cur = b.execute(second_sql, second_params)
+                    row = cur.fetchone() if cur.description else None
+                    b_got[0] = row[0] if row else None
                     b_done.set()
             except psycopg.Error as exc:  # raised again below, in the caller's thread
                 b_failed.append(exc)
                 b_done.set()
 
         with a.transaction():
-            a.execute(q["finish_pipe_job"], {"pipe_job_id": first})
-            racer = threading.Thread(target=finish_second)
+            a.execute(first_sql, first_params)
+            racer = threading.Thread(target=run_second)
             racer.start()
             until(
                 lambda: b_done.is_set() or waiting_on_lock(b.info.backend_pid, conn=watch),
                 10,
-                "the second pipe job finishing or waiting",
+                "the second transaction finishing or waiting",
             )
             waited = not b_done.is_set()
             if b_done.is_set():
@@ -223,8 +268,7 @@ def order_gate_race(first: int, second: int, waiting: int, *, connect: Connect |
         racer.join(10)
         if b_failed:
             raise b_failed[0]
-        started = a.execute(q["entry_job_of"], {"pipe_job_id": waiting}).fetchone()[0] > 0
-    return GateRace((first, second), waiting, started, waited)
+    return waited, b_got[0]
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,9 @@ def gate_takes_turns(text: str, poc: str = "single-call", trials: int = TRIALS) 
     The trigger is installed on a scratch lab built up to order_gating with its examples and
     without the kit's fixes (the original gate); a finish one after the other must still open
     the gate; then `trials` requests each have their two order-1 pipe jobs finished by two
-    connections released together.
+    connections released together. On the hardened lab (`poc="hardened"`), whose gate also
+    starts a next-order pipe job inserted late, the trigger replaces the lab's own and must
+    make that insert take its turn too.
     """
     verdict = Verdict("your gate fix")
     if written(text, verdict) is None:
@@ -39,6 +41,7 @@ def gate_takes_turns(text: str, poc: str = "single-call", trials: int = TRIALS) 
             return conn
 
         with connect() as conn:
+            conn.execute(_q()["gate_drop_trigger"])  # the hardened lab's own goes first
             if not install(conn, text, verdict, replaces=[ROUTINE]):
                 return verdict
             if not verdict.expect(
@@ -51,6 +54,8 @@ def gate_takes_turns(text: str, poc: str = "single-call", trials: int = TRIALS) 
             if not _one_after_the_other(conn, verdict):
                 return verdict
             if not _second_waits_for_the_first(conn, connect, verdict):
+                return verdict
+            if poc == "hardened" and not _late_insert_waits(conn, connect, verdict):
                 return verdict
         free = races.order_gate_trials(trials, connect=connect, stop_after=STOP_AFTER)
         if not _judge(free, verdict, trials, "trials of two finishers released together"):
@@ -120,6 +125,39 @@ def _second_waits_for_the_first(conn: psycopg.Connection, connect, verdict: Verd
         "once the first committed, the second finisher opened the gate",
         f"the second finisher waited, yet order-2 pipe job {report} never started: check the gate after "
         "the wait, in a transaction-level lock that the first finisher's commit releases",
+    )
+
+
+def _late_insert_waits(conn: psycopg.Connection, connect, verdict: Verdict) -> bool:
+    """One schedule forced: a next-order pipe job is inserted while the finisher's transaction is open.
+
+    The hardened gate starts a pipe job inserted after its lower order finished; it must wait
+    for an uncommitted finish, or both sides miss each other and the new pipe job never starts.
+    """
+    if not verdict.expect(
+        conn.execute(_q()["gate_before_insert_triggers"]).fetchone()[0] > 0,
+        "a BEFORE INSERT trigger on pipe_job_queue calls your function too",
+        "your trigger does not fire on INSERT: a pipe job of order 2 inserted while the last order-1 "
+        "pipe job is finishing checks without waiting (BEFORE INSERT OR UPDATE OF pipe_job_finished)",
+    ):
+        return False
+    try:
+        race = races.late_pipe_job_race(connect=connect)
+    except psycopg.Error as exc:
+        said = _said(exc)
+        return verdict.expect(False, "", f"with a finisher's transaction open, the insert failed: {said}")
+    if not verdict.expect(
+        race.waited,
+        "an order-2 pipe job inserted while order 1's last finisher was open waited for it",
+        f"order-2 pipe job {race.waiting} was inserted without waiting while pipe job {race.finished[0]} "
+        "was finishing: the insert must take the same lock",
+    ):
+        return False
+    return verdict.expect(
+        race.started,
+        "once the finisher committed, the late order-2 pipe job started at once",
+        f"order-2 pipe job {race.waiting}, inserted late, never started: check the lower order "
+        "after the wait",
     )
 
 

@@ -167,6 +167,18 @@ SELECT count(*) FROM pg_trigger
 -- name: gate_pipe_job_finished
 SELECT pipe_job_finished FROM pipe_job_queue WHERE pipe_job_id = %(id)s;
 
+-- name: gate_drop_trigger
+-- The hardened lab comes with its own pipe_job_takes_turn trigger; it goes, with the function,
+-- before the learner's version is installed (a no-op in the single-call lab, which has none).
+DROP TRIGGER IF EXISTS pipe_job_takes_turn ON pipe_job_queue;
+
+-- name: gate_before_insert_triggers
+-- The learner's function on INSERT (the hardened lab has another BEFORE INSERT trigger of its own).
+SELECT count(*) FROM pg_trigger
+ WHERE tgrelid = 'pipe_job_queue'::regclass AND NOT tgisinternal
+   AND tgfoid = 'pipe_job_takes_turn'::regproc
+   AND tgtype & 2 = 2 AND tgtype & 4 = 4;  -- BEFORE, INSERT
+
 -- Lesson 06's checker (pgqueue.check.gather): fan-outs made with create_jobs, then a gatherer asks.
 
 -- name: gather_request

@@ -27,6 +27,18 @@ SELECT request.id, pipe.id FROM request, unnest(ARRAY[%(next_pipe)s, %(pipe)s, %
  ORDER BY pipe.n
 RETURNING pipe_job_id;
 
+-- name: late_trial
+-- A fresh request with one pipe job of `pipe` (its only pipe job of that order), for the race
+-- of its finisher against a pipe job of the next order inserted at the same moment.
+INSERT INTO pipe_job_queue (request_id, pipe_id)
+SELECT coalesce(max(request_id), 0) + 1, %(pipe)s FROM pipe_job_queue
+RETURNING pipe_job_id, request_id;
+
+-- name: late_pipe_job
+-- A pipe job of the next order arrives for a request already under way.
+INSERT INTO pipe_job_queue (request_id, pipe_id) VALUES (%(request_id)s, %(pipe)s)
+RETURNING pipe_job_id;
+
 -- name: gate_row_locks
 -- Lesson 07's first idea, which deadlocks: lock the request's pipe jobs before the gate's check.
 -- A BEFORE UPDATE row trigger runs once the UPDATE holds its own row's lock, so two finishers
