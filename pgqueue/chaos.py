@@ -10,12 +10,17 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pgqueue import fleet, hardened, labs, queries
+from pgqueue.check.core import Verdict, install, written
 from pgqueue.errors import PgQueueError
 from pgqueue.wait import Timeout, until
 
 POC = "hardened"
 # A request as the example's request 50 makes it: four order-1 pipelines, then the report (order 2).
 REQUEST = (1, 2, 3, 5, 4)
+
+
+# What a learner may put in place of the kit's own in a round on their version (lesson 12).
+YOURS = ("claim_jobs", "rescue_jobs", "hold_jobs", "pipe_job_takes_turn")
 
 
 def _t() -> queries.Queries:
@@ -160,6 +165,39 @@ def run(
             began=began,
             crashed=crashed,
         )
+
+
+def on_yours(
+    yours: dict[str, str],
+    requests: int = 12,
+    *,
+    seconds: float = 8.0,
+    drain: float = 25.0,
+    seed: int | None = None,
+) -> Round:
+    """A short chaos round on the hardened lab rebuilt with the learner's routines in place of the kit's.
+
+    `yours` maps a routine of `YOURS` to the SQL that creates it (a trigger function with its
+    trigger). The lab is rebuilt with the example pipelines, each routine replaced, then
+    `run(requests, seconds=...)` kills and replaces workers while the requests run. SQL that
+    PostgreSQL refuses ends the round before it starts, with PostgreSQL's words as its problem.
+    """
+    unknown = sorted(set(yours) - set(YOURS))
+    if unknown:
+        raise PgQueueError(f"a round on your version replaces {', '.join(YOURS)}; not {', '.join(unknown)}")
+    labs.reset(POC)
+    checks = queries.load("clients/check.sql")
+    verdict = Verdict("your hardened queue")
+    with labs.connect(POC) as conn:
+        conn.execute(labs.step(POC, "pipelines").example_sql)
+        if "pipe_job_takes_turn" in yours:
+            conn.execute(checks["gate_drop_trigger"])  # the trigger depends on the kit's function
+        for routine, text in yours.items():
+            if written(text, verdict) is None or not install(conn, text, verdict, replaces=[routine]):
+                refused = [f"{routine}: {verdict.wrong[-1]}"]
+                return Round(requests, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, problems=refused)
+        conn.execute(checks["revoke_from_public"])  # as step 08 left every other routine
+    return run(requests, seconds=seconds, drain=drain, seed=seed)
 
 
 def judge(

@@ -213,3 +213,9 @@ SELECT job_id, job_process_name, job_process_version, job_finished,
 -- Lesson 08: whether a lab has the tables its query reads (a lab built up to an early step has not).
 SELECT to_regclass('job_queue') IS NOT NULL AND to_regclass('pipe_job_queue') IS NOT NULL
        AND to_regclass('pipelines') IS NOT NULL;
+
+-- A round on the learner's hardened version (pgqueue.chaos.on_yours).
+
+-- name: revoke_from_public
+-- A routine created now may be executed by anyone; step 08 let nobody but the owner.
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC;
