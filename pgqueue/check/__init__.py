@@ -9,29 +9,39 @@
     check.gather_batch(my_sql)       # lesson 06
     check.gate_takes_turns(my_sql)   # lesson 07
     check.request_flow(my_query)     # lesson 08
+    check.claim_jobs(my_claim)       # lesson 12, the hardened lab
+    check.rescue_jobs(my_rescue)     # lesson 12
+    check.hold_jobs(my_hold)         # lesson 12
+    check.gate_takes_turns(my_gate, poc="hardened")  # lesson 12
 
 Each returns a `Verdict` that a notebook shows in plain words; `verdict.holds` says whether
 every check passed. The lesson's lab is never touched: a scratch copy is built and dropped.
 """
 
 from pgqueue.check.answer import heartbeat_answer
+from pgqueue.check.claim import claim_jobs
 from pgqueue.check.core import Verdict
 from pgqueue.check.find_job import find_job_pick
+from pgqueue.check.finish import hold_jobs
 from pgqueue.check.flow import request_flow
 from pgqueue.check.gate import gate_takes_turns
 from pgqueue.check.gather import gather_batch
 from pgqueue.check.heartbeats import heartbeat_upsert
 from pgqueue.check.pipelines import next_processes
 from pgqueue.check.priorities import priority_change
+from pgqueue.check.rescue import rescue_jobs
 
 __all__ = [
     "Verdict",
+    "claim_jobs",
     "find_job_pick",
     "gate_takes_turns",
     "gather_batch",
     "heartbeat_answer",
     "heartbeat_upsert",
+    "hold_jobs",
     "next_processes",
     "priority_change",
     "request_flow",
+    "rescue_jobs",
 ]

@@ -1,0 +1,544 @@
+"""Lesson 12's checker: the learner's hold_jobs, driven through create_jobs and finish_pipe as workers do."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from pgqueue import labs, queries, races
+from pgqueue.check.core import Verdict, install, together, written
+from pgqueue.wait import Timeout, until
+
+ROUTINE = "hold_jobs"
+POC = "hardened"
+FIRST, SECOND, THIRD = ("first_process", "1.9.2"), ("second_process", "2.2.0"), ("third_process", "5.3.0")
+PLAIN, NEXT_ORDER = 2, 4  # pipeline 2 chains the three steps above; pipeline 4 is order 2
+RESCUE_AFTER = 60.0  # seconds: long enough that no worker of the checker goes silent by accident
+SILENT_FOR = 600.0  # the silent worker's last beat is moved this far back
+WAIT = 10.0  # seconds to wait for a state a forced schedule expects
+LOCK_TIMEOUT_MS = "10000"  # a finisher stuck behind a lock fails after this, instead of hanging
+NOT_HELD, NO_JOB, BAD_INPUT, DEADLOCK = "55000", "P0002", "22023", "40P01"
+
+
+def _q() -> queries.Queries:
+    return queries.load("clients/check_finish.sql")
+
+
+def _calls() -> queries.Queries:
+    return queries.load("clients/hardened.sql")
+
+
+def _lesson() -> queries.Queries:
+    return labs.step(POC, "find_job").lesson
+
+
+class _Stop(Exception):
+    """A step the later checks need went wrong: the sentence says what, and the checks stop."""
+
+
+@dataclass(frozen=True)
+class Said:
+    """What one create_jobs or finish_pipe call answered."""
+
+    made: tuple[int, ...] | None  # create_jobs: the job ids it returned
+    code: str | None = None  # SQLSTATE when refused
+    words: str = ""  # PostgreSQL's message when refused
+
+    @property
+    def ok(self) -> bool:
+        """Whether the call was accepted."""
+        return self.code is None
+
+    def __str__(self) -> str:
+        return "accepted" if self.ok else f"refused with {self.code} ({self.words})"
+
+
+def hold_jobs(text: object) -> Verdict:
+    """Whether the learner's hold_jobs lets the holder hand over, once, and refuses everybody else.
+
+    It replaces the reference on a scratch copy of the hardened lab with its examples; the real
+    create_jobs and finish_pipe then call it as workers do: a hand-over and its repeat, a
+    stranger, a job rescued from a silent worker, an unknown job, jobs of two pipe jobs, and two
+    forced schedules on several connections (a repeat sent while the first call is open, and
+    one batch finished in two orders at once).
+    """
+    verdict = Verdict("your hold_jobs")
+    if written(text, verdict) is None:
+        return verdict
+    with labs.scratch(POC, examples=True) as lab, lab.connect() as conn:
+        if not install(conn, text, verdict, replaces=[ROUTINE]):
+            return verdict
+        conn.execute(_lesson()["rescue_after"], {"seconds": RESCUE_AFTER})
+        scene = _Scene(lab, conn)
+        try:
+            _one_pipe_job_through(scene, verdict)
+            _bad_input(scene, verdict)
+            _repeat_while_open(scene, verdict)
+            _one_batch_in_two_orders(scene, verdict)
+        except _Stop as stop:
+            verdict.refuse(str(stop))
+    return verdict
+
+
+class _Scene:
+    """The scratch lab, and the calls the checker makes in it as workers and clients do."""
+
+    def __init__(self, lab: labs.Scratch, conn: psycopg.Connection) -> None:
+        self.lab, self.conn = lab, conn
+        # each new pipe job more urgent than the last: what earlier checks left waiting (a
+        # broken hold_jobs may make jobs twice) never comes before the job a check needs
+        self.priority = 80
+
+    def request(self, *pipe_ids: int) -> list[int]:
+        """A new request with a pipe job of each pipeline, in order; their ids."""
+        request_id = self.conn.execute(_q()["next_request"]).fetchone()[0]
+        made = []
+        for pipe_id in pipe_ids:
+            self.priority -= 1
+            params = {"request_id": request_id, "pipe_id": pipe_id, "priority": self.priority}
+            made.append(self.conn.execute(_q()["submit"], params).fetchone()[0])
+        return made
+
+    def claim(self, step: tuple[str, str], pipe_jobs: list[int], batch: int = 1) -> tuple[str, list[int]]:
+        """A new worker of `step` calls find_job once: its uuid and the jobs it was handed.
+
+        They must be `batch` jobs of `pipe_jobs`, else the checks cannot go on.
+        """
+        who = secrets.token_hex(6)
+        params = {"uuid": who, "server": "checker", "name": step[0], "version": step[1]}
+        answer = self.conn.execute(_calls()["find_job"], {**params, "multi": False, "batch": batch})
+        text = answer.fetchone()[0]
+        jobs = json.loads(text) if text.startswith("[") else []
+        if len(jobs) != batch or {job["pipe_job_id"] for job in jobs} != set(pipe_jobs):
+            raise _Stop(
+                f"a worker of {step[0]} asked find_job for {batch} job(s) of pipe job(s) {pipe_jobs} and "
+                f"was answered {_short(text)}: the hand-over before it did not make the job(s) it should"
+            )
+        return who, sorted(job["job_id"] for job in jobs)
+
+    def create(self, who: str, ids: list[int], jobs: int = 1, conn: psycopg.Connection | None = None) -> Said:
+        """create_jobs as worker `who` calls it: `jobs` new jobs for the next step."""
+        params = {"uuid": who, "job_ids": ids, "payloads": Jsonb([{"n": n} for n in range(jobs)])}
+        try:
+            made = (conn or self.conn).execute(_calls()["create_jobs"], params).fetchone()[0]
+        except psycopg.Error as exc:
+            return _refused(exc)
+        return Said(tuple(made or ()))
+
+    def finish(self, who: str, ids: list[int], pipe_job: int, conn: psycopg.Connection | None = None) -> Said:
+        """finish_pipe as worker `who` calls it."""
+        params = {"uuid": who, "job_ids": ids, "pipe_job_id": pipe_job}
+        try:
+            (conn or self.conn).execute(_calls()["finish_pipe"], params)
+        except psycopg.Error as exc:
+            return _refused(exc)
+        return Said(None)
+
+    def tables(self, conn: psycopg.Connection | None = None) -> dict[str, tuple[int, str]]:
+        """Every table's row count and checksum."""
+        rows = (conn or self.conn).execute(_lesson()["every_table"])
+        return {name: (count, checksum) for name, count, checksum in rows}
+
+    def job(self, job_id: int) -> dict:
+        with self.conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+            return cur.execute(_q()["job"], {"job_id": job_id}).fetchone()
+
+    def step_jobs(self, pipe_job: int, step: tuple[str, str]) -> list[int]:
+        """The jobs of `step` that pipe job `pipe_job` has: what the hand-overs to it made."""
+        params = {"pipe_job_id": pipe_job, "name": step[0]}
+        return self.conn.execute(_q()["jobs_of_step"], params).fetchone()[0]
+
+    def entry_jobs(self, pipe_job: int) -> int:
+        return self.conn.execute(_lesson()["jobs_of"], {"pipe_job_id": pipe_job}).fetchone()[0]
+
+    def finished(self, pipe_job: int) -> bool:
+        return self.conn.execute(_q()["pipe_job_finished"], {"pipe_job_id": pipe_job}).fetchone()[0]
+
+    def outcomes(self, job_id: int) -> list[str | None]:
+        return [row[0] for row in self.conn.execute(_lesson()["outcomes"], {"job_id": job_id})]
+
+    def connect(self) -> psycopg.Connection:
+        """A finisher's connection: it gives up on a lock after LOCK_TIMEOUT_MS instead of hanging."""
+        conn = self.lab.connect()
+        conn.execute(_q()["lock_timeout"], {"ms": LOCK_TIMEOUT_MS})
+        return conn
+
+
+def _refused(exc: psycopg.Error) -> Said:
+    return Said(None, exc.sqlstate or "?", exc.diag.message_primary or str(exc))
+
+
+def _short(answer: object) -> str:
+    shown = repr(answer)
+    return shown if len(shown) < 80 else shown[:77] + "...'"
+
+
+def _changed(before: dict[str, tuple[int, str]], after: dict[str, tuple[int, str]]) -> str:
+    """The tables that differ, e.g. 'job_queue (7 rows, was 6)' or 'job_attempts (values in its 5 rows)'."""
+
+    def how(name: str) -> str:
+        rows, was = after[name][0], before.get(name, (0, ""))[0]
+        return f"values in its {rows} rows" if rows == was else f"{rows} rows, was {was}"
+
+    return ", ".join(f"{name} ({how(name)})" for name in after if before.get(name) != after[name])
+
+
+def _unchanged(
+    verdict: Verdict, scene: _Scene, before: dict, what: str, held: str, kind: str = "refused"
+) -> bool:
+    """Expect no table to have changed since `before`, after a `kind` call ('refused' or 'repeated')."""
+    changed = _changed(before, scene.tables())
+    return verdict.expect(not changed, held, f"{what} changed {changed}: a {kind} call must change nothing")
+
+
+def _refusal(verdict: Verdict, said: Said, code: str, what: str, why: str) -> bool:
+    """Expect `said`, the answer to the call `what` describes, to be a refusal with SQLSTATE `code`."""
+    if said.code == code:
+        return verdict.expect(True, f"{what}: {said}", "")
+    got = "it was accepted" if said.ok else f"it was {said}"
+    return verdict.expect(False, "", f"{what}, and {got}: {why}; refuse it with SQLSTATE {code}")
+
+
+# --- checks 1 to 4: one pipe job through its pipeline ------------------------------------------
+
+
+def _one_pipe_job_through(scene: _Scene, verdict: Verdict) -> None:
+    """A request's pipe job of pipeline 2, step by step: the holder's hand-over and its repeat,
+    a stranger, then a job rescued from a silent worker and finished by its new holder."""
+    pipe_job, next_order = scene.request(PLAIN, NEXT_ORDER)
+    holder, (first,) = scene.claim(FIRST, [pipe_job])
+    said = scene.create(holder, [first])
+    made = list(said.made or ())
+    if not said.ok:
+        raise _Stop(f"worker {holder} held job {first} ({FIRST[0]}), yet its create_jobs was {said}")
+    second = scene.step_jobs(pipe_job, SECOND)
+    if made != second or len(made) != 1 or not scene.job(first)["finished"]:
+        raise _Stop(
+            f"worker {holder} held job {first} ({FIRST[0]}); its create_jobs returned {made}, pipe job "
+            f"{pipe_job} now has {SECOND[0]} jobs {second}, and job {first} is "
+            f"{'finished' if scene.job(first)['finished'] else 'not finished'}: expected one new job, "
+            f"returned, and job {first} finished"
+        )
+    verdict.held.append(
+        f"worker {holder} held job {first} ({FIRST[0]}): its create_jobs finished it and made job {made[0]} "
+        f"for {SECOND[0]}"
+    )
+    _repeat_create(scene, verdict, holder, first, made, pipe_job)
+
+    worker, (job,) = scene.claim(SECOND, [pipe_job])
+    _stranger(scene, verdict, worker, job)
+    said = scene.create(worker, [job])
+    if not said.ok:
+        raise _Stop(f"worker {worker} held job {job} ({SECOND[0]}), yet its create_jobs was {said}")
+    _rescued_and_run_twice(scene, verdict, pipe_job, next_order)
+
+
+def _repeat_create(
+    scene: _Scene, verdict: Verdict, holder: str, job: int, made: list[int], pipe_job: int
+) -> None:
+    """Check 2: the same create_jobs again (a repeat after a lost connection) changes nothing."""
+    before = scene.tables()
+    again = scene.create(holder, [job])
+    what = f"create_jobs sent again by worker {holder} for job {job}, which it had just handed over"
+    if not again.ok:
+        verdict.expect(
+            False,
+            "",
+            f"{what}, was {again}: a repeat after a lost connection must be a no-op (hold_jobs returns "
+            "false when every job was finished before by this same worker)",
+        )
+        return
+    now = scene.step_jobs(pipe_job, SECOND)
+    if not verdict.expect(
+        list(again.made or ()) == made and now == made,
+        f"{what}, answered without error and returned the same job {made[0]}",
+        f"{what}, returned {list(again.made or ())} and pipe job {pipe_job} now has {SECOND[0]} jobs "
+        f"{now}: the repeat must make no new job and return job {made[0]}, made the first time "
+        "(hold_jobs returns false for a repeat)",
+    ):
+        return
+    _unchanged(verdict, scene, before, what, f"{what}, changed no table", "repeated")
+
+
+def _stranger(scene: _Scene, verdict: Verdict, holder: str, job: int) -> None:
+    """Check 3: a worker that does not hold the job is refused (55000), and nothing changes."""
+    stranger = secrets.token_hex(6)
+    before = scene.tables()
+    said = scene.create(stranger, [job])
+    what = f"worker {stranger}, which never held job {job} (worker {holder} holds it), called create_jobs"
+    if _refusal(verdict, said, NOT_HELD, what, "only the worker that holds a job may hand it over"):
+        _unchanged(verdict, scene, before, what, "the stranger's refused create_jobs changed no table")
+
+
+def _rescued_and_run_twice(scene: _Scene, verdict: Verdict, pipe_job: int, next_order: int) -> None:
+    """Check 4: worker A goes silent, B's find_job rescues A's job and takes it; A's late finish is
+    refused, B's finishes the pipe job, and the job ends with exactly one succeeded attempt."""
+    (job,) = scene.step_jobs(pipe_job, THIRD)
+    silent, _ = scene.claim(THIRD, [pipe_job])
+    scene.conn.execute(_lesson()["age_heartbeat"], {"uuid": silent, "seconds": SILENT_FOR})
+    rescuer, _ = scene.claim(THIRD, [pipe_job])  # its find_job rescues the job first
+    if scene.job(job)["holder"] != rescuer or scene.outcomes(job) != ["rescued", None]:
+        raise _Stop(f"job {job} was not rescued from silent worker {silent}: attempts {scene.outcomes(job)}")
+    who = f"worker {silent}, silent for {SILENT_FOR:.0f} s"
+    before = scene.tables()
+    late = scene.finish(silent, [job], pipe_job)
+    what = f"{who}, sent finish_pipe for job {job} after worker {rescuer} was handed it"
+    if _refusal(verdict, late, NOT_HELD, what, "a job rescued from its worker is no longer that worker's"):
+        _unchanged(verdict, scene, before, what, "the silent worker's refused finish_pipe changed no table")
+    said = scene.finish(rescuer, [job], pipe_job)
+    if not verdict.expect(
+        said.ok and scene.finished(pipe_job),
+        f"worker {rescuer}, which took job {job} over, finished it with finish_pipe, and pipe job {pipe_job} "
+        "with it",
+        f"worker {rescuer}, which holds job {job} now, sent finish_pipe and it was {said}; pipe job "
+        f"{pipe_job} is {'finished' if scene.finished(pipe_job) else 'not finished'}",
+    ):
+        return
+    entries, outcomes = scene.entry_jobs(next_order), scene.outcomes(job)
+    verdict.expect(
+        entries == 1,
+        f"the request's order-2 pipe job {next_order} started once",
+        f"the request's order-2 pipe job {next_order} got {entries} entry jobs instead of 1",
+    )
+    verdict.expect(
+        outcomes.count("succeeded") == 1,
+        f"job {job} ran twice and has exactly one succeeded attempt (attempts: {', '.join(outcomes)})",
+        f"job {job} ran twice and its attempts are {outcomes}: exactly one must have succeeded",
+    )
+    before = scene.tables()
+    later = scene.finish(silent, [job], pipe_job)
+    what = f"{who}, sent finish_pipe for job {job} once worker {rescuer} had finished it"
+    if _refusal(verdict, later, NOT_HELD, what, "another worker finished that job: this is no repeat"):
+        _unchanged(verdict, scene, before, what, "that refused finish_pipe changed no table")
+    before = scene.tables()
+    again = scene.finish(rescuer, [job], pipe_job)
+    what = f"finish_pipe sent again by worker {rescuer} for job {job}"
+    if verdict.expect(
+        again.ok,
+        f"{what} answered without error",
+        f"{what}, which it had just finished, was {again}: a repeat after a lost connection must be a no-op",
+    ):
+        _unchanged(verdict, scene, before, what, f"{what} changed no table", "repeated")
+
+
+# --- check 5: ids that cannot be handed over --------------------------------------------------
+
+
+def _bad_input(scene: _Scene, verdict: Verdict) -> None:
+    """An unknown job is refused (P0002); jobs of two pipe jobs in one call are refused (22023)."""
+    unknown = scene.conn.execute(_q()["no_such_job"]).fetchone()[0]
+    said = scene.create(secrets.token_hex(6), [unknown])
+    what = f"create_jobs was called for job {unknown}, which does not exist"
+    _refusal(verdict, said, NO_JOB, what, "a job nobody made must be named as missing")
+
+    one = scene.request(PLAIN)
+    other = scene.request(PLAIN)
+    holder, jobs = scene.claim(FIRST, one + other, batch=2)
+    before = scene.tables()
+    said = scene.create(holder, jobs)
+    what = f"worker {holder}, holding jobs {jobs} of pipe jobs {one[0]} and {other[0]}, called create_jobs"
+    if _refusal(verdict, said, BAD_INPUT, what, "one hand-over belongs to one pipe job"):
+        _unchanged(verdict, scene, before, what, "that refused create_jobs changed no table")
+
+
+# --- check 6: forced schedules on several connections ------------------------------------------
+
+
+@dataclass
+class _Race:
+    """A call made on connection A in a transaction kept open, and the same call on B meanwhile."""
+
+    first: Said
+    second: Said | None = None
+    waited: bool = False
+    after_first: dict | None = None  # every table as A's transaction left it
+    after_second: dict | None = None  # every table once B had answered
+
+
+def _race(scene: _Scene, call) -> _Race:
+    """Force one schedule: `call(A)` in a transaction kept open, then `call(B)` on a second
+    connection; wait (with a deadline) until B waits for a lock or answers; then A commits."""
+    heard: list[Said] = []
+    with scene.connect() as a, scene.connect() as b:
+        racer = threading.Thread(target=lambda: heard.append(call(b)), daemon=True)
+        with a.transaction() as tx:
+            race = _Race(call(a))
+            if not race.first.ok:
+                raise psycopg.Rollback(tx)
+            race.after_first = scene.tables(a)  # A sees its own work, not yet committed
+            racer.start()
+            _wait(
+                lambda: heard or races.waiting_on_lock(b.info.backend_pid, conn=scene.conn),
+                "the second call answering or waiting for a lock",
+            )
+            race.waited = not heard
+        if race.first.ok:
+            racer.join(WAIT)
+            race.second = heard[0] if heard else Said(None, "?", "it never answered")
+            race.after_second = scene.tables()
+    return race
+
+
+def _wait(condition, what: str) -> None:
+    """Wait for a state a forced schedule needs; if it never comes, the checks stop and say so."""
+    try:
+        until(condition, WAIT, what)
+    except Timeout as exc:
+        raise _Stop(f"the checker's forced schedule stalled: {exc}") from None
+
+
+def _repeat_while_open(scene: _Scene, verdict: Verdict) -> None:
+    """The holder's call kept open in a transaction while the same call comes on a second
+    connection: the second must wait for the first, then change nothing."""
+    (pipe_job,) = scene.request(PLAIN)
+    holder, jobs = scene.claim(FIRST, [pipe_job])
+    race = _race(scene, lambda conn: scene.create(holder, jobs, conn=conn))
+    what = f"while worker {holder}'s create_jobs of job {jobs[0]} was open in a transaction, the same call"
+    made = scene.step_jobs(pipe_job, SECOND)
+    outcome = f"pipe job {pipe_job} has {len(made)} {SECOND[0]} job(s) {made}"
+    if _judge(verdict, race, what, outcome, len(made)):
+        returned = list(race.second.made or ()) if race.second else None
+        verdict.expect(
+            returned == made,
+            f"the second create_jobs returned job {made[0]}, made by the first",
+            f"the second create_jobs returned {returned}, not job {made[0]} made by the first",
+        )
+
+    pipe_job, next_order = scene.request(PLAIN, NEXT_ORDER)
+    for step in (FIRST, SECOND):
+        worker, jobs = scene.claim(step, [pipe_job])
+        said = scene.create(worker, jobs)
+        if not said.ok:
+            raise _Stop(f"worker {worker} held job {jobs[0]} ({step[0]}), yet its create_jobs was {said}")
+    holder, jobs = scene.claim(THIRD, [pipe_job])
+    race = _race(scene, lambda conn: scene.finish(holder, jobs, pipe_job, conn=conn))
+    what = f"while worker {holder}'s finish_pipe of job {jobs[0]} was open in a transaction, the same call"
+    entries = scene.entry_jobs(next_order)
+    outcome = f"the request's order-2 pipe job {next_order} got {entries} entry job(s)"
+    _judge(verdict, race, what, outcome, entries)
+
+
+def _judge(verdict: Verdict, race: _Race, what: str, outcome: str, count: int) -> bool:
+    """Say how a forced repeat went: the second waited, answered, made nothing, changed nothing."""
+    if not race.first.ok:
+        raise _Stop(f"{what.removeprefix('while ').split(' was open')[0]} was {race.first}")
+    if not verdict.expect(
+        race.waited,
+        f"{what} on a second connection waited for its lock",
+        f"{what} on a second connection did not wait: it was {race.second}; lock the jobs (SELECT ... "
+        "FOR UPDATE) so that a second finisher waits for the first",
+    ):
+        return False
+    if not verdict.expect(
+        race.second is not None and race.second.ok,
+        "once the first committed, the second answered without error",
+        f"once the first committed, the second was {race.second}: a repeat must be a no-op",
+    ):
+        return False
+    if not verdict.expect(
+        count == 1,
+        f"{outcome}, made once",
+        f"{outcome}, not 1: the second call, let go once the first committed, did the work again; lock "
+        "the jobs (SELECT ... FOR UPDATE) before deciding whether they were finished, so that the second "
+        "reads them finished, and return false when this worker finished every one of them",
+    ):
+        return False
+    changed = _changed(race.after_first or {}, race.after_second or {})
+    return verdict.expect(
+        not changed,
+        "the second call changed no table",
+        f"the second call changed {changed} after the first had committed: a repeat must change nothing",
+    )
+
+
+def _one_batch_in_two_orders(scene: _Scene, verdict: Verdict) -> None:
+    """A batch holder's create_jobs of jobs [a, b] on one connection and [b, a] on another.
+
+    Forced: the checker holds a lock on a and another on b (two transactions), releases the two
+    finishers together (a barrier), waits until both wait for a lock, lets a go, waits until
+    nobody waits for a any more, then lets b go. A finisher that locks in the order it was
+    given then holds a and wants b while the other holds b and wants a: a deadlock, every time.
+    Locked in id order, both want a first, and the second waits behind the first.
+    """
+    (pipe_job,) = scene.request(PLAIN)
+    worker, jobs = scene.claim(FIRST, [pipe_job])
+    said = scene.create(worker, jobs, jobs=2)
+    if not said.ok:
+        raise _Stop(f"worker {worker} held job {jobs[0]} ({FIRST[0]}), yet its create_jobs was {said}")
+    holder, (a, b) = scene.claim(SECOND, [pipe_job], batch=2)
+    orders = ([a, b], [b, a])
+    done = [False, False]
+    results: list[Said | BaseException] = []
+    finishers = [scene.connect(), scene.connect()]
+    pids = [c.info.backend_pid for c in finishers]
+
+    def finish(i: int) -> Said:
+        try:
+            return scene.create(holder, orders[i], conn=finishers[i])
+        finally:
+            done[i] = True
+
+    def waiting(not_for: int | None = None) -> bool:
+        """Each finisher answered, or waits for a lock (held by someone other than `not_for`)."""
+        for pid, answered in zip(pids, done, strict=True):
+            if answered:
+                continue
+            if not races.waiting_on_lock(pid, conn=scene.conn):
+                return False
+            blockers = scene.conn.execute(_q()["blocked_by"], {"pid": pid}).fetchone()[0]
+            if not_for is not None and (not blockers or not_for in blockers):
+                return False
+        return True
+
+    racers = threading.Thread(target=lambda: results.extend(together(2, finish)), daemon=True)
+    try:
+        with scene.lab.connect() as hold_a, scene.lab.connect() as hold_b, hold_b.transaction():
+            hold_b.execute(_q()["lock_job"], {"job_id": b})
+            with hold_a.transaction():
+                hold_a.execute(_q()["lock_job"], {"job_id": a})
+                racers.start()
+                _wait(waiting, "both finishers waiting for a lock")
+            # a is free: each finisher goes on until it waits for b, or for the other finisher
+            _wait(lambda: waiting(not_for=hold_a.info.backend_pid), f"no finisher waiting for job {a}")
+    finally:
+        if racers.is_alive():  # the checker's locks are gone: each finisher answers, at worst on timeout
+            racers.join(WAIT + int(LOCK_TIMEOUT_MS) / 1000)
+        for c in finishers:
+            c.close()
+    what = (
+        f"worker {holder}, holding jobs {a} and {b}, sent create_jobs of {orders[0]} on one connection and "
+        f"of {orders[1]} on another at once (the checker held both jobs' locks, then let them go one by one)"
+    )
+    answers = [r if isinstance(r, Said) else Said(None, "?", str(r)) for r in results]
+    if len(answers) != 2:
+        raise _Stop(f"{what}: they never both answered")
+    deadlocked = [s for s in answers if s.code == DEADLOCK]
+    if deadlocked:
+        verdict.expect(
+            False,
+            "",
+            f"{what}: a deadlock ({deadlocked[0].words}): each held the job it named first and waited for "
+            "the other's; lock the jobs in id order (ORDER BY job_id ... FOR UPDATE), whatever order the "
+            "caller names them in",
+        )
+        return
+    failed = [s for s in answers if not s.ok]
+    if not verdict.expect(
+        not failed,
+        f"{what}: no deadlock, and neither was refused",
+        f"{what}: one was {failed[0] if failed else ''}",
+    ):
+        return
+    made = scene.step_jobs(pipe_job, THIRD)
+    returned = sorted(list(m) for m in {s.made for s in answers})
+    verdict.expect(
+        len(made) == 1 and returned == [made],
+        f"one of them made job {made[0] if made else ''} for {THIRD[0]}, the other waited and returned it",
+        f"pipe job {pipe_job} got {THIRD[0]} jobs {made} and the two calls returned {returned}: one "
+        "hand-over makes its jobs once, and its repeat returns them",
+    )

@@ -1,0 +1,109 @@
+"""Lesson 12's checker accepts the reference rescue_jobs and names what each broken rescue gets wrong."""
+
+import pytest
+
+from pgqueue import labs
+from pgqueue.check.rescue import rescue_jobs
+
+REFERENCE = str(labs.step("hardened", "find_job").excerpt("rescue_jobs"))
+# the learner's starting point: the reference up to its first statement, then what to write
+SKELETON = (
+    REFERENCE[: REFERENCE.index("    SELECT array_agg(job_id) INTO candidates")]
+    + "    -- TODO: write the two statements. The first locks (FOR UPDATE OF j SKIP LOCKED) the leased,\n"
+    "    -- unfinished jobs whose worker has no heartbeat row, last beat before clock_timestamp() -\n"
+    "    -- s.rescue_after, or stopped, into `candidates`. The second re-checks them, ends their open\n"
+    "    -- attempts 'rescued', gives them back (dead-letters those with job_attempts >= s.max_attempts,\n"
+    "    -- with a job_error), wakes their workers (pg_notify on wake_channel, a job id as payload),\n"
+    "    -- and counts them into `freed`.\n"
+    "    RETURN freed;\nEND $$;\n"
+)
+HEARTBEAT = (
+    "           AND (h.process_uuid IS NULL\n"
+    "                OR h.last_beat_timestamp < clock_timestamp() - s.rescue_after\n"
+    "                OR h.process_stopped_timestamp IS NOT NULL)\n"
+)
+ENDED = (
+    "    ), ended AS (\n"
+    "        UPDATE job_attempts a\n"
+    "           SET attempt_ended = clock_timestamp(), outcome = 'rescued',\n"
+    "               error = 'its worker went silent'\n"
+    "          FROM lost\n"
+    "         WHERE a.job_id = lost.job_id AND a.attempt_ended IS NULL\n"
+)
+DEAD = (
+    "           SET job_assigned_process_uuid = NULL, job_assign_timestamp = NULL,\n"
+    "               job_dead_timestamp = CASE WHEN j.job_attempts >= s.max_attempts"
+    " THEN clock_timestamp() END,\n"
+    "               job_error = CASE WHEN j.job_attempts >= s.max_attempts\n"
+    "                                THEN format('its worker went silent in each of %s attempts',"
+    " j.job_attempts)\n"
+    "                           END\n"
+)
+WOKEN = (
+    "    ), woken AS (\n"
+    "        SELECT pg_notify(wake_channel(job_process_name, job_process_version), min(job_id)::text)\n"
+    "          FROM back WHERE job_dead_timestamp IS NULL\n"
+    "         GROUP BY job_process_name, job_process_version\n"
+)
+COUNTED = "SELECT (SELECT count(*) FROM back), (SELECT count(*) FROM woken) INTO freed, notified;"
+
+
+def broken(*changes: tuple[str, str]) -> str:
+    text = REFERENCE
+    for old, new in changes:
+        assert old in text, old  # the reference still has what the broken version removes
+        text = text.replace(old, new)
+    return text
+
+
+def test_the_reference_rescue_holds():
+    verdict = rescue_jobs(REFERENCE)
+    assert verdict.holds, str(verdict)
+    assert len(verdict.held) >= 9, str(verdict)  # every check ran
+    assert "passed over it without waiting" in str(verdict)
+
+
+def test_the_skeleton_with_its_todo_is_not_tried():
+    verdict = rescue_jobs(SKELETON)
+    assert not verdict.holds
+    assert "still has a TODO" in str(verdict)
+
+
+@pytest.mark.parametrize(
+    ("rescue", "says"),
+    [
+        # the job goes back, but the attempt of the worker it was taken from stays open
+        (broken((ENDED, "")), "attempt at it is still open: end it (attempt_ended) with outcome 'rescued'"),
+        (broken(("outcome = 'rescued'", "outcome = 'failed'")), "attempt at it ended 'failed'"),
+        # waits for the row a late finish holds: with lock_timeout 2 s it gives up
+        (
+            broken(("FOR UPDATE OF j SKIP LOCKED", "FOR UPDATE OF j")),
+            "your rescue_jobs waited 2.0 s for the lock on job",
+        ),
+        # every leased job looks lost, however recently its worker beat
+        (broken((HEARTBEAT, "")), "whose last heartbeat was"),
+        # the comparison the wrong way round: the live lose their jobs, the silent keep theirs
+        (
+            broken(("last_beat_timestamp < clock_timestamp()", "last_beat_timestamp > clock_timestamp()")),
+            "silent for 60 s (rescue_after is 5 s), is still leased to it",
+        ),
+        (
+            broken((DEAD, "           SET job_assigned_process_uuid = NULL, job_assign_timestamp = NULL\n")),
+            "had used 2 of its 2 attempts (max_attempts) when worker",
+        ),
+        (broken((WOKEN, ""), (COUNTED, "SELECT count(*) INTO freed FROM back;")), "nothing was heard on"),
+    ],
+    ids=[
+        "attempt-open",
+        "attempt-failed",
+        "waits-for-lock",
+        "ignores-heartbeat",
+        "wrong-way",
+        "never-dead",
+        "no-notify",
+    ],
+)
+def test_a_broken_rescue_is_refused_in_plain_words(rescue, says):
+    verdict = rescue_jobs(rescue)
+    assert not verdict.holds
+    assert says in str(verdict), str(verdict)
