@@ -127,6 +127,22 @@ LESSONS = [
         "bloat",
         minutes=30,
     ),
+    Lesson(
+        "12-build-the-hardened-queue.ipynb",
+        "you write the hardened claim, rescue, finish-once and gate; a chaos round on your version",
+        "hardened",
+        "sql/hardened/",
+        "check, chaos",
+        minutes=50,
+    ),
+    Lesson(
+        "13-scale-out.ipynb",
+        "workers on many hosts, connection counts and a pool; what a transaction-mode pooler breaks",
+        "hardened",
+        "sql/hardened/",
+        "fleet, hardened",
+        minutes=35,
+    ),
 ]
 
 
