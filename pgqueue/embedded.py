@@ -234,7 +234,7 @@ class _Account:
     gid: int
 
 
-def _server_account() -> _Account | None:
+def server_account() -> _Account | None:
     """The server's system user when root (made if missing); None: the server runs as the kit's user."""
     if os.geteuid() != 0:
         return None
@@ -394,15 +394,17 @@ def _write_auth(lay: Layout, account: _Account | None) -> None:
     """Rewritten at every start, so data folders from older kits that trusted everyone are fixed."""
     hba = (
         "# Written by pgqueue at every start (edits are lost). Only the unix socket, only the OS\n"
-        f"# users that pg_ident.conf maps (the kit's user and root), only as {DB_USER} or a lab's\n"
-        "# worker role; no TCP.\n"
+        f"# users that pg_ident.conf maps (the kit's user, root, and the server's own user, as whom\n"
+        f"# lesson 13's PgBouncer runs), only as {DB_USER} or a lab's worker role; no TCP.\n"
         f"local all all peer map={IDENT_MAP}\n"
     )
     # the hardened lab's workers connect as its worker role, <database>_worker (a regular
-    # expression, which pg_ident.conf takes as the PostgreSQL user since version 16)
+    # expression, which pg_ident.conf takes as the PostgreSQL user since version 16). The
+    # server's own system user owns the data folder already: mapping it opens nothing new.
+    users = [_kit_user(), "root", *([account.name] if account else [])]
     ident = "# Written by pgqueue at every start: MAPNAME SYSTEM-USERNAME PG-USERNAME\n" + "".join(
         f'{IDENT_MAP} "{name}" {role}\n'
-        for name in dict.fromkeys([_kit_user(), "root"])
+        for name in dict.fromkeys(users)
         for role in (DB_USER, '"/^[a-z0-9_]+_worker$"')
     )
     paths.write_private(lay.data / "pg_hba.conf", hba, _owner(account))
@@ -563,7 +565,7 @@ def _initdb(lay: Layout, account: _Account | None) -> None:
 
 
 def _start(lay: Layout) -> _Postmaster:
-    account = _server_account()
+    account = server_account()
     _make_data_folder(lay, account)
     if account is not None:
         _grant_reach(account, lay)
@@ -655,7 +657,7 @@ def _stop_locked(lay: Layout) -> bool:
     (lay.users / PIN).unlink(missing_ok=True)
     if info is None:
         return False
-    account = _server_account()
+    account = server_account()
     argv = [str(bin_dir() / "pg_ctl"), "stop", "-D", str(lay.data), "-m", "fast", "-w", "-s", "-t", "30"]
     try:
         _run(argv, account, cwd=lay.data, timeout=40)

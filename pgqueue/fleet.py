@@ -65,8 +65,10 @@ class Member:
 class Fleet:
     """The workers one notebook (or one `demo`) started in one lab; `close()` stops them all."""
 
-    def __init__(self, poc: str, log: EventLog | None = None) -> None:
+    def __init__(self, poc: str, log: EventLog | None = None, *, env: dict[str, str] | None = None) -> None:
         self.poc = poc
+        # process workers' environment on top of this one's: PGQUEUE_DSN to a pooler, say
+        self._env = {**os.environ, **env} if env else None
         self.module = designs.get(poc).require("fleet").worker()
         self.log = log or EventLog()
         self._members: dict[str, Member] = {}
@@ -86,6 +88,8 @@ class Fleet:
         """Start `count` workers of process `name` `version`; their members."""
         if mode not in MODES:
             raise PgQueueError(f"mode is 'thread' or 'process', got {mode!r}")
+        if mode == "thread" and self._env is not None:
+            raise PgQueueError("a fleet given an environment starts process workers only (mode='process')")
         if not isinstance(count, int) or count < 1:
             raise PgQueueError(f"count is a whole number of workers, 1 or more, got {count!r}")
         opts = worker_options or self.module.Options()
@@ -142,7 +146,7 @@ class Fleet:
             *options.to_argv(opts),
         ]
         with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as log:
-            proc = children.spawn(argv, stdout=log, stderr=subprocess.STDOUT)
+            proc = children.spawn(argv, env=self._env, stdout=log, stderr=subprocess.STDOUT)
         return Member(who, "process", opts, process=proc, log_path=log_path, events_path=events_path)
 
     # --- looking ----------------------------------------------------------------------------

@@ -16,6 +16,10 @@ from pgqueue.errors import PgQueueError
 from pgqueue.wait import Backoff
 
 DSN_ENV = "PGQUEUE_DSN"
+# "1" when PGQUEUE_DSN leads through a transaction-mode pooler (lesson 13): the kit then prepares
+# no statement on the server, since the next transaction may run on another server connection,
+# where the prepared statement does not exist (PgBouncer before 1.21 does not carry them over).
+POOLED_ENV = "PGQUEUE_POOLED"
 # seconds to wait for PGQUEUE_DSN's server to answer before giving up (default 0: at once); the
 # sandbox sets it, because a container may start before its database is ready
 WAIT_ENV = "PGQUEUE_WAIT_FOR_DB"
@@ -46,6 +50,11 @@ def mask(dsn: str) -> str:
     if not params.get("password"):
         return to_uri(params)
     return to_uri({**params, "password": "PASSWORDMASK"}).replace("PASSWORDMASK", "***")
+
+
+def params(dsn: str) -> dict:
+    """The connection parameters of a libpq URI or connection string (host, port, user, ...)."""
+    return _parse(dsn)
 
 
 def _parse(dsn: str) -> dict:
@@ -153,10 +162,12 @@ def connect(
     srv = resolve(start=start)
     dsn = srv.uri_for(dbname) if dbname else srv.uri
     as_user = {"user": user} if user else {}
+    pooled = {"prepare_threshold": None} if os.environ.get(POOLED_ENV) == "1" else {}
     try:
         return psycopg.connect(
             dsn,
             **as_user,
+            **pooled,
             autocommit=autocommit,
             application_name=application_name,
             connect_timeout=CONNECT_TIMEOUT,

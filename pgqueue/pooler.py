@@ -1,0 +1,210 @@
+"""PgBouncer in transaction mode in front of the kit's server: lesson 13's pooler, private to its owner."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import psycopg
+
+from pgqueue import children, embedded, paths, queries, server
+from pgqueue.errors import PgQueueError
+from pgqueue.wait import Timeout, until
+
+_PREFIX = "pgqueue-pooler-"
+PORT = 6432  # only names the socket file: the pooler listens on no TCP port
+START_TIMEOUT = 15.0  # seconds for PgBouncer to start listening and let a first client through
+_ROLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# a value of PgBouncer's connect strings; spaces or quotes would need quoting we do not need
+_PLAIN = re.compile(r"[A-Za-z0-9_./:@%+=-]+")
+
+
+def binary() -> str:
+    """The pgbouncer program, or a one-line error saying how to install it."""
+    found = shutil.which("pgbouncer") or next(
+        (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if os.access(p, os.X_OK)), None
+    )
+    if found is None:
+        raise PgQueueError(
+            "PgBouncer is not installed (lesson 13 starts one): apt-get install pgbouncer, "
+            "or brew install pgbouncer"
+        )
+    return found
+
+
+@dataclass
+class Pooler:
+    """A running PgBouncer: its private folder (socket, config, log) and how to reach it."""
+
+    folder: Path
+    pool_size: int
+    user: str  # the server's role that clients connect as unless they name another
+    process: subprocess.Popen
+    users: tuple[str, ...] = field(default=())
+
+    def uri(self, dbname: str = "postgres", user: str | None = None) -> str:
+        """The libpq URI of `dbname` through the pooler."""
+        params = {"user": user or self.user, "host": str(self.folder), "port": PORT, "dbname": dbname}
+        return server.to_uri(params)
+
+    def connect(self, dbname: str = "postgres", *, user: str | None = None, **kwargs) -> psycopg.Connection:
+        """A new client connection through the pooler (autocommit unless told otherwise)."""
+        kwargs.setdefault("autocommit", True)
+        return psycopg.connect(self.uri(dbname, user), connect_timeout=server.CONNECT_TIMEOUT, **kwargs)
+
+    def env(self) -> dict[str, str]:
+        """The environment that sends a kit process (a worker) through the pooler."""
+        return {server.DSN_ENV: self.uri(), server.POOLED_ENV: "1"}
+
+    @property
+    def running(self) -> bool:
+        """Whether PgBouncer still runs."""
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 5) -> str:
+        """The last lines PgBouncer logged."""
+        log = self.folder / "pgbouncer.log"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+
+    def stop(self) -> None:
+        """Stop PgBouncer (its clients lose their connections) and remove its folder."""
+        if self.process.returncode is None:
+            children.stop(self.process)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> Pooler:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"Pooler(PgBouncer, transaction mode, pool of {self.pool_size}, {state}, at {self.uri()})"
+
+
+def start(pool_size: int = 2, *, users: tuple[str, ...] | list[str] = ()) -> Pooler:
+    """Start PgBouncer in transaction mode in front of the kit's server; it stops with this process.
+
+    It listens only on a unix socket in a fresh 0700 folder (nobody else can reach it, so its
+    clients need no password) and lets each database have at most `pool_size` server
+    connections, whatever the number of clients. `users` are roles besides the server's own
+    that may connect through it (a hardened lab's worker role, say).
+    """
+    if isinstance(pool_size, bool) or not isinstance(pool_size, int) or not 1 <= pool_size <= 100:
+        raise PgQueueError(f"pool_size is a whole number from 1 to 100, got {pool_size!r}")
+    bad = [u for u in users if not isinstance(u, str) or not _ROLE.fullmatch(u)]
+    if bad:
+        raise PgQueueError(f"users are role names (lowercase letters, digits, _), got {bad[0]!r}")
+    program = binary()
+    upstream = server.params(server.resolve().uri)
+    admin = upstream.get("user") or embedded.DB_USER
+    target = {k: str(upstream[k]) for k in ("host", "port") if upstream.get(k)}
+    odd = [v for v in target.values() if not _PLAIN.fullmatch(v)]
+    if odd:
+        raise PgQueueError(f"the pooler cannot reach a server at {odd[0]!r}: no spaces or quotes, please")
+    account = embedded.server_account()  # PgBouncer refuses root: it runs as the server's user then
+    owner = (account.uid, account.gid) if account else None
+    _remove_orphans()
+    # 0700 with a random name nobody can squat; the owner's pid in it tells an orphan apart
+    folder = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
+    if owner:
+        os.chown(folder, *owner)
+    password = upstream.get("password") or ""
+    names = dict.fromkeys([admin, *users])
+    paths.write_private(
+        folder / "users.txt",
+        "".join(f'"{name}" "{password if name == admin else ""}"\n' for name in names),
+        owner,
+    )
+    paths.write_private(folder / "pgbouncer.ini", _config(folder, target, pool_size), owner)
+    argv = [program, str(folder / "pgbouncer.ini")]
+    if account:
+        # setpriv drops root for the server's user, then arms the parent-death signal again:
+        # a change of user clears the one the kit's trampoline set
+        argv = ["setpriv", f"--reuid={account.uid}", f"--regid={account.gid}", "--clear-groups",
+                "--pdeathsig", "TERM", *argv]  # fmt: skip
+    with open(os.open(folder / "stderr.log", os.O_WRONLY | os.O_CREAT, 0o600), "w") as err:
+        proc = children.spawn(argv, stdout=err, stderr=subprocess.STDOUT)
+    pooler = Pooler(folder, pool_size, admin, proc, tuple(names))
+    try:
+        _wait_ready(pooler)
+    except BaseException:
+        pooler.stop()
+        raise
+    return pooler
+
+
+def _remove_orphans() -> None:
+    """Remove the folders of poolers whose owner died without cleaning up (SIGKILLed, say).
+
+    PgBouncer itself died with its owner (the parent-death signal); its folder, holding its
+    configuration and the server's password if PGQUEUE_DSN has one, must not stay behind.
+    """
+    for folder in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*-*"):
+        pid = folder.name.removeprefix(_PREFIX).split("-", 1)[0]
+        try:
+            ours = folder.is_dir() and not folder.is_symlink() and folder.stat().st_uid in _owners()
+        except OSError:
+            continue
+        if ours and pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _owners() -> set[int]:
+    account = embedded.server_account()
+    return {os.geteuid(), *([account.uid] if account else [])}
+
+
+def _config(folder: Path, target: dict[str, str], pool_size: int) -> str:
+    upstream = " ".join(f"{k}={v}" for k, v in target.items())
+    return (
+        "; Written by pgqueue (lesson 13): PgBouncer in transaction mode, on a private unix socket.\n"
+        "[databases]\n"
+        f"* = {upstream}\n"
+        "\n[pgbouncer]\n"
+        "listen_addr =\n"
+        f"listen_port = {PORT}\n"
+        f"unix_socket_dir = {folder}\n"
+        "unix_socket_mode = 0600\n"
+        "auth_type = trust\n"
+        f"auth_file = {folder / 'users.txt'}\n"
+        "pool_mode = transaction\n"
+        f"default_pool_size = {pool_size}\n"
+        f"max_db_connections = {pool_size}\n"
+        "max_client_conn = 500\n"
+        "server_login_retry = 1\n"
+        f"logfile = {folder / 'pgbouncer.log'}\n"
+        "log_connections = 0\n"
+        "log_disconnections = 0\n"
+    )
+
+
+def _wait_ready(pooler: Pooler) -> None:
+    """Until a first client gets through to the server; a one-line error if PgBouncer gave up."""
+    socket = pooler.folder / f".s.PGSQL.{PORT}"
+    try:
+        until(lambda: socket.exists() or not pooler.running, START_TIMEOUT, "PgBouncer listening")
+    except Timeout:
+        raise PgQueueError(f"PgBouncer did not start listening within {START_TIMEOUT:.0f} s") from None
+    if not pooler.running:
+        said = (pooler.folder / "stderr.log").read_text(errors="replace").strip().splitlines()
+        raise PgQueueError(f"PgBouncer exited at once: {said[-1] if said else pooler.log_tail(1)}")
+    try:
+        with pooler.connect() as conn:
+            conn.execute(queries.load("clients/pooler.sql")["ping"])
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[-1]
+        hint = (
+            ": the embedded server predates lesson 13's pooler; stop it (python -m pgqueue db stop) "
+            "and run again"
+            if "Peer authentication failed" in reason
+            else ""
+        )
+        raise PgQueueError(f"PgBouncer runs, but could not reach the server: {reason}{hint}") from None

@@ -1,0 +1,276 @@
+"""Lesson 13's experiments: many workers on one server, a pool in front, and what the pool breaks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from pgqueue import chaos, fleet, hardened, labs, pooler, queries, server
+from pgqueue.errors import PgQueueError
+from pgqueue.wait import until
+
+POC = hardened.POC
+KEY = 4242  # the advisory lock the experiments take
+CHANNEL = "pgqueue_scaling_demo"
+
+
+def _q() -> queries.Queries:
+    return queries.load("clients/pooler.sql")
+
+
+def _lab_connections(conn: psycopg.Connection) -> dict[str, int]:
+    """The lab's client connections by application_name, this one left out."""
+    rows = conn.execute(_q()["connections_by_application"], {"dbname": labs.database(POC)}).fetchall()
+    counted = dict(rows)
+    mine = conn.info.parameter_status("application_name") or ""
+    counted[mine] = counted.get(mine, 1) - 1
+    return {name: n for name, n in counted.items() if n > 0}
+
+
+def _every_process(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """Every process of the example pipelines."""
+    pipes = {"pipe_ids": list(chaos.REQUEST)}
+    return [tuple(row) for row in conn.execute(labs.step(POC, "find_job").lesson["chaos_processes"], pipes)]
+
+
+# --- 1. one connection (or two) per worker ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Connections:
+    """What a fleet of idle hardened workers costs the server in connections, and what it allows."""
+
+    workers: int
+    connections: int  # the workers' client connections to the lab's database
+    max_connections: int
+    reserved: int  # superuser_reserved_connections: not for workers
+
+    @property
+    def per_worker(self) -> float:
+        """Connections per idle worker."""
+        return self.connections / self.workers
+
+    @property
+    def room_for(self) -> int:
+        """How many such workers the server could take, if nothing else connected."""
+        return int((self.max_connections - self.reserved) / self.per_worker)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.workers} idle workers hold {self.connections} connections ({self.per_worker:g} each); "
+            f"max_connections {self.max_connections}, {self.reserved} reserved: room for about "
+            f"{self.room_for} such workers"
+        )
+
+
+def idle_workers(workers: int = 6, *, poll: float = 0.5, timeout: float = 30.0) -> Connections:
+    """Start `workers` hardened worker processes on the example, count their connections while idle."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 50:
+        raise PgQueueError(f"workers is a whole number from 1 to 50, got {workers!r}")
+    labs.reset(POC)
+    with labs.connect(POC) as conn, fleet.Fleet(POC) as crew:
+        conn.execute(labs.step(POC, "pipelines").example_sql)  # the pipelines, and no job: all stay idle
+        started = crew.start("first_process", "1.9.2", workers, mode="process",
+                             worker_options=hardened.Options(poll=poll))  # fmt: skip
+        uuids = [m.who.uuid for m in started]
+        until(
+            lambda: conn.execute(_q()["beaten"], {"uuids": uuids}).fetchone()[0] == workers,
+            timeout,
+            f"{workers} workers asking for work",
+        )
+        counted = sum(_lab_connections(conn).values())
+        limit, reserved = conn.execute(_q()["max_connections"]).fetchone()
+        crew.stop(timeout=10.0)
+    return Connections(workers, counted, limit, reserved)
+
+
+# --- 2. a pool: many clients, few server connections -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Collapse:
+    """Clients of a transaction-mode pool, and the server connections that served them."""
+
+    clients: int
+    pool_size: int
+    backends_seen: int  # distinct server processes the clients' statements ran on
+    server_connections: int  # the lab's client connections on the server while all were connected
+
+    def __str__(self) -> str:
+        return (
+            f"{self.clients} clients through a pool of {self.pool_size}: their statements ran on "
+            f"{self.backends_seen} server processes; the server counted {self.server_connections} "
+            "connections to the lab"
+        )
+
+
+def pool_collapse(clients: int = 12, pool_size: int = 2) -> Collapse:
+    """`clients` connections through a pool of `pool_size`, each running one transaction at once."""
+    labs.require_set_up(POC)
+    db = labs.database(POC)
+    with pooler.start(pool_size) as pool, labs.connect(POC) as watch:
+        conns = [pool.connect(db) for _ in range(clients)]
+        try:
+            release = threading.Barrier(clients, timeout=30)
+            seen: set[int] = set()
+
+            def one(i: int) -> None:
+                release.wait()
+                with conns[i].transaction():
+                    seen.add(conns[i].execute(_q()["backend"]).fetchone()[0])
+
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            counted = sum(_lab_connections(watch).values())
+        finally:
+            for c in conns:
+                c.close()
+    return Collapse(clients, pool_size, len(seen), counted)
+
+
+# --- 3. what a transaction-mode pool breaks ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Broken:
+    """Session features through a pool of one server connection, against the same on direct connections."""
+
+    listening_seen_by_other: list[str]  # channels client B's session listens on, after client A's LISTEN
+    heard_through_pool: list[str]  # what client A heard of a NOTIFY on its channel
+    heard_direct: list[str]  # what a direct listener heard of the same NOTIFY
+    other_got_session_lock: bool  # client B took the advisory lock client A holds
+    direct_got_session_lock: bool  # a direct connection took it
+    lock_held_by: int | None  # the server process holding A's lock while A sits idle
+    pool_backend: int  # the pool's one server process
+    xact_lock_excludes: bool  # inside transactions (pool of two), B could not take A's lock
+    prepared_error: str  # psycopg's automatic prepared statement, on another server connection
+    unprepared_ok: bool  # the same with prepare_threshold=None
+
+
+def session_features(*, heard_within: float = 1.0) -> Broken:
+    """Show LISTEN, session-level advisory locks and prepared statements going wrong through a pool.
+
+    A pool of one server connection makes the hand-over certain: client B's statements run on
+    the server process client A's ran on a moment before. `heard_within` is how long a listener
+    is given to hear a NOTIFY (the direct listener shows it arrives well within it).
+    """
+    q, db = _q(), labs.database(POC)
+    listen_sql = queries.load("clients/notify_listen.sql")["listen"]
+    listen = sql.SQL(listen_sql).format(channel=sql.Identifier(CHANNEL))
+    with pooler.start(1) as pool, pool.connect(db) as a, pool.connect(db) as b, labs.connect(POC) as direct:
+        a.execute(listen)
+        seen = b.execute(q["listening_channels"]).fetchone()[0]
+        direct.execute(listen)
+        with labs.connect(POC) as sender:
+            sender.execute(q["notify"], {"channel": CHANNEL, "payload": "wake up"})
+        heard_direct = [n.payload for n in direct.notifies(timeout=heard_within, stop_after=1)]
+        heard_pool = [n.payload for n in a.notifies(timeout=heard_within, stop_after=1)]
+        pool_backend = a.execute(q["backend"]).fetchone()[0]
+        a.execute(q["session_lock"], {"key": KEY})
+        other_got = b.execute(q["try_session_lock"], {"key": KEY}).fetchone()[0]
+        direct_got = direct.execute(q["try_session_lock"], {"key": KEY}).fetchone()[0]
+        holder = direct.execute(q["lock_holder"], {"key": KEY}).fetchone()
+        if direct_got:
+            direct.execute(q["session_unlock"], {"key": KEY})
+    with pooler.start(2) as pool, pool.connect(db) as a, pool.connect(db) as b:
+        with a.transaction():
+            a.execute(q["xact_lock"], {"key": KEY})
+            with b.transaction():
+                excluded = not b.execute(q["try_xact_lock"], {"key": KEY}).fetchone()[0]
+        prepared_error = _prepared_statement_lost(pool, db, prepare_threshold=5)
+        unprepared_error = _prepared_statement_lost(pool, db, prepare_threshold=None)
+    return Broken(
+        listening_seen_by_other=list(seen),
+        heard_through_pool=heard_pool,
+        heard_direct=heard_direct,
+        other_got_session_lock=other_got,
+        direct_got_session_lock=direct_got,
+        lock_held_by=holder[0] if holder else None,
+        pool_backend=pool_backend,
+        xact_lock_excludes=excluded,
+        prepared_error=prepared_error,
+        unprepared_ok=not unprepared_error,
+    )
+
+
+def _prepared_statement_lost(pool: pooler.Pooler, db: str, *, prepare_threshold: int | None) -> str:
+    """Run one query until psycopg prepares it, then again while another client holds that server
+    connection; PostgreSQL's words if the statement was missing, else ''."""
+    q = _q()
+    with pool.connect(db, prepare_threshold=prepare_threshold) as a, pool.connect(db) as b:
+        for _ in range(6):  # psycopg prepares a query on the server at its fifth run (prepare_threshold=5)
+            a.execute(q["the_same_query"], {"kind": "r"})
+        with b.transaction():  # the pool hands back the server process a used last: b holds it now
+            b.execute(q["backend"])
+            try:
+                a.execute(q["the_same_query"], {"kind": "r"})
+            except psycopg.errors.InvalidSqlStatementName as exc:
+                return exc.diag.message_primary or str(exc)
+    return ""
+
+
+# --- 4. the hardened workers through a pool ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PooledRun:
+    """The example run by hardened worker processes that connect through a pool."""
+
+    workers: int
+    pool_size: int
+    pipe_jobs: int
+    pipe_jobs_finished: int
+    jobs_finished: int
+    most_server_connections: int  # the most the server counted for the lab while they worked
+    seconds: float
+
+    def __str__(self) -> str:
+        return (
+            f"{self.workers} hardened workers through a pool of {self.pool_size} finished "
+            f"{self.pipe_jobs_finished} of {self.pipe_jobs} pipe jobs ({self.jobs_finished} jobs) in "
+            f"{self.seconds:.1f} s; the server never counted more than {self.most_server_connections} "
+            "connections to the lab"
+        )
+
+
+def hardened_through_pool(per_process: int = 2, pool_size: int = 3, *, timeout: float = 60.0) -> PooledRun:
+    """Run the example on the hardened lab with `per_process` worker processes of each process, every
+    one connected through a transaction-mode pool of `pool_size`; watch the server's count."""
+    labs.reset(POC, examples=True)
+    role = hardened.worker_role()
+    opts = hardened.Options(poll=0.5, work=(0.0, 0.05))
+    began = time.monotonic()
+    with pooler.start(pool_size, users=[role] if role else []) as pool, labs.connect(POC) as watch:
+        kinds = _every_process(watch)
+        most = [0]
+
+        def done() -> bool:
+            most[0] = max(most[0], _pooled(watch))
+            counts = watch.execute(queries.load("clients/hardened.sql")["job_counts"]).fetchone()
+            return counts[4] == counts[5]
+
+        with fleet.Fleet(POC, env=pool.env()) as crew:
+            crew.launch([(name, version, per_process) for name, version in kinds], mode="process",
+                        worker_options=opts)  # fmt: skip
+            until(done, timeout, "every pipe job of the example finishing", interval=0.1)
+            workers = len(crew.members())
+            crew.stop(timeout=10.0)
+        counts = watch.execute(queries.load("clients/hardened.sql")["job_counts"]).fetchone()
+    return PooledRun(workers, pool_size, counts[5], counts[4], counts[2], most[0], time.monotonic() - began)
+
+
+def _pooled(watch: psycopg.Connection) -> int:
+    """The lab's client connections that are not this watcher (every worker's goes through the pool)."""
+    return sum(_lab_connections(watch).values())
+
+
+def direct_server() -> str:
+    """Which server the experiments run on, in one line."""
+    return server.resolve().describe()

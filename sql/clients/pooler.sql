@@ -1,0 +1,59 @@
+-- Lesson 13 (pgqueue.pooler and the lesson): what clients of a transaction-mode pooler send.
+
+-- name: ping
+SELECT 1;
+
+-- name: backend
+-- The server process this statement ran on: through a pooler, one of the pool's.
+SELECT pg_backend_pid();
+
+-- name: server_connections
+-- The server's client connections to one database (the pool's, the workers', this one).
+SELECT count(*) FROM pg_stat_activity WHERE datname = %(dbname)s AND backend_type = 'client backend';
+
+-- name: connections_by_application
+SELECT application_name, count(*) AS connections
+  FROM pg_stat_activity
+ WHERE datname = %(dbname)s AND backend_type = 'client backend'
+ GROUP BY application_name ORDER BY application_name;
+
+-- name: listening_channels
+-- The channels the session this statement runs in listens on.
+SELECT coalesce(array_agg(c ORDER BY c), '{}') FROM pg_listening_channels() c;
+
+-- name: session_lock
+SELECT pg_advisory_lock(%(key)s);
+
+-- name: try_session_lock
+SELECT pg_try_advisory_lock(%(key)s);
+
+-- name: session_unlock
+SELECT pg_advisory_unlock(%(key)s);
+
+-- name: lock_holder
+-- Which server process holds the session-level advisory lock `key`, if any.
+SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = %(key)s AND granted;
+
+-- name: hold_a_transaction
+SELECT pg_backend_pid();
+
+-- name: the_same_query
+-- Run five times on one connection, psycopg prepares it on the server (prepare_threshold).
+SELECT count(*) FROM pg_class WHERE relkind = %(kind)s;
+
+-- name: max_connections
+SELECT current_setting('max_connections')::integer,
+       current_setting('superuser_reserved_connections')::integer;
+
+-- name: notify
+SELECT pg_notify(%(channel)s, %(payload)s);
+
+-- name: xact_lock
+SELECT pg_advisory_xact_lock(%(key)s);
+
+-- name: try_xact_lock
+SELECT pg_try_advisory_xact_lock(%(key)s);
+
+-- name: beaten
+-- How many of these workers have a heartbeat row (they connected and asked for work).
+SELECT count(*) FROM process_heartbeats WHERE process_uuid = ANY (%(uuids)s);

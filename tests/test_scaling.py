@@ -1,0 +1,36 @@
+"""Lesson 13: workers' connections, a transaction-mode pool, what it breaks, hardened workers through it."""
+
+from pgqueue import labs, scaling
+
+
+def test_idle_hardened_workers_hold_one_connection_each():
+    found = scaling.idle_workers(4)
+    assert found.connections == found.workers == 4, found
+    assert found.room_for == found.max_connections - found.reserved
+
+
+def test_many_clients_of_a_transaction_pool_run_on_its_few_server_connections():
+    labs.reset(scaling.POC, examples=True)
+    found = scaling.pool_collapse(clients=12, pool_size=2)
+    assert found.backends_seen <= 2 and found.server_connections <= 2, found
+
+
+def test_a_transaction_pool_hands_session_state_to_other_clients_and_keeps_transaction_locks():
+    labs.reset(scaling.POC, examples=True)
+    found = scaling.session_features()
+    # LISTEN stays with the server process: the next client's session listens, the listener hears nothing
+    assert found.listening_seen_by_other == [scaling.CHANNEL]
+    assert found.heard_direct == ["wake up"] and found.heard_through_pool == []
+    # a session-level lock too: another client of the pool "has" it, a direct connection does not
+    assert found.other_got_session_lock and not found.direct_got_session_lock
+    assert found.lock_held_by == found.pool_backend
+    # inside a transaction a client keeps its server connection: transaction-level locks exclude
+    assert found.xact_lock_excludes
+    # psycopg's automatic prepared statement is missing on the other server connection
+    assert "does not exist" in found.prepared_error and found.unprepared_ok
+
+
+def test_hardened_workers_through_a_pool_finish_the_example_on_the_pool_s_connections():
+    found = scaling.hardened_through_pool(per_process=2, pool_size=3)
+    assert found.pipe_jobs_finished == found.pipe_jobs == 5, found
+    assert found.workers > found.pool_size >= found.most_server_connections, found
