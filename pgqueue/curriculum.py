@@ -140,7 +140,7 @@ LESSONS = [
         "workers on many hosts, connection counts and a pool; what a transaction-mode pooler breaks",
         "hardened",
         "sql/hardened/",
-        "fleet, hardened",
+        "pooler, scaling",
         minutes=35,
     ),
 ]

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 
 from pgqueue import chaos, fleet, hardened, labs, pooler, queries, server
+from pgqueue.check.core import Verdict, written
 from pgqueue.errors import PgQueueError
 from pgqueue.wait import until
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 POC = hardened.POC
 KEY = 4242  # the advisory lock the experiments take
@@ -153,6 +159,24 @@ class Broken:
     prepared_error: str  # psycopg's automatic prepared statement, on another server connection
     unprepared_ok: bool  # the same with prepare_threshold=None
 
+    def table(self) -> pd.DataFrame:
+        """One row per session feature: what happened through the pool, and on direct connections."""
+        import pandas as pd
+
+        rows = [
+            ("LISTEN, then a NOTIFY", f"A heard {self.heard_through_pool}; B's session listens on "
+             f"{self.listening_seen_by_other}", f"the listener heard {self.heard_direct}"),
+            ("session-level advisory lock held by A", f"B took it too: {self.other_got_session_lock} "
+             f"(server process {self.lock_held_by} holds it, the pool's {self.pool_backend})",
+             f"another connection took it: {self.direct_got_session_lock}"),
+            ("transaction-level lock held by A",
+             f"B, in its own transaction, was kept out: {self.xact_lock_excludes}", "kept out, as always"),
+            ("psycopg's prepared statement, next transaction", self.prepared_error or "ran",
+             "ran (one server session)"),
+            ("the same with prepare_threshold=None", "ran" if self.unprepared_ok else "failed", "ran"),
+        ]  # fmt: skip
+        return pd.DataFrame(rows, columns=["what", "through the pool (one server connection)", "direct"])
+
 
 def session_features(*, heard_within: float = 1.0) -> Broken:
     """Show LISTEN, session-level advisory locks and prepared statements going wrong through a pool.
@@ -200,6 +224,17 @@ def session_features(*, heard_within: float = 1.0) -> Broken:
     )
 
 
+def session_level_calls(poc: str = POC) -> list[str]:
+    """The lines of a lab's SQL steps that take a session-level advisory lock (a pool would break them)."""
+    session_lock = re.compile(r"pg_(try_)?advisory_lock(_shared)?\s*\(", re.IGNORECASE)
+    return [
+        f"{step.key}: {line.strip()}"
+        for step in labs.steps(poc)
+        for line in step.sql.splitlines()
+        if session_lock.search(line)
+    ]
+
+
 def _prepared_statement_lost(pool: pooler.Pooler, db: str, *, prepare_threshold: int | None) -> str:
     """Run one query until psycopg prepares it, then again while another client holds that server
     connection; PostgreSQL's words if the statement was missing, else ''."""
@@ -214,6 +249,76 @@ def _prepared_statement_lost(pool: pooler.Pooler, db: str, *, prepare_threshold:
             except psycopg.errors.InvalidSqlStatementName as exc:
                 return exc.diag.message_primary or str(exc)
     return ""
+
+
+# --- the exercise: a turn that a transaction-mode pool cannot break ---------------------------
+
+
+def turn_through_pool(text: object, request_id: int = 7) -> Verdict:
+    """Check the learner's statement that takes a request's turn, run by two clients of one pool.
+
+    Each client runs it inside a transaction (with %(request_id)s). The first keeps its
+    transaction open while the second runs it on the pool's other server connection: the second
+    must wait, not go ahead; once the first commits, the second must go on; and once both have
+    committed, no lock may be left on the server, where the pool would hand it to a stranger.
+    """
+    verdict = Verdict("your turn through the pool")
+    if written(text, verdict) is None:
+        return verdict
+    q, db, params = _q(), labs.database(POC), {"request_id": request_id}
+    with pooler.start(2) as pool, pool.connect(db) as a, pool.connect(db) as b, labs.connect(POC) as watch:
+        second: list[object] = []
+
+        def run_second() -> None:
+            try:
+                with b.transaction():
+                    b.execute(q["local_lock_timeout"])
+                    b.execute(text, params)
+                second.append("done")
+            except psycopg.Error as exc:
+                second.append(exc)
+
+        try:
+            with a.transaction():
+                a.execute(text, params)
+                racer = threading.Thread(target=run_second, daemon=True)
+                racer.start()
+                until(
+                    lambda: second or watch.execute(q["advisory_locks"]).fetchone()[1] > 0,
+                    10,
+                    "the second client finishing or waiting for a lock",
+                )
+                waited = not second
+        except psycopg.Error as exc:
+            return verdict.refuse(f"PostgreSQL refused your statement: {exc.diag.message_primary or exc}")
+        racer.join(10)
+        held, _waiting = watch.execute(q["advisory_locks"]).fetchone()
+    if not verdict.expect(
+        waited,
+        "while the first client's transaction was open, the second waited for its turn",
+        "the second client went ahead while the first client's transaction was open: take a lock on "
+        "the request (an advisory lock keyed by %(request_id)s)",
+    ):
+        return verdict
+    failed = second[0] if second and isinstance(second[0], psycopg.Error) else None
+    verdict.expect(
+        failed is None,
+        "once the first client committed, the second went on",
+        f"the first client committed, yet the second still waited and gave up after 2 s ({_said(failed)}): "
+        "the lock stayed with the pool's server connection, not with the transaction",
+    )
+    verdict.expect(
+        held == 0,
+        "no lock was left on the server once both had committed",
+        f"{held} advisory lock(s) still held on the server after both clients committed: a session-level "
+        "lock belongs to the server connection, which the pool hands to the next client; take one that "
+        "ends with the transaction (pg_advisory_xact_lock)",
+    )
+    return verdict
+
+
+def _said(exc: psycopg.Error | None) -> str:
+    return (exc.diag.message_primary or str(exc)) if exc is not None else ""
 
 
 # --- 4. the hardened workers through a pool ---------------------------------------------------

@@ -34,3 +34,13 @@ def test_hardened_workers_through_a_pool_finish_the_example_on_the_pool_s_connec
     found = scaling.hardened_through_pool(per_process=2, pool_size=3)
     assert found.pipe_jobs_finished == found.pipe_jobs == 5, found
     assert found.workers > found.pool_size >= found.most_server_connections, found
+
+
+def test_the_turn_exercise_takes_a_transaction_lock_and_names_what_a_session_lock_leaves():
+    labs.reset(scaling.POC, examples=True)
+    assert scaling.turn_through_pool("SELECT pg_advisory_xact_lock(%(request_id)s)").holds
+    session = scaling.turn_through_pool("SELECT pg_advisory_lock(%(request_id)s)")
+    assert not session.holds and "gave up after 2 s" in str(session) and "still held" in str(session), session
+    nothing = scaling.turn_through_pool("SELECT %(request_id)s")
+    assert not nothing.holds and "went ahead" in str(nothing), nothing
+    assert "TODO" in str(scaling.turn_through_pool("SELECT 1 -- TODO"))

@@ -57,3 +57,14 @@ SELECT pg_try_advisory_xact_lock(%(key)s);
 -- name: beaten
 -- How many of these workers have a heartbeat row (they connected and asked for work).
 SELECT count(*) FROM process_heartbeats WHERE process_uuid = ANY (%(uuids)s);
+
+-- name: local_lock_timeout
+-- For this transaction only: through a pooler, a session setting would stay with the server
+-- connection and reach whichever client uses it next.
+SELECT set_config('lock_timeout', '2000', true);
+
+-- name: advisory_locks
+-- Advisory locks on the lab's database: held (granted) and waited for.
+SELECT count(*) FILTER (WHERE granted), count(*) FILTER (WHERE NOT granted)
+  FROM pg_locks
+ WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
