@@ -232,6 +232,34 @@ def hot_updates(conn: psycopg.Connection, rows: int = 4000) -> list[dict]:
     return found
 
 
+def drop_a_day(conn: psycopg.Connection, rows: int = 4000) -> list[dict]:
+    """Remove the older half of `rows` finished rows two ways: DELETE from one table, and DROP the
+    day's partition of a table partitioned by day; what each leaves behind."""
+    if not isinstance(rows, int) or not 2 <= rows <= 1_000_000:
+        raise PgQueueError(f"drop_a_day: rows must be a whole number from 2 to 1000000, got {rows!r}")
+    q, found = _q(), []
+    conn.execute(q["partition_probes"])
+    for table, removal, left in (
+        ("done_in_one", "delete_day_1", "done_in_one"),
+        ("done_by_day", "drop_day_1", "done_day_2"),
+    ):
+        name = sql.Identifier(table)
+        conn.execute(sql.SQL(q["fill_days"]).format(table=name), {"rows": rows})
+        before = conn.execute(q["kept_bytes"], {"table": table}).fetchone()[0]
+        conn.execute(q[removal])
+        found.append(
+            {
+                "kept as": "one table" if table == "done_in_one" else "a partition per day",
+                "removed by": "DELETE" if removal == "delete_day_1" else "DROP of the day's partition",
+                "rows left": conn.execute(sql.SQL(q["rows_in"]).format(table=name)).fetchone()[0],
+                "dead versions left": stats(conn, left).dead,
+                "bytes before": before,
+                "bytes after": conn.execute(q["kept_bytes"], {"table": table}).fetchone()[0],
+            }
+        )
+    return found
+
+
 @dataclass(frozen=True)
 class ArchiveVerdict:
     """Whether an archiving query moved exactly the old finished jobs, and nothing else."""

@@ -74,6 +74,14 @@ def test_hot_updates_need_room_on_the_page_and_an_unindexed_column(hardened):
     assert rows[(70, "state (indexed)")]["HOT updates"] == rows[(100, "state (indexed)")]["HOT updates"] == 0
 
 
+def test_dropping_a_day_s_partition_leaves_no_dead_version_and_gives_its_bytes_back(hardened):
+    _, conn = hardened
+    deleted, dropped = bloat.drop_a_day(conn, 4000)
+    assert deleted["rows left"] == dropped["rows left"] == 2000
+    assert deleted["dead versions left"] == 2000 and deleted["bytes after"] == deleted["bytes before"]
+    assert dropped["dead versions left"] == 0 and dropped["bytes after"] < dropped["bytes before"]
+
+
 def test_autovacuum_settings_land_in_reloptions(hardened):
     _, conn = hardened
     assert bloat.reloptions(conn) == ["autovacuum_enabled=off"]
@@ -121,3 +129,5 @@ def test_bad_input_gets_a_clear_error(hardened):
         bloat.churn(conn, "hardened", 0)
     with pytest.raises(PgQueueError, match="no table 'nope'"):
         bloat.stats(conn, "nope")
+    with pytest.raises(PgQueueError, match="got 1"):
+        bloat.drop_a_day(conn, 1)

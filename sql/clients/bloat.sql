@@ -155,3 +155,40 @@ SELECT coalesce(array_agg(j.job_id ORDER BY j.job_id), '{}') FROM job_queue j
   JOIN pipe_job_queue p USING (pipe_job_id)
  WHERE j.job_finished AND p.pipe_job_finished
    AND p.pipe_job_finish_timestamp <= clock_timestamp() - make_interval(secs => %(seconds)s);
+
+-- name: partition_probes
+-- Finished work kept two ways: one table, and one partition per day (the primary key must hold
+-- the partition key). No autovacuum, so what each removal leaves behind stays visible.
+CREATE TABLE done_in_one (id integer PRIMARY KEY, finished_on date NOT NULL, pad text NOT NULL)
+    WITH (autovacuum_enabled = off);
+CREATE TABLE done_by_day (id integer NOT NULL, finished_on date NOT NULL, pad text NOT NULL,
+                          PRIMARY KEY (id, finished_on)) PARTITION BY RANGE (finished_on);
+CREATE TABLE done_day_1 PARTITION OF done_by_day FOR VALUES FROM ('2026-01-01') TO ('2026-01-02')
+    WITH (autovacuum_enabled = off);
+CREATE TABLE done_day_2 PARTITION OF done_by_day FOR VALUES FROM ('2026-01-02') TO ('2026-01-03')
+    WITH (autovacuum_enabled = off);
+
+-- name: fill_days
+-- Half the rows finished on day 1, half on day 2.
+INSERT INTO {table} (id, finished_on, pad)
+SELECT n, date '2026-01-01' + mod(n, 2), repeat('x', 100) FROM generate_series(1, %(rows)s) AS n;
+
+-- name: delete_day_1
+DELETE FROM done_in_one WHERE finished_on < date '2026-01-02';
+
+-- name: drop_day_1
+-- The whole day goes at once: its files are removed, nothing is left for VACUUM.
+ALTER TABLE done_by_day DETACH PARTITION done_day_1;
+DROP TABLE done_day_1;
+
+-- name: kept_bytes
+-- The size on disk of a table, or of every partition of a partitioned one, indexes included.
+-- (a partitioned table itself takes no space; pg_partition_tree lists nothing for a plain one)
+WITH t AS (SELECT %(table)s::regclass AS rel)
+SELECT (pg_total_relation_size(rel)
+        + coalesce((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(rel)
+                     WHERE relid <> rel), 0))::bigint
+  FROM t;
+
+-- name: rows_in
+SELECT count(*) FROM {table};
