@@ -88,3 +88,27 @@ SELECT pg_advisory_lock(hashtext('pgqueue gate hold'));
 
 -- name: open_gate_hold
 SELECT pg_advisory_unlock(hashtext('pgqueue gate hold'));
+
+-- name: install_rescue_pause
+-- A kit hook for the rescue's forced schedule: a condition that holds a rescuer (only a session
+-- that set pgqueue.rescue_pause) after its statement took its snapshot and before it locks a
+-- row, until the coordinator lets go of its lock.
+CREATE FUNCTION _rescue_pause() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF current_setting('pgqueue.rescue_pause', true) = 'on' THEN
+        PERFORM pg_advisory_xact_lock_shared(hashtext('pgqueue rescue pause'));
+    END IF;
+    RETURN true;
+END $$;
+
+-- name: rescue_pause_on
+SELECT set_config('pgqueue.rescue_pause', 'on', false);
+
+-- name: close_rescue_pause
+SELECT pg_advisory_lock(hashtext('pgqueue rescue pause'));
+
+-- name: open_rescue_pause
+SELECT pg_advisory_unlock(hashtext('pgqueue rescue pause'));
+
+-- name: rescue
+SELECT rescue_jobs();
