@@ -252,11 +252,8 @@ def scratch(
 
 def lab_busy(poc: str) -> bool:
     """Whether another process is resetting this lab right now."""
-    with server.connect() as admin:
-        got = admin.execute(_q()["try_lock_lab"], {"name": database(poc)}).fetchone()[0]
-        if got:
-            admin.execute(_q()["unlock_lab"], {"name": database(poc)})
-        return not got
+    with server.connect() as admin, admin.transaction():
+        return not admin.execute(_q()["try_lock_lab"], {"name": database(poc)}).fetchone()[0]
 
 
 def apply(poc: str, which: int | str, *, examples: bool = False, fixes: bool = False) -> bool:

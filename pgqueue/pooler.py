@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -47,6 +50,8 @@ class Pooler:
     user: str  # the server's role that clients connect as unless they name another
     process: subprocess.Popen
     users: tuple[str, ...] = field(default=())
+    release: tuple[int, ...] = ()  # PgBouncer's version
+    upstream: str = "embedded"  # the kind of server behind it: "embedded" or "dsn"
 
     def uri(self, dbname: str = "postgres", user: str | None = None) -> str:
         """The libpq URI of `dbname` through the pooler."""
@@ -73,8 +78,11 @@ class Pooler:
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
 
     def stop(self) -> None:
-        """Stop PgBouncer (its clients lose their connections) and remove its folder."""
+        """Stop PgBouncer at once (its clients lose their connections) and remove its folder."""
         if self.process.returncode is None:
+            if self.release >= (1, 23):  # SIGTERM would wait for every client to leave
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.process.pid, signal.SIGQUIT)
             children.stop(self.process)
         shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -86,7 +94,21 @@ class Pooler:
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"Pooler(PgBouncer, transaction mode, pool of {self.pool_size}, {state}, at {self.uri()})"
+        release = ".".join(map(str, self.release))
+        return (
+            f"Pooler(PgBouncer {release}, transaction mode, pool of {self.pool_size}, {state}, "
+            f"at {self.uri()})"
+        )
+
+
+def version(program: str | None = None) -> tuple[int, ...]:
+    """PgBouncer's version, e.g. (1, 18, 0)."""
+    argv = [program or binary(), "--version"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
+    found = re.search(r"PgBouncer (\d+)\.(\d+)(?:\.(\d+))?", out)
+    if found is None:
+        raise PgQueueError(f"could not read PgBouncer's version from {out.strip()[:80]!r}")
+    return tuple(int(n) for n in found.groups() if n is not None)
 
 
 def start(pool_size: int = 2, *, users: tuple[str, ...] | list[str] = ()) -> Pooler:
@@ -95,7 +117,8 @@ def start(pool_size: int = 2, *, users: tuple[str, ...] | list[str] = ()) -> Poo
     It listens only on a unix socket in a fresh 0700 folder (nobody else can reach it, so its
     clients need no password) and lets each database have at most `pool_size` server
     connections, whatever the number of clients. `users` are roles besides the server's own
-    that may connect through it (a hardened lab's worker role, say).
+    that may connect through it (a hardened lab's worker role, say). Prepared statements are
+    never carried between server connections, whatever the version (as before PgBouncer 1.21).
     """
     if isinstance(pool_size, bool) or not isinstance(pool_size, int) or not 1 <= pool_size <= 100:
         raise PgQueueError(f"pool_size is a whole number from 1 to 100, got {pool_size!r}")
@@ -103,42 +126,53 @@ def start(pool_size: int = 2, *, users: tuple[str, ...] | list[str] = ()) -> Poo
     if bad:
         raise PgQueueError(f"users are role names (lowercase letters, digits, _), got {bad[0]!r}")
     program = binary()
-    upstream = server.params(server.resolve().uri)
-    admin = upstream.get("user") or embedded.DB_USER
+    release = version(program)
+    srv = server.resolve()
+    upstream = server.params(srv.uri)
     target = {k: str(upstream[k]) for k in ("host", "port") if upstream.get(k)}
     odd = [v for v in target.values() if not _PLAIN.fullmatch(v)]
     if odd:
         raise PgQueueError(f"the pooler cannot reach a server at {odd[0]!r}: no spaces or quotes, please")
+    with server.connect() as probe:  # the role and password libpq really used (PGPASSWORD, .pgpass)
+        admin, password = probe.info.user, probe.info.password or ""
     account = embedded.server_account()  # PgBouncer refuses root: it runs as the server's user then
     owner = (account.uid, account.gid) if account else None
     _remove_orphans()
     # 0700 with a random name nobody can squat; the owner's pid in it tells an orphan apart
     folder = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
-    if owner:
-        os.chown(folder, *owner)
-    password = upstream.get("password") or ""
-    names = dict.fromkeys([admin, *users])
-    paths.write_private(
-        folder / "users.txt",
-        "".join(f'"{name}" "{password if name == admin else ""}"\n' for name in names),
-        owner,
-    )
-    paths.write_private(folder / "pgbouncer.ini", _config(folder, target, pool_size), owner)
-    argv = [program, str(folder / "pgbouncer.ini")]
-    if account:
-        # setpriv drops root for the server's user, then arms the parent-death signal again:
-        # a change of user clears the one the kit's trampoline set
-        argv = ["setpriv", f"--reuid={account.uid}", f"--regid={account.gid}", "--clear-groups",
-                "--pdeathsig", "TERM", *argv]  # fmt: skip
-    with open(os.open(folder / "stderr.log", os.O_WRONLY | os.O_CREAT, 0o600), "w") as err:
-        proc = children.spawn(argv, stdout=err, stderr=subprocess.STDOUT)
-    pooler = Pooler(folder, pool_size, admin, proc, tuple(names))
+    try:
+        if owner:
+            os.chown(folder, *owner)
+        names = tuple(dict.fromkeys([admin, *users]))
+        paths.write_private(folder / "users.txt", _users_file(names, admin, password), owner)
+        paths.write_private(folder / "pgbouncer.ini", _config(folder, target, pool_size, release), owner)
+        # from 1.23, SIGTERM waits for every client to leave; SIGQUIT stops at once
+        quit_signal = "QUIT" if release >= (1, 23) else "TERM"
+        argv = [program, str(folder / "pgbouncer.ini")]
+        if account:
+            # setpriv drops root for the server's user, then arms the parent-death signal again:
+            # a change of user clears the one the kit's trampoline set
+            argv = ["setpriv", f"--reuid={account.uid}", f"--regid={account.gid}", "--clear-groups",
+                    "--pdeathsig", quit_signal, *argv]  # fmt: skip
+        with open(os.open(folder / "stderr.log", os.O_WRONLY | os.O_CREAT, 0o600), "w") as err:
+            proc = children.spawn(argv, stdout=err, stderr=subprocess.STDOUT)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    pooler = Pooler(folder, pool_size, admin, proc, names, release, srv.kind)
+    atexit.register(pooler.stop)  # a notebook that never calls stop() leaves no folder behind
     try:
         _wait_ready(pooler)
     except BaseException:
         pooler.stop()
         raise
     return pooler
+
+
+def _users_file(names: tuple[str, ...], admin: str, password: str) -> str:
+    """PgBouncer's auth_file: a line per role, in double quotes (a quote inside is doubled)."""
+    quoted = lambda text: '"' + text.replace('"', '""') + '"'  # noqa: E731 - one use, one line
+    return "".join(f"{quoted(name)} {quoted(password if name == admin else '')}\n" for name in names)
 
 
 def _remove_orphans() -> None:
@@ -162,8 +196,11 @@ def _owners() -> set[int]:
     return {os.geteuid(), *([account.uid] if account else [])}
 
 
-def _config(folder: Path, target: dict[str, str], pool_size: int) -> str:
+def _config(folder: Path, target: dict[str, str], pool_size: int, release: tuple[int, ...]) -> str:
     upstream = " ".join(f"{k}={v}" for k, v in target.items())
+    # 1.21 learned to carry prepared statements across server connections (on by default from
+    # 1.24): the lesson shows a pool that does not, the same on every version
+    prepared = "max_prepared_statements = 0\n" if release >= (1, 21) else ""
     return (
         "; Written by pgqueue (lesson 13): PgBouncer in transaction mode, on a private unix socket.\n"
         "[databases]\n"
@@ -183,11 +220,12 @@ def _config(folder: Path, target: dict[str, str], pool_size: int) -> str:
         f"logfile = {folder / 'pgbouncer.log'}\n"
         "log_connections = 0\n"
         "log_disconnections = 0\n"
+        + prepared
     )
 
 
 def _wait_ready(pooler: Pooler) -> None:
-    """Until a first client gets through to the server; a one-line error if PgBouncer gave up."""
+    """Until every role gets through to the server; a one-line error if PgBouncer gave up or a role cannot."""
     socket = pooler.folder / f".s.PGSQL.{PORT}"
     try:
         until(lambda: socket.exists() or not pooler.running, START_TIMEOUT, "PgBouncer listening")
@@ -196,15 +234,31 @@ def _wait_ready(pooler: Pooler) -> None:
     if not pooler.running:
         said = (pooler.folder / "stderr.log").read_text(errors="replace").strip().splitlines()
         raise PgQueueError(f"PgBouncer exited at once: {said[-1] if said else pooler.log_tail(1)}")
+    for role in pooler.users:
+        try:
+            until(lambda role=role: _lets_in(pooler, role), START_TIMEOUT, f"PgBouncer letting {role} in")
+        except Timeout:
+            raise PgQueueError(f"PgBouncer did not accept connections within {START_TIMEOUT:.0f} s") from None
+        except psycopg.OperationalError as exc:
+            reason = str(exc).strip().splitlines()[-1]
+            if pooler.upstream == "embedded" and "Peer authentication failed" in reason:
+                hint = ": the embedded server predates lesson 13's pooler: python -m pgqueue db stop"
+            elif role != pooler.user:
+                hint = f": PgBouncer logs in as {role} with no password (it reads no .pgpass)"
+            else:
+                hint = ""
+            said = f"PgBouncer runs, but cannot log in to the server as {role}: {reason}{hint}"
+            raise PgQueueError(said) from None
+
+
+def _lets_in(pooler: Pooler, role: str) -> bool:
+    """Whether `role` gets through to the server; False while PgBouncer's socket does not accept yet
+    (it exists a moment before PgBouncer listens on it); a login refused is raised."""
     try:
-        with pooler.connect() as conn:
+        with pooler.connect(user=role) as conn:
             conn.execute(queries.load("clients/pooler.sql")["ping"])
+        return True
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1]
-        hint = (
-            ": the embedded server predates lesson 13's pooler; stop it (python -m pgqueue db stop) "
-            "and run again"
-            if "Peer authentication failed" in reason
-            else ""
-        )
-        raise PgQueueError(f"PgBouncer runs, but could not reach the server: {reason}{hint}") from None
+        if pooler.running and "accepting connections on that socket" in str(exc):
+            return False
+        raise

@@ -18,7 +18,8 @@ from pgqueue.wait import Backoff
 DSN_ENV = "PGQUEUE_DSN"
 # "1" when PGQUEUE_DSN leads through a transaction-mode pooler (lesson 13): the kit then prepares
 # no statement on the server, since the next transaction may run on another server connection,
-# where the prepared statement does not exist (PgBouncer before 1.21 does not carry them over).
+# where the prepared statement does not exist (unless PgBouncer 1.21+ carries them over, with
+# max_prepared_statements above 0, the default from 1.24).
 POOLED_ENV = "PGQUEUE_POOLED"
 # seconds to wait for PGQUEUE_DSN's server to answer before giving up (default 0: at once); the
 # sandbox sets it, because a container may start before its database is ready
@@ -162,7 +163,7 @@ def connect(
     srv = resolve(start=start)
     dsn = srv.uri_for(dbname) if dbname else srv.uri
     as_user = {"user": user} if user else {}
-    pooled = {"prepare_threshold": None} if os.environ.get(POOLED_ENV) == "1" else {}
+    pooled = {"prepare_threshold": None} if pooled_by_env() else {}
     try:
         return psycopg.connect(
             dsn,
@@ -174,6 +175,14 @@ def connect(
         )
     except psycopg.OperationalError as exc:
         raise _unreachable(dsn, exc) from None
+
+
+def pooled_by_env() -> bool:
+    """Whether PGQUEUE_POOLED says a transaction-mode pooler is in the way (0, 1 or unset)."""
+    value = os.environ.get(POOLED_ENV, "").strip()
+    if value not in ("", "0", "1"):
+        raise PgQueueError(f"{POOLED_ENV} is 0 or 1 (1: a transaction-mode pooler in the way), got {value!r}")
+    return value == "1"
 
 
 def version() -> str:

@@ -19,6 +19,8 @@ def test_the_pooler_listens_only_on_a_socket_in_a_private_folder():
     with pooler.start(2) as pool:
         folder = pool.folder
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        for name in ("users.txt", "pgbouncer.ini"):
+            assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600, name
         assert (folder / f".s.PGSQL.{pooler.PORT}").is_socket()
         bouncer = psutil.Process(pool.process.pid)
         # no TCP port to listen on (its own connections to a PGQUEUE_DSN server use TCP, of course)
@@ -80,3 +82,21 @@ def test_a_missing_pgbouncer_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(pooler.os, "access", lambda path, mode: False)
     with pytest.raises(PgQueueError, match="apt-get install pgbouncer"):
         pooler.start(1)
+
+
+def test_the_users_file_doubles_quotes_and_gives_the_password_to_the_server_role_only():
+    text = pooler._users_file(("me", "lab_worker"), "me", 'pa"ss')
+    assert text == '"me" "pa""ss"\n"lab_worker" ""\n'
+
+
+def test_the_version_is_read_from_pgbouncer():
+    assert pooler.version() >= (1, 0)
+
+
+@pytest.mark.parametrize("value", ["yes", "true", "2"])
+def test_pgqueue_pooled_is_0_or_1(monkeypatch, value):
+    from pgqueue import server
+
+    monkeypatch.setenv(server.POOLED_ENV, value)
+    with pytest.raises(PgQueueError, match=f"PGQUEUE_POOLED is 0 or 1.*got '{value}'"):
+        server.connect()

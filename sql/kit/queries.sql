@@ -32,7 +32,9 @@ DROP DATABASE IF EXISTS {db} WITH (FORCE);
 SELECT pg_advisory_lock(hashtext(%(name)s));
 
 -- name: try_lock_lab
-SELECT pg_try_advisory_lock(hashtext(%(name)s));
+-- Whether a reset holds the lab, asked in one transaction: the lock, if taken, goes with it
+-- (a session-level try and unlock could land on two server connections behind a pooler).
+SELECT pg_try_advisory_xact_lock(hashtext(%(name)s));
 
 -- name: unlock_lab
 SELECT pg_advisory_unlock(hashtext(%(name)s));
