@@ -14,7 +14,7 @@ from psycopg import sql
 from pgqueue import chaos, fleet, hardened, labs, pooler, queries, server
 from pgqueue.check.core import Verdict, written
 from pgqueue.errors import PgQueueError
-from pgqueue.wait import until
+from pgqueue.wait import Timeout, until
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,6 +54,7 @@ class Connections:
     connections: int  # the workers' client connections to the lab's database
     max_connections: int
     reserved: int  # superuser_reserved_connections: not for workers
+    changes_on: str  # pg_settings.context of max_connections: 'postmaster', a restart
 
     @property
     def per_worker(self) -> float:
@@ -68,8 +69,8 @@ class Connections:
     def __str__(self) -> str:
         return (
             f"{self.workers} idle workers hold {self.connections} connections ({self.per_worker:g} each); "
-            f"max_connections {self.max_connections}, {self.reserved} reserved: room for about "
-            f"{self.room_for} such workers"
+            f"max_connections {self.max_connections} (context {self.changes_on!r}: set at server start), "
+            f"{self.reserved} reserved: room for about {self.room_for} such workers"
         )
 
 
@@ -90,8 +91,9 @@ def idle_workers(workers: int = 6, *, poll: float = 0.5, timeout: float = 30.0) 
         )
         counted = sum(_lab_connections(conn).values())
         limit, reserved = conn.execute(_q()["max_connections"]).fetchone()
+        context = conn.execute(_q()["max_connections_context"]).fetchone()[0]
         crew.stop(timeout=10.0)
-    return Connections(workers, counted, limit, reserved)
+    return Connections(workers, counted, limit, reserved, context)
 
 
 # --- 2. a pool: many clients, few server connections -----------------------------------------
@@ -103,42 +105,60 @@ class Collapse:
 
     clients: int
     pool_size: int
-    backends_seen: int  # distinct server processes the clients' statements ran on
-    server_connections: int  # the lab's client connections on the server while all were connected
+    in_server_at_once: int  # transactions inside the server while every client was in one
+    backends_seen: int  # distinct server processes the clients' transactions ran on
+    server_connections: int  # the lab's client connections on the server meanwhile
+    finished: int  # transactions that ended (every client's, once let go)
 
     def __str__(self) -> str:
         return (
-            f"{self.clients} clients through a pool of {self.pool_size}: their statements ran on "
-            f"{self.backends_seen} server processes; the server counted {self.server_connections} "
-            "connections to the lab"
+            f"{self.clients} clients began a transaction at once through a pool of {self.pool_size}: "
+            f"{self.in_server_at_once} were inside the server, the rest queued in PgBouncer; the server "
+            f"counted {self.server_connections} connections to the lab; all {self.finished} finished, "
+            f"on {self.backends_seen} server processes"
         )
 
 
-def pool_collapse(clients: int = 12, pool_size: int = 2) -> Collapse:
-    """`clients` connections through a pool of `pool_size`, each running one transaction at once."""
+def pool_collapse(clients: int = 12, pool_size: int = 2, *, timeout: float = 30.0) -> Collapse:
+    """`clients` connections through a pool of `pool_size`, each in a transaction at the same moment.
+
+    Each transaction waits for a lock the watcher holds, so they overlap for certain: the watcher
+    counts them inside the server, then lets them all go and counts how many finished.
+    """
+    if isinstance(clients, bool) or not isinstance(clients, int) or not 1 <= clients <= 200:
+        raise PgQueueError(f"clients is a whole number from 1 to 200, got {clients!r}")
     labs.require_set_up(POC)
-    db = labs.database(POC)
+    q, db = _q(), labs.database(POC)
     with pooler.start(pool_size) as pool, labs.connect(POC) as watch:
         conns = [pool.connect(db) for _ in range(clients)]
+        seen: set[int] = set()
+        finished: list[int] = []
         try:
-            release = threading.Barrier(clients, timeout=30)
-            seen: set[int] = set()
+            watch.execute(q["session_lock"], {"key": KEY})  # nobody passes until the count is taken
 
             def one(i: int) -> None:
-                release.wait()
                 with conns[i].transaction():
-                    seen.add(conns[i].execute(_q()["backend"]).fetchone()[0])
+                    conns[i].execute(q["shared_xact_lock"], {"key": KEY})
+                    seen.add(conns[i].execute(q["backend"]).fetchone()[0])
+                finished.append(i)
 
-            threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
+            threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(clients)]
             for t in threads:
                 t.start()
-            for t in threads:
-                t.join(30)
+            inside = min(clients, pool_size)
+            until(
+                lambda: watch.execute(q["lock_waiters"], {"key": KEY}).fetchone()[0] >= inside,
+                timeout,
+                f"{inside} transactions waiting inside the server",
+            )
+            at_once = watch.execute(q["lock_waiters"], {"key": KEY}).fetchone()[0]
             counted = sum(_lab_connections(watch).values())
+            watch.execute(q["session_unlock"], {"key": KEY})
+            until(lambda: len(finished) == clients, timeout, f"all {clients} transactions finishing")
         finally:
             for c in conns:
                 c.close()
-    return Collapse(clients, pool_size, len(seen), counted)
+    return Collapse(clients, pool_size, at_once, len(seen), counted, len(finished))
 
 
 # --- 3. what a transaction-mode pool breaks ---------------------------------------------------
@@ -236,11 +256,14 @@ def session_level_calls(poc: str = POC) -> list[str]:
 
 
 def _prepared_statement_lost(pool: pooler.Pooler, db: str, *, prepare_threshold: int | None) -> str:
-    """Run one query until psycopg prepares it, then again while another client holds that server
-    connection; PostgreSQL's words if the statement was missing, else ''."""
+    """PostgreSQL's words when a prepared query runs on the pool's other server connection, else ''.
+
+    The query runs until psycopg prepares it, then again while another client holds the server
+    connection it was prepared on.
+    """
     q = _q()
     with pool.connect(db, prepare_threshold=prepare_threshold) as a, pool.connect(db) as b:
-        for _ in range(6):  # psycopg prepares a query on the server at its fifth run (prepare_threshold=5)
+        for _ in range(6):  # psycopg prepares a query on the server at its sixth run (prepare_threshold=5)
             a.execute(q["the_same_query"], {"kind": "r"})
         with b.transaction():  # the pool hands back the server process a used last: b holds it now
             b.execute(q["backend"])
@@ -262,6 +285,8 @@ def turn_through_pool(text: object, request_id: int = 7) -> Verdict:
     must wait, not go ahead; once the first commits, the second must go on; and once both have
     committed, no lock may be left on the server, where the pool would hand it to a stranger.
     """
+    if isinstance(request_id, bool) or not isinstance(request_id, int) or request_id < 1:
+        raise PgQueueError(f"request_id is a whole number, 1 or more, got {request_id!r}")
     verdict = Verdict("your turn through the pool")
     if written(text, verdict) is None:
         return verdict
@@ -283,29 +308,34 @@ def turn_through_pool(text: object, request_id: int = 7) -> Verdict:
                 a.execute(text, params)
                 racer = threading.Thread(target=run_second, daemon=True)
                 racer.start()
+                # through the pool, b's server process is the one of the lab waiting for any lock
                 until(
-                    lambda: second or watch.execute(q["advisory_locks"]).fetchone()[1] > 0,
+                    lambda: second or watch.execute(q["lock_waiters_in"], {"dbname": db}).fetchone()[0] > 0,
                     10,
                     "the second client finishing or waiting for a lock",
                 )
-                waited = not second
+                went_ahead = bool(second) and second[0] == "done"
         except psycopg.Error as exc:
             return verdict.refuse(f"PostgreSQL refused your statement: {exc.diag.message_primary or exc}")
+        except Timeout:
+            return verdict.refuse("the second client neither finished nor waited for a lock within 10 s")
         racer.join(10)
         held, _waiting = watch.execute(q["advisory_locks"]).fetchone()
     if not verdict.expect(
-        waited,
+        not went_ahead,
         "while the first client's transaction was open, the second waited for its turn",
         "the second client went ahead while the first client's transaction was open: take a lock on "
         "the request (an advisory lock keyed by %(request_id)s)",
     ):
         return verdict
-    failed = second[0] if second and isinstance(second[0], psycopg.Error) else None
+    failed = next((x for x in second if isinstance(x, psycopg.Error)), None)
     verdict.expect(
-        failed is None,
+        second == ["done"],
         "once the first client committed, the second went on",
         f"the first client committed, yet the second still waited and gave up after 2 s ({_said(failed)}): "
-        "the lock stayed with the pool's server connection, not with the transaction",
+        "the lock stayed with the pool's server connection, not with the transaction"
+        if failed is not None
+        else "the second client never finished after the first committed",
     )
     verdict.expect(
         held == 0,
@@ -346,12 +376,16 @@ class PooledRun:
 
 
 def hardened_through_pool(per_process: int = 2, pool_size: int = 3, *, timeout: float = 60.0) -> PooledRun:
-    """Run the example on the hardened lab with `per_process` worker processes of each process, every
-    one connected through a transaction-mode pool of `pool_size`; watch the server's count."""
+    """Run the example with hardened worker processes that all connect through one pool; count.
+
+    `per_process` workers of each process of the example, through a transaction-mode pool of
+    `pool_size`; the server's count of connections to the lab is watched until every pipe job ends.
+    """
+    if isinstance(per_process, bool) or not isinstance(per_process, int) or not 1 <= per_process <= 10:
+        raise PgQueueError(f"per_process is a whole number from 1 to 10, got {per_process!r}")
     labs.reset(POC, examples=True)
     role = hardened.worker_role()
     opts = hardened.Options(poll=0.5, work=(0.0, 0.05))
-    began = time.monotonic()
     with pooler.start(pool_size, users=[role] if role else []) as pool, labs.connect(POC) as watch:
         kinds = _every_process(watch)
         most = [0]
@@ -362,13 +396,15 @@ def hardened_through_pool(per_process: int = 2, pool_size: int = 3, *, timeout: 
             return counts[4] == counts[5]
 
         with fleet.Fleet(POC, env=pool.env()) as crew:
+            began = time.monotonic()  # from the workers' start: the pool and the lab are ready
             crew.launch([(name, version, per_process) for name, version in kinds], mode="process",
                         worker_options=opts)  # fmt: skip
             until(done, timeout, "every pipe job of the example finishing", interval=0.1)
+            seconds = time.monotonic() - began
             workers = len(crew.members())
             crew.stop(timeout=10.0)
         counts = watch.execute(queries.load("clients/hardened.sql")["job_counts"]).fetchone()
-    return PooledRun(workers, pool_size, counts[5], counts[4], counts[2], most[0], time.monotonic() - began)
+    return PooledRun(workers, pool_size, counts[5], counts[4], counts[2], most[0], seconds)
 
 
 def _pooled(watch: psycopg.Connection) -> int:

@@ -1,6 +1,7 @@
 """Lessons are committed clean, listed on the map, and their exercise solutions run."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -62,6 +63,21 @@ def test_every_load_cell_names_an_existing_solution(path):
         for line in "".join(cell["source"]).splitlines():
             if line.startswith("# %load "):
                 assert (NOTEBOOKS_DIR / line.removeprefix("# %load ").strip()).is_file(), line
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_a_loaded_solution_defines_the_name_the_exercise_cell_gives_the_learner(path):
+    # `%load` puts the solution in place of the learner's work: the cells after it read the name
+    # the exercise cell (the code cell just before) gave the learner, e.g. my_claim
+    cells = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    for i, cell in enumerate(cells):
+        load = next((line for line in cell.splitlines() if line.startswith("# %load ")), None)
+        if load is None or i == 0:
+            continue
+        names = [n for n in re.findall(r"^(my_\w+) = ", cells[i - 1], re.MULTILINE) if n != "my_guess"]
+        solution = (NOTEBOOKS_DIR / load.removeprefix("# %load ").strip()).read_text()
+        for name in names:
+            assert re.search(rf"^{name} = ", solution, re.MULTILINE), (load, name)
 
 
 def test_the_readme_map_says_which_lessons_are_ready():

@@ -6,13 +6,16 @@ from pgqueue import labs, scaling
 def test_idle_hardened_workers_hold_one_connection_each():
     found = scaling.idle_workers(4)
     assert found.connections == found.workers == 4, found
+    assert found.changes_on == "postmaster"  # max_connections changes only with a restart
     assert found.room_for == found.max_connections - found.reserved
 
 
 def test_many_clients_of_a_transaction_pool_run_on_its_few_server_connections():
     labs.reset(scaling.POC, examples=True)
     found = scaling.pool_collapse(clients=12, pool_size=2)
-    assert found.backends_seen <= 2 and found.server_connections <= 2, found
+    # all twelve in a transaction at once: two inside the server, ten queued in PgBouncer
+    assert found.in_server_at_once == 2 and found.finished == 12, found
+    assert 1 <= found.backends_seen <= 2 and found.server_connections <= 2, found
 
 
 def test_a_transaction_pool_hands_session_state_to_other_clients_and_keeps_transaction_locks():
@@ -41,6 +44,9 @@ def test_the_turn_exercise_takes_a_transaction_lock_and_names_what_a_session_loc
     assert scaling.turn_through_pool("SELECT pg_advisory_xact_lock(%(request_id)s)").holds
     session = scaling.turn_through_pool("SELECT pg_advisory_lock(%(request_id)s)")
     assert not session.holds and "gave up after 2 s" in str(session) and "still held" in str(session), session
+    # a row lock on the request's pipe jobs ends with the transaction too (request 50 has two)
+    rows = "SELECT 1 FROM pipe_job_queue WHERE request_id = %(request_id)s FOR UPDATE"
+    assert scaling.turn_through_pool(rows, request_id=50).holds
     nothing = scaling.turn_through_pool("SELECT %(request_id)s")
     assert not nothing.holds and "went ahead" in str(nothing), nothing
     assert "TODO" in str(scaling.turn_through_pool("SELECT 1 -- TODO"))

@@ -134,23 +134,26 @@ def _late_insert_waits(conn: psycopg.Connection, connect, verdict: Verdict) -> b
     The hardened gate starts a pipe job inserted after its lower order finished; it must wait
     for an uncommitted finish, or both sides miss each other and the new pipe job never starts.
     """
-    if not verdict.expect(
-        conn.execute(_q()["gate_before_insert_triggers"]).fetchone()[0] > 0,
-        "a BEFORE INSERT trigger on pipe_job_queue calls your function too",
-        "your trigger does not fire on INSERT: a pipe job of order 2 inserted while the last order-1 "
-        "pipe job is finishing checks without waiting (BEFORE INSERT OR UPDATE OF pipe_job_finished)",
-    ):
-        return False
+    on_insert = conn.execute(_q()["gate_before_insert_triggers"]).fetchone()[0] > 0
     try:
         race = races.late_pipe_job_race(connect=connect)
     except psycopg.Error as exc:
         said = _said(exc)
         return verdict.expect(False, "", f"with a finisher's transaction open, the insert failed: {said}")
+    fate = "never started" if not race.started else "started, but only because nothing raced it"
+    if not verdict.expect(
+        on_insert,
+        "a BEFORE INSERT trigger on pipe_job_queue calls your function too",
+        f"order-2 pipe job {race.waiting}, inserted while pipe job {race.finished[0]} was finishing, {fate}: "
+        "your trigger does not fire on INSERT, so the insert checks without waiting "
+        "(BEFORE INSERT OR UPDATE OF pipe_job_finished)",
+    ):
+        return False
     if not verdict.expect(
         race.waited,
         "an order-2 pipe job inserted while order 1's last finisher was open waited for it",
         f"order-2 pipe job {race.waiting} was inserted without waiting while pipe job {race.finished[0]} "
-        "was finishing: the insert must take the same lock",
+        f"was finishing, and {fate}: the insert must take the same lock",
     ):
         return False
     return verdict.expect(

@@ -38,7 +38,8 @@ SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = %(key)s AND gra
 SELECT pg_backend_pid();
 
 -- name: the_same_query
--- Run five times on one connection, psycopg prepares it on the server (prepare_threshold).
+-- Run six times on one connection, psycopg prepares it on the server (prepare_threshold=5: once it
+-- has run five times).
 SELECT count(*) FROM pg_class WHERE relkind = %(kind)s;
 
 -- name: max_connections
@@ -68,3 +69,19 @@ SELECT set_config('lock_timeout', '2000', true);
 SELECT count(*) FILTER (WHERE granted), count(*) FILTER (WHERE NOT granted)
   FROM pg_locks
  WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
+
+-- name: shared_xact_lock
+-- Waits while the watcher holds the lock alone; many clients can share it once it is free.
+SELECT pg_advisory_xact_lock_shared(%(key)s);
+
+-- name: lock_waiters
+-- Sessions inside the server waiting for the advisory lock `key`.
+SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %(key)s AND NOT granted;
+
+-- name: lock_waiters_in
+-- Sessions of one database waiting for a lock of any kind (a row, an advisory lock, ...).
+SELECT count(*) FROM pg_stat_activity WHERE datname = %(dbname)s AND wait_event_type = 'Lock';
+
+-- name: max_connections_context
+-- 'postmaster': the setting changes only when the server restarts.
+SELECT context FROM pg_settings WHERE name = 'max_connections';
