@@ -14,8 +14,8 @@ import pytest
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if hasattr(config, "workerinput"):
-        return
+    # every process of a parallel run (pytest-xdist) gets its own home, server and names: tests
+    # that count their run's processes, or rebuild a lab, never see another process's
     home = tempfile.mkdtemp(prefix="pgqueue-test-")
     os.environ["PGQUEUE_HOME"] = home
     os.environ["PGQUEUE_DB_PREFIX"] = f"pgqueue_t{os.getpid()}_"

@@ -290,37 +290,54 @@ def turn_through_pool(text: object, request_id: int = 7) -> Verdict:
     verdict = Verdict("your turn through the pool")
     if written(text, verdict) is None:
         return verdict
-    q, db, params = _q(), labs.database(POC), {"request_id": request_id}
-    with pooler.start(2) as pool, pool.connect(db) as a, pool.connect(db) as b, labs.connect(POC) as watch:
-        second: list[object] = []
+    q, params = _q(), {"request_id": request_id}
+    # a scratch copy of the lab with the example requests: the lesson's lab is not needed, nor touched
+    with labs.scratch(POC, examples=True) as lab, pooler.start(2) as pool:
+        db = lab.database
+        with pool.connect(db) as a, pool.connect(db) as b, lab.connect() as watch:
+            return _two_turns(verdict, text, params, q, db, a, b, watch)
 
-        def run_second() -> None:
-            try:
-                with b.transaction():
-                    b.execute(q["local_lock_timeout"])
-                    b.execute(text, params)
-                second.append("done")
-            except psycopg.Error as exc:
-                second.append(exc)
 
+def _two_turns(
+    verdict: Verdict,
+    text: str,
+    params: dict,
+    q: queries.Queries,
+    db: str,
+    a: psycopg.Connection,
+    b: psycopg.Connection,
+    watch: psycopg.Connection,
+) -> Verdict:
+    """The first client's turn held open while the second asks for its own; then what was left."""
+    second: list[object] = []
+
+    def run_second() -> None:
         try:
-            with a.transaction():
-                a.execute(text, params)
-                racer = threading.Thread(target=run_second, daemon=True)
-                racer.start()
-                # through the pool, b's server process is the one of the lab waiting for any lock
-                until(
-                    lambda: second or watch.execute(q["lock_waiters_in"], {"dbname": db}).fetchone()[0] > 0,
-                    10,
-                    "the second client finishing or waiting for a lock",
-                )
-                went_ahead = bool(second) and second[0] == "done"
+            with b.transaction():
+                b.execute(q["local_lock_timeout"])
+                b.execute(text, params)
+            second.append("done")
         except psycopg.Error as exc:
-            return verdict.refuse(f"PostgreSQL refused your statement: {exc.diag.message_primary or exc}")
-        except Timeout:
-            return verdict.refuse("the second client neither finished nor waited for a lock within 10 s")
-        racer.join(10)
-        held, _waiting = watch.execute(q["advisory_locks"]).fetchone()
+            second.append(exc)
+
+    try:
+        with a.transaction():
+            a.execute(text, params)
+            racer = threading.Thread(target=run_second, daemon=True)
+            racer.start()
+            # through the pool, b's server process is the one of the lab waiting for any lock
+            until(
+                lambda: second or watch.execute(q["lock_waiters_in"], {"dbname": db}).fetchone()[0] > 0,
+                10,
+                "the second client finishing or waiting for a lock",
+            )
+            went_ahead = bool(second) and second[0] == "done"
+    except psycopg.Error as exc:
+        return verdict.refuse(f"PostgreSQL refused your statement: {exc.diag.message_primary or exc}")
+    except Timeout:
+        return verdict.refuse("the second client neither finished nor waited for a lock within 10 s")
+    racer.join(10)
+    held, _waiting = watch.execute(q["advisory_locks"]).fetchone()
     if not verdict.expect(
         not went_ahead,
         "while the first client's transaction was open, the second waited for its turn",
