@@ -242,7 +242,14 @@ def status(args: argparse.Namespace) -> int:
         if not labs.is_set_up(poc):
             print(f"   not set up yet: python -m pgqueue setup --poc {poc} --examples")
             continue
-        counts = designs.get(poc).worker().job_counts()
+        try:
+            counts = designs.get(poc).worker().job_counts()
+        except psycopg.errors.UndefinedTable as exc:
+            # workers can register (step 02), but the queue's own tables are not built yet: a
+            # lesson built the lab only that far
+            missing = exc.diag.message_primary or str(exc)
+            print(f"   built only in part ({missing}): python -m pgqueue setup --poc {poc} --examples")
+            continue
         print("jobs:    " + ", ".join(f"{n} {state}" for state, n in counts.items()))
         workers = heartbeats.states(poc)
         print(f"workers: {len(workers)} registered")

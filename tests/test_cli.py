@@ -232,6 +232,13 @@ def test_kill_and_status_skip_labs_without_a_schema():
     assert result.returncode == 0 and "not set up yet" in result.stdout
 
 
+def test_status_of_a_lab_built_only_up_to_its_heartbeats_says_so_in_one_line():
+    labs.reset("single-call", upto="heartbeats")  # workers could register; no job table yet
+    result = run_cli("status", "--poc", "single-call")
+    assert result.returncode == 0, result.stderr
+    assert "built only in part" in result.stdout and "setup --poc single-call --examples" in result.stdout
+
+
 def test_an_order_2_pipe_job_with_no_order_1_work_to_wait_for_is_made_with_a_warning():
     labs.reset("single-call", examples=True)
     result = run_cli("submit", "--poc", "single-call", "--pipe", "4", "--request", "77")
