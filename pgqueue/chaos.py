@@ -122,9 +122,18 @@ def run(
         killed: list[str] = []
         kills_holding = 0
         with fleet.Fleet(POC) as workers:
-            workers.launch(
+            first = workers.launch(
                 [(name, version, per_process) for name, version in kinds], mode="process", worker_options=opts
             )
+            # the kills start once every worker asks for work: on a loaded machine, starting forty
+            # processes can take longer than the round, which would then kill only idle starters
+            uuids = [m.who.uuid for m in first]
+            until(
+                lambda: conn.execute(q["beaten"], {"uuids": uuids}).fetchone()[0] == len(uuids),
+                60,
+                f"all {len(uuids)} workers asking for work",
+            )
+            began = time.monotonic()
             submitted, tick, end = 0, began, began + seconds
             # requests arrive over the first two thirds of the kills, so that work runs throughout
             arrive = seconds * 2 / 3

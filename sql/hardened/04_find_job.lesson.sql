@@ -84,6 +84,10 @@ SELECT (SELECT coalesce(max(request_id), 0) + 1 FROM pipe_job_queue), pipe_id
  ORDER BY n
 RETURNING request_id, pipe_job_id;
 
+-- name: beaten
+-- How many of these workers have sent a heartbeat (they started and asked for work).
+SELECT count(*) FROM process_heartbeats WHERE process_uuid = ANY (%(uuids)s);
+
 -- name: holders
 -- The workers holding a job right now.
 SELECT DISTINCT job_assigned_process_uuid FROM job_queue
