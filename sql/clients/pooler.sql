@@ -85,3 +85,8 @@ SELECT count(*) FROM pg_stat_activity WHERE datname = %(dbname)s AND wait_event_
 -- name: max_connections_context
 -- 'postmaster': the setting changes only when the server restarts.
 SELECT context FROM pg_settings WHERE name = 'max_connections';
+
+-- name: connections_by_role
+SELECT usename, count(*) FROM pg_stat_activity
+ WHERE datname = %(dbname)s AND backend_type = 'client backend'
+ GROUP BY usename;
