@@ -205,6 +205,10 @@ def session_features(*, heard_within: float = 1.0) -> Broken:
     the server process client A's ran on a moment before. `heard_within` is how long a listener
     is given to hear a NOTIFY (the direct listener shows it arrives well within it).
     """
+    number = isinstance(heard_within, (int, float)) and not isinstance(heard_within, bool)
+    if not number or not 0 < heard_within <= 30:
+        raise PgQueueError(f"heard_within is a number of seconds above 0, at most 30, got {heard_within!r}")
+    labs.require_set_up(POC)
     q, db = _q(), labs.database(POC)
     listen_sql = queries.load("clients/notify_listen.sql")["listen"]
     listen = sql.SQL(listen_sql).format(channel=sql.Identifier(CHANNEL))

@@ -1,6 +1,9 @@
 """Lesson 13: workers' connections, a transaction-mode pool, what it breaks, hardened workers through it."""
 
+import pytest
+
 from pgqueue import labs, scaling
+from pgqueue.errors import PgQueueError
 
 
 def test_idle_hardened_workers_hold_one_connection_each():
@@ -51,3 +54,15 @@ def test_the_turn_exercise_takes_a_transaction_lock_and_names_what_a_session_loc
     nothing = scaling.turn_through_pool("SELECT %(request_id)s")
     assert not nothing.holds and "went ahead" in str(nothing), nothing
     assert "TODO" in str(scaling.turn_through_pool("SELECT 1 -- TODO"))
+
+
+def test_bad_input_is_refused_in_one_line_before_anything_starts():
+    for call, says in [
+        (lambda: scaling.idle_workers(0), "workers is a whole number from 1 to 50, got 0"),
+        (lambda: scaling.pool_collapse(clients=0), "clients is a whole number from 1 to 200, got 0"),
+        (lambda: scaling.session_features(heard_within=-1), "heard_within is a number of seconds"),
+        (lambda: scaling.hardened_through_pool(per_process=0), "per_process is a whole number"),
+        (lambda: scaling.turn_through_pool("SELECT 1", request_id=0), "request_id is a whole number"),
+    ]:
+        with pytest.raises(PgQueueError, match=says):
+            call()
