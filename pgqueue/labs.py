@@ -106,10 +106,14 @@ def require_set_up(poc: str, wait: float = 0.0) -> None:
 
 
 def _ready(poc: str) -> bool:
-    """Set up and not being rebuilt right now; False too while a reset drops our connection."""
+    """Set up and not being rebuilt right now; False too while a reset drops our connection.
+
+    A reset may drop the database between `exists` and the connection to it: that connection
+    then fails as Unreachable ("database does not exist"), which means "not yet" here too.
+    """
     try:
         return is_set_up(poc) and not lab_busy(poc)
-    except psycopg.OperationalError:
+    except (psycopg.OperationalError, server.Unreachable):
         return False
 
 

@@ -150,8 +150,11 @@ def test_a_worker_started_before_its_lab_is_built_waits_for_the_setup():
         assert worker.poll() is None
         labs.reset("single-call", examples=True)
         until(
-            lambda: "alive" in set(heartbeats.states("single-call")["state"]), 30, "the worker heartbeating"
+            lambda: worker.poll() is not None or "alive" in set(heartbeats.states("single-call")["state"]),
+            30,
+            "the worker heartbeating",
         )
+        assert worker.poll() is None, f"the worker exited {worker.returncode}: {worker.stderr.read()}"
         worker.send_signal(signal.SIGTERM)
         out, err = worker.communicate(timeout=30)
     finally:
@@ -159,6 +162,37 @@ def test_a_worker_started_before_its_lab_is_built_waits_for_the_setup():
             worker.kill()
     assert worker.returncode == 0, err
     assert "start classification 1.0.0" in out and "stopped on request" in out
+
+
+def test_waiting_for_a_lab_survives_every_moment_of_a_reset():
+    # a waiting worker asks "is it set up?" in two connections (server, then lab); a reset may
+    # drop the lab between them, and the lab's connection then fails: that is "not yet", not an error
+    labs.reset("single-call", upto=0)
+    stop, seen, errors = threading.Event(), [], []
+
+    def ask():
+        while not stop.is_set():
+            try:
+                seen.append(labs._ready("single-call"))
+            except Exception as exc:  # noqa: BLE001 - any escape is the failure this test looks for
+                errors.append(exc)
+                return
+
+    askers = [threading.Thread(target=ask) for _ in range(3)]
+    for asker in askers:
+        asker.start()
+    try:
+        for _ in range(25):
+            labs.reset("single-call", upto="heartbeats")
+            labs.reset("single-call", upto=0)
+            if errors:
+                break
+    finally:
+        stop.set()
+        for asker in askers:
+            asker.join(timeout=30)
+    assert not errors, f"a waiting worker would have crashed: {errors[0]!r}"
+    assert False in seen and len(seen) > 50, f"the askers hardly ran ({len(seen)} answers)"
 
 
 def test_without_a_wait_a_missing_lab_is_one_line_at_once():
