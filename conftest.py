@@ -51,3 +51,19 @@ def _drop_test_databases() -> None:
 
 
 _HOME = pytest.StashKey[str]()
+
+# Files run longest first, so that in a parallel run the minutes-long ones start at once and the
+# short ones fill in around them; the other way round, the sandbox began last and ran alone.
+_FIRST = ("sandbox", "chaos", "slow")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        marks = {mark.name for mark in item.iter_markers()}
+        return next((at for at, name in enumerate(_FIRST) if name in marks), len(_FIRST))
+
+    by_file: dict[str, int] = {}
+    for item in items:
+        by_file[item.path] = min(by_file.get(item.path, len(_FIRST)), rank(item))
+    # whole files move (their tests keep their order); sorted() is stable
+    items[:] = sorted(items, key=lambda item: by_file[item.path])

@@ -219,8 +219,7 @@ def _config(folder: Path, target: dict[str, str], pool_size: int, release: tuple
         "server_login_retry = 1\n"
         f"logfile = {folder / 'pgbouncer.log'}\n"
         "log_connections = 0\n"
-        "log_disconnections = 0\n"
-        + prepared
+        "log_disconnections = 0\n" + prepared
     )
 
 

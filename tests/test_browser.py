@@ -16,6 +16,9 @@ from tests.conftest import REPO, free_port, start_lab
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
+# starts JupyterLab, its kernels and a browser
+pytestmark = pytest.mark.slow
+
 TOKEN = "pgqueue-browser-test"
 # JupyterLab settings for the test: render every cell (no windowing, so the page holds every
 # output), and no news pop-up over the notebook.

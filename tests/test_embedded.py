@@ -13,6 +13,9 @@ from pgqueue import PgQueueError, embedded, server
 from pgqueue.wait import until
 from tests.conftest import processes_of, run_cli
 
+# starts and stops embedded servers of their own
+pytestmark = pytest.mark.slow
+
 # A kit user that connects and then waits for stdin to close (or to be killed).
 HOLDER = (
     "import sys; from pgqueue import server; conn = server.connect(); "

@@ -114,8 +114,11 @@ def _setup_said(compose) -> str:
     until(
         lambda: engine.podman("inspect", "--format", state, setup).stdout.split()[0] == "exited", 180, "setup"
     )
-    assert engine.podman("inspect", "--format", state, setup).stdout.split() == ["exited", "0"]
-    return engine.podman("logs", setup).stdout
+    said = engine.podman("logs", setup)
+    assert engine.podman("inspect", "--format", state, setup).stdout.split() == ["exited", "0"], (
+        said.stdout + said.stderr
+    )
+    return said.stdout
 
 
 def _probe(compose) -> dict:

@@ -18,6 +18,9 @@ from pgqueue.notify_listen import Options
 from pgqueue.wait import until
 from tests.conftest import processes_of, run_cli
 
+# starts embedded servers of their own
+pytestmark = pytest.mark.slow
+
 NOBODY = 65534
 ROOT_ONLY = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root: it switches to uid 65534 and checks what root grants"

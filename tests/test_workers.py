@@ -21,6 +21,9 @@ from pgqueue.heartbeats import Identity
 from pgqueue.wait import until
 from tests.conftest import REPO, run_cli
 
+# starts worker processes and restarts servers under them
+pytestmark = pytest.mark.slow
+
 DSN_SET = bool(os.environ.get("PGQUEUE_DSN"))
 # pipeline 2 of the single-call examples: first_process 1.9.2 holds pipe job 4's entry job
 SC_FIRST = ("first_process", "1.9.2")
