@@ -19,6 +19,9 @@ def pytest_configure(config: pytest.Config) -> None:
     home = tempfile.mkdtemp(prefix="pgqueue-test-")
     os.environ["PGQUEUE_HOME"] = home
     os.environ["PGQUEUE_DB_PREFIX"] = f"pgqueue_t{os.getpid()}_"
+    # the suite builds the same labs hundreds of times: each build is kept as a template
+    # database and copied afterwards (labs.TEMPLATES_ENV), which the lessons' kernels inherit
+    os.environ["PGQUEUE_TEMPLATES"] = "1"
     config.stash[_HOME] = home
 
 

@@ -25,6 +25,9 @@ if TYPE_CHECKING:  # imported where used: workers start without them
     import sqlalchemy
 
 PREFIX_ENV = "PGQUEUE_DB_PREFIX"  # lets tests keep their databases apart from a learner's
+# 1: keep each finished build as a template database and copy it next time (the test suite's
+# setting: it builds the same labs hundreds of times). Off for learners: no hidden databases.
+TEMPLATES_ENV = "PGQUEUE_TEMPLATES"
 DEFAULT_PREFIX = "pgqueue_"
 # Workers name their connections with this prefix, so a reset can tell them from notebooks.
 WORKER_APPLICATION = "pgqueue worker"
@@ -128,9 +131,15 @@ def ensure(poc: str) -> str:
     return url(poc, create=False)
 
 
-def _create(admin: psycopg.Connection, name: str) -> None:
+def _create(admin: psycopg.Connection, name: str, template: str | None = None) -> None:
+    if template is None:
+        create = sql.SQL(_q()["create_database"]).format(db=sql.Identifier(name))
+    else:
+        create = sql.SQL(_q()["create_database_from_template"]).format(
+            db=sql.Identifier(name), template=sql.Identifier(template)
+        )
     try:
-        admin.execute(sql.SQL(_q()["create_database"]).format(db=sql.Identifier(name)))
+        admin.execute(create)
     except psycopg.errors.InsufficientPrivilege:
         role = admin.info.user
         raise PgQueueError(
@@ -205,12 +214,7 @@ def reset(
                     f"role {admin.info.user!r} may not drop the lab's database {name} "
                     f"({exc.diag.message_primary}); use the role that made it, or another {PREFIX_ENV}"
                 ) from None
-            _create(admin, name)
-            ran = []
-            if all(folder.is_dir() for folder in folders):
-                with connect(poc) as conn:
-                    schema.apply_upto(conn, folders, upto, examples=examples, fixes=fixes)
-                    ran = list(schema.applied(conn))
+            ran = _build(admin, name, folders, upto, examples=examples, fixes=fixes, kept_as=name)
         finally:
             admin.execute(q["unlock_lab"], {"name": name})
     return Rebuilt(poc, name, ran, stopped)
@@ -243,15 +247,67 @@ def scratch(
     name = f"{prefix()}scratch_{secrets.token_hex(4)}"
     q = _q()
     with server.connect() as admin:
-        _create(admin, name)
         try:
-            with server.connect(name) as conn:
-                schema.apply_upto(conn, folders, upto, examples=examples, fixes=fixes)
+            kept_as = f"{prefix()}scratch"
+            _build(admin, name, folders, upto, examples=examples, fixes=fixes, kept_as=kept_as)
             yield Scratch(check_poc(poc), name)
         finally:
             admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(name)))
             # a role named after the copy (the hardened lab's worker role) goes with it
             admin.execute(sql.SQL(q["drop_role"]).format(role=sql.Identifier(f"{name}_worker")))
+
+
+def templates_on() -> bool:
+    """Whether builds are kept as template databases and copied (PGQUEUE_TEMPLATES: 0 or 1)."""
+    value = os.environ.get(TEMPLATES_ENV, "").strip()
+    if value not in ("", "0", "1"):
+        raise PgQueueError(f"{TEMPLATES_ENV} is 0 or 1 (1: keep builds as templates), got {value!r}")
+    return value == "1"
+
+
+def _build(
+    admin: psycopg.Connection,
+    name: str,
+    folders: list[Path],
+    upto: int | str | None,
+    *,
+    examples: bool,
+    fixes: bool,
+    kept_as: str,
+) -> list[str]:
+    """Create database `name` holding the steps up to `upto`; the steps it holds.
+
+    With PGQUEUE_TEMPLATES=1 a finished build is kept as `<kept_as>_tpl_<fingerprint>` and
+    copied the next time the same files are asked for: an edited step changes the fingerprint.
+    The template takes the build's own name as its base, because a step may name things after
+    its database (the hardened lab's `<database>_worker` role, granted inside it).
+    """
+    if not all(folder.is_dir() for folder in folders):
+        _create(admin, name)
+        return []
+    template = None
+    if templates_on() and upto != 0:
+        template = f"{kept_as}_tpl_{schema.fingerprint(folders, upto, examples=examples, fixes=fixes)[:10]}"
+        if admin.execute(_q()["database_exists"], {"name": template}).fetchone()[0]:
+            _create(admin, name, template)
+            with server.connect(name) as conn:
+                return list(schema.applied(conn))
+    _create(admin, name)
+    with server.connect(name) as conn:
+        schema.apply_upto(conn, folders, upto, examples=examples, fixes=fixes)
+        ran = list(schema.applied(conn))
+    if template is not None and (kept_as == name or not _own_roles(admin, name)):
+        # someone already connected to the new lab (a waiting worker), or another process
+        # keeping the same build: no template this time, the next build tries again
+        with contextlib.suppress(psycopg.errors.ObjectInUse, psycopg.errors.DuplicateDatabase):
+            _create(admin, template, name)
+    return ran
+
+
+def _own_roles(admin: psycopg.Connection, name: str) -> list[str]:
+    # a scratch copy's roles are dropped with it, which a template's grants to them would forbid
+    pattern = name.replace("_", r"\_") + r"\_%"
+    return [row[0] for row in admin.execute(_q()["roles_like"], {"pattern": pattern})]
 
 
 def lab_busy(poc: str) -> bool:

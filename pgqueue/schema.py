@@ -200,13 +200,28 @@ def apply_upto(
     fixes: bool = False,
 ) -> list[Step]:
     """Run every step of `folder` up to and including `upto` (all when None, none when 0)."""
+    return [step for step in upto_steps(folders, upto) if apply(conn, step, examples=examples, fixes=fixes)]
+
+
+def upto_steps(folders: Path | Sequence[Path], upto: int | str | None = None) -> list[Step]:
+    """The steps up to and including `upto` (all when None, none when 0), in order."""
     if upto == 0:
         return []
     last = find(folders, upto).number if upto is not None else None
-    ran = []
-    for step in steps(folders):
-        if last is not None and step.number > last:
-            break
-        if apply(conn, step, examples=examples, fixes=fixes):
-            ran.append(step)
-    return ran
+    return [step for step in steps(folders) if last is None or step.number <= last]
+
+
+def fingerprint(
+    folders: Path | Sequence[Path],
+    upto: int | str | None = None,
+    *,
+    examples: bool = False,
+    fixes: bool = False,
+) -> str:
+    """A hash of everything a build up to `upto` runs: equal fingerprints, equal databases."""
+    digest = hashlib.sha256()
+    for step in upto_steps(folders, upto):
+        ran = [step.path, step.fix_path if fixes else None, step.examples if examples else None]
+        for path in filter(None, ran):
+            digest.update(f"{path.parent.name}/{path.name}:{_checksum(path)};".encode())
+    return digest.hexdigest()
