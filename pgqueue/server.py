@@ -101,27 +101,41 @@ def _unreachable(dsn: str, exc: Exception) -> Unreachable:
     return Unreachable(f"cannot reach PostgreSQL ({where}; {DSN_ENV}={mask(dsn)}): {reason}")
 
 
+def _server_said_why(exc: psycopg.OperationalError) -> bool:
+    # psycopg gives no SQLSTATE for a failed connection; libpq's message holds the server's
+    # error with its severity when there was one, and only a transport error when there was not
+    return any(f"{severity}:  " in str(exc) for severity in ("FATAL", "ERROR", "PANIC"))
+
+
 @cache
 def _checked(dsn: str) -> str:
     """The DSN, once its server has answered: at once, or within PGQUEUE_WAIT_FOR_DB seconds.
 
     Only silence or "not now" (a server still starting) is waited for: libpq's ping tells those
-    from an answer, so a wrong password or a missing database is reported at once.
+    from an answer, so a wrong password or a missing database is reported at once. A connection
+    that fails after a ping answered is tried again too, unless the server said why (password,
+    database).
     """
     deadline = time.monotonic() + wait_for_db()
     backoff, said = Backoff(0.25, 4.0), False
     # a ping without a timeout can hang on a lost SYN for 40 s (seen while a container joined the network)
     ping = make_conninfo(dsn, connect_timeout=CONNECT_TIMEOUT).encode()
-    while (left := deadline - time.monotonic()) > 0 and pq.PGconn.ping(ping) in _NOT_READY:
-        if not said:
-            print(f"pgqueue: waiting up to {left:.0f} s for PostgreSQL at {mask(dsn)}", file=sys.stderr)
-            said = True
-        time.sleep(min(backoff.next(), left))
-    try:
-        with psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT, autocommit=True):
-            return dsn
-    except psycopg.OperationalError as exc:
-        raise _unreachable(dsn, exc) from None
+    while True:
+        while (left := deadline - time.monotonic()) > 0 and pq.PGconn.ping(ping) in _NOT_READY:
+            if not said:
+                print(f"pgqueue: waiting up to {left:.0f} s for PostgreSQL at {mask(dsn)}", file=sys.stderr)
+                said = True
+            time.sleep(min(backoff.next(), left))
+        try:
+            with psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT, autocommit=True):
+                return dsn
+        except psycopg.OperationalError as exc:
+            # a ping that answered, then a connection that did not (dropped or timed out under
+            # load, or the server stopping again): within the wait that is "not yet" as well
+            left = deadline - time.monotonic()
+            if left <= 0 or (_server_said_why(exc) and pq.PGconn.ping(ping) not in _NOT_READY):
+                raise _unreachable(dsn, exc) from None
+            time.sleep(min(backoff.next(), left))
 
 
 def wait_for_db() -> float:

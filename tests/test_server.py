@@ -112,8 +112,9 @@ class _SocketForwarder:
     """A unix socket that forwards each connection to the tests' server (its socket, or TCP under
     PGQUEUE_DSN): a server that can be switched on after a client started waiting for it."""
 
-    def __init__(self, folder, server_params: dict) -> None:
+    def __init__(self, folder, server_params: dict, drop: frozenset[int] = frozenset()) -> None:
         self.path = str(folder / ".s.PGSQL.5432")
+        self.drop = drop  # the connections (counted from 1) closed at once, as a lost one would be
         host, port = server_params["host"], int(server_params.get("port") or 5432)
         if host.startswith("/"):
             self.family, self.target = socket.AF_UNIX, str(Path(host) / f".s.PGSQL.{port}")
@@ -134,6 +135,9 @@ class _SocketForwarder:
             except OSError:
                 return
             self.connections += 1
+            if self.connections in self.drop:
+                client.close()
+                continue
             upstream = socket.create_connection(self.target) if self.family == socket.AF_INET else None
             if upstream is None:
                 upstream = socket.socket(socket.AF_UNIX)
@@ -179,6 +183,23 @@ def test_a_server_that_comes_up_later_is_waited_for_with_one_line(tmp_path):
     assert cli.returncode == 0, err
     assert err == "" and out  # one waiting line, then the status, through the server switched on
     assert forwarder.connections >= 1
+
+
+def test_a_connection_lost_after_the_ping_answered_is_tried_again_within_the_wait(tmp_path):
+    # the compose sandbox met this under load: the server answered the ping, then the next
+    # connection was lost; the wait is for a connection that works, not for one answer
+    params = conninfo_to_dict(server.resolve().uri)
+    forwarder = _SocketForwarder(tmp_path, params, drop=frozenset({2}))  # 1 is the ping
+    forwarder.start()
+    dsn = f"postgresql:///postgres?host={tmp_path}&user={params['user']}"
+    try:
+        result = run_cli("status", env={"PGQUEUE_DSN": dsn, "PGQUEUE_WAIT_FOR_DB": "60"})
+        without_wait = run_cli("status", env={"PGQUEUE_DSN": dsn, "PGQUEUE_WAIT_FOR_DB": "0"})
+    finally:
+        forwarder.close()
+    assert result.returncode == 0, result.stderr
+    assert forwarder.connections >= 4  # the ping, the lost one, a ping again, the one that worked
+    assert without_wait.returncode == 0  # nothing lost this time: the drop was the second only
 
 
 def test_a_server_that_answers_no_is_not_waited_for():
