@@ -12,7 +12,9 @@ def _databases() -> set[str]:
     q = queries.load("kit/queries.sql")
     with server.connect() as admin:
         pattern = labs.prefix().replace("_", r"\_") + "scratch%"
-        return {row[0] for row in admin.execute(q["databases_like"], {"pattern": pattern})}
+        names = {row[0] for row in admin.execute(q["databases_like"], {"pattern": pattern})}
+    # the copies, not the templates they are made from (kept on purpose: PGQUEUE_TEMPLATES)
+    return {name for name in names if not name.startswith(labs.prefix() + "scratch_tpl_")}
 
 
 def test_a_scratch_lab_is_built_to_its_step_and_dropped_even_after_an_error():
