@@ -257,6 +257,17 @@ def scratch(
             admin.execute(sql.SQL(q["drop_role"]).format(role=sql.Identifier(f"{name}_worker")))
 
 
+def drop(poc: str) -> list[str]:
+    """Drop a lab's database and the templates kept of it (PGQUEUE_TEMPLATES); the names dropped."""
+    name, q = database(poc), _q()
+    with server.connect() as admin:
+        pattern = name.replace("_", r"\_") + r"\_tpl\_%"
+        names = [name, *(row[0] for row in admin.execute(q["databases_like"], {"pattern": pattern}))]
+        for each in names:
+            admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(each)))
+    return names
+
+
 def templates_on() -> bool:
     """Whether builds are kept as template databases and copied (PGQUEUE_TEMPLATES: 0 or 1)."""
     value = os.environ.get(TEMPLATES_ENV, "").strip()

@@ -97,7 +97,8 @@ def a_worker_of_another_home(tmp_path_factory):
     """A learner's worker from another checkout runs beside the whole suite; no test may count it."""
     home = tmp_path_factory.mktemp("another-checkout")
     prefix = f"pgqueue_another{os.getpid()}_"
-    env = {"PGQUEUE_HOME": str(home), "PGQUEUE_DB_PREFIX": prefix}
+    # as a learner's checkout runs: no template databases (the suite's own processes keep them)
+    env = {"PGQUEUE_HOME": str(home), "PGQUEUE_DB_PREFIX": prefix, "PGQUEUE_TEMPLATES": "0"}
     built = run_cli("setup", "--poc", "single-call", "--examples", env=env)
     assert built.returncode == 0, built.stderr
     worker = subprocess.Popen(

@@ -9,9 +9,8 @@ import sys
 import psycopg
 import pytest
 import yaml
-from psycopg import sql
 
-from pgqueue import children, labs, queries, server, single_call
+from pgqueue import children, labs, server, single_call
 from pgqueue.wait import until
 from tests.conftest import REPO
 
@@ -223,9 +222,7 @@ def test_the_containers_commands_carry_jobs_through_pgqueue_dsn(monkeypatch):
     finally:
         for proc in workers:
             children.stop(proc)
-        q = queries.load("kit/queries.sql")
-        with server.connect() as admin:
-            admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(labs.database("single-call"))))
+        labs.drop("single-call")  # and its template: this server outlives the run
 
 
 def test_up_again_keeps_the_lab_and_the_reset_profile_rebuilds_it(monkeypatch):
@@ -255,6 +252,4 @@ def test_up_again_keeps_the_lab_and_the_reset_profile_rebuilds_it(monkeypatch):
         assert rebuilt.returncode == 0 and "rebuilt" in rebuilt.stdout, rebuilt.stderr
         assert made not in single_call.pipe_jobs()["pipe_job_id"].tolist()
     finally:
-        q = queries.load("kit/queries.sql")
-        with server.connect() as admin:
-            admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(labs.database("single-call"))))
+        labs.drop("single-call")  # and its template: this server outlives the run

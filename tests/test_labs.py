@@ -225,6 +225,9 @@ def test_a_kept_build_is_copied_and_an_edited_step_is_built_afresh(design, monke
     labs.reset("single-call")  # a new fingerprint: built from the file, kept beside the old one
     assert labs.frame("single-call", "SELECT id FROM jobs")["id"].tolist() == [3]
     assert len(_templates_of(name) - before) == 2 and template in _templates_of(name)
+    # dropping the lab takes its templates too (a server that outlives the run keeps neither)
+    assert set(labs.drop("single-call")) >= {name, template}
+    assert _templates_of(name) == set() and not labs.exists("single-call")
 
 
 def test_templates_are_off_unless_asked_and_a_bad_setting_is_refused(design, monkeypatch):
