@@ -10,7 +10,19 @@ from pathlib import Path
 
 import psycopg
 
-from pgqueue import checks, children, designs, embedded, heartbeats, labs, options, paths, server, worker_base
+from pgqueue import (
+    bench,
+    checks,
+    children,
+    designs,
+    embedded,
+    heartbeats,
+    labs,
+    options,
+    paths,
+    server,
+    worker_base,
+)
 from pgqueue.checks import BadValue
 from pgqueue.errors import PgQueueError
 from pgqueue.events import EventLog
@@ -499,7 +511,53 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.add_argument(
         "--timeout", type=_typed(checks.seconds, "timeout"), default=60.0, help="give up after (default 60 s)"
     )
+
+    bench_parser = verb(
+        verbs,
+        "bench",
+        "measure what a claim costs in each design as the queue grows",
+        "Measure, on a server of its own (a fresh embedded one, or PGQUEUE_DSN's with databases "
+        "of its own), what one claim costs in each design at growing queue depths, beside the "
+        "floor (a bare SKIP LOCKED queue); print a table, and write every figure as JSON if asked. "
+        "The full run goes to 1,000,000 waiting jobs; --quick stops at 10,000.",
+        bench_run,
+    )
+    bench_parser.add_argument("--quick", action="store_true", help="depths 1k and 10k, 10 claims each")
+    bench_parser.add_argument("--json", type=Path, metavar="FILE", help="write the whole run here as JSON")
+    bench_parser.add_argument(
+        "--depths",
+        type=_typed(_depths),
+        help="waiting jobs to time claims at, increasing, comma-separated (default: 1k, 10k, 100k, 1M)",
+    )
+    bench_parser.add_argument(
+        "--samples",
+        type=_typed(checks.whole, "samples", 1, 1000),
+        help="timed claims per depth (default 30; --quick 10)",
+    )
     return parser
+
+
+def _depths(text: str) -> list[int]:
+    return bench.check_depths([checks.whole(part, "a depth", 1, bench.MAX_DEPTH) for part in text.split(",")])
+
+
+def bench_run(args: argparse.Namespace) -> int:
+    """Run the benchmark, printing progress and the table; write the JSON if asked."""
+    if args.json is not None and not args.json.parent.is_dir():
+        raise BadValue(f"--json: no folder {str(args.json.parent)!r} to write {args.json.name!r} in")
+    report = bench.run(
+        quick=args.quick,
+        depths=args.depths,
+        samples=args.samples,
+        progress=lambda line: print(line, flush=True),
+    )
+    print()
+    print(report.table())
+    print(f"\n{report.seconds:.0f} s on {report.machine['cores']} cores ({report.machine['cpu']})")
+    if args.json is not None:
+        args.json.write_text(report.to_json() + "\n", encoding="utf-8")
+        print(f"pgqueue: wrote {args.json}")
+    return 0
 
 
 def _os_problem(exc: OSError) -> str:
