@@ -23,10 +23,6 @@ def pytest_configure(config: pytest.Config) -> None:
     # database and copied afterwards (labs.TEMPLATES_ENV), which the lessons' kernels inherit
     os.environ["PGQUEUE_TEMPLATES"] = "1"
     config.stash[_HOME] = home
-    # the controller of a parallel run only hands out tests; its workers start their own servers
-    controller = not hasattr(config, "workerinput") and getattr(config.option, "numprocesses", None)
-    if not os.environ.get("PGQUEUE_DSN") and not controller:
-        _throwaway_settings()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -39,25 +35,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _drop_test_databases()
     embedded.stop()
     shutil.rmtree(home, ignore_errors=True)
-
-
-# This process's embedded server is thrown away after the run: it need not survive a machine
-# crash, so it does not wait for the disk (measured: the suite took 276 s instead of 293 s).
-THROWAWAY = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
-
-
-def _throwaway_settings() -> None:
-    from psycopg import sql
-
-    from pgqueue import queries, server
-
-    q = queries.load("kit/queries.sql")
-    with server.connect() as admin:
-        for setting, value in THROWAWAY.items():
-            admin.execute(
-                sql.SQL(q["alter_system"]).format(setting=sql.Identifier(setting), value=sql.Literal(value))
-            )
-        admin.execute(q["reload_settings"])
 
 
 def _drop_test_databases() -> None:

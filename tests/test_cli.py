@@ -30,6 +30,7 @@ VERBS = [
     ["status"],
     ["kill"],
     ["demo"],
+    ["bench"],
 ]
 
 

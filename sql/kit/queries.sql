@@ -70,10 +70,3 @@ SELECT rolname FROM pg_roles WHERE rolname LIKE %(pattern)s ORDER BY rolname;
 
 -- name: drop_role
 DROP ROLE IF EXISTS {role};
-
--- name: alter_system
--- One setting in postgresql.auto.conf (ALTER SYSTEM runs alone, never in a transaction block).
-ALTER SYSTEM SET {setting} = {value};
-
--- name: reload_settings
-SELECT pg_reload_conf();
