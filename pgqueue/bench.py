@@ -178,40 +178,42 @@ def machine() -> dict:
 
 
 @contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """These environment variables inside the block (children inherit them), as they were after."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
 def own_server() -> Iterator[str]:
     """PGQUEUE_DSN's server, or a fresh embedded one in a private folder, removed afterwards.
 
     A fresh server keeps the learner's labs and their server's caches out of the numbers. Its
     settings are PostgreSQL's defaults (durable commits), as a queue that must not lose jobs needs.
+    The bench's labs have names of their own and no templates (each is built once per run).
     """
+    own_labs = {labs.PREFIX_ENV: PREFIX, labs.TEMPLATES_ENV: "0"}
     if os.environ.get(server.DSN_ENV, "").strip():
-        yield "PGQUEUE_DSN"
+        with _environ(own_labs):
+            yield "PGQUEUE_DSN"
         return
-    saved = os.environ.get("PGQUEUE_HOME")
     folder = paths.private_folder(paths.home() / f"bench-{os.getpid()}")
-    os.environ["PGQUEUE_HOME"] = str(folder)
     try:
-        yield "a fresh embedded server"
+        with _environ({"PGQUEUE_HOME": str(folder), **own_labs}):
+            try:
+                yield "a fresh embedded server"
+            finally:
+                embedded.stop()
     finally:
-        embedded.stop()
-        if saved is None:
-            os.environ.pop("PGQUEUE_HOME", None)
-        else:
-            os.environ["PGQUEUE_HOME"] = saved
         shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _own_prefix() -> Iterator[None]:
-    saved = os.environ.get(labs.PREFIX_ENV)
-    os.environ[labs.PREFIX_ENV] = PREFIX
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(labs.PREFIX_ENV, None)
-        else:
-            os.environ[labs.PREFIX_ENV] = saved
 
 
 class _Queue:
@@ -325,7 +327,7 @@ def run(
     depths = check_depths(list(depths or (QUICK_DEPTHS if quick else FULL_DEPTHS)))
     samples = check_samples(samples or (QUICK_SAMPLES if quick else FULL_SAMPLES))
     started = time.monotonic()
-    with own_server() as where, _own_prefix():
+    with own_server() as where:
         report = Report(
             machine=machine(),
             server={"version": server.version(), "where": where},
