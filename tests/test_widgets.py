@@ -5,7 +5,7 @@ import json
 import psutil
 import pytest
 
-from pgqueue import PgQueueError, fleet, heartbeats, labs, notify_listen, single_call, viz, widgets
+from pgqueue import PgQueueError, fleet, heartbeats, labs, notify_listen, queries, single_call, viz, widgets
 from pgqueue.heartbeats import Identity
 from pgqueue.wait import until
 
@@ -56,8 +56,12 @@ def test_refreshing_the_kill_panel_never_writes_a_switch(sc_lab):
         (member,) = workers.start("uploader", "1.0.0", worker_options=FAST_SC)
         _beating(SC, [member])
         panel = widgets.KillSwitchPanel(SC)
-        heartbeats.set_kill_switch(SC, member.who.uuid, True)
-        heartbeats.set_kill_switch(SC, member.who.uuid, False)  # flipped back before the worker looked
+        # set and cleared in one transaction: the worker, polling, can never see it set (two
+        # commits let a loaded machine's worker look in between, and it exited, killed)
+        switch = queries.load("clients/heartbeats.sql")["set_kill_switch"]
+        with labs.connect(SC) as conn, conn.transaction():
+            for on in (True, False):
+                conn.execute(switch, {"uuid": member.who.uuid, "on": on})
         panel.refresh()
         panel.refresh()
         assert not panel.toggles[member.who.uuid].value and member.alive
