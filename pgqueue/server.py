@@ -25,6 +25,9 @@ POOLED_ENV = "PGQUEUE_POOLED"
 # sandbox sets it, because a container may start before its database is ready
 WAIT_ENV = "PGQUEUE_WAIT_FOR_DB"
 CONNECT_TIMEOUT = 3  # seconds: a wrong address is reported well within 5 s
+# seconds an unanswered connection is tried again, only where PGQUEUE_WAIT_FOR_DB is set: short,
+# since a worker's stop signal waits for it (its own loop reconnects with backoff after that)
+RETRY_UNANSWERED = 10.0
 # what libpq's ping says of a server worth waiting for: nothing answers, or it rejects (starting up)
 _NOT_READY = {pq.Ping.NO_RESPONSE, pq.Ping.REJECT}
 
@@ -178,17 +181,26 @@ def connect(
     dsn = srv.uri_for(dbname) if dbname else srv.uri
     as_user = {"user": user} if user else {}
     pooled = {"prepare_threshold": None} if pooled_by_env() else {}
-    try:
-        return psycopg.connect(
-            dsn,
-            **as_user,
-            **pooled,
-            autocommit=autocommit,
-            application_name=application_name,
-            connect_timeout=CONNECT_TIMEOUT,
-        )
-    except psycopg.OperationalError as exc:
-        raise _unreachable(dsn, exc) from None
+    # in a container network a name can fail to resolve, or a first connection be dropped, for a
+    # moment after a container starts (seen in the sandbox's `up`): where the kit waits for its
+    # database (PGQUEUE_WAIT_FOR_DB), a connection that got no answer is tried again, briefly
+    deadline = time.monotonic() + min(wait_for_db(), RETRY_UNANSWERED)
+    backoff = Backoff(0.25, 2.0)
+    while True:
+        try:
+            return psycopg.connect(
+                dsn,
+                **as_user,
+                **pooled,
+                autocommit=autocommit,
+                application_name=application_name,
+                connect_timeout=CONNECT_TIMEOUT,
+            )
+        except psycopg.OperationalError as exc:
+            left = deadline - time.monotonic()
+            if left <= 0 or _server_said_why(exc):
+                raise _unreachable(dsn, exc) from None
+            time.sleep(min(backoff.next(), left))
 
 
 def pooled_by_env() -> bool:

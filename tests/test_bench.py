@@ -11,6 +11,9 @@ from pgqueue import bench, labs, paths, queries, server
 from pgqueue.errors import PgQueueError
 from tests.conftest import run_cli
 
+# starts a fresh embedded server of its own, and builds every design's lab there
+pytestmark = pytest.mark.slow
+
 DSN_SET = bool(os.environ.get("PGQUEUE_DSN"))
 
 

@@ -202,6 +202,21 @@ def test_a_connection_lost_after_the_ping_answered_is_tried_again_within_the_wai
     assert without_wait.returncode == 0  # nothing lost this time: the drop was the second only
 
 
+def test_with_a_wait_a_later_connection_that_gets_no_answer_is_tried_again(tmp_path):
+    # the sandbox's `setup` met this after `up`: the wait was over, then the name `db` failed to
+    # resolve for a moment; the connections after the wait are retried briefly too
+    params = conninfo_to_dict(server.resolve().uri)
+    forwarder = _SocketForwarder(tmp_path, params, drop=frozenset({3}))  # the ping, the wait's, then
+    forwarder.start()
+    dsn = f"postgresql:///postgres?host={tmp_path}&user={params['user']}"
+    try:
+        result = run_cli("status", env={"PGQUEUE_DSN": dsn, "PGQUEUE_WAIT_FOR_DB": "60"})
+    finally:
+        forwarder.close()
+    assert result.returncode == 0, result.stderr
+    assert forwarder.connections >= 4
+
+
 def test_a_server_that_answers_no_is_not_waited_for():
     # a database that does not exist is an answer (SQLSTATE 3D000), not a server still starting
     params = conninfo_to_dict(server.resolve().uri)
