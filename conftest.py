@@ -39,18 +39,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def _drop_test_databases() -> None:
     """Drop what this run created on a server that outlives it (PGQUEUE_DSN's)."""
-    from psycopg import sql
+    from pgqueue import labs
 
-    from pgqueue import labs, queries, server
-
-    q = queries.load("kit/queries.sql")
-    with contextlib.suppress(Exception), server.connect() as admin:
-        pattern = labs.prefix().replace("_", r"\_") + "%"
-        for (name,) in admin.execute(q["databases_like"], {"pattern": pattern}).fetchall():
-            admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(name)))
-        # the hardened labs' worker roles, once their databases (and grants) are gone
-        for (role,) in admin.execute(q["roles_like"], {"pattern": pattern}).fetchall():
-            admin.execute(sql.SQL(q["drop_role"]).format(role=sql.Identifier(role)))
+    with contextlib.suppress(Exception):
+        labs.drop_every(labs.prefix())
 
 
 _HOME = pytest.StashKey[str]()

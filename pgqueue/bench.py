@@ -338,17 +338,6 @@ def run(
         progress(f"pgqueue bench on {where} (PostgreSQL {report.server['version']}): claim cost per depth")
         report.claim_costs = claim_costs(depths, samples, progress)
         if where == "PGQUEUE_DSN":
-            _drop_own_databases()
+            labs.drop_every(PREFIX)  # a server that outlives the run keeps the learner's labs only
     report.seconds = round(time.monotonic() - started, 1)
     return report
-
-
-def _drop_own_databases() -> None:
-    """On a server that outlives the run, the bench's databases go (the learner's labs stay)."""
-    kit = queries.load("kit/queries.sql")
-    with server.connect() as admin:
-        pattern = PREFIX.replace("_", r"\_") + "%"
-        for (name,) in admin.execute(kit["databases_like"], {"pattern": pattern}).fetchall():
-            admin.execute(sql.SQL(kit["drop_database"]).format(db=sql.Identifier(name)))
-        for (role,) in admin.execute(kit["roles_like"], {"pattern": pattern}).fetchall():
-            admin.execute(sql.SQL(kit["drop_role"]).format(role=sql.Identifier(role)))

@@ -268,6 +268,24 @@ def drop(poc: str) -> list[str]:
     return names
 
 
+def drop_every(prefix_: str) -> list[str]:
+    """Drop every database named `prefix_...`, then the roles named so; the databases dropped.
+
+    For a server that outlives a run (PGQUEUE_DSN's): the test suite and `bench` leave none of
+    their labs, templates or worker roles there, and a learner's labs (another prefix) stay.
+    """
+    q = _q()
+    pattern = prefix_.replace("_", r"\_") + "%"
+    with server.connect() as admin:
+        names = [row[0] for row in admin.execute(q["databases_like"], {"pattern": pattern}).fetchall()]
+        for name in names:
+            admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(name)))
+        # the hardened labs' worker roles, once their databases (and grants) are gone
+        for (role,) in admin.execute(q["roles_like"], {"pattern": pattern}).fetchall():
+            admin.execute(sql.SQL(q["drop_role"]).format(role=sql.Identifier(role)))
+    return names
+
+
 def templates_on() -> bool:
     """Whether builds are kept as template databases and copied (PGQUEUE_TEMPLATES: 0 or 1)."""
     value = os.environ.get(TEMPLATES_ENV, "").strip()

@@ -117,7 +117,7 @@ def _checked(dsn: str) -> str:
     Only silence or "not now" (a server still starting) is waited for: libpq's ping tells those
     from an answer, so a wrong password or a missing database is reported at once. A connection
     that fails after a ping answered is tried again too, unless the server said why (password,
-    database).
+    database) and still answers.
     """
     deadline = time.monotonic() + wait_for_db()
     backoff, said = Backoff(0.25, 4.0), False
