@@ -1,10 +1,17 @@
-"""`python -m pgqueue bench`: what a claim costs in each design as the queue grows, beside the floor.
+"""`python -m pgqueue bench`: what each design costs and how that grows, beside the floor and the peers.
 
 Every design runs in its own lab database on one server (a fresh embedded one, or PGQUEUE_DSN's
-with databases of their own), in one run, so the ratios between them are fair. A queue is filled
-to each depth in one statement; then a fixed number of claims is timed there, one after another,
-each the call that design's worker makes. The floor is the least a queue in PostgreSQL can do
-per claim: one `UPDATE ... FOR UPDATE SKIP LOCKED` on a table with one partial index.
+with databases of their own), in one run, so the ratios between them are fair. Four scenarios:
+
+* claim cost: a queue is filled to each depth in one statement, then a fixed number of claims is
+  timed there, one after another, each the call that design's worker makes;
+* throughput: 1, 2, 4, 8 worker processes (pgqueue.bench_worker) released together on a fresh
+  queue of no-op jobs, until it is empty or a fixed window has passed;
+* wake-up: one idle worker, and jobs committed one at a time: how long each waited to be held;
+* the floor: the least a queue in PostgreSQL can do per job, one `UPDATE ... FOR UPDATE SKIP
+  LOCKED` on a table with one partial index, and pgbench's single-row UPDATE on the same server.
+
+Peers (pgqueuer, procrastinate) run in the throughput scenario when installed.
 """
 
 from __future__ import annotations
@@ -13,8 +20,12 @@ import contextlib
 import json
 import os
 import platform
+import random
 import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -23,7 +34,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from pgqueue import checks, embedded, labs, paths, queries, server
+from pgqueue import checks, children, embedded, labs, paths, peers, queries, server
 from pgqueue.errors import PgQueueError
 from pgqueue.heartbeats import Identity
 
@@ -35,6 +46,7 @@ WARM_UP = 3  # claims before the timed ones: the first calls plan their statemen
 BATCH = 50  # the hardened batch claim's size
 PREFIX = "pgqueue_bench_"  # the bench's databases, apart from a learner's labs on a shared server
 MAX_DEPTH = 10_000_000
+SCENARIOS = ("claims", "throughput", "wake-up", "pgbench")
 
 
 def _q() -> queries.Queries:
@@ -108,15 +120,34 @@ class Report:
     quick: bool
     depths: list[int]
     samples: int
+    workers: list[int] = field(default_factory=list)
+    jobs: int = 0  # no-op jobs queued for each throughput point
+    window: float = 0.0  # the most seconds a throughput point may last
     claim_costs: list[ClaimCost] = field(default_factory=list)
+    throughput: list[Throughput] = field(default_factory=list)
+    wake_ups: list[WakeUp] = field(default_factory=list)
+    pgbench: list[Pgbench] = field(default_factory=list)
+    peers_missing: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def to_json(self) -> str:
-        """The whole run as JSON (the lesson reads a saved one)."""
-        return json.dumps(asdict(self), indent=1)
+        """The whole run as JSON, with the goals checked (the lesson reads a saved one)."""
+        return json.dumps({**asdict(self), "goals": [asdict(goal) for goal in self.goals()]}, indent=1)
 
     def table(self) -> str:
+        """Every table of the run, one after another."""
+        parts = [self.claim_table(), self.throughput_table(), self.wake_up_table(), self.pgbench_table()]
+        goals = self.goals()
+        if goals:
+            parts.append("\n".join(["goals for the hardened design"] + [g.line() for g in goals]))
+        if self.peers_missing:
+            parts.append("\n".join(["peers not run"] + [f"  {line}" for line in self.peers_missing]))
+        return "\n\n".join(part for part in parts if part)
+
+    def claim_table(self) -> str:
         """Claim cost per depth for every claimer, and how much a claim at the deepest costs more."""
+        if not self.claim_costs:
+            return ""
         depths = self.depths
         head = f"{'claim (ms per call, p50)':<30}" + "".join(f"{_depth(d):>10}" for d in depths)
         lines = [head + f"{'deepest/first':>15}"]
@@ -128,6 +159,52 @@ class Report:
             growth = f"{last.p50_ms / first.p50_ms:>14.1f}x" if first and last and first.p50_ms else ""
             lines.append(f"{claimer:<30}{cells}{growth}")
         return "\n".join(lines)
+
+    def jobs_per_s(self, runner: str, workers: int) -> float | None:
+        """One throughput point's jobs/s, if it was measured."""
+        return next(
+            (t.jobs_per_s for t in self.throughput if t.runner == runner and t.workers == workers), None
+        )
+
+    def throughput_table(self) -> str:
+        """Jobs/s per worker processes for every design and peer, and its ratio to the floor's."""
+        if not self.throughput:
+            return ""
+        head = f"{'jobs/s (x the floor)':<34}" + "".join(f"{f'{n} worker' + ('s' if n > 1 else ''):>18}"
+                                                          for n in self.workers)  # fmt: skip
+        lines = [head]
+        for runner in dict.fromkeys(t.runner for t in self.throughput):
+            cells = ""
+            for n in self.workers:
+                rate, floor = self.jobs_per_s(runner, n), self.jobs_per_s(FLOOR, n)
+                ratio = f" ({rate / floor:.2f}x)" if rate is not None and floor else ""
+                cells += f"{(f'{rate:,.0f}' if rate is not None else '-') + ratio:>18}"
+            lines.append(f"{runner:<34}{cells}")
+        return "\n".join(lines)
+
+    def wake_up_table(self) -> str:
+        """How long a job waits for an idle worker, per design."""
+        if not self.wake_ups:
+            return ""
+        lines = [f"{'wake-up (ms from commit to held)':<34}{'p50':>10}{'p90':>10}{'p99':>10}{'max':>10}"]
+        for w in self.wake_ups:
+            lines.append(
+                f"{w.design:<34}{w.p50_ms:>10.1f}{w.p90_ms:>10.1f}{w.p99_ms:>10.1f}{w.max_ms:>10.1f}"
+            )
+        return "\n".join(lines)
+
+    def pgbench_table(self) -> str:
+        """pgbench's transactions per second, per client connection count."""
+        if not self.pgbench:
+            return ""
+        cells = ", ".join(
+            f"{p.clients} client{'s' if p.clients > 1 else ''}: {p.tps:,.0f}" for p in self.pgbench
+        )
+        return f"pgbench, single-row UPDATE ... RETURNING (transactions/s): {cells}"
+
+    def goals(self) -> list[Goal]:
+        """The hardened design's goals (issue 14, section 2), each with the number measured."""
+        return _goals(self)
 
 
 def _depth(n: int) -> str:
@@ -198,9 +275,10 @@ def own_server() -> Iterator[str]:
 
     A fresh server keeps the learner's labs and their server's caches out of the numbers. Its
     settings are PostgreSQL's defaults (durable commits), as a queue that must not lose jobs needs.
-    The bench's labs have names of their own and no templates (each is built once per run).
+    The bench's labs have names of their own, and templates: every throughput point starts from
+    a fresh lab, copied rather than built again; they go with the run's other databases.
     """
-    own_labs = {labs.PREFIX_ENV: PREFIX, labs.TEMPLATES_ENV: "0"}
+    own_labs = {labs.PREFIX_ENV: PREFIX, labs.TEMPLATES_ENV: "1"}
     if os.environ.get(server.DSN_ENV, "").strip():
         with _environ(own_labs):
             yield "PGQUEUE_DSN"
@@ -217,48 +295,58 @@ def own_server() -> Iterator[str]:
 
 
 class _Queue:
-    """One claimer's database, filled with waiting jobs for `bench_noop 1.0.0`."""
+    """One design's database, with the bench's one-step pipeline of `bench_noop 1.0.0` jobs.
 
-    def __init__(self, claimer: Claimer) -> None:
-        self.claimer = claimer
+    For the claim cost, one pipe job holds every job (filled fast, in one statement); for
+    throughput and wake-up, each job is a request of its own, as a submit makes it.
+    """
+
+    def __init__(self, design: str, *, one_pipe_job: bool = True) -> None:
+        self.design = design
         q = _q()
-        if claimer.design == "floor":
-            self.database = labs.prefix() + "floor"
-            with server.connect() as admin:
-                kit = queries.load("kit/queries.sql")
-                admin.execute(sql.SQL(kit["drop_database"]).format(db=sql.Identifier(self.database)))
-                admin.execute(sql.SQL(kit["create_database"]).format(db=sql.Identifier(self.database)))
+        if design == "floor":
+            self.database = _fresh_database(labs.prefix() + "floor")
             with self.connect() as conn:
                 conn.execute(q["create_floor"])
             return
-        labs.reset(claimer.design, examples=True)
-        self.database = labs.database(claimer.design)
+        labs.reset(design, examples=True)
+        self.database = labs.database(design)
         with self.connect() as conn:
             self.pipe_id = conn.execute(q["bench_pipeline"]).fetchone()[0]
             conn.execute(q["bench_step"], {"pipe_id": self.pipe_id})
-            if claimer.design != "notify-listen":
+            if design != "notify-listen" and one_pipe_job:
                 self.pipe_job_id = conn.execute(q["bench_pipe_job"], {"pipe_id": self.pipe_id}).fetchone()[0]
 
     def connect(self) -> psycopg.Connection:
         return server.connect(self.database, application_name="pgqueue bench")
 
     def waiting(self, conn: psycopg.Connection) -> int:
-        name = "floor_waiting" if self.claimer.design == "floor" else "waiting"
+        name = "floor_waiting" if self.design == "floor" else "waiting"
         return conn.execute(_q()[name]).fetchone()[0]
+
+    def add(self, conn: psycopg.Connection, jobs: int, *, requests: bool = False) -> None:
+        """`jobs` more waiting jobs in one statement: in the one pipe job, or each a request of its own."""
+        q = _q()
+        if self.design == "floor":
+            conn.execute(q["fill_floor"], {"jobs": jobs})
+        elif self.design == "notify-listen":
+            conn.execute(q["fill_notify_listen"], {"pipe_id": self.pipe_id, "jobs": jobs})
+        elif requests:
+            conn.execute(q["fill_requests"], {"pipe_id": self.pipe_id, "jobs": jobs})
+        else:
+            conn.execute(q["fill_pipe_job"], {"pipe_id": self.pipe_id, "pipe_job_id": self.pipe_job_id,
+                                              "jobs": jobs})  # fmt: skip
+
+    def analyze(self, conn: psycopg.Connection) -> None:
+        """Refresh the planner's statistics, as autovacuum would after a fill this size."""
+        conn.execute(_q()["floor_analyze" if self.design == "floor" else "analyze"])
 
     def fill_to(self, conn: psycopg.Connection, depth: int) -> None:
         """Add waiting jobs until `depth` wait (one statement), then refresh the planner's statistics."""
-        q = _q()
         missing = depth - self.waiting(conn)
         if missing > 0:
-            if self.claimer.design == "floor":
-                conn.execute(q["fill_floor"], {"jobs": missing})
-            elif self.claimer.design == "notify-listen":
-                conn.execute(q["fill_notify_listen"], {"pipe_id": self.pipe_id, "jobs": missing})
-            else:
-                conn.execute(q["fill_pipe_job"], {"pipe_id": self.pipe_id, "pipe_job_id": self.pipe_job_id,
-                                                  "jobs": missing})  # fmt: skip
-        conn.execute(q["floor_analyze" if self.claimer.design == "floor" else "analyze"])
+            self.add(conn, missing)
+        self.analyze(conn)
 
 
 def claim_costs(
@@ -274,7 +362,7 @@ def claim_costs(
     """
     costs = []
     for claimer in claimers:
-        queue = _Queue(claimer)
+        queue = _Queue(claimer.design)
         who = Identity.new("bench_noop", "1.0.0")
         with queue.connect() as conn:
             for depth in depths:
@@ -316,16 +404,344 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+# --- throughput -------------------------------------------------------------------------------
+
+FULL_WORKERS = (1, 2, 4, 8)
+QUICK_WORKERS = (1, 2)
+FULL_JOBS, QUICK_JOBS = 20_000, 2_000  # no-op jobs per throughput point
+FULL_WINDOW, QUICK_WINDOW = 10.0, 2.0  # seconds a point may last: a slow design is measured, not drained
+READY_TIMEOUT = 60.0  # seconds a worker process may take to start and connect
+
+
+@dataclass(frozen=True)
+class Runner:
+    """One thing whose throughput is measured: a design's worker loop, the floor's, or a peer's."""
+
+    name: str
+    kind: str  # pgqueue.bench_worker's KIND
+    design: str  # its lab, "floor", or the peer's package
+    batch: int = 1
+
+    @property
+    def peer(self) -> bool:
+        return self.kind.startswith("peer:")
+
+
+RUNNERS = (
+    Runner("notify-listen", "notify-listen", "notify-listen"),
+    Runner("single-call", "single-call", "single-call"),
+    Runner("hardened", "hardened", "hardened"),
+    Runner("hardened, batch of 10", "hardened", "hardened", 10),
+    Runner(f"hardened, batch of {BATCH}", "hardened", "hardened", BATCH),
+    Runner("floor (bare SKIP LOCKED)", "floor", "floor"),
+    Runner(f"floor, batch of {BATCH}", "floor", "floor", BATCH),
+)
+
+
+def peer_runners() -> tuple[tuple[Runner, ...], list[str]]:
+    """The installed peers as runners, and one line for each peer that is missing."""
+    runners, missing = [], []
+    for peer in peers.PEERS:
+        why = peers.missing(peer)
+        if why:
+            missing.append(f"{peer.name}: {why}")
+        else:
+            runners.append(Runner(peer.name, f"peer:{peer.name}", peer.package, peer.batch))
+    return tuple(runners), missing
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Jobs finished per second by `workers` processes of one runner, on a fresh queue of `queued` jobs."""
+
+    runner: str
+    design: str
+    batch: int
+    workers: int
+    queued: int
+    jobs: int
+    seconds: float
+    jobs_per_s: float
+    drained: bool  # the queue ran empty before the window closed
+
+
+def _fresh_database(name: str) -> str:
+    kit = queries.load("kit/queries.sql")
+    with server.connect() as admin:
+        admin.execute(sql.SQL(kit["drop_database"]).format(db=sql.Identifier(name)))
+        admin.execute(sql.SQL(kit["create_database"]).format(db=sql.Identifier(name)))
+    return name
+
+
+def _prepare(runner: Runner, jobs: int) -> str:
+    """A fresh database for one point with `jobs` waiting no-op jobs, each a request of its own."""
+    if runner.peer:
+        database = _fresh_database(labs.prefix() + "peer")
+        peers.prepare(_peer(runner), server.resolve().uri_for(database), jobs)
+        return database
+    queue = _Queue(runner.design, one_pipe_job=False)
+    with queue.connect() as conn:
+        queue.add(conn, jobs, requests=True)
+        queue.analyze(conn)
+        if (waiting := queue.waiting(conn)) != jobs:
+            raise PgQueueError(f"{runner.name}: the queue holds {waiting} jobs, not {jobs}")
+    return queue.database
+
+
+def _peer(runner: Runner) -> peers.Peer:
+    return next(peer for peer in peers.PEERS if peer.name == runner.name)
+
+
+def _finished(runner: Runner, database: str, queued: int) -> int:
+    """How many of the point's jobs the database says are done (the workers' count is checked against it)."""
+    if runner.peer:
+        return queued - peers.remaining(_peer(runner), server.resolve().uri_for(database))
+    name = "floor_finished" if runner.design == "floor" else "finished"
+    with server.connect(database, application_name="pgqueue bench") as conn:
+        return conn.execute(_q()[name]).fetchone()[0]
+
+
+@contextlib.contextmanager
+def _workers(argvs: list[list[str]]) -> Iterator[list[subprocess.Popen]]:
+    """Worker processes (they die with this one), each ready (connected) when the block starts."""
+    procs = []
+    try:
+        for argv in argvs:
+            procs.append(
+                children.spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            )
+        for proc in procs:
+            _read(proc, "ready")
+        yield procs
+    finally:
+        for proc in procs:
+            children.stop(proc)
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+
+def _read(proc: subprocess.Popen, what: str) -> dict:
+    """The worker's next JSON line, or an error with what it said on stderr if it ended instead."""
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait(READY_TIMEOUT)
+        said = (proc.stderr.read().decode(errors="replace").strip().splitlines() or ["(nothing)"])[-1]
+        raise PgQueueError(f"a bench worker exited ({proc.returncode}) before it said {what}: {said}")
+    return json.loads(line)
+
+
+def _worker_argv(kind: str, database: str, batch: int) -> list[str]:
+    return [sys.executable, "-m", "pgqueue.bench_worker", kind, database, str(batch)]
+
+
+def throughput(runner: Runner, workers: int, jobs: int, window: float) -> Throughput:
+    """Release `workers` processes together on `jobs` fresh jobs; jobs/s until drained or `window` ends."""
+    database = _prepare(runner, jobs)
+    with _workers([_worker_argv(runner.kind, database, runner.batch)] * workers) as procs:
+        for proc in procs:
+            proc.stdin.write(f"go {window}\n".encode())
+        for proc in procs:
+            proc.stdin.flush()  # written first, flushed together: the processes start as one
+        results = [_read(proc, "how many jobs it finished") for proc in procs]
+    done = sum(r["jobs"] for r in results)
+    seconds = max(r["ended"] for r in results) - min(r["started"] for r in results)
+    finished = _finished(runner, database, jobs)
+    if finished != done:
+        raise PgQueueError(
+            f"{runner.name} with {workers} worker(s): the workers finished {done} jobs, the database "
+            f"says {finished}; the number would not be jobs"
+        )
+    return Throughput(
+        runner.name, runner.design, runner.batch, workers, jobs, done, round(seconds, 3),
+        round(done / seconds, 1) if seconds > 0 else 0.0, done == jobs,
+    )  # fmt: skip
+
+
+# --- wake-up latency --------------------------------------------------------------------------
+
+FULL_WAKE_SAMPLES = {"hardened": 200, "notify-listen": 30}
+QUICK_WAKE_SAMPLES = {"hardened": 30, "notify-listen": 5}
+WAKE_GAP = {"hardened": (0.01, 0.05), "notify-listen": (0.0, 1.2)}  # seconds between jobs, at random
+
+
+@dataclass(frozen=True)
+class WakeUp:
+    """How long a job waited, from its commit to an idle worker holding it (milliseconds)."""
+
+    design: str
+    samples: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    all_ms: list[float]
+
+
+def wake_up(design: str, samples: int) -> WakeUp:
+    """Commit `samples` jobs one at a time, each after a random gap, to one idle worker; time each."""
+    queue = _Queue(design, one_pipe_job=False)
+    low, high = WAKE_GAP[design]
+    waits = []
+    worker = [_worker_argv(f"wake:{design}", queue.database, 1)]
+    with queue.connect() as conn, _workers(worker) as (proc,):
+        proc.stdin.write(f"go {samples * 10 + 30} {samples}\n".encode())
+        proc.stdin.flush()
+        for _ in range(samples):
+            time.sleep(random.uniform(low, high))  # arrivals at random moments of the worker's cycle
+            queue.add(conn, 1, requests=True)
+            committed = time.monotonic()  # autocommit: the statement has committed
+            held = _read(proc, "that it held the job")["held"]
+            waits.append(round((held - committed) * 1000, 3))
+    return WakeUp(
+        design, samples, round(statistics.median(waits), 3), round(_percentile(waits, 0.9), 3),
+        round(_percentile(waits, 0.99), 3), max(waits), waits,
+    )  # fmt: skip
+
+
+# --- pgbench ----------------------------------------------------------------------------------
+
+FULL_PGBENCH_CLIENTS, QUICK_PGBENCH_CLIENTS = (1, 2, 4, 8), (1,)
+FULL_PGBENCH_SECONDS, QUICK_PGBENCH_SECONDS = 5, 2
+
+
+@dataclass(frozen=True)
+class Pgbench:
+    """pgbench's transactions per second: one single-row `UPDATE ... RETURNING` each, as a claim is."""
+
+    clients: int
+    seconds: int
+    tps: float
+
+
+def pgbench_program() -> Path | None:
+    """The pgbench beside the server's programs (the wheel's, or the system's for PGQUEUE_DSN)."""
+    candidates = []
+    if not os.environ.get(server.DSN_ENV, "").strip():
+        candidates.append(embedded.bin_dir() / "pgbench")
+    found = shutil.which("pgbench")
+    candidates += [Path(found)] if found else []
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"), reverse=True)
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def pgbench(clients: tuple[int, ...], seconds: int) -> list[Pgbench]:
+    """pgbench on the floor's database: `clients` connections, `seconds` each, prepared statements."""
+    program = pgbench_program()
+    if program is None:
+        raise PgQueueError("pgbench was not found (the embedded wheel's, on PATH, or /usr/lib/postgresql)")
+    database = _fresh_database(labs.prefix() + "pgbench")
+    with server.connect(database) as conn:
+        conn.execute(_q()["create_pgbench_rows"])
+    results = []
+    with tempfile.TemporaryDirectory(prefix="pgqueue-bench-") as folder:
+        script = Path(folder) / "claim.sql"
+        script.write_text(_q()["pgbench_script"] + "\n")
+        for n in clients:
+            argv = [str(program), "-n", "-M", "prepared", "-f", str(script), "-c", str(n), "-j", str(n),
+                    "-T", str(seconds), server.resolve().uri_for(database)]  # fmt: skip
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+            tps = [line for line in done.stdout.splitlines() if line.startswith("tps = ")]
+            if done.returncode != 0 or not tps:
+                said = (done.stderr.strip().splitlines() or ["(nothing)"])[-1]
+                raise PgQueueError(f"pgbench with {n} client(s) failed ({done.returncode}): {said}")
+            results.append(Pgbench(n, seconds, round(float(tps[0].split()[2]), 1)))
+    return results
+
+
+# --- the hardened design's goals -------------------------------------------------------------
+
+FLOOR = "floor (bare SKIP LOCKED)"
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One goal of the hardened design, the number this run measured for it, and whether it was met."""
+
+    goal: str
+    measured: str
+    met: bool | None  # None: this run did not measure it (a peer missing, say)
+
+    def line(self) -> str:
+        """The goal in one line of the table."""
+        verdict = {True: "met", False: "MISSED", None: "not measured"}[self.met]
+        return f"  {verdict:<13}{self.goal}: {self.measured}"
+
+
+def _ratios(report: Report, runner: Callable[[Throughput], bool], other: Callable[[Throughput], bool]):
+    """(workers, runner's jobs/s / other's) at each worker count where both were measured."""
+    out = []
+    for n in report.workers:
+        mine = next((t.jobs_per_s for t in report.throughput if t.workers == n and runner(t)), None)
+        theirs = next((t.jobs_per_s for t in report.throughput if t.workers == n and other(t)), None)
+        if mine is not None and theirs:
+            out.append((n, mine / theirs))
+    return out
+
+
+def _ratio_goal(goal: str, ratios: list[tuple[int, float]], least: float, missing: str) -> Goal:
+    if not ratios:
+        return Goal(goal, missing, None)
+    text = ", ".join(f"{r:.2f}x with {n}" for n, r in ratios)
+    return Goal(goal, f"{text} worker process(es)", all(r >= least for _, r in ratios))
+
+
+def _goals(report: Report) -> list[Goal]:
+    goals = []
+    costs = [c for c in report.claim_costs if c.claimer == "hardened (find_job)"]
+    if len(costs) >= 2:
+        first, last = costs[0], costs[-1]
+        ratio = last.p50_ms / first.p50_ms
+        goals.append(Goal(
+            "claim cost flat: at 1M waiting jobs at most 1.3x its cost at 1k",
+            f"{last.p50_ms:.2f} ms at {_depth(last.depth)}, {first.p50_ms:.2f} ms at {_depth(first.depth)}: "
+            f"{ratio:.2f}x", ratio <= 1.3,
+        ))  # fmt: skip
+
+    def runner(name: str) -> Callable[[Throughput], bool]:
+        return lambda t: t.runner == name
+
+    def peer(package: str, batch: int | None = None) -> Callable[[Throughput], bool]:
+        return lambda t: t.design == package and (batch is None or t.batch == batch)
+
+    if report.throughput:
+        goals.append(_ratio_goal(
+            "single-job throughput at least 0.9x the bare SKIP LOCKED loop",
+            _ratios(report, runner("hardened"), runner(FLOOR)), 0.9, "the floor was not run",
+        ))  # fmt: skip
+        for batch in (10, BATCH):
+            goals.append(_ratio_goal(
+                f"batch throughput at least 1.2x pgqueuer (batch of {batch})",
+                _ratios(report, runner(f"hardened, batch of {batch}"), peer("pgqueuer", batch)), 1.2,
+                "pgqueuer was not run (pip install -r requirements-bench.txt)",
+            ))  # fmt: skip
+        goals.append(_ratio_goal(
+            f"batch throughput (batch of {BATCH}) at least 7x procrastinate",
+            _ratios(report, runner(f"hardened, batch of {BATCH}"), peer("procrastinate")), 7.0,
+            "procrastinate was not run (pip install -r requirements-bench.txt)",
+        ))  # fmt: skip
+    wake = next((w for w in report.wake_ups if w.design == "hardened"), None)
+    if wake:
+        goals.append(Goal("NOTIFY wake-up p50 at most 5 ms", f"{wake.p50_ms:.1f} ms", wake.p50_ms <= 5.0))
+    return goals
+
+
 def run(
     *,
     quick: bool = False,
     depths: list[int] | None = None,
     samples: int | None = None,
+    scenarios: tuple[str, ...] = SCENARIOS,
     progress: Callable[[str], None] = lambda line: None,
 ) -> Report:
-    """A whole bench run on a server of its own; the report (its table, its JSON)."""
+    """A whole bench run on a server of its own; the report (its tables, its JSON)."""
     depths = check_depths(list(depths or (QUICK_DEPTHS if quick else FULL_DEPTHS)))
     samples = check_samples(samples or (QUICK_SAMPLES if quick else FULL_SAMPLES))
+    unknown = sorted(set(scenarios) - set(SCENARIOS))
+    if unknown:
+        raise checks.BadValue(f"bench scenarios are {', '.join(SCENARIOS)}; got {', '.join(unknown)}")
+    workers = list(QUICK_WORKERS if quick else FULL_WORKERS)
+    jobs, window = (QUICK_JOBS, QUICK_WINDOW) if quick else (FULL_JOBS, FULL_WINDOW)
     started = time.monotonic()
     with own_server() as where:
         report = Report(
@@ -334,9 +750,34 @@ def run(
             quick=quick,
             depths=depths,
             samples=samples,
+            workers=workers,
+            jobs=jobs,
+            window=window,
         )
-        progress(f"pgqueue bench on {where} (PostgreSQL {report.server['version']}): claim cost per depth")
-        report.claim_costs = claim_costs(depths, samples, progress)
+        progress(f"pgqueue bench on {where} (PostgreSQL {report.server['version']})")
+        if "claims" in scenarios:
+            progress("claim cost per depth")
+            report.claim_costs = claim_costs(depths, samples, progress)
+        if "throughput" in scenarios:
+            found, report.peers_missing = peer_runners()
+            for line in report.peers_missing:
+                progress(f"  not run: {line}")
+            progress(f"throughput: {jobs:,} no-op jobs, at most {window:g} s per point")
+            for runner in RUNNERS + found:
+                for n in workers:
+                    point = throughput(runner, n, jobs, window)
+                    report.throughput.append(point)
+                    progress(f"  {runner.name:<34} {n} worker(s): {point.jobs_per_s:>10,.0f} jobs/s")
+        if "wake-up" in scenarios:
+            progress("wake-up: one idle worker, jobs committed one at a time")
+            for design, count in (QUICK_WAKE_SAMPLES if quick else FULL_WAKE_SAMPLES).items():
+                wake = wake_up(design, count)
+                report.wake_ups.append(wake)
+                progress(f"  {design:<34} p50 {wake.p50_ms:8.1f} ms, p99 {wake.p99_ms:8.1f} ms")
+        if "pgbench" in scenarios:
+            clients = QUICK_PGBENCH_CLIENTS if quick else FULL_PGBENCH_CLIENTS
+            report.pgbench = pgbench(clients, QUICK_PGBENCH_SECONDS if quick else FULL_PGBENCH_SECONDS)
+            progress("  " + report.pgbench_table())
         if where == "PGQUEUE_DSN":
             labs.drop_every(PREFIX)  # a server that outlives the run keeps the learner's labs only
     report.seconds = round(time.monotonic() - started, 1)

@@ -25,6 +25,7 @@ def spawn(
     *,
     env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike | None = None,
+    stdin=subprocess.DEVNULL,
     stdout=None,
     stderr=None,
 ) -> subprocess.Popen:
@@ -41,7 +42,7 @@ def spawn(
         [sys.executable, "-m", "pgqueue.children", *argv],
         env=child_env,
         cwd=cwd,
-        stdin=subprocess.DEVNULL,
+        stdin=stdin,
         stdout=stdout,
         stderr=stderr,
         start_new_session=True,

@@ -20,6 +20,14 @@ RETURNING pipe_job_id;
 INSERT INTO job_queue (request_id, pipe_id, job_creator_process_name, job_process_name, job_process_version)
 SELECT n, %(pipe_id)s, 'bench', 'bench_noop', '1.0.0' FROM generate_series(1, %(jobs)s) AS n;
 
+-- name: fill_requests
+-- single-call and hardened: `jobs` more waiting jobs, each a request of its own, as a submit
+-- makes it (each pipe job's trigger adds its first job).
+INSERT INTO pipe_job_queue (request_id, pipe_id)
+SELECT base.n + g, %(pipe_id)s
+  FROM (SELECT coalesce(max(request_id), 0) AS n FROM pipe_job_queue) AS base,
+       generate_series(1, %(jobs)s) AS g;
+
 -- name: fill_pipe_job
 -- single-call and hardened: `jobs` more waiting jobs of the bench's pipe job, in one statement.
 INSERT INTO job_queue (pipe_job_id, pipe_id, job_process_name, job_process_version)
@@ -31,6 +39,10 @@ SELECT count(*) FROM job_queue
  WHERE coalesce(job_assigned_process_uuid, '') = '' AND job_finished IS NOT TRUE
    AND job_process_name = 'bench_noop';
 
+-- name: finished
+-- The bench's jobs the design marked finished (the throughput workers' count is checked against it).
+SELECT count(*) FROM job_queue WHERE job_finished IS TRUE AND job_process_name = 'bench_noop';
+
 -- name: analyze
 ANALYZE job_queue;
 
@@ -41,7 +53,8 @@ CREATE TABLE floor_queue (
     id          bigserial PRIMARY KEY,
     payload     jsonb       NOT NULL DEFAULT '{}',
     claimed_by  varchar(12),
-    claimed_at  timestamptz
+    claimed_at  timestamptz,
+    finished_at timestamptz
 );
 CREATE INDEX floor_queue_waiting ON floor_queue (id) WHERE claimed_by IS NULL;
 
@@ -50,6 +63,9 @@ INSERT INTO floor_queue (payload) SELECT '{}' FROM generate_series(1, %(jobs)s);
 
 -- name: floor_waiting
 SELECT count(*) FROM floor_queue WHERE claimed_by IS NULL;
+
+-- name: floor_finished
+SELECT count(*) FROM floor_queue WHERE finished_at IS NOT NULL;
 
 -- name: floor_analyze
 ANALYZE floor_queue;
@@ -60,3 +76,24 @@ UPDATE floor_queue SET claimed_by = %(uuid)s, claimed_at = clock_timestamp()
  WHERE id = (SELECT id FROM floor_queue WHERE claimed_by IS NULL ORDER BY id
              LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING id;
+
+-- name: floor_claim_batch
+-- Up to `batch` jobs in one statement (the throughput loop; batch 1 is floor_claim).
+UPDATE floor_queue SET claimed_by = %(uuid)s, claimed_at = clock_timestamp()
+ WHERE id IN (SELECT id FROM floor_queue WHERE claimed_by IS NULL ORDER BY id
+              LIMIT %(batch)s FOR UPDATE SKIP LOCKED)
+RETURNING id;
+
+-- name: floor_finish
+-- The worker is done with its jobs: a second commit, as every queue needs one.
+UPDATE floor_queue SET finished_at = clock_timestamp() WHERE id = ANY (%(ids)s);
+
+-- name: create_pgbench_rows
+-- pgbench's table: a thousand counters, so that clients seldom wait on one another's row.
+CREATE TABLE bench_rows (id integer PRIMARY KEY, n bigint NOT NULL DEFAULT 0);
+INSERT INTO bench_rows (id) SELECT generate_series(1, 1000);
+
+-- name: pgbench_script
+-- One transaction of pgbench: a single-row UPDATE ... RETURNING, as a claim is, and its commit.
+\set id random(1, 1000)
+UPDATE bench_rows SET n = n + 1 WHERE id = :id RETURNING n;
