@@ -101,7 +101,10 @@ def _single_call(conn: psycopg.Connection, who: Identity) -> Step:
 
 
 def _hardened(conn: psycopg.Connection, who: Identity, batch: int) -> Step:
-    """find_job for up to `batch` jobs, then finish_pipe for each, as the hardened worker does."""
+    """find_job for up to `batch` jobs, then finish them as the hardened worker does.
+
+    One job: finish_pipe. A batch of last-step jobs: finish_pipes, once for all of them.
+    """
     q = _q("clients/hardened.sql")
 
     def step() -> int | None:
@@ -109,8 +112,10 @@ def _hardened(conn: psycopg.Connection, who: Identity, batch: int) -> Step:
         if answer == HARDENED_NO_JOB:
             return None
         jobs = json.loads(answer)
-        for job in jobs:
-            params = {"uuid": who.uuid, "job_ids": [job["job_id"]], "pipe_job_id": job["pipe_job_id"]}
+        if len(jobs) > 1:
+            conn.execute(q["finish_pipes"], {"uuid": who.uuid, "job_ids": [job["job_id"] for job in jobs]})
+        else:
+            params = {"uuid": who.uuid, "job_ids": [jobs[0]["job_id"]], "pipe_job_id": jobs[0]["pipe_job_id"]}
             conn.execute(q["finish_pipe"], params)
         return len(jobs)
 

@@ -124,13 +124,19 @@ class Worker(WorkerBase):
         return conn.execute(_q()["find_job"], params).fetchone()[0]
 
     def handle(self, conn: psycopg.Connection, jobs: list[dict]) -> None:
-        """Work on the jobs while a pulse keeps their lease, then hand over or finish, or report a failure."""
+        """Work on the jobs while a pulse keeps their lease, then hand over or finish, or report a failure.
+
+        A batch's last-step jobs are finished together at its end, in one call (finish_pipes):
+        one commit for the batch, not one per job.
+        """
         batches = [jobs] if self._gathers else [[job] for job in jobs]
+        last_steps: dict[tuple[int, str], bool] = {}  # one question per step, not one per job
+        finished: list[int] = []
         for batch in batches:
             if self.abort.is_set():
-                return
+                return  # jobs worked but not yet finished keep their lease until rescued: run again
             ids = [job["job_id"] for job in batch]
-            self.take(ids)
+            self.take(finished + ids)
             self._event(
                 "SUCCESS", f"job{'s' if len(ids) > 1 else ''} {ids} of pipe job {batch[0]['pipe_job_id']}"
             )
@@ -141,12 +147,30 @@ class Worker(WorkerBase):
                     if random.random() < self.options.fail:
                         raise WorkFailed(f"the simulated work of job(s) {ids} failed")
             except WorkFailed as exc:
+                self.take(ids)  # complete() counts what it finishes from what is held
                 self.complete(conn, lambda c, _after, ids=ids, why=str(exc): self._fail(c, ids, why))
+                self.take(finished)
                 continue
+            step = (batch[0]["pipe_id"], batch[0]["job_process_name"])
+            if len(batches) > 1 and last_steps.setdefault(step, _last_step(conn, batch[0])):
+                finished += ids
+                continue
+            self.take(ids)
             self.complete(
                 conn,
                 lambda c, _after, batch=batch: self._act(c, processes.plan(c, self.who, batch, _last_step)),
             )
+            self.take(finished)
+        if finished:
+            self.complete(conn, lambda c, _after, ids=finished: self._finish_all(c, ids))
+
+    def _finish_all(self, conn: psycopg.Connection, ids: list[int]) -> None:
+        try:
+            conn.execute(_q()["finish_pipes"], {"uuid": self.who.uuid, "job_ids": ids})
+        except psycopg.errors.ObjectNotInPrerequisiteState as exc:
+            self._event("lost", exc.diag.message_primary or str(exc))
+            return
+        self._event("finish_pipe", f"the pipe jobs of jobs {ids}")
 
     def _act(self, conn: psycopg.Connection, action: processes.Action) -> None:
         params = {"uuid": self.who.uuid, "job_ids": action.job_ids}

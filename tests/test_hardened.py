@@ -78,6 +78,40 @@ def test_the_example_runs_through_with_every_job_succeeding_exactly_once():
     assert len(attempts) == counts["finished"]
 
 
+def test_batch_workers_run_the_example_through_finishing_each_job_exactly_once():
+    labs.reset(POC, examples=True)
+    with fleet.Fleet(POC) as workers:
+        workers.launch(
+            demo.LAUNCHER + demo.README_FLOW,
+            worker_options=hardened.Options(poll=0.5, work=(0.0, 0.02), batch=5),
+        )
+        until(lambda: hardened.job_counts()["pipe_jobs_finished"] == 5, 60, "every pipe job finishing")
+    counts = hardened.job_counts()
+    assert counts["waiting"] == counts["running"] == counts["dead"] == 0
+    attempts = hardened.attempts()
+    assert (attempts["outcome"] == "succeeded").all() and attempts["job_id"].is_unique
+
+
+def test_finish_pipes_finishes_a_batch_of_last_steps_in_one_call_only_for_their_holder(conn):
+    bench = queries.load("clients/bench.sql")
+    pipe_id = conn.execute(bench["bench_pipeline"]).fetchone()[0]  # one step: its jobs are last steps
+    conn.execute(bench["bench_step"], {"pipe_id": pipe_id})
+    made = [hardened.submit(pipe_id=pipe_id) for _ in range(3)]
+    holder = uuid()
+    jobs = ask(conn, holder, "bench_noop", "1.0.0", batch=3)
+    ids = [job["job_id"] for job in jobs]
+    finish = _q()["finish_pipes"]
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="is not held by"):
+        conn.execute(finish, {"uuid": uuid(), "job_ids": ids})
+    assert hardened.job_counts()["pipe_jobs_finished"] == 0  # refused whole: nothing finished
+    with pytest.raises(psycopg.errors.NoDataFound, match="no job"):
+        conn.execute(finish, {"uuid": holder, "job_ids": [*ids, 2_000_000_000]})
+    conn.execute(finish, {"uuid": holder, "job_ids": ids})
+    conn.execute(finish, {"uuid": holder, "job_ids": ids})  # again: a no-op, as finish_pipe's
+    assert hardened.job_counts()["pipe_jobs_finished"] == len(made)
+    assert all(outcomes(conn, job_id) == ["succeeded"] for job_id in ids)
+
+
 def test_a_claim_skips_the_row_another_caller_holds_instead_of_waiting(conn):
     hardened.submit(pipe_id=2)
     hardened.submit(pipe_id=2)

@@ -10,6 +10,10 @@ CALL create_jobs(%(uuid)s, %(job_ids)s, %(payloads)s);
 -- name: finish_pipe
 CALL finish_pipe(%(uuid)s, %(job_ids)s, %(pipe_job_id)s);
 
+-- name: finish_pipes
+-- A batch's last-step jobs, of any pipe jobs, in one call.
+CALL finish_pipes(%(uuid)s, %(job_ids)s);
+
 -- name: fail_jobs
 CALL fail_jobs(%(uuid)s, %(job_ids)s, %(error)s);
 

@@ -465,6 +465,31 @@ BEGIN
      WHERE pipe_job_id = p_pipe_job_id AND NOT pipe_job_finished;
 END $$;
 
+-- hardened: the last-step jobs of a batch, finished in one call: each pipe job's jobs as
+-- finish_pipe finishes them, with the same checks, but one round trip and one commit for the
+-- whole batch. A worker that claimed 50 jobs paid 50 commits to finish them; bench measured
+-- its throughput at about the single-job loop's (lesson 14).
+CREATE PROCEDURE finish_pipes(p_uuid varchar, job_ids integer[])
+LANGUAGE plpgsql AS $$
+DECLARE
+    one record;
+    found integer;
+BEGIN
+    PERFORM check_ids('finish_pipes', job_ids);
+    SELECT count(*) INTO found FROM job_queue WHERE job_id = ANY (job_ids);
+    IF found <> cardinality(job_ids) THEN
+        PERFORM refuse('P0002', format('finish_pipes: no job %s', (SELECT array_agg(i) FROM unnest(job_ids) i
+                                         WHERE NOT EXISTS (SELECT 1 FROM job_queue WHERE job_id = i))));
+    END IF;
+    -- pipe jobs in id order: two workers finishing overlapping requests lock in one order
+    FOR one IN SELECT pipe_job_id, array_agg(job_id ORDER BY job_id) AS ids
+                 FROM job_queue WHERE job_id = ANY (job_ids)
+                GROUP BY pipe_job_id ORDER BY pipe_job_id
+    LOOP
+        CALL finish_pipe(p_uuid, one.ids, one.pipe_job_id);
+    END LOOP;
+END $$;
+
 -- hardened: the work on `job_ids` failed with `p_error`. Each attempt ends `failed`; a job with
 -- attempts left waits backoff_base * 2^(attempts - 1) (at most backoff_cap), then anyone may
 -- claim it again; a job out of attempts is dead-lettered with its error. An exception in a

@@ -47,6 +47,7 @@ ALTER FUNCTION find_job(varchar, varchar, varchar, varchar, boolean, integer)
 ALTER PROCEDURE create_jobs(varchar, integer[], jsonb, integer[])
     SECURITY DEFINER SET search_path = public, pg_temp;
 ALTER PROCEDURE finish_pipe(varchar, integer[], integer) SECURITY DEFINER SET search_path = public, pg_temp;
+ALTER PROCEDURE finish_pipes(varchar, integer[]) SECURITY DEFINER SET search_path = public, pg_temp;
 ALTER PROCEDURE fail_jobs(varchar, integer[], text) SECURITY DEFINER SET search_path = public, pg_temp;
 
 -- Nobody but the owner may call anything, unless granted below.
@@ -69,6 +70,7 @@ BEGIN
     EXECUTE format('GRANT EXECUTE ON FUNCTION find_job(varchar, varchar, varchar, varchar, boolean, integer), '
                    'worker_setup(varchar, varchar), is_last_step(integer, varchar) TO %I', worker);
     EXECUTE format('GRANT EXECUTE ON PROCEDURE create_jobs(varchar, integer[], jsonb, integer[]), '
-                   'finish_pipe(varchar, integer[], integer), fail_jobs(varchar, integer[], text), '
+                   'finish_pipe(varchar, integer[], integer), finish_pipes(varchar, integer[]), '
+                   'fail_jobs(varchar, integer[], text), '
                    'pulse(varchar), mark_stopped(varchar) TO %I', worker);
 END $$;
