@@ -109,6 +109,7 @@ class ClaimCost:
     p50_ms: float
     p90_ms: float
     mean_ms: float
+    plan: str = ""  # EXPLAIN (ANALYZE, BUFFERS) of every statement one more claim ran, by auto_explain
 
 
 @dataclass
@@ -133,6 +134,16 @@ class Report:
     def to_json(self) -> str:
         """The whole run as JSON, with the goals checked (the lesson reads a saved one)."""
         return json.dumps({**asdict(self), "goals": [asdict(goal) for goal in self.goals()]}, indent=1)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Report:
+        """A run saved with --json (its goals are checked again from its numbers)."""
+        data = json.loads(Path(path).read_text())
+        data.pop("goals", None)
+        parts = {"claim_costs": ClaimCost, "throughput": Throughput, "wake_ups": WakeUp, "pgbench": Pgbench}
+        for key, kind in parts.items():
+            data[key] = [kind(**item) for item in data.get(key, [])]
+        return cls(**data)
 
     def table(self) -> str:
         """Every table of the run, one after another."""
@@ -391,12 +402,24 @@ def claim_costs(
                     round(statistics.median(timings), 3),
                     round(_percentile(timings, 0.9), 3),
                     round(statistics.fmean(timings), 3),
+                    explain(queue, claimer, who),
                 )
                 costs.append(cost)
                 progress(
                     f"  {claimer.name:<30} {_depth(depth):>6} waiting: {cost.p50_ms:8.2f} ms per call (p50)"
                 )
     return costs
+
+
+def explain(queue: _Queue, claimer: Claimer, who: Identity) -> str:
+    """The plans of one more claim: every statement it ran, with actual rows, timings and buffers."""
+    plans: list[str] = []
+    with queue.connect() as conn:
+        conn.execute(_q()["explain_nested"])
+        conn.add_notice_handler(lambda diag: plans.append(diag.message_primary or ""))
+        claimer.claim(conn, who)
+    # the statement that makes the call comes last (it ends last): the calls inside it first
+    return "\n\n".join(plan for plan in plans if "Query Text" in plan)
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -410,6 +433,7 @@ FULL_WORKERS = (1, 2, 4, 8)
 QUICK_WORKERS = (1, 2)
 FULL_JOBS, QUICK_JOBS = 20_000, 2_000  # no-op jobs per throughput point
 FULL_WINDOW, QUICK_WINDOW = 10.0, 2.0  # seconds a point may last: a slow design is measured, not drained
+MAX_WORKERS = 32
 READY_TIMEOUT = 60.0  # seconds a worker process may take to start and connect
 
 
@@ -732,16 +756,31 @@ def run(
     depths: list[int] | None = None,
     samples: int | None = None,
     scenarios: tuple[str, ...] = SCENARIOS,
+    claimers: tuple[Claimer, ...] = CLAIMERS,
+    runners: tuple[Runner, ...] | None = None,
+    workers: list[int] | None = None,
+    jobs: int | None = None,
+    window: float | None = None,
+    wake_samples: dict[str, int] | None = None,
     progress: Callable[[str], None] = lambda line: None,
 ) -> Report:
-    """A whole bench run on a server of its own; the report (its tables, its JSON)."""
+    """A whole bench run on a server of its own; the report (its tables, its JSON).
+
+    Every scenario and its sizes can be narrowed (a lesson runs a small part live): the defaults
+    are the full run's, or --quick's. `runners` None means the designs, the floor and every
+    installed peer.
+    """
     depths = check_depths(list(depths or (QUICK_DEPTHS if quick else FULL_DEPTHS)))
     samples = check_samples(samples or (QUICK_SAMPLES if quick else FULL_SAMPLES))
     unknown = sorted(set(scenarios) - set(SCENARIOS))
     if unknown:
         raise checks.BadValue(f"bench scenarios are {', '.join(SCENARIOS)}; got {', '.join(unknown)}")
-    workers = list(QUICK_WORKERS if quick else FULL_WORKERS)
-    jobs, window = (QUICK_JOBS, QUICK_WINDOW) if quick else (FULL_JOBS, FULL_WINDOW)
+    workers = list(workers or (QUICK_WORKERS if quick else FULL_WORKERS))
+    if any(not 1 <= n <= MAX_WORKERS for n in workers):
+        raise checks.BadValue(f"worker processes are 1 to {MAX_WORKERS} per point, got {workers}")
+    jobs = jobs or (QUICK_JOBS if quick else FULL_JOBS)
+    window = window or (QUICK_WINDOW if quick else FULL_WINDOW)
+    wake_samples = wake_samples or (QUICK_WAKE_SAMPLES if quick else FULL_WAKE_SAMPLES)
     started = time.monotonic()
     with own_server() as where:
         report = Report(
@@ -757,20 +796,22 @@ def run(
         progress(f"pgqueue bench on {where} (PostgreSQL {report.server['version']})")
         if "claims" in scenarios:
             progress("claim cost per depth")
-            report.claim_costs = claim_costs(depths, samples, progress)
+            report.claim_costs = claim_costs(depths, samples, progress, claimers)
         if "throughput" in scenarios:
-            found, report.peers_missing = peer_runners()
+            if runners is None:
+                found, report.peers_missing = peer_runners()
+                runners = RUNNERS + found
             for line in report.peers_missing:
                 progress(f"  not run: {line}")
             progress(f"throughput: {jobs:,} no-op jobs, at most {window:g} s per point")
-            for runner in RUNNERS + found:
+            for runner in runners:
                 for n in workers:
                     point = throughput(runner, n, jobs, window)
                     report.throughput.append(point)
                     progress(f"  {runner.name:<34} {n} worker(s): {point.jobs_per_s:>10,.0f} jobs/s")
         if "wake-up" in scenarios:
             progress("wake-up: one idle worker, jobs committed one at a time")
-            for design, count in (QUICK_WAKE_SAMPLES if quick else FULL_WAKE_SAMPLES).items():
+            for design, count in wake_samples.items():
                 wake = wake_up(design, count)
                 report.wake_ups.append(wake)
                 progress(f"  {design:<34} p50 {wake.p50_ms:8.1f} ms, p99 {wake.p99_ms:8.1f} ms")

@@ -97,3 +97,16 @@ INSERT INTO bench_rows (id) SELECT generate_series(1, 1000);
 -- One transaction of pgbench: a single-row UPDATE ... RETURNING, as a claim is, and its commit.
 \set id random(1, 1000)
 UPDATE bench_rows SET n = n + 1 WHERE id = :id RETURNING n;
+
+-- name: explain_nested
+-- Every statement this connection runs from now on, including those inside the queue's
+-- functions, comes back to it as a NOTICE with its plan, row counts, timings and buffers
+-- (auto_explain ships with PostgreSQL; LOAD needs a superuser, as the bench's server gives).
+LOAD 'auto_explain';
+SET auto_explain.log_min_duration = 0;
+SET auto_explain.log_analyze = on;
+SET auto_explain.log_buffers = on;
+SET auto_explain.log_timing = on;
+SET auto_explain.log_nested_statements = on;
+SET auto_explain.log_level = notice;
+SET client_min_messages = notice;
