@@ -238,6 +238,16 @@ def check_depths(depths: list[int]) -> list[int]:
     return list(depths)
 
 
+def check_scenarios(scenarios: tuple[str, ...]) -> tuple[str, ...]:
+    """The scenarios, each one bench knows and named once, or a one-line error naming the bad one."""
+    for name in scenarios:
+        if name not in SCENARIOS:
+            raise checks.BadValue(f"a bench scenario is one of {', '.join(SCENARIOS)}; got {name!r}")
+    if not scenarios or len(set(scenarios)) != len(scenarios):
+        raise checks.BadValue(f"name each scenario once, at least one; got {', '.join(scenarios) or 'none'}")
+    return scenarios
+
+
 def check_samples(samples: int) -> int:
     """The number of timed claims per depth (1..1000), or a one-line error."""
     if not 1 <= samples <= 1000:
@@ -772,9 +782,9 @@ def run(
     """
     depths = check_depths(list(depths or (QUICK_DEPTHS if quick else FULL_DEPTHS)))
     samples = check_samples(samples or (QUICK_SAMPLES if quick else FULL_SAMPLES))
-    unknown = sorted(set(scenarios) - set(SCENARIOS))
-    if unknown:
-        raise checks.BadValue(f"bench scenarios are {', '.join(SCENARIOS)}; got {', '.join(unknown)}")
+    scenarios = check_scenarios(scenarios)
+    if unknown := sorted(set(wake_samples or {}) - set(WAKE_GAP)):
+        raise checks.BadValue(f"wake-up is measured for {', '.join(WAKE_GAP)}; got {', '.join(unknown)}")
     workers = list(workers or (QUICK_WORKERS if quick else FULL_WORKERS))
     if any(not 1 <= n <= MAX_WORKERS for n in workers):
         raise checks.BadValue(f"worker processes are 1 to {MAX_WORKERS} per point, got {workers}")

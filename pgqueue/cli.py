@@ -515,15 +515,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser = verb(
         verbs,
         "bench",
-        "measure what a claim costs in each design as the queue grows",
+        "measure what each design costs, beside the floor and the production queues",
         "Measure, on a server of its own (a fresh embedded one, or PGQUEUE_DSN's with databases "
-        "of its own), what one claim costs in each design at growing queue depths, beside the "
-        "floor (a bare SKIP LOCKED queue); print a table, and write every figure as JSON if asked. "
-        "The full run goes to 1,000,000 waiting jobs; --quick stops at 10,000.",
+        "of its own): what one claim costs in each design as the queue grows (to 1,000,000 "
+        "waiting jobs); jobs/s with 1, 2, 4 and 8 worker processes, beside a bare SKIP LOCKED "
+        "loop and, when installed (pip install -r requirements-bench.txt), pgqueuer and "
+        "procrastinate; how long a new job waits for an idle worker; and pgbench. Prints the "
+        "tables and the hardened design's goals; writes every figure as JSON if asked. The full "
+        "run takes about 15 minutes on 2 cores; --quick under 2.",
         bench_run,
     )
-    bench_parser.add_argument("--quick", action="store_true", help="depths 1k and 10k, 10 claims each")
+    bench_parser.add_argument(
+        "--quick", action="store_true", help="smaller: depths 1k and 10k, 1 and 2 workers, 2,000 jobs, 2 s"
+    )
     bench_parser.add_argument("--json", type=Path, metavar="FILE", help="write the whole run here as JSON")
+    bench_parser.add_argument(
+        "--only",
+        type=_typed(_scenarios),
+        metavar="SCENARIOS",
+        help=f"run only these, comma-separated: {', '.join(bench.SCENARIOS)} (default: all)",
+    )
     bench_parser.add_argument(
         "--depths",
         type=_typed(_depths),
@@ -534,11 +545,34 @@ def build_parser() -> argparse.ArgumentParser:
         type=_typed(checks.whole, "samples", 1, 1000),
         help="timed claims per depth (default 30; --quick 10)",
     )
+    bench_parser.add_argument(
+        "--workers",
+        type=_typed(_workers),
+        help="worker processes per throughput point, comma-separated (default: 1, 2, 4, 8)",
+    )
+    bench_parser.add_argument(
+        "--jobs",
+        type=_typed(checks.whole, "jobs", 1, bench.MAX_DEPTH),
+        help="no-op jobs queued for each throughput point (default 20,000; --quick 2,000)",
+    )
+    bench_parser.add_argument(
+        "--window",
+        type=_typed(checks.seconds, "window"),
+        help="the most seconds one throughput point may last (default 10; --quick 2)",
+    )
     return parser
 
 
 def _depths(text: str) -> list[int]:
     return bench.check_depths([checks.whole(part, "a depth", 1, bench.MAX_DEPTH) for part in text.split(",")])
+
+
+def _scenarios(text: str) -> tuple[str, ...]:
+    return bench.check_scenarios(tuple(part.strip() for part in text.split(",")))
+
+
+def _workers(text: str) -> list[int]:
+    return [checks.whole(part, "a worker count", 1, bench.MAX_WORKERS) for part in text.split(",")]
 
 
 def bench_run(args: argparse.Namespace) -> int:
@@ -549,6 +583,10 @@ def bench_run(args: argparse.Namespace) -> int:
         quick=args.quick,
         depths=args.depths,
         samples=args.samples,
+        scenarios=args.only or bench.SCENARIOS,
+        workers=args.workers,
+        jobs=args.jobs,
+        window=args.window,
         progress=lambda line: print(line, flush=True),
     )
     print()
