@@ -143,6 +143,14 @@ LESSONS = [
         "pooler, scaling",
         minutes=35,
     ),
+    Lesson(
+        "14-measure-the-queues.ipynb",
+        "what a claim costs as the queue grows and why (its plan), throughput, wake-up, the peers",
+        "every design",
+        "sql/clients/bench.sql",
+        "bench, benchviz",
+        minutes=45,
+    ),
 ]
 
 
