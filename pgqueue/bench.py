@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import random
+import select
 import shutil
 import statistics
 import subprocess
@@ -449,6 +450,7 @@ FULL_JOBS, QUICK_JOBS = 20_000, 2_000  # no-op jobs per throughput point
 FULL_WINDOW, QUICK_WINDOW = 10.0, 2.0  # seconds a point may last: a slow design is measured, not drained
 MAX_WORKERS = 32
 READY_TIMEOUT = 60.0  # seconds a worker process may take to start and connect
+STOP_GRACE = 60.0  # seconds a worker may take, after its window, to say how many jobs it finished
 REQUESTS_PER_FILL = 1000  # requests submitted per transaction when a queue is filled
 
 
@@ -550,7 +552,7 @@ def _workers(argvs: list[list[str]]) -> Iterator[list[subprocess.Popen]]:
                 children.spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             )
         for proc in procs:
-            _read(proc, "ready")
+            _read(proc, "ready", READY_TIMEOUT)
         yield procs
     finally:
         for proc in procs:
@@ -560,9 +562,16 @@ def _workers(argvs: list[list[str]]) -> Iterator[list[subprocess.Popen]]:
                     pipe.close()
 
 
-def _read(proc: subprocess.Popen, what: str) -> dict:
-    """The worker's next JSON line, or an error with what it said on stderr if it ended instead."""
-    line = proc.stdout.readline()
+def _read(proc: subprocess.Popen, what: str, timeout: float) -> dict:
+    """The worker's next JSON line within `timeout` seconds, or an error saying what it did instead.
+
+    The worker writes one whole line per message and flushes it, and nothing more until it is
+    asked again, so a line is never half in the pipe's buffer while select waits.
+    """
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else b""
+    if not ready:
+        raise PgQueueError(f"a bench worker did not say {what} within {timeout:g} s; it was stopped")
     if not line:
         proc.wait(READY_TIMEOUT)
         said = (proc.stderr.read().decode(errors="replace").strip().splitlines() or ["(nothing)"])[-1]
@@ -582,7 +591,8 @@ def throughput(runner: Runner, workers: int, jobs: int, window: float) -> Throug
             proc.stdin.write(f"go {window}\n".encode())
         for proc in procs:
             proc.stdin.flush()  # written first, flushed together: the processes start as one
-        results = [_read(proc, "how many jobs it finished") for proc in procs]
+        # past the window a worker finishes what it holds and stops; a peer flushes its acks too
+        results = [_read(proc, "how many jobs it finished", window + STOP_GRACE) for proc in procs]
     done = sum(r["jobs"] for r in results)
     seconds = max(r["ended"] for r in results) - min(r["started"] for r in results)
     finished = _finished(runner, database, jobs)
@@ -601,6 +611,7 @@ def throughput(runner: Runner, workers: int, jobs: int, window: float) -> Throug
 
 FULL_WAKE_SAMPLES = {"hardened": 200, "notify-listen": 30}
 QUICK_WAKE_SAMPLES = {"hardened": 30, "notify-listen": 5}
+WAKE_TIMEOUT = 30.0  # seconds a job may wait for the idle worker (its poll, 5 s, catches a lost wake-up)
 WAKE_GAP = {"hardened": (0.01, 0.05), "notify-listen": (0.0, 1.2)}  # seconds between jobs, at random
 
 
@@ -630,7 +641,7 @@ def wake_up(design: str, samples: int) -> WakeUp:
             time.sleep(random.uniform(low, high))  # arrivals at random moments of the worker's cycle
             queue.add(conn, 1, requests=True)
             committed = time.monotonic()  # autocommit: the statement has committed
-            held = _read(proc, "that it held the job")["held"]
+            held = _read(proc, "that it held the job", WAKE_TIMEOUT)["held"]
             waits.append(round((held - committed) * 1000, 3))
     return WakeUp(
         design, samples, round(statistics.median(waits), 3), round(_percentile(waits, 0.9), 3),
