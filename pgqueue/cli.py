@@ -543,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser.add_argument(
         "--samples",
         type=_typed(checks.whole, "samples", 1, 1000),
-        help="timed claims per depth (default 30; --quick 10)",
+        help="timed claims per depth (default 60; --quick 10)",
     )
     bench_parser.add_argument(
         "--workers",
