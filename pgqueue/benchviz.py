@@ -171,6 +171,13 @@ def pages_read(plan: str, table: str = "job_queue") -> int:
     return sum(n.buffers for b in _blocks(plan) for n in _scans(b, table))
 
 
+def call_pages(plan: str) -> int:
+    """Pages the whole call read (its own statement's buffers, which include everything inside it)."""
+    whole = _blocks(plan)[-1]  # the statement that made the call ends last, so it is logged last
+    found = _BUFFERS.search(whole)
+    return int(found["hit"] or 0) + int(found["read"] or 0) if found else 0
+
+
 def picks(report: bench.Report) -> pd.DataFrame:
     """Every claimer's pick: how it scans its queue, and the rows and pages it read at each depth."""
     rows = []
@@ -188,6 +195,8 @@ def picks(report: bench.Report) -> pd.DataFrame:
             }
         )
     frame = pd.DataFrame(rows)
+    # one row per claimer, naming each way it scanned: at 1M the planner may scan in parallel
+    frame["scan"] = frame.groupby("claimer")["scan"].transform(lambda kinds: " / ".join(dict.fromkeys(kinds)))
     order = list(dict.fromkeys(frame["claimer"]))  # the run's order, not the alphabet's
     wide = frame.pivot_table(index=["claimer", "scan"], columns="depth", values=["rows read", "pages read"])
     return wide[["rows read", "pages read"]].reindex(order, level="claimer").astype(int)
