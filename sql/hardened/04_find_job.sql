@@ -426,12 +426,30 @@ BEGIN
     UPDATE job_queue SET job_set_elements = new_job_ids WHERE job_id = ANY (new_job_ids);
 END $$;
 
+-- hardened: refuse, naming it, the first of jobs `ids` that is not of its pipeline's last step:
+-- finishing the pipe job there would skip the steps after it (finish_pipe and finish_pipes ask).
+CREATE FUNCTION refuse_early_steps(what text, ids integer[]) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    early record;
+BEGIN
+    SELECT j.job_id, j.pipe_id, j.job_process_name INTO early
+      FROM job_queue j
+      JOIN pipeline_processes this ON this.pipe_id = j.pipe_id AND this.process_name = j.job_process_name
+     WHERE j.job_id = ANY (ids)
+       AND EXISTS (SELECT 1 FROM pipeline_processes later
+                    WHERE later.pipe_id = this.pipe_id AND later.process_order > this.process_order)
+     ORDER BY j.job_id LIMIT 1;
+    IF FOUND THEN
+        PERFORM refuse('55000', format('%s: job %s is a job of %s, not of the last step of pipeline %s: '
+                                       'it hands over with create_jobs', what, early.job_id,
+                                       early.job_process_name, early.pipe_id));
+    END IF;
+END $$;
+
 -- The last process of a pipeline: finish its jobs and the pipe job itself. hardened: the
 -- caller names itself and must hold the jobs; finishing twice is a no-op.
 CREATE PROCEDURE finish_pipe(p_uuid varchar, job_ids integer[], p_pipe_job_id integer)
 LANGUAGE plpgsql AS $$
-DECLARE
-    early record;
 BEGIN
     IF p_pipe_job_id IS NULL THEN
         PERFORM refuse('22023', 'finish_pipe: no pipe job id given');
@@ -447,18 +465,7 @@ BEGIN
         RETURN;
     END IF;
     -- hardened: only the last step finishes the pipe job (an earlier one would skip the rest)
-    SELECT j.job_id, j.pipe_id, j.job_process_name INTO early
-      FROM job_queue j
-      JOIN pipeline_processes this ON this.pipe_id = j.pipe_id AND this.process_name = j.job_process_name
-     WHERE j.job_id = ANY (job_ids)
-       AND EXISTS (SELECT 1 FROM pipeline_processes later
-                    WHERE later.pipe_id = this.pipe_id AND later.process_order > this.process_order)
-     ORDER BY j.job_id LIMIT 1;
-    IF FOUND THEN
-        PERFORM refuse('55000', format('finish_pipe: job %s is a job of %s, not of the last step of pipeline %s: '
-                                       'it hands over with create_jobs', early.job_id, early.job_process_name,
-                                       early.pipe_id));
-    END IF;
+    PERFORM refuse_early_steps('finish_pipe', job_ids);
     PERFORM finish_jobs(p_uuid, job_ids);
     UPDATE pipe_job_queue
        SET pipe_job_finished = true, pipe_job_finish_timestamp = clock_timestamp()
@@ -477,7 +484,6 @@ DECLARE
     found_ids integer[] := '{}';
     todo integer[] := '{}';
     mixed integer;
-    early record;
 BEGIN
     PERFORM check_ids('finish_pipes', job_ids);
     IF p_uuid IS NULL OR p_uuid !~ '^[0-9a-f]{12}$' THEN
@@ -518,18 +524,7 @@ BEGIN
     IF cardinality(todo) = 0 THEN
         RETURN;
     END IF;
-    SELECT j2.job_id, j2.pipe_id, j2.job_process_name INTO early
-      FROM job_queue j2
-      JOIN pipeline_processes this ON this.pipe_id = j2.pipe_id AND this.process_name = j2.job_process_name
-     WHERE j2.job_id = ANY (todo)
-       AND EXISTS (SELECT 1 FROM pipeline_processes later
-                    WHERE later.pipe_id = this.pipe_id AND later.process_order > this.process_order)
-     ORDER BY j2.job_id LIMIT 1;
-    IF FOUND THEN
-        PERFORM refuse('55000', format('finish_pipes: job %s is a job of %s, not of the last step of pipeline %s: '
-                                       'it hands over with create_jobs', early.job_id, early.job_process_name,
-                                       early.pipe_id));
-    END IF;
+    PERFORM refuse_early_steps('finish_pipes', todo);
     PERFORM finish_jobs(p_uuid, todo);
     -- the order gate's turns (step 07), taken in request order: two batches that share requests
     -- take them in one order, never in a circle
