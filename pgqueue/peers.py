@@ -18,6 +18,8 @@ from datetime import timedelta
 
 import psycopg
 
+from pgqueue import queries
+
 PGQUEUER_VERSION = "1.6.0"
 PROCRASTINATE_VERSION = "3.10.0"
 INSTALL = "pip install -r requirements-bench.txt"
@@ -36,13 +38,6 @@ _NEEDS = {
 _MODULES = {
     "pgqueuer": ("asyncpg", "pgqueuer", "pgqueuer.types"),
     "procrastinate": ("procrastinate",),
-}
-# jobs not done yet, as each peer's own tables say: pgqueuer moves a finished job out of its queue
-# table (into pgqueuer_log), so every row left there is queued or picked; procrastinate keeps
-# finished jobs in procrastinate_jobs (its default, delete_jobs="never") with their final status
-_REMAINING = {
-    "pgqueuer": "SELECT count(*) FROM pgqueuer",
-    "procrastinate": "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')",
 }
 
 
@@ -94,7 +89,7 @@ def prepare(peer: Peer, dsn: str, jobs: int) -> None:
 def remaining(peer: Peer, dsn: str) -> int:
     """How many of the enqueued jobs are not done yet (queued or running), from the peer's own tables."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return conn.execute(_REMAINING[peer.package]).fetchone()[0]
+        return conn.execute(queries.load("clients/bench.sql")[f"{peer.package}_remaining"]).fetchone()[0]
 
 
 def work(peer: Peer, dsn: str, stop_at: float) -> int:

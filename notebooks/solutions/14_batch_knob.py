@@ -6,29 +6,30 @@
 # b = per_batch / per_job the two parts are equal: jobs/s is half the ceiling, and doubling b from
 # there gains a third (2 per_job / 1.5 per_job), each further doubling less. Past that size a
 # bigger batch buys little. Two sizes on one worker give the two parts; then the predicted size
-# and its double are measured on 1 and 2 workers. The numbers are this machine's, and noisy (a
-# point of 3,000 jobs at thousands of jobs/s lasts about a second).
+# and its double are measured on 1 worker, the predicted size on 2 as well. The numbers are this
+# machine's, and noisy (a point of 2,000 jobs at thousands of jobs/s lasts under a second).
 from pgqueue import bench
+
+JOBS, WINDOW = 2000, 2.0  # per point: a few seconds each, on one fresh server for them all
 
 
 def hardened_runner(batch: int) -> bench.Runner:
     return bench.Runner(f"hardened, batch of {batch}", "hardened", "hardened", batch)
 
 
-small, large = hardened_runner(1), hardened_runner(200)
-model = bench.run(
-    quick=True, scenarios=("throughput",), runners=(small, large), workers=[1], jobs=3000, window=2.0
-)
-ms_small, ms_large = (1000 / model.jobs_per_s(r.name, 1) for r in (small, large))  # ms per job
-per_batch = (ms_small - ms_large) / (1 / small.batch - 1 / large.batch)
-per_job = max(ms_large - per_batch / large.batch, 0.001)  # noise could make it <= 0
-print(f"about {per_batch:.2f} ms per batch, shared by its jobs, and {per_job:.2f} ms per job")
+def point(batch: int, workers: int = 1) -> bench.Throughput:
+    return bench.throughput(hardened_runner(batch), workers, JOBS, WINDOW)
 
-my_batch = min(500, max(2, round(per_batch / per_job)))
-mine = bench.run(
-    quick=True, scenarios=("throughput",), runners=(hardened_runner(my_batch), hardened_runner(2 * my_batch)),
-    workers=[1, 2], jobs=3000, window=2.0,
-)  # fmt: skip
+
+with bench.own_server() as where:
+    small, large = point(1), point(200)
+    ms_small, ms_large = (1000 / p.jobs_per_s for p in (small, large))  # ms per job
+    per_batch = (ms_small - ms_large) / (1 / small.batch - 1 / large.batch)
+    per_job = max(ms_large - per_batch / large.batch, 0.001)  # noise could make it <= 0
+    print(f"about {per_batch:.2f} ms per batch, shared by its jobs, and {per_job:.2f} ms per job")
+    my_batch = min(500, max(2, round(per_batch / per_job)))
+    points = [point(my_batch), point(2 * my_batch), point(my_batch, 2)]
+mine = bench.Report(bench.machine(), {"where": where}, True, [], 0, workers=[1, 2], throughput=points)
 print(mine.throughput_table())
 for b in (my_batch, 2 * my_batch):
     predicted = 1000 / (per_batch / b + per_job)
@@ -37,5 +38,5 @@ for b in (my_batch, 2 * my_batch):
 # with two workers they also share the server and the cores, which the model leaves out
 
 measured = {(t.batch, t.workers) for t in mine.throughput}
-assert measured == {(b, n) for b in (my_batch, 2 * my_batch) for n in (1, 2)}, measured
-assert all(t.jobs > 0 and t.jobs_per_s > 0 for t in model.throughput + mine.throughput)
+assert measured == {(my_batch, 1), (2 * my_batch, 1), (my_batch, 2)}, measured
+assert all(t.jobs > 0 and t.jobs_per_s > 0 for t in [small, large, *mine.throughput])

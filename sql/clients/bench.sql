@@ -110,3 +110,13 @@ SET auto_explain.log_timing = on;
 SET auto_explain.log_nested_statements = on;
 SET auto_explain.log_level = notice;
 SET client_min_messages = notice;
+
+-- name: pgqueuer_remaining
+-- The peers' jobs not done yet, as their own tables say. pgqueuer moves a finished job out of its
+-- queue table (into pgqueuer_log): every row left there is queued or picked.
+SELECT count(*) FROM pgqueuer;
+
+-- name: procrastinate_remaining
+-- procrastinate keeps finished jobs in procrastinate_jobs (its default, delete_jobs="never"),
+-- with their final status.
+SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing');
