@@ -27,14 +27,15 @@ with bench.own_server() as where:
     per_batch = (ms_small - ms_large) / (1 / small.batch - 1 / large.batch)
     per_job = max(ms_large - per_batch / large.batch, 0.001)  # noise could make it <= 0
     print(f"about {per_batch:.2f} ms per batch, shared by its jobs, and {per_job:.2f} ms per job")
-    my_batch = min(500, max(2, round(per_batch / per_job)))
-    points = [point(my_batch), point(2 * my_batch), point(my_batch, 2)]
+    predicted = min(500, max(2, round(per_batch / per_job)))  # where a bigger batch stops paying
+    points = [point(predicted), point(2 * predicted), point(predicted, 2)]
+my_batch = predicted  # the exercise's knob, set to the size the model predicts
 mine = bench.Report(bench.machine(), {"where": where}, True, [], 0, workers=[1, 2], throughput=points)
 print(mine.throughput_table())
 for b in (my_batch, 2 * my_batch):
-    predicted = 1000 / (per_batch / b + per_job)
+    expected = 1000 / (per_batch / b + per_job)
     measured = mine.jobs_per_s(hardened_runner(b).name, 1)
-    print(f"one worker, a batch of {b}: predicted {predicted:,.0f} jobs/s, measured {measured:,.0f}")
+    print(f"one worker, a batch of {b}: predicted {expected:,.0f} jobs/s, measured {measured:,.0f}")
 # with two workers they also share the server and the cores, which the model leaves out
 
 measured = {(t.batch, t.workers) for t in mine.throughput}
