@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -68,7 +69,16 @@ def lab(tmp_path_factory):
 
     # a deadline, not a wait: on 2 cores shared with the suite's slowest files (bench starts
     # servers and worker processes beside it), JupyterLab once took more than 60 s to answer
-    until(answers, 180, "JupyterLab answering")
+    try:
+        until(answers, 180, "JupyterLab answering")
+    except BaseException:
+        proc.send_signal(signal.SIGINT)  # a lab that never answered must not outlive its test
+        try:
+            proc.wait(40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        raise
     yield base
     family = psutil.Process(proc.pid).children(recursive=True)  # now with the kernels
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
