@@ -8,7 +8,10 @@ from pgqueue.errors import PgQueueError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
-SQL_DIR = REPO_ROOT / "sql"
+# A built wheel carries the SQL inside the package (pyproject.toml maps sql/ to pgqueue/sql);
+# in a clone, and an editable install of one, it is the repository's own sql/.
+BUNDLED_SQL_DIR = PACKAGE_DIR / "sql"
+SQL_DIR = BUNDLED_SQL_DIR if BUNDLED_SQL_DIR.is_dir() else REPO_ROOT / "sql"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
 
@@ -19,12 +22,12 @@ def home() -> Path:
 
 
 def sql_dir() -> Path:
-    """The repository's sql/ folder, or a one-line error when the package was installed without it."""
+    """The kit's SQL (the repository's sql/, or the copy a wheel carries), or a one-line error."""
     if not SQL_DIR.is_dir():
         raise PgQueueError(
-            f"the kit's SQL is not beside the package (no folder {str(SQL_DIR)!r}): pgqueue runs from "
-            "its repository; in a clone, install it with `pip install -r requirements.txt` "
-            "(an editable install), not `pip install .`"
+            f"the kit's SQL is missing (no folder {str(SQL_DIR)!r}): this copy of pgqueue was "
+            "installed without it; install from a clone (`pip install -r requirements.txt`) or "
+            "from a wheel built by `pip wheel .`, which carries it"
         )
     return SQL_DIR
 

@@ -1,6 +1,11 @@
 """What the kit declares about itself: one install list in two places, a licence, the README's promises."""
 
+import os
 import re
+import shutil
+import subprocess
+import sys
+import zipfile
 
 import pytest
 from packaging.requirements import Requirement
@@ -63,3 +68,62 @@ def test_the_kit_has_a_licence_and_the_readme_names_it():
 )
 def test_the_readme_says_how_workers_stop_and_where_the_kit_runs(promise):
     assert promise in (REPO / "README.md").read_text()
+
+
+BUILD_LEFTOVERS = (".git", ".venv*", "build", "*.egg-info", ".pgqueue", "__pycache__", "test-artifacts")
+WHEEL_CHECK = """
+import importlib, pathlib, pkgutil, sys
+import pgqueue
+from pgqueue import paths, queries
+top = pathlib.Path(sys.argv[1]).resolve()
+assert pathlib.Path(pgqueue.__file__).resolve().is_relative_to(top), pgqueue.__file__
+names = [m.name for m in pkgutil.walk_packages(pgqueue.__path__, "pgqueue.") if ".sql" not in m.name]
+for name in names:
+    module = importlib.import_module(name)
+    assert pathlib.Path(module.__file__).resolve().is_relative_to(top), (name, module.__file__)
+assert paths.sql_dir().resolve().is_relative_to(top), paths.sql_dir()
+assert "create_database" in queries.load("kit/queries.sql")
+print(len(names))
+"""
+
+
+@pytest.mark.slow
+def test_a_built_wheel_holds_every_module_and_sql_file_and_imports_from_itself(tmp_path):
+    # built from a copy of the sources: setuptools reuses a build/ folder it finds, whose stale
+    # copies would hide a package that pyproject.toml no longer names
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*BUILD_LEFTOVERS))
+    dist = tmp_path / "dist"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = dist.glob("pgqueue-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        inside = set(archive.namelist())
+    modules = {p.relative_to(REPO).as_posix() for p in (REPO / "pgqueue").rglob("*.py")}
+    assert modules - inside == set(), "modules the wheel leaves out"
+    sql_files = {"pgqueue/" + p.relative_to(REPO).as_posix() for p in (REPO / "sql").rglob("*.sql")}
+    assert sql_files - inside == set(), "SQL files the wheel leaves out"
+    # installed alone (its dependencies come from this environment), run outside the repository
+    site = tmp_path / "site"
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(site), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    imported = subprocess.run(
+        [sys.executable, "-c", WHEEL_CHECK, str(site)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(site)},
+    )
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    assert int(imported.stdout) == len(modules) - 1  # every module but pgqueue/__init__.py itself
