@@ -6,7 +6,6 @@ import signal
 import subprocess
 import time
 import urllib.request
-from pathlib import Path
 
 import psutil
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from pgqueue import heartbeats, labs
 from pgqueue.wait import until
 from tests.conftest import REPO, free_port, start_lab
+from tests.tools import require
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
@@ -39,10 +39,19 @@ CHROMIUM_FLAGS = [
 
 
 def _chromium() -> str:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the browser test: .ci/run installs Debian's chromium ({CHROMIUM})")
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install --no-install-recommends chromium)")
+    import importlib.util
+
+    require(
+        "Playwright (the Python package)",
+        importlib.util.find_spec("playwright") is not None,
+        "pip install -r requirements-dev.txt",
+    )
+    # an executable file, not merely a path: a tool hidden by an empty file over it counts as missing
+    require(
+        f"Chromium ({CHROMIUM})",
+        os.access(CHROMIUM, os.X_OK) and os.path.getsize(CHROMIUM) > 0,
+        "apt-get install --no-install-recommends chromium",
+    )
     return CHROMIUM
 
 

@@ -15,9 +15,9 @@ from tests.conftest import REPO
 tomllib = pytest.importorskip("tomllib", reason="tomllib is in Python 3.11 and newer")
 
 
-def _requirements() -> dict[str, str]:
+def _requirements(name: str) -> dict[str, str]:
     found = {}
-    for line in (REPO / "requirements.txt").read_text().splitlines():
+    for line in (REPO / name).read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line and not line.startswith("-"):
             req = Requirement(line)
@@ -25,15 +25,22 @@ def _requirements() -> dict[str, str]:
     return found
 
 
-def test_pyproject_declares_exactly_what_requirements_txt_installs():
+def test_pyproject_declares_exactly_what_the_requirements_files_install():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    declared = [
-        *project["dependencies"],
-        *(r for extra in project["optional-dependencies"].values() for r in extra),
+    extras = project["optional-dependencies"]
+    assert set(extras) == {"lab", "test", "dev"}
+
+    def named(requirements: list[str]) -> dict[str, str]:
+        return {Requirement(r).name.lower(): str(Requirement(r)) for r in requirements}
+
+    assert named([*project["dependencies"], *extras["lab"], *extras["test"]]) == _requirements(
+        "requirements.txt"
+    )
+    assert named(extras["dev"]) == _requirements("requirements-dev.txt")
+    includes = [
+        line for line in (REPO / "requirements-dev.txt").read_text().splitlines() if line.startswith("-r")
     ]
-    as_declared = {Requirement(r).name.lower(): str(Requirement(r)) for r in declared}
-    assert as_declared == _requirements()
-    assert set(project["optional-dependencies"]) == {"lab", "test"}
+    assert includes == ["-r requirements.txt", "-r requirements-bench.txt"]
 
 
 def test_every_package_the_kit_imports_at_module_top_is_declared():
