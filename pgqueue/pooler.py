@@ -28,17 +28,28 @@ _ROLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _PLAIN = re.compile(r"[A-Za-z0-9_./:@%+=-]+")
 
 
+INSTALL = "apt-get install pgbouncer, or brew install pgbouncer"  # a system package: pip cannot bring it
+
+
 def binary() -> str:
     """The pgbouncer program, or a one-line error saying how to install it."""
+    # Debian puts it in /usr/sbin, which a normal user's PATH often lacks; a file there that is not
+    # executable (a hidden tool, a broken install) counts as missing
     found = shutil.which("pgbouncer") or next(
         (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if os.access(p, os.X_OK)), None
     )
     if found is None:
-        raise PgQueueError(
-            "PgBouncer is not installed (lesson 13 starts one): apt-get install pgbouncer, "
-            "or brew install pgbouncer"
-        )
+        raise PgQueueError(f"PgBouncer is not installed (lesson 13 starts one): {INSTALL}")
     return found
+
+
+def installed() -> bool:
+    """Whether PgBouncer is installed here (an executable pgbouncer)."""
+    try:
+        binary()
+    except PgQueueError:
+        return False
+    return True
 
 
 @dataclass

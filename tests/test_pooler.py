@@ -12,10 +12,17 @@ import pytest
 from pgqueue import pooler, queries
 from pgqueue.errors import PgQueueError
 from pgqueue.wait import until
+from tests import tools
 from tests.conftest import REPO
 
 
-def test_the_pooler_listens_only_on_a_socket_in_a_private_folder():
+@pytest.fixture
+def pgbouncer():
+    """A test that starts PgBouncer: skipped where it is missing (failed under PGQUEUE_REQUIRE_TOOLS=1)."""
+    tools.require("PgBouncer", pooler.installed(), pooler.INSTALL)
+
+
+def test_the_pooler_listens_only_on_a_socket_in_a_private_folder(pgbouncer):
     with pooler.start(2) as pool:
         folder = pool.folder
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
@@ -48,7 +55,7 @@ time.sleep(120)
 """
 
 
-def test_the_pooler_dies_with_its_owner_even_sigkilled_and_the_next_start_removes_its_folder():
+def test_the_pooler_dies_with_its_owner_even_sigkilled_and_the_next_start_removes_its_folder(pgbouncer):
     owner = subprocess.Popen([sys.executable, "-c", OWNER], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         pid, folder = owner.stdout.readline().split()
@@ -80,8 +87,22 @@ def test_bad_input_is_refused_before_anything_starts(kwargs, says):
 def test_a_missing_pgbouncer_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(pooler.shutil, "which", lambda name: None)
     monkeypatch.setattr(pooler.os, "access", lambda path, mode: False)
+    assert not pooler.installed()
     with pytest.raises(PgQueueError, match="apt-get install pgbouncer"):
         pooler.start(1)
+
+
+def test_a_test_that_needs_a_missing_tool_is_skipped_with_how_to_install_it_or_failed_in_ci(monkeypatch):
+    monkeypatch.delenv(tools.REQUIRE_ENV, raising=False)
+    tools.require("PgBouncer", True, pooler.INSTALL)  # present: the test goes on
+    with pytest.raises(pytest.skip.Exception, match="PgBouncer is not installed: apt-get install pgbouncer"):
+        tools.require("PgBouncer", False, pooler.INSTALL)
+    monkeypatch.setenv(tools.REQUIRE_ENV, "1")
+    with pytest.raises(pytest.fail.Exception, match="PgBouncer is not installed.*PGQUEUE_REQUIRE_TOOLS=1"):
+        tools.require("PgBouncer", False, pooler.INSTALL)
+    monkeypatch.setenv(tools.REQUIRE_ENV, "yes")
+    with pytest.raises(pytest.fail.Exception, match="PGQUEUE_REQUIRE_TOOLS is 0 or 1, got 'yes'"):
+        tools.require("PgBouncer", True, pooler.INSTALL)
 
 
 def test_the_users_file_doubles_quotes_and_gives_the_password_to_the_server_role_only():
@@ -89,7 +110,7 @@ def test_the_users_file_doubles_quotes_and_gives_the_password_to_the_server_role
     assert text == '"me" "pa""ss"\n"lab_worker" ""\n'
 
 
-def test_the_version_is_read_from_pgbouncer():
+def test_the_version_is_read_from_pgbouncer(pgbouncer):
     assert pooler.version() >= (1, 0)
 
 
