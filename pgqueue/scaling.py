@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import html
+import json
+import os
 import re
+import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 
-from pgqueue import chaos, fleet, hardened, labs, pooler, queries, server
+from pgqueue import chaos, fleet, hardened, labs, paths, pooler, queries, server
 from pgqueue.check.core import Verdict, written
 from pgqueue.errors import PgQueueError
 from pgqueue.wait import Timeout, until
@@ -22,6 +28,8 @@ if TYPE_CHECKING:
 POC = hardened.POC
 KEY = 4242  # the advisory lock the experiments take
 CHANNEL = "pgqueue_scaling_demo"
+RECORD = paths.NOTEBOOKS_DIR / "data" / "scale-out.json"  # the run lesson 13 reads without PgBouncer
+REQUIRE_ENV = "PGQUEUE_REQUIRE_TOOLS"  # CI sets it to 1: a lesson that would fall back fails instead
 
 
 def _q() -> queries.Queries:
@@ -288,9 +296,15 @@ def turn_through_pool(text: object, request_id: int = 7) -> Verdict:
     transaction open while the second runs it on the pool's other server connection: the second
     must wait, not go ahead; once the first commits, the second must go on; and once both have
     committed, no lock may be left on the server, where the pool would hand it to a stranger.
+    Without PgBouncer nothing can be judged: the answer (an Unjudged) says so, and how to install it.
     """
     if isinstance(request_id, bool) or not isinstance(request_id, int) or request_id < 1:
         raise PgQueueError(f"request_id is a whole number, 1 or more, got {request_id!r}")
+    if not pooler.installed():
+        # judging needs two clients of a real pool; a recorded verdict would be about other SQL
+        missing = "PgBouncer is not installed here, and this check runs your SQL through a real pool: "
+        missing += pooler.INSTALL
+        return Unjudged("your turn through the pool", missing=missing)
     verdict = Verdict("your turn through the pool")
     if written(text, verdict) is None:
         return verdict
@@ -372,6 +386,21 @@ def _said(exc: psycopg.Error | None) -> str:
     return (exc.diag.message_primary or str(exc)) if exc is not None else ""
 
 
+@dataclass(repr=False)
+class Unjudged(Verdict):
+    """A check that could not run here: no check held or failed, and it says what it needs."""
+
+    missing: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.subject} was not judged: {self.missing}"
+
+    __repr__ = __str__  # what a notebook shows of a cell's last value, outside JupyterLab too
+
+    def _repr_html_(self) -> str:
+        return f'<div style="border-left:4px solid #888;padding-left:8px">{html.escape(str(self))}</div>'
+
+
 # --- 4. the hardened workers through a pool ---------------------------------------------------
 
 
@@ -388,6 +417,7 @@ class PooledRun:
     most_as_role: int  # the most connections to the lab the server counted for that role
     most_in_all: int  # the most it counted for every role (a worker's start-up checks use the owner's)
     seconds: float
+    outcomes: dict[str, int] = field(default_factory=dict)  # every attempt at a job, by how it ended
 
     def __str__(self) -> str:
         return (
@@ -430,7 +460,9 @@ def hardened_through_pool(per_process: int = 2, pool_size: int = 3, *, timeout: 
             workers = len(crew.members())
             crew.stop(timeout=10.0)
         counts = watch.execute(queries.load("clients/hardened.sql")["job_counts"]).fetchone()
-    return PooledRun(workers, pool_size, counts[5], counts[4], counts[2], as_role, most[0], most[1], seconds)
+        outcomes = dict(watch.execute(_q()["attempt_outcomes"]).fetchall())
+    finished = (counts[5], counts[4], counts[2])
+    return PooledRun(workers, pool_size, *finished, as_role, most[0], most[1], seconds, outcomes)
 
 
 def _lab_connections_by_role(watch: psycopg.Connection) -> dict[str, int]:
@@ -448,3 +480,204 @@ def _lab_connections_by_role(watch: psycopg.Connection) -> dict[str, int]:
 def direct_server() -> str:
     """Which server the experiments run on, in one line."""
     return server.resolve().describe()
+
+
+# --- a recorded run, for a machine without PgBouncer ------------------------------------------
+
+# The calls lesson 13 makes through PgBouncer, as record() runs them and a Recorded answers them.
+RECORDED_CALLS: dict[str, dict] = {
+    "pool_collapse": {"clients": 12, "pool_size": 2},
+    "session_features": {},
+    "hardened_through_pool": {"per_process": 2, "pool_size": 3},
+    "turn_through_pool": {"text": "SELECT pg_advisory_lock(%(request_id)s)", "request_id": 7},
+}
+
+
+@dataclass(frozen=True)
+class Record:
+    """The lesson's PgBouncer experiments as one run recorded them, and what they ran on."""
+
+    recorded_at: str  # UTC, ISO 8601
+    machine: dict
+    pgbouncer: str  # PgBouncer's version, e.g. "1.18.0"
+    postgresql: str  # the server's version, e.g. "18.6"
+    server: str  # "embedded" or "dsn"
+    calls: dict[str, dict]  # each experiment's arguments
+    collapse: Collapse
+    broken: Broken
+    run: PooledRun
+    session_turn: Verdict
+
+    def to_json(self) -> str:
+        """The record as JSON (what `load` reads)."""
+        return json.dumps(asdict(self), indent=1) + "\n"
+
+    @classmethod
+    def load(cls, path: str | os.PathLike = RECORD) -> Record:
+        """A record saved by `record`, read into the experiments' own result types, or a one-line error."""
+        try:
+            data = json.loads(Path(path).read_text())
+            kinds = {"collapse": Collapse, "broken": Broken, "run": PooledRun, "session_turn": Verdict}
+            return cls(**{**data, **{key: kind(**data[key]) for key, kind in kinds.items()}})
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise PgQueueError(
+                f"{path} is not a record of lesson 13's run ({type(exc).__name__}: {exc}): "
+                "python -m pgqueue.scaling record PATH writes one"
+            ) from None
+
+    @property
+    def when(self) -> str:
+        """The day it was recorded, e.g. '2025-06-01'."""
+        return self.recorded_at[:10]
+
+
+def record(path: str | os.PathLike = RECORD) -> Record:
+    """Run the lesson's PgBouncer experiments as the lesson calls them and save them at `path`."""
+    from pgqueue import bench  # its machine(): described as lesson 14's saved run is
+
+    pooler.binary()  # a one-line error before anything runs
+    calls = RECORDED_CALLS
+    labs.reset(POC, examples=True)
+    collapse = pool_collapse(**calls["pool_collapse"])
+    broken = session_features(**calls["session_features"])
+    run = hardened_through_pool(**calls["hardened_through_pool"])
+    session_turn = turn_through_pool(**calls["turn_through_pool"])
+    made = Record(
+        recorded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        machine=bench.machine(),
+        pgbouncer=".".join(map(str, pooler.version())),
+        postgresql=server.version(),
+        server=server.resolve().kind,
+        calls=calls,
+        collapse=collapse,
+        broken=broken,
+        run=run,
+        session_turn=Verdict(session_turn.subject, session_turn.held, session_turn.wrong),
+    )
+    Path(path).write_text(made.to_json())
+    return made
+
+
+class Live:
+    """Lesson 13's PgBouncer experiments, run here: PgBouncer is installed."""
+
+    def __init__(self) -> None:
+        self.program = pooler.binary()
+        self.release = pooler.version(self.program)
+
+    def version(self) -> tuple[int, ...]:
+        """PgBouncer's version."""
+        return self.release
+
+    def pool_collapse(self, clients: int = 12, pool_size: int = 2) -> Collapse:
+        """`pool_collapse`, live."""
+        return pool_collapse(clients, pool_size)
+
+    def session_features(self) -> Broken:
+        """`session_features`, live."""
+        return session_features()
+
+    def hardened_through_pool(self, per_process: int = 2, pool_size: int = 3) -> PooledRun:
+        """`hardened_through_pool`, live."""
+        return hardened_through_pool(per_process, pool_size)
+
+    def turn_through_pool(self, text: object, request_id: int = 7) -> Verdict:
+        """`turn_through_pool`, live."""
+        return turn_through_pool(text, request_id)
+
+    def __str__(self) -> str:
+        release = ".".join(map(str, self.release))
+        return f"PgBouncer {release} is installed here ({self.program}): the pool's cells run live"
+
+
+class Recorded:
+    """Lesson 13's PgBouncer experiments as recorded, for a machine without PgBouncer; each says so."""
+
+    # what a live run shows that the recording cannot, per experiment
+    LIVE_ADDS = {
+        "pool_collapse": "the same counts on your own server, through your own PgBouncer",
+        "session_features": "your PgBouncer's version and how it treats prepared statements",
+        "hardened_through_pool": "your machine's seconds and connection counts",
+        "turn_through_pool": "the same check on your own pool",
+    }
+
+    def __init__(self, made: Record) -> None:
+        self.record = made
+
+    def version(self) -> tuple[int, ...]:
+        """The recorded PgBouncer's version."""
+        return tuple(int(n) for n in self.record.pgbouncer.split("."))
+
+    def pool_collapse(self, clients: int = 12, pool_size: int = 2) -> Collapse:
+        """`pool_collapse` as recorded."""
+        self._answer("pool_collapse", clients=clients, pool_size=pool_size)
+        return self.record.collapse
+
+    def session_features(self) -> Broken:
+        """`session_features` as recorded."""
+        self._answer("session_features")
+        return self.record.broken
+
+    def hardened_through_pool(self, per_process: int = 2, pool_size: int = 3) -> PooledRun:
+        """`hardened_through_pool` as recorded."""
+        self._answer("hardened_through_pool", per_process=per_process, pool_size=pool_size)
+        return self.record.run
+
+    def turn_through_pool(self, text: object, request_id: int = 7) -> Verdict:
+        """`turn_through_pool` as recorded, for the statement it was recorded with only."""
+        self._answer("turn_through_pool", text=text, request_id=request_id)
+        return self.record.session_turn
+
+    def _answer(self, name: str, **args: object) -> None:
+        """Say where the answer comes from; a one-line error if the recording never ran these arguments."""
+        recorded = self.record.calls[name]
+        if args != recorded:
+            shown = ", ".join(f"{k}={v!r}" for k, v in recorded.items())
+            raise PgQueueError(
+                f"the recorded run has {name}({shown}) only; for others, install PgBouncer: {pooler.INSTALL}"
+            )
+        r = self.record
+        print(
+            f"Recorded run ({r.when}, PgBouncer {r.pgbouncer}): PgBouncer is not installed here "
+            f"({pooler.INSTALL}); a live run would show {self.LIVE_ADDS[name]}."
+        )
+
+    def __str__(self) -> str:
+        r = self.record
+        return (
+            f"PgBouncer is not installed here ({pooler.INSTALL}): the pool's cells show the run recorded "
+            f"on {r.when} with PgBouncer {r.pgbouncer} and PostgreSQL {r.postgresql} "
+            f"({r.machine.get('cores')} cores, {r.machine.get('cpu')}); the exercise cannot be judged"
+        )
+
+
+def bouncer(path: str | os.PathLike = RECORD) -> Live | Recorded:
+    """The lesson's PgBouncer experiments: live where PgBouncer is installed, else the run recorded at `path`.
+
+    Under PGQUEUE_REQUIRE_TOOLS=1 (CI) a missing PgBouncer is a one-line error instead: there,
+    the lesson must prove it runs live.
+    """
+    if pooler.installed():
+        return Live()
+    if os.environ.get(REQUIRE_ENV, "") == "1":
+        raise PgQueueError(f"PgBouncer is not installed ({pooler.INSTALL}), and {REQUIRE_ENV}=1 asks for it")
+    return Recorded(Record.load(path))
+
+
+def main(argv: list[str]) -> int:
+    """`python -m pgqueue.scaling record [PATH]`: record the lesson's PgBouncer experiments."""
+    if not argv or argv[0] != "record" or len(argv) > 2:
+        print("usage: python -m pgqueue.scaling record [PATH]  (default: notebooks/data/scale-out.json)")
+        return 2
+    target = Path(argv[1]) if len(argv) == 2 else RECORD
+    try:
+        made = record(target)
+    except PgQueueError as exc:
+        print(f"pgqueue.scaling: {exc}", file=sys.stderr)
+        return 1
+    print(f"recorded lesson 13's run (PgBouncer {made.pgbouncer}, PostgreSQL {made.postgresql}) in {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

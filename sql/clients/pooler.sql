@@ -90,3 +90,7 @@ SELECT context FROM pg_settings WHERE name = 'max_connections';
 SELECT usename, count(*) FROM pg_stat_activity
  WHERE datname = %(dbname)s AND backend_type = 'client backend'
  GROUP BY usename;
+
+-- name: attempt_outcomes
+-- Every attempt at a job of the lab, counted by how it ended (succeeded, failed, rescued).
+SELECT outcome::text, count(*) FROM job_attempts GROUP BY outcome ORDER BY outcome;
