@@ -244,8 +244,17 @@ def submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_labs(args: argparse.Namespace) -> None:
+    """With --demo, this command looks at the demo's own labs instead of the lessons'."""
+    if args.demo:
+        from pgqueue import demo
+
+        os.environ[labs.PREFIX_ENV] = labs.prefix() + demo.LAB_PREFIX
+
+
 def status(args: argparse.Namespace) -> int:
     """Print the workers (heartbeat age, alive / stale / stopped / killed) and job counts of labs."""
+    _demo_labs(args)
     pocs = [args.poc] if args.poc else [p for p in designs.names() if labs.is_set_up(p)]
     if not pocs:
         print("no lab has been set up yet: python -m pgqueue setup --poc NAME --examples")
@@ -272,6 +281,7 @@ def status(args: argparse.Namespace) -> int:
 
 def kill(args: argparse.Namespace) -> int:
     """Set a worker's kill switch: it exits the next time it asks for work."""
+    _demo_labs(args)
     pocs = [args.poc] if args.poc else [p for p in designs.names() if labs.is_set_up(p)]
     if not pocs:
         raise PgQueueError("no lab has been set up yet, so no worker has a kill switch")
@@ -465,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
         status,
     )
     status_parser.add_argument("--poc", choices=pocs, help="one lab only")
+    status_parser.add_argument("--demo", action="store_true", help="the demo's labs, not the lessons'")
 
     kill_parser = verb(
         verbs,
@@ -475,12 +486,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kill_parser.add_argument("uuid", type=_typed(checks.uuid), help="the worker's uuid (see `status`)")
     kill_parser.add_argument("--poc", choices=pocs, help="its lab (default: search)")
+    kill_parser.add_argument("--demo", action="store_true", help="a worker of the demo's labs")
 
     demo_parser = verb(
         verbs,
         "demo",
         "run the example pipelines with real worker processes",
-        "Build a fresh lab (single-call unless --poc) with the example data, start the original "
+        "Build a fresh lab of its own (single-call unless --poc; the lessons' labs are left alone) "
+        "with the example data, start the original "
         "launcher's 12 worker processes and the README flow's, show progress, then report each "
         "pipe job and prove the order gate (on hardened, also that every job succeeded exactly "
         "once). Exits 0 when every pipe job finished in time. A single-call lab gets lesson 07's "

@@ -30,6 +30,9 @@ LAUNCHER = [
 ]
 # The processes the seed README's flow adds (assigner and classification are shared).
 README_FLOW = [("wearing_compliance", "1.5.2", 1), ("movemonitor", "1.0.0", 1)]
+# The demo's labs are its own (pgqueue_demo_single_call, ...): a demo never rebuilds the lab a
+# learner's open lesson is using. `status --demo` and `kill --demo` look at them.
+LAB_PREFIX = "demo_"
 PROGRESS_EVERY = 0.5
 OUTAGE_GRACE = 30.0  # seconds past the deadline the demo keeps trying to read the lab
 T = TypeVar("T")
@@ -274,7 +277,7 @@ def run(
     original_gate: bool = False,
     poc: str = POC,
 ) -> Report:
-    """Build a fresh lab `poc` with the examples, run every example process as an OS process, report.
+    """Build a fresh demo lab of `poc` with the examples, run every example process as an OS process, report.
 
     A single-call lab gets lesson 07's fix of the order gate unless `original_gate`: with fourteen
     workers, two order-1 pipe jobs of request 50 finishing within the same few milliseconds would
@@ -282,6 +285,19 @@ def run(
     only its own gate, and its report adds the attempts at every job.
     """
     module = check(poc, original_gate).worker()
+    with labs.prefixed(LAB_PREFIX):
+        print(
+            f"the demo's own lab: database {labs.database(poc)} (the lessons' labs are left as they are); "
+            f"watch it with: python -m pgqueue status --demo --poc {poc}",
+            file=out,
+            flush=True,
+        )
+        return _run(module, work, poll, timeout, out, original_gate, poc)
+
+
+def _run(
+    module, work: tuple[float, float], poll: float, timeout: float, out, original_gate: bool, poc: str
+) -> Report:
     started = time.time()
     labs.reset(poc, examples=True, fixes=not original_gate)
     opts = module.Options(poll=poll, work=work)

@@ -48,6 +48,23 @@ def prefix() -> str:
     return value
 
 
+@contextlib.contextmanager
+def prefixed(extra: str) -> Iterator[str]:
+    """Within the block, every lab of this process and of the workers it starts is named
+    `<prefix><extra><design>`: labs apart from the lessons' (the demo's); the prefix it set."""
+    before = os.environ.get(PREFIX_ENV)
+    value = prefix() + extra
+    os.environ[PREFIX_ENV] = value
+    try:
+        prefix()  # checked: letters, digits and _, short enough
+        yield value
+    finally:
+        if before is None:
+            os.environ.pop(PREFIX_ENV, None)
+        else:
+            os.environ[PREFIX_ENV] = before
+
+
 def database(poc: str) -> str:
     """The database name of a lab, e.g. 'pgqueue_single_call'."""
     return prefix() + designs.get(poc).folder

@@ -9,6 +9,11 @@ from tests.conftest import run_cli, workers_of
 
 
 def test_demo_finishes_every_pipe_job_respects_the_gate_and_leaves_no_process():
+    # a learner's lesson lab, open beside the demo: the demo must not rebuild it
+    labs.reset("single-call", examples=True)
+    with labs.connect("single-call") as conn:
+        conn.execute("CREATE TABLE learners_own_work (note text)")
+    lesson_jobs = single_call.pipe_jobs()
     # values typed on the command line, as the sandbox's demo service passes them
     result = run_cli("demo", "--work", "0", "0.3", "--poll", "0.2", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -20,11 +25,17 @@ def test_demo_finishes_every_pipe_job_respects_the_gate_and_leaves_no_process():
     assert "assigner 1.0.0 took pipe jobs 1 (priority 100), 5 (priority 100), 3 (priority 200)" in out
     assert out.rstrip().endswith("every pipe job finished and every order gate held")
     assert not workers_of(Path(os.environ["PGQUEUE_HOME"]))
-    pipes = single_call.pipe_jobs()
+    with labs.prefixed(demo.LAB_PREFIX) as demo_prefix:
+        pipes = single_call.pipe_jobs()
+    assert f"database {demo_prefix}single_call" in out and "status --demo" in out
     assert pipes["pipe_job_finished"].all() and len(pipes) == 5
-    status = run_cli("status", "--poc", "single-call").stdout
+    status = run_cli("status", "--demo", "--poc", "single-call").stdout
     assert "0 waiting, 0 running, 35 finished, 5 pipe_jobs_finished, 5 pipe_jobs" in status
     assert status.count("killed") == 14  # the demo stopped every worker with its kill switch
+    # the lesson's lab is as the learner left it: same pipe jobs, none run, their own table kept
+    assert single_call.pipe_jobs().equals(lesson_jobs) and not lesson_jobs["pipe_job_finished"].any()
+    with labs.connect("single-call") as conn:
+        assert conn.execute("SELECT to_regclass('learners_own_work')").fetchone()[0] is not None
 
 
 def test_the_report_flags_an_order_gate_that_did_not_hold():
@@ -67,13 +78,14 @@ def test_the_hardened_demo_runs_the_example_and_every_job_succeeds_exactly_once(
     )
     assert out.rstrip().endswith("every pipe job finished and every order gate held")
     assert not workers_of(Path(os.environ["PGQUEUE_HOME"]))
-    tried = hardened.attempts()
+    with labs.prefixed(demo.LAB_PREFIX):  # the demo's own lab
+        tried = hardened.attempts()
+        # no claim table: the gathered sets are read from the jobs' sets and who succeeded at them
+        report = demo.build_report(time.time(), "hardened")
     assert len(tried) == 35 and (tried["outcome"] == "succeeded").all() and tried["job_id"].is_unique
-    status = run_cli("status", "--poc", "hardened").stdout
+    status = run_cli("status", "--demo", "--poc", "hardened").stdout
     assert "0 waiting, 0 running, 35 finished, 0 dead, 5 pipe_jobs_finished, 5 pipe_jobs" in status
     assert status.count("killed") == 14
-    # no claim table: the gathered sets are read from the jobs' sets and who succeeded at them
-    report = demo.build_report(time.time(), "hardened")
     fan_in = report.pipe_jobs.set_index("pipe job")["fan-in"].to_dict()
     assert fan_in == {1: "4", 2: "-", 3: "4", 4: "-", 5: "4"}  # merging_results, movemonitor: sets of 4
     assert report.ok, report.text()
