@@ -19,11 +19,12 @@ RUN sed '/^-e /d' requirements.txt > /tmp/dependencies.txt \
  && pip install --no-cache-dir -r /tmp/dependencies.txt \
  && rm /tmp/dependencies.txt
 
-# Then the kit, installed editable (as `-e .` does for a learner) without touching its dependencies.
-COPY --chown=learner:learner pyproject.toml README.md ./
+# Then the kit, installed editable (as `-e .` does for a learner) without touching its dependencies;
+# its SQL first, as pyproject.toml names sql/ as the package pgqueue.sql (and LICENSE as its licence).
+COPY --chown=learner:learner pyproject.toml README.md LICENSE ./
 COPY --chown=learner:learner pgqueue/ pgqueue/
-RUN pip install --no-cache-dir --no-deps -e .
 COPY --chown=learner:learner sql/ sql/
+RUN pip install --no-cache-dir --no-deps -e .
 COPY --chown=learner:learner notebooks/ notebooks/
 USER learner
 ENV PYTHONUNBUFFERED=1
