@@ -101,13 +101,7 @@ def test_a_built_wheel_holds_every_module_and_sql_file_and_imports_from_itself(t
     source = tmp_path / "source"
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*BUILD_LEFTOVERS))
     dist = tmp_path / "dist"
-    built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert built.returncode == 0, built.stderr[-3000:]
+    _python("-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source))
     (wheel,) = dist.glob("pgqueue-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         inside = set(archive.namelist())
@@ -117,20 +111,15 @@ def test_a_built_wheel_holds_every_module_and_sql_file_and_imports_from_itself(t
     assert sql_files - inside == set(), "SQL files the wheel leaves out"
     # installed alone (its dependencies come from this environment), run outside the repository
     site = tmp_path / "site"
-    installed = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(site), str(wheel)],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    _python("-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel))
+    imported = _python(
+        "-c", WHEEL_CHECK, str(site), cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}
     )
-    assert installed.returncode == 0, installed.stderr[-3000:]
-    imported = subprocess.run(
-        [sys.executable, "-c", WHEEL_CHECK, str(site)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(site)},
-    )
-    assert imported.returncode == 0, imported.stderr[-3000:]
-    assert int(imported.stdout) == len(modules) - 1  # every module but pgqueue/__init__.py itself
+    assert int(imported) == len(modules) - 1  # every module but pgqueue/__init__.py itself
+
+
+def _python(*args: str, **kwargs) -> str:
+    """Run this interpreter with `args`; its output, or a failure showing its errors."""
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300, **kwargs)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
