@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+import yaml
 
 from pgqueue import embedded
 from pgqueue.wait import until
@@ -36,6 +37,7 @@ jobs = single_call.jobs()[columns]
 print(json.dumps({"server": server.version(), "workers": workers.to_dict("records"),
                   "jobs": jobs.astype(object).where(jobs.notna(), None).to_dict("records")}))
 """
+DEVCONTAINER = REPO / ".devcontainer" / "devcontainer.json"
 TIMES = REPO / "test-artifacts"  # sandbox-times-<engine>.json: each step's seconds
 
 
@@ -313,3 +315,86 @@ def test_the_readmes_sandbox_runs_in_real_containers(sandbox):
     (TIMES / f"sandbox-times-{compose.engine.name}.json").write_text(
         json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1) + "\n"
     )
+
+
+def jsonc(text: str) -> dict:
+    """JSON with comments and trailing commas, which devcontainer.json allows, read as JSON."""
+    kept, at = [], 0
+    while at < len(text):
+        if text[at] == '"':  # a string, escapes and all, as it is
+            end = at + 1
+            while text[end] != '"':
+                end += 2 if text[end] == "\\" else 1
+            kept.append(text[at : end + 1])
+            at = end + 1
+        elif text.startswith("//", at):
+            at = text.find("\n", at) if "\n" in text[at:] else len(text)
+        elif text.startswith("/*", at):
+            at = text.index("*/", at) + 2
+        elif text[at] == "," and re.match(r"\s*(//[^\n]*\s*)*[}\]]", text[at + 1 :]):
+            at += 1  # a trailing comma
+        else:
+            kept.append(text[at])
+            at += 1
+    return json.loads("".join(kept))
+
+
+def test_jsonc_reads_comments_and_trailing_commas_but_not_inside_strings():
+    text = '{"a": "x // y /* z */", // note\n "b": [1, 2,], /* c */ "c": {"d": "e",},}'
+    assert jsonc(text) == {"a": "x // y /* z */", "b": [1, 2], "c": {"d": "e"}}
+
+
+def test_the_dev_container_builds_and_leaves_a_working_lab(sandbox):
+    """What .devcontainer/devcontainer.json names, built and run as a dev container tool would
+    (compose build and up of its services, its post-create command as its user in its workspace
+    folder), and what it promises: the forwarded port answers inside the service's container
+    (where VS Code forwards it from), the kit works there against the compose file's db. The
+    extensions are VS Code's to install: only that they are listed is checked."""
+    compose, _ = sandbox
+    config = jsonc(DEVCONTAINER.read_text())
+    assert [(DEVCONTAINER.parent / f).resolve() for f in config["dockerComposeFile"]] == [
+        REPO / "docker-compose.yml"
+    ]
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    service = services[config["service"]]
+    assert service["build"]["context"] == "." and (REPO / "Dockerfile").is_file()  # the kit's image
+    assert "db" in config["runServices"] and set(config["runServices"]) <= set(services)
+    assert f".:{config['workspaceFolder']}" in service["volumes"]  # the repository, mounted
+    listens = service["command"][service["command"].index("--port") + 1]
+    published = [p.rsplit(":", 1)[1] for p in service["ports"]]
+    assert [str(p) for p in config["forwardPorts"]] == [listens] == published
+    assert {"ms-python.python", "ms-toolsai.jupyter"} <= set(config["customizations"]["vscode"]["extensions"])
+
+    compose("build", config["service"], timeout=900)
+    compose("up", "-d", *config["runServices"], timeout=300)
+    running = {name for s in config["runServices"] for name in compose.containers(s)}
+    assert running == set(compose.containers()), "runServices started something else"
+    as_learner = ["exec", "-T", "--user", config["remoteUser"], "--workdir", config["workspaceFolder"]]
+    as_learner.append(config["service"])
+
+    def post_create() -> str:
+        made = compose(*as_learner, "sh", "-c", config["postCreateCommand"], timeout=300)
+        return made.stdout
+
+    assert "rebuilt" in post_create()
+    assert "set up already: kept" in post_create()  # a rebuilt container keeps the learner's lab
+
+    token = compose.variables["JUPYTER_TOKEN"]
+    asks = "import sys, urllib.request as u; print(u.urlopen(u.Request(sys.argv[1], headers={'Authorization': 'token ' + sys.argv[2]}), timeout=5).status)"  # noqa: E501
+
+    def answers(port) -> bool:
+        url = f"http://127.0.0.1:{port}/api/status"
+        return compose(*as_learner, "python", "-c", asks, url, token, check=False).stdout.strip() == "200"
+
+    for port in config["forwardPorts"]:
+        until(lambda port=port: answers(port), 180, f"JupyterLab answering on port {port} in the container")
+    # where a learner finds the lab's token (the sandbox's default token is random)
+    assert f"token={token}" in compose(*as_learner, "jupyter", "server", "list").stdout
+    # VS Code's Jupyter kernels run the image's Python in the workspace: the kit, ipykernel, db
+    kernel = "import ipykernel, pgqueue; from pgqueue import server; print(server.version())"
+    assert compose(*as_learner, "python", "-c", kernel).stdout.strip().startswith("18.")
+    status = compose(*as_learner, "python", "-m", "pgqueue", "status", "--poc", "single-call")
+    assert status.returncode == 0
+
+    compose("down", "-v", "--remove-orphans", "--timeout", "20", timeout=180)
+    assert compose.leftovers() == []
