@@ -11,6 +11,7 @@ from tests.conftest import REPO
 
 JOBS = 200
 PROCESSES = 2
+BENCH_INSTALL = "the production queues bench compares with: pip install -r requirements-bench.txt"
 
 
 def _peer(package: str, batch: int) -> peers.Peer:
@@ -39,9 +40,9 @@ def test_requirements_bench_pins_the_releases_the_table_names():
 
 @pytest.mark.parametrize(("package", "batch"), [("pgqueuer", 10), ("procrastinate", 1)])
 def test_two_processes_drain_the_queue_between_them_and_stop(package, batch, fresh_db):
-    pytest.importorskip(package)
+    pytest.importorskip(package, reason=BENCH_INSTALL)
     if package == "pgqueuer":
-        pytest.importorskip("asyncpg")
+        pytest.importorskip("asyncpg", reason=BENCH_INSTALL)
     peer = _peer(package, batch)
     assert peers.missing(peer) is None
     dsn = server.resolve().uri_for(fresh_db)
@@ -64,7 +65,7 @@ def test_two_processes_drain_the_queue_between_them_and_stop(package, batch, fre
 
 @pytest.mark.parametrize(("package", "batch"), [("pgqueuer", 10), ("procrastinate", 1)])
 def test_a_worker_stops_at_its_deadline_having_finished_what_it_took(package, batch, fresh_db):
-    pytest.importorskip(package)
+    pytest.importorskip(package, reason=BENCH_INSTALL)
     peer = _peer(package, batch)
     assert peers.missing(peer) is None
     dsn = server.resolve().uri_for(fresh_db)

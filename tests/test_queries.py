@@ -64,5 +64,5 @@ def test_a_package_installed_without_its_sql_says_so_in_one_line(tmp_path):
     )
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "the kit's SQL is not beside the package" in lines[0], result.stderr
-    assert "pip install -r requirements.txt" in lines[0]
+    assert len(lines) == 1 and "the kit's SQL is missing" in lines[0], result.stderr
+    assert "pip install -r requirements.txt" in lines[0] and "pip wheel ." in lines[0]
