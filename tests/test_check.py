@@ -50,7 +50,6 @@ def test_an_excerpt_is_one_statement_with_its_comment_and_a_whole_function_body(
     [
         (None, "expected your SQL as a string, got NoneType"),
         ("  \n", "there is no SQL yet"),
-        ("SELECT 1; -- TODO", "still has a TODO"),
     ],
 )
 def test_nothing_written_yet_is_said_plainly(text, says):
@@ -66,8 +65,31 @@ def test_a_refused_install_leaves_the_reference_in_place_and_quotes_postgresql()
             conn, "CREATE PROCEDURE send_heartbeat(a int LANGUAGE", verdict, replaces=["send_heartbeat"]
         )
         assert conn.execute("SELECT to_regproc('send_heartbeat') IS NOT NULL").fetchone()[0]
-    assert "PostgreSQL refused your SQL (at character" in str(verdict)
-    assert 'syntax error at or near "LANGUAGE"' in str(verdict)
+    said = 'PostgreSQL refused your SQL: syntax error at or near "LANGUAGE", at line 1, column 39 of your SQL:'
+    assert said in str(verdict), str(verdict)
+
+
+def test_a_comment_that_still_says_todo_decides_nothing():
+    verdict = Verdict("your thing")
+    assert core.written("SELECT 1; -- TODO: done, but the note stayed", verdict) is not None
+    assert verdict.wrong == []
+
+
+def test_an_error_in_a_wrapped_answer_is_placed_in_the_learners_own_lines():
+    answer = "SELECT 1\n  FROM job_queue\n WHER job_id = 1"
+    text = f"CREATE FUNCTION pick() RETURNS int LANGUAGE sql AS $$\n{answer}\n$$;"
+    verdict = Verdict("your pick")
+    with labs.scratch("notify-listen", "heartbeats") as lab, lab.connect() as conn:
+        assert not core.install(conn, text, verdict, answer=answer)
+    assert "at line 3, column 7 of your SQL: 'WHER job_id = 1'" in str(verdict), str(verdict)
+
+
+def test_an_error_in_the_kits_wrapping_is_not_blamed_on_the_answer():
+    text = "CREATE FUNCTON pick() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;"
+    verdict = Verdict("your pick")
+    with labs.scratch("notify-listen", "heartbeats") as lab, lab.connect() as conn:
+        assert not core.install(conn, text, verdict, answer="SELECT 1")
+    assert "in the kit's SQL around your answer" in str(verdict), str(verdict)
 
 
 def test_sql_that_creates_something_else_is_named():

@@ -61,25 +61,52 @@ class Verdict:
         )
 
 
-def written(text: object, verdict: Verdict, *, blank: str = "TODO") -> str | None:
-    """The learner's SQL, or None after telling the verdict why there is nothing to try yet."""
+def written(text: object, verdict: Verdict) -> str | None:
+    """The learner's SQL, or None after telling the verdict why there is nothing to try yet.
+
+    Only a missing answer is refused here: what an answer says, comments and TODOs included,
+    never decides; what it does is judged.
+    """
     if not isinstance(text, str):
         verdict.refuse(f"expected your SQL as a string, got {type(text).__name__}")
         return None
     if not text.strip():
         verdict.refuse("there is no SQL yet: write it in the string, then run the cell again")
         return None
-    if blank and blank in text:
-        verdict.refuse(f"your SQL still has a {blank} in it: fill it in, then run the cell again")
-        return None
     return text
 
 
-def install(conn: psycopg.Connection, text: str, verdict: Verdict, *, replaces: Sequence[str] = ()) -> bool:
+def located(text: str, position: int, answer: str | None = None) -> str:
+    """Where character `position` (1-based, as PostgreSQL counts) of `text` falls in the learner's `answer`.
+
+    `answer` is the learner's part of `text` when the kit wrapped it in SQL of its own; the
+    place is given as a line and column of what the learner wrote, with that line shown.
+    """
+    answer = text if answer is None else answer
+    start = text.find(answer) if answer else -1
+    offset = position - 1 - start
+    if start < 0 or not 0 <= offset <= len(answer):
+        return f"in the kit's SQL around your answer, near {text[max(position - 1, 0):][:40]!r}"
+    before = answer[:offset]
+    line = before.count("\n") + 1
+    column = offset - (before.rfind("\n") + 1) + 1
+    shown = answer.splitlines()[line - 1] if answer.splitlines() else answer
+    return f"at line {line}, column {column} of your SQL: {shown.strip()!r}"
+
+
+def install(
+    conn: psycopg.Connection,
+    text: str,
+    verdict: Verdict,
+    *,
+    replaces: Sequence[str] = (),
+    answer: str | None = None,
+) -> bool:
     """Run the learner's SQL in one transaction, after dropping the reference `replaces` routines.
 
     Dropping first means only the learner's version can be there afterwards, whether they
-    wrote CREATE or CREATE OR REPLACE. False, with PostgreSQL's words in the verdict, on an error.
+    wrote CREATE or CREATE OR REPLACE. False, with PostgreSQL's words in the verdict, on an error,
+    and where it is in the learner's `answer` (the whole `text` unless the kit wrapped it).
     """
     try:
         with conn.transaction():
@@ -87,8 +114,10 @@ def install(conn: psycopg.Connection, text: str, verdict: Verdict, *, replaces: 
                 conn.execute(sql.SQL(_q()["drop_routine"]).format(routine=sql.Identifier(routine)))
             conn.execute(text)
     except psycopg.Error as exc:
-        where = f" (at character {exc.diag.statement_position})" if exc.diag.statement_position else ""
-        verdict.refuse(f"PostgreSQL refused your SQL{where}: {exc.diag.message_primary or exc}")
+        position = exc.diag.statement_position
+        where = f", {located(text, int(position), answer)}" if position else ""
+        unwritten = " (it still has a TODO: is that part written?)" if "TODO" in (answer or text) else ""
+        verdict.refuse(f"PostgreSQL refused your SQL: {exc.diag.message_primary or exc}{where}{unwritten}")
         return False
     missing = [r for r in replaces if not conn.execute(_q()["routine_exists"], {"name": r}).fetchone()[0]]
     if missing:

@@ -1,0 +1,33 @@
+"""Answers learners write, one module per judge: each wrong one named by its mistake, each right one by its style.
+
+A corpus module is named after its lesson and judge (`l02_heartbeat_upsert`) and defines:
+
+    JUDGE = check.heartbeat_upsert        # what takes the answer and returns a Verdict
+    WRONG = [Wrong("never-updates-server-name", SQL, says="server_name")]
+    RIGHT = [Right("plpgsql-if-found", SQL)]
+
+and, when the judge needs a tool pip cannot bring, `NEEDS = ("pgbouncer", present, install)`
+for `tests.tools.require`. `tests/test_corpora.py` runs every answer through its judge: a
+wrong one must be refused with a ✗ line that contains `says`, a right one must hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Wrong:
+    """An answer a learner plausibly writes that is wrong, and part of the ✗ sentence they must read."""
+
+    mistake: str  # kebab-case, what the learner got wrong: "inner-join-drops-silent-holders"
+    answer: object  # what the judge takes: SQL text, or for the capstone a dict of pieces
+    says: str  # a part of one ✗ line of the verdict
+
+
+@dataclass(frozen=True)
+class Right:
+    """A correct answer written in another style than the reference, which must hold."""
+
+    style: str  # kebab-case: "plpgsql-loop", "cte-with-for-share", "after-trigger"
+    answer: object
