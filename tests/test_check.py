@@ -65,7 +65,7 @@ def test_a_refused_install_leaves_the_reference_in_place_and_quotes_postgresql()
             conn, "CREATE PROCEDURE send_heartbeat(a int LANGUAGE", verdict, replaces=["send_heartbeat"]
         )
         assert conn.execute("SELECT to_regproc('send_heartbeat') IS NOT NULL").fetchone()[0]
-    said = 'PostgreSQL refused your SQL: syntax error at or near "LANGUAGE", at line 1, column 39 of your SQL:'
+    said = 'refused your SQL: syntax error at or near "LANGUAGE", at line 1, column 39 of your SQL:'
     assert said in str(verdict), str(verdict)
 
 

@@ -86,7 +86,7 @@ def located(text: str, position: int, answer: str | None = None) -> str:
     start = text.find(answer) if answer else -1
     offset = position - 1 - start
     if start < 0 or not 0 <= offset <= len(answer):
-        return f"in the kit's SQL around your answer, near {text[max(position - 1, 0):][:40]!r}"
+        return f"in the kit's SQL around your answer, near {text[max(position - 1, 0) :][:40]!r}"
     before = answer[:offset]
     line = before.count("\n") + 1
     column = offset - (before.rfind("\n") + 1) + 1

@@ -1,4 +1,4 @@
-"""Answers learners write, one module per judge: each wrong one named by its mistake, each right one by its style.
+"""Answers learners write, one module per judge: wrong ones named by their mistake, right ones by style.
 
 A corpus module is named after its lesson and judge (`l02_heartbeat_upsert`) and defines:
 
