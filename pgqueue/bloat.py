@@ -1,16 +1,22 @@
 """Bloat in a hot queue table: dead row versions under churn, what holds VACUUM back, what keeps it small."""
 
+from __future__ import annotations
+
 import contextlib
 import re
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 
 from pgqueue import labs, queries
 from pgqueue.errors import PgQueueError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DESIGNS = ("hardened", "single-call")  # the designs whose job_queue a burst can churn
 
@@ -105,11 +111,15 @@ def claim_read(conn: psycopg.Connection, poc: str) -> ClaimRead:
 
 @dataclass
 class Holder:
-    """A session whose open REPEATABLE READ transaction holds a snapshot; `end()` closes it."""
+    """A session whose transaction stays open (holding a snapshot, in REPEATABLE READ); `end()` closes it."""
 
     pid: int
     backend_xmin: int | None  # the oldest transaction id its snapshot still sees
     _conn: psycopg.Connection | None = field(default=None, repr=False)
+
+    def close(self) -> None:
+        """`end()`, for contextlib.closing."""
+        self.end()
 
     def end(self) -> None:
         """End the long transaction, and its session (a second call does nothing)."""
@@ -119,15 +129,25 @@ class Holder:
             self._conn = None
 
 
-def open_snapshot(connect: Callable[[], psycopg.Connection]) -> Holder:
-    """A new session (from `connect`) that opens a REPEATABLE READ transaction, reads one row,
-    and keeps the transaction open until `end()`: the long transaction of the lesson.
+def open_snapshot(
+    connect: Callable[[], psycopg.Connection],
+    isolation: psycopg.IsolationLevel = psycopg.IsolationLevel.REPEATABLE_READ,
+    *,
+    takes_xid: bool = False,
+) -> Holder:
+    """A new session (from `connect`) that opens a transaction, reads one row, and keeps the
+    transaction open until `end()`: the long transaction of the lesson.
+
+    REPEATABLE READ keeps the read's snapshot to the end; READ COMMITTED drops it when the read
+    ends. `takes_xid` also gives the transaction an id, as its first write would.
     """
     conn = connect()
     try:
         conn.autocommit = False
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.isolation_level = isolation
         conn.execute(_q()["take_snapshot"])  # the snapshot is taken by the first query
+        if takes_xid:
+            conn.execute(_q()["take_xid"])
         pid = conn.info.backend_pid
         with connect() as observer:
             row = observer.execute(_q()["holder"], {"pid": pid}).fetchone()
@@ -135,6 +155,32 @@ def open_snapshot(connect: Callable[[], psycopg.Connection]) -> Holder:
         conn.close()
         raise
     return Holder(pid, row[2], conn)
+
+
+def who_holds_vacuum_back(
+    conn: psycopg.Connection, poc: str, connect: Callable[[], psycopg.Connection], jobs: int = 300
+) -> pd.DataFrame:
+    """Three kinds of idle open transaction in turn: how many dead versions VACUUM removes beside each."""
+    import pandas as pd  # only the lesson reads a table: workers import this module too
+
+    kinds = {
+        "READ COMMITTED, read a row": (psycopg.IsolationLevel.READ_COMMITTED, False),
+        "READ COMMITTED, read a row, has a transaction id": (psycopg.IsolationLevel.READ_COMMITTED, True),
+        "REPEATABLE READ, read a row": (psycopg.IsolationLevel.REPEATABLE_READ, False),
+    }
+    rows = {}
+    vacuum(conn)  # start from a clean table: only this round's dead versions count
+    for name, (isolation, takes_xid) in kinds.items():
+        with contextlib.closing(open_snapshot(connect, isolation, takes_xid=takes_xid)) as holder:
+            churn(conn, poc, jobs)
+            seen = vacuum(conn)
+            rows[name] = {
+                "its backend_xmin": holder_activity(conn, holder.pid)["backend_xmin"] or "none",
+                "dead versions removed": seen.removed,
+                "kept (not yet removable)": seen.not_yet_removable,
+            }
+        vacuum(conn)  # what it held back goes now, before the next kind
+    return pd.DataFrame(rows).T
 
 
 @contextlib.contextmanager

@@ -67,6 +67,11 @@ SELECT * FROM job_queue
  LIMIT 1
    FOR UPDATE;
 
+-- name: take_xid
+-- A transaction id for the open transaction, as its first write would take one: VACUUM keeps
+-- every row version newer than a running transaction's id, snapshot or not.
+SELECT pg_current_xact_id();
+
 -- name: take_snapshot
 -- A read in a REPEATABLE READ transaction: its snapshot lives until the transaction ends, and
 -- VACUUM may not remove a row version that snapshot could still see.
