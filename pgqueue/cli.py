@@ -135,6 +135,9 @@ def lab(args: argparse.Namespace) -> int:
     argv += args.jupyter_args
     proc = children.spawn(argv, env=jupyter_env(os.environ))
     _sigterm_interrupts()
+    # Ctrl-C stops the lab even where it was started with SIGINT ignored, as a shell script's
+    # background job is: Python raises KeyboardInterrupt only if SIGINT was not ignored at start
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return proc.wait()
     except KeyboardInterrupt:

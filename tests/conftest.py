@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -142,8 +143,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def start_lab(port: int, token: str, log, env: dict | None = None) -> subprocess.Popen:
-    """`python -m pgqueue lab` without a browser, on `port`, with `token`, output to `log`."""
+    """`python -m pgqueue lab` without a browser, on `port`, with `token`, output to `log`.
+
+    It starts with SIGINT ignored, as a background job of a script (or of a test run started
+    as one) inherits it: the lab must stop on Ctrl-C's signal all the same.
+    """
     return subprocess.Popen(
         [
             sys.executable,
@@ -159,4 +168,5 @@ def start_lab(port: int, token: str, log, env: dict | None = None) -> subprocess
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},
+        preexec_fn=_ignore_sigint,
     )
