@@ -29,7 +29,8 @@ def read_back(guess: object, measured: object, *, within: float | None = None) -
         verdict = "not what happened: the next cell says why"
     else:
         verdict = f"{sum(hits)} of {len(hits)} right: the next cell says why"
-    return f"you guessed {_shown(guess)}; it was {_shown(measured)}: {verdict}"
+    near = f" (a number within a factor of {within:g} counts)" if within is not None else ""
+    return f"you guessed {_shown(guess)}; it was {_shown(measured)}: {verdict}{near}"
 
 
 def _parts(value: object) -> Sequence[object]:

@@ -394,3 +394,78 @@ def order_gate_trials(
     return GateTrials(
         ran, started, stalled, len(set(victims)), twice, len(failed_trials), errors[0][1] if errors else ""
     )
+
+
+HARDENED = "hardened"
+
+
+def _hardened_ask(conn: psycopg.Connection, who: Identity) -> int:
+    """The id of the one job `who` is handed by the hardened find_job."""
+    params = {"uuid": who.uuid, "server": who.server, "name": who.name, "version": who.version}
+    answer = conn.execute(queries.load("clients/races.sql")["hardened_ask"], params).fetchone()[0]
+    return json.loads(answer)[0]["job_id"]
+
+
+def rescue_meets_a_finisher() -> str:
+    """The kit's hardened rescue_jobs, forced to meet a silent worker's job whose row is locked right
+    now (its worker came back and is finishing it): "wait", "take" or "pass over", as it did.
+
+    The rescue runs with a 2 s lock_timeout while the finisher's transaction stays open: a
+    rescue that waits for the row ends in that timeout instead of hanging.
+    """
+    q, lesson = queries.load("clients/races.sql"), labs.step(HARDENED, "find_job").lesson
+    with labs.scratch(HARDENED, examples=True) as lab, lab.connect() as conn:
+        conn.execute(lesson["rescue_after"], {"seconds": 1})
+        silent = Identity.new("first_process", "1.9.2")
+        job = _hardened_ask(conn, silent)
+        conn.execute(lesson["age_heartbeat"], {"uuid": silent.uuid, "seconds": 60})
+        with lab.connect(autocommit=False) as finisher, lab.connect() as rescuer:
+            finisher.execute(q["lock_job_row"], {"job_id": job})
+            rescuer.execute(q["lock_timeout"], {"ms": "2000"})
+            try:
+                rescuer.execute(q["rescue"])
+            except psycopg.errors.LockNotAvailable:
+                return "wait"
+            finally:
+                finisher.rollback()
+        holder = conn.execute(q["job_holder"], {"job_id": job}).fetchone()[0]
+    return "pass over" if holder == silent.uuid else "take"
+
+
+@dataclass(frozen=True)
+class LateHandOver:
+    """A job rescued from slow worker A and handed over by B: what A's late hand-over and B's repeat did."""
+
+    late: str  # A's create_jobs: "success", "a no-op" or "an error: ..."
+    repeat: str  # B's second create_jobs of the same job
+
+    def answers(self) -> tuple[str, str]:
+        """Both, as the lesson's choices (an error without its words)."""
+        return (self.late.split(":")[0], self.repeat.split(":")[0])
+
+
+def late_hand_over() -> LateHandOver:
+    """Worker A's job is rescued (A went silent), B takes and hands it over, then A hands it over
+    late and B repeats its own hand-over; each outcome read from the jobs it created."""
+    q, lesson = queries.load("clients/races.sql"), labs.step(HARDENED, "find_job").lesson
+    with labs.scratch(HARDENED, examples=True) as lab, lab.connect() as conn:
+        conn.execute(lesson["rescue_after"], {"seconds": 1})
+        a, b = Identity.new("first_process", "1.9.2"), Identity.new("first_process", "1.9.2")
+        job = _hardened_ask(conn, a)
+        conn.execute(lesson["age_heartbeat"], {"uuid": a.uuid, "seconds": 60})
+        conn.execute(q["rescue"])
+        if _hardened_ask(conn, b) != job:
+            raise RuntimeError(f"late_hand_over: B was not handed job {job} after its rescue")
+
+        def hand_over(who: Identity) -> str:
+            before = conn.execute(q["children_of"], {"job_id": job}).fetchone()[0]
+            try:
+                conn.execute(q["hardened_hand_over"], {"uuid": who.uuid, "job_ids": [job]})
+            except psycopg.Error as exc:
+                return f"an error: {exc.sqlstate} {exc.diag.message_primary}"
+            after = conn.execute(q["children_of"], {"job_id": job}).fetchone()[0]
+            return "success" if after > before else "a no-op"
+
+        if hand_over(b) != "success":
+            raise RuntimeError(f"late_hand_over: B's hand-over of job {job} did not create its next job")
+        return LateHandOver(late=hand_over(a), repeat=hand_over(b))

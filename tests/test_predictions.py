@@ -19,7 +19,7 @@ def test_a_guess_of_several_parts_is_counted_part_by_part():
 
 def test_numbers_match_exactly_or_within_a_factor():
     assert read_back(10, 12.3).endswith("not what happened: the next cell says why")
-    assert read_back(10, 12.3, within=2).endswith("right")
+    assert read_back(10, 12.3, within=2).endswith("right (a number within a factor of 2 counts)")
     assert not read_back(10, 25.0, within=2).endswith(": right")
 
 

@@ -112,3 +112,21 @@ SELECT pg_advisory_unlock(hashtext('pgqueue rescue pause'));
 
 -- name: rescue
 SELECT rescue_jobs();
+
+-- name: hardened_ask
+-- One job for a hardened worker (its own find_job: a heartbeat, a lease, an attempt).
+SELECT find_job(%(uuid)s, %(server)s, %(name)s, %(version)s, false, 1);
+
+-- name: hardened_hand_over
+CALL create_jobs(%(uuid)s, %(job_ids)s, '[{}]');
+
+-- name: lock_job_row
+-- What a worker finishing its job holds until it commits: the job's row lock.
+SELECT job_id FROM job_queue WHERE job_id = %(job_id)s FOR UPDATE;
+
+-- name: job_holder
+SELECT job_assigned_process_uuid FROM job_queue WHERE job_id = %(job_id)s;
+
+-- name: children_of
+-- The jobs a hand-over of `job_id` created.
+SELECT count(*) FROM job_queue WHERE %(job_id)s = ANY (job_parent_set_elements);
