@@ -369,7 +369,7 @@ def test_a_row_too_big_for_notify_inserted_by_hand_still_poisons_its_process(lab
     with labs.connect(POC) as conn:
         conn.execute("DELETE FROM job_queue")
         conn.execute(
-            "INSERT INTO job_queue (request_id, pipe_id, job_payload, job_creator_process_name,"
+            "INSERT INTO job_queue (request_id, pipe_id, job_payload, job_creater_process_name,"
             " job_process_name, job_process_version) VALUES (9, 1, %s, 'by hand', 'first_process', '1.0.0')",
             [Jsonb({"blob": "x" * 8000})],
         )

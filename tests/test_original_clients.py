@@ -15,6 +15,9 @@ from psycopg import sql
 from pgqueue import heartbeats, labs
 
 NL, SC = "notify-listen", "single-call"
+# what the author's single_call_job_queue.py (commit 0389281) reads of each job find_job returns,
+# the misspelt key included: a lab that renamed one crashes his worker on its first job
+ORIGINAL_READS = ("job_id", "job_creater_process_name", "job_payload", "pipe_job_id")
 SERVER = socket.gethostname()[:100]
 
 
@@ -61,9 +64,14 @@ class SingleCallClient:
         return one_call("SELECT find_job(%s, %s, %s, %s, %s)", params)[0]
 
     def jobs(self) -> list[dict]:
+        """find_job's jobs, each holding every key the 2019 worker reads."""
         answer = self.find_job()
         assert answer.startswith("["), f"{self.name}: {answer}"
-        return json.loads(answer)
+        jobs = json.loads(answer)
+        for job in jobs:
+            missing = [key for key in ORIGINAL_READS if key not in job]
+            assert not missing, f"the 2019 worker reads {missing}, which job {job.get('job_id')} lacks"
+        return jobs
 
     def create_jobs(self, job_ids: list[int], payloads: list[dict]) -> tuple:
         return one_call("CALL create_jobs(%s, %s)", [job_ids, json.dumps(payloads)])
@@ -74,8 +82,9 @@ class SingleCallClient:
 
 
 def handled(who, jobs: list[dict]) -> dict:
-    """The original's payload: what was handled, and the parents' payloads."""
+    """The original's payload: its pick-up line (ids and creators), what was handled, the parents."""
     return {
+        "my_job": ",".join(f"{j['job_id']} {j['job_creater_process_name']}" for j in jobs),
         "description": f"{who.name} {who.version} handled {[j['job_id'] for j in jobs]}",
         "parents": [j["job_payload"] for j in jobs],
     }

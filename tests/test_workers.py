@@ -116,7 +116,7 @@ def _children_of(poc: str, job_id: int) -> list[int]:
     done = _job(poc, job_id)
     with labs.connect(poc) as conn:
         rows = conn.execute(
-            "SELECT job_id FROM job_queue WHERE job_id > %s AND job_creator_process_uuid = %s"
+            "SELECT job_id FROM job_queue WHERE job_id > %s AND job_creater_process_uuid = %s"
             " ORDER BY job_id",
             [job_id, done["job_assigned_process_uuid"]],
         ).fetchall()
@@ -316,7 +316,7 @@ def test_a_job_too_large_for_notify_is_retried_with_growing_waits(cli_workers):
     with labs.connect("notify-listen") as conn:
         # past the door (create_first_job refuses it): the original's poisoned queue
         conn.execute(
-            "INSERT INTO job_queue (request_id, pipe_id, job_payload, job_creator_process_name,"
+            "INSERT INTO job_queue (request_id, pipe_id, job_payload, job_creater_process_name,"
             " job_process_name, job_process_version)"
             " VALUES (99, 1, jsonb_build_object('big', repeat('x', 9000)), 'test', 'first_process', '1.0.0')"
         )
@@ -343,7 +343,7 @@ def test_a_deadlock_while_handing_over_is_retried():
             " RAISE EXCEPTION 'deadlock detected (a test)' USING ERRCODE = 'deadlock_detected'; END IF;"
             " RETURN NEW; END $$;"
             "CREATE TRIGGER one_deadlock BEFORE INSERT ON job_queue FOR EACH ROW"
-            " WHEN (NEW.job_creator_process_uuid IS NOT NULL) EXECUTE FUNCTION one_deadlock();"
+            " WHEN (NEW.job_creater_process_uuid IS NOT NULL) EXECUTE FUNCTION one_deadlock();"
         )
     with fleet.Fleet("single-call") as workers:
         workers.start(*SC_FIRST, worker_options=single_call.Options(poll=0.1, work=(0, 0)))

@@ -17,7 +17,7 @@ RETURNING pipe_job_id;
 
 -- name: fill_notify_listen
 -- `jobs` more waiting jobs, in one statement; each a request of its own, as a submit makes it.
-INSERT INTO job_queue (request_id, pipe_id, job_creator_process_name, job_process_name, job_process_version)
+INSERT INTO job_queue (request_id, pipe_id, job_creater_process_name, job_process_name, job_process_version)
 SELECT n, %(pipe_id)s, 'bench', 'bench_noop', '1.0.0' FROM generate_series(1, %(jobs)s) AS n;
 
 -- name: fill_requests

@@ -75,7 +75,7 @@ SELECT prosrc FROM pg_proc WHERE proname = %(name)s AND pronamespace = 'public':
 -- Waiting jobs for the processes named, in pipeline 1 (request 1). They are dated an hour back,
 -- so they are older than the example jobs made before them: the oldest job is not the lowest
 -- id, and a pick without ORDER BY job_create_timestamp shows.
-INSERT INTO job_queue (request_id, pipe_id, job_creator_process_name, job_process_name, job_process_version,
+INSERT INTO job_queue (request_id, pipe_id, job_creater_process_name, job_process_name, job_process_version,
                        job_create_timestamp)
 SELECT 1, 1, 'the checker', job.name, job.version,
        clock_timestamp() - interval '1 hour' + job.n * interval '1 second'
@@ -159,10 +159,25 @@ SET TRANSACTION READ ONLY;
 SELECT set_config('lock_timeout', (2 * setting::integer + 500)::text, false)
   FROM pg_settings WHERE name = 'deadlock_timeout';
 
--- name: gate_before_update_triggers
-SELECT count(*) FROM pg_trigger
+-- name: gate_request
+-- A request of the checker's own: one pipe job per pipeline in `pipes`, in one statement (so the
+-- hardened gate sees the lower orders of an order-2 pipe job), their ids in the order given.
+INSERT INTO pipe_job_queue (request_id, pipe_id)
+SELECT %(request_id)s, pipe.id FROM unnest(%(pipes)s::integer[]) WITH ORDINALITY AS pipe (id, n)
+ ORDER BY pipe.n
+RETURNING pipe_job_id;
+
+-- name: gate_advisory_locks_held
+-- Advisory locks this session still holds: after a commit, only session-level ones can be left.
+SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted;
+
+-- name: gate_triggers_after_the_gate
+-- A trigger calling the learner's function that fires AFTER an update and behind the gate's own
+-- (triggers of one kind fire in the order of their names): it locks only once the gate checked.
+SELECT min(tgname) FROM pg_trigger
  WHERE tgrelid = 'pipe_job_queue'::regclass AND NOT tgisinternal
-   AND tgtype & 2 = 2 AND tgtype & 16 = 16;  -- BEFORE, UPDATE
+   AND tgfoid = 'pipe_job_takes_turn'::regproc
+   AND tgtype & 2 = 0 AND tgname > 'pipe_job_starts';  -- not BEFORE: AFTER
 
 -- name: gate_pipe_job_finished
 SELECT pipe_job_finished FROM pipe_job_queue WHERE pipe_job_id = %(id)s;
@@ -172,12 +187,11 @@ SELECT pipe_job_finished FROM pipe_job_queue WHERE pipe_job_id = %(id)s;
 -- before the learner's version is installed (a no-op in the single-call lab, which has none).
 DROP TRIGGER IF EXISTS pipe_job_takes_turn ON pipe_job_queue;
 
--- name: gate_before_insert_triggers
--- The learner's function on INSERT (the hardened lab has another BEFORE INSERT trigger of its own).
-SELECT count(*) FROM pg_trigger
+-- name: gate_triggers
+-- The triggers on pipe_job_queue that call the learner's function: all, and those on INSERT.
+SELECT count(*) AS calling, count(*) FILTER (WHERE tgtype & 4 = 4) AS on_insert FROM pg_trigger
  WHERE tgrelid = 'pipe_job_queue'::regclass AND NOT tgisinternal
-   AND tgfoid = 'pipe_job_takes_turn'::regproc
-   AND tgtype & 2 = 2 AND tgtype & 4 = 4;  -- BEFORE, INSERT
+   AND tgfoid = 'pipe_job_takes_turn'::regproc;
 
 -- Lesson 06's checker (pgqueue.check.gather): fan-outs made with create_jobs, then a gatherer asks.
 

@@ -61,7 +61,7 @@ SELECT claimed_job_ids, claimer_uuid, claim_timestamp FROM job_queue_claim
 -- name: poison_job
 -- notify-listen: a job for the first step of pipeline `pipe_id`, inserted directly (as a
 -- careless client would), its payload `bytes` long: past create_first_job's guard.
-INSERT INTO job_queue (request_id, pipe_id, job_payload, job_creator_process_name,
+INSERT INTO job_queue (request_id, pipe_id, job_payload, job_creater_process_name,
                        job_process_name, job_process_version, job_process_config)
 SELECT %(request_id)s, pp.pipe_id, jsonb_build_object('blob', repeat('x', %(bytes)s)), 'a careless client',
        pp.process_name, pp.process_version, pp.process_configuration
@@ -133,7 +133,7 @@ SELECT count(*) FROM job_attempts WHERE job_id = %(job_id)s;
 
 -- name: race_entry_jobs_of
 -- The entry jobs a pipe job got: 0 while its order waits, 1 once started, 2 if started twice.
-SELECT count(*) FROM job_queue WHERE pipe_job_id = %(pipe_job_id)s AND job_creator_process_uuid IS NULL;
+SELECT count(*) FROM job_queue WHERE pipe_job_id = %(pipe_job_id)s AND job_creater_process_uuid IS NULL;
 
 -- name: race_pipe_job_finished
 SELECT pipe_job_finished FROM pipe_job_queue WHERE pipe_job_id = %(pipe_job_id)s;

@@ -54,9 +54,9 @@ CREATE TABLE job_queue (
     job_process_name             varchar(100) NOT NULL,
     job_process_version          varchar(20)  NOT NULL,
     job_process_config           jsonb        NOT NULL DEFAULT '{}',
-    job_creator_process_uuid     varchar(12),
-    job_creator_process_name     varchar(100),
-    job_creator_process_version  varchar(20),
+    job_creater_process_uuid     varchar(12),  -- the author's spelling, as in single-call
+    job_creater_process_name     varchar(100),
+    job_creater_process_version  varchar(20),
     job_set_elements             integer[],
     job_creater_set_elements     integer[],
     job_parent_set_elements      integer[],
@@ -410,8 +410,8 @@ BEGIN
     WITH made AS (
         INSERT INTO job_queue (pipe_job_id, pipe_id, job_payload, job_priority,
                                job_process_name, job_process_version, job_process_config,
-                               job_creator_process_uuid, job_creator_process_name,
-                               job_creator_process_version,
+                               job_creater_process_uuid, job_creater_process_name,
+                               job_creater_process_version,
                                job_creater_set_elements, job_parent_set_elements)
         SELECT done.pipe_job_id, done.pipe_id, element, pj.pipe_job_priority,
                next.process_name, next.process_version, next.process_configuration,

@@ -11,10 +11,11 @@ CREATE TABLE job_queue (
     job_finished                  boolean      NOT NULL DEFAULT false,
     job_create_timestamp          timestamptz  NOT NULL DEFAULT clock_timestamp(),
     job_finished_timestamp        timestamptz,
-    -- who made the job: a process (uuid, name, version) or an outside caller by name only
-    job_creator_process_uuid      varchar(12),
-    job_creator_process_name      varchar(100) NOT NULL,
-    job_creator_process_version   varchar(20),
+    -- who made the job: a process (uuid, name, version) or an outside caller by name only; spelled
+    -- as the author's later single-call lab spells it (his notify-listen worker reads none of it)
+    job_creater_process_uuid      varchar(12),
+    job_creater_process_name      varchar(100) NOT NULL,
+    job_creater_process_version   varchar(20),
     -- which process (name + version) must run it, with that step's configuration
     job_process_name              varchar(100) NOT NULL,
     job_process_version           varchar(20)  NOT NULL,
@@ -78,7 +79,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'pipeline % has no process with process_order 1', p_pipe_id;
     END IF;
-    INSERT INTO job_queue (request_id, pipe_id, job_payload, job_creator_process_name,
+    INSERT INTO job_queue (request_id, pipe_id, job_payload, job_creater_process_name,
                            job_process_name, job_process_version, job_process_config)
     VALUES (p_request_id, p_pipe_id, p_payload, p_creator,
             first.process_name, first.process_version, first.process_configuration)
@@ -185,8 +186,8 @@ BEGIN
     END IF;
 
     INSERT INTO job_queue (request_id, pipe_id, job_payload,
-                           job_creator_process_uuid, job_creator_process_name,
-                           job_creator_process_version,
+                           job_creater_process_uuid, job_creater_process_name,
+                           job_creater_process_version,
                            job_process_name, job_process_version, job_process_config)
     SELECT done.request_id, done.pipe_id, p_payload,
            done.job_assigned_process_uuid, done.job_process_name, done.job_process_version,

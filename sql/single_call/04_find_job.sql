@@ -28,9 +28,11 @@ CREATE TABLE job_queue (
     job_process_name             varchar(100) NOT NULL,             -- who must run it ...
     job_process_version          varchar(20)  NOT NULL,
     job_process_config           jsonb        NOT NULL DEFAULT '{}',  -- ... and how
-    job_creator_process_uuid     varchar(12),                       -- NULL for an entry job
-    job_creator_process_name     varchar(100),
-    job_creator_process_version  varchar(20),
+    -- who created it, in the author's spelling (job_creater_*): his 2019 worker reads
+    -- job_creater_process_name from each job find_job returns
+    job_creater_process_uuid     varchar(12),                       -- NULL for an entry job
+    job_creater_process_name     varchar(100),
+    job_creater_process_version  varchar(20),
     -- the ids of the jobs created together with this one, itself included (its sibling set):
     -- one id for a hand-over, N for a fan-out
     job_set_elements             integer[],
@@ -147,8 +149,8 @@ BEGIN
     WITH made AS (
         INSERT INTO job_queue (pipe_job_id, pipe_id, job_payload, job_priority,
                                job_process_name, job_process_version, job_process_config,
-                               job_creator_process_uuid, job_creator_process_name,
-                               job_creator_process_version,
+                               job_creater_process_uuid, job_creater_process_name,
+                               job_creater_process_version,
                                job_creater_set_elements, job_parent_set_elements)
         SELECT done.pipe_job_id, done.pipe_id, element, pj.pipe_job_priority,
                next.process_name, next.process_version, next.process_configuration,
