@@ -1,10 +1,15 @@
-"""Lesson 07's checker: the learner's fix of the order gate, tried by finishers released together."""
+"""Lessons 07 and 12: the learner's turn-taking at the order gate, on forced schedules and trials."""
 
 from __future__ import annotations
 
+import contextlib
+import secrets
+import threading
+from dataclasses import dataclass
+
 import psycopg
 
-from pgqueue import labs, queries, races
+from pgqueue import labs, queries, races, wait
 from pgqueue.check.core import Verdict, install, written
 
 TRIALS = 50  # trials of two finishers released together
@@ -14,21 +19,78 @@ STOP_AFTER = 2  # trials with a deadlock or an error before the trials stop (eac
 # A fix that deadlocks in 1 of 50 free trials deadlocks in these every time.
 HELD_TRIALS = 10
 ROUTINE = "pipe_job_takes_turn"
+# How long a forced schedule keeps the first transaction open while the second neither ends nor
+# waits for a lock (a fix that loops on a try-lock, say): then the first commits regardless.
+HOLD_OPEN = 3.0
+ORDER_1 = (1, 2)  # two pipelines of order 1: a request of both has two order-1 pipe jobs
+ORDER_2 = 4  # the pipeline of order 2 they gate
 
 
 def _q() -> queries.Queries:
     return queries.load("clients/check.sql")
 
 
-def gate_takes_turns(text: str, poc: str = "single-call", trials: int = TRIALS) -> Verdict:
-    """Whether the learner's BEFORE UPDATE trigger makes the order gate open exactly once, every time.
+def _races_q() -> queries.Queries:
+    return queries.load("clients/races.sql")
 
-    The trigger is installed on a scratch lab built up to order_gating with its examples and
-    without the kit's fixes (the original gate); a finish one after the other must still open
-    the gate; then `trials` requests each have their two order-1 pipe jobs finished by two
-    connections released together. On the hardened lab (`poc="hardened"`), whose gate also
-    starts a next-order pipe job inserted late, the trigger replaces the lab's own and must
-    make that insert take its turn too.
+
+@dataclass(frozen=True)
+class Forced:
+    """How the second of two transactions fared while the first was held open."""
+
+    waited: bool  # the second had not ended when the first committed
+    error: str = ""  # what either failed with, in PostgreSQL's words
+    value: object = None  # the first value the second statement returned
+
+
+class Refused(Exception):
+    """The scene could not be built with the learner's trigger in place: the reason, for the verdict."""
+
+
+class Scene:
+    """Requests of the checker's own, with ids drawn at random and said in the verdict."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+        self.used: set[int] = set()
+
+    def request(self, pipes: list[int]) -> tuple[int, list[int]]:
+        """A new request with one pipe job per pipeline in `pipes`; its id and the pipe jobs' ids."""
+        request_id = 0
+        while request_id in self.used or request_id == 0:
+            request_id = 1000 + secrets.randbelow(90_000)
+        self.used.add(request_id)
+        try:
+            rows = self.conn.execute(_q()["gate_request"], {"request_id": request_id, "pipes": pipes})
+            ids = [row[0] for row in rows]
+        except psycopg.Error as exc:
+            raise Refused(f"inserting the pipe jobs of request {request_id} failed: {_said(exc)}") from exc
+        if len(ids) != len(pipes):
+            raise Refused(
+                f"inserting {len(pipes)} pipe jobs for request {request_id} stored {len(ids)}: a BEFORE "
+                "trigger must RETURN NEW (RETURN NULL skips the row)"
+            )
+        return request_id, ids
+
+    def triggers(self) -> tuple[int, int]:
+        """How many triggers call the learner's function: in all, and on INSERT."""
+        return self.conn.execute(_q()["gate_triggers"]).fetchone()
+
+    def entries(self, pipe_job: int) -> int:
+        """How many entry jobs a pipe job got: 1 once the gate let it start."""
+        return self.conn.execute(_races_q()["entry_job_of"], {"pipe_job_id": pipe_job}).fetchone()[0]
+
+
+def gate_takes_turns(text: str, poc: str = "single-call", trials: int = TRIALS) -> Verdict:
+    """Whether the learner's trigger makes the order gate open exactly once, whatever the schedule.
+
+    On a scratch lab built up to order_gating with its examples, the original gate (the hardened
+    lab's own turn-taking trigger dropped first): a finish one after the other; forced
+    schedules, each with one transaction held open while another runs: two pipe jobs of one
+    pipeline, two pipelines of one request, two requests (which must not wait for each other),
+    and on the hardened lab an order-2 pipe job inserted while order 1 finishes; then `trials`
+    requests whose two finishers are released together, and trials holding both after their
+    row lock. Request ids are drawn at random.
     """
     verdict = Verdict("your gate fix")
     if written(text, verdict) is None:
@@ -44,19 +106,20 @@ def gate_takes_turns(text: str, poc: str = "single-call", trials: int = TRIALS) 
             conn.execute(_q()["gate_drop_trigger"])  # the hardened lab's own goes first
             if not install(conn, text, verdict, replaces=[ROUTINE]):
                 return verdict
-            if not verdict.expect(
-                conn.execute(_q()["gate_before_update_triggers"]).fetchone()[0] > 0,
-                "a BEFORE UPDATE trigger on pipe_job_queue calls your function",
-                "your SQL created no BEFORE UPDATE trigger on pipe_job_queue: "
-                "the function alone never runs (CREATE TRIGGER ... BEFORE UPDATE ... EXECUTE FUNCTION)",
-            ):
-                return verdict
-            if not _one_after_the_other(conn, verdict):
-                return verdict
-            if not _second_waits_for_the_first(conn, connect, verdict):
-                return verdict
-            if poc == "hardened" and not _late_insert_waits(conn, connect, verdict):
-                return verdict
+            scene = Scene(conn)
+            steps = [
+                lambda: _one_after_the_other(scene, verdict),
+                lambda: _one_pipeline(scene, connect, verdict),
+                lambda: _two_pipelines(scene, connect, verdict),
+                lambda: _two_requests(scene, connect, verdict),
+            ]
+            if poc == "hardened":
+                steps.append(lambda: _late_insert(scene, connect, verdict))
+            try:
+                if not all(step() for step in steps):
+                    return verdict
+            except Refused as exc:
+                return verdict.refuse(str(exc))
         free = races.order_gate_trials(trials, connect=connect, stop_after=STOP_AFTER)
         if not _judge(free, verdict, trials, "trials of two finishers released together"):
             return verdict
@@ -70,98 +133,234 @@ def gate_takes_turns(text: str, poc: str = "single-call", trials: int = TRIALS) 
     return verdict
 
 
-def _one_after_the_other(conn: psycopg.Connection, verdict: Verdict) -> bool:
-    """Two finishes in turn: each pipe job ends finished, and the gate opens once."""
-    races_q = queries.load("clients/races.sql")
-    report, one, two = (r[0] for r in conn.execute(races_q["gate_trial"], {"pipe": 2, "next_pipe": 4}))
-    try:
-        for pipe_job in (one, two):
-            conn.execute(races_q["finish_pipe_job"], {"pipe_job_id": pipe_job})
-    except psycopg.Error as exc:
-        verdict.refuse(f"finishing pipe job {pipe_job} failed: {exc.diag.message_primary or exc}")
-        return False
+def _finish(pipe_job: int) -> tuple[str, dict]:
+    return _races_q()["finish_pipe_job"], {"pipe_job_id": pipe_job}
+
+
+def _one_after_the_other(scene: Scene, verdict: Verdict) -> bool:
+    """Two finishes in turn, each committed: each ends finished, leaves no lock, and the gate opens once."""
+    conn = scene.conn
+    request, (report, one, two) = scene.request([ORDER_2, *ORDER_1])
+    for pipe_job in (one, two):
+        try:
+            conn.execute(*_finish(pipe_job))
+        except psycopg.Error as exc:
+            verdict.refuse(f"finishing pipe job {pipe_job} of request {request} failed: {_said(exc)}")
+            return False
+        left = conn.execute(_q()["gate_advisory_locks_held"]).fetchone()[0]
+        if left:
+            verdict.refuse(
+                f"after the finish of pipe job {pipe_job} (request {request}) had committed, its session "
+                f"still held {left} advisory lock{'s' if left > 1 else ''}: a session-level lock "
+                "(pg_advisory_lock) outlives the transaction, so the next finisher of that request waits "
+                "for this session to unlock it or end, not for the commit; take pg_advisory_xact_lock, "
+                "which the commit releases"
+            )
+            return False
     unfinished = [
         p for p in (one, two) if not conn.execute(_q()["gate_pipe_job_finished"], {"id": p}).fetchone()[0]
     ]
     if not verdict.expect(
         not unfinished,
-        "an UPDATE that finishes a pipe job still finishes it",
+        "an UPDATE that finishes a pipe job still finishes it, and leaves no lock behind once committed",
         f"after UPDATE ... SET pipe_job_finished = true, pipe job {unfinished[0] if unfinished else ''} "
         "is still unfinished: a BEFORE trigger must RETURN NEW (RETURN NULL skips the row)",
     ):
         return False
-    entries = conn.execute(races_q["entry_job_of"], {"pipe_job_id": report}).fetchone()[0]
+    entries = scene.entries(report)
     return verdict.expect(
         entries == 1,
-        "finished one after the other, the two pipe jobs open the gate once",
-        f"finished one after the other, pipe jobs {one} and {two} gave order-2 pipe job {report} "
-        f"{entries} entry jobs instead of 1",
+        "finished one after the other, two pipe jobs of one request open the gate once",
+        f"finished one after the other, pipe jobs {one} and {two} of request {request} gave order-2 pipe "
+        f"job {report} {entries} entry jobs instead of 1",
     )
 
 
-def _second_waits_for_the_first(conn: psycopg.Connection, connect, verdict: Verdict) -> bool:
-    """One schedule forced: the first finisher's transaction stays open while the second finishes.
+def _while_open(connect, first: tuple[str, dict], second: tuple[str, dict]) -> Forced:
+    """`first` in a transaction held open while `second` runs in another, then both committed.
 
-    A fix that takes turns makes the second finisher wait for a lock until the first commits;
-    a fix that only delays a finisher lets it finish, and both check before either commits.
+    The first commits once the second has ended, or waits for a lock, or HOLD_OPEN has passed.
     """
-    races_q = queries.load("clients/races.sql")
-    report, one, two = (r[0] for r in conn.execute(races_q["gate_trial"], {"pipe": 2, "next_pipe": 4}))
-    try:
-        race = races.order_gate_race(one, two, report, connect=connect)
-    except psycopg.Error as exc:
-        return verdict.expect(
-            False, "", f"with one finisher's transaction open, the other failed: {_said(exc)}"
+    with connect() as a, connect() as b, connect() as watch:
+        ended = threading.Event()
+        got: dict[str, object] = {}
+
+        def run_second() -> None:
+            try:
+                with b.transaction():
+                    cur = b.execute(*second)
+                    row = cur.fetchone() if cur.description else None
+                    got["value"] = row[0] if row else None
+            except psycopg.Error as exc:
+                got["error"] = _said(exc)
+            finally:
+                ended.set()
+
+        try:
+            with a.transaction():
+                a.execute(*first)
+                racer = threading.Thread(target=run_second, daemon=True)
+                racer.start()
+                # still running and not waiting for a lock after HOLD_OPEN: the first commits anyway
+                with contextlib.suppress(wait.Timeout):
+                    wait.until(
+                        lambda: ended.is_set() or races.waiting_on_lock(b.info.backend_pid, conn=watch),
+                        HOLD_OPEN,
+                        "the second transaction ending or waiting for a lock",
+                    )
+                waited = not ended.is_set()
+        except psycopg.Error as exc:
+            ended.wait(HOLD_OPEN * 5)
+            return Forced(False, f"the first failed: {_said(exc)}")
+        ended.wait(HOLD_OPEN * 5)
+    error = got.get("error")
+    return Forced(waited, str(error) if error else "", got.get("value"))
+
+
+def _forced_finishes(scene: Scene, connect, pipes: list[int], no_wait: str) -> tuple[bool, str]:
+    """A request of `pipes` (order 1) and of pipeline 4 (order 2), its first order-1 finisher held open
+    while the second finishes: whether the gate then opened once, else what went wrong.
+
+    `no_wait` is the cause named when the second finished without waiting for the first.
+    """
+    request, (report, one, two) = scene.request([ORDER_2, *pipes])
+    race = _while_open(connect, _finish(one), _finish(two))
+    while_open = (
+        f"while the finisher of pipe job {one} (pipeline {pipes[0]}, request {request}) had not committed, "
+        f"the finisher of pipe job {two} (pipeline {pipes[1]})"
+    )
+    if race.error:
+        return False, f"{while_open} failed: {race.error}{_hint(race.error)}"
+    started = scene.entries(report)
+    fate = "never started" if started == 0 else f"started {started} times"
+    if not race.waited:
+        return (
+            False,
+            f"{while_open} finished without waiting, and order-2 pipe job {report} {fate}: {no_wait}",
         )
-    if not verdict.expect(
-        race.waited,
-        "while the first finisher's transaction was open, the second waited for it",
-        f"while the first finisher of pipe job {one} had not committed, the second finished pipe job "
-        f"{two} without waiting: your trigger must make it wait (a lock), not merely delay it",
-    ):
-        return False
+    if started != 1:
+        return (
+            False,
+            f"{while_open} waited, yet order-2 pipe job {report} {fate}: {_after_the_gate(scene.conn)}",
+        )
+    return True, ""
+
+
+def _one_pipeline(scene: Scene, connect, verdict: Verdict) -> bool:
+    """Forced: two pipe jobs of one pipeline of one request; the second waits for the first's commit."""
+    pipe = ORDER_1[1]
+    cause = (
+        "your trigger must make the second finisher wait for the first one's commit (a lock), not merely "
+        "delay it"
+        if scene.triggers()[0]
+        else "no trigger calls your pipe_job_takes_turn, so it never runs "
+        "(CREATE TRIGGER ... ON pipe_job_queue ... EXECUTE FUNCTION pipe_job_takes_turn())"
+    )
+    held, wrong = _forced_finishes(scene, connect, [pipe, pipe], cause)
     return verdict.expect(
-        race.started,
-        "once the first committed, the second finisher opened the gate",
-        f"the second finisher waited, yet order-2 pipe job {report} never started: check the gate after "
-        "the wait, in a transaction-level lock that the first finisher's commit releases",
+        held,
+        "while one finisher's transaction was open, the second finisher of the request waited for it, "
+        "then opened the gate",
+        wrong,
     )
 
 
-def _late_insert_waits(conn: psycopg.Connection, connect, verdict: Verdict) -> bool:
-    """One schedule forced: a next-order pipe job is inserted while the finisher's transaction is open.
+def _two_pipelines(scene: Scene, connect, verdict: Verdict) -> bool:
+    """Forced: the order-1 pipe jobs of two pipelines of one request must take turns too."""
+    held, wrong = _forced_finishes(
+        scene,
+        connect,
+        list(ORDER_1),
+        f"two pipe jobs of one pipeline took turns, but pipelines {ORDER_1[0]} and {ORDER_1[1]} of one "
+        "request did not, so your lock is keyed by something they do not share (the pipeline?): key it "
+        "by the request, NEW.request_id",
+    )
+    return verdict.expect(
+        held,
+        f"two pipelines of one request ({ORDER_1[0]} and {ORDER_1[1]}, both order 1) took turns too",
+        wrong,
+    )
+
+
+def _two_requests(scene: Scene, connect, verdict: Verdict) -> bool:
+    """Forced: finishers of two requests must not wait for each other (a lock per request, not per queue)."""
+    first, (_, one, _) = scene.request([ORDER_2, *ORDER_1])
+    second, (_, two, _) = scene.request([ORDER_2, *ORDER_1])
+    race = _while_open(connect, _finish(one), _finish(two))
+    if race.error:
+        return verdict.expect(
+            False,
+            "",
+            f"while a finisher of request {first} had not committed, a finisher of request {second} failed: "
+            f"{race.error}{_hint(race.error)}",
+        )
+    return verdict.expect(
+        not race.waited,
+        "finishers of two different requests did not wait for each other",
+        f"while the finisher of pipe job {one} (request {first}) had not committed, the finisher of pipe "
+        f"job {two} (request {second}, the same pipeline) waited for it: your lock is shared by other "
+        "requests (a constant key, the pipeline or the order?), so every finish in the queue waits for "
+        "every other one; key it by the request, NEW.request_id",
+    )
+
+
+def _late_insert(scene: Scene, connect, verdict: Verdict) -> bool:
+    """Forced (hardened): an order-2 pipe job inserted while the request's last order-1 finisher is open.
 
     The hardened gate starts a pipe job inserted after its lower order finished; it must wait
     for an uncommitted finish, or both sides miss each other and the new pipe job never starts.
     """
-    on_insert = conn.execute(_q()["gate_before_insert_triggers"]).fetchone()[0] > 0
-    try:
-        race = races.late_pipe_job_race(connect=connect)
-    except psycopg.Error as exc:
-        said = _said(exc)
-        return verdict.expect(False, "", f"with a finisher's transaction open, the insert failed: {said}")
-    fate = "never started" if not race.started else "started, but only because nothing raced it"
-    if not verdict.expect(
-        on_insert,
-        "a BEFORE INSERT trigger on pipe_job_queue calls your function too",
-        f"order-2 pipe job {race.waiting}, inserted while pipe job {race.finished[0]} was finishing, {fate}: "
-        "your trigger does not fire on INSERT, so the insert checks without waiting "
-        "(BEFORE INSERT OR UPDATE OF pipe_job_finished)",
-    ):
-        return False
-    if not verdict.expect(
-        race.waited,
-        "an order-2 pipe job inserted while order 1's last finisher was open waited for it",
-        f"order-2 pipe job {race.waiting} was inserted without waiting while pipe job {race.finished[0]} "
-        f"was finishing, and {fate}: the insert must take the same lock",
-    ):
-        return False
-    return verdict.expect(
-        race.started,
-        "once the finisher committed, the late order-2 pipe job started at once",
-        f"order-2 pipe job {race.waiting}, inserted late, never started: check the lower order "
-        "after the wait",
+    request, (only,) = scene.request([ORDER_1[0]])
+    insert = (_races_q()["late_pipe_job"], {"request_id": request, "pipe": ORDER_2})
+    race = _while_open(connect, _finish(only), insert)
+    while_open = f"while the finisher of pipe job {only} (request {request}'s only order-1 pipe job) was open"
+    if race.error:
+        said = f"{while_open}, the insert of an order-2 pipe job failed: {race.error}{_hint(race.error)}"
+        return verdict.expect(False, "", said)
+    inserted = race.value
+    started = scene.entries(inserted) if isinstance(inserted, int) else 0
+    if race.waited and started == 1:
+        return verdict.expect(
+            True,
+            "an order-2 pipe job inserted while order 1's last finisher was open waited for it, then started",
+            "",
+        )
+    fate = "never started" if started == 0 else f"started {started} times"
+    if not race.waited:
+        cause = (
+            "the insert must take the same lock"
+            if scene.triggers()[1]
+            else "your trigger does not fire on INSERT, so the insert checks without waiting "
+            "(BEFORE INSERT OR UPDATE OF pipe_job_finished)"
+        )
+        said = f"{while_open}, order-2 pipe job {inserted} was inserted without waiting, and {fate}: {cause}"
+        return verdict.expect(False, "", said)
+    said = (
+        f"{while_open}, order-2 pipe job {inserted} waited for it, yet {fate}: {_after_the_gate(scene.conn)}"
     )
+    return verdict.expect(False, "", said)
+
+
+def _after_the_gate(conn: psycopg.Connection) -> str:
+    """Why a finisher that waited still missed the other: where the learner's trigger fires."""
+    late = conn.execute(_q()["gate_triggers_after_the_gate"]).fetchone()[0]
+    if late:
+        return (
+            f"your trigger {late} fires AFTER, behind the gate's own (AFTER triggers fire in the order of "
+            "their names, and pipe_job_starts comes first), so the gate checked before the wait; make it "
+            "BEFORE, or name it to sort before pipe_job_starts"
+        )
+    return "take the lock before the gate checks, and hold it until commit (a transaction-level lock)"
+
+
+def _hint(error: str) -> str:
+    if "could not obtain lock" in error:
+        return ": NOWAIT gives up where the finisher must wait its turn"
+    if "deadlock" in error:
+        return ": each finisher already holds its own row's lock when your trigger asks for the other's"
+    if "lock timeout" in error:
+        return ": it waited for a lock that the first finisher's commit did not release"
+    return ""
 
 
 def _said(exc: psycopg.Error) -> str:
@@ -181,12 +380,10 @@ def _judge(result: races.GateTrials, verdict: Verdict, planned: int, what: str) 
             "holds half of"
         )
     if result.failed:
-        hint = (
-            ": a session-level lock stays after commit; a transaction-level one (_xact_) goes with it"
-            if "lock timeout" in result.error
-            else ""
+        verdict.refuse(
+            f"a finisher failed in {result.failed} of {n} {what}{stopped} ({result.error})"
+            + _hint(result.error)
         )
-        verdict.refuse(f"a finisher failed in {result.failed} of {n} {what}{stopped} ({result.error}){hint}")
     if result.stalled:
         verdict.refuse(
             f"the next order never started in {result.stalled} of {n} {what}: "

@@ -1,0 +1,168 @@
+"""Lesson 07's gate fixes: finishers of one request must take turns at the order gate, and only they."""
+
+from pgqueue import check, labs, queries
+from tests.corpora import Right, Wrong
+
+JUDGE = check.gate_takes_turns
+
+REFERENCE = str(labs.step("single-call", "order_gating").fix_sql)
+LOCK = "PERFORM pg_advisory_xact_lock(hashtext('order gate'), NEW.request_id);"
+TRIGGER = """
+CREATE TRIGGER pipe_job_takes_turn
+BEFORE UPDATE OF pipe_job_finished ON pipe_job_queue
+FOR EACH ROW EXECUTE FUNCTION pipe_job_takes_turn();
+"""
+
+
+def fix(
+    body: str, trigger: str = TRIGGER, condition: str = "NEW.pipe_job_finished AND NOT OLD.pipe_job_finished"
+) -> str:
+    """The lesson's skeleton with `body` where the TODO was."""
+    return f"""
+CREATE FUNCTION pipe_job_takes_turn() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF {condition} THEN
+        {body}
+    END IF;
+    RETURN NEW;
+END $$;
+{trigger}"""
+
+
+def keyed(key: str) -> str:
+    return fix(f"PERFORM pg_advisory_xact_lock({key});")
+
+
+WRONG = [
+    Wrong("no-lock", fix("NULL;"), says="finished without waiting"),
+    Wrong(
+        "todo-left-as-it-is",
+        fix("-- TODO: wait here for the other finishers of request NEW.request_id, until they commit"),
+        says="finished without waiting",
+    ),
+    Wrong("lock-per-pipe-job", keyed("NEW.pipe_job_id"), says="not merely delay it"),
+    # the reviewer's case: pipelines 1 and 2 of one request never take turns
+    Wrong(
+        "lock-per-pipeline",
+        keyed("hashtext('order gate'), NEW.pipe_id"),
+        says="key it by the request, NEW.request_id",
+    ),
+    Wrong(
+        "one-lock-for-the-whole-queue",
+        keyed("hashtext('order gate')"),
+        says="your lock is shared by other requests",
+    ),
+    Wrong(
+        "lock-per-order",
+        fix(
+            "PERFORM pg_advisory_xact_lock(hashtext('order gate'), "
+            "(SELECT pipe_order FROM pipelines WHERE pipe_id = NEW.pipe_id));"
+        ),
+        says="your lock is shared by other requests",
+    ),
+    Wrong(
+        "shared-lock",
+        fix("PERFORM pg_advisory_xact_lock_shared(hashtext('order gate'), NEW.request_id);"),
+        says="finished without waiting",
+    ),
+    Wrong(
+        "try-lock-that-gives-up",
+        fix("PERFORM pg_try_advisory_xact_lock(hashtext('order gate'), NEW.request_id);"),
+        says="finished without waiting",
+    ),
+    Wrong(
+        "session-level-lock",
+        fix("PERFORM pg_advisory_lock(hashtext('order gate'), NEW.request_id);"),
+        says="a session-level lock (pg_advisory_lock) outlives the transaction",
+    ),
+    Wrong(
+        "lock-then-unlock-at-once",
+        fix(
+            "PERFORM pg_advisory_lock(hashtext('order gate'), NEW.request_id);\n"
+            "        PERFORM pg_advisory_unlock(hashtext('order gate'), NEW.request_id);"
+        ),
+        says="finished without waiting",
+    ),
+    Wrong(
+        "sleep-instead-of-a-lock",
+        fix("PERFORM pg_sleep(0.15 * (NEW.pipe_job_id % 2));"),
+        says="not merely delay it",
+    ),
+    Wrong(
+        "row-locks-deadlock", str(queries.load("clients/races.sql")["gate_row_locks"]), says="a deadlock in "
+    ),
+    Wrong(
+        "row-locks-nowait",
+        fix(
+            "PERFORM 1 FROM pipe_job_queue\n"
+            "         WHERE request_id = NEW.request_id AND pipe_job_id <> NEW.pipe_job_id FOR UPDATE NOWAIT;"
+        ),
+        says="NOWAIT gives up",
+    ),
+    Wrong(
+        "return-null",
+        REFERENCE.replace("RETURN NEW;", "RETURN NULL;"),
+        says="a BEFORE trigger must RETURN NEW",
+    ),
+    Wrong(
+        "function-without-trigger",
+        REFERENCE.split("CREATE OR REPLACE TRIGGER")[0],
+        says="no trigger calls your",
+    ),
+    # AFTER triggers fire in name order, and pipe_job_takes_turn comes after pipe_job_starts
+    Wrong(
+        "after-trigger-behind-the-gate",
+        fix(LOCK, TRIGGER.replace("BEFORE UPDATE", "AFTER UPDATE")),
+        says="fires AFTER, behind the gate's own",
+    ),
+    Wrong(
+        "condition-never-true",
+        fix(LOCK, condition="NEW.pipe_job_finished AND OLD.pipe_job_finished"),
+        says="finished without waiting",
+    ),
+]
+
+RIGHT = [
+    Right("reference-fix-file", REFERENCE),
+    Right("one-key-request-id", keyed("NEW.request_id")),
+    Right(
+        "when-clause-no-if",
+        """
+CREATE FUNCTION pipe_job_takes_turn() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(NEW.request_id::bigint);
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER pipe_job_takes_turn
+BEFORE UPDATE OF pipe_job_finished ON pipe_job_queue
+FOR EACH ROW WHEN (NEW.pipe_job_finished AND NOT OLD.pipe_job_finished)
+EXECUTE FUNCTION pipe_job_takes_turn();
+""",
+    ),
+    # an AFTER trigger is right too when it fires before the gate's (names sort before pipe_job_starts)
+    Right(
+        "after-trigger-before-the-gate",
+        fix(
+            LOCK,
+            TRIGGER.replace(
+                "TRIGGER pipe_job_takes_turn\nBEFORE UPDATE", "TRIGGER pipe_job_a_turn_first\nAFTER UPDATE"
+            ),
+        ),
+    ),
+    Right(
+        "try-lock-in-a-loop",
+        fix(
+            "WHILE NOT pg_try_advisory_xact_lock(hashtext('order gate'), NEW.request_id) LOOP\n"
+            "            PERFORM pg_sleep(0.01);\n        END LOOP;"
+        ),
+    ),
+    Right(
+        "insert-or-update-hardened-style",
+        fix(
+            LOCK,
+            TRIGGER.replace("BEFORE UPDATE OF", "BEFORE INSERT OR UPDATE OF"),
+            condition="TG_OP = 'INSERT' OR (NEW.pipe_job_finished AND NOT OLD.pipe_job_finished)",
+        ),
+    ),
+]

@@ -1,0 +1,107 @@
+"""Lesson 12's hardened gate: finishes and inserts of one request take turns, and only they."""
+
+import functools
+
+from pgqueue import check, labs
+from tests.corpora import Right, Wrong
+
+JUDGE = functools.partial(check.gate_takes_turns, poc="hardened")
+
+LESSON_07 = str(labs.step("single-call", "order_gating").fix_sql)
+LOCK = "PERFORM pg_advisory_xact_lock(hashtext('order gate'), NEW.request_id);"
+EVENTS = "BEFORE INSERT OR UPDATE OF pipe_job_finished"
+
+
+def gate(body: str = LOCK, events: str = EVENTS, name: str = "pipe_job_takes_turn") -> str:
+    """The lesson's skeleton: `body` in the function, the trigger named `name` on `events`."""
+    return f"""
+CREATE FUNCTION pipe_job_takes_turn() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    {body}
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER {name}
+{events} ON pipe_job_queue
+FOR EACH ROW EXECUTE FUNCTION pipe_job_takes_turn();
+"""
+
+
+def keyed(key: str) -> str:
+    return gate(f"PERFORM pg_advisory_xact_lock({key});")
+
+
+WRONG = [
+    # lesson 07's fix as it stands: the late insert never takes a turn
+    Wrong("update-only-lesson-07-fix", LESSON_07, says="does not fire on INSERT"),
+    Wrong(
+        "update-only-skeleton-filled",
+        gate(events="BEFORE UPDATE OF pipe_job_finished"),
+        says="does not fire on INSERT",
+    ),
+    # on INSERT too, but the condition reads OLD, which an INSERT does not have (NULL): no lock
+    Wrong(
+        "reads-old-on-insert",
+        LESSON_07.replace("BEFORE UPDATE OF", "BEFORE INSERT OR UPDATE OF"),
+        says="the insert must take the same lock",
+    ),
+    Wrong(
+        "todo-left-as-it-is",
+        gate("-- TODO: wait for this request's turn (one lock per request)"),
+        says="finished without waiting",
+    ),
+    Wrong("lock-per-pipe-job", keyed("hashtext('order gate'), NEW.pipe_job_id"), says="not merely delay it"),
+    Wrong("lock-per-pipeline", keyed("hashtext('order gate'), NEW.pipe_id"), says="key it by the request"),
+    Wrong("one-lock-for-the-whole-queue", keyed("42"), says="your lock is shared by other requests"),
+    Wrong(
+        "shared-lock",
+        gate("PERFORM pg_advisory_xact_lock_shared(hashtext('order gate'), NEW.request_id);"),
+        says="finished without waiting",
+    ),
+    Wrong(
+        "try-lock-that-gives-up",
+        gate("PERFORM pg_try_advisory_xact_lock(hashtext('order gate'), NEW.request_id);"),
+        says="finished without waiting",
+    ),
+    # the reviewer's case: it used to be refused with only "lock timeout"
+    Wrong(
+        "session-level-lock",
+        gate("PERFORM pg_advisory_lock(hashtext('order gate'), NEW.request_id);"),
+        says="outlives the transaction, so the next finisher of that request waits for this session",
+    ),
+    Wrong("sleep-instead-of-a-lock", gate("PERFORM pg_sleep(0.2);"), says="not merely delay it"),
+    Wrong(
+        "return-null", gate().replace("RETURN NEW;", "RETURN NULL;"), says="a BEFORE trigger must RETURN NEW"
+    ),
+    # AFTER triggers fire in name order: this one behind the gate's pipe_job_starts
+    Wrong(
+        "after-trigger-behind-the-gate",
+        gate(events="AFTER INSERT OR UPDATE OF pipe_job_finished"),
+        says="fires AFTER, behind the gate's own",
+    ),
+]
+
+RIGHT = [
+    Right(
+        "reference-hardened-file", str(labs.step("hardened", "order_gating").sql).split("-- The request's")[0]
+    ),
+    # the reviewer's case: a correct AFTER trigger used to be refused; this one fires before the gate
+    Right(
+        "after-trigger-before-the-gate",
+        gate(events="AFTER INSERT OR UPDATE OF pipe_job_finished", name="pipe_job_a_turn_first"),
+    ),
+    Right(
+        "tg-op-branches",
+        gate(
+            "IF TG_OP = 'INSERT' OR (NEW.pipe_job_finished AND NOT OLD.pipe_job_finished) THEN\n"
+            "        PERFORM pg_advisory_xact_lock(NEW.request_id);\n    END IF;"
+        ),
+    ),
+    Right(
+        "try-lock-in-a-loop",
+        gate(
+            "WHILE NOT pg_try_advisory_xact_lock(hashtext('order gate'), NEW.request_id) LOOP\n"
+            "        PERFORM pg_sleep(0.01);\n    END LOOP;"
+        ),
+    ),
+]
