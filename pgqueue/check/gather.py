@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from pgqueue.check.core import Verdict, install, written
 GATHERER = ("movemonitor", "1.0.0")  # gathers the four classifications of pipeline 5
 OTHER_GATHERER = ("merging_results", "1.5.2")  # gathers the four classifications of pipeline 1
 CHECKER_UUID = "0000000c0de6"  # the reference find_job beats under this uuid (rolled back)
+SIZES = [2, 3, 5, 6, 7]  # fan-out sizes a check draws its order from: the examples fan out to 4
 
 
 def _q() -> queries.Queries:
@@ -31,10 +33,16 @@ class FanOut:
 
 
 class Lab:
-    """A scenario's hands on the scratch lab: requests, fan-outs and hand-overs by create_jobs."""
+    """A scenario's hands on the scratch lab: requests, fan-outs and hand-overs by create_jobs.
 
-    def __init__(self, conn: psycopg.Connection) -> None:
+    Fan-outs take their sizes in turn from `sizes`, drawn for each check, so that no size of the
+    scene is a constant an answer could rely on.
+    """
+
+    def __init__(self, conn: psycopg.Connection, sizes: list[int]) -> None:
         self.conn = conn
+        self.sizes = sizes
+        self.made = 0
 
     def create_jobs(self, job_ids: list[int], n: int = 1) -> list[int]:
         """Finish `job_ids` and make `n` jobs of the next step (a fan-out when n > 1)."""
@@ -47,18 +55,24 @@ class Lab:
         pipe_job = self.conn.execute(_q()["gather_request"], params).fetchone()[0]
         return self.conn.execute(_q()["gather_entry_job"], {"pipe_job_id": pipe_job}).fetchone()[0]
 
-    def fan_out(self, finished: int = 4, priority: int = 100, pipe_id: int = 5) -> FanOut:
-        """A request fanned out to four parallel jobs, of which the first `finished` handed over."""
+    def fan_out(self, missing: int = 0, priority: int = 100, pipe_id: int = 5) -> FanOut:
+        """A request fanned out to the next size of parallel jobs, all but `missing` of them handed over."""
+        size = self.sizes[self.made % len(self.sizes)]
+        self.made += 1
         job = self.entry(pipe_id, priority)
         if pipe_id == 5:  # assigner -> wearing_compliance, which fans out
             (job,) = self.create_jobs([job])
-        parallel = self.create_jobs([job], 4)
-        handed = [self.create_jobs([member])[0] for member in parallel[:finished]]
+        parallel = self.create_jobs([job], size)
+        handed = [self.create_jobs([member])[0] for member in parallel[: size - min(missing, size - 1)]]
         return FanOut(parallel, handed)
 
     def take(self, job_ids: list[int]) -> None:
         """Mark jobs as claimed by a gatherer already."""
         self.conn.execute(_q()["gather_take"], {"job_ids": job_ids})
+
+    def blank(self, job_ids: list[int]) -> None:
+        """Mark jobs as the original marks "no worker" too: an empty uuid, not NULL."""
+        self.conn.execute(_q()["gather_blank"], {"job_ids": job_ids})
 
 
 @dataclass
@@ -73,16 +87,16 @@ class Scenario:
 
 def _scenarios() -> list[Scenario]:
     def earlier_incomplete(lab: Lab) -> None:
-        lab.fan_out(finished=3)
-        lab.fan_out(finished=4)
+        lab.fan_out(missing=1)
+        lab.fan_out()
 
     def better_incomplete(lab: Lab) -> None:
-        lab.fan_out(finished=4, priority=100)
-        lab.fan_out(finished=2, priority=1)
+        lab.fan_out(priority=100)
+        lab.fan_out(missing=1, priority=1)
 
     def none_complete(lab: Lab) -> None:
-        lab.fan_out(finished=3)
-        lab.fan_out(finished=1, priority=1)
+        lab.fan_out(missing=1)
+        lab.fan_out(missing=2, priority=1)
 
     def by_priority(lab: Lab) -> None:
         lab.fan_out(priority=100)
@@ -96,6 +110,10 @@ def _scenarios() -> list[Scenario]:
     def taken(lab: Lab) -> None:
         lab.take(lab.fan_out().handed)
         lab.fan_out()
+
+    def blank(lab: Lab) -> None:
+        lab.fan_out(priority=100)
+        lab.blank(lab.fan_out(priority=1).handed)
 
     def entries(lab: Lab) -> None:
         lab.fan_out()
@@ -143,6 +161,12 @@ def _scenarios() -> list[Scenario]:
             taken,
         ),
         Scenario(
+            "a set whose jobs have '' (empty) as their worker waits, as one with NULL does",
+            "with a complete set of priority 1 whose jobs' job_assigned_process_uuid is '' (no worker, as "
+            "NULL is) and another of priority 100",
+            blank,
+        ),
+        Scenario(
             "entry jobs are never gathered (they come from no parallel set)",
             "asked for the assigner, whose entry jobs wait",
             entries,
@@ -163,12 +187,18 @@ def _scenarios() -> list[Scenario]:
     ]
 
 
-def gather_batch(text: str, poc: str = "single-call") -> Verdict:
-    """Whether the learner's `gather_batch` hands a gatherer the batch find_job would, in ten situations.
+def fan_out_sizes() -> list[int]:
+    """Fan-out sizes for one check, in a random order: never 4 (every example pipeline's), all different."""
+    return random.SystemRandom().sample(SIZES, len(SIZES))
+
+
+def gather_batch(text: str, poc: str = "single-call", sizes: list[int] | None = None) -> Verdict:
+    """Whether the learner's `gather_batch` hands a gatherer the batch find_job would, in eleven situations.
 
     Each situation is built with create_jobs on a scratch lab (up to the gather step, with the
     example pipelines) inside a transaction that is rolled back afterwards; the learner's answer
-    is compared with the jobs find_job itself hands out in multi mode.
+    is compared with the jobs find_job itself hands out in multi mode. The fan-outs take their
+    sizes in turn from `sizes` (by default drawn at random, never 4), said in the verdict.
     """
     verdict = Verdict("your gather_batch")
     if written(text, verdict) is None:
@@ -176,18 +206,21 @@ def gather_batch(text: str, poc: str = "single-call") -> Verdict:
     with labs.scratch(poc, "gather", examples=True) as lab, lab.connect() as conn:
         if not install(conn, text, verdict, replaces=["gather_batch"]):
             return verdict
+        sizes = sizes or fan_out_sizes()
         for scenario in _scenarios():
-            if not _try(conn, scenario, verdict):
+            if not _try(conn, scenario, verdict, sizes):
                 break
+    if verdict.holds:
+        verdict.held.append(f"the fan-outs were of {', '.join(map(str, sizes))} jobs in turn, none of 4")
     return verdict
 
 
-def _try(conn: psycopg.Connection, scenario: Scenario, verdict: Verdict) -> bool:
+def _try(conn: psycopg.Connection, scenario: Scenario, verdict: Verdict, sizes: list[int]) -> bool:
     """Build one situation, ask both, judge; False when the learner's function failed to run."""
     name, version = scenario.asks
     params = {"name": name, "version": version}
     with conn.transaction(force_rollback=True):
-        scenario.build(Lab(conn))
+        scenario.build(Lab(conn, sizes))
         try:
             with conn.transaction(force_rollback=True):
                 mine = conn.execute(_q()["gather_call"], params).fetchone()[0]

@@ -211,6 +211,10 @@ CALL create_jobs(%(job_ids)s, %(payloads)s);
 UPDATE job_queue SET job_assigned_process_uuid = 'taken', job_assign_timestamp = clock_timestamp()
  WHERE job_id = ANY (%(job_ids)s);
 
+-- name: gather_blank
+-- As the original marks "no worker" too: an empty uuid, which waits as NULL does.
+UPDATE job_queue SET job_assigned_process_uuid = '' WHERE job_id = ANY (%(job_ids)s);
+
 -- name: gather_call
 SELECT gather_batch(%(name)s, %(version)s);
 
