@@ -393,3 +393,16 @@ def gate_moment_figure(pipe_jobs: pd.DataFrame, request_id: int) -> go.Figure:
 def gate_moment(request_id: int, poc: str = POC) -> go.Figure:
     """The order gate of one request of a lab."""
     return gate_moment_figure(designs.get(poc).require("order_gates").worker().pipe_jobs(), request_id)
+
+
+def dead_rows_figure(stages: dict[str, object]) -> go.Figure:
+    """Live and dead row versions of a table, and its pages, at each named stage (bloat.Stats each)."""
+    from plotly.subplots import make_subplots
+
+    names = list(stages)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("row versions", "pages on disk (8 kB each)"))
+    for what, colour, col in (("live", "#2e7d32", 1), ("dead", "#b42318", 1), ("pages", "#616161", 2)):
+        values = [getattr(s, what) for s in stages.values()]
+        fig.add_bar(x=names, y=values, name=what, marker_color=colour, row=1, col=col)
+    fig.update_layout(barmode="group", height=360, margin={"t": 40, "b": 10})
+    return fig

@@ -275,3 +275,16 @@ def test_the_gate_moment_marks_order_one_finishing_and_order_two_beginning():
     assert max(drawn(x) for x in finished.x) < drawn(begun.x[0])  # the gate opened after the last
     spans = [t for t in fig.data if t.mode == "lines"]
     assert len(spans) == 3  # request 51's pipe job is not drawn
+
+
+def test_the_dead_rows_figure_shows_each_stage_live_dead_and_pages():
+    from pgqueue.bloat import Stats
+
+    stages = {"before": Stats(5, 0, 0, 0, 8192, 1, 0), "after": Stats(5, 40, 40, 2, 81920, 10, 0)}
+    fig = viz.dead_rows_figure(stages)
+    bars = {trace.name: (list(trace.x), list(trace.y)) for trace in fig.data}
+    assert bars == {
+        "live": (["before", "after"], [5, 5]),
+        "dead": (["before", "after"], [0, 40]),
+        "pages": (["before", "after"], [1, 10]),
+    }
