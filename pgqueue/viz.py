@@ -406,3 +406,24 @@ def dead_rows_figure(stages: dict[str, object]) -> go.Figure:
         fig.add_bar(x=names, y=values, name=what, marker_color=colour, row=1, col=col)
     fig.update_layout(barmode="group", height=360, margin={"t": 40, "b": 10})
     return fig
+
+
+def connections_figure(direct: object, pooled: object) -> go.Figure:
+    """Clients against the server connections they cost: idle workers connected directly
+    (scaling.Connections), and clients through a transaction pool (scaling.Collapse)."""
+    ways = [f"{direct.workers} idle workers, direct", f"{pooled.clients} clients, pool of {pooled.pool_size}"]
+    fig = go.Figure()
+    fig.add_bar(x=ways, y=[direct.workers, pooled.clients], name="clients", marker_color="#616161")
+    fig.add_bar(
+        x=ways,
+        y=[direct.connections, pooled.in_server_at_once],
+        name="server connections in use",
+        marker_color="#e65100",
+    )
+    fig.update_layout(
+        barmode="group",
+        height=340,
+        margin={"t": 40, "b": 10},
+        title=f"the server allows {direct.max_connections} connections ({direct.reserved} reserved)",
+    )
+    return fig

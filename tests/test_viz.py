@@ -288,3 +288,14 @@ def test_the_dead_rows_figure_shows_each_stage_live_dead_and_pages():
         "dead": (["before", "after"], [0, 40]),
         "pages": (["before", "after"], [1, 10]),
     }
+
+
+def test_the_connections_figure_sets_clients_beside_server_connections():
+    from pgqueue.scaling import Collapse, Connections
+
+    direct = Connections(workers=6, connections=6, max_connections=100, reserved=3, changes_on="postmaster")
+    pooled = Collapse(12, 2, in_server_at_once=2, backends_seen=2, server_connections=2, finished=12)
+    fig = viz.connections_figure(direct, pooled)
+    bars = {trace.name: list(trace.y) for trace in fig.data}
+    assert bars == {"clients": [6, 12], "server connections in use": [6, 2]}
+    assert "allows 100 connections" in fig.layout.title.text
