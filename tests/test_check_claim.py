@@ -32,10 +32,11 @@ def test_the_reference_claim_holds():
     assert "scanned the whole table 0 times" in str(verdict), str(verdict)
 
 
-def test_the_skeleton_is_not_tried():
+def test_the_skeleton_is_refused_for_what_it_does():
+    # unfilled, the skeleton is valid SQL that leases every job of the table: judged on that
     verdict = claim_jobs(broken(PICK, SKELETON_TODO))
     assert not verdict.holds
-    assert "still has a TODO" in str(verdict), str(verdict)
+    assert "call 1 (batch_size" in str(verdict) and "got job" in str(verdict), str(verdict)
 
 
 @pytest.mark.parametrize(
@@ -53,7 +54,7 @@ def test_the_skeleton_is_not_tried():
         ),
         (
             broken("         ORDER BY job_priority, job_create_timestamp\n", ""),
-            "the lowest job_priority goes first (50 before 200)",
+            "jobs are served ORDER BY job_priority, job_create_timestamp",
         ),
         (
             broken(ORDER, f"{ORDER} DESC"),
@@ -66,7 +67,7 @@ def test_the_skeleton_is_not_tried():
         ),
         (
             broken("LIMIT batch_size", "LIMIT 1"),
-            "call 1 (batch_size 3) got 1 job",
+            "got 1 job (",
         ),
         (
             broken("job_assigned_process_uuid IS NULL", "coalesce(job_assigned_process_uuid, '') = ''"),

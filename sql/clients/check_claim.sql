@@ -2,8 +2,9 @@
 -- on a scratch copy of the hardened lab. Every call goes through the real find_job, as a worker's.
 
 -- name: settings
--- A lease outlives the checker: no job placed as leased is rescued while it runs.
-UPDATE queue_settings SET rescue_after = interval '1 hour';
+-- A lease outlives the checker: no job placed as leased is rescued while it runs. A failed job
+-- is due again at once (no backoff).
+UPDATE queue_settings SET rescue_after = interval '1 hour', backoff_base = interval '0';
 
 -- name: pipe_job
 -- A request for pipeline 2 (its own entry job is first_process's, which no check asks for): the
@@ -62,3 +63,23 @@ ANALYZE job_queue;
 SELECT coalesce(seq_scan, 0), coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
   FROM pg_stat_xact_user_tables
  WHERE relid = 'job_queue'::regclass;
+
+-- name: fail
+-- The holder's attempt failed: with backoff_base 0 (settings) the job is due again at once.
+CALL fail_jobs(%(uuid)s, %(job_ids)s, %(error)s);
+
+-- name: backing_off
+-- `jobs` jobs of one process that failed once and wait out an hour's backoff, in one statement.
+-- They are in the partial index of waiting jobs (it does not know job_run_after), ahead of the
+-- rest: a claim walks past them, after its snapshot, before it reaches a job it may take.
+INSERT INTO job_queue (pipe_job_id, pipe_id, job_process_name, job_process_version, job_priority,
+                       job_attempts, job_run_after, job_error)
+SELECT %(pipe_job_id)s, 2, %(name)s, %(version)s, 1, 1, clock_timestamp() + interval '1 hour', 'failed once'
+  FROM generate_series(1, %(jobs)s);
+
+-- name: attempts_of
+-- How many times each of jobs `ids` was leased: its attempts.
+SELECT j.job_id, count(a.attempt_id)
+  FROM job_queue j LEFT JOIN job_attempts a ON a.job_id = j.job_id
+ WHERE j.job_id = ANY (%(ids)s)
+ GROUP BY j.job_id ORDER BY j.job_id;
