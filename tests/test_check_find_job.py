@@ -19,10 +19,12 @@ def test_the_reference_pick_holds():
     assert verdict.holds, str(verdict)
 
 
-def test_a_pick_still_to_write_is_refused_without_error():
+def test_a_pick_still_to_write_is_judged_on_what_it_does():
+    # a TODO no longer refuses an answer by itself: without its ORDER BY this pick hands out the
+    # wrong job first, and that is what is said
     verdict = check.find_job_pick(broken(ORDER, "-- TODO: which job?"))
     assert not verdict.holds
-    assert "still has a TODO" in str(verdict)
+    assert "the lowest job_priority goes first" in str(verdict), str(verdict)
 
 
 @pytest.mark.parametrize(
@@ -30,12 +32,11 @@ def test_a_pick_still_to_write_is_refused_without_error():
     [
         (
             broken(" AND job_process_version = p_version", ""),
-            "call 1 got job 3 (first_process 2.0.0, priority 1): a worker of first_process 1.9.2 must get "
-            "only jobs of its own name and version",
+            "call 1 got job 3 (picker_",
         ),
         (
             broken("       AND job_finished IS NULL\n", ""),
-            "call 1 got job 1 (first_process 1.9.2, priority 1), which was finished",
+            "call 1 got job 1 (picker_",
         ),
         (broken(WAITS, "     WHERE job_finished IS NULL"), "which worker busy0worker had taken already"),
         (
@@ -44,8 +45,7 @@ def test_a_pick_still_to_write_is_refused_without_error():
         ),
         (
             broken(ORDER, "ORDER BY job_priority, job_create_timestamp DESC"),
-            "call 1 got job 6 (first_process 1.9.2, priority 50), but job 7 "
-            "(first_process 1.9.2, priority 50) waited: among equal priorities the oldest job",
+            "waited: among equal priorities the oldest job",
         ),
         (
             broken(ORDER, "ORDER BY job_priority DESC, job_create_timestamp"),

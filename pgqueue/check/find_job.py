@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import threading
@@ -12,9 +13,9 @@ import psycopg
 from pgqueue import labs, queries, races
 from pgqueue.check.core import Verdict, install, together, written
 from pgqueue.single_call import LOST_RACE, NO_JOB
-from pgqueue.wait import until
+from pgqueue.wait import Timeout, until
 
-NAME, VERSION = "first_process", "1.9.2"  # the process every caller runs
+OTHER_NAME, OTHER_VERSION = "second_process", "2.0.0"  # traps: another process, another version
 RACE_TRIALS = 10  # trials of callers released together
 RACERS = 4  # callers per trial, one connection each
 RACE_JOBS = 6  # waiting jobs per trial: more than the callers, so every caller could get one
@@ -36,28 +37,36 @@ class Job:
     finished: bool = False
     taken_by: str | None = None
 
-    @property
-    def waits(self) -> bool:
-        """Whether a caller of first_process 1.9.2 may be handed this job."""
-        return (self.name, self.version) == (NAME, VERSION) and not self.finished and not self.taken_by
+    def waits_for(self, asker: Process) -> bool:
+        """Whether a caller running `asker` may be handed this job."""
+        return (self.name, self.version) == asker and not self.finished and not self.taken_by
 
     def __str__(self) -> str:
         return f"job {self.job_id} ({self.name} {self.version}, priority {self.priority})"
 
 
-# (name, version, priority, age, finished, taken_by): the traps first, with the best priority
-SCENE = [
-    (NAME, VERSION, 1, 90.0, True, None),  # finished
-    (NAME, VERSION, 1, 80.0, False, "busy0worker"),  # taken by a worker already
-    (NAME, "2.0.0", 1, 70.0, False, None),  # another version of the process
-    ("second_process", VERSION, 1, 60.0, False, None),  # another process, same version
-    (NAME, VERSION, 100, 50.0, False, None),
-    (NAME, VERSION, 50, 30.0, False, None),
-    (NAME, VERSION, 50, 40.0, False, None),  # older than the one above: it goes first
-    (NAME, VERSION, 100, 20.0, False, None),
-    (NAME, VERSION, 200, 100.0, False, None),  # the oldest of all, but the worst priority
-    (NAME, VERSION, 150, 10.0, False, ""),  # '' is no worker, as NULL is: the original's own mark
-]
+Process = tuple[str, str]  # (name, version)
+
+
+def asker() -> Process:
+    """The process every caller of one check runs: a name and version drawn for it, said in the verdict."""
+    return f"picker_{secrets.token_hex(3)}", f"1.{secrets.randbelow(90) + 10}.{secrets.randbelow(10)}"
+
+
+def scene(name: str, version: str) -> list[tuple]:
+    """(name, version, priority, age, finished, taken_by) of each job: traps first, with the best priority."""
+    return [
+        (name, version, 1, 90.0, True, None),  # finished
+        (name, version, 1, 80.0, False, "busy0worker"),  # taken by a worker already
+        (name, OTHER_VERSION, 1, 70.0, False, None),  # another version of the process
+        (OTHER_NAME, version, 1, 60.0, False, None),  # another process, same version
+        (name, version, 100, 50.0, False, None),
+        (name, version, 50, 30.0, False, None),
+        (name, version, 50, 40.0, False, None),  # older than the one above: it goes first
+        (name, version, 100, 20.0, False, None),
+        (name, version, 200, 100.0, False, None),  # the oldest of all, but the worst priority
+        (name, version, 150, 10.0, False, ""),  # '' is no worker, as NULL is: the original's own mark
+    ]
 
 
 def find_job_pick(text: str, poc: str = "single-call") -> Verdict:
@@ -65,14 +74,15 @@ def find_job_pick(text: str, poc: str = "single-call") -> Verdict:
     verdict = Verdict("your find_job")
     if written(text, verdict) is None:
         return verdict
+    me = asker()
     with labs.scratch(poc, "find_job", examples=True) as lab, lab.connect() as conn:
         if not install(conn, text, verdict, replaces=["find_job"]):
             return verdict
         pipe_job = conn.execute(_q()["find_job_pipe_job"], {"request_id": 1}).fetchone()[0]
-        jobs = [_place(conn, pipe_job, *row) for row in SCENE]
-        if _one_by_one(conn, jobs, verdict):
-            _second_while_first_holds(lab, pipe_job, verdict)
-            _race(lab, pipe_job, verdict)  # what many callers at once see, whatever the forced one said
+        jobs = [_place(conn, pipe_job, *row) for row in scene(*me)]
+        if _one_by_one(conn, me, jobs, verdict):
+            _second_while_first_holds(lab, me, pipe_job, verdict)
+            _race(lab, me, pipe_job, verdict)  # what many callers at once see, whatever the forced one said
     return verdict
 
 
@@ -90,20 +100,20 @@ def _place(conn, pipe_job, name, version, priority, age, finished, taken_by) -> 
     return Job(job_id, name, version, priority, age, finished, taken_by)
 
 
-def _one_by_one(conn: psycopg.Connection, jobs: list[Job], verdict: Verdict) -> bool:
+def _one_by_one(conn: psycopg.Connection, me: Process, jobs: list[Job], verdict: Verdict) -> bool:
     """Callers one after the other: each must get the best job still waiting, then `No job found`."""
     by_id = {job.job_id: job for job in jobs}
-    waiting = sorted((j for j in jobs if j.waits), key=lambda j: (j.priority, -j.age))
+    waiting = sorted((j for j in jobs if j.waits_for(me)), key=lambda j: (j.priority, -j.age))
     handed: list[int] = []
     for call in range(1, len(waiting) + 2):
         uuid = secrets.token_hex(6)
-        answer = _call(conn, uuid, verdict, f"call {call}")
+        answer = _call(conn, me, uuid, verdict, f"call {call}")
         if answer is None:
             return False
         if not waiting:
             verdict.held.append(
-                f"{len(handed)} calls one by one got jobs {handed}: lowest job_priority first, then the "
-                "oldest, each marked as its caller's"
+                f"{len(handed)} calls one by one for {me[0]} {me[1]} got jobs {handed}: lowest "
+                "job_priority first, then the oldest, each marked as its caller's"
             )
             verdict.held.append(
                 "no call got a finished job, a taken job, or a job of another process or version"
@@ -111,7 +121,7 @@ def _one_by_one(conn: psycopg.Connection, jobs: list[Job], verdict: Verdict) -> 
             return verdict.expect(
                 answer == NO_JOB,
                 f"once the {len(handed)} waiting jobs are handed out, the next call answers {NO_JOB!r}",
-                f"call {call}, with no job of {NAME} {VERSION} left waiting, answered {_short(answer)}: "
+                f"call {call}, with no job of {me[0]} {me[1]} left waiting, answered {_short(answer)}: "
                 f"expected {NO_JOB!r}",
             )
         got = _job_of(answer, verdict, f"call {call}", waiting[0])
@@ -121,7 +131,7 @@ def _one_by_one(conn: psycopg.Connection, jobs: list[Job], verdict: Verdict) -> 
         if job is None:
             verdict.refuse(f"call {call} got job {got}, which the checker never made")
             return False
-        if not _fits(job, verdict, f"call {call}"):
+        if not _fits(job, me, verdict, f"call {call}"):
             return False
         best = waiting[0]
         if job.job_id != best.job_id:
@@ -136,11 +146,12 @@ def _one_by_one(conn: psycopg.Connection, jobs: list[Job], verdict: Verdict) -> 
     return True  # not reached: the loop ends on the call after the last waiting job
 
 
-def _fits(job: Job, verdict: Verdict, who: str) -> bool:
+def _fits(job: Job, me: Process, verdict: Verdict, who: str) -> bool:
     """Refuse a job no caller of this process may get, naming why."""
-    if (job.name, job.version) != (NAME, VERSION):
+    if (job.name, job.version) != me:
         verdict.refuse(
-            f"{who} got {job}: a worker of {NAME} {VERSION} must get only jobs of its own name and version"
+            f"{who} got {job}: a worker of {me[0]} {me[1]} must get only jobs of its own name and version "
+            "(p_name and p_version)"
         )
     elif job.finished:
         verdict.refuse(f"{who} got {job}, which was finished: a finished job has job_finished = true")
@@ -166,42 +177,49 @@ def _why(got: Job, best: Job) -> str:
     return "among equal priorities the oldest job (job_create_timestamp) goes first"
 
 
-def _second_while_first_holds(lab: labs.Scratch, pipe_job: int, verdict: Verdict) -> bool:
+def _second_while_first_holds(lab: labs.Scratch, me: Process, pipe_job: int, verdict: Verdict) -> bool:
     """One schedule forced: caller A's transaction holds its job while caller B asks.
 
     With FOR UPDATE, B waits for A's row lock, and once A commits PostgreSQL re-checks the row,
-    finds it taken and hands B the next one. Without it, B reads the job A is taking, and its
-    claim loses. Decided every time, not by luck.
+    finds it taken and hands B the next one; with SKIP LOCKED, B takes the next one at once.
+    Without a lock, B reads the job A is taking, and its claim loses. Decided every time, not by luck.
     """
-    version = "forced"
-    for n in range(2):
-        _place_race_job_of(lab, pipe_job, version, n)
+    asks = (me[0], "forced")
+    with lab.connect() as conn:
+        for n in range(2):
+            _place_race_job(conn, pipe_job, asks, n)
     heard: list[str | BaseException] = []
     with lab.connect() as a, lab.connect() as b, lab.connect() as watch:
 
         def second() -> None:
             try:
-                heard.append(_ask(b, version))
+                heard.append(_ask(b, asks))
             except psycopg.Error as exc:
                 heard.append(exc)
 
         with a.transaction():
-            first = _ask(a, version)
+            first = _ask(a, asks)
             racer = threading.Thread(target=second, daemon=True)
             racer.start()
-            until(
-                lambda: heard or races.waiting_on_lock(b.info.backend_pid, conn=watch),
-                10,
-                "the second caller answering or waiting",
-            )
+
+            def state() -> str | None:
+                if heard:
+                    return "answered"
+                return "waits" if races.waiting_on_lock(b.info.backend_pid, conn=watch) else None
+
+            seen = None  # B neither answered nor waited for a lock in 10 s: said below
+            with contextlib.suppress(Timeout):
+                seen = until(state, 10, "the second caller answering or waiting")
         racer.join(10)
     held = _job_of(first, verdict, "caller A, alone with two waiting jobs")
-    if held is None or not heard:
-        return verdict.expect(False, "", "caller B never answered after caller A committed")
+    if held is None:
+        return False
+    what = f"while caller A held job {held} in an open transaction"
+    if not heard:
+        return verdict.expect(False, "", f"{what}, caller B never answered, not even after A committed")
     answer = heard[0]
     if isinstance(answer, BaseException):
-        return verdict.expect(False, "", f"while caller A held job {held}, caller B failed: {_error(answer)}")
-    what = f"while caller A held job {held} in an open transaction"
+        return verdict.expect(False, "", f"{what}, caller B failed: {_error(answer)}")
     if answer == LOST_RACE:
         return verdict.expect(
             False,
@@ -212,19 +230,19 @@ def _second_while_first_holds(lab: labs.Scratch, pipe_job: int, verdict: Verdict
     got = _job_of(answer, verdict, f"caller B, {what}")
     if got is None:
         return False
+    how = {
+        "waits": f"caller B waited for A's row lock, then took the next job ({got})",
+        "answered": f"caller B did not wait: it passed over the locked row and took the next job ({got})",
+        None: f"caller B answered only after A committed, though it waited for no lock: it took job {got}",
+    }[seen]
     return verdict.expect(
         got != held,
-        f"{what}, caller B waited for it, then took the next job ({got})",
+        f"{what}, {how}",
         f"{what}, caller B got job {held} too: one job must go to one worker only",
     )
 
 
-def _place_race_job_of(lab: labs.Scratch, pipe_job: int, version: str, n: int) -> None:
-    with lab.connect() as conn:
-        _place_race_job(conn, pipe_job, version, n)
-
-
-def _race(lab: labs.Scratch, pipe_job: int, verdict: Verdict) -> None:
+def _race(lab: labs.Scratch, me: Process, pipe_job: int, verdict: Verdict) -> None:
     """RACERS callers released together, RACE_TRIALS times, each trial on fresh waiting jobs."""
     doubled: list[str] = []
     failed: list[str] = []
@@ -232,22 +250,22 @@ def _race(lab: labs.Scratch, pipe_job: int, verdict: Verdict) -> None:
     conns = [lab.connect() for _ in range(RACERS)]
     try:
         for trial in range(RACE_TRIALS):
-            version = f"race-{trial}"
+            asks = (me[0], f"race-{trial}")
             for n in range(RACE_JOBS):
-                _place_race_job(conns[0], pipe_job, version, n)
-            results = together(RACERS, lambda i, v=version: _ask(conns[i], v))
+                _place_race_job(conns[0], pipe_job, asks, n)
+            results = together(RACERS, lambda i, asks=asks: _ask(conns[i], asks))
             got: dict[int, int] = {}
             for result in results:
+                jobs = _jobs_in(result)
                 if isinstance(result, BaseException):
                     failed.append(_error(result))
                 elif result == LOST_RACE:
                     lost += 1
-                elif result.startswith("["):
-                    for job in json.loads(result):
-                        got[job["job_id"]] = got.get(job["job_id"], 0) + 1
-                        served += 1
-                else:
+                elif jobs is None or len(jobs) != 1:
                     failed.append(f"answered {_short(result)} while {RACE_JOBS} jobs waited")
+                else:
+                    got[jobs[0]] = got.get(jobs[0], 0) + 1
+                    served += 1
             doubled += [f"{n} workers got job {job_id}" for job_id, n in got.items() if n > 1]
     finally:
         for conn in conns:
@@ -259,26 +277,46 @@ def _race(lab: labs.Scratch, pipe_job: int, verdict: Verdict) -> None:
         f"{what}: no job was handed to two callers",
         f"{what}: {doubled[0] if doubled else ''}{more}: one job must go to one worker only",
     )
-    verdict.expect(
-        not failed,
-        f"{what}: every call answered",
-        f"{what}: {len(failed)} calls failed ({failed[0] if failed else ''})",
-    )
     calls = RACERS * RACE_TRIALS
     verdict.expect(
-        lost == 0,
-        f"{what}: every caller got a job of its own ({served} of {calls}): the others queued behind "
-        "the row lock, then took the next job",
-        f"{what}: {lost} of {calls} callers were told {LOST_RACE!r} although jobs were still waiting: "
-        "without FOR UPDATE, racing callers read the same job, and all of them but one lose its claim",
+        not failed,
+        f"{what}: every call answered with one job",
+        f"{what}: {len(failed)} of {calls} calls failed ({failed[0] if failed else ''})"
+        + (_DEADLOCK if any("deadlock" in f for f in failed) else ""),
     )
+    if lost:
+        verdict.refuse(
+            f"{what}: {lost} of {calls} callers were told {LOST_RACE!r} although jobs were still waiting: "
+            "without FOR UPDATE, racing callers read the same job, and all of them but one lose its claim"
+        )
+    elif served == calls and not doubled:
+        verdict.held.append(
+            f"{what}: every caller got a job of its own ({served} of {calls}), none was told to retry"
+        )
 
 
-def _place_race_job(conn: psycopg.Connection, pipe_job: int, version: str, n: int) -> None:
+# what makes two callers of a pick deadlock: a lock that two of them can hold on one row at once
+_DEADLOCK = (
+    ": a shared lock (FOR SHARE, FOR KEY SHARE) lets two callers lock the same row, then each waits for "
+    "the other to let go before it can take the job; FOR UPDATE lets one caller at a time hold it"
+)
+
+
+def _jobs_in(answer: object) -> list[int] | None:
+    """The job ids of a JSON array answer, or None if it is not one."""
+    if not isinstance(answer, str) or not answer.startswith("["):
+        return None
+    try:
+        return [job["job_id"] for job in json.loads(answer)]
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def _place_race_job(conn: psycopg.Connection, pipe_job: int, asks: Process, n: int) -> None:
     params = {
         "pipe_job_id": pipe_job,
-        "name": NAME,
-        "version": version,
+        "name": asks[0],
+        "version": asks[1],
         "priority": 100,
         "age": float(RACE_JOBS - n),
         "finished": None,
@@ -287,15 +325,15 @@ def _place_race_job(conn: psycopg.Connection, pipe_job: int, version: str, n: in
     conn.execute(_q()["find_job_place"], params)
 
 
-def _ask(conn: psycopg.Connection, version: str) -> str:
-    params = {"uuid": secrets.token_hex(6), "name": NAME, "version": version}
+def _ask(conn: psycopg.Connection, asks: Process) -> str:
+    params = {"uuid": secrets.token_hex(6), "name": asks[0], "version": asks[1]}
     return conn.execute(_q()["find_job_call"], params).fetchone()[0]
 
 
-def _call(conn: psycopg.Connection, uuid: str, verdict: Verdict, who: str) -> str | None:
+def _call(conn: psycopg.Connection, me: Process, uuid: str, verdict: Verdict, who: str) -> str | None:
     try:
         return conn.execute(
-            _q()["find_job_call"], {"uuid": uuid, "name": NAME, "version": VERSION}
+            _q()["find_job_call"], {"uuid": uuid, "name": me[0], "version": me[1]}
         ).fetchone()[0]
     except psycopg.Error as exc:
         verdict.refuse(f"{who} failed: {_error(exc)}")

@@ -1,0 +1,151 @@
+"""Lesson 04's pick: the oldest of the best-priority waiting jobs of this process and version, locked."""
+
+from pgqueue import check, labs
+from tests.corpora import Right, Wrong
+
+JUDGE = check.find_job_pick
+
+REFERENCE = str(labs.step("single-call", "find_job").excerpt("find_job"))
+WAITS = "coalesce(job_assigned_process_uuid, '') = ''"
+UNFINISHED = "AND job_finished IS NULL"
+ORDER = "ORDER BY job_priority, job_create_timestamp"
+LOCK = "     LIMIT 1\n       FOR UPDATE;"
+PICK = REFERENCE[
+    REFERENCE.index("    SELECT * INTO job FROM job_queue") : REFERENCE.index("    IF NOT FOUND THEN")
+]
+CLAIM = REFERENCE[
+    REFERENCE.index("    BEGIN\n        INSERT INTO job_queue_claim") : REFERENCE.index(
+        "    UPDATE job_queue SET"
+    )
+]
+
+
+def changed(old: str, new: str, text: str = REFERENCE) -> str:
+    """The reference with `old` (which must be there) replaced by `new`."""
+    assert old in text, old
+    return text.replace(old, new)
+
+
+def pick(new: str) -> str:
+    """The reference with another pick in the TODO's place."""
+    return changed(PICK, new)
+
+
+WRONG = [
+    Wrong(
+        "ignores-version",
+        changed(" AND job_process_version = p_version", ""),
+        says="its own name and version",
+    ),
+    Wrong("ignores-name", changed("job_process_name = p_name AND ", ""), says="its own name and version"),
+    Wrong(
+        "hard-coded-process",
+        changed(
+            "job_process_name = p_name AND job_process_version = p_version",
+            "job_process_name = 'first_process' AND job_process_version = '1.9.2'",
+        ),
+        says="answered 'No job found' while",
+    ),
+    Wrong("forgets-finished", changed(f"       {UNFINISHED}\n", ""), says="which was finished"),
+    Wrong(
+        "takes-taken",
+        changed(f"{WAITS}\n       {UNFINISHED}", "job_finished IS NULL"),
+        says="which worker busy0worker had taken already",
+    ),
+    # NULL against '': the original marks "no worker" with either
+    Wrong(
+        "null-only-no-worker",
+        changed(WAITS, "job_assigned_process_uuid IS NULL"),
+        says="which means no worker, as NULL does",
+    ),
+    Wrong(
+        "empty-only-no-worker",
+        changed(WAITS, "job_assigned_process_uuid = ''"),
+        says="the lowest job_priority goes first",
+    ),
+    # NULL against false: a waiting job's job_finished is NULL, not false
+    Wrong(
+        "unfinished-is-false",
+        changed(UNFINISHED, "AND job_finished = false"),
+        says="answered 'No job found' while",
+    ),
+    Wrong(
+        "newest-first",
+        changed(ORDER, "ORDER BY job_priority, job_create_timestamp DESC"),
+        says="among equal priorities the oldest job",
+    ),
+    Wrong(
+        "highest-priority-first",
+        changed(ORDER, "ORDER BY job_priority DESC, job_create_timestamp"),
+        says="the lowest job_priority goes first",
+    ),
+    Wrong(
+        "age-only", changed(ORDER, "ORDER BY job_create_timestamp"), says="the lowest job_priority goes first"
+    ),
+    Wrong(
+        "id-breaks-ties",
+        changed(ORDER, "ORDER BY job_priority, job_id"),
+        says="among equal priorities the oldest job",
+    ),
+    Wrong(
+        "empty-array-for-no-job",
+        changed("RETURN 'No job found';", "RETURN '[]';"),
+        says="expected 'No job found'",
+    ),
+    # measured: without FOR UPDATE no job goes twice (the claim's key refuses the second),
+    # but racing callers read the same job and all but one are told to retry
+    Wrong(
+        "no-row-lock", changed(LOCK, "     LIMIT 1;"), says="without FOR UPDATE, B read the job A was taking"
+    ),
+    Wrong(
+        "for-share",
+        changed(LOCK, "     LIMIT 1\n       FOR SHARE;"),
+        says="a shared lock (FOR SHARE, FOR KEY SHARE) lets two callers lock the same row",
+    ),
+    Wrong(
+        "nowait",
+        changed(LOCK, "     LIMIT 1\n       FOR UPDATE NOWAIT;"),
+        says="caller B failed: could not obtain lock",
+    ),
+    # no claim and no lock: a second caller gets the job the first one holds
+    Wrong(
+        "no-claim-no-lock",
+        changed(CLAIM, "", changed(LOCK, "     LIMIT 1;")),
+        says="one job must go to one worker only",
+    ),
+    # the pick is right, but the update that takes the job forgets who took it
+    Wrong(
+        "update-forgets-the-worker",
+        changed("SET job_assigned_process_uuid = p_uuid, job_assign_timestamp", "SET job_assign_timestamp"),
+        says="but the table says None has it",
+    ),
+]
+
+RIGHT = [
+    Right("reference", REFERENCE),
+    Right("skip-locked", changed(LOCK, "     LIMIT 1\n       FOR UPDATE SKIP LOCKED;")),
+    Right("for-no-key-update", changed(LOCK, "     LIMIT 1\n       FOR NO KEY UPDATE;")),
+    Right(
+        "subquery-pick-explicit-nulls",
+        pick("""    SELECT * INTO job FROM job_queue
+     WHERE job_id = (SELECT job_id FROM job_queue
+                      WHERE (job_assigned_process_uuid IS NULL OR job_assigned_process_uuid = '')
+                        AND job_finished IS NULL
+                        AND (job_process_name, job_process_version) = (p_name, p_version)
+                      ORDER BY job_priority ASC, job_create_timestamp ASC NULLS LAST
+                      LIMIT 1
+                        FOR UPDATE);
+"""),
+    ),
+    Right(
+        "nullif-and-fetch-first",
+        pick("""    SELECT * INTO job FROM job_queue
+     WHERE nullif(job_assigned_process_uuid, '') IS NULL
+       AND job_finished IS NULL
+       AND job_process_version = p_version AND job_process_name = p_name
+     ORDER BY job_priority, job_create_timestamp
+     FETCH FIRST 1 ROW ONLY
+       FOR UPDATE;
+"""),
+    ),
+]
