@@ -41,6 +41,21 @@ SELECT * FROM job_queue
  LIMIT 1
    FOR UPDATE;
 
+-- name: measure_the_pick_unlocked
+-- The same pick without FOR UPDATE: Limit sits right on Sort, which may then keep only the best
+-- row while it reads (a top-N heapsort). With FOR UPDATE, LockRows sits between them, so the
+-- sort cannot know that one row is enough and sorts them all.
+EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)
+SELECT * FROM job_queue
+ WHERE coalesce(job_assigned_process_uuid, '') = '' AND job_finished IS NULL
+   AND job_process_name = 'cost_probe' AND job_process_version = '1.0.0'
+ ORDER BY job_priority, job_create_timestamp
+ LIMIT 1;
+
+-- name: work_mem
+-- The memory a sort may use before it spills to disk.
+SELECT current_setting('work_mem');
+
 -- name: vacuum_job_queue
 -- Removes the dead rows the probe left, so the next measurement reads only live pages.
 VACUUM job_queue;
