@@ -433,61 +433,200 @@ def _claimed(poc: str, pipe_job_id: int) -> int | None:
     return next((job_id for job_id, _who, attempts, _done in rows if attempts > 0), None)
 
 
+@dataclass(frozen=True)
+class _Holder:
+    """A worker of the dead-holder exercise: how long ago it beat (None: it never did), its switches."""
+
+    beat: float | None
+    killed: bool = False  # its kill switch is set (it exits when it next asks for work)
+    stopped: bool = False  # it said it exited cleanly, right after its last beat
+
+    def dead(self, seconds: float) -> bool:
+        """Whether its jobs are held by nobody alive, at a threshold of `seconds`."""
+        return self.beat is None or self.stopped or self.beat > seconds
+
+    def said(self) -> str:
+        """What a learner is told of it."""
+        if self.beat is None:
+            return "whose holder has no heartbeat row at all"
+        if self.stopped:
+            return f"whose holder beat {self.beat:.0f} s ago and then said it stopped"
+        switch = "whose worker's kill switch is set and which " if self.killed else "whose worker "
+        return switch + f"last beat {self.beat:.0f} s ago"
+
+
+def _dead_holder_scene(low: int, high: int) -> tuple[dict[str, _Holder], list[tuple[str | None, bool]]]:
+    """The exercise's workers by name, and its jobs as (holder, finished): who holds them, how they ended.
+
+    `low` and `high` are the two thresholds the query is run with; the workers' silences fall on
+    either side of each, so that no interval written into the query can pass both.
+    """
+    rng = secrets.SystemRandom()
+    workers = {
+        "live": _Holder(0.0),
+        "late": _Holder(round(low / 2, 1)),  # silent, but for less than either threshold
+        "between": _Holder(float(rng.randint(low + 2, high - 2))),  # dead at `low` only
+        "silent": _Holder(float(rng.randint(2 * high, 3 * high))),
+        "stopped": _Holder(round(low / 2, 1), stopped=True),
+        "obeying": _Holder(0.0, killed=True),  # told to exit, still beating: it may finish its job
+        "killed": _Holder(float(rng.randint(2 * high, 3 * high)), killed=True),
+        "never": _Holder(None),
+    }
+    jobs = [
+        *[(name, False) for name in workers],
+        ("silent", False),  # a worker may hold more than one job
+        ("silent", True),  # finished before its worker died
+        ("", False),  # single-call's other "nobody"
+        (None, False),  # waiting
+    ]
+    rng.shuffle(jobs)
+    return workers, jobs
+
+
 def check_dead_holders(query: str) -> Verdict:
-    """Try the learner's query, which lists the jobs held by workers silent for longer than
-    %(seconds)s, on a scratch single-call lab whose answer is known."""
+    """Try the learner's query, which lists the jobs held by dead workers (silent for longer than
+    %(seconds)s, stopped, or never beating), on a scratch single-call lab whose answer is known.
+
+    The scene's job ids, the order of its jobs and the workers' silences are drawn anew each time;
+    the query runs at two thresholds, a few seconds and half a minute or so, each in a transaction
+    rolled back afterwards.
+    """
     verdict = Verdict("your query for jobs held by dead workers")
     text = written(query, verdict)
     if text is None:
         return verdict
-    alive, dead, never, late = (secrets.token_hex(6) for _ in range(4))  # workers' uuids
+    rng = secrets.SystemRandom()
+    low, high = rng.randint(3, 8), rng.randint(25, 45)  # whole seconds, as a learner would pass them
+    workers, scene = _dead_holder_scene(low, high)
+    uuids = {name: secrets.token_hex(6) for name in workers}
+    listed: dict[int, list[int]] = {}
     with labs.scratch("single-call", "find_job", examples=True) as lab, lab.connect() as conn:
-        conn.execute(_q()["exercise_requests"], {"count": 7})
-        for who, seconds in ((alive, 0), (dead, 60), (late, 5)):
-            conn.execute(_q()["exercise_beat"], {"uuid": who, "seconds": seconds})
-        scene = {  # job id: (holder, finished)
-            1: (alive, None),  # a live worker's job
-            2: (dead, None),  # a dead worker's job: listed
-            3: (dead, True),  # finished by the dead worker before it died
-            4: ("", None),  # single-call's other "nobody"
-            5: (None, None),  # waiting
-            6: (never, None),  # held by a worker with no heartbeat row at all: listed
-            7: (late, None),  # silent for 5 s, below the 10 s threshold
-        }
-        for job_id, (holder, finished) in scene.items():
-            conn.execute(_q()["exercise_hold"], {"job_id": job_id, "uuid": holder, "finished": finished})
-        try:
-            with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-                rows = cur.execute(text, {"seconds": 10}).fetchall()
-        except psycopg.Error as exc:
-            return verdict.refuse(f"it failed: {exc.diag.message_primary or exc}")
-    if rows and "job_id" not in rows[0]:
-        return verdict.refuse(f"it should return a column job_id; it returned {list(rows[0])}")
-    got = sorted(row["job_id"] for row in rows)
+        conn.execute(_q()["exercise_first_id"], {"first": rng.randint(100, 9000)})
+        conn.execute(_q()["exercise_requests"], {"count": len(scene)})
+        ids = [row[0] for row in conn.execute(_q()["exercise_jobs"])]
+        for name, who in workers.items():
+            if who.beat is not None:
+                params = {
+                    "uuid": uuids[name],
+                    "seconds": who.beat,
+                    "killed": who.killed,
+                    "stopped": who.stopped,
+                }
+                conn.execute(_q()["exercise_beat"], params)
+        for job_id, (holder, finished) in zip(ids, scene, strict=True):
+            uuid = uuids.get(holder, holder)  # '' and None stay as they are
+            params = {"job_id": job_id, "uuid": uuid, "ago": 3 * high, "finished": finished or None}
+            conn.execute(_q()["exercise_hold"], params)
+        for seconds in (low, high):
+            try:
+                with (
+                    conn.transaction(force_rollback=True),
+                    conn.cursor(row_factory=psycopg.rows.dict_row) as cur,
+                ):
+                    rows = cur.execute(text, {"seconds": seconds}).fetchall()
+            except psycopg.Error as exc:
+                return verdict.refuse(f"it failed: {exc.diag.message_primary or exc}")
+            if rows and "job_id" not in rows[0]:
+                return verdict.refuse(f"it should return a column job_id; it returned {list(rows[0])}")
+            listed[seconds] = sorted(row["job_id"] for row in rows)
+    return _judge_dead_holders(verdict, dict(zip(ids, scene, strict=True)), workers, listed)
+
+
+def _dead_holder_kind(holder: str | None, finished: bool, workers: dict[str, _Holder], seconds: float) -> str:
+    """What a job of the scene is at a threshold: held by the silent, the never-beating, the stopped
+    or the alive; finished; or nobody's."""
+    if not holder:
+        return "nobody"
+    if finished:
+        return "finished"
+    who = workers[holder]
+    if not who.dead(seconds):
+        return "alive"
+    return "never" if who.beat is None else "stopped" if who.stopped else "silent"
+
+
+def _judge_dead_holders(
+    verdict: Verdict,
+    scene: dict[int, tuple[str | None, bool]],
+    workers: dict[str, _Holder],
+    listed: dict[int, list[int]],
+) -> Verdict:
+    """What the query listed at each threshold against the scene's answer, one line per kind of job."""
+
+    def wrongly(kind: str, *, missed: bool) -> str:
+        """The jobs of `kind` the query missed (or listed), threshold by threshold, said for the learner."""
+        found = []
+        for seconds, got in listed.items():
+            bad = []
+            for job_id, (holder, done) in scene.items():
+                if _dead_holder_kind(holder, done, workers, seconds) == kind and (job_id in got) != missed:
+                    said = (
+                        "finished"
+                        if done
+                        else workers[holder].said()
+                        if holder
+                        else f"assigned to {holder!r}"
+                    )
+                    bad.append(f"job {job_id}, {said}")
+            if bad:
+                found.append(f"at {seconds:.0f} s, {'; '.join(bad)}")
+        return "; ".join(found)
+
+    thresholds = " and at ".join(f"{seconds:.0f} s" for seconds in listed)
+    (low, at_low), (high, at_high) = listed.items()
     verdict.expect(
-        2 in got,
-        "it lists a job of a worker silent for 60 s",
-        "it misses the job of a worker silent for 60 s",
+        at_low != at_high,
+        f"its answer follows %(seconds)s: {len(at_low)} rows at {low:.0f} s, {len(at_high)} at {high:.0f} s",
+        f"it lists the same jobs at a threshold of {low:.0f} s and of {high:.0f} s ({at_low}), where a "
+        "worker silent in between is dead at one and alive at the other: it does not read %(seconds)s (an "
+        "interval written into the query?)",
     )
+    silent = wrongly("silent", missed=True)
     verdict.expect(
-        6 in got,
+        not silent,
+        f"it lists the jobs of workers silent for longer than the threshold (at {thresholds})",
+        f"it misses jobs whose worker was silent for longer than %(seconds)s ({silent}): compare "
+        "last_beat_timestamp with clock_timestamp() - make_interval(secs => %(seconds)s)",
+    )
+    never = wrongly("never", missed=True)
+    verdict.expect(
+        not never,
         "it lists a job whose holder has no heartbeat at all",
-        "it misses a job whose holder has no heartbeat row at all (an inner JOIN drops it)",
+        f"it misses a job whose holder has no heartbeat row at all ({never}): an inner JOIN drops it, "
+        "a LEFT JOIN keeps it",
     )
+    stopped = wrongly("stopped", missed=True)
     verdict.expect(
-        1 not in got and 7 not in got,
-        "it leaves live workers' jobs alone",
-        f"it lists jobs of workers that beat within 10 s: {sorted(set(got) & {1, 7})}",
+        not stopped,
+        "it lists a job whose holder said it stopped",
+        f"it misses a job whose holder said it stopped ({stopped}): a worker that exited holds its job "
+        "for nobody, however recent its last beat",
     )
+    alive = wrongly("alive", missed=False)
     verdict.expect(
-        3 not in got, "it leaves finished jobs out", "it lists a job that finished before its worker died"
+        not alive,
+        "it leaves live workers' jobs alone (a kill switch set on a worker that still beats included)",
+        f"it lists jobs of workers still alive at that threshold ({alive}): a worker is dead when its "
+        "last beat is older than %(seconds)s, not when its job is old, nor when its kill switch is set",
     )
+    done = wrongly("finished", missed=False)
     verdict.expect(
-        not set(got) & {4, 5},
+        not done,
+        "it leaves finished jobs out",
+        f"it lists a job that finished before its worker died ({done})",
+    )
+    nobody = wrongly("nobody", missed=False)
+    verdict.expect(
+        not nobody,
         "it leaves waiting jobs out ('' and NULL both mean nobody)",
-        f"it lists waiting jobs: {sorted(set(got) & {4, 5})} (in single-call '' also means nobody)",
+        f"it lists waiting jobs ({nobody}): in single-call '' also means nobody",
     )
-    verdict.expect(len(got) == len(set(got)), "it lists each job once", f"it lists a job twice: {got}")
+    twice = {s: sorted({j for j in got if got.count(j) > 1}) for s, got in listed.items()}
+    verdict.expect(
+        not any(twice.values()),
+        "it lists each job once",
+        "it lists a job twice: " + ", ".join(f"at {s:.0f} s {ids}" for s, ids in twice.items() if ids),
+    )
     return verdict
 
 

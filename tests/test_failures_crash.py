@@ -83,9 +83,10 @@ def test_the_checker_accepts_the_reference_query():
         (("LEFT JOIN", "JOIN"), "no heartbeat row at all"),
         (("AND j.job_finished IS NULL", ""), "finished before its worker died"),
         (("coalesce(j.job_assigned_process_uuid, '') <> ''", "true"), "waiting jobs"),
-        (("< clock_timestamp() - make_interval(secs => %(seconds)s)", "< clock_timestamp()"), "beat within"),
+        (("< clock_timestamp() - make_interval(secs => %(seconds)s)", "< clock_timestamp()"), "still alive"),
+        (("OR h.process_stopped_timestamp IS NOT NULL", ""), "said it stopped"),
     ],
-    ids=["inner-join", "finished-jobs", "waiting-jobs", "no-threshold"],
+    ids=["inner-join", "finished-jobs", "waiting-jobs", "no-threshold", "stopped-ignored"],
 )
 def test_the_checker_names_what_a_wrong_query_gets_wrong(change, complaint):
     query = _reference_query()
@@ -94,6 +95,8 @@ def test_the_checker_names_what_a_wrong_query_gets_wrong(change, complaint):
     assert not verdict.holds and complaint in str(verdict), verdict
 
 
-def test_the_checker_refuses_a_blank_and_a_broken_query():
-    assert "TODO" in str(failures.check_dead_holders("SELECT job_id FROM job_queue -- TODO"))
+def test_the_checker_judges_a_query_by_what_it_lists_and_refuses_a_broken_one():
+    every_job = failures.check_dead_holders("SELECT job_id FROM job_queue -- TODO")
+    assert not every_job.holds and "finished before its worker died" in str(every_job), every_job
+    assert "no SQL yet" in str(failures.check_dead_holders("  "))
     assert "it failed" in str(failures.check_dead_holders("SELECT job_id FROM no_such_table"))

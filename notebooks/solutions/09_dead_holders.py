@@ -1,6 +1,7 @@
 # Solution: the jobs held by dead workers. A job is held when its assignee is set ('' means
 # nobody too, in single-call) and it has not finished; its holder is dead when its last beat is
-# older than the threshold, or when it has no heartbeat row at all (a LEFT JOIN keeps those).
+# older than the threshold, when it said it stopped, or when it has no heartbeat row at all (a LEFT
+# JOIN keeps those). A kill switch alone does not make it dead: it still beats until it obeys.
 from pgqueue import failures, labs
 
 my_query = """
@@ -10,6 +11,7 @@ SELECT j.job_id, j.job_assigned_process_uuid, h.last_beat_timestamp
  WHERE coalesce(j.job_assigned_process_uuid, '') <> ''
    AND j.job_finished IS NULL
    AND (h.process_uuid IS NULL
+        OR h.process_stopped_timestamp IS NOT NULL
         OR h.last_beat_timestamp < clock_timestamp() - make_interval(secs => %(seconds)s))
  ORDER BY j.job_id
 """
