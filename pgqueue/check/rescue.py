@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import random
+import secrets
+import threading
 import time
 from dataclasses import dataclass
 
@@ -10,16 +14,21 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from pgqueue import labs, queries
+from pgqueue import labs, queries, races
 from pgqueue.check.core import Verdict, install, written
 from pgqueue.heartbeats import Identity
+from pgqueue.wait import Timeout, until
 
 NAME, VERSION = "first_process", "1.9.2"  # the first step of pipeline 2, which every worker here runs
-RESCUE_AFTER = 5  # seconds (rescue_after): every live worker here beat well within it
-SILENT = 60  # seconds: how long ago a silent worker last beat
+# rescue_after is drawn for each call from this range (seconds), and is four times longer in the
+# later checks: a constant written for it is wrong in one of the two
+RESCUE_AFTER = (20, 45)
+LATER = 4
+SILENT, SLOW = 1.25, 0.8  # a silent worker's last beat, and a slow live one's, in rescue_afters
 MAX_ATTEMPTS = 2
 LOCK_TIMEOUT = 2  # seconds a rescuer may wait for a row lock before it gives up
 WAKE_WAIT = 2.0  # seconds to wait for a wake-up after a rescue
+HELD = 10.0  # seconds to wait for a state the forced schedule expects
 
 
 def _q() -> queries.Queries:
@@ -49,6 +58,9 @@ class Scene:
     dying_job: int
     late: Identity  # goes silent, then finishes its job late while a rescue runs
     late_job: int
+    ghost: Identity  # its heartbeat row is gone (deleted), as if it never beat: loses its job
+    ghost_job: int
+    rescue_after: float  # seconds, drawn for this call
 
     def holders(self) -> dict[int, Identity]:
         """Every leased job of the scene and its worker."""
@@ -57,6 +69,7 @@ class Scene:
             (self.live_job, self.live),
             (self.dying_job, self.dying),
             (self.late_job, self.late),
+            (self.ghost_job, self.ghost),
         ]
         return dict(pairs)
 
@@ -78,23 +91,25 @@ def rescue_jobs(text: object) -> Verdict:
             return verdict
         if _silent_and_stopped(lab, conn, scene, verdict):
             _out_of_attempts(conn, scene, verdict)
-            _late_finish(lab, conn, scene, verdict)
+            if _late_finish(lab, conn, scene, verdict):
+                _under_way(lab, conn, scene, verdict)
     return verdict
 
 
 def _scene(conn: psycopg.Connection) -> Scene:
-    """Seven first_process jobs leased through find_job, every worker beating, the kit's rescue in place."""
+    """Eight first_process jobs leased through find_job, every worker beating, the kit's rescue in place."""
     lesson = _lesson()
-    conn.execute(lesson["rescue_after"], {"seconds": RESCUE_AFTER})
+    rescue_after = float(random.Random(secrets.randbits(64)).randint(*RESCUE_AFTER))
+    conn.execute(lesson["rescue_after"], {"seconds": rescue_after})
     conn.execute(lesson["retries"], {"max_attempts": MAX_ATTEMPTS, "base": 1})
-    conn.execute(_q()["requests"], {"count": 7})
+    conn.execute(_q()["requests"], {"count": 8})
     first, dying = _worker(), _worker()
     (job,) = _claim(conn, first)
     # the first holder dies; the next caller's find_job rescues the job and takes it: attempt 2 of 2
-    conn.execute(lesson["age_heartbeat"], {"uuid": first.uuid, "seconds": SILENT})
+    conn.execute(lesson["age_heartbeat"], {"uuid": first.uuid, "seconds": SILENT * rescue_after})
     if _claim(conn, dying) != [job]:
         raise RuntimeError(f"the kit's rescue_jobs did not hand job {job} to the next caller")
-    silent, stopped, live, late = (_worker() for _ in range(4))
+    silent, stopped, live, late, ghost = (_worker() for _ in range(5))
     (finished,) = _claim(conn, silent)
     params = {"uuid": silent.uuid, "job_ids": [finished], "payloads": Jsonb([{}])}
     conn.execute(_calls()["create_jobs"], params)
@@ -102,9 +117,11 @@ def _scene(conn: psycopg.Connection) -> Scene:
     (stopped_job,) = _claim(conn, stopped)
     (live_job,) = _claim(conn, live)
     (late_job,) = _claim(conn, late)
+    (ghost_job,) = _claim(conn, ghost)
     return Scene(
-        silent, silent_jobs, finished, stopped, stopped_job, live, live_job, dying, job, late, late_job
-    )
+        silent, silent_jobs, finished, stopped, stopped_job, live, live_job, dying, job, late, late_job,
+        ghost, ghost_job, rescue_after,
+    )  # fmt: skip
 
 
 def _worker() -> Identity:
@@ -156,19 +173,24 @@ def _rescue(conn: psycopg.Connection, verdict: Verdict, when: str) -> int | None
 
 
 def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdict: Verdict) -> bool:
-    """Checks 1, 2, 3, 6 and 7: one call after a worker went silent and another said it stopped."""
+    """Checks 1, 2, 3, 6 and 7: one call after a worker went silent, another said it stopped, and a third's
+    heartbeat row is gone; a slow worker's last beat is older than most, but within rescue_after."""
     # the busy workers beat, as they do while they work: live now, however slow the setup was
     for busy in (scene.live, scene.dying, scene.late, scene.stopped):
         conn.execute(_calls()["pulse"], {"uuid": busy.uuid})
-    conn.execute(_lesson()["age_heartbeat"], {"uuid": scene.silent.uuid, "seconds": SILENT})
+    silent = SILENT * scene.rescue_after
+    conn.execute(_lesson()["age_heartbeat"], {"uuid": scene.silent.uuid, "seconds": silent})
+    conn.execute(_lesson()["age_heartbeat"], {"uuid": scene.live.uuid, "seconds": SLOW * scene.rescue_after})
     conn.execute(_calls()["mark_stopped"], {"uuid": scene.stopped.uuid})
+    conn.execute(_q()["forget_worker"], {"uuid": scene.ghost.uuid})
     before = {job_id: _job(conn, job_id) for job_id in scene.holders()}
     channel = conn.execute(_q()["wake_channel"], {"name": NAME, "version": VERSION}).fetchone()[0]
     with lab.connect() as listener:
         listen = queries.load("clients/notify_listen.sql")["listen"]
         listener.execute(sql.SQL(listen).format(channel=sql.Identifier(channel)))
         when = (
-            f"with worker {scene.silent.uuid} silent for {SILENT} s and worker {scene.stopped.uuid} stopped"
+            f"with worker {scene.silent.uuid} silent for {silent:g} s, worker {scene.stopped.uuid} stopped "
+            f"and worker {scene.ghost.uuid} without a heartbeat row"
         )
         freed = _rescue(conn, verdict, when)
         if freed is None:
@@ -182,13 +204,13 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
         after,
         scene.silent,
         verdict,
-        lost=f"worker {scene.silent.uuid}, silent for {SILENT} s (rescue_after is {RESCUE_AFTER} s),",
+        lost=f"worker {scene.silent.uuid}, silent for {silent:g} s (rescue_after {scene.rescue_after:g} s),",
         why="a worker whose last heartbeat is older than rescue_after has lost its jobs",
     )
     if silent_ok:
         verdict.held.append(
-            f"jobs {scene.silent_jobs} of worker {scene.silent.uuid}, silent for {SILENT} s (rescue_after "
-            f"{RESCUE_AFTER} s), went back to the queue, their attempts ended 'rescued'"
+            f"jobs {scene.silent_jobs} of worker {scene.silent.uuid}, silent for {silent:g} s (rescue_after "
+            f"{scene.rescue_after:g} s), went back to the queue, their attempts ended 'rescued'"
         )
     stopped_ok = _given_back(
         [scene.stopped_job],
@@ -202,6 +224,20 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
         verdict.held.append(
             f"job {scene.stopped_job} of worker {scene.stopped.uuid}, which said it stopped (mark_stopped), "
             "went back to the queue too"
+        )
+    ghost_ok = _given_back(
+        [scene.ghost_job],
+        after,
+        scene.ghost,
+        verdict,
+        lost=f"worker {scene.ghost.uuid}, which has no heartbeat row at all,",
+        why="a holder without a heartbeat row is as lost as a silent one; an inner JOIN to "
+        "process_heartbeats drops its jobs before the WHERE sees them (a LEFT JOIN keeps them, with "
+        "h.process_uuid IS NULL)",
+    )
+    if ghost_ok:
+        verdict.held.append(
+            f"job {scene.ghost_job} of worker {scene.ghost.uuid}, which has no heartbeat row, went back too"
         )
     done = _job(conn, scene.finished_job)
     verdict.expect(
@@ -217,7 +253,8 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
         f"your rescue_jobs returned {freed} but gave back {len(given_back)} jobs {given_back}: "
         "return how many jobs it freed",
     )
-    if not _live_untouched(conn, scene, after, verdict):
+    live = [(scene.live_job, scene.live), (scene.dying_job, scene.dying), (scene.late_job, scene.late)]
+    if not _live_untouched(conn, live, after, scene.rescue_after, verdict):
         return False  # the later checks lease and finish the live workers' jobs
     _woken(heard, given_back, channel, verdict)
     again = _rescue(conn, verdict, "called a second time at once")
@@ -229,8 +266,8 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
         f"called again at once, your rescue_jobs returned {again}: with no worker newly silent there is "
         "nothing more to free (only leased, unfinished jobs of silent workers are lost)",
     )
-    if silent_ok and stopped_ok:
-        _claimed_again(conn, sorted([*scene.silent_jobs, scene.stopped_job]), verdict)
+    if silent_ok and stopped_ok and ghost_ok:
+        _claimed_again(conn, sorted([*scene.silent_jobs, scene.stopped_job, scene.ghost_job]), verdict)
     return True
 
 
@@ -273,9 +310,14 @@ def _attempt_fault(job: Job, owner: Identity, fate: str = "went back to the queu
     return None
 
 
-def _live_untouched(conn: psycopg.Connection, scene: Scene, after: dict[int, Job], verdict: Verdict) -> bool:
-    """Check 3: the jobs of workers that beat recently are still theirs, their attempts running."""
-    live = [(scene.live_job, scene.live), (scene.dying_job, scene.dying), (scene.late_job, scene.late)]
+def _live_untouched(
+    conn: psycopg.Connection,
+    live: list[tuple[int, Identity]],
+    after: dict[int, Job],
+    rescue_after: float,
+    verdict: Verdict,
+) -> bool:
+    """Check 3: the jobs of workers that beat within `rescue_after` are still theirs, their attempts open."""
     taken = [
         (job_id, who) for job_id, who in live if after[job_id].holder != who.uuid or not after[job_id].running
     ]
@@ -287,12 +329,13 @@ def _live_untouched(conn: psycopg.Connection, scene: Scene, after: dict[int, Job
             False,
             "",
             f"job {job_id} was taken from worker {who.uuid}, whose last heartbeat was {age:g} s ago, under "
-            f"rescue_after ({RESCUE_AFTER} s){more}: a live worker keeps its jobs (compare "
-            "last_beat_timestamp with clock_timestamp() - rescue_after)",
+            f"rescue_after ({rescue_after:g} s){more}: a live worker keeps its jobs (compare "
+            "last_beat_timestamp with clock_timestamp() - rescue_after, the setting in queue_settings)",
         )
     return verdict.expect(
         True,
-        f"the jobs of live workers (heartbeats under {RESCUE_AFTER} s old) were left to them: "
+        f"the jobs of live workers (heartbeats under rescue_after, {rescue_after:g} s, old; the slowest "
+        f"{SLOW * rescue_after:g} s) were left to them: "
         f"{[job_id for job_id, _ in live]}",
         "",
     )
@@ -341,10 +384,24 @@ def _claimed_again(conn: psycopg.Connection, ids: list[int], verdict: Verdict) -
 
 
 def _out_of_attempts(conn: psycopg.Connection, scene: Scene, verdict: Verdict) -> bool:
-    """Check 5: the job of a silent worker on its last attempt is dead-lettered, not given back."""
-    conn.execute(_lesson()["age_heartbeat"], {"uuid": scene.dying.uuid, "seconds": SILENT})
+    """Check 5: the job of a silent worker on its last attempt is dead-lettered, not given back.
+
+    rescue_after is now LATER times longer, and a live worker is slower than rescue_after was before:
+    it keeps its job.
+    """
+    rescue_after = LATER * scene.rescue_after
+    conn.execute(_lesson()["rescue_after"], {"seconds": rescue_after})
+    silent = SILENT * rescue_after
+    conn.execute(_lesson()["age_heartbeat"], {"uuid": scene.dying.uuid, "seconds": silent})
+    conn.execute(_lesson()["age_heartbeat"], {"uuid": scene.live.uuid, "seconds": SLOW * rescue_after})
     job_id = scene.dying_job
-    if _rescue(conn, verdict, f"with worker {scene.dying.uuid}, holding job {job_id}, silent") is None:
+    when = f"with rescue_after {rescue_after:g} s and worker {scene.dying.uuid}, holding job {job_id}, silent"
+    if _rescue(conn, verdict, when) is None:
+        return False
+    kept = _job(conn, scene.live_job)
+    if not _live_untouched(
+        conn, [(scene.live_job, scene.live)], {scene.live_job: kept}, rescue_after, verdict
+    ):
         return False
     job = _job(conn, job_id)
     used = f"job {job_id} had used {job.attempts} of its {MAX_ATTEMPTS} attempts (max_attempts)"
@@ -352,7 +409,7 @@ def _out_of_attempts(conn: psycopg.Connection, scene: Scene, verdict: Verdict) -
         return verdict.expect(
             False,
             "",
-            f"{used} and is still leased to worker {scene.dying.uuid}, silent for {SILENT} s: "
+            f"{used} and is still leased to worker {scene.dying.uuid}, silent for {silent:g} s: "
             "a silent worker's jobs are given back or, out of attempts, dead-lettered",
         )
     if not job.dead:
@@ -386,7 +443,9 @@ def _late_finish(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verd
     A rescue that locks with SKIP LOCKED passes over the row; one that waits gives up after 2 s.
     """
     who, job_id = scene.late, scene.late_job
-    conn.execute(_lesson()["age_heartbeat"], {"uuid": who.uuid, "seconds": SILENT})
+    conn.execute(
+        _lesson()["age_heartbeat"], {"uuid": who.uuid, "seconds": SILENT * LATER * scene.rescue_after}
+    )
     waited: float | None = None
     failed: str | None = None
     with lab.connect() as finisher, lab.connect() as rescuer:
@@ -405,6 +464,14 @@ def _late_finish(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verd
     holding = f"while worker {who.uuid}'s late finish of job {job_id} held its row in an open transaction"
     if failed is not None:
         return verdict.expect(False, "", f"{holding}, your rescue_jobs failed: {failed}")
+    if waited is not None and waited < LOCK_TIMEOUT * 0.8:
+        return verdict.expect(
+            False,
+            "",
+            f"{holding}, your rescue_jobs failed at once ({waited:.1f} s) on the lock on job {job_id}: "
+            "NOWAIT raises an error on a row its worker is finishing, and every find_job calls rescue_jobs, "
+            "so every worker would fail; SKIP LOCKED passes over it",
+        )
     if not verdict.expect(
         waited is None,
         f"{holding}, your rescue_jobs passed over it without waiting (lock_timeout {LOCK_TIMEOUT} s)",
@@ -428,6 +495,147 @@ def _late_finish(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verd
         f"with its last attempt {after.outcome!r} by {after.tried_by}: it should be finished, its attempt "
         "'succeeded'",
     )
+
+
+def _under_way(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdict: Verdict) -> bool:
+    """Check 8, a forced schedule: what workers do while a rescue is under way, after its snapshot.
+
+    Three workers of a version of their own hold a job each and look silent. A rescuer calls
+    rescue_jobs, held at its first reading of the clock (a kit function of that name, first on
+    its search_path, waits for the checker): its statement has its snapshot by then. Meanwhile one
+    worker beats, one finishes its job, and a new worker's find_job rescues the third's job and
+    leases it. Let go, the rescue must leave all three as they are: what its snapshot showed as
+    lost is not lost any more. A rescue that never reads the clock is not held, and not judged here.
+    """
+    rescue_after = LATER * scene.rescue_after
+    silent = SILENT * rescue_after
+    version = "under-way"
+    pipe_job = conn.execute(_q()["pipe_job"]).fetchone()[0]
+    for priority in (10, 20, 30):
+        conn.execute(
+            _q()["place_job"], {"pipe_job_id": pipe_job, "name": NAME, "version": version, "p": priority}
+        )
+    dead, beater, finisher, leaser = (Identity.new(NAME, version) for _ in range(4))
+    (lost,), (kept,), (done,) = (_claim(conn, who) for who in (dead, beater, finisher))
+    for who in (dead, beater, finisher):
+        conn.execute(_lesson()["age_heartbeat"], {"uuid": who.uuid, "seconds": silent})
+    conn.execute(_q()["install_pause"])
+    answered: list[int | psycopg.Error] = []
+    finish: Said | None = None
+    leased: list[int] | str = []
+    with lab.connect() as rescuer, lab.connect() as coordinator, lab.connect() as worker:
+        worker.execute(queries.load("clients/races.sql")["lock_timeout"], {"ms": str(LOCK_TIMEOUT * 1000)})
+        rescuer.execute(_q()["pause_on"])
+        coordinator.execute(_q()["close_pause"])
+        thread = threading.Thread(target=lambda: answered.append(_rescue_raw(rescuer)), daemon=True)
+        thread.start()
+        with contextlib.suppress(Timeout):  # never held: it never read the clock
+            until(
+                lambda: answered or races.waiting_on_lock(rescuer.info.backend_pid, conn=coordinator),
+                HELD,
+                "the rescue held at its first reading of the clock",
+            )
+        held = not answered
+        if held:
+            worker.execute(_calls()["pulse"], {"uuid": beater.uuid})
+            finish = _create(worker, finisher, done)
+            leased = _ask(worker, leaser)
+        coordinator.execute(_q()["open_pause"])
+        thread.join(HELD + LOCK_TIMEOUT)
+    if not held:
+        return True
+    if not answered:
+        return verdict.expect(False, "", "while a rescue was under way, your rescue_jobs never answered")
+    freed = answered[0]
+    what = (
+        f"while your rescue_jobs was under way (held at its first reading of the clock, rescue_after "
+        f"{rescue_after:g} s), worker {beater.uuid}, silent for {silent:g} s, beat; worker {finisher.uuid} "
+        f"finished job {done}; and worker {leaser.uuid} rescued job {lost} from silent worker {dead.uuid} "
+        "and leased it"
+    )
+    if isinstance(freed, psycopg.Error):
+        return verdict.expect(False, "", f"{what}; then your rescue_jobs failed: {_said(freed)}")
+    if finish is not None and not finish.ok:
+        return verdict.expect(
+            False,
+            "",
+            f"while your rescue_jobs was under way, worker {finisher.uuid}'s create_jobs of its job {done} "
+            f"failed ({finish.words}): a rescue locks only the jobs it finds lost, and passes over others",
+        )
+    stale = (
+        "your first statement's snapshot is older than what they did, so whatever it saw as lost must be "
+        "read again, under the lock, by a second statement that begins once the rows are yours"
+    )
+    now = {job_id: _job(conn, job_id) for job_id in (lost, kept, done)}
+    if now[kept].holder != beater.uuid or not now[kept].running:
+        return verdict.expect(
+            False,
+            "",
+            f"{what}; your rescue then took job {kept} from worker {beater.uuid}, which had beaten: {stale}",
+        )
+    if leased == [lost] and (now[lost].holder != leaser.uuid or not now[lost].running):
+        return verdict.expect(
+            False,
+            "",
+            f"{what}; your rescue then took job {lost} from worker {leaser.uuid}, whose heartbeat is fresh. "
+            f"Re-checked under the lock, the job's new version joins no heartbeat your old snapshot can see, "
+            f"so it looks like a job of nobody: {stale}",
+        )
+    if leased != [lost] and now[lost].holder:
+        return verdict.expect(
+            False,
+            "",
+            f"{what} (it heard {leased!r}); job {lost} of silent worker {dead.uuid} is still leased to "
+            f"{now[lost].holder}: a silent worker's job goes back",
+        )
+    if not (now[done].finished and now[done].outcome == "succeeded"):
+        return verdict.expect(
+            False,
+            "",
+            f"{what}; job {done} is not finished with a succeeded attempt any more ({now[done].outcome!r})",
+        )
+    expected = 0 if leased == [lost] else 1
+    return verdict.expect(
+        freed == expected,
+        f"{what}: your rescue then left all three as they were, and returned {freed}",
+        f"{what}: your rescue left the jobs right but returned {freed}, where it freed {expected}",
+    )
+
+
+@dataclass(frozen=True)
+class Said:
+    """How a hand-over answered: `ok`, or PostgreSQL's words."""
+
+    ok: bool
+    words: str = ""
+
+
+def _create(conn: psycopg.Connection, who: Identity, job_id: int) -> Said:
+    """create_jobs as worker `who` hands over `job_id`."""
+    try:
+        conn.execute(
+            _calls()["create_jobs"], {"uuid": who.uuid, "job_ids": [job_id], "payloads": Jsonb([{}])}
+        )
+    except psycopg.Error as exc:
+        return Said(False, _said(exc))
+    return Said(True)
+
+
+def _ask(conn: psycopg.Connection, who: Identity) -> list[int] | str:
+    """The job ids one find_job call of `who` was handed, or what it answered otherwise."""
+    params = {"uuid": who.uuid, "server": who.server, "name": who.name, "version": who.version}
+    try:
+        answer = conn.execute(_calls()["find_job"], {**params, "multi": False, "batch": 1}).fetchone()[0]
+    except psycopg.Error as exc:
+        return _said(exc)
+    return [job["job_id"] for job in json.loads(answer)] if answer.startswith("[") else answer
+
+
+def _rescue_raw(conn: psycopg.Connection) -> int | psycopg.Error:
+    try:
+        return conn.execute(_q()["rescue"]).fetchone()[0]
+    except psycopg.Error as exc:
+        return exc
 
 
 def _said(exc: psycopg.Error) -> str:

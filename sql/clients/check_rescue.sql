@@ -40,3 +40,64 @@ SELECT extract(epoch FROM rescue_after)::float8 AS rescue_after_s, max_attempts 
 -- How long ago a worker last beat, in seconds.
 SELECT round(extract(epoch FROM clock_timestamp() - last_beat_timestamp)::numeric, 1)::float8
   FROM process_heartbeats WHERE process_uuid = %(uuid)s;
+
+-- name: forget_worker
+-- A worker whose heartbeat row is gone (deleted by hand, say): its jobs are held by nobody known.
+DELETE FROM process_heartbeats WHERE process_uuid = %(uuid)s;
+
+-- name: pipe_job
+-- A pipe job of pipeline 2 for a new request, which the forced schedule's jobs belong to.
+INSERT INTO pipe_job_queue (request_id, pipe_id)
+VALUES ((SELECT coalesce(max(request_id), 0) + 1 FROM pipe_job_queue), 2)
+RETURNING pipe_job_id;
+
+-- name: place_job
+-- One waiting job of `name` `version`, with priority `p` (lower first).
+INSERT INTO job_queue (pipe_job_id, pipe_id, job_process_name, job_process_version, job_priority)
+VALUES (%(pipe_job_id)s, 2, %(name)s, %(version)s, %(p)s);
+
+-- name: install_pause
+-- The kit's clock for one rescuer: functions named as PostgreSQL's clocks, in a schema that the
+-- rescuer alone puts before pg_catalog on its search_path. The first reading of any of them in a
+-- session that set pgqueue.rescue_pause waits, once, for the checker's lock: the rescue is held
+-- within the statement that reads the clock, after that statement took its snapshot.
+CREATE SCHEMA pgqueue_pause;
+CREATE FUNCTION pgqueue_pause.hold() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('pgqueue.rescue_pause', true) = 'on' THEN
+        PERFORM set_config('pgqueue.rescue_pause', 'off', false);
+        PERFORM pg_advisory_xact_lock_shared(hashtext('pgqueue rescue pause'));
+    END IF;
+END $$;
+CREATE FUNCTION pgqueue_pause.clock_timestamp() RETURNS timestamptz LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pgqueue_pause.hold();
+    RETURN pg_catalog.clock_timestamp();
+END $$;
+CREATE FUNCTION pgqueue_pause.now() RETURNS timestamptz LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pgqueue_pause.hold();
+    RETURN pg_catalog.now();
+END $$;
+CREATE FUNCTION pgqueue_pause.statement_timestamp() RETURNS timestamptz LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pgqueue_pause.hold();
+    RETURN pg_catalog.statement_timestamp();
+END $$;
+CREATE FUNCTION pgqueue_pause.transaction_timestamp() RETURNS timestamptz LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pgqueue_pause.hold();
+    RETURN pg_catalog.transaction_timestamp();
+END $$;
+
+-- name: pause_on
+-- This session reads the kit's clock (pgqueue_pause before pg_catalog), and is held at its first reading.
+SELECT set_config('search_path', 'pgqueue_pause, pg_catalog, ' || current_setting('search_path'), false),
+       set_config('pgqueue.rescue_pause', 'on', false);
+
+-- name: close_pause
+-- The checker's lock (session-level): a held rescuer waits for it, sharing it once it is free.
+SELECT pg_advisory_lock(hashtext('pgqueue rescue pause'));
+
+-- name: open_pause
+SELECT pg_advisory_unlock(hashtext('pgqueue rescue pause'));

@@ -1,0 +1,269 @@
+"""Lesson 12's rescue_jobs: rescues wrong by their join, lock, threshold or second statement; right ones."""
+
+from pgqueue import check
+from tests.corpora import Right, Wrong
+
+JUDGE = check.rescue_jobs
+
+HEAD = """
+CREATE FUNCTION rescue_jobs() RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    s queue_settings;
+    candidates integer[];
+    freed integer;
+    notified integer;
+BEGIN
+    SELECT * INTO s FROM queue_settings;
+"""
+LOST = """\
+           AND (h.process_uuid IS NULL
+                OR h.last_beat_timestamp < clock_timestamp() - s.rescue_after
+                OR h.process_stopped_timestamp IS NOT NULL)
+"""
+FIRST = """\
+    SELECT array_agg(job_id) INTO candidates FROM (
+        SELECT j.job_id FROM job_queue j
+          LEFT JOIN process_heartbeats h ON h.process_uuid = j.job_assigned_process_uuid
+         WHERE j.job_assigned_process_uuid IS NOT NULL AND j.job_finished IS NULL
+{lost}           FOR UPDATE OF j SKIP LOCKED) c;
+    IF candidates IS NULL THEN
+        RETURN 0;
+    END IF;
+"""
+RECHECK = """\
+    WITH lost AS (
+        SELECT j.job_id FROM job_queue j
+          LEFT JOIN process_heartbeats h ON h.process_uuid = j.job_assigned_process_uuid
+         WHERE j.job_id = ANY (candidates)
+           AND j.job_assigned_process_uuid IS NOT NULL AND j.job_finished IS NULL
+{lost}"""
+ENDED = """\
+    ), ended AS (
+        UPDATE job_attempts a
+           SET attempt_ended = clock_timestamp(), outcome = 'rescued',
+               error = 'its worker went silent'
+          FROM lost
+         WHERE a.job_id = lost.job_id AND a.attempt_ended IS NULL
+"""
+BACK = """\
+    ), back AS (
+        UPDATE job_queue j
+           SET job_assigned_process_uuid = NULL, job_assign_timestamp = NULL,
+               job_dead_timestamp = CASE WHEN j.job_attempts >= s.max_attempts THEN clock_timestamp() END,
+               job_error = CASE WHEN j.job_attempts >= s.max_attempts
+                                THEN format('its worker went silent in each of %s attempts', j.job_attempts)
+                           END
+          FROM lost
+         WHERE j.job_id = lost.job_id
+        RETURNING j.job_id, j.job_process_name, j.job_process_version, j.job_dead_timestamp
+"""
+WOKEN = """\
+    ), woken AS (
+        SELECT pg_notify(wake_channel(job_process_name, job_process_version), min(job_id)::text)
+          FROM back WHERE job_dead_timestamp IS NULL
+         GROUP BY job_process_name, job_process_version
+    )
+    SELECT (SELECT count(*) FROM back), (SELECT count(*) FROM woken) INTO freed, notified;
+    RETURN freed;
+END $$;
+"""
+
+
+def rescue(*, lost: str = LOST, first: str = FIRST, recheck: str = RECHECK, changes=()) -> str:
+    """The reference rescue with its "lost" condition, a statement, or a few words written otherwise."""
+    text = HEAD + first.format(lost=lost) + recheck.format(lost=lost) + ENDED + BACK + WOKEN
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+REFERENCE = rescue()
+BEAT = "h.last_beat_timestamp < clock_timestamp() - s.rescue_after"
+TRUSTS_THE_FIRST = "    WITH lost AS (SELECT unnest(candidates) AS job_id\n"
+ONE_STATEMENT = """\
+    WITH lost AS (
+        SELECT j.job_id FROM job_queue j
+          LEFT JOIN process_heartbeats h ON h.process_uuid = j.job_assigned_process_uuid
+         WHERE j.job_assigned_process_uuid IS NOT NULL AND j.job_finished IS NULL
+{lost}           FOR UPDATE OF j SKIP LOCKED
+"""
+
+WRONG = [
+    # measured by the reviewer: both accepted before the ghost holder and the forced schedule
+    Wrong(
+        "inner-join-misses-holders-without-heartbeat",
+        rescue(changes=[("LEFT JOIN process_heartbeats", "JOIN process_heartbeats")]),
+        says="which has no heartbeat row at all, is still leased to it",
+    ),
+    Wrong(
+        "second-statement-trusts-the-first",
+        rescue(recheck=TRUSTS_THE_FIRST),
+        says="your first statement's snapshot is older than what they did",
+    ),
+    Wrong(
+        "one-statement-locks-and-rescues",
+        rescue(first="", recheck=ONE_STATEMENT),
+        says="your first statement's snapshot is older than what they did",
+    ),
+    Wrong(
+        "waits-for-a-finishing-row",
+        rescue(changes=[("FOR UPDATE OF j SKIP LOCKED", "FOR UPDATE OF j")]),
+        says="waited 2.0 s for the lock on job",
+    ),
+    Wrong(
+        "nowait-fails-on-a-finishing-row",
+        rescue(changes=[("FOR UPDATE OF j SKIP LOCKED", "FOR UPDATE OF j NOWAIT")]),
+        says="NOWAIT raises an error on a row its worker is finishing",
+    ),
+    Wrong(
+        "no-row-lock",
+        rescue(changes=[("\n           FOR UPDATE OF j SKIP LOCKED) c;", ") c;")]),
+        says="for the lock on job",
+    ),
+    Wrong(
+        "rescues-live-workers",
+        rescue(lost="           AND (h.process_uuid IS NULL OR true)\n"),
+        says="a live worker keeps its jobs",
+    ),
+    Wrong(
+        "threshold-the-wrong-way",
+        rescue(lost=LOST.replace(BEAT, BEAT.replace("<", ">"))),
+        says="is still leased to it: a worker whose last heartbeat is older than rescue_after",
+    ),
+    Wrong(
+        "threshold-hard-coded-10-seconds",
+        rescue(lost=LOST.replace("s.rescue_after", "interval '10 seconds'")),
+        says="a live worker keeps its jobs",
+    ),
+    Wrong(
+        "threshold-hard-coded-1-minute",
+        rescue(lost=LOST.replace("s.rescue_after", "interval '1 minute'")),
+        says="older than rescue_after",
+    ),
+    Wrong(
+        "forgets-stopped-workers",
+        rescue(lost=LOST.replace("\n                OR h.process_stopped_timestamp IS NOT NULL)", ")")),
+        says="which said it stopped though its heartbeat is fresh",
+    ),
+    Wrong("attempt-left-open", rescue(changes=[(ENDED, "")]), says="attempt at it is still open"),
+    Wrong(
+        "attempt-ended-failed",
+        rescue(changes=[("outcome = 'rescued'", "outcome = 'failed'")]),
+        says="an attempt taken from a silent worker ends 'rescued'",
+    ),
+    Wrong(
+        "never-dead-letters",
+        rescue(changes=[("j.job_attempts >= s.max_attempts", "j.job_attempts > s.max_attempts")]),
+        says="a job out of attempts is dead-lettered",
+    ),
+    Wrong(
+        "no-wake-up",
+        rescue(
+            changes=[
+                (WOKEN.split("    )\n")[0], ""),
+                (
+                    "SELECT (SELECT count(*) FROM back), (SELECT count(*) FROM woken) INTO freed, notified;",
+                    "SELECT count(*) INTO freed FROM back;",
+                ),
+            ]
+        ),
+        says="idle workers sleep until their next poll",
+    ),
+    Wrong(
+        "returns-its-candidates",
+        rescue(changes=[("    RETURN freed;\n", "    RETURN cardinality(candidates);\n")]),
+        says="where it freed 0",
+    ),
+]
+
+LOOP = """
+CREATE OR REPLACE FUNCTION rescue_jobs() RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    s queue_settings;
+    r record;
+    freed integer := 0;
+BEGIN
+    SELECT * INTO s FROM queue_settings;
+    -- one candidate at a time, each locked as the loop reaches it; the body re-reads it under the lock
+    FOR r IN
+        SELECT j.job_id FROM job_queue j
+          LEFT JOIN process_heartbeats h ON h.process_uuid = j.job_assigned_process_uuid
+         WHERE j.job_assigned_process_uuid IS NOT NULL AND j.job_finished IS NULL
+           AND (h.process_uuid IS NULL OR h.process_stopped_timestamp IS NOT NULL
+                OR h.last_beat_timestamp < clock_timestamp() - s.rescue_after)
+         ORDER BY j.job_id
+           FOR UPDATE OF j SKIP LOCKED
+    LOOP
+        CONTINUE WHEN NOT EXISTS (
+            SELECT 1 FROM job_queue j
+             WHERE j.job_id = r.job_id AND j.job_assigned_process_uuid IS NOT NULL AND j.job_finished IS NULL
+               AND NOT EXISTS (SELECT 1 FROM process_heartbeats h
+                                WHERE h.process_uuid = j.job_assigned_process_uuid
+                                  AND h.process_stopped_timestamp IS NULL
+                                  AND h.last_beat_timestamp >= clock_timestamp() - s.rescue_after));
+        UPDATE job_attempts SET attempt_ended = clock_timestamp(), outcome = 'rescued', error = 'silent'
+         WHERE job_id = r.job_id AND attempt_ended IS NULL;
+        UPDATE job_queue
+           SET job_assigned_process_uuid = NULL, job_assign_timestamp = NULL,
+               job_dead_timestamp = CASE WHEN job_attempts >= s.max_attempts THEN clock_timestamp() END,
+               job_error = CASE WHEN job_attempts >= s.max_attempts THEN 'out of attempts: worker silent' END
+         WHERE job_id = r.job_id;
+        PERFORM pg_notify(wake_channel(job_process_name, job_process_version), job_id::text)
+           FROM job_queue WHERE job_id = r.job_id AND job_dead_timestamp IS NULL;
+        freed := freed + 1;
+    END LOOP;
+    RETURN freed;
+END $$;
+"""
+
+STATEMENTS = """
+CREATE FUNCTION rescue_jobs() RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    s queue_settings;
+    candidates integer[];
+    lost integer[];
+BEGIN
+    SELECT * INTO s FROM queue_settings;
+    SELECT array_agg(job_id) INTO candidates FROM (
+        SELECT j.job_id FROM job_queue j
+         WHERE j.job_assigned_process_uuid IS NOT NULL AND j.job_finished IS NULL
+           AND NOT EXISTS (SELECT 1 FROM process_heartbeats h
+                            WHERE h.process_uuid = j.job_assigned_process_uuid
+                              AND h.process_stopped_timestamp IS NULL
+                              AND h.last_beat_timestamp >= now() - s.rescue_after)
+           FOR UPDATE OF j SKIP LOCKED) c;
+    -- a new statement, a new snapshot: which of the locked jobs are still lost
+    SELECT array_agg(j.job_id) INTO lost
+      FROM job_queue j
+     WHERE j.job_id = ANY (candidates)
+       AND NOT EXISTS (SELECT 1 FROM process_heartbeats h
+                        WHERE h.process_uuid = j.job_assigned_process_uuid
+                          AND h.process_stopped_timestamp IS NULL
+                          AND h.last_beat_timestamp >= now() - s.rescue_after);
+    IF lost IS NULL THEN
+        RETURN 0;
+    END IF;
+    UPDATE job_attempts SET attempt_ended = clock_timestamp(), outcome = 'rescued'
+     WHERE job_id = ANY (lost) AND attempt_ended IS NULL;
+    UPDATE job_queue
+       SET job_assigned_process_uuid = NULL, job_assign_timestamp = NULL,
+           job_dead_timestamp = CASE WHEN job_attempts >= s.max_attempts THEN clock_timestamp() END,
+           job_error = CASE WHEN job_attempts >= s.max_attempts THEN 'its worker went silent' END
+     WHERE job_id = ANY (lost);
+    PERFORM pg_notify(wake_channel(job_process_name, job_process_version), max(job_id)::text)
+       FROM job_queue WHERE job_id = ANY (lost) AND job_dead_timestamp IS NULL
+      GROUP BY job_process_name, job_process_version;
+    RETURN cardinality(lost);
+END $$;
+"""
+
+RIGHT = [
+    Right("reference-two-statements-ctes", REFERENCE),
+    Right("plpgsql-loop-rechecks-each-row", LOOP),
+    Right("not-exists-statements-with-now", STATEMENTS),
+    Right(
+        "threshold-read-inline",
+        rescue(lost=LOST.replace("s.rescue_after", "(SELECT rescue_after FROM queue_settings)")),
+    ),
+]
