@@ -32,7 +32,13 @@ def test_the_skeleton_with_its_todo_is_judged_on_what_it_does():
 def test_the_fan_out_sizes_vary_and_are_said(sizes):
     verdict = check.gather_batch(REFERENCE, sizes=sizes)
     assert verdict.holds, str(verdict)
-    assert f"of {', '.join(map(str, sizes))} jobs in turn" in str(verdict)
+    shown = sorted(sizes)
+    assert f"the fan-outs had {', '.join(map(str, shown[:-1]))} and {shown[-1]} jobs" in str(verdict)
+
+
+def test_a_size_that_is_no_fan_out_is_a_clear_error():
+    with pytest.raises(ValueError, match="at least 2 jobs, got \\[1\\]"):
+        check.gather_batch(REFERENCE, sizes=[1])
 
 
 @pytest.mark.parametrize(

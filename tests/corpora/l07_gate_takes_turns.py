@@ -45,7 +45,7 @@ WRONG = [
     Wrong(
         "lock-per-pipeline",
         keyed("hashtext('order gate'), NEW.pipe_id"),
-        says="key it by the request, NEW.request_id",
+        says="but pipelines 1 and 2 of one request did not",
     ),
     Wrong(
         "one-lock-for-the-whole-queue",

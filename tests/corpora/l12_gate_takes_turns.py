@@ -51,7 +51,11 @@ WRONG = [
         says="finished without waiting",
     ),
     Wrong("lock-per-pipe-job", keyed("hashtext('order gate'), NEW.pipe_job_id"), says="not merely delay it"),
-    Wrong("lock-per-pipeline", keyed("hashtext('order gate'), NEW.pipe_id"), says="key it by the request"),
+    Wrong(
+        "lock-per-pipeline",
+        keyed("hashtext('order gate'), NEW.pipe_id"),
+        says="but pipelines 1 and 2 of one request did not",
+    ),
     Wrong("one-lock-for-the-whole-queue", keyed("42"), says="your lock is shared by other requests"),
     Wrong(
         "shared-lock",
