@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import secrets
 import threading
 from dataclasses import dataclass
@@ -77,6 +78,8 @@ def hold_jobs(text: object) -> Verdict:
         scene = _Scene(lab, conn)
         try:
             _one_pipe_job_through(scene, verdict)
+            _given_back_not_taken(scene, verdict)
+            _partial_repeat(scene, verdict)
             _bad_input(scene, verdict)
             _repeat_while_open(scene, verdict)
             _one_batch_in_two_orders(scene, verdict)
@@ -92,7 +95,8 @@ class _Scene:
         self.lab, self.conn = lab, conn
         # each new pipe job more urgent than the last: what earlier checks left waiting (a
         # broken hold_jobs may make jobs twice) never comes before the job a check needs
-        self.priority = 80
+        self.rng = random.Random(secrets.randbits(64))
+        self.priority = self.rng.randint(60, 90)  # below the examples' 100: theirs never come first
 
     def request(self, *pipe_ids: int) -> list[int]:
         """A new request with a pipe job of each pipeline, in order; their ids."""
@@ -169,6 +173,11 @@ class _Scene:
         return conn
 
 
+def _blockers(scene: _Scene, pid: int) -> list[int]:
+    """The sessions backend `pid` waits for."""
+    return scene.conn.execute(_q()["blocked_by"], {"pid": pid}).fetchone()[0] or []
+
+
 def _refused(exc: psycopg.Error) -> Said:
     return Said(None, exc.sqlstate or "?", exc.diag.message_primary or str(exc))
 
@@ -212,20 +221,21 @@ def _one_pipe_job_through(scene: _Scene, verdict: Verdict) -> None:
     a stranger, then a job rescued from a silent worker and finished by its new holder."""
     pipe_job, next_order = scene.request(PLAIN, NEXT_ORDER)
     holder, (first,) = scene.claim(FIRST, [pipe_job])
-    said = scene.create(holder, [first])
+    fan_out = scene.rng.randint(1, 4)  # how many jobs the hand-over makes: a repeat must return them all
+    said = scene.create(holder, [first], jobs=fan_out)
     made = list(said.made or ())
     if not said.ok:
         raise _Stop(f"worker {holder} held job {first} ({FIRST[0]}), yet its create_jobs was {said}")
     second = scene.step_jobs(pipe_job, SECOND)
-    if made != second or len(made) != 1 or not scene.job(first)["finished"]:
+    if made != second or len(made) != fan_out or not scene.job(first)["finished"]:
         raise _Stop(
             f"worker {holder} held job {first} ({FIRST[0]}); its create_jobs returned {made}, pipe job "
             f"{pipe_job} now has {SECOND[0]} jobs {second}, and job {first} is "
-            f"{'finished' if scene.job(first)['finished'] else 'not finished'}: expected one new job, "
-            f"returned, and job {first} finished"
+            f"{'finished' if scene.job(first)['finished'] else 'not finished'}: expected {fan_out} new "
+            f"job(s), returned, and job {first} finished"
         )
     verdict.held.append(
-        f"worker {holder} held job {first} ({FIRST[0]}): its create_jobs finished it and made job {made[0]} "
+        f"worker {holder} held job {first} ({FIRST[0]}): its create_jobs finished it and made jobs {made} "
         f"for {SECOND[0]}"
     )
     _repeat_create(scene, verdict, holder, first, made, pipe_job)
@@ -256,9 +266,9 @@ def _repeat_create(
     now = scene.step_jobs(pipe_job, SECOND)
     if not verdict.expect(
         list(again.made or ()) == made and now == made,
-        f"{what}, answered without error and returned the same job {made[0]}",
+        f"{what}, answered without error and returned the same jobs {made}",
         f"{what}, returned {list(again.made or ())} and pipe job {pipe_job} now has {SECOND[0]} jobs "
-        f"{now}: the repeat must make no new job and return job {made[0]}, made the first time "
+        f"{now}: the repeat must make no new job and return jobs {made}, made the first time "
         "(hold_jobs returns false for a repeat)",
     ):
         return
@@ -324,6 +334,55 @@ def _rescued_and_run_twice(scene: _Scene, verdict: Verdict, pipe_job: int, next_
         f"{what}, which it had just finished, was {again}: a repeat after a lost connection must be a no-op",
     ):
         _unchanged(verdict, scene, before, what, f"{what} changed no table", "repeated")
+
+
+def _given_back_not_taken(scene: _Scene, verdict: Verdict) -> None:
+    """Check 4b: a job rescued from its silent worker and not claimed since is nobody's: the silent
+    worker's late hand-over is refused (55000), and nothing changes."""
+    (pipe_job,) = scene.request(PLAIN)
+    silent, (job,) = scene.claim(FIRST, [pipe_job])
+    scene.conn.execute(_lesson()["age_heartbeat"], {"uuid": silent, "seconds": SILENT_FOR})
+    scene.conn.execute(_q()["rescue"])
+    if scene.job(job)["holder"] is not None:
+        raise _Stop(f"the kit's rescue_jobs did not give back job {job} of silent worker {silent}")
+    before = scene.tables()
+    said = scene.create(silent, [job])
+    what = (
+        f"worker {silent}, silent for {SILENT_FOR:.0f} s, called create_jobs for job {job}, which nobody "
+        "holds since it was rescued from it"
+    )
+    why = (
+        "a job given back is no longer its old worker's (job_assigned_process_uuid is NULL now, and "
+        "NULL <> p_uuid is not true but NULL: compare with IS DISTINCT FROM)"
+    )
+    if _refusal(verdict, said, NOT_HELD, what, why):
+        _unchanged(verdict, scene, before, what, "that refused create_jobs changed no table")
+
+
+def _partial_repeat(scene: _Scene, verdict: Verdict) -> None:
+    """Check 4c: a worker holding two jobs hands over one alone, then both at once: refused (55000),
+    since only one of them was handed over before; nothing changes."""
+    (pipe_job,) = scene.request(PLAIN)
+    worker, jobs = scene.claim(FIRST, [pipe_job])
+    said = scene.create(worker, jobs, jobs=2)
+    if not said.ok:
+        raise _Stop(f"worker {worker} held job {jobs[0]} ({FIRST[0]}), yet its create_jobs was {said}")
+    holder, (a, b) = scene.claim(SECOND, [pipe_job], batch=2)
+    said = scene.create(holder, [a])
+    if not said.ok:
+        raise _Stop(f"worker {holder} held jobs {a} and {b}, yet its create_jobs of job {a} alone was {said}")
+    before = scene.tables()
+    said = scene.create(holder, [a, b])
+    what = (
+        f"worker {holder}, holding jobs {a} and {b}, handed over job {a} alone, then called create_jobs for "
+        f"[{a}, {b}]"
+    )
+    why = (
+        "only some of them were handed over before: a repeat is a no-op only when this worker finished "
+        "every one of them, and job {b} was never handed over".replace("{b}", str(b))
+    )
+    if _refusal(verdict, said, NOT_HELD, what, why):
+        _unchanged(verdict, scene, before, what, "that refused create_jobs changed no table")
 
 
 # --- check 5: ids that cannot be handed over --------------------------------------------------
@@ -490,12 +549,13 @@ def _one_batch_in_two_orders(scene: _Scene, verdict: Verdict) -> None:
                 continue
             if not races.waiting_on_lock(pid, conn=scene.conn):
                 return False
-            blockers = scene.conn.execute(_q()["blocked_by"], {"pid": pid}).fetchone()[0]
+            blockers = _blockers(scene, pid)
             if not_for is not None and (not blockers or not_for in blockers):
                 return False
         return True
 
     racers = threading.Thread(target=lambda: results.extend(together(2, finish)), daemon=True)
+    first_b = False
     try:
         with scene.lab.connect() as hold_a, scene.lab.connect() as hold_b, hold_b.transaction():
             hold_b.execute(_q()["lock_job"], {"job_id": b})
@@ -503,6 +563,12 @@ def _one_batch_in_two_orders(scene: _Scene, verdict: Verdict) -> None:
                 hold_a.execute(_q()["lock_job"], {"job_id": a})
                 racers.start()
                 _wait(waiting, "both finishers waiting for a lock")
+                # which job each waits for first: in id order both wait for a; in the order given,
+                # the finisher that named b first waits for b
+                first_b = any(
+                    not answered and hold_b.info.backend_pid in _blockers(scene, pid)
+                    for pid, answered in zip(pids, done, strict=True)
+                )
             # a is free: each finisher goes on until it waits for b, or for the other finisher
             _wait(lambda: waiting(not_for=hold_a.info.backend_pid), f"no finisher waiting for job {a}")
     finally:
@@ -518,13 +584,23 @@ def _one_batch_in_two_orders(scene: _Scene, verdict: Verdict) -> None:
     if len(answers) != 2:
         raise _Stop(f"{what}: they never both answered")
     deadlocked = [s for s in answers if s.code == DEADLOCK]
-    if deadlocked:
+    if deadlocked and first_b:
         verdict.expect(
             False,
             "",
             f"{what}: a deadlock ({deadlocked[0].words}): each held the job it named first and waited for "
             "the other's; lock the jobs in id order (ORDER BY job_id ... FOR UPDATE), whatever order the "
             "caller names them in",
+        )
+        return
+    if deadlocked:
+        verdict.expect(
+            False,
+            "",
+            f"{what}: a deadlock ({deadlocked[0].words}), though both waited for job {a} first (id order): "
+            "each kept a shared lock on both jobs (FOR SHARE lets two callers hold one row), then each "
+            "waited for the other's to finish them; FOR UPDATE lets one finisher alone hold a job, and the "
+            "other waits",
         )
         return
     failed = [s for s in answers if not s.ok]

@@ -38,3 +38,7 @@ SELECT pg_blocking_pids(%(pid)s);
 -- name: lock_timeout
 -- A finisher that waits for a lock longer than this fails, instead of hanging the checker.
 SELECT set_config('lock_timeout', %(ms)s, false);
+
+-- name: rescue
+-- The kit's rescue, as every find_job runs it: silent workers' jobs go back to the queue.
+SELECT rescue_jobs();

@@ -1,0 +1,232 @@
+"""Lesson 12's hold_jobs: holder checks wrong by lock, order, repeat or NULL; right ones in other styles."""
+
+from pgqueue import check
+from tests.corpora import Right, Wrong
+
+JUDGE = check.hold_jobs
+
+HEAD = """
+CREATE FUNCTION hold_jobs(what text, p_uuid varchar, ids integer[]) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    j job_queue;
+    found_ids integer[] := '{}';
+    done_before integer := 0;
+BEGIN
+    PERFORM check_ids(what, ids);
+    IF p_uuid IS NULL OR p_uuid !~ '^[0-9a-f]{12}$' THEN
+        PERFORM refuse('22023', format('%s: a process uuid is 12 lowercase hex, got %L', what, p_uuid));
+    END IF;
+"""
+LOCK = "    FOR j IN SELECT * FROM job_queue WHERE job_id = ANY (ids) ORDER BY job_id FOR UPDATE LOOP\n"
+MINE_BEFORE = """\
+        found_ids := found_ids || j.job_id;
+        IF j.job_finished AND EXISTS (SELECT 1 FROM job_attempts a
+                                       WHERE a.job_id = j.job_id AND a.process_uuid = p_uuid
+                                         AND a.outcome = 'succeeded') THEN
+            done_before := done_before + 1;
+"""
+OTHERS = """\
+        ELSIF j.job_finished THEN
+            PERFORM refuse('55000', format('%s: job %s was finished by another worker', what, j.job_id));
+        ELSIF j.job_dead_timestamp IS NOT NULL THEN
+            PERFORM refuse('55000', format('%s: job %s is dead-lettered (%s)', what, j.job_id, j.job_error));
+"""
+HOLDER = """\
+        ELSIF j.job_assigned_process_uuid IS DISTINCT FROM p_uuid THEN
+            PERFORM refuse('55000', format('%s: job %s is not held by %s (held by %s)', what, j.job_id,
+                                           p_uuid, coalesce(j.job_assigned_process_uuid, 'nobody')));
+"""
+UNKNOWN = """\
+    END IF;
+    END LOOP;
+    IF cardinality(found_ids) <> cardinality(ids) THEN
+        PERFORM refuse('P0002', format('%s: no job %s', what,
+                                       (SELECT array_agg(i) FROM unnest(ids) i WHERE i <> ALL (found_ids))));
+    END IF;
+"""
+PIPE_JOBS = """\
+    IF (SELECT count(DISTINCT pipe_job_id) FROM job_queue WHERE job_id = ANY (ids)) > 1 THEN
+        PERFORM refuse('22023', format('%s: jobs %s belong to more than one pipe job', what, ids));
+    END IF;
+"""
+TAIL = """\
+    IF done_before = cardinality(ids) THEN
+        RETURN false;
+    ELSIF done_before > 0 THEN
+        PERFORM refuse('55000', format('%s: of jobs %s, only some were finished before', what, ids));
+    END IF;
+    RETURN true;
+END $$;
+"""
+PARTS = {"lock": LOCK, "mine_before": MINE_BEFORE, "others": OTHERS, "holder": HOLDER}
+
+
+def hold(*, changes=(), **parts: str) -> str:
+    """The reference hold_jobs with some of its parts (lock, mine_before, others, holder) written otherwise,
+    then (old, new) replacements made."""
+    given = {**PARTS, **parts}
+    text = HEAD + given["lock"] + given["mine_before"] + given["others"] + given["holder"]
+    text += UNKNOWN + PIPE_JOBS + TAIL
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+REFERENCE = hold()
+IN_ORDER_GIVEN = """\
+    FOREACH next_id IN ARRAY ids LOOP
+        SELECT * INTO j FROM job_queue WHERE job_id = next_id FOR UPDATE;
+        CONTINUE WHEN NOT FOUND;
+"""
+
+WRONG = [
+    Wrong(
+        "no-holder-check",
+        hold(holder=""),
+        says="called create_jobs, and it was accepted: only the worker that holds a job may hand it over",
+    ),
+    Wrong(
+        "holder-compared-with-not-equal",
+        hold(holder=HOLDER.replace("IS DISTINCT FROM p_uuid", "<> p_uuid")),
+        says="which nobody holds since it was rescued",
+    ),
+    Wrong(
+        "repeat-refused-as-the-original-does",
+        hold(mine_before="        found_ids := found_ids || j.job_id;\n        IF false THEN\n"),
+        says="a repeat after a lost connection must be a no-op",
+    ),
+    Wrong(
+        "repeat-by-any-worker",
+        hold(mine_before=MINE_BEFORE.replace(" AND a.process_uuid = p_uuid", "")),
+        says="another worker finished that job: this is no repeat",
+    ),
+    Wrong(
+        "repeat-answered-true",
+        hold(changes=[("        RETURN false;", "        RETURN true;")]),
+        says="the repeat must make no new job",
+    ),
+    Wrong(
+        "partial-repeat-is-a-no-op",
+        hold(changes=[("    IF done_before = cardinality(ids) THEN", "    IF done_before > 0 THEN")]),
+        says="only some of them were handed over before",
+    ),
+    Wrong(
+        "no-row-lock",
+        hold(lock=LOCK.replace(" FOR UPDATE LOOP", " LOOP")),
+        says="the second call, let go once the first committed, did the work again",
+    ),
+    Wrong(
+        "for-share-in-id-order",
+        hold(lock=LOCK.replace(" FOR UPDATE LOOP", " FOR SHARE LOOP")),
+        says="each kept a shared lock",
+    ),
+    Wrong(
+        "nowait",
+        hold(lock=LOCK.replace(" FOR UPDATE LOOP", " FOR UPDATE NOWAIT LOOP")),
+        says="did not wait",
+    ),
+    Wrong(
+        "locks-in-the-order-given",
+        hold(
+            lock=IN_ORDER_GIVEN, changes=[("    j job_queue;\n", "    j job_queue;\n    next_id integer;\n")]
+        ),
+        says="each held the job it named first and waited for the other's",
+    ),
+    Wrong(
+        "unknown-id-not-named",
+        hold(changes=[(UNKNOWN, "    END IF;\n    END LOOP;\n")]),
+        says="which does not exist, and it was refused with 55000",
+    ),
+    Wrong(
+        "two-pipe-jobs-in-one-hand-over",
+        hold(changes=[(PIPE_JOBS, "")]),
+        says="one hand-over belongs to one pipe job",
+    ),
+]
+
+SET_BASED = """
+CREATE FUNCTION hold_jobs(what text, p_uuid varchar, ids integer[]) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    bad record;
+    mine_before integer;
+BEGIN
+    PERFORM check_ids(what, ids);
+    IF p_uuid IS NULL OR p_uuid !~ '^[0-9a-f]{12}$' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+              MESSAGE = format('%s: bad uuid %L', what, p_uuid);
+    END IF;
+    -- one statement locks them all, in id order; the checks below read what it locked
+    PERFORM 1 FROM job_queue WHERE job_id = ANY (ids) ORDER BY job_id FOR NO KEY UPDATE;
+    SELECT j.job_id, j.job_assigned_process_uuid AS holder INTO bad
+      FROM job_queue j
+     WHERE j.job_id = ANY (ids)
+       AND (j.job_assigned_process_uuid IS DISTINCT FROM p_uuid OR j.job_finished IS TRUE
+            OR j.job_dead_timestamp IS NOT NULL)
+       AND NOT (j.job_finished IS TRUE
+                AND EXISTS (SELECT 1 FROM job_attempts a WHERE a.job_id = j.job_id
+                               AND a.process_uuid = p_uuid AND a.outcome = 'succeeded'))
+     ORDER BY j.job_id LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+              MESSAGE = format('%s: job %s is not yours (%s has it)', what, bad.job_id,
+                               coalesce(bad.holder, 'nobody'));
+    END IF;
+    IF (SELECT count(*) FROM job_queue WHERE job_id = ANY (ids)) < cardinality(ids) THEN
+        RAISE EXCEPTION USING ERRCODE = 'no_data_found',
+              MESSAGE = format('%s: unknown job among %s', what, ids);
+    END IF;
+    IF (SELECT count(DISTINCT pipe_job_id) FROM job_queue WHERE job_id = ANY (ids)) > 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+              MESSAGE = format('%s: mixed pipe jobs', what);
+    END IF;
+    SELECT count(*) INTO mine_before FROM job_queue WHERE job_id = ANY (ids) AND job_finished IS TRUE;
+    IF mine_before = cardinality(ids) THEN
+        RETURN false;
+    ELSIF mine_before > 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+              MESSAGE = format('%s: a partial repeat', what);
+    END IF;
+    RETURN true;
+END $$;
+"""
+
+SQL_FUNCTION = """
+CREATE FUNCTION hold_jobs(what text, p_uuid varchar, ids integer[]) RETURNS boolean
+LANGUAGE sql AS $$
+    SELECT check_ids(what, ids);
+    SELECT refuse('22023', format('%s: a process uuid is 12 lowercase hex characters, got %L', what, p_uuid))
+     WHERE p_uuid IS NULL OR p_uuid !~ '^[0-9a-f]{12}$';
+    -- each statement of a sql function reads the latest commits: once this one has the locks,
+    -- the next ones see what a finisher before us committed
+    SELECT count(*) FROM (SELECT 1 FROM job_queue WHERE job_id = ANY (ids) ORDER BY job_id FOR UPDATE) locked;
+    SELECT refuse('55000', format('%s: job %s is not held by %s', what, min(j.job_id), p_uuid))
+      FROM job_queue j
+     WHERE j.job_id = ANY (ids)
+       AND (j.job_assigned_process_uuid IS DISTINCT FROM p_uuid OR j.job_finished IS TRUE
+            OR j.job_dead_timestamp IS NOT NULL)
+       AND NOT (j.job_finished IS TRUE
+                AND EXISTS (SELECT 1 FROM job_attempts a WHERE a.job_id = j.job_id
+                               AND a.process_uuid = p_uuid AND a.outcome = 'succeeded'))
+    HAVING count(*) > 0;
+    SELECT refuse('P0002', format('%s: no job %s', what, array_agg(i)))
+      FROM unnest(ids) i
+     WHERE NOT EXISTS (SELECT 1 FROM job_queue WHERE job_id = i)
+    HAVING count(*) > 0;
+    SELECT refuse('22023', format('%s: jobs %s belong to more than one pipe job', what, ids))
+     WHERE (SELECT count(DISTINCT pipe_job_id) FROM job_queue WHERE job_id = ANY (ids)) > 1;
+    SELECT refuse('55000', format('%s: of jobs %s, only some were finished before', what, ids))
+      FROM job_queue WHERE job_id = ANY (ids)
+    HAVING bool_or(job_finished IS TRUE) AND NOT bool_and(job_finished IS TRUE);
+    SELECT NOT bool_and(job_finished IS TRUE) FROM job_queue WHERE job_id = ANY (ids);
+$$;
+"""
+
+RIGHT = [
+    Right("reference-loop-in-id-order", REFERENCE),
+    Right("for-no-key-update", hold(lock=LOCK.replace(" FOR UPDATE LOOP", " FOR NO KEY UPDATE LOOP"))),
+    Right("set-based-with-condition-names", SET_BASED),
+    Right("sql-function-statements", SQL_FUNCTION),
+]
