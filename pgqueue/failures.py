@@ -15,6 +15,7 @@ from psycopg.types.json import Jsonb
 
 from pgqueue import demo, designs, fleet, hardened, heartbeats, labs, notify_listen, queries, single_call
 from pgqueue.check.core import Verdict, together, written
+from pgqueue.errors import PgQueueError
 from pgqueue.heartbeats import Identity
 from pgqueue.races import waiting_on_lock
 from pgqueue.wait import until
@@ -1036,75 +1037,227 @@ def hidden_set(poc: str) -> HiddenSet:
 # --- the exercise: a claim that never waits and never doubles --------------------------------
 
 
-def claim_skips_locked(text: object, callers: int = 4) -> Verdict:
-    """Check the learner's claim query: `callers` at once, one job held open elsewhere.
+CLAIM_LOCK_TIMEOUT = 2.0  # seconds a caller of the claim exercise waits for a lock before it gives up
 
-    On a scratch single-call lab with `callers + 1` waiting jobs of first_process 1.9.2, one
-    transaction picks a job with the learner's query and stays open; then `callers` others,
-    released together, each pick with it inside their own transaction and keep it open until
-    every one has picked. A caller that has to wait for a lock gives up after 2 s
-    (lock_timeout). The query takes %(name)s and %(version)s and returns one job_id.
+
+@dataclass(frozen=True)
+class _GaveUp:
+    """A caller whose claim raised lock_not_available: after `seconds`, in PostgreSQL's words."""
+
+    seconds: float
+    said: str
+
+
+def _claim_scene(conn: psycopg.Connection, callers: int) -> tuple[list[int], dict[int, str], int]:
+    """Lay out the race's jobs on the scratch lab, in an order drawn anew.
+
+    The free jobs of first_process 1.9.2 in the order a claim must take them; the others, each with
+    why it must not be taken (held, finished with no holder, another process's), more urgent than
+    any free one; and the most urgent free job's priority (that job is assigned to '': nobody).
     """
+    rng = secrets.SystemRandom()
+    best = rng.randint(2, 60)  # the most urgent free job's priority (1 is the most urgent of all)
+    worse = [("free", best + rng.randint(1, 40), None) for _ in range(callers - 1 + rng.randint(1, 3))]
+    # a finished job whose holder was cleared, as an operator's hand-back by hand leaves one
+    decoys = [("held", best - 1, secrets.token_hex(6)), ("finished", best - 1, None)]
+    rest = [*worse[1:], *decoys, ("second_process", best - 1, None)]
+    rng.shuffle(rest)
+    at = rng.randint(0, len(rest))
+    # a worse job first, so that the queue's order is not the order of the rows; the two most
+    # urgent share a priority, the older one first
+    layout = [worse[0], *rest[:at], ("free", best, ""), ("free", best, None), *rest[at:]]
+    conn.execute(_q()["exercise_first_id"], {"first": rng.randint(100, 9000)})
+    conn.execute(_q()["exercise_requests"], {"count": len(layout)})
+    ids = [row[0] for row in conn.execute(_q()["exercise_jobs"])]
+    for job_id, (kind, priority, holder) in zip(ids, layout, strict=True):
+        process = ("second_process", "2.2.0") if kind == "second_process" else ("first_process", "1.9.2")
+        params = {
+            "job_id": job_id,
+            "priority": priority,
+            "uuid": holder,
+            "finished": kind == "finished" or None,
+        }
+        conn.execute(_q()["claim_scene_job"], {**params, "name": process[0], "version": process[1]})
+    scene = list(zip(ids, layout, strict=True))
+    free = sorted((priority, job_id) for job_id, (kind, priority, _) in scene if kind == "free")
+    why = {
+        "held": "which another worker holds",
+        "finished": "which has finished",
+        "second_process": "a job of second_process 2.2.0",
+    }
+    others = {job_id: why[kind] for job_id, (kind, _, _) in scene if kind != "free"}
+    return [job_id for _, job_id in free], others, best
+
+
+def claim_skips_locked(text: object, callers: int | None = None) -> Verdict:
+    """Check the learner's claim query: callers released together while one job is held open elsewhere.
+
+    On a scratch single-call lab, free jobs of first_process 1.9.2 of drawn priorities wait beside
+    more urgent ones that must not be taken (held, finished, another process's); the most urgent free
+    one is assigned to ''. One transaction picks a job with the learner's query and stays open; then
+    `callers` others (3 to 6, drawn, unless given), released together, each pick with it inside their
+    own transaction and keep it open while another session tries to lock every row picked. A caller
+    that has to wait for a lock gives up after 2 s (lock_timeout). The query takes %(name)s and
+    %(version)s and returns one job_id.
+    """
+    if callers is None:
+        callers = secrets.SystemRandom().randint(3, 6)
+    elif isinstance(callers, bool) or not isinstance(callers, int) or not 2 <= callers <= 20:
+        raise PgQueueError(f"callers is a whole number from 2 to 20, got {callers!r}")
     verdict = Verdict("your claim")
     if written(text, verdict) is None:
         return verdict
     params = {"name": "first_process", "version": "1.9.2"}
-    with labs.scratch("single-call") as lab, lab.connect() as conn:
-        conn.execute(labs.step("single-call", "pipelines").example_sql)
-        for _ in range(callers + 1):
-            _submit(conn, pipe_id=2)
+    with labs.scratch("single-call") as lab, lab.connect() as holder, lab.connect() as probe:
+        holder.execute(labs.step("single-call", "pipelines").example_sql)
+        order, others, best = _claim_scene(holder, callers)
         conns = [lab.connect() for _ in range(callers)]
-        picked = threading.Barrier(callers, timeout=30)
         try:
             for c in conns:
-                c.execute(queries.load("clients/races.sql")["lock_timeout"], {"ms": "2000"})
-
-            def pick(i: int) -> object:
+                c.execute(
+                    queries.load("clients/races.sql")["lock_timeout"],
+                    {"ms": str(int(CLAIM_LOCK_TIMEOUT * 1000))},
+                )
+            with holder.transaction():
                 try:
-                    with conns[i].transaction():
-                        row = conns[i].execute(text, params).fetchone()
-                        picked.wait()  # every caller has picked before any commits
-                        return row[0] if row else None
-                except psycopg.errors.LockNotAvailable:
-                    picked.abort()  # a caller that gave up must not keep the others waiting
-                    return "waited"
-                except BaseException:
-                    picked.abort()
-                    raise
-
-            with conn.transaction():
-                try:
-                    held = conn.execute(text, params).fetchone()
+                    row = holder.execute(text, params).fetchone()
                 except psycopg.Error as exc:
                     return verdict.refuse(f"PostgreSQL refused your query: {exc.diag.message_primary or exc}")
-                if held is None:
-                    return verdict.refuse(
-                        "your query found no job, with five waiting for first_process 1.9.2"
-                    )
-                got = together(callers, pick)
+                if row is None or not isinstance(row[0], int):
+                    found = "no job" if row is None else f"{row[0]!r} first, not a job_id"
+                    waiting = f"{len(order)} free jobs of first_process 1.9.2 waiting"
+                    return verdict.refuse(f"your query returned {found}, with {waiting}")
+                got, unlocked = _claim_race(conns, text, params, probe, row[0])
         finally:
             for c in conns:
                 c.close()
-    errors = [
-        g for g in got if isinstance(g, BaseException) and not isinstance(g, threading.BrokenBarrierError)
-    ]
-    if errors:
-        return verdict.refuse(f"your query failed: {errors[0]}")
-    waited = sum(1 for g in got if g == "waited")
+    if isinstance(got, str):
+        return verdict.refuse(got)
+    return _judge_claims(verdict, row[0], got, unlocked, order, others, best)
+
+
+def _claim_race(
+    conns: list[psycopg.Connection], text: str, params: dict, probe: psycopg.Connection, held: int
+) -> tuple[list[object] | str, list[int]]:
+    """The callers released together, each picking inside a transaction it keeps open until `probe`
+    has tried to lock every row picked; what each caller got, and the rows the probe could lock
+    (a one-line reason instead, if a caller neither picked nor gave up)."""
+    callers = len(conns)
+    picked: list[object] = [None] * callers
+    answered = [False] * callers
+    release = threading.Event()
+
+    def pick(i: int) -> object:
+        start = time.monotonic()
+        try:
+            with conns[i].transaction():
+                row = conns[i].execute(text, params).fetchone()
+                picked[i] = row[0] if row else None
+                answered[i] = True
+                release.wait(30)  # the pick is held while the probe looks
+            return picked[i]
+        except psycopg.errors.LockNotAvailable as exc:
+            return _GaveUp(time.monotonic() - start, exc.diag.message_primary or str(exc))
+        finally:
+            answered[i] = True
+
+    results: list[object] = []
+    racer = threading.Thread(target=lambda: results.extend(together(callers, pick)), daemon=True)
+    racer.start()
+    try:
+        until(lambda: all(answered), 30, "every caller picking a job or giving up", interval=0.02)
+        ids = [held, *(p for p in picked if isinstance(p, int))]
+        with probe.transaction(force_rollback=True):
+            unlocked = [r[0] for r in probe.execute(_q()["claim_unlocked"], {"ids": ids})]
+    except Exception as exc:  # noqa: BLE001 - a Timeout, or the probe refused: told, not raised
+        release.set()
+        racer.join(30)
+        return f"the race could not be judged: {exc}", []
+    release.set()
+    racer.join(30)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if failed:
+        said = failed[0].diag.message_primary if isinstance(failed[0], psycopg.Error) else failed[0]
+        return f"a caller's query failed: {said or failed[0]}", []
+    return results, unlocked
+
+
+def _judge_claims(
+    verdict: Verdict,
+    held: int,
+    got: list[object],
+    unlocked: list[int],
+    order: list[int],
+    others: dict[int, str],
+    best: int,
+) -> Verdict:
+    """What the holder and the callers got, against the scene's answer."""
+    callers = len(got)
+    gave = [g for g in got if isinstance(g, _GaveUp)]
+    waited = [g for g in gave if g.seconds >= CLAIM_LOCK_TIMEOUT * 0.9]
+    at_once = [g for g in gave if g not in waited]
     jobs = [g for g in got if isinstance(g, int)]
+    scene = f"{callers} callers, {len(order)} free jobs"
     verdict.expect(
-        waited == 0,
-        f"no caller waited for the job another transaction holds ({callers} callers)",
-        f"{waited} of {callers} callers waited for the lock on the held job (and timed out after 2 s)",
+        not waited,
+        f"no caller waited for a row another transaction holds ({scene})",
+        f"{len(waited)} of {callers} callers waited for the lock on a row another transaction held, and gave "
+        f"up after {CLAIM_LOCK_TIMEOUT:.0f} s: FOR UPDATE waits for a locked row, SKIP LOCKED passes over it",
     )
     verdict.expect(
-        held[0] not in jobs and len(jobs) == len(set(jobs)),
+        not at_once,
+        "no caller gave up on a locked row",
+        f"{len(at_once)} of {callers} callers failed at once ({at_once[0].said if at_once else ''}): NOWAIT "
+        "raises an error where SKIP LOCKED passes over the locked row",
+    )
+    picks = [held, *jobs]
+    real = [j for j in picks if j in order or j in others]
+    if real:
+        verdict.expect(
+            not unlocked,
+            f"every row picked stayed locked while its transaction was open ({len(set(real))} rows)",
+            f"job(s) {sorted(set(unlocked))} could still be locked by another session while the transaction "
+            "that picked them was open: your query does not lock the job's row (an advisory lock, or a lock "
+            "on another table, leaves it free to claim)",
+        )
+    doubled = sorted({j for j in picks if picks.count(j) > 1})
+    verdict.expect(
+        not doubled,
         "no job was handed to two callers",
-        f"a job went to two callers: the held one was {held[0]}, the callers got {jobs}",
+        f"a job went to two callers: the open transaction picked {held}, the callers got {jobs}: the lock "
+        "must exclude other claimers (FOR SHARE does not)",
     )
+    nothing = sum(1 for g in got if g is None)
+    if not gave and all(j in order or j in others for j in jobs):  # else told below: no job of the queue
+        verdict.expect(
+            not nothing,
+            f"each of the {callers} callers got a job",
+            f"{nothing} of {callers} callers got no job, with {len(order)} free jobs and {len(set(picks))} "
+            "picked: does your query lock more rows than it returns (no LIMIT, or a lock taken in WHERE)?",
+        )
+    wrong = [
+        f"job {j}, {others.get(j, 'which is no job of the queue')}"
+        for j in dict.fromkeys(picks)
+        if j not in order
+    ]
     verdict.expect(
-        len(jobs) == callers,
-        "every caller got a job of its own",
-        f"only {len(jobs)} of {callers} callers got a job ({got})",
+        not wrong,
+        "it picks only free jobs of first_process 1.9.2 (NULL or '' as the holder)",
+        f"it picked {'; '.join(wrong)}: a claim takes only unassigned, unfinished jobs of its own process",
     )
+    if held in order:
+        verdict.expect(
+            held == order[0],
+            f"the first pick was the most urgent free job ({held}: priority {best}, the older of two)",
+            f"the first pick was job {held}, where the most urgent free job was job {order[0]} (priority "
+            f"{best}, the older of two; it is assigned to '', which means nobody in single-call): order by "
+            "job_priority, then job_create_timestamp",
+        )
+    if len(jobs) == callers and not doubled and held == order[0]:
+        verdict.expect(
+            sorted(jobs) == sorted(order[1 : callers + 1]),
+            "the callers took the next most urgent free jobs",
+            f"the callers got jobs {sorted(jobs)}, where the next most urgent free jobs were "
+            f"{sorted(order[1 : callers + 1])}",
+        )
     return verdict

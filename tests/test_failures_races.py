@@ -4,6 +4,7 @@ finished twice, an incomplete set hiding complete ones; each in the original, th
 import pytest
 
 from pgqueue import failures, notify_listen, races
+from pgqueue.errors import PgQueueError
 
 ORIGINAL, HARDENED = "single-call", "hardened"
 
@@ -95,6 +96,10 @@ def test_the_claim_checker_passes_skip_locked_and_names_what_the_others_get_wron
         assert not verdict.holds and wrong in str(verdict), verdict
 
 
-def test_the_claim_checker_says_what_is_missing_before_trying():
-    assert "still has a TODO" in str(failures.claim_skips_locked("SELECT 1 -- TODO"))
+def test_the_claim_checker_judges_what_a_query_does_and_says_what_is_missing():
+    # a TODO in a comment decides nothing: every caller got the same 1
+    ones = failures.claim_skips_locked("SELECT 1 -- TODO", callers=3)
+    assert not ones.holds and "went to two callers" in str(ones), ones
     assert "expected your SQL as a string" in str(failures.claim_skips_locked(None))
+    with pytest.raises(PgQueueError, match="callers is a whole number from 2 to 20, got 1"):
+        failures.claim_skips_locked("SELECT 1", callers=1)

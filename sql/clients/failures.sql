@@ -147,3 +147,18 @@ SELECT count(*) FROM job_queue WHERE pipe_job_id = %(pipe_job_id)s AND job_creat
 
 -- name: race_pipe_job_finished
 SELECT pipe_job_finished FROM pipe_job_queue WHERE pipe_job_id = %(pipe_job_id)s;
+
+-- name: claim_scene_job
+-- The claim exercise's scene: job `job_id` of process `name` `version` at priority `priority`,
+-- held by `uuid` (NULL or '' for nobody), finished or not.
+UPDATE job_queue
+   SET job_priority = %(priority)s, job_process_name = %(name)s, job_process_version = %(version)s,
+       job_assigned_process_uuid = %(uuid)s::varchar,
+       job_assign_timestamp = CASE WHEN %(uuid)s::varchar <> '' THEN clock_timestamp() END,
+       job_finished = %(finished)s, job_finish_timestamp = CASE WHEN %(finished)s THEN clock_timestamp() END
+ WHERE job_id = %(job_id)s;
+
+-- name: claim_unlocked
+-- Which of the jobs `ids` another claimer could lock now (an UPDATE of a claim takes this lock): a
+-- row that a transaction still open picked and locked is not among them.
+SELECT job_id FROM job_queue WHERE job_id = ANY (%(ids)s) FOR NO KEY UPDATE SKIP LOCKED;

@@ -1,0 +1,122 @@
+"""Lesson 10's claim: the pick that never waits and never doubles, raced by callers released together."""
+
+from pgqueue import failures
+from tests.corpora import Right, Wrong
+
+JUDGE = failures.claim_skips_locked
+
+FREE = "coalesce(job_assigned_process_uuid, '') = '' AND job_finished IS NULL"
+MINE = "job_process_name = %(name)s AND job_process_version = %(version)s"
+ORDER = "job_priority, job_create_timestamp"
+
+
+def claim(
+    lock: str = "FOR UPDATE SKIP LOCKED", free: str = FREE, mine: str = MINE, order: str = ORDER
+) -> str:
+    """The lesson's pick with `lock` where its TODO was, and its other parts as given."""
+    return f"""
+SELECT job_id FROM job_queue
+ WHERE {free}
+   AND {mine}
+ ORDER BY {order}
+ LIMIT 1
+   {lock}
+"""
+
+
+WRONG = [
+    Wrong(
+        "todo-left-as-it-is",
+        claim("-- TODO: lock the row you pick, and pass over rows others have locked"),
+        says="went to two callers",
+    ),
+    Wrong("for-update-waits", claim("FOR UPDATE"), says="callers waited for the lock"),
+    Wrong("for-update-nowait", claim("FOR UPDATE NOWAIT"), says="NOWAIT raises an error"),
+    Wrong("for-share-skip-locked", claim("FOR SHARE SKIP LOCKED"), says="went to two callers"),
+    # the try-lock in WHERE runs on every candidate the sort reads, so one caller locks them all
+    Wrong(
+        "advisory-try-lock-in-where",
+        claim("", free=f"{FREE} AND pg_try_advisory_xact_lock(job_id)"),
+        says="does not lock the job's row",
+    ),
+    # taken in the queue's order, one at a time: no doubles, but the row itself stays free to claim
+    Wrong(
+        "advisory-session-try-lock-in-order",
+        f"""
+SELECT job_id FROM (
+    SELECT job_id FROM job_queue WHERE {FREE} AND {MINE} ORDER BY {ORDER}
+) candidates
+ WHERE pg_try_advisory_lock(job_id)
+ LIMIT 1
+""",
+        says="does not lock the job's row",
+    ),
+    Wrong(
+        "lock-on-the-pipe-job",
+        """
+SELECT j.job_id FROM job_queue j JOIN pipe_job_queue p USING (pipe_job_id)
+ WHERE coalesce(j.job_assigned_process_uuid, '') = '' AND j.job_finished IS NULL
+   AND j.job_process_name = %(name)s AND j.job_process_version = %(version)s
+ ORDER BY j.job_priority, j.job_create_timestamp
+ LIMIT 1
+   FOR UPDATE OF p SKIP LOCKED
+""",
+        says="a lock on another table",
+    ),
+    Wrong(
+        "no-limit-locks-every-row",
+        claim().replace(" LIMIT 1\n", ""),
+        says="callers got no job",
+    ),
+    Wrong(
+        "null-only-means-free",
+        claim(free="job_assigned_process_uuid IS NULL AND job_finished IS NULL"),
+        says="assigned to '', which means nobody",
+    ),
+    Wrong("priority-ignored", claim(order="job_create_timestamp"), says="where the most urgent free job was"),
+    Wrong(
+        "newest-first-within-a-priority",
+        claim(order="job_priority, job_create_timestamp DESC"),
+        says="where the most urgent free job was",
+    ),
+    Wrong(
+        "finished-jobs-taken",
+        claim(free="coalesce(job_assigned_process_uuid, '') = ''"),
+        says="which has finished",
+    ),
+    Wrong("any-process", claim(mine="true"), says="second_process"),
+    Wrong("held-jobs-taken", claim(free="job_finished IS NULL"), says="which another worker holds"),
+]
+
+RIGHT = [
+    Right("for-update-skip-locked", claim()),
+    Right("for-no-key-update-skip-locked", claim("FOR NO KEY UPDATE SKIP LOCKED")),
+    Right(
+        "subquery-nullif-ordered-by-id",
+        f"""
+SELECT job_id FROM job_queue
+ WHERE job_id = (SELECT job_id FROM job_queue
+                  WHERE nullif(job_assigned_process_uuid, '') IS NULL AND job_finished IS NOT TRUE
+                    AND {MINE}
+                  ORDER BY job_priority ASC, job_id ASC
+                  LIMIT 1
+                    FOR UPDATE SKIP LOCKED)
+""",
+    ),
+    Right(
+        "cte-claiming-update-returning",
+        f"""
+WITH next AS (
+    SELECT job_id FROM job_queue
+     WHERE (job_assigned_process_uuid IS NULL OR job_assigned_process_uuid = '') AND job_finished IS NULL
+       AND {MINE}
+     ORDER BY {ORDER}
+     LIMIT 1
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE job_queue j SET job_assigned_process_uuid = 'c0ffeec0ffee', job_assign_timestamp = clock_timestamp()
+  FROM next WHERE j.job_id = next.job_id
+RETURNING j.job_id
+""",
+    ),
+]
