@@ -39,6 +39,7 @@ class Forced:
     """How the second of two transactions fared while the first was held open."""
 
     waited: bool  # the second had not ended when the first committed
+    locked: bool  # the second was seen waiting for a lock (not merely slow)
     error: str = ""  # what either failed with, in PostgreSQL's words
     value: object = None  # the first value the second statement returned
 
@@ -196,30 +197,35 @@ def _while_open(connect, first: tuple[str, dict], second: tuple[str, dict]) -> F
             finally:
                 ended.set()
 
+        racer = threading.Thread(target=run_second, daemon=True)
+        seen = None  # what the second was seen doing while the first was open
         try:
             with a.transaction():
                 a.execute(*first)
-                racer = threading.Thread(target=run_second, daemon=True)
                 racer.start()
                 # still running and not waiting for a lock after HOLD_OPEN: the first commits anyway
                 with contextlib.suppress(wait.Timeout):
-                    wait.until(
-                        lambda: ended.is_set() or races.waiting_on_lock(b.info.backend_pid, conn=watch),
+                    seen = wait.until(
+                        lambda: (
+                            ("ended" if ended.is_set() else None)
+                            or ("locked" if races.waiting_on_lock(b.info.backend_pid, conn=watch) else None)
+                        ),
                         HOLD_OPEN,
                         "the second transaction ending or waiting for a lock",
                     )
                 waited = not ended.is_set()
         except psycopg.Error as exc:
-            ended.wait(HOLD_OPEN * 5)
-            return Forced(False, f"the first failed: {_said(exc)}")
+            if racer.is_alive():
+                ended.wait(HOLD_OPEN * 5)
+            return Forced(False, False, f"the first failed: {_said(exc)}")
         ended.wait(HOLD_OPEN * 5)
     error = got.get("error")
-    return Forced(waited, str(error) if error else "", got.get("value"))
+    return Forced(waited, seen == "locked", str(error) if error else "", got.get("value"))
 
 
 def _forced_finishes(scene: Scene, connect, pipes: list[int], no_wait: str) -> tuple[bool, str]:
     """A request of `pipes` (order 1) and of pipeline 4 (order 2), its first order-1 finisher held open
-    while the second finishes: whether the gate then opened once, else what went wrong.
+    while the second finishes: whether the gate then opened once, and what went wrong or how it waited.
 
     `no_wait` is the cause named when the second finished without waiting for the first.
     """
@@ -243,7 +249,8 @@ def _forced_finishes(scene: Scene, connect, pipes: list[int], no_wait: str) -> t
             False,
             f"{while_open} waited, yet order-2 pipe job {report} {fate}: {_after_the_gate(scene.conn)}",
         )
-    return True, ""
+    # a try-lock loop waits for no lock, as a long sleep does: say only what was seen
+    return True, "waited for its lock" if race.locked else f"did not end in the {HOLD_OPEN:g} s it was open"
 
 
 def _one_pipeline(scene: Scene, connect, verdict: Verdict) -> bool:
@@ -256,18 +263,18 @@ def _one_pipeline(scene: Scene, connect, verdict: Verdict) -> bool:
         else "no trigger calls your pipe_job_takes_turn, so it never runs "
         "(CREATE TRIGGER ... ON pipe_job_queue ... EXECUTE FUNCTION pipe_job_takes_turn())"
     )
-    held, wrong = _forced_finishes(scene, connect, [pipe, pipe], cause)
+    held, said = _forced_finishes(scene, connect, [pipe, pipe], cause)
     return verdict.expect(
         held,
-        "while one finisher's transaction was open, the second finisher of the request waited for it, "
-        "then opened the gate",
-        wrong,
+        f"while one finisher's transaction was open, the second finisher of the request {said}, then "
+        "opened the gate once it had committed",
+        said,
     )
 
 
 def _two_pipelines(scene: Scene, connect, verdict: Verdict) -> bool:
     """Forced: the order-1 pipe jobs of two pipelines of one request must take turns too."""
-    held, wrong = _forced_finishes(
+    held, said = _forced_finishes(
         scene,
         connect,
         list(ORDER_1),
@@ -277,8 +284,9 @@ def _two_pipelines(scene: Scene, connect, verdict: Verdict) -> bool:
     )
     return verdict.expect(
         held,
-        f"two pipelines of one request ({ORDER_1[0]} and {ORDER_1[1]}, both order 1) took turns too",
-        wrong,
+        f"two pipelines of one request ({ORDER_1[0]} and {ORDER_1[1]}, both order 1) took turns too: the "
+        f"second {said}",
+        said,
     )
 
 
@@ -293,6 +301,14 @@ def _two_requests(scene: Scene, connect, verdict: Verdict) -> bool:
             "",
             f"while a finisher of request {first} had not committed, a finisher of request {second} failed: "
             f"{race.error}{_hint(race.error)}",
+        )
+    if race.waited and not race.locked:
+        return verdict.expect(
+            False,
+            "",
+            f"while the finisher of pipe job {one} (request {first}) had not committed, the finisher of pipe "
+            f"job {two} (request {second}) took more than {HOLD_OPEN:g} s without waiting for any lock: a "
+            "delay is no turn (pg_sleep?); a finish must wait only for another finisher of its own request",
         )
     return verdict.expect(
         not race.waited,
