@@ -36,16 +36,6 @@ ANALYZE job_queue;
 -- name: claim
 SELECT find_job(%(uuid)s, 'claim-cost', 'first_process', '1.9.2', false, 1);
 
--- name: explain_pick
--- The pick claim_jobs makes (sql/hardened/04_find_job.sql), without its lock: which rows it reads.
-EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)
-SELECT job_id FROM job_queue
- WHERE job_assigned_process_uuid IS NULL AND job_finished IS NULL AND job_dead_timestamp IS NULL
-   AND job_process_name = 'first_process' AND job_process_version = '1.9.2'
-   AND job_run_after <= clock_timestamp()
- ORDER BY job_priority, job_create_timestamp
- LIMIT 1;
-
 -- name: explain_rescue_scan
 -- The rescue's first look at every lease (rescue_jobs, without its lock), which each find_job makes.
 EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)
