@@ -122,6 +122,18 @@ WRONG = [
 ]
 
 RIGHT = [
+    # a loop over the locked rows of the sort, left after the first: only that row is locked
+    Right(
+        "plpgsql-for-loop-exit",
+        pick("""    FOR job IN SELECT * FROM job_queue
+                 WHERE coalesce(job_assigned_process_uuid, '') = '' AND job_finished IS NULL
+                   AND job_process_name = p_name AND job_process_version = p_version
+                 ORDER BY job_priority, job_create_timestamp
+                   FOR UPDATE LOOP
+        EXIT;
+    END LOOP;
+"""),
+    ),
     Right("reference", REFERENCE),
     Right("skip-locked", changed(LOCK, "     LIMIT 1\n       FOR UPDATE SKIP LOCKED;")),
     Right("for-no-key-update", changed(LOCK, "     LIMIT 1\n       FOR NO KEY UPDATE;")),

@@ -14,6 +14,12 @@ FOR EACH ROW EXECUTE FUNCTION pipe_job_takes_turn();
 """
 
 
+NEXT_ORDER_ROWS = """PERFORM 1 FROM pipe_job_queue pj JOIN pipelines p USING (pipe_id)
+     WHERE pj.request_id = NEW.request_id
+       AND p.pipe_order > (SELECT pipe_order FROM pipelines WHERE pipe_id = NEW.pipe_id)
+       FOR UPDATE OF pj;"""  # the rows of the orders above: nobody finishing holds one of them
+
+
 def fix(
     body: str, trigger: str = TRIGGER, condition: str = "NEW.pipe_job_finished AND NOT OLD.pipe_job_finished"
 ) -> str:
@@ -123,6 +129,8 @@ WRONG = [
 ]
 
 RIGHT = [
+    # row locks can take turns too, on rows no finisher holds already: the next order's pipe jobs
+    Right("row-lock-on-the-next-order", fix(NEXT_ORDER_ROWS)),
     Right("reference-fix-file", REFERENCE),
     Right("one-key-request-id", keyed("NEW.request_id")),
     Right(

@@ -12,6 +12,12 @@ LOCK = "PERFORM pg_advisory_xact_lock(hashtext('order gate'), NEW.request_id);"
 EVENTS = "BEFORE INSERT OR UPDATE OF pipe_job_finished"
 
 
+NEXT_ORDER_ROWS = """PERFORM 1 FROM pipe_job_queue pj JOIN pipelines p USING (pipe_id)
+     WHERE pj.request_id = NEW.request_id
+       AND p.pipe_order > (SELECT pipe_order FROM pipelines WHERE pipe_id = NEW.pipe_id)
+       FOR UPDATE OF pj;"""  # the rows of the orders above: nobody finishing holds one of them
+
+
 def gate(body: str = LOCK, events: str = EVENTS, name: str = "pipe_job_takes_turn") -> str:
     """The lesson's skeleton: `body` in the function, the trigger named `name` on `events`."""
     return f"""
@@ -32,6 +38,8 @@ def keyed(key: str) -> str:
 
 
 WRONG = [
+    # right in lesson 07, but an order-2 pipe job inserted late is no row yet that a finisher can lock
+    Wrong("row-lock-on-the-next-order", gate(NEXT_ORDER_ROWS), says="the insert must take the same lock"),
     # lesson 07's fix as it stands: the late insert never takes a turn
     Wrong("update-only-lesson-07-fix", LESSON_07, says="does not fire on INSERT"),
     Wrong(
