@@ -1,27 +1,32 @@
-"""Lesson 12's capstone: a short chaos round on the hardened lab rebuilt with the learner's routines."""
+"""Lesson 12's capstone: a short chaos round on the hardened lab rebuilt with the learner's routines.
+
+The corpus tests/corpora/l12_chaos_on_yours.py runs wrong and right piece sets through it.
+"""
+
+import ast
+import json
+from pathlib import Path
 
 import pytest
 
-from pgqueue import chaos, labs
+from pgqueue import chaos
 from pgqueue.errors import PgQueueError
 
-REFERENCE = labs.step(chaos.POC, "find_job").sql
-GATE = labs.step(chaos.POC, "order_gating").sql
-
-
-def routine(text: str, name: str, up_to: str) -> str:
-    """The reference text of one routine: from its CREATE to the comment that follows it."""
-    start = text.index(f"CREATE FUNCTION {name}(")
-    return text[start : text.index(up_to, start)]
-
-
-YOURS = {
-    "claim_jobs": routine(REFERENCE, "claim_jobs", "-- hardened: claim a whole"),
-    "rescue_jobs": routine(REFERENCE, "rescue_jobs", "-- hardened: lock jobs"),
-    "hold_jobs": routine(REFERENCE, "hold_jobs", "-- hardened: jobs `ids`"),
-    "pipe_job_takes_turn": routine(GATE, "pipe_job_takes_turn", "-- The request's pipe jobs"),
+NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "12-build-the-hardened-queue.ipynb"
+EXERCISES = {
+    "claim_jobs": "my_claim",
+    "rescue_jobs": "my_rescue",
+    "hold_jobs": "my_hold",
+    "pipe_job_takes_turn": "my_gate",
 }
-NO_RESCUE = "CREATE FUNCTION rescue_jobs() RETURNS integer LANGUAGE sql AS $$ SELECT 0 $$;"
+
+
+def _assigned(source: str, name: str) -> list[ast.expr]:
+    return [
+        node.value
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [name]
+    ]
 
 
 def test_a_routine_the_round_does_not_replace_is_named_before_anything_is_touched():
@@ -35,13 +40,18 @@ def test_sql_postgresql_refuses_ends_the_round_before_it_starts_with_its_words()
     assert found.problems[0].startswith("claim_jobs: PostgreSQL refused your SQL"), found.problems
 
 
-@pytest.mark.chaos
-def test_the_reference_pieces_hold_a_short_round_and_a_rescue_that_does_nothing_loses_jobs():
-    held = chaos.on_yours(YOURS)
-    assert held.held and held.kills_holding > 0, held.summary()
-    # jobs a killed holder kept never end here, so the round would wait its whole drain: 10 s
-    # shows it as well as 25, and "still hold" below does not depend on the wait at all
-    lost = chaos.on_yours({**YOURS, "rescue_jobs": NO_RESCUE}, drain=10)
-    assert lost.kills_holding > 0, lost.summary()  # the round kills holders first, when any hold
-    assert "jobs never ended (lost)" in "\n".join(lost.problems), lost.summary()
-    assert "killed workers still hold" in "\n".join(lost.problems), lost.summary()
+def test_the_lessons_skeletons_are_the_ones_its_exercise_cells_show():
+    # the capstone runs a piece left as its skeleton as the kit's: the notebook's copy of each
+    # skeleton must be what the learner's cell holds before it is written
+    cells = json.loads(NOTEBOOK.read_text())["cells"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    sources = [s for s in code if not s.lstrip().startswith("%")]  # IPython magics are not Python
+    exercise = {
+        routine: next(value for s in sources for value in _assigned(s, name))
+        for routine, name in EXERCISES.items()
+    }
+    kept = next(value for s in sources for value in _assigned(s, "skeletons"))
+    skeletons = ast.literal_eval(kept)
+    assert set(skeletons) == set(EXERCISES) == set(chaos.YOURS)
+    for routine, value in exercise.items():
+        assert ast.literal_eval(value) == skeletons[routine], f"{routine}: the skeleton kept differs"

@@ -26,7 +26,7 @@ def test_the_judge_names_lost_jobs_jobs_run_twice_and_a_gate_opened_early(lab):
         job_id = conn.execute(q["chaos_jobs"]).fetchone()[0]
         for who in ("aaaaaaaaaaaa", "bbbbbbbbbbbb"):
             conn.execute(q["succeed_again"], {"job_id": job_id, "uuid": who})
-        found = chaos.judge(conn, drained=False)
+        found = chaos.judge(conn)
     problems = "\n".join(found.problems)
     assert not found.held
     assert "jobs never ended (lost)" in problems

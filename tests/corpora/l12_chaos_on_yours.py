@@ -1,0 +1,154 @@
+"""Lesson 12's capstone: piece sets a learner plausibly brings to chaos.on_yours, run in a short round.
+
+Each wrong set breaks one piece of the four (the others are the kit's); each right one writes
+its pieces in another style. The round is shorter than the lesson's (`ROUND`): five requests,
+three seconds of kills (the forced scenes run besides).
+"""
+
+from __future__ import annotations
+
+from pgqueue import chaos, labs
+from tests.corpora import Right, Wrong
+
+ROUND = {"requests": 5, "seconds": 3.0, "drain": 8.0}
+
+
+def JUDGE(pieces: dict[str, str]):  # noqa: N802 - the harness calls every corpus's judge JUDGE
+    """The verdict of a short round on these pieces."""
+    return chaos.on_yours(pieces, **ROUND).verdict
+
+
+def _routine(text: str, name: str, up_to: str) -> str:
+    start = text.index(f"CREATE FUNCTION {name}(")
+    return text[start : text.index(up_to, start)]
+
+
+FIND_JOB, GATE = labs.step(chaos.POC, "find_job").sql, labs.step(chaos.POC, "order_gating").sql
+REFERENCE = {
+    "claim_jobs": _routine(FIND_JOB, "claim_jobs", "-- hardened: claim a whole"),
+    "rescue_jobs": _routine(FIND_JOB, "rescue_jobs", "-- hardened: lock jobs"),
+    "hold_jobs": _routine(FIND_JOB, "hold_jobs", "-- hardened: jobs `ids`"),
+    "pipe_job_takes_turn": _routine(GATE, "pipe_job_takes_turn", "-- The request's pipe jobs"),
+}
+
+
+def _pieces(
+    routine: str | None = None, old: str = "", new: str = "", text: str | None = None
+) -> dict[str, str]:
+    """The reference pieces with `routine` changed: `old` replaced by `new`, or written as `text`."""
+    pieces = dict(REFERENCE)
+    if text is not None:
+        pieces[routine] = text
+    elif routine is not None:
+        assert old in pieces[routine], (routine, old)  # the reference still has what is changed
+        pieces[routine] = pieces[routine].replace(old, new)
+    return pieces
+
+
+LOST = """(h.process_uuid IS NULL
+                OR h.last_beat_timestamp < clock_timestamp() - s.rescue_after
+                OR h.process_stopped_timestamp IS NOT NULL)"""
+
+NO_RESCUE = """
+CREATE FUNCTION rescue_jobs() RETURNS integer LANGUAGE sql AS $$ SELECT 0 $$;
+"""
+
+NO_GATE_LOCK = """
+CREATE FUNCTION pipe_job_takes_turn() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN NEW;  -- a finish and an insert read the gate; they only need to see each other... or not
+END $$;
+
+CREATE TRIGGER pipe_job_takes_turn
+BEFORE INSERT OR UPDATE OF pipe_job_finished ON pipe_job_queue
+FOR EACH ROW EXECUTE FUNCTION pipe_job_takes_turn();
+"""
+
+PLPGSQL_CTE_CLAIM = """
+CREATE FUNCTION claim_jobs(p_uuid varchar, p_name varchar, p_version varchar, batch_size integer)
+RETURNS json LANGUAGE plpgsql AS $$
+DECLARE
+    picked integer[];
+BEGIN
+    WITH waiting AS (
+        SELECT job_id FROM job_queue
+         WHERE job_assigned_process_uuid IS NULL AND job_finished IS NULL AND job_dead_timestamp IS NULL
+           AND job_process_name = p_name AND job_process_version = p_version
+           AND job_run_after <= clock_timestamp()
+         ORDER BY job_priority, job_create_timestamp
+         LIMIT batch_size
+           FOR NO KEY UPDATE SKIP LOCKED
+    )
+    SELECT array_agg(job_id) INTO picked FROM waiting;
+    RETURN lease_jobs(p_uuid, coalesce(picked, '{}'));
+END $$;
+"""
+
+ONE_KEY_GATE = """
+CREATE FUNCTION pipe_job_takes_turn() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(NEW.request_id);  -- one key per request, released at commit
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER pipe_job_takes_turn
+BEFORE UPDATE OF pipe_job_finished OR INSERT ON pipe_job_queue
+FOR EACH ROW EXECUTE FUNCTION pipe_job_takes_turn();
+"""
+
+WRONG = [
+    Wrong(
+        "rescue-frees-live-workers-jobs",
+        _pieces("rescue_jobs", LOST, "true"),
+        says="your rescue_jobs frees jobs of live workers",
+    ),
+    Wrong(
+        "claim-without-a-row-lock",
+        _pieces("claim_jobs", "\n           FOR UPDATE SKIP LOCKED", ""),
+        says="does not lock the jobs it takes",
+    ),
+    Wrong(
+        "claim-without-skip-locked-serialises",
+        _pieces("claim_jobs", "FOR UPDATE SKIP LOCKED", "FOR UPDATE"),
+        says="waits for a locked job instead of passing it over",
+    ),
+    Wrong(
+        "hold-without-the-holder-check",
+        _pieces(
+            "hold_jobs",
+            """        ELSIF j.job_assigned_process_uuid IS DISTINCT FROM p_uuid THEN
+            PERFORM refuse('55000', format('%s: job %s is not held by %s (held by %s): it was rescued from '
+                                           'a silent worker, or never claimed', what, j.job_id, p_uuid,
+                                           coalesce(j.job_assigned_process_uuid, 'nobody')));
+""",
+            "",
+        ),
+        says="lets a worker that no longer holds a job hand it over",
+    ),
+    Wrong(
+        "gate-with-no-lock", _pieces("pipe_job_takes_turn", text=NO_GATE_LOCK), says="order 2 never started"
+    ),
+    Wrong(
+        "rescue-never-dead-letters",
+        _pieces(
+            "rescue_jobs", "CASE WHEN j.job_attempts >= s.max_attempts THEN clock_timestamp() END", "NULL"
+        ),
+        says="never dead-letters a job whose workers keep dying",
+    ),
+    Wrong("rescue-never-rescues", _pieces("rescue_jobs", text=NO_RESCUE), says="leases were left behind"),
+    Wrong(
+        "claim-ignores-backoff",
+        _pieces("claim_jobs", "\n           AND job_run_after <= clock_timestamp()", ""),
+        says="takes jobs that are not due yet",
+    ),
+]
+
+RIGHT = [
+    Right("the-kits-pieces-as-written", _pieces()),
+    Right("plpgsql-claim-with-a-cte-and-no-key-lock", _pieces("claim_jobs", text=PLPGSQL_CTE_CLAIM)),
+    Right("gate-locked-by-one-key-per-request", _pieces("pipe_job_takes_turn", text=ONE_KEY_GATE)),
+    Right(
+        "rescue-locking-for-no-key-update",
+        _pieces("rescue_jobs", "FOR UPDATE OF j SKIP LOCKED", "FOR NO KEY UPDATE OF j SKIP LOCKED"),
+    ),
+]
