@@ -219,7 +219,12 @@ def _second_while_first_holds(lab: labs.Scratch, me: Process, pipe_job: int, ver
         return verdict.expect(False, "", f"{what}, caller B never answered, not even after A committed")
     answer = heard[0]
     if isinstance(answer, BaseException):
-        return verdict.expect(False, "", f"{what}, caller B failed: {_error(answer)}")
+        said = _error(answer)
+        return verdict.expect(
+            False,
+            "",
+            f"{what}, caller B failed: {said}" + (_NOWAIT if "could not obtain lock" in said else ""),
+        )
     if answer == LOST_RACE:
         return verdict.expect(
             False,
@@ -280,9 +285,10 @@ def _race(lab: labs.Scratch, me: Process, pipe_job: int, verdict: Verdict) -> No
     calls = RACERS * RACE_TRIALS
     verdict.expect(
         not failed,
-        f"{what}: every call answered with one job",
+        f"{what}: no call failed",
         f"{what}: {len(failed)} of {calls} calls failed ({failed[0] if failed else ''})"
-        + (_DEADLOCK if any("deadlock" in f for f in failed) else ""),
+        + (_DEADLOCK if any("deadlock" in f for f in failed) else "")
+        + (_NOWAIT if any("could not obtain lock" in f for f in failed) else ""),
     )
     if lost:
         verdict.refuse(
@@ -299,6 +305,12 @@ def _race(lab: labs.Scratch, me: Process, pipe_job: int, verdict: Verdict) -> No
 _DEADLOCK = (
     ": a shared lock (FOR SHARE, FOR KEY SHARE) lets two callers lock the same row, then each waits for "
     "the other to let go before it can take the job; FOR UPDATE lets one caller at a time hold it"
+)
+
+# what NOWAIT does to a caller that meets a locked row
+_NOWAIT = (
+    ": NOWAIT makes a caller fail on a row another caller has locked; it must wait for it (FOR UPDATE) "
+    "or pass over it (SKIP LOCKED)"
 )
 
 

@@ -105,7 +105,7 @@ WRONG = [
     Wrong(
         "nowait",
         changed(LOCK, "     LIMIT 1\n       FOR UPDATE NOWAIT;"),
-        says="caller B failed: could not obtain lock",
+        says='could not obtain lock on row in relation "job_queue": NOWAIT makes a caller fail',
     ),
     # no claim and no lock: a second caller gets the job the first one holds
     Wrong(
