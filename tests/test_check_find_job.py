@@ -101,6 +101,15 @@ def test_a_pick_that_hands_one_job_to_everyone_is_caught():
     assert "one job must go to one worker only" in str(verdict), str(verdict)
 
 
-def test_a_pick_that_skips_locked_rows_holds_too():
+def test_a_pick_that_skips_locked_rows_holds_too_and_is_not_said_to_wait():
     verdict = check.find_job_pick(broken("       FOR UPDATE;", "       FOR UPDATE SKIP LOCKED;"))
     assert verdict.holds, str(verdict)
+    assert "caller B did not wait: it passed over the locked row" in str(verdict), str(verdict)
+    assert not any("waited" in line for line in verdict.held), str(verdict)
+
+
+def test_a_refused_race_claims_no_caller_got_a_job():
+    # the reviewer saw "every caller got a job (19 of 40)" on a refused answer: NOWAIT fails callers
+    verdict = check.find_job_pick(broken("       FOR UPDATE;", "       FOR UPDATE NOWAIT;"))
+    assert not verdict.holds
+    assert not any("every caller got a job" in line for line in verdict.held), str(verdict)
