@@ -131,13 +131,17 @@ def _order_and_batch(
         asker.execute(_q()["index_scans_off"])
         for call, batch in enumerate(batches, 1):
             who = f"call {call} (batch_size {batch})"
-            got = _jobs(asker, VERSION, batch, verdict, who)
+            caller = secrets.token_hex(6)
+            got = _jobs(asker, VERSION, batch, verdict, who, caller)
             if got is None:
                 return False
             for job in got:
                 wrong = _never(job, by_id)
                 if wrong:
                     return verdict.expect(False, "", f"{who} got job {job['job_id']}, which {wrong}")
+            fault = _lease_fault(conn, [job["job_id"] for job in got], caller)
+            if fault:
+                return verdict.expect(False, "", f"{who} got {fault}")
             ids = {job["job_id"] for job in got}
             best = left[:batch]
             if len(ids) > batch:
@@ -169,6 +173,29 @@ def _order_and_batch(
         "off after a failed attempt, or a job of another process or version"
     )
     return True
+
+
+def _lease_fault(conn: psycopg.Connection, ids: list[int], caller: str) -> str | None:
+    """What a job handed to `caller` lacks of a lease (held by it, since when, one attempt more and
+    its open attempt recorded), or None."""
+    for job_id, holder, since, attempts, open_attempts in conn.execute(
+        _q()["lease"], {"ids": ids, "uuid": caller}
+    ):
+        if holder != caller:
+            return f"job {job_id}, but it is leased to {holder or 'nobody'}, not to the caller {caller}"
+        if not since:
+            return f"job {job_id}, leased without a job_assign_timestamp: a lease says since when it is held"
+        if attempts != 1:
+            return (
+                f"job {job_id}, which had no attempt before, and its job_attempts is {attempts} after the "
+                "claim: each claim counts one attempt (the rescue dead-letters by that count)"
+            )
+        if open_attempts != 1:
+            return (
+                f"job {job_id} with {open_attempts} running attempts of the caller recorded in job_attempts: "
+                "each claim records one (lease_jobs does the lease, the count and the record)"
+            )
+    return None
 
 
 def _rank(job: Job) -> tuple[int, int]:
@@ -561,17 +588,17 @@ def _place(
     return Job(conn.execute(_q()["place"], params).fetchone()[0], priority, age, never)
 
 
-def _ask(conn: psycopg.Connection, version: str, batch: int) -> str:
-    params = {"uuid": secrets.token_hex(6), "name": NAME, "version": version, "batch": batch}
+def _ask(conn: psycopg.Connection, version: str, batch: int, uuid: str | None = None) -> str:
+    params = {"uuid": uuid or secrets.token_hex(6), "name": NAME, "version": version, "batch": batch}
     return conn.execute(_q()["find_job"], params).fetchone()[0]
 
 
 def _jobs(
-    conn: psycopg.Connection, version: str, batch: int, verdict: Verdict, who: str
+    conn: psycopg.Connection, version: str, batch: int, verdict: Verdict, who: str, uuid: str | None = None
 ) -> list[dict] | None:
     """The jobs one find_job call was handed ([] for `No job found`), or None after saying what went wrong."""
     try:
-        answer = _ask(conn, version, batch)
+        answer = _ask(conn, version, batch, uuid)
     except psycopg.Error as exc:
         verdict.refuse(f"{who} failed: {_said(exc)}")
         return None

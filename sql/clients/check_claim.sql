@@ -83,3 +83,13 @@ SELECT j.job_id, count(a.attempt_id)
   FROM job_queue j LEFT JOIN job_attempts a ON a.job_id = j.job_id
  WHERE j.job_id = ANY (%(ids)s)
  GROUP BY j.job_id ORDER BY j.job_id;
+
+-- name: lease
+-- Jobs `ids` as a claim by `uuid` left them: holder, since when, attempts counted, and that
+-- caller's attempts still running.
+SELECT j.job_id, j.job_assigned_process_uuid, j.job_assign_timestamp IS NOT NULL, j.job_attempts,
+       (SELECT count(*) FROM job_attempts a
+         WHERE a.job_id = j.job_id AND a.process_uuid = %(uuid)s AND a.attempt_ended IS NULL)
+  FROM job_queue j
+ WHERE j.job_id = ANY (%(ids)s)
+ ORDER BY j.job_id;
