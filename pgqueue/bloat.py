@@ -13,6 +13,7 @@ import psycopg
 from psycopg import sql
 
 from pgqueue import labs, queries
+from pgqueue.check.core import Verdict, written
 from pgqueue.errors import PgQueueError
 
 if TYPE_CHECKING:
@@ -306,71 +307,197 @@ def drop_a_day(conn: psycopg.Connection, rows: int = 4000) -> list[dict]:
     return found
 
 
-@dataclass(frozen=True)
-class ArchiveVerdict:
-    """Whether an archiving query moved exactly the old finished jobs, and nothing else."""
+def _archive_scene(conn: psycopg.Connection, low: int, high: int) -> dict[int, str]:
+    """Lay out the archive's scene: every job said as the learner reads it, by id.
 
-    expected: int  # jobs it had to move
-    moved: int  # jobs found in job_archive afterwards
-    problems: tuple[str, ...]
-
-    @property
-    def holds(self) -> bool:
-        """True when nothing went wrong."""
-        return not self.problems
-
-    def __str__(self) -> str:
-        if self.holds:
-            return f"it holds: {self.moved} old finished jobs moved with their attempts, nothing else touched"
-        return "it does not hold: " + "; ".join(self.problems)
-
-
-def check_archive(query: str, seconds: int = 60) -> ArchiveVerdict:
-    """Try an archiving query on a scratch hardened lab, with `%(seconds)s` = `seconds`.
-
-    The lab holds pipe jobs finished long ago, pipe jobs finished just now, jobs running and
-    jobs waiting; the query must move the jobs (and their attempts) of the pipe jobs finished at
-    least `seconds` ago into job_archive (and job_attempt_archive), in one transaction: none
-    lost, none left behind, nothing else moved, waiting and running jobs untouched.
+    Pipe jobs finished long ago (3 x `high` seconds), in between the two thresholds, a little
+    (`low` / 2 seconds) ago and just now, each tier of a drawn size; some of the oldest had a rescued
+    attempt first; jobs that finished long ago while their pipe job runs on; running jobs and
+    waiting ones.
     """
-    q = _q()
+    q, rng = _q(), secrets.SystemRandom()
+    pipe_jobs: set[int] = set()
+    tiers = [3 * high, rng.randint(2 * low, high // 2), low // 2, 0]
+    for age in tiers:
+        churn(conn, "hardened", rng.randint(3, 10))
+        now = {r[0] for r in conn.execute(q["finished_pipe_jobs"])}
+        made, pipe_jobs = sorted(now - pipe_jobs), now
+        if age:
+            conn.execute(q["age_finished"], {"ids": made, "seconds": age})
+        if age == tiers[0]:
+            conn.execute(q["rescued_before"], {"ids": made[: max(1, len(made) // 2)]})
+    churn(conn, "hardened", rng.randint(4, 10), finish=False)
+    running = [r[0] for r in conn.execute(q["running_pipe_jobs"])]
+    conn.execute(q["finish_first_steps"], {"ids": running[: len(running) // 2], "seconds": tiers[0]})
+    conn.execute(q["add_pipe_jobs"], {"jobs": rng.randint(3, 10)})  # waiting
+
+    def said(finished: bool, held: bool, pipe_job_finished: bool, pipe_age: int, age: int) -> str:
+        if pipe_job_finished:
+            return f"of pipe jobs finished {pipe_age} s ago" if pipe_age else "of pipe jobs finished just now"
+        if finished:
+            return f"finished {age} s ago, of pipe jobs still running"
+        return "running" if held else "waiting"
+
+    return {row[0]: said(*row[1:]) for row in conn.execute(q["archive_scene"])}
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """The hot tables and their archives at one moment: each row as text, by its key."""
+
+    jobs: dict[int, str]
+    archived: list[tuple[int, str]]  # a list: a job archived twice shows twice
+    attempts: dict[int, str]
+    archived_attempts: list[tuple[int, str]]
+
+    @classmethod
+    def read(cls, conn: psycopg.Connection) -> _Tables:
+        """The four tables as they are now."""
+        rows = _q()["archive_rows"]
+
+        def rows_of(table: str, key: str) -> list[tuple[int, str]]:
+            query = sql.SQL(rows).format(table=sql.Identifier(table), key=sql.Identifier(key))
+            return [tuple(r) for r in conn.execute(query)]
+
+        return cls(
+            dict(rows_of("job_queue", "job_id")),
+            rows_of("job_archive", "job_id"),
+            dict(rows_of("job_attempts", "attempt_id")),
+            rows_of("job_attempt_archive", "attempt_id"),
+        )
+
+
+def check_archive(query: object) -> Verdict:
+    """Try an archiving statement on a scratch hardened lab, at two thresholds `%(seconds)s`.
+
+    The lab holds pipe jobs finished long ago, between the thresholds, a little ago and just now
+    (some of the oldest jobs with two attempts), jobs finished long ago whose pipe job still runs,
+    running jobs and waiting ones; tier sizes and thresholds are drawn anew. At each threshold, in
+    a transaction rolled back afterwards, the statement must move exactly the jobs of the pipe jobs
+    finished at least `%(seconds)s` ago into job_archive, and their attempts into
+    job_attempt_archive: every row once and unchanged, none lost, nothing else moved or touched.
+    """
+    verdict = Verdict("your archive")
+    text = written(query, verdict)
+    if text is None:
+        return verdict
+    q, rng = _q(), secrets.SystemRandom()
+    low, high = rng.randint(60, 900), 3600 * rng.randint(2, 6)
+    runs: dict[int, tuple[set[int], dict[int, int], _Tables, _Tables]] = {}
     with labs.scratch("hardened", None, examples=True) as lab, lab.connect() as conn:
         conn.execute(q["create_archives"])
-        churn(conn, "hardened", 30)
-        old = [r[0] for r in conn.execute(q["finished_pipe_jobs"])]
-        conn.execute(q["age_finished"], {"ids": old, "seconds": seconds * 2})
-        churn(conn, "hardened", 20)  # finished just now: they stay
-        churn(conn, "hardened", 5, finish=False)  # running
-        conn.execute(q["add_pipe_jobs"], {"jobs": 10})  # waiting
-        expected = conn.execute(q["old_enough"], {"seconds": seconds}).fetchone()[0]
-        before = conn.execute(q["archive_census"]).fetchone()
-        try:
-            with conn.transaction():
-                conn.execute(query, {"seconds": seconds})
-        except psycopg.Error as error:
-            return ArchiveVerdict(len(expected), 0, (f"the query failed: {error}".strip(),))
-        after = conn.execute(q["archive_census"]).fetchone()
-    return _judge(expected, before, after)
+        said = _archive_scene(conn, low, high)
+        job_of = dict(conn.execute(q["job_of_attempts"]).fetchall())
+        for seconds in (low, high):
+            expected = set(conn.execute(q["old_enough"], {"seconds": seconds}).fetchone()[0])
+            with conn.transaction(force_rollback=True):
+                before = _Tables.read(conn)
+                try:
+                    with conn.transaction():
+                        conn.execute(text, {"seconds": seconds})
+                except psycopg.Error as exc:
+                    return verdict.refuse(_archive_refused(exc))
+                runs[seconds] = (expected, job_of, before, _Tables.read(conn))
+    return _judge_archive(verdict, said, runs)
 
 
-def _judge(expected: list[int], before: tuple, after: tuple) -> ArchiveVerdict:
-    _, open_before, _, attempts_before, _, hot_before, _, sum_before = before
-    _, open_after, archived, attempts_after, attempts_archived, hot_after, archived_ids, sum_after = after
-    hot_before, hot_after, archived_ids = set(hot_before or []), set(hot_after or []), set(archived_ids or [])
-    problems = []
-    if lost := hot_before - hot_after - archived_ids:
-        problems.append(f"{len(lost)} jobs vanished, in neither table (e.g. {sorted(lost)[:5]})")
-    if left := set(expected) & hot_after:
-        problems.append(f"{len(left)} old finished jobs are still in job_queue (e.g. {sorted(left)[:5]})")
-    if extra := archived_ids - set(expected):
-        problems.append(f"{len(extra)} jobs were archived that had to stay (e.g. {sorted(extra)[:5]})")
-    if archived != len(archived_ids):
-        problems.append(f"job_archive holds {archived} rows for {len(archived_ids)} jobs: some twice")
-    if open_after != open_before or sum_after != sum_before:
-        problems.append("waiting or running jobs were changed")
-    if attempts_after + attempts_archived != attempts_before or attempts_archived != len(expected):
-        problems.append(
-            f"attempts: {attempts_archived} archived and {attempts_after} left of {attempts_before}; "
-            f"the {len(expected)} archived jobs had one each"
+def _archive_refused(exc: psycopg.Error) -> str:
+    """PostgreSQL's refusal of an archiving statement, and what usually causes it."""
+    said = exc.diag.message_primary or str(exc)
+    if isinstance(exc, psycopg.errors.ForeignKeyViolation):
+        hint = "job_attempts points at job_queue: move a job's attempts in the same statement"
+    elif "multiple commands" in said:
+        hint = "write one statement (data-modifying WITH queries), so nothing happens in between"
+    else:
+        hint = "see the hint above the exercise"
+    return f"PostgreSQL refused it: {said}; {hint}"
+
+
+def _some(ids: set[int] | list[int]) -> str:
+    shown = sorted(set(ids))
+    return ", ".join(map(str, shown[:5])) + (", ..." if len(shown) > 5 else "")
+
+
+def _judge_archive(
+    verdict: Verdict, said: dict[int, str], runs: dict[int, tuple[set[int], dict[int, int], _Tables, _Tables]]
+) -> Verdict:
+    """What each run moved, against the scene's answer: one line per invariant, over both thresholds."""
+    found: dict[str, list[str]] = {}
+
+    def saw(check: str, seconds: int, what: str) -> None:
+        found.setdefault(check, []).append(f"at {seconds} s, {what}")
+
+    moved_sets = []
+    for seconds, (expected, job_of, before, after) in runs.items():
+        archived = [job_id for job_id, _ in after.archived]
+        moved_sets.append(set(before.jobs) - set(after.jobs))  # gone from job_queue, archived or not
+        if lost := set(before.jobs) - set(after.jobs) - set(archived):
+            saw("lost", seconds, f"{len(lost)} jobs are in neither table ({_some(lost)})")
+        if left := expected & set(after.jobs):
+            saw("left", seconds, f"{len(left)} of {len(expected)} are still in job_queue ({_some(left)})")
+        if extra := set(archived) - expected:
+            kinds: dict[str, list[int]] = {}
+            for job_id in sorted(extra):
+                kinds.setdefault(said.get(job_id, "made by your statement"), []).append(job_id)
+            saw(
+                "extra",
+                seconds,
+                "; ".join(f"{len(ids)} {kind} ({_some(ids)})" for kind, ids in kinds.items()),
+            )
+        if twice := {j for j in archived if archived.count(j) > 1}:
+            saw("twice", seconds, f"{len(twice)} jobs ({_some(twice)})")
+        if changed := {j for j, row in after.archived if j in before.jobs and before.jobs[j] != row}:
+            saw("changed", seconds, f"{len(changed)} jobs ({_some(changed)})")
+        if touched := {j for j, row in after.jobs.items() if before.jobs.get(j, row) != row}:
+            saw("touched", seconds, f"{len(touched)} jobs ({_some(touched)})")
+        owed = {a for a, j in job_of.items() if j in expected}
+        kept = [a for a, _ in after.archived_attempts]
+        if lost := set(before.attempts) - set(after.attempts) - set(kept):
+            saw("attempts lost", seconds, f"{len(lost)} attempts are in neither table ({_some(lost)})")
+        if missing := owed - set(kept) - lost:
+            saw("attempts left", seconds, f"{len(missing)} of {len(owed)} ({_some(missing)})")
+        if extra := set(kept) - owed:
+            saw("attempts extra", seconds, f"{len(extra)} attempts of jobs that stay ({_some(extra)})")
+        twice = {a for a in kept if kept.count(a) > 1}
+        changed = {a for a, row in after.archived_attempts if before.attempts.get(a, row) != row}
+        if twice or changed:
+            saw(
+                "attempts changed",
+                seconds,
+                f"{len(twice)} twice, {len(changed)} changed ({_some(twice | changed)})",
+            )
+
+    (low, (low_expected, *_)), (high, (high_expected, *_)) = runs.items()
+    at_low, at_high = (len(moved) for moved in moved_sets)
+    if any(moved_sets):  # a statement that moves nothing is told so below
+        verdict.expect(
+            moved_sets[0] != moved_sets[1],
+            f"it follows %(seconds)s: {at_low} jobs moved at {low} s, {at_high} at {high}",
+            f"it took the same {at_low} jobs out of job_queue at %(seconds)s = {low} and = {high}, "
+            f"where {len(low_expected)} and {len(high_expected)} had to go: it does not read %(seconds)s "
+            "(a cut-off written into the statement?)",
         )
-    return ArchiveVerdict(len(expected), len(archived_ids & set(expected)), tuple(problems))
+    lines = [
+        ("left", "it moves every job of the pipe jobs finished at least %(seconds)s ago",
+         "jobs of pipe jobs finished at least %(seconds)s ago stay behind"),
+        ("lost", "no job vanished: each is in job_queue or in job_archive",
+         "jobs vanished, deleted but never inserted into job_archive (insert what DELETE ... RETURNING "
+         "hands over)"),
+        ("extra", "it moves nothing else (younger pipe jobs, pipe jobs still running, open jobs)",
+         "it moved jobs that had to stay (only the jobs of pipe jobs finished at least %(seconds)s ago go)"),
+        ("twice", "job_archive holds each job once", "job_archive holds jobs twice (a join repeated them)"),
+        ("changed", "every archived job arrived as it was, every column",
+         "archived jobs differ from the row job_queue held (copy every column, as it was)"),
+        ("touched", "the jobs that stay are untouched", "jobs that stay in job_queue were changed"),
+        ("attempts lost", "no attempt vanished",
+         "attempts vanished, deleted but never inserted into job_attempt_archive"),
+        ("attempts left", "the attempts of every moved job moved with it",
+         "attempts of the moved jobs are not in job_attempt_archive"),
+        ("attempts extra", "it moves no attempt of a job that stays",
+         "it moved attempts of jobs that stay in job_queue"),
+        ("attempts changed", "every attempt archived once, as it was",
+         "attempts were archived twice or changed"),
+    ]  # fmt: skip
+    for check, held, wrong in lines:
+        verdict.expect(check not in found, held, f"{wrong}: {'; '.join(found.get(check, []))}")
+    return verdict

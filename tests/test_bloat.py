@@ -109,16 +109,17 @@ INSERT INTO job_archive SELECT * FROM jobs
 
 def test_the_archive_checker_passes_a_right_query_and_names_what_a_wrong_one_did():
     right = bloat.check_archive(ARCHIVE)
-    assert right.holds and right.expected == right.moved == 30, right
+    assert right.holds, right
     every_finished = ARCHIVE.replace(
         "AND p.pipe_job_finish_timestamp <= clock_timestamp() - make_interval(secs => %(seconds)s)",
         "AND %(seconds)s IS NOT NULL",
     )
-    assert "archived that had to stay" in str(bloat.check_archive(every_finished))
+    assert "it moved jobs that had to stay" in str(bloat.check_archive(every_finished))
     no_copy = ARCHIVE.replace("INSERT INTO job_archive SELECT * FROM jobs", "SELECT 1")
-    assert "vanished" in str(bloat.check_archive(no_copy))
+    assert "jobs vanished" in str(bloat.check_archive(no_copy))
     jobs_only = "DELETE FROM job_queue WHERE job_finished AND %(seconds)s > 0"
-    assert "the query failed" in str(bloat.check_archive(jobs_only))  # its attempts still point at it
+    # its attempts still point at it
+    assert "move a job's attempts in the same statement" in str(bloat.check_archive(jobs_only))
 
 
 def test_bad_input_gets_a_clear_error(hardened):
