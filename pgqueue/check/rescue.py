@@ -501,11 +501,12 @@ def _under_way(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdic
     """Check 8, a forced schedule: what workers do while a rescue is under way, after its snapshot.
 
     Three workers of a version of their own hold a job each and look silent. A rescuer calls
-    rescue_jobs, held at its first reading of the clock (a kit function of that name, first on
-    its search_path, waits for the checker): its statement has its snapshot by then. Meanwhile one
+    rescue_jobs, held at its first reading of the clock (kit functions of the clocks' names, and of
+    timestamptz +/- interval, first on its search_path, wait for the checker): its statement has its
+    snapshot by then. Meanwhile one
     worker beats, one finishes its job, and a new worker's find_job rescues the third's job and
     leases it. Let go, the rescue must leave all three as they are: what its snapshot showed as
-    lost is not lost any more. A rescue that never reads the clock is not held, and not judged here.
+    lost is not lost any more. A rescue that reads no clock that way is not held, and not judged here.
     """
     rescue_after = LATER * scene.rescue_after
     silent = SILENT * rescue_after

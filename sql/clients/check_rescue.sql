@@ -90,6 +90,21 @@ BEGIN
     RETURN pg_catalog.transaction_timestamp();
 END $$;
 
+-- current_timestamp is no function, so its arithmetic is held instead: - and + of a timestamptz
+-- and an interval, found on the search_path before pg_catalog's
+CREATE FUNCTION pgqueue_pause.minus(t timestamptz, i interval) RETURNS timestamptz LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pgqueue_pause.hold();
+    RETURN t OPERATOR(pg_catalog.-) i;
+END $$;
+CREATE FUNCTION pgqueue_pause.plus(t timestamptz, i interval) RETURNS timestamptz LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pgqueue_pause.hold();
+    RETURN t OPERATOR(pg_catalog.+) i;
+END $$;
+CREATE OPERATOR pgqueue_pause.- (LEFTARG = timestamptz, RIGHTARG = interval, FUNCTION = pgqueue_pause.minus);
+CREATE OPERATOR pgqueue_pause.+ (LEFTARG = timestamptz, RIGHTARG = interval, FUNCTION = pgqueue_pause.plus);
+
 -- name: pause_on
 -- This session reads the kit's clock (pgqueue_pause before pg_catalog), and is held at its first reading.
 SELECT set_config('search_path', 'pgqueue_pause, pg_catalog, ' || current_setting('search_path'), false),

@@ -81,6 +81,8 @@ def rescue(*, lost: str = LOST, first: str = FIRST, recheck: str = RECHECK, chan
 REFERENCE = rescue()
 BEAT = "h.last_beat_timestamp < clock_timestamp() - s.rescue_after"
 TRUSTS_THE_FIRST = "    WITH lost AS (SELECT unnest(candidates) AS job_id\n"
+# current_timestamp is no function: the judge holds the rescue at its interval arithmetic instead
+CURRENT = LOST.replace(BEAT, "h.last_beat_timestamp + s.rescue_after < current_timestamp")
 ONE_STATEMENT = """\
     WITH lost AS (
         SELECT j.job_id FROM job_queue j
@@ -99,6 +101,11 @@ WRONG = [
     Wrong(
         "second-statement-trusts-the-first",
         rescue(recheck=TRUSTS_THE_FIRST),
+        says="your first statement's snapshot is older than what they did",
+    ),
+    Wrong(
+        "trusts-the-first-with-current-timestamp",
+        rescue(lost=CURRENT, recheck=TRUSTS_THE_FIRST),
         says="your first statement's snapshot is older than what they did",
     ),
     Wrong(
@@ -262,6 +269,7 @@ RIGHT = [
     Right("reference-two-statements-ctes", REFERENCE),
     Right("plpgsql-loop-rechecks-each-row", LOOP),
     Right("not-exists-statements-with-now", STATEMENTS),
+    Right("current-timestamp-plus-interval", rescue(lost=CURRENT)),
     Right(
         "threshold-read-inline",
         rescue(lost=LOST.replace("s.rescue_after", "(SELECT rescue_after FROM queue_settings)")),
