@@ -22,8 +22,8 @@ LOCK_WAIT_MS = 2000  # a caller that waits for a lock longer than this gives up
 TRIALS = 3  # free races of many callers, each over jobs of its own
 CROWD_RACERS = 8  # callers in each free race, each asking until it hears NO_JOB
 # jobs of the racing process still backing off, ahead of the waiting ones in the index: every
-# claim walks past them after taking its snapshot, so a caller whose snapshot is older than
-# another's lease still reaches the job that other caller leased (about 3 ms later)
+# claim walks past them (about 3 ms) after taking its snapshot, so a caller whose snapshot is
+# older than another's lease often reaches the job that other caller leased only after it committed
 BACKING_OFF = 20_000
 CROWD = 20_000  # waiting jobs of other processes in the cost check
 COST_CALLS = 3  # claims measured in the cost check
@@ -51,7 +51,7 @@ class Job:
 def _waiting(rng: random.Random) -> tuple[list[tuple[int, int]], list[int]]:
     """(priority, age) of the waiting jobs in the order they are placed, and each call's batch_size.
 
-    Five to eight jobs over three priorities, ages distinct, placed in neither the order they are
+    Six to eight jobs over three priorities, ages distinct, placed in neither the order they are
     served in nor its reverse. The first call takes the best few; at its edge two jobs share a
     priority and the younger is placed first, so only their age (not their id) orders them. Then
     one job, then more than are left, then one more.

@@ -79,8 +79,10 @@ def rescue_jobs(text: object) -> Verdict:
 
     On a scratch hardened lab with its examples, workers lease first_process jobs through find_job
     (with the kit's rescue_jobs); then the learner's replaces it, and it is called on silent,
-    stopped and live workers' jobs, on a job out of attempts, and while a silent worker's late
-    finish holds its job's row in an open transaction.
+    stopped, slow but live workers' jobs and on the job of a worker with no heartbeat row, on a job
+    out of attempts, while a silent worker's late finish holds its job's row in an open
+    transaction, and held within its first statement while workers beat, finish and lease. The
+    threshold (rescue_after) is drawn for each call and said in the verdict.
     """
     verdict = Verdict("your rescue_jobs")
     if written(text, verdict) is None:
