@@ -63,10 +63,11 @@ def hold_jobs(text: object) -> Verdict:
     """Whether the learner's hold_jobs lets the holder hand over, once, and refuses everybody else.
 
     It replaces the reference on a scratch copy of the hardened lab with its examples; the real
-    create_jobs and finish_pipe then call it as workers do: a hand-over and its repeat, a
-    stranger, a job rescued from a silent worker, an unknown job, jobs of two pipe jobs, and two
-    forced schedules on several connections (a repeat sent while the first call is open, and
-    one batch finished in two orders at once).
+    create_jobs and finish_pipe then call it as workers do: a hand-over (of a drawn size) and its
+    repeat, a stranger, a job rescued from a silent worker (taken over by another, or by nobody
+    yet), a repeat of which only part was handed over before, an unknown job, jobs of two pipe
+    jobs, and two forced schedules on several connections (a repeat sent while the first call is
+    open, and one batch finished in two orders at once).
     """
     verdict = Verdict("your hold_jobs")
     if written(text, verdict) is None:
