@@ -17,7 +17,7 @@ from pgqueue.wait import until
 
 NAME, VERSION = "checked_process", "1.0.0"  # the process whose workers call find_job
 NO_JOB = "No job found"
-RACERS = 4  # callers released together while one transaction holds a job
+RACERS = (3, 5)  # how many callers are released together while one transaction holds a job
 LOCK_WAIT_MS = 2000  # a caller that waits for a lock longer than this gives up
 TRIALS = 3  # free races of many callers, each over jobs of its own
 CROWD_RACERS = 8  # callers in each free race, each asking until it hears NO_JOB
@@ -85,7 +85,7 @@ def claim_jobs(text: object) -> Verdict:
         rng = random.Random(secrets.randbits(64))
         if not _order_and_batch(lab, conn, verdict, rng):
             return verdict
-        if not _while_one_is_held(lab, conn, verdict):
+        if not _while_one_is_held(lab, conn, verdict, rng):
             return verdict
         # before the races: the rescue inside every find_job reads the leases they leave
         if not _cost(lab, conn, verdict):
@@ -234,25 +234,30 @@ def _ids(ids) -> str:
 # --- 3: a job held open, callers released together ------------------------------------------
 
 
-def _while_one_is_held(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict) -> bool:
-    """One schedule forced: a transaction holds the job it claimed while RACERS callers ask at once."""
-    version = "race"
+def _while_one_is_held(
+    lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict, rng: random.Random
+) -> bool:
+    """One schedule forced: a transaction holds the job it claimed while 3 to 5 callers ask at once."""
+    racers = rng.randint(*RACERS)
+    version = "held-open"
     scene = _pipe_job(conn)
-    for n in range(RACERS + 1):
-        _place(conn, scene, 100, RACERS + 1 - n, version=version)
-    callers = [lab.connect() for _ in range(RACERS)]
+    for n in range(racers + 1):
+        _place(conn, scene, 100, racers + 1 - n, version=version)
+    callers = [lab.connect() for _ in range(racers)]
     try:
         for c in callers:
             c.execute(_q()["lock_timeout"], {"ms": str(LOCK_WAIT_MS)})
         with lab.connect() as holder, holder.transaction():
-            first = _jobs(holder, version, 1, verdict, "the holder, alone with five waiting jobs")
+            first = _jobs(holder, version, 1, verdict, f"the holder, alone with {racers + 1} waiting jobs")
             if first is None:
                 return False
             if len(first) != 1:
-                return verdict.expect(False, "", f"the holder, asking for one job of five, got {len(first)}")
+                return verdict.expect(
+                    False, "", f"the holder, asking for one job of {racers + 1}, got {len(first)}"
+                )
             held = first[0]["job_id"]
             took: dict[int, float] = {}
-            results = together(RACERS, lambda i: _timed(took, i, lambda: _ask(callers[i], version, 1)))
+            results = together(racers, lambda i: _timed(took, i, lambda: _ask(callers[i], version, 1)))
     finally:
         for c in callers:
             c.close()
@@ -267,7 +272,7 @@ def _while_one_is_held(lab: labs.Scratch, conn: psycopg.Connection, verdict: Ver
     ]
     if failed:
         return verdict.expect(False, "", f"while a transaction held job {held}, {_failure(failed[0])}")
-    what = f"while a transaction held job {held} open, {RACERS} callers released together"
+    what = f"while a transaction held job {held} open, {racers} callers released together"
     if at_once:
         return verdict.expect(
             False,
@@ -302,9 +307,9 @@ def _while_one_is_held(lab: labs.Scratch, conn: psycopg.Connection, verdict: Ver
     )
     served = sum(1 for a in answers if len(_parse(a) or []) == 1)
     ok &= verdict.expect(
-        served == RACERS,
+        served == racers,
         f"{what}: each got a job of its own ({_ids(got)})",
-        f"{what}: only {served} got a job, though {RACERS} jobs besides the held one waited "
+        f"{what}: only {served} got a job, though {racers} jobs besides the held one waited "
         f"(they answered {sorted(set(a for a in answers if not a.startswith('[')))})",
     )
     return ok
