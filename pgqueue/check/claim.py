@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import secrets
 import threading
 import time
@@ -635,9 +636,12 @@ LEASED_TWICE = (
 def _failure(exc: BaseException) -> str:
     """A caller's failure in a race, in a sentence with its likely cause."""
     if isinstance(exc, psycopg.errors.UniqueViolation):
-        detail = exc.diag.message_detail
-        said = _said(exc) + (f"; {detail}" if detail else "")
-        return f"two callers leased one job at once ({said}): {LEASED_TWICE}"
+        key = re.search(r"=\((\d+)\)", exc.diag.message_detail or "")
+        job = f"job {key.group(1)}" if key else "one job"
+        return (
+            f"two callers leased {job} at once: job_attempts refused the second's attempt while the first's "
+            f"ran ({_said(exc)}): {LEASED_TWICE}"
+        )
     if isinstance(exc, psycopg.errors.DeadlockDetected | psycopg.errors.LockNotAvailable):
         return (
             f"a caller failed waiting for a lock ({_said(exc)}): two callers held one job with a shared lock "

@@ -88,7 +88,7 @@ WRONG = [
     Wrong(
         "advisory-try-lock-instead-of-row-lock",
         claim(waits=ADVISORY, lock=""),
-        says="two callers leased one job at once",
+        says="at once: job_attempts refused the second's attempt while the first's ran",
     ),
     Wrong(
         "session-level-advisory-lock",
