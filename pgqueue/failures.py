@@ -1069,15 +1069,19 @@ def _claim_scene(conn: psycopg.Connection, callers: int) -> tuple[list[int], dic
     conn.execute(_q()["exercise_first_id"], {"first": rng.randint(100, 9000)})
     conn.execute(_q()["exercise_requests"], {"count": len(layout)})
     ids = [row[0] for row in conn.execute(_q()["exercise_jobs"])]
-    for job_id, (kind, priority, holder) in zip(ids, layout, strict=True):
-        process = ("second_process", "2.2.0") if kind == "second_process" else ("first_process", "1.9.2")
+    for n, (job_id, (kind, priority, holder)) in enumerate(zip(ids, layout, strict=True)):
+        name, version = (
+            ("second_process", "2.2.0") if kind == "second_process" else ("first_process", "1.9.2")
+        )
         params = {
             "job_id": job_id,
             "priority": priority,
             "uuid": holder,
             "finished": kind == "finished" or None,
         }
-        conn.execute(_q()["claim_scene_job"], {**params, "name": process[0], "version": process[1]})
+        # whole seconds apart, the older the lower its id: no two tie, and ordering by id is no mistake
+        params.update(name=name, version=version, ago=len(layout) - n)
+        conn.execute(_q()["claim_scene_job"], params)
     scene = list(zip(ids, layout, strict=True))
     free = sorted((priority, job_id) for job_id, (kind, priority, _) in scene if kind == "free")
     why = {

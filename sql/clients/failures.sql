@@ -150,9 +150,11 @@ SELECT pipe_job_finished FROM pipe_job_queue WHERE pipe_job_id = %(pipe_job_id)s
 
 -- name: claim_scene_job
 -- The claim exercise's scene: job `job_id` of process `name` `version` at priority `priority`,
--- held by `uuid` (NULL or '' for nobody), finished or not.
+-- made `ago` seconds ago (whole seconds apart: no two jobs tie on their age), held by `uuid`
+-- (NULL or '' for nobody), finished or not.
 UPDATE job_queue
    SET job_priority = %(priority)s, job_process_name = %(name)s, job_process_version = %(version)s,
+       job_create_timestamp = clock_timestamp() - make_interval(secs => %(ago)s),
        job_assigned_process_uuid = %(uuid)s::varchar,
        job_assign_timestamp = CASE WHEN %(uuid)s::varchar <> '' THEN clock_timestamp() END,
        job_finished = %(finished)s, job_finish_timestamp = CASE WHEN %(finished)s THEN clock_timestamp() END
