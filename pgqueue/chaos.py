@@ -366,9 +366,11 @@ def _freeze_a_holder(
             until(woken_asked, 10, f"woken worker {uuid} asking for work again")
         except Timeout:
             return  # it crashed on its hand-over: the crash is named at the end
-        # a refused hand-over changes nothing: the job is still the stand-in's, and running
-        after = conn.execute(c["job_state"], {"job_id": job, "uuid": uuid}).fetchone()
-        late_went_through = after[0] != b.uuid or after[1] or after[2]
+        # a hand-over let through finished the job, or (a failure's) ended the stand-in's attempt
+        after = conn.execute(c["job_state"], {"job_id": job, "uuid": b.uuid}).fetchone()
+        late_went_through = after[1] or after[3] == "failed"
+        if after[3] == "rescued":
+            return  # the stand-in beat, yet lost the job to a rescue: the live rescues are named at the end
         refused = _hand_over(conn, b, leased)
     finally:
         for m in kin:

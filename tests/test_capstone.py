@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from pgqueue import chaos
+from pgqueue import chaos, labs, queries
+from pgqueue.check.core import Verdict, install
 from pgqueue.errors import PgQueueError
+from pgqueue.heartbeats import Identity
+from tests.corpora import l12_chaos_on_yours as corpus
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "12-build-the-hardened-queue.ipynb"
 EXERCISES = {
@@ -55,3 +58,27 @@ def test_the_lessons_skeletons_are_the_ones_its_exercise_cells_show():
     assert set(skeletons) == set(EXERCISES) == set(chaos.YOURS)
     for routine, value in exercise.items():
         assert ast.literal_eval(value) == skeletons[routine], f"{routine}: the skeleton kept differs"
+
+
+def test_an_attempt_rescued_from_a_worker_that_had_just_beaten_is_named_a_live_rescue():
+    labs.reset(chaos.POC)
+    races, c = queries.load("clients/races.sql"), queries.load("clients/chaos.sql")
+    q = labs.step(chaos.POC, "find_job").lesson
+    with labs.connect(chaos.POC) as conn:
+        conn.execute(labs.step(chaos.POC, "pipelines").example_sql)
+        conn.execute(c["instruments"])
+        conn.execute(q["chaos_request"], {"pipe_ids": list(chaos.REQUEST)})
+        alive = Identity.new("first_process", "1.9.2")
+        params = {"uuid": alive.uuid, "server": alive.server, "name": alive.name, "version": alive.version}
+        conn.execute(races["hardened_ask"], params)  # a beat, then a lease
+        conn.execute(races["rescue"])  # the kit's rescue leaves a worker that just beat alone
+        left_alone = chaos.judge(conn).verdict.held
+        assert "no attempt was rescued from a live worker (no attempt was rescued at all)" in left_alone
+        frees_all = corpus.REFERENCE["rescue_jobs"].replace(corpus.LOST, "true")
+        assert install(conn, frees_all, Verdict("a rescue of every lease"), replaces=["rescue_jobs"])
+        conn.execute(races["rescue"])
+        found = chaos.judge(conn)
+    problems = "\n".join(found.problems)
+    assert found.rescued_from_the_living == 1, found.summary()
+    assert "1 attempts were rescued from workers that were alive (1 of them never stopped" in problems
+    assert "your rescue_jobs frees jobs of live workers" in problems

@@ -64,6 +64,18 @@ BEFORE INSERT OR UPDATE OF pipe_job_finished ON pipe_job_queue
 FOR EACH ROW EXECUTE FUNCTION pipe_job_takes_turn();
 """
 
+SESSION_GATE = """
+CREATE FUNCTION pipe_job_takes_turn() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_lock(hashtext('order gate'), NEW.request_id);  -- held until the session ends
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER pipe_job_takes_turn
+BEFORE INSERT OR UPDATE OF pipe_job_finished ON pipe_job_queue
+FOR EACH ROW EXECUTE FUNCTION pipe_job_takes_turn();
+"""
+
 PLPGSQL_CTE_CLAIM = """
 CREATE FUNCTION claim_jobs(p_uuid varchar, p_name varchar, p_version varchar, batch_size integer)
 RETURNS json LANGUAGE plpgsql AS $$
@@ -134,6 +146,11 @@ WRONG = [
             "rescue_jobs", "CASE WHEN j.job_attempts >= s.max_attempts THEN clock_timestamp() END", "NULL"
         ),
         says="never dead-letters a job whose workers keep dying",
+    ),
+    Wrong(
+        "gate-with-a-session-level-lock",
+        _pieces("pipe_job_takes_turn", text=SESSION_GATE),
+        says="nothing the round did stops",
     ),
     Wrong("rescue-never-rescues", _pieces("rescue_jobs", text=NO_RESCUE), says="leases were left behind"),
     Wrong(
