@@ -495,12 +495,21 @@ def judge(
         tries[a["job_id"]].append(a)
     silenced = {*killed, *poisoned_crashes, *forced.frozen}  # workers the round itself stopped
 
+    alive_share = ALIVE_SHARE * rescue_after
+
+    def live_rescue(a: dict) -> bool:
+        # by the holder's last beat before the rescue; without kept beats, by who the round stopped
+        if a["outcome"] != "rescued":
+            return False
+        if a["silent_s"] is None:
+            return a["process_uuid"] not in silenced
+        return a["silent_s"] < alive_share
+
     # 1. every pipe job finished, or stopped by what the round did (and says)
     def round_killed_it(j: dict) -> bool:
         ts = tries[j["job_id"]]
         return len(ts) == max_attempts and all(
-            (t["outcome"] == "rescued" and t["process_uuid"] in silenced)
-            or (t["outcome"] == "failed" and fail > 0)
+            (t["outcome"] == "rescued" and not live_rescue(t)) or (t["outcome"] == "failed" and fail > 0)
             for t in ts
         )
 
@@ -522,12 +531,12 @@ def judge(
     if bad_dead:
         first = bad_dead[0]
         ts = tries[first["job_id"]]
-        from_alive = sum(t["outcome"] == "rescued" and t["process_uuid"] not in silenced for t in ts)
+        from_alive = sum(live_rescue(t) for t in ts)
         v.wrong.append(
             f"{finished} of {len(pipe_jobs)} pipe jobs finished; {len(bad_dead)} jobs were dead-lettered for "
             f"no reason the round caused: job {first['job_id']} after {len(ts)} of its {max_attempts} "
             f"attempts ({', '.join(str(t['outcome']) for t in ts) or 'none'}; {from_alive} rescued from "
-            f"workers the round never stopped), with {first['job_error']!r}"
+            f"live workers), with {first['job_error']!r}"
         )
     if unexplained:
         never_started = [
@@ -589,10 +598,7 @@ def judge(
 
     # 3. no attempt rescued from a live worker
     rescued = [a for a in attempts if a["outcome"] == "rescued"]
-    alive_share = ALIVE_SHARE * rescue_after
-    live = [a for a in rescued if a["silent_s"] is not None and a["silent_s"] < alive_share]
-    if not instrumented:
-        live = [a for a in rescued if a["process_uuid"] not in silenced]
+    live = [a for a in rescued if live_rescue(a)]
     if live:
         unkilled = sum(a["process_uuid"] not in silenced for a in live)
         v.wrong.append(
@@ -659,7 +665,7 @@ def judge(
         v.wrong.append(f"{len(unrecorded)} jobs ran attempts job_attempts does not show: {_few(unrecorded)}")
     for job in forced.poisoned:
         ts, dead = tries[job], any(j["dead"] for j in jobs if j["job_id"] == job)
-        if dead and job not in over:
+        if dead and job in own and job not in over:
             v.held.append(
                 f"poisoned job {job}, which crashes every worker that runs it, was dead-lettered after its "
                 f"{len(ts)} attempts ({len(poisoned_crashes)} workers crashed on it)"
