@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from psycopg import sql
 from pgqueue import queries
 
 T = TypeVar("T")
+_PLACEHOLDER = re.compile(r"%(?:\(([^)]+)\).|%)")  # %(name)s and %%, as psycopg reads them
 
 
 def _q() -> queries.Queries:
@@ -74,6 +76,26 @@ def written(text: object, verdict: Verdict) -> str | None:
         verdict.refuse("there is no SQL yet: write it in the string, then run the cell again")
         return None
     return text
+
+
+def as_written(text: str, position: int) -> int:
+    """Where character `position` (1-based) of the query psycopg sent for `text` falls in `text`.
+
+    psycopg sends each %(name)s placeholder as $1, $2, ... (a name used again as its number again)
+    and %% as %, so PostgreSQL's positions after a placeholder are not those of what was written.
+    """
+    numbers: dict[str, int] = {}
+    sent = done = 0  # characters of the sent query, and of `text`, before the next placeholder
+    for found in _PLACEHOLDER.finditer(text):
+        if position - 1 < sent + found.start() - done:
+            break
+        sent, done = sent + found.start() - done, found.start()
+        name = found.group(1)
+        replaced = "%" if name is None else f"${numbers.setdefault(name, len(numbers) + 1)}"
+        if position - 1 < sent + len(replaced):
+            return done + 1  # within the placeholder: at its start
+        sent, done = sent + len(replaced), found.end()
+    return done + position - sent
 
 
 def located(text: str, position: int, answer: str | None = None) -> str:
