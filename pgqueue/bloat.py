@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql
 
 from pgqueue import labs, queries
-from pgqueue.check.core import Verdict, written
+from pgqueue.check.core import Verdict, as_written, located, written
 from pgqueue.errors import PgQueueError
 
 if TYPE_CHECKING:
@@ -396,21 +396,21 @@ def check_archive(query: object) -> Verdict:
                     with conn.transaction():
                         conn.execute(text, {"seconds": seconds})
                 except psycopg.Error as exc:
-                    return verdict.refuse(_archive_refused(exc))
+                    return verdict.refuse(_archive_refused(exc, text))
                 runs[seconds] = (expected, job_of, before, _Tables.read(conn))
     return _judge_archive(verdict, said, runs)
 
 
-def _archive_refused(exc: psycopg.Error) -> str:
-    """PostgreSQL's refusal of an archiving statement, and what usually causes it."""
+def _archive_refused(exc: psycopg.Error, text: str) -> str:
+    """PostgreSQL's refusal of an archiving statement, where in it, and what usually causes it."""
     said = exc.diag.message_primary or str(exc)
+    position = exc.diag.statement_position
+    where = f", {located(text, as_written(text, int(position)))}" if position else ""
     if isinstance(exc, psycopg.errors.ForeignKeyViolation):
-        hint = "job_attempts points at job_queue: move a job's attempts in the same statement"
+        where += "; job_attempts points at job_queue: move a job's attempts in the same statement"
     elif "multiple commands" in said:
-        hint = "write one statement (data-modifying WITH queries), so nothing happens in between"
-    else:
-        hint = "see the hint above the exercise"
-    return f"PostgreSQL refused it: {said}; {hint}"
+        where += "; write one statement (data-modifying WITH queries), so nothing happens in between"
+    return f"PostgreSQL refused it: {said}{where}"
 
 
 def _some(ids: set[int] | list[int]) -> str:

@@ -14,7 +14,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from pgqueue import demo, designs, fleet, hardened, heartbeats, labs, notify_listen, queries, single_call
-from pgqueue.check.core import Verdict, together, written
+from pgqueue.check.core import Verdict, as_written, located, together, written
 from pgqueue.errors import PgQueueError
 from pgqueue.heartbeats import Identity
 from pgqueue.races import waiting_on_lock
@@ -434,6 +434,14 @@ def _claimed(poc: str, pipe_job_id: int) -> int | None:
     return next((job_id for job_id, _who, attempts, _done in rows if attempts > 0), None)
 
 
+def _refused_at(exc: psycopg.Error, text: str) -> str:
+    """PostgreSQL's words for a learner's SQL it refused, and where in that SQL, when it says."""
+    position = exc.diag.statement_position
+    return (exc.diag.message_primary or str(exc)) + (
+        f", {located(text, as_written(text, int(position)))}" if position else ""
+    )
+
+
 @dataclass(frozen=True)
 class _Holder:
     """A worker of the dead-holder exercise: how long ago it beat (None: it never did), its switches."""
@@ -526,7 +534,7 @@ def check_dead_holders(query: str) -> Verdict:
                 ):
                     rows = cur.execute(text, {"seconds": seconds}).fetchall()
             except psycopg.Error as exc:
-                return verdict.refuse(f"it failed: {exc.diag.message_primary or exc}")
+                return verdict.refuse(f"it failed: {_refused_at(exc, text)}")
             if rows and "job_id" not in rows[0]:
                 return verdict.refuse(f"it should return a column job_id; it returned {list(rows[0])}")
             listed[seconds] = sorted(row["job_id"] for row in rows)
@@ -1126,7 +1134,7 @@ def claim_skips_locked(text: object, callers: int | None = None) -> Verdict:
                 try:
                     row = holder.execute(text, params).fetchone()
                 except psycopg.Error as exc:
-                    return verdict.refuse(f"PostgreSQL refused your query: {exc.diag.message_primary or exc}")
+                    return verdict.refuse(f"PostgreSQL refused your query: {_refused_at(exc, text)}")
                 if row is None or not isinstance(row[0], int):
                     found = "no job" if row is None else f"{row[0]!r} first, not a job_id"
                     waiting = f"{len(order)} free jobs of first_process 1.9.2 waiting"

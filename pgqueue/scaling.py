@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from pgqueue import chaos, fleet, hardened, labs, paths, pooler, queries, server
-from pgqueue.check.core import Verdict, written
+from pgqueue.check.core import Verdict, as_written, located, written
 from pgqueue.errors import PgQueueError
 from pgqueue.wait import Timeout, until
 
@@ -377,7 +377,9 @@ class _Turns:
                 racer, second = self.start(b, request_id)
                 went_ahead = not self.waits(second) and second[0] == "done"
         except psycopg.Error as exc:
-            return verdict.refuse(f"PostgreSQL refused your statement: {exc.diag.message_primary or exc}")
+            position = exc.diag.statement_position
+            where = f", {located(self.text, as_written(self.text, int(position)))}" if position else ""
+            return verdict.refuse(f"PostgreSQL refused your statement: {_said(exc)}{where}")
         except Timeout:
             return verdict.refuse("a client neither finished nor waited for a lock within 10 s")
         racer.join(10)

@@ -100,3 +100,11 @@ def test_the_checker_judges_a_query_by_what_it_lists_and_refuses_a_broken_one():
     assert not every_job.holds and "finished before its worker died" in str(every_job), every_job
     assert "no SQL yet" in str(failures.check_dead_holders("  "))
     assert "it failed" in str(failures.check_dead_holders("SELECT job_id FROM no_such_table"))
+
+
+def test_a_refused_query_is_placed_in_the_learner_s_text_after_its_placeholders_too():
+    # psycopg sends %(seconds)s as $1: the column PostgreSQL gives is of the text sent
+    verdict = failures.check_dead_holders(
+        "SELECT j.job_id FROM job_queue j\n WHERE %(seconds)s > 0 AND TODO\n"
+    )
+    assert "at line 2, column 28 of your SQL: 'WHERE %(seconds)s > 0 AND TODO'" in str(verdict), verdict
