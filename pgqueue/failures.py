@@ -537,7 +537,11 @@ def check_dead_holders(query: str) -> Verdict:
                 return verdict.refuse(f"it failed: {_refused_at(exc, text)}")
             if rows and "job_id" not in rows[0]:
                 return verdict.refuse(f"it should return a column job_id; it returned {list(rows[0])}")
-            listed[seconds] = sorted(row["job_id"] for row in rows)
+            # ids first, in order; anything else a query returned as job_id (a NULL) after them
+            found = (row["job_id"] for row in rows)
+            listed[seconds] = sorted(
+                found, key=lambda v: (not isinstance(v, int), v if isinstance(v, int) else 0)
+            )
     return _judge_dead_holders(verdict, dict(zip(ids, scene, strict=True)), workers, listed)
 
 
@@ -630,7 +634,13 @@ def _judge_dead_holders(
         "it leaves waiting jobs out ('' and NULL both mean nobody)",
         f"it lists waiting jobs ({nobody}): in single-call '' also means nobody",
     )
-    twice = {s: sorted({j for j in got if got.count(j) > 1}) for s, got in listed.items()}
+    odd = {s: [j for j in got if not isinstance(j, int)] for s, got in listed.items()}
+    if any(odd.values()):  # rows a join made up, with no job behind them
+        said = ", ".join(f"at {s} s {len(rows)} ({rows[0]!r})" for s, rows in odd.items() if rows)
+        verdict.refuse(f"it returns rows whose job_id is not a job's id: {said}")
+    twice = {
+        s: sorted({j for j in got if isinstance(j, int) and got.count(j) > 1}) for s, got in listed.items()
+    }
     verdict.expect(
         not any(twice.values()),
         "it lists each job once",
