@@ -1204,6 +1204,10 @@ def _claim_race(
     return results, unlocked
 
 
+def _ids(jobs: list[int]) -> str:
+    return ", ".join(map(str, sorted(set(jobs))))
+
+
 def _judge_claims(
     verdict: Verdict,
     held: int,
@@ -1237,7 +1241,7 @@ def _judge_claims(
     if real:
         verdict.expect(
             not unlocked,
-            f"every row picked stayed locked while its transaction was open ({len(set(real))} rows)",
+            f"every row picked stayed locked while its transaction was open (jobs {_ids(real)})",
             f"job(s) {sorted(set(unlocked))} could still be locked by another session while the transaction "
             "that picked them was open: your query does not lock the job's row (an advisory lock, or a lock "
             "on another table, leaves it free to claim)",
