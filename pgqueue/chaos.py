@@ -388,7 +388,7 @@ def _freeze_a_holder(
     elif refused:
         forced.wrong.append(f"{said}; its late hand-over was refused, but so was the new holder's: {refused}")
     else:
-        forced.held.append(f"{said}: its late hand-over was refused, and the new holder's went through")
+        forced.held.append(f"{said}: its late hand-over changed nothing, and the new holder's went through")
 
 
 def _froze_once(forced: _Scenes) -> bool:
@@ -608,11 +608,13 @@ def judge(
         )
     elif rescued:
         silences = [a["silent_s"] for a in rescued if a["silent_s"] is not None]
-        least = f", the least {min(silences):.2f} s" if silences else ""
-        v.held.append(
-            f"none of the {len(rescued)} rescued attempts was taken from a live worker: each holder had been "
-            f"silent for {alive_share:g} s or more{least} (rescue_after is {rescue_after:g} s)"
+        how = (
+            f"each holder had been silent for {alive_share:g} s or more, the least {min(silences):.2f} s "
+            f"(rescue_after is {rescue_after:g} s)"
+            if len(silences) == len(rescued)
+            else "each holder was a worker the round had stopped"  # no beats kept: judged by who
         )
+        v.held.append(f"none of the {len(rescued)} rescued attempts was taken from a live worker: {how}")
     else:
         v.held.append("no attempt was rescued from a live worker (no attempt was rescued at all)")
 
@@ -640,7 +642,10 @@ def judge(
             f"{left['attempts']} attempts still running at jobs that ended or of workers that are gone{hint}"
         )
     else:
-        v.held.append("no lease was left behind: no job is leased to a gone worker, no attempt runs on")
+        v.held.append(
+            "no lease was left behind: no job is still leased to a worker that was killed or crashed, and no "
+            "attempt still runs at a job that ended"
+        )
 
     # then: backoffs, attempts counted, the poison, the gate, crashes, the scenes
     early_tries = [a for a in attempts if a["before"] == "failed" and a["after_s"] < a["backoff_s"] - 0.001]
