@@ -8,6 +8,7 @@ person changed by hand is kept in the panel's `clicks`, which a lesson reads bac
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 import weakref
@@ -353,6 +354,10 @@ class FleetPanel(w.VBox):
         self.kill_button.click()
 
 
+TIMELINE_LAYOUT = {"height": 300, "title": "Who ran what, and when"}
+PLOTLY_MIME = "application/vnd.plotly.v1+json"  # what JupyterLab's plotly extension draws
+
+
 class Dashboard(w.VBox):
     """Counts, workers and a live timeline, refreshed by a background thread for `seconds` at most."""
 
@@ -360,7 +365,12 @@ class Dashboard(w.VBox):
         self.poc = designs.get(poc).require("dashboard").name
         self.seconds, self.interval = seconds, interval
         self.counts, self.workers, self.status = w.HTML(), w.HTML(), w.HTML()
-        self.timeline = go.FigureWidget(layout={"height": 300, "title": "Who ran what, and when"})
+        # The timeline is drawn as a figure inside an Output widget, whole at each refresh: a
+        # plotly FigureWidget sends its edits as one-shot messages, so a page view that started
+        # after them (Restart Kernel and Run All, a second dashboard in the kernel) stayed blank.
+        self.timeline = go.Figure(layout=TIMELINE_LAYOUT)  # the figure last drawn
+        self.timeline_view = w.Output(layout={"min_height": f"{TIMELINE_LAYOUT['height']}px"})
+        self._drawn = ""
         self.stop_button = w.Button(description="Stop refreshing", icon="stop")
         self.stop_button.on_click(lambda _: self.stop())
         self.refreshes = 0
@@ -368,30 +378,40 @@ class Dashboard(w.VBox):
         self._thread: threading.Thread | None = None
         # a kernel that ends stops the thread too
         self._finalizer = weakref.finalize(self, self._stop.set)
-        super().__init__([w.HBox([self.stop_button, self.status]), self.counts, self.workers, self.timeline])
+        super().__init__(
+            [w.HBox([self.stop_button, self.status]), self.counts, self.workers, self.timeline_view]
+        )
 
     def refresh(self) -> None:
-        """Read the lab once and update every part (only widget values and figure data change)."""
+        """Read the lab once and update every part (widget values; the timeline drawn anew if it changed)."""
         counts = viz.counts_by_process(self.poc)
         self.counts.value = "<b>jobs by process</b>" + _table(counts)
         states = heartbeats.states(self.poc)
         self.workers.value = "<b>workers</b>" + _table(states.drop(columns=["server_name"]))
         fresh = viz.worker_timeline(self.poc)
-        with self.timeline.batch_update():
-            self.timeline.data = []
-            self.timeline.add_traces(list(fresh.data))
-            # the whole layout: a date axis (or the gate lines cannot be placed), shapes, title
-            self.timeline.update_layout(fresh.layout.to_plotly_json())
+        figure = go.Figure(fresh.data, layout=TIMELINE_LAYOUT)
+        # the whole layout: a date axis (or the gate lines cannot be placed), shapes, title
+        figure.update_layout(fresh.layout.to_plotly_json())
+        self.timeline = figure
+        drawn = figure.to_json()
+        if drawn != self._drawn:  # an unchanged picture is not sent again (no flicker when idle)
+            self._drawn = drawn
+            bundle = {PLOTLY_MIME: {**json.loads(drawn), "config": {}}, "text/plain": "the worker timeline"}
+            self.timeline_view.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
         self.refreshes += 1
 
     def _loop(self) -> None:
         deadline = time.monotonic() + self.seconds
-        while not self._stop.is_set() and time.monotonic() < deadline:
+        while True:
             try:
                 self.refresh()
                 self.status.value = f"refreshed {self.refreshes} time(s)"
             except Exception as exc:  # shown in the panel: a background thread must not print
                 self.status.value = f"refresh failed: {type(exc).__name__}: {exc}"
+            # one refresh after the stop too: the last picture shows the run's end, not its
+            # state up to one interval before
+            if self._stop.is_set() or time.monotonic() >= deadline:
+                break
             self._stop.wait(self.interval)
         self.status.value = f"stopped after {self.refreshes} refresh(es)"
 
