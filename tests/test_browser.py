@@ -7,6 +7,7 @@ import subprocess
 import time
 import urllib.request
 
+import nbformat
 import psutil
 import pytest
 
@@ -95,7 +96,12 @@ def lab(tmp_path_factory):
     _, alive = psutil.wait_procs(family, timeout=10)
     log.close()
     assert not alive, f"left running after the lab stopped: {alive}"
-    until(lambda: _connections("pgqueue worker") == 0, 10, "every worker's connection closing")
+    labs_used = [poc for poc in ("single-call", "notify-listen") if labs.exists(poc)]
+    until(
+        lambda: sum(_connections("pgqueue worker", poc) for poc in labs_used) == 0,
+        10,
+        "every worker's connection closing",
+    )
 
 
 @pytest.fixture
@@ -113,25 +119,79 @@ def page(lab):
         browser.close()
 
 
-def run_all(page, base: str, notebook: str, timeout: float = 90) -> None:
-    """Open a notebook in a fresh workspace, run all its cells, and wait for the last one."""
+def open_notebook(page, base: str, notebook: str) -> None:
+    """Open a notebook in a fresh workspace (a new kernel) and wait for the kernel to be idle."""
     workspace = f"t{int(time.time() * 1000)}"
     page.goto(f"{base}/lab/workspaces/{workspace}/tree/{notebook}?reset&token={TOKEN}")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
-    until(
-        lambda: "Idle" in " ".join(page.locator(".jp-StatusBar-TextItem").all_inner_texts()),
-        60,
-        "the kernel becoming idle",
-    )
-    page.get_by_role("menuitem", name="Run", exact=True).click()
-    page.get_by_text("Run All Cells", exact=True).click()
-    code_cells = page.locator(".jp-CodeCell").count()
+    until(_idle(page), 60, "the kernel becoming idle")
 
-    def finished() -> bool:
-        prompts = [p.strip() for p in page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()]
-        return len(prompts) == code_cells and all(p.startswith("[") and p[1:-2].isdigit() for p in prompts)
 
-    until(finished, timeout, f"every cell of {notebook} running", interval=0.5)
+def _idle(page):
+    return lambda: "Idle" in " ".join(page.locator(".jp-StatusBar-TextItem").all_inner_texts())
+
+
+def _menu(page, menu: str, item: str) -> None:
+    page.get_by_role("menuitem", name=menu, exact=True).click()
+    page.get_by_text(item, exact=True).click()
+
+
+def cell(page, notebook: str, cell_id: str):
+    """The cell of `notebook` with this nbformat id, as the page shows it."""
+    return page.locator(".jp-NotebookPanel .jp-Cell").nth(_index(notebook, cell_id))
+
+
+def _index(notebook: str, cell_id: str) -> int:
+    cells = nbformat.read(REPO / "notebooks" / notebook, as_version=4).cells
+    return next(n for n, c in enumerate(cells) if c.get("id") == cell_id)
+
+
+def _ran(page, first: int = 0, last: int | None = None):
+    """Whether every code cell between cell `first` and cell `last` (excluded) shows a number."""
+
+    def ran() -> bool:
+        # a cell that failed stops the run: say why at once rather than at the deadline
+        assert page.locator("[data-mime-type='application/vnd.jupyter.stderr']").count() == 0, _errors(page)
+        cells = page.locator(".jp-NotebookPanel .jp-Cell")
+        indexes = range(first, cells.count() if last is None else last)
+        prompts = [
+            cells.nth(n).locator(".jp-InputPrompt").inner_text().strip()
+            for n in indexes
+            if "jp-CodeCell" in (cells.nth(n).get_attribute("class") or "")
+        ]
+        return all(p.startswith("[") and p[1:-2].isdigit() for p in prompts)
+
+    return ran
+
+
+def run_all(page, base: str, notebook: str, timeout: float = 90) -> None:
+    """Open a notebook in a fresh workspace, run all its cells, and wait for the last one."""
+    open_notebook(page, base, notebook)
+    _menu(page, "Run", "Run All Cells")
+    until(_ran(page), timeout, f"every cell of {notebook} running", interval=0.5)
+
+
+def run_to(page, notebook: str, cell_id: str, timeout: float = 90) -> None:
+    """Run every cell above the cell `cell_id` (where a lesson asks for a click), and wait."""
+    target = cell(page, notebook, cell_id)
+    target.locator(".jp-InputPrompt").click()
+    _menu(page, "Run", "Run All Above Selected Cell")
+    until(_ran(page, 0, _index(notebook, cell_id)), timeout, f"{notebook}'s cells above the readback", 0.5)
+    until(_idle(page), 30, "the kernel becoming idle")
+
+
+def run_from(page, notebook: str, cell_id: str, timeout: float = 90) -> str:
+    """Run cell `cell_id` (a lesson's readback) and every one below; the readback's output."""
+    target = cell(page, notebook, cell_id)
+    target.locator(".jp-InputPrompt").click()
+    _menu(page, "Run", "Run Selected Cell and All Below")
+    until(_ran(page, _index(notebook, cell_id)), timeout, f"{notebook}'s cells from the readback on", 0.5)
+    assert page.locator("[data-mime-type='application/vnd.jupyter.stderr']").count() == 0, _errors(page)
+    return target.locator(".jp-OutputArea-output").first.inner_text()
+
+
+def _errors(page) -> str:
+    return "\n".join(page.locator("[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts())
 
 
 def test_notebook_00_shows_every_setup_check_ok(lab, page):
@@ -143,15 +203,46 @@ def test_notebook_00_shows_every_setup_check_ok(lab, page):
     assert page.console_errors == []
 
 
-def test_the_visual_lesson_renders_and_its_controls_reach_the_database(lab, page):
-    run_all(page, lab, "08-watch-a-request-flow.ipynb")
-    page.screenshot(path=ARTIFACTS / "08-after-run-all.png", full_page=True)
-    assert page.locator("[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
+def test_lesson_02_reads_back_a_real_click_on_a_kill_toggle(lab, page):
+    notebook = "02-send-heartbeats.ipynb"
+    open_notebook(page, lab, notebook)
+    run_to(page, notebook, "5ac80824")
+    # the second beater's toggle (the first is the one the readback kills when nobody clicked)
+    row = page.locator(".widget-hbox", has=page.locator("button.widget-toggle-button")).filter(
+        has_text="second_process"
+    )
+    row.scroll_into_view_if_needed()
+    uuid = row.locator("code").inner_text().strip()
+    row.locator("button.widget-toggle-button").click()
+    until(lambda: _connections(uuid, "notify-listen") == 0, 10, "the clicked beater exiting")
+    said = run_from(page, notebook, "5ac80824")
+    page.screenshot(path=ARTIFACTS / "02-after-kill-click.png", full_page=True)
+    assert "You killed second_process" in said and uuid in said, said
+    assert "Nobody clicked" not in said, said
+
+
+LESSON_08 = "08-watch-a-request-flow.ipynb"
+DASHBOARD_08, READBACK_08 = "3e1abd32", "8dcd44af"  # the dashboard's cell, the controls' readback
+
+
+def _bars(page, notebook: str, cell_id: str) -> int:
+    """How many bars the first figure in a cell's output draws."""
+    return cell(page, notebook, cell_id).locator(".js-plotly-plot .bars .point").count()
+
+
+def test_the_visual_lesson_draws_live_and_reads_back_real_clicks(lab, page):
+    open_notebook(page, lab, LESSON_08)
+    run_to(page, LESSON_08, READBACK_08)
+    page.screenshot(path=ARTIFACTS / "08-before-the-clicks.png", full_page=True)
     plots = page.locator(".js-plotly-plot")
     assert plots.count() >= 4  # four figures, and the dashboard's
     for n in range(plots.count()):
         plots.nth(n).scroll_into_view_if_needed()
         plots.nth(n).screenshot(path=ARTIFACTS / f"08-figure-{n}.png")
+    cell(page, LESSON_08, DASHBOARD_08).locator(".js-plotly-plot").first.screenshot(
+        path=ARTIFACTS / "08-dashboard.png"
+    )
+    assert _bars(page, LESSON_08, DASHBOARD_08) > 0, "the live dashboard's timeline is blank"
     assert page.console_errors == []
 
     # the kill-switch panel: click the toggle of an idle uploader, as a learner would
@@ -178,6 +269,7 @@ def test_the_visual_lesson_renders_and_its_controls_reach_the_database(lab, page
     assert badge.inner_text().strip() == "killed"
     assert badge.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(198, 40, 40)"
     panel.screenshot(path=ARTIFACTS / "08-kill-panel-show-all.png")
+    panel.get_by_text("show all (killed, stopped, stale too)").click()  # as the lesson's check expects
 
     # the priority panel's pipeline list shows every option in full
     select = page.locator(".widget-select-multiple select").last
@@ -193,16 +285,35 @@ def test_the_visual_lesson_renders_and_its_controls_reach_the_database(lab, page
     field.fill("7")
     field.press("Enter")
     until(lambda: _priority(pipe_job) == 7, 10, "the new priority reaching the database")
-    page.screenshot(path=ARTIFACTS / "08-after-priority.png", full_page=True)
+
+    # the lesson's readback reads both clicks, and its checks hold
+    said = run_from(page, LESSON_08, READBACK_08)
+    page.screenshot(path=ARTIFACTS / "08-after-the-readback.png", full_page=True)
+    assert f"kill {uuid}: True" in said and f"priority {pipe_job}: 7" in said, said
+    assert "nobody" not in said, said
+
+    # Restart Kernel and Run All: the new dashboard draws too (its figure is a new widget)
+    _menu(page, "Kernel", "Restart Kernel and Run All Cells…")
+    page.locator(".jp-Dialog .jp-mod-accept").click()
+    until(lambda: not _ran(page)(), 30, "the cells running again")
+    until(_ran(page), 120, f"every cell of {LESSON_08} running again", interval=0.5)
+    timeline = cell(page, LESSON_08, DASHBOARD_08).locator(".js-plotly-plot").first
+    timeline.scroll_into_view_if_needed()
+    timeline.screenshot(path=ARTIFACTS / "08-dashboard-after-restart-and-run-all.png")
+    assert _bars(page, LESSON_08, DASHBOARD_08) > 0, (
+        "the dashboard is blank after Restart Kernel and Run All: traces "
+        + str(timeline.evaluate("e => [e.data && e.data.length, e.layout && e.layout.title]"))
+    )
+    assert page.console_errors == []
 
 
 def _state(uuid: str) -> str | None:
     return heartbeats.states("single-call").set_index("process_uuid")["state"].get(uuid)
 
 
-def _connections(fragment: str) -> int:
-    """Open connections to the single-call lab whose application name holds `fragment`."""
-    with labs.connect("single-call") as conn:
+def _connections(fragment: str, poc: str = "single-call") -> int:
+    """Open connections to a lab whose application name holds `fragment`."""
+    with labs.connect(poc) as conn:
         return conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
             " AND application_name LIKE %s",
