@@ -203,15 +203,22 @@ def test_notebook_00_shows_every_setup_check_ok(lab, page):
     assert page.console_errors == []
 
 
+def _kill_row(page, notebook: str, panel_cell: str, text: str):
+    """The row of a kill panel (in the output of cell `panel_cell`) whose label holds `text`."""
+    rows = cell(page, notebook, panel_cell).locator(
+        ".widget-hbox", has=page.locator("button.widget-toggle-button")
+    )
+    row = rows.filter(has_text=text).first
+    row.scroll_into_view_if_needed()
+    return row
+
+
 def test_lesson_02_reads_back_a_real_click_on_a_kill_toggle(lab, page):
     notebook = "02-send-heartbeats.ipynb"
     open_notebook(page, lab, notebook)
     run_to(page, notebook, "5ac80824")
     # the second beater's toggle (the first is the one the readback kills when nobody clicked)
-    row = page.locator(".widget-hbox", has=page.locator("button.widget-toggle-button")).filter(
-        has_text="second_process"
-    )
-    row.scroll_into_view_if_needed()
+    row = _kill_row(page, notebook, "792db312", "second_process")
     uuid = row.locator("code").inner_text().strip()
     row.locator("button.widget-toggle-button").click()
     until(lambda: _connections(uuid, "notify-listen") == 0, 10, "the clicked beater exiting")
@@ -219,6 +226,40 @@ def test_lesson_02_reads_back_a_real_click_on_a_kill_toggle(lab, page):
     page.screenshot(path=ARTIFACTS / "02-after-kill-click.png", full_page=True)
     assert "You killed second_process" in said and uuid in said, said
     assert "Nobody clicked" not in said, said
+
+
+def test_lesson_04_reads_back_a_real_click_on_a_kill_toggle(lab, page):
+    notebook = "04-find-a-job.ipynb"
+    open_notebook(page, lab, notebook)
+    run_to(page, notebook, "51748129")
+    row = _kill_row(page, notebook, "530fa269", "second_process 2.2.0")
+    uuid = row.locator("code").inner_text().strip()
+    row.locator("button.widget-toggle-button").click()
+    until(lambda: _state(uuid) == "killed", 10, "the kill switch reaching the database")
+    said = run_from(page, notebook, "51748129")
+    page.screenshot(path=ARTIFACTS / "04-after-kill-click.png", full_page=True)
+    assert "you clicked: kill second_process" in said and uuid in said, said
+
+
+def test_lesson_05_reads_back_a_priority_really_typed(lab, page):
+    notebook = "05-set-priorities.ipynb"
+    open_notebook(page, lab, notebook)
+    run_to(page, notebook, "7e068055")
+    # busy, the last pipe job of the panel: 10, then Enter, as the lesson asks
+    box = (
+        cell(page, notebook, "de48bf3c")
+        .locator(".widget-inline-hbox", has=page.locator("input"))
+        .filter(has_text="pipe job")
+        .last
+    )
+    box.scroll_into_view_if_needed()
+    busy = int(box.locator("label").inner_text().split()[-1])
+    box.locator("input").fill("10")
+    box.locator("input").press("Enter")
+    until(lambda: _priority(busy) == 10, 10, "the new priority reaching the database")
+    said = run_from(page, notebook, "7e068055")
+    page.screenshot(path=ARTIFACTS / "05-after-typing.png", full_page=True)
+    assert f"you typed:\n  priority {busy}: 10" in said, said
 
 
 LESSON_08 = "08-watch-a-request-flow.ipynb"
@@ -300,10 +341,17 @@ def test_the_visual_lesson_draws_live_and_reads_back_real_clicks(lab, page):
     timeline = cell(page, LESSON_08, DASHBOARD_08).locator(".js-plotly-plot").first
     timeline.scroll_into_view_if_needed()
     timeline.screenshot(path=ARTIFACTS / "08-dashboard-after-restart-and-run-all.png")
-    assert _bars(page, LESSON_08, DASHBOARD_08) > 0, (
-        "the dashboard is blank after Restart Kernel and Run All: traces "
-        + str(timeline.evaluate("e => [e.data && e.data.length, e.layout && e.layout.title]"))
+    assert _bars(page, LESSON_08, DASHBOARD_08) > 0, "the dashboard is blank after Restart Kernel and Run All"
+
+    # a second dashboard in the same kernel (its cell run again, the run long over) draws too
+    prompt = cell(page, LESSON_08, DASHBOARD_08).locator(".jp-InputPrompt")
+    first = prompt.inner_text().strip()
+    prompt.click()
+    _menu(page, "Run", "Run Selected Cell")
+    until(
+        lambda: prompt.inner_text().strip() not in (first, "[*]:"), 30, "the dashboard's cell running again"
     )
+    until(lambda: _bars(page, LESSON_08, DASHBOARD_08) > 0, 30, "a second dashboard drawing its timeline")
     assert page.console_errors == []
 
 
