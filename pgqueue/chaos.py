@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import signal
@@ -225,10 +224,18 @@ def run(
                 return conn.execute(q["open_jobs"]).fetchone()[0] == 0
 
             # what never ends is judged below: lost, or stopped by what the round did
-            with contextlib.suppress(Timeout):
-                until(ended, drain, "every job ending", interval=0.2)
+            try:
+                drained = until(ended, drain, "every job ending", interval=0.2)
+            except Timeout:
+                drained = False
             started = len(workers.members())
-            workers.stop(timeout=5.0)
+            if drained:
+                workers.stop(timeout=5.0)
+            else:
+                # a worker waiting for a lock that is never released (a session-level lock) would
+                # not stop, and each would cost its whole grace: the round is judged as it stands
+                for m in workers.members(alive=True):
+                    workers.hard_kill(m.who.uuid)
         return judge(
             conn,
             requests=requests,
@@ -632,7 +639,10 @@ def judge(
     if left["jobs"] or left["attempts"]:
         hint = ""
         if left["jobs"]:
-            hint = ": a killed worker's jobs were never freed (your rescue_jobs)"
+            hint = (
+                ": jobs of killed workers were never freed (a rescue_jobs that frees nothing, or their rows "
+                "still locked by a transaction that never ends)"
+            )
         elif left["attempts"]:
             hint = (
                 ": a job ended while another worker's attempt at it still ran (who may hand over: hold_jobs)"
