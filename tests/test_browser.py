@@ -226,6 +226,10 @@ def test_lesson_02_reads_back_a_real_click_on_a_kill_toggle(lab, page):
     page.screenshot(path=ARTIFACTS / "02-after-kill-click.png", full_page=True)
     assert "You killed second_process" in said and uuid in said, said
     assert "Nobody clicked" not in said, said
+    # the state diagram as JupyterLab draws it (tests/test_diagrams.py checks its labels)
+    diagram = cell(page, notebook, "191116e2").locator(".jp-RenderedMermaid").first
+    diagram.scroll_into_view_if_needed()
+    diagram.screenshot(path=ARTIFACTS / "02-state-diagram-in-jupyterlab.png")
 
 
 def test_lesson_04_reads_back_a_real_click_on_a_kill_toggle(lab, page):
