@@ -152,16 +152,17 @@ def _ran(page, first: int = 0, last: int | None = None):
     def ran() -> bool:
         # a cell that failed stops the run: say why at once rather than at the deadline
         assert page.locator("[data-mime-type='application/vnd.jupyter.stderr']").count() == 0, _errors(page)
-        cells = page.locator(".jp-NotebookPanel .jp-Cell")
-        indexes = range(first, cells.count() if last is None else last)
-        prompts = [
-            cells.nth(n).locator(".jp-InputPrompt").inner_text().strip()
-            for n in indexes
-            if "jp-CodeCell" in (cells.nth(n).get_attribute("class") or "")
-        ]
+        prompts = page.evaluate(PROMPTS, [first, last])
         return all(p.startswith("[") and p[1:-2].isdigit() for p in prompts)
 
     return ran
+
+
+# the input prompts ("[3]:", "[*]:", "[ ]:") of the code cells from index `first` to `last`
+PROMPTS = """([first, last]) => [...document.querySelectorAll('.jp-NotebookPanel .jp-Cell')]
+  .slice(first, last === null ? undefined : last)
+  .filter(c => c.classList.contains('jp-CodeCell'))
+  .map(c => c.querySelector('.jp-InputPrompt').innerText.trim())"""
 
 
 def run_all(page, base: str, notebook: str, timeout: float = 90) -> None:
