@@ -136,15 +136,6 @@ WITH lower AS (
 SELECT upper.request_id FROM upper JOIN lower USING (request_id)
  WHERE lower.open OR upper.started <= lower.done ORDER BY upper.request_id;
 
--- name: held_by
--- Jobs still leased to, and attempts still running in, any of the workers `uuids`.
-SELECT (SELECT count(*) FROM job_queue
-         WHERE job_assigned_process_uuid = ANY (%(uuids)s) AND job_finished IS NULL) AS jobs,
-       (SELECT count(*) FROM job_attempts
-         WHERE process_uuid = ANY (%(uuids)s) AND attempt_ended IS NULL) AS attempts,
-       (SELECT count(*) FROM job_attempts
-         WHERE outcome = 'rescued' AND process_uuid <> ALL (%(uuids)s)) AS rescued_from_the_living;
-
 -- name: create_plain_role
 -- A role that may create databases but not roles, as managed servers often hand out.
 CREATE ROLE {role} LOGIN CREATEDB;
