@@ -102,8 +102,32 @@ RENDER = """async ([id, text]) => {
     const text = el.textContent.trim();
     if (text && r.width > 0 && r.height > 0) boxes.push({text, x: r.x, y: r.y, w: r.width, h: r.height});
   }
-  return {boxes};
+  // every node's shape (a flowchart's box, a state, a sequence diagram's participant), for the
+  // edge labels that must not lie on one
+  const nodes = [];
+  for (const el of out.querySelectorAll('g.node, g.stateGroup, rect.actor')) {
+    const r = el.getBoundingClientRect();
+    const text = el.textContent.trim();
+    if (r.width > 0 && r.height > 0) nodes.push({text, x: r.x, y: r.y, w: r.width, h: r.height});
+  }
+  const edges = [...out.querySelectorAll('.edgeLabel')].map(el => {
+    const r = el.getBoundingClientRect();
+    return {text: el.textContent.trim(), x: r.x, y: r.y, w: r.width, h: r.height};
+  }).filter(b => b.text && b.w > 0 && b.h > 0);
+  return {boxes, nodes, edges};
 }"""
+
+
+def _on_nodes(edges: list[dict], nodes: list[dict]) -> list[str]:
+    """Edge labels drawn over a node (a state or a box), which hides the node's text or border."""
+    seen = []
+    for a in edges:
+        for b in nodes:
+            dx = min(a["x"] + a["w"], b["x"] + b["w"]) - max(a["x"], b["x"])
+            dy = min(a["y"] + a["h"], b["y"] + b["h"]) - max(a["y"], b["y"])
+            if dx > OVERLAP_PX and dy > OVERLAP_PX and not (b["w"] > 3 * a["w"] and b["h"] > 3 * a["h"]):
+                seen.append(f"{a['text']!r} on node {b['text'][:40]!r} ({dx:.0f} x {dy:.0f} px)")
+    return seen
 
 
 def _overlaps(boxes: list[dict]) -> list[str]:
@@ -141,7 +165,7 @@ def test_the_diagram_renders_with_no_labels_over_each_other(mermaid_page, where,
         pytest.fail(f"{where}: Mermaid cannot render it:\n{result['error']}", pytrace=False)
     svg = mermaid_page.locator("#out svg")
     svg.screenshot(path=ARTIFACTS / f"{_slug(where)}.png")
-    overlaps = _overlaps(result["boxes"])
+    overlaps = _overlaps(result["boxes"]) + _on_nodes(result["edges"], result["nodes"])
     assert not overlaps, (
         f"{where}: labels drawn over each other: {'; '.join(overlaps)} "
         f"(see {(ARTIFACTS / _slug(where)).relative_to(REPO)}.png)"
