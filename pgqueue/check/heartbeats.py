@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 
 import psycopg
@@ -26,20 +27,42 @@ def heartbeat_upsert(text: str, poc: str = "notify-listen") -> Verdict:
     with labs.scratch(poc, "heartbeats") as lab, lab.connect() as conn:
         if not install(conn, text, verdict, replaces=["send_heartbeat"]):
             return verdict
-        me, other = Identity.new("first_process", "1.0.0"), Identity.new("second_process", "1.5.2")
+        # names drawn anew, and a sibling of the same process and version: an upsert keyed by
+        # anything but the uuid shows itself on the sibling's row
+        name, version = (
+            f"process_{secrets.token_hex(3)}",
+            f"{secrets.randbelow(9) + 1}.{secrets.randbelow(20)}.0",
+        )
+        me, sibling = Identity.new(name, version), Identity.new(name, version)
+        other = Identity.new(f"other_{secrets.token_hex(3)}", "1.5.2")
         if not _beat(conn, me, verdict, "a first beat"):
             return verdict
         row = _row(conn, me)
         if not verdict.expect(
-            row is not None and (row["process_name"], row["process_version"]) == (me.name, me.version),
-            "a first beat registers the process (its name and version)",
+            row is not None
+            and (row["process_name"], row["process_version"], row["server_name"])
+            == (me.name, me.version, me.server),
+            "a first beat registers the process (its name, version and server)",
             f"after a first beat of {me.uuid}, process_heartbeats holds {_shown(row)}",
         ):
             return verdict
-        _beat(conn, other, verdict, "another process's first beat")
-        other_before = _row(conn, other)
+        for neighbour in (sibling, other):
+            _beat(conn, neighbour, verdict, "another process's first beat")
+        before = {who.uuid: _row(conn, who) for who in (sibling, other)}
+        unregistered = [str(who) for who in (sibling, other) if before[who.uuid] is None]
+        if not verdict.expect(
+            not unregistered and _row(conn, me) == row,
+            "another process's first beat registers its own row and leaves the others as they were",
+            f"the first beats of {', '.join(unregistered) or 'two other processes'} "
+            f"{'left them without a row' if unregistered else 'changed the row of'} {me}"
+            f"{' (their beat updated its row instead)' if unregistered else ''}: "
+            "a process is its uuid, so the upsert's key is process_uuid alone",
+        ):
+            return verdict
         conn.execute(_q()["mark_busy_stopped"], {"uuid": me.uuid})
-        if not _beat(conn, me, verdict, "a second beat of the same process"):
+        # the second beat comes from another host: a worker restarted elsewhere keeps its uuid
+        moved = dataclasses.replace(me, server=f"host-{secrets.token_hex(3)}")
+        if not _beat(conn, moved, verdict, "a second beat of the same process"):
             return verdict
         again = _row(conn, me)
         verdict.expect(
@@ -54,20 +77,28 @@ def heartbeat_upsert(text: str, poc: str = "notify-listen") -> Verdict:
             "the process would look stale while it beats",
         )
         verdict.expect(
+            again["server_name"] == moved.server,
+            f"a second beat from another server ({moved.server}) records that server",
+            f"a second beat of {me.uuid} from server {moved.server!r} left server_name at "
+            f"{again['server_name']!r}: the process would be looked for where it no longer runs "
+            "(does the update set server_name too?)",
+        )
+        verdict.expect(
             not again["process_busy"] and again["process_stopped_timestamp"] is None,
             "a beat clears process_busy and process_stopped_timestamp (a beating process asks for work)",
             "after a beat, process_busy is "
             f"{again['process_busy']} and process_stopped_timestamp is {again['process_stopped_timestamp']}: "
             "a beat means the process runs and wants work, so both must be cleared",
         )
+        changed = [who for who in (sibling, other) if _row(conn, who) != before[who.uuid]]
         verdict.expect(
-            _row(conn, other) == other_before,
-            "a beat changes only its own process's row",
-            f"a beat of {me.uuid} changed the row of {other.uuid} too: "
-            "is a WHERE or the conflict target missing?",
+            not changed,
+            "a beat changes only its own process's row (not another of the same name and version)",
+            f"a beat of {me.uuid} changed the row of {', '.join(str(w) for w in changed)} too: "
+            "is a WHERE or the conflict target keyed by something else than process_uuid?",
         )
         conn.execute(queries.load("clients/heartbeats.sql")["set_kill_switch"], {"uuid": me.uuid, "on": True})
-        _beat(conn, me, verdict, "a beat after the kill switch was set")
+        _beat(conn, moved, verdict, "a beat after the kill switch was set")
         killed = _row(conn, me)
         verdict.expect(
             killed is not None and killed["process_kill_switch"],

@@ -1,0 +1,123 @@
+"""Lesson 02's send_heartbeat: upserts learners write, wrong ones named by their mistake."""
+
+from pgqueue import check, labs
+from tests.corpora import Right, Wrong
+
+JUDGE = check.heartbeat_upsert
+REFERENCE = labs.step("notify-listen", "heartbeats").excerpt("send_heartbeat")
+HEAD = (
+    "CREATE PROCEDURE send_heartbeat(p_uuid varchar, p_server varchar, p_name varchar, p_version varchar)\n"
+)
+INSERT = """
+    INSERT INTO process_heartbeats (process_uuid, server_name, process_name, process_version)
+    VALUES (p_uuid, p_server, p_name, p_version)"""
+
+
+def upsert(update: str, *, target: str = "(process_uuid)") -> str:
+    """An INSERT ... ON CONFLICT of the learner's, with `update` as its action."""
+    return f"{HEAD}LANGUAGE sql AS $${INSERT}\n    ON CONFLICT {target} {update};\n$$;"
+
+
+FULL = "SET last_beat_timestamp = now(), server_name = EXCLUDED.server_name, process_busy = false, "
+FULL += "process_stopped_timestamp = NULL"
+
+WRONG = [
+    Wrong(
+        "insert-only", f"{HEAD}LANGUAGE sql AS $${INSERT};\n$$;", "a second beat of the same process failed"
+    ),
+    Wrong("on-conflict-do-nothing", upsert("DO NOTHING"), "a second beat left last_beat_timestamp"),
+    Wrong(
+        "never-updates-server-name",
+        upsert(
+            "DO UPDATE SET last_beat_timestamp = now(), process_busy = false, "
+            "process_stopped_timestamp = NULL"
+        ),
+        "left server_name at",
+    ),
+    Wrong(
+        "forgets-process-busy",
+        upsert(
+            "DO UPDATE SET last_beat_timestamp = now(), server_name = EXCLUDED.server_name, "
+            "process_stopped_timestamp = NULL"
+        ),
+        "a beat means the process runs and wants work",
+    ),
+    Wrong(
+        "forgets-the-stopped-mark",
+        upsert(
+            "DO UPDATE SET last_beat_timestamp = now(), server_name = EXCLUDED.server_name, "
+            "process_busy = false"
+        ),
+        "a beat means the process runs and wants work",
+    ),
+    Wrong(
+        "clears-the-kill-switch",
+        upsert(f"DO UPDATE {FULL}, process_kill_switch = false"),
+        "a beat cleared the kill switch",
+    ),
+    Wrong(
+        "delete-then-insert",
+        f"{HEAD}LANGUAGE sql AS $$\n    DELETE FROM process_heartbeats WHERE process_uuid = p_uuid;"
+        f"{INSERT};\n$$;",
+        "a beat cleared the kill switch",
+    ),
+    Wrong(
+        "update-keyed-by-name",
+        f"{HEAD}LANGUAGE plpgsql AS $$ BEGIN\n"
+        "    UPDATE process_heartbeats SET last_beat_timestamp = now(), server_name = p_server,\n"
+        "           process_busy = false, process_stopped_timestamp = NULL\n"
+        "     WHERE process_name = p_name AND process_version = p_version;\n"
+        f"    IF NOT FOUND THEN{INSERT}; END IF;\nEND $$;",
+        "a process is its uuid, so the upsert's key is process_uuid alone",
+    ),
+    Wrong(
+        "conflict-on-a-column-without-a-unique-index",
+        upsert(f"DO UPDATE {FULL}", target="(process_name)"),
+        "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+    ),
+    # check, then insert: two first beats at once both see no row (the gap widened, as a slow
+    # server widens it, so that twenty trials meet it)
+    Wrong(
+        "check-then-insert",
+        f"{HEAD}LANGUAGE plpgsql AS $$ BEGIN\n"
+        "  IF EXISTS (SELECT 1 FROM process_heartbeats WHERE process_uuid = p_uuid) THEN\n"
+        "    UPDATE process_heartbeats SET last_beat_timestamp = now(), server_name = p_server,\n"
+        "           process_busy = false, process_stopped_timestamp = NULL WHERE process_uuid = p_uuid;\n"
+        f"  ELSE PERFORM pg_sleep(0.01);{INSERT}; END IF;\nEND $$;",
+        "overlapping first beats of one process went wrong in",
+    ),
+    Wrong(
+        "update-without-where",
+        f"{HEAD}LANGUAGE sql AS $${INSERT}\n    ON CONFLICT (process_uuid) DO NOTHING;\n"
+        "    UPDATE process_heartbeats SET last_beat_timestamp = clock_timestamp(), server_name = p_server,\n"
+        "           process_busy = false, process_stopped_timestamp = NULL;\n$$;",
+        "changed the row of",
+    ),
+]
+
+RIGHT = [
+    Right("the-lessons-reference", REFERENCE),
+    Right(
+        "clock-timestamp-and-named-constraint",
+        upsert(
+            "DO UPDATE SET last_beat_timestamp = clock_timestamp(), server_name = EXCLUDED.server_name, "
+            "process_busy = false, process_stopped_timestamp = NULL",
+            target="ON CONSTRAINT process_heartbeats_pkey",
+        ),
+    ),
+    Right(
+        "plpgsql-insert-or-update-on-unique-violation",
+        f"{HEAD}LANGUAGE plpgsql AS $$ BEGIN\n  BEGIN{INSERT};\n"
+        "  EXCEPTION WHEN unique_violation THEN\n"
+        "    UPDATE process_heartbeats SET last_beat_timestamp = clock_timestamp(), server_name = p_server,\n"
+        "           process_busy = false, process_stopped_timestamp = NULL WHERE process_uuid = p_uuid;\n"
+        "  END;\nEND $$;",
+    ),
+    Right(
+        "also-refreshes-name-and-version",
+        upsert(
+            f"DO UPDATE {FULL}, process_name = EXCLUDED.process_name, "
+            "process_version = EXCLUDED.process_version"
+        ),
+    ),
+]
