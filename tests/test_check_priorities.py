@@ -29,27 +29,27 @@ def test_the_reference_priority_change_holds():
 @pytest.mark.parametrize(
     ("change", "says"),
     [
-        (broken(JOBS_UPDATE, ""), "waiting job(s) [1, 3] of pipe job 1 kept priority 100"),
-        (broken(WAITING, ";"), "job(s) [4, 5] changed although taken or finished"),
+        (broken(JOBS_UPDATE, ""), "kept priority 100"),
+        (broken(WAITING, ";"), "changed although taken or finished"),
         (
             broken("     WHERE pipe_job_id = p_pipe_job_id\n       AND", "     WHERE"),
-            "job 2 of another pipe job changed too",
+            "of another pipe job changed too",
         ),
         (
             broken("        RAISE EXCEPTION 'no pipe job %', p_pipe_job_id;\n", "        RETURN 0;\n"),
-            "set_pipe_job_priority(999, 10) returned 0: an unknown pipe job must raise",
+            "returned 0: an unknown pipe job must raise",
         ),
-        (broken("RETURN changed;", "RETURN 1;"), "returned 1, but pipe job 1 had 2 waiting jobs"),
+        (broken("RETURN changed;", "RETURN 1;"), "returned 1, but pipe job"),
         (
             broken(
                 PIPE_UPDATE + "    IF NOT FOUND THEN",
                 "    IF NOT EXISTS (SELECT 1 FROM pipe_job_queue WHERE pipe_job_id = p_pipe_job_id) THEN",
             ),
-            "job 6, created by create_jobs after the change, got priority 100",
+            "created by create_jobs after the change, got priority 100",
         ),
         (
             broken("RETURNS integer", "RETURNS void").replace("RETURN changed;", "RETURN;"),
-            "returned '', but pipe job 1 had 2 waiting jobs",
+            "returned '', but pipe job",
         ),
     ],
     ids=[
@@ -63,6 +63,7 @@ def test_the_reference_priority_change_holds():
     ],
 )
 def test_a_broken_priority_change_is_refused_in_plain_words(change, says):
+    # the scene's ids, sizes and new priority are drawn: the sentences are matched without them
     verdict = check.priority_change(change)
     assert not verdict.holds
     assert says in str(verdict), str(verdict)
