@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
@@ -79,9 +80,11 @@ class Step:
 class Session:
     """One named connection to a lab, driven a statement at a time."""
 
-    def __init__(self, name: str, poc: str) -> None:
+    def __init__(self, name: str, poc: str, connect: Callable[[], psycopg.Connection] | None = None) -> None:
+        """A session on lab `poc`; `connect` gives its connection another way (through a pool, say)."""
         self.name, self.poc = name, poc
-        self.conn = labs.connect(poc, autocommit=False)
+        self.conn = connect() if connect else labs.connect(poc)
+        self.conn.autocommit = False
         self.pid = self.conn.info.backend_pid
         self.last: Step | None = None
         _open[self.pid] = self
