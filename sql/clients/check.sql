@@ -237,3 +237,15 @@ SELECT to_regclass('job_queue') IS NOT NULL AND to_regclass('pipe_job_queue') IS
 -- name: revoke_from_public
 -- A routine created now may be executed by anyone; step 08 let nobody but the owner.
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC;
+
+-- Lesson 01's checker: a pipeline drawn anew for each check, so that no answer written for the
+-- example pipelines' names, ids or sizes can pass.
+
+-- name: next_drawn_pipeline
+INSERT INTO pipelines (pipe_id, pipe_name, pipe_version, pipe_type, pipe_order)
+VALUES (%(pipe_id)s, %(pipe_name)s, '1.0.0', 'drawn by the checker', 1);
+
+-- name: next_drawn_steps
+INSERT INTO pipeline_processes (pipe_id, process_name, process_version, process_order)
+SELECT %(pipe_id)s, step.name, step.version, step.n
+  FROM unnest(%(names)s::varchar[], %(versions)s::varchar[]) WITH ORDINALITY AS step (name, version, n);
