@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import psycopg
 from psycopg.rows import dict_row
 
@@ -9,7 +11,6 @@ from pgqueue import labs, queries
 from pgqueue.check.core import Verdict, install, written
 
 SIGNATURE = "next_processes(p_pipe_id integer, p_process_name varchar) RETURNS SETOF pipeline_processes"
-NOT_STEPS = [(1, "no_such_process"), (99, "first_process")]  # asked about: no step, so no next step
 
 
 def _q() -> queries.Queries:
@@ -36,6 +37,7 @@ def next_processes(text: str, poc: str = "notify-listen") -> Verdict:
             f"your next_processes returns {result[0]}; the task asks for {SIGNATURE}",
         ):
             return verdict
+        drawn = _draw(conn)
         with conn.cursor(row_factory=dict_row) as cur:
             steps = cur.execute(_q()["next_step_reference"]).fetchall()
         wrong: list[str] = []
@@ -48,14 +50,20 @@ def next_processes(text: str, poc: str = "notify-listen") -> Verdict:
                 wrong.append(_difference(step, answer))
         verdict.expect(
             not wrong,
-            f"it names the next step of each of the {len(steps)} steps of the example pipelines, "
-            "and no step after a pipeline's last one",
-            f"it is wrong for {len(wrong)} of the {len(steps)} example steps; the first: {wrong[0]}"
+            f"it names the next step of each of the {len(steps)} steps of the example pipelines and of "
+            f"pipeline {drawn.pipe_id} ({drawn.size} steps, drawn for this check), and no step after a "
+            "pipeline's last one",
+            f"it is wrong for {len(wrong)} of the {len(steps)} steps asked about; the first: {wrong[0]}"
             if wrong
             else "",
         )
         strays = []
-        for pipe_id, name in NOT_STEPS:
+        # asked about a process that is no step of the pipeline: no step, so no next step
+        for pipe_id, name in [
+            (1, drawn.stranger),
+            (drawn.pipe_id, "first_process"),
+            (drawn.absent, drawn.first),
+        ]:
             answer = _ask(conn, pipe_id, name, verdict)
             if answer is None:
                 return verdict
@@ -70,6 +78,27 @@ def next_processes(text: str, poc: str = "notify-listen") -> Verdict:
             strays[0] if strays else "",
         )
     return verdict
+
+
+class _Drawn:
+    """The pipeline drawn for one check, and the names it asks about that are no step."""
+
+    def __init__(self, pipe_id: int, tag: str, names: list[str]) -> None:
+        self.pipe_id, self.size, self.first = pipe_id, len(names), names[0]
+        self.stranger = f"no_such_{tag}"  # a step of no pipeline
+        self.absent = pipe_id + 1  # a pipeline that does not exist
+
+
+def _draw(conn: psycopg.Connection) -> _Drawn:
+    """Add a pipeline of 3 to 6 steps with a drawn id, names and versions; its last step is
+    second_process, at another order than in the examples, so a step found in the wrong pipeline shows."""
+    pipe_id, tag = 10 + secrets.randbelow(80), secrets.token_hex(2)
+    size = 3 + secrets.randbelow(4)
+    names = [f"step_{tag}_{chr(ord('a') + i)}" for i in range(size - 1)] + ["second_process"]
+    versions = [f"{secrets.randbelow(9)}.{secrets.randbelow(9)}.{i}" for i in range(size)]
+    conn.execute(_q()["next_drawn_pipeline"], {"pipe_id": pipe_id, "pipe_name": f"drawn_{tag}"})
+    conn.execute(_q()["next_drawn_steps"], {"pipe_id": pipe_id, "names": names, "versions": versions})
+    return _Drawn(pipe_id, tag, names)
 
 
 def _ask(conn: psycopg.Connection, pipe_id: int, name: str, verdict: Verdict) -> list[dict] | None:
@@ -90,7 +119,10 @@ def _names(rows: list[dict]) -> str:
     if not rows:
         return "no row"
     names = [
-        f"{row['process_name']} (step {row['process_order']} of pipeline {row['pipe_id']})" for row in rows
+        "a row of NULLs"
+        if row["process_name"] is None
+        else f"{row['process_name']} (step {row['process_order']} of pipeline {row['pipe_id']})"
+        for row in rows
     ]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
@@ -98,6 +130,11 @@ def _names(rows: list[dict]) -> str:
 def _difference(step: dict, answer: list[dict]) -> str:
     """One wrong answer in plain words, with a hint at the likely cause."""
     where = f"after `{step['process_name']}` in pipeline {step['pipe_id']} you answered {_names(answer)}"
+    if any(row["process_name"] is None for row in answer):
+        return (
+            f"{where}: a row whose columns are all NULL is no step (an outer join keeps a step with "
+            "nothing after it; use JOIN, so that no step after it is no row)"
+        )
     if step["next_name"] is None:
         return f"{where}; it is the pipeline's last step, so the answer is no row"
     said = f"{where}; the next step is {step['next_name']}"

@@ -1,0 +1,133 @@
+"""Lesson 01's next_processes: self-joins learners write, wrong ones named by their mistake."""
+
+import ast
+
+from pgqueue import check
+from pgqueue.paths import NOTEBOOKS_DIR
+from tests.corpora import Right, Wrong
+
+JUDGE = check.next_processes
+# the solution's string, read without running the solution (which runs the checker)
+_SOLUTION = ast.parse((NOTEBOOKS_DIR / "solutions" / "01_next_processes.py").read_text(encoding="utf-8"))
+REFERENCE = next(
+    node.value.value
+    for node in _SOLUTION.body
+    if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "my_next"
+)
+HEAD = (
+    "CREATE FUNCTION next_processes(p_pipe_id integer, p_process_name varchar)\n"
+    "RETURNS SETOF pipeline_processes LANGUAGE sql STABLE AS $$\n"
+)
+SAME_PIPE = "nxt.pipe_id = this.pipe_id AND "
+ONE_LATER = "nxt.process_order = this.process_order + 1"
+WHERE = "this.pipe_id = p_pipe_id AND this.process_name = p_process_name"
+
+
+def join(on: str = SAME_PIPE + ONE_LATER, where: str = WHERE, kind: str = "JOIN") -> str:
+    """A self-join of pipeline_processes with the learner's ON and WHERE."""
+    return (
+        f"{HEAD}    SELECT nxt.* FROM pipeline_processes this {kind} pipeline_processes nxt ON {on}\n"
+        f"     WHERE {where};\n$$;\n"
+    )
+
+
+# the example pipelines' answers written out: right for them, for no other pipeline
+HARD_CODED = (
+    f"{HEAD}    SELECT * FROM pipeline_processes WHERE pipe_id = p_pipe_id AND process_name =\n"
+    "      CASE p_process_name WHEN 'first_process' THEN 'second_process'\n"
+    "           WHEN 'second_process' THEN\n"
+    "               CASE p_pipe_id WHEN 1 THEN 'third_process' ELSE 'report_process' END\n"
+    "      END;\n$$;\n"
+)
+
+WRONG = [
+    Wrong("forgets-the-pipeline-in-the-join", join(ONE_LATER), "a step of another pipeline crept in"),
+    Wrong("previous-step", join(SAME_PIPE + "nxt.process_order = this.process_order - 1"), "you answered"),
+    Wrong("every-later-step", join(SAME_PIPE + "nxt.process_order > this.process_order"), "not every later"),
+    Wrong(
+        "ignores-the-pipeline-asked",
+        join(where="this.process_name = p_process_name"),
+        "report_process (step 2 of pipeline 2)",
+    ),
+    Wrong(
+        "left-join-keeps-the-last-step",
+        join(kind="LEFT JOIN"),
+        "a row whose columns are all NULL is no step",
+    ),
+    Wrong(
+        "wraps-around-to-the-first-step",
+        f"{HEAD}    SELECT * FROM pipeline_processes WHERE pipe_id = p_pipe_id AND process_order =\n"
+        "      coalesce((SELECT nxt.process_order FROM pipeline_processes this JOIN pipeline_processes nxt\n"
+        f"                  ON {SAME_PIPE}{ONE_LATER} WHERE {WHERE}), 1);\n$$;\n",
+        "it is the pipeline's last step, so the answer is no row",
+    ),
+    Wrong("hard-coded-example-steps", HARD_CODED, "you answered no row; the next step is"),
+    # the step's order looked up by name alone: the first pipeline that has it wins
+    Wrong(
+        "order-looked-up-by-name-alone",
+        f"{HEAD}    SELECT * FROM pipeline_processes WHERE pipe_id = p_pipe_id AND process_order = 1 +\n"
+        "      (SELECT process_order FROM pipeline_processes WHERE process_name = p_process_name\n"
+        "        ORDER BY pipe_id LIMIT 1);\n$$;\n",
+        "you answered",
+    ),
+    Wrong(
+        "unknown-step-answers-the-first",
+        f"{HEAD}    SELECT nxt.* FROM pipeline_processes nxt\n"
+        "     WHERE nxt.pipe_id = p_pipe_id AND nxt.process_order =\n"
+        "      coalesce((SELECT process_order FROM pipeline_processes\n"
+        "                 WHERE pipe_id = p_pipe_id AND process_name = p_process_name), 0) + 1;\n$$;\n",
+        "the answer should be no row",
+    ),
+    Wrong(
+        "names-only",
+        HEAD.replace("SETOF pipeline_processes", "SETOF varchar")
+        + "    SELECT nxt.process_name FROM pipeline_processes this JOIN pipeline_processes nxt\n"
+        f"      ON {SAME_PIPE}{ONE_LATER} WHERE {WHERE};\n$$;\n",
+        "the task asks for",
+    ),
+    Wrong(
+        "a-procedure",
+        "CREATE PROCEDURE next_processes(p_pipe_id integer, p_process_name varchar)\n"
+        "LANGUAGE sql AS $$ SELECT 1 $$;",
+        "it is a PROCEDURE",
+    ),
+    # the lesson's skeleton run as it stands: PostgreSQL cannot read it
+    Wrong(
+        "the-skeleton-unfilled",
+        f"{HEAD}    SELECT nxt.* FROM pipeline_processes this\n"
+        "      JOIN pipeline_processes nxt ON -- TODO: which rows of nxt belong after this?\n"
+        "     WHERE -- TODO: this is the step p_process_name of pipeline p_pipe_id\n$$;\n",
+        "PostgreSQL refused your SQL",
+    ),
+]
+
+RIGHT = [
+    Right("the-lessons-reference", REFERENCE),
+    Right(
+        "plpgsql-return-query",
+        "CREATE FUNCTION next_processes(p_pipe_id integer, p_process_name varchar)\n"
+        "RETURNS SETOF pipeline_processes LANGUAGE plpgsql AS $$\nBEGIN\n"
+        "    RETURN QUERY SELECT nxt.* FROM pipeline_processes this, pipeline_processes nxt\n"
+        f"     WHERE {SAME_PIPE}{ONE_LATER} AND {WHERE};\nEND $$;\n",
+    ),
+    Right(
+        "subquery-for-the-order",
+        f"{HEAD}    SELECT * FROM pipeline_processes WHERE pipe_id = p_pipe_id AND process_order =\n"
+        "      (SELECT process_order + 1 FROM pipeline_processes\n"
+        "        WHERE pipe_id = p_pipe_id AND process_name = p_process_name);\n$$;\n",
+    ),
+    Right(
+        "the-least-later-step",
+        f"{HEAD}    SELECT nxt.* FROM pipeline_processes this JOIN pipeline_processes nxt\n"
+        f"      ON {SAME_PIPE}nxt.process_order > this.process_order\n"
+        f"     WHERE {WHERE}\n     ORDER BY nxt.process_order LIMIT 1;\n$$;\n",
+    ),
+    Right(
+        "window-function-lead",
+        f"{HEAD}    SELECT p.* FROM pipeline_processes p JOIN (\n"
+        "      SELECT pipe_id, process_name,\n"
+        "             lead(process_name) OVER (PARTITION BY pipe_id ORDER BY process_order) AS next_name\n"
+        "        FROM pipeline_processes) w ON w.pipe_id = p.pipe_id AND w.next_name = p.process_name\n"
+        "     WHERE w.pipe_id = p_pipe_id AND w.process_name = p_process_name;\n$$;\n",
+    ),
+]
