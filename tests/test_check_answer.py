@@ -18,9 +18,9 @@ def test_the_reference_answer_holds():
     assert verdict.holds, str(verdict)
 
 
-def test_the_skeleton_is_not_tried_yet():
+def test_a_todo_left_in_a_comment_is_judged_by_what_the_answer_does():
     verdict = check.heartbeat_answer(OR_REPLACE.replace("ORDER BY", "-- TODO: which job?\n ORDER BY"))
-    assert not verdict.holds and "TODO" in str(verdict)
+    assert verdict.holds, str(verdict)
 
 
 @pytest.mark.parametrize(
@@ -33,15 +33,15 @@ def test_the_skeleton_is_not_tried_yet():
         ),
         (
             OR_REPLACE.replace("IF NEW.process_kill_switch THEN", "IF false THEN"),
-            "has its kill switch set and heard job 6",
+            "has its kill switch set and heard job ",
         ),
         (
             OR_REPLACE.replace("AND job_process_version = NEW.process_version", ""),
-            "a job for first_process 2.0.0: match the version too",
+            "match the version too",
         ),
         (
             OR_REPLACE.replace("AND job_process_name = NEW.process_name", ""),
-            "a job for third_process 1.0.0: match the process name too",
+            "match the process name too",
         ),
         (
             OR_REPLACE.replace("CALL take_job(job.job_id, NEW.process_uuid, job);", ""),

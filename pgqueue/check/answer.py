@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -30,13 +31,31 @@ class _Lab:
     ear: psycopg.Connection
     procs: list[Identity]
     jobs: dict[int, tuple[str, str]] = field(default_factory=dict)  # job id -> (name, version)
+    finished: set[int] = field(default_factory=set)  # jobs finished before any beat
     sent: dict[int, str] = field(default_factory=dict)  # job id -> the uuid it was first sent to
     misdirected: int = 0  # answers heard on another process's channel
+    flawed: int = 0  # flaws of the jobs handed out: not taken, dated, marked busy or sent as taken
+    told: set[int] = field(default_factory=set)  # the kinds of flaw already told
     beats: int = 0
 
-    def assignee(self, job_id: int) -> str | None:
-        rows = self.beat.execute(_q()["answer_job_list"]).fetchall()
-        return next((r[3] for r in rows if r[0] == job_id), None)
+    def job(self, job_id: int) -> tuple | None:
+        """job_queue's row of a job: id, name, version, assignee, finished, whether the take is dated."""
+        return next((r for r in self.beat.execute(_q()["answer_job_list"]) if r[0] == job_id), None)
+
+    def add(self, jobs: list[tuple[str, str, int, bool]]) -> list[int]:
+        """Insert jobs (name, version, seconds old, finished); their ids, in the order given."""
+        before = {row[0] for row in self.beat.execute(_q()["answer_job_list"])}
+        names, versions, ages, finished = (list(column) for column in zip(*jobs, strict=True))
+        self.beat.execute(
+            _q()["answer_jobs"], {"names": names, "versions": versions, "ages": ages, "finished": finished}
+        )
+        new = [row for row in self.beat.execute(_q()["answer_job_list"]) if row[0] not in before]
+        for job_id, name, version, _, done, _ in new:
+            if done:
+                self.finished.add(job_id)
+            else:
+                self.jobs[job_id] = (name, version)
+        return sorted(row[0] for row in new)  # ids are given in the order of insertion
 
     def heartbeat(self, who: Identity) -> list[tuple[str, str]]:
         """Beat as `who`; every (channel, payload) heard on the processes' channels until the beat's end."""
@@ -61,7 +80,7 @@ def heartbeat_answer(text: str, poc: str = "notify-listen") -> Verdict:
     checker first replaces it with a placeholder, installs the learner's SQL, and makes sure the
     function's source changed. Then real processes beat while a connection LISTENs on every one
     of their channels, and each answer is judged: what was heard, on which channel, and what
-    job_queue says afterwards.
+    job_queue says afterwards. Names, versions, how many jobs wait and their ages are drawn anew.
     """
     verdict = Verdict("your answer_heartbeat")
     if written(text, verdict) is None:
@@ -69,19 +88,16 @@ def heartbeat_answer(text: str, poc: str = "notify-listen") -> Verdict:
     with labs.scratch(poc, "job_queue", examples=True) as lab, lab.connect() as beat, lab.connect() as ear:
         if not _install(beat, text, verdict):
             return verdict
-        me, twin = Identity.new("first_process", "1.0.0"), Identity.new("first_process", "1.0.0")
-        newer = Identity.new("first_process", "2.0.0")
+        scene = _Scene.draw()
+        me, twin = Identity.new(scene.name, scene.version), Identity.new(scene.name, scene.version)
+        newer = Identity.new(scene.name, scene.newer)
         run = _Lab(beat, ear, [me, twin, newer])
         for who in run.procs:
             listen(ear, who)
         listen_to = queries.load("clients/notify_listen.sql")["listen"]
         ear.execute(sql.SQL(listen_to).format(channel=sql.Identifier(DONE)))
-        names = ["first_process", "second_process", "first_process", "third_process"]
-        versions = ["2.0.0", "1.5.2", "1.0.0", "1.0.0"]
-        beat.execute(_q()["answer_jobs"], {"names": names, "versions": versions})
-        run.jobs = {r[0]: (r[1], r[2]) for r in beat.execute(_q()["answer_job_list"])}
         try:
-            _scenario(run, verdict)
+            _scenario(run, scene, verdict)
             if not run.misdirected:
                 verdict.held.append("every answer arrived on the beating process's own channel only")
         except psycopg.Error as exc:
@@ -89,6 +105,28 @@ def heartbeat_answer(text: str, poc: str = "notify-listen") -> Verdict:
         except TimeoutError as exc:
             verdict.refuse(str(exc))
     return verdict
+
+
+@dataclass(frozen=True)
+class _Scene:
+    """What one check draws: the process's name and versions, another name, and the waiting jobs' ages."""
+
+    name: str
+    version: str
+    newer: str
+    other: str
+    ages: list[int]  # seconds old, of the jobs waiting for name version, in the order of their ids
+
+    @classmethod
+    def draw(cls) -> _Scene:
+        tag, minor = secrets.token_hex(2), secrets.randbelow(9)
+        ranks = list(range(3 + secrets.randbelow(3)))
+        # the oldest is neither the first nor the last id: no order of ids picks it
+        while ranks[0] == 0 or ranks[-1] == 0:
+            secrets.SystemRandom().shuffle(ranks)
+        return cls(
+            f"resize_{tag}", f"1.{minor}.0", f"2.{minor}.0", f"report_{tag}", [3600 - 10 * r for r in ranks]
+        )
 
 
 def _install(conn: psycopg.Connection, text: str, verdict: Verdict) -> bool:
@@ -115,42 +153,53 @@ def _source(conn: psycopg.Connection) -> str | None:
     return row[0] if row else None
 
 
-def _scenario(run: _Lab, verdict: Verdict) -> None:
+def _scenario(run: _Lab, scene: _Scene, verdict: Verdict) -> None:
     me, twin, newer = run.procs
-    # oldest first: answer_job_list sorts by job_create_timestamp, and dicts keep that order
-    mine = [j for j, proc in run.jobs.items() if proc == ("first_process", "1.0.0")]
-    # 1. two jobs wait for first_process 1.0.0: the first beat gets the older one
-    if not _job_answer(run, verdict, me, mine[0], "the oldest job waiting for it"):
-        return
-    taken = run.assignee(mine[0])
-    verdict.expect(
-        taken == me.uuid,
-        "the job handed out is marked taken by the process it was sent to",
-        f"job {mine[0]} was sent to process {me.uuid} but job_queue says it is assigned to "
-        f"{taken or 'nobody'}: take it (take_job) before sending it",
+    mine = run.add([(scene.name, scene.version, age, False) for age in scene.ages])
+    # an older job of its process that is finished (closed by hand, its worker gone), and
+    # jobs of the other version and of another name, all older than those it may take
+    old = 3600 + 600
+    others = run.add(
+        [
+            (scene.name, scene.version, old, True),
+            (scene.name, scene.newer, old - 10, False),
+            (scene.other, scene.version, old - 20, False),
+        ]
     )
-    # 2. another process of the same name and version: the next job, never the same one again
-    if not _job_answer(run, verdict, twin, mine[1], "the next waiting job (the oldest was taken)"):
-        return
-    # 3. nothing left for first_process 1.0.0, while jobs of another version or name wait
-    others = "only jobs of first_process 2.0.0, second_process 1.5.2 and third_process 1.0.0 waited"
-    heard = _own(run, verdict, me, others)
+    by_age = [j for _, j in sorted(zip(scene.ages, mine, strict=True), reverse=True)]
+    # 1. the jobs waiting for name version go, oldest first, to its two processes in turn
+    for turn, job_id in enumerate(by_age):
+        who = me if turn % 2 == 0 else twin
+        which = "the oldest job waiting for it" if turn == 0 else "the oldest job still waiting"
+        if not _job_answer(run, verdict, who, job_id, which):
+            return
+    verdict.held.append(
+        f"the {len(mine)} jobs waiting for {scene.name} {scene.version} (dated out of the order of their "
+        "ids) went out oldest first, each once, to its two processes in turn"
+    )
+    # 2. nothing left for it, while a finished job of its own and jobs of others wait
+    others_wait = (
+        f"only jobs of {scene.name} {scene.newer} and {scene.other} {scene.version} waited, and job "
+        f"{others[0]} of its own was finished"
+    )
+    heard = _own(run, verdict, me, others_wait)
     if heard is not None and _row(heard) is not None:
         verdict.wrong.append(_wrong_job(run, me, _row(heard)["job_id"], None))
     elif heard is not None:
         verdict.expect(
             heard == NO_JOB,
-            "'No job found' when only other processes' jobs wait",
-            f"process {me.uuid} heard {_said(run, heard)} while {others}: answer 'No job found'",
+            "'No job found' when only other processes' jobs (and a finished one) wait",
+            f"process {me.uuid} heard {_said(run, heard)} while {others_wait}: answer 'No job found'",
         )
-    # 4. the other version's process gets its job
-    other = [j for j, proc in run.jobs.items() if proc == ("first_process", "2.0.0")]
-    _job_answer(run, verdict, newer, other[0], "the job waiting for its version")
-    # 5. the kill switch: 'kill', and the waiting job stays for the others
+    # 3. the other version's process gets its job
+    if _job_answer(run, verdict, newer, others[1], "the job waiting for its version") and not run.flawed:
+        verdict.held.append(
+            f"{scene.name} {scene.newer} got job {others[1]}, the one waiting for its version; every job "
+            "handed out was sent as taken, and job_queue marks it taken (and dated) by that process, busy"
+        )
+    # 4. the kill switch: 'kill', and the waiting job stays for the others
     run.beat.execute(queries.load("clients/heartbeats.sql")["set_kill_switch"], {"uuid": me.uuid, "on": True})
-    run.beat.execute(_q()["answer_jobs"], {"names": ["first_process"], "versions": ["1.0.0"]})
-    waiting = max(r[0] for r in run.beat.execute(_q()["answer_job_list"]))
-    run.jobs[waiting] = ("first_process", "1.0.0")
+    (waiting,) = run.add([(scene.name, scene.version, 0, False)])
     heard = _own(run, verdict, me, f"its kill switch was set and job {waiting} waited")
     if heard is not None:
         verdict.expect(
@@ -159,7 +208,7 @@ def _scenario(run: _Lab, verdict: Verdict) -> None:
             f"process {me.uuid} has its kill switch set and heard {_said(run, heard)}: answer 'kill' "
             "first, whatever waits",
         )
-    taken = run.assignee(waiting)
+    taken = run.job(waiting)[3]
     verdict.expect(
         taken is None,
         "a killed process takes no job: it stays waiting for the others",
@@ -223,18 +272,47 @@ def _job_answer(run: _Lab, verdict: Verdict, who: Identity, job_id: int, which: 
     if got != job_id:
         verdict.wrong.append(_wrong_job(run, who, got, job_id))
         return False
-    verdict.expect(
-        "job_payload" in row and row.get("job_assigned_process_uuid") == who.uuid,
-        f"process {who.uuid[:4]}… ({who.name} {who.version}) got {which}, job {job_id}, "
-        "as the row take_job hands back",
-        f"process {who.uuid} was sent job {job_id}, but the row says job_assigned_process_uuid "
-        f"{row.get('job_assigned_process_uuid')!r}: send the row take_job hands back (it fills it in)",
-    )
+    sent_to = row.get("job_assigned_process_uuid")
+    _, _, _, assignee, _, dated = run.job(job_id)
+    busy = (run.beat.execute(_q()["answer_busy"], {"uuid": who.uuid}).fetchone() or (None,))[0]
+    flaws = [
+        (
+            sent_to != who.uuid,
+            f"process {who.uuid} was sent job {job_id}, but the row says job_assigned_process_uuid "
+            f"{sent_to!r}: send the row take_job hands back (it fills it in), after taking the job",
+        ),
+        (
+            assignee != who.uuid,
+            f"job {job_id} was sent to process {who.uuid} but job_queue says it is assigned to "
+            f"{assignee or 'nobody'}: take it (take_job) before sending it",
+        ),
+        (
+            assignee == who.uuid and not dated,
+            f"job {job_id} is marked taken by {who.uuid} but its job_assign_timestamp is NULL: "
+            "take_job dates the take, and an UPDATE of your own must too",
+        ),
+        (
+            assignee == who.uuid and busy is not True,
+            f"job {job_id} is taken by {who.uuid}, but process_heartbeats says that process is not busy "
+            "(process_busy false): take_job marks it busy, and an UPDATE of your own must too",
+        ),
+    ]
+    for kind, (bad, wrong) in enumerate(flaws):
+        # one sentence of each kind: the same flaw repeats at every job handed out
+        if bad and kind not in run.told:
+            run.told.add(kind)
+            verdict.wrong.append(wrong)
+        run.flawed += bad
     return True  # a row without the assignee still tells the rest of the scenario what it needs
 
 
 def _wrong_job(run: _Lab, who: Identity, got: int, expected: int | None) -> str:
     """Why job `got` was the wrong answer for `who`, who should have had job `expected`."""
+    if got in run.finished:
+        return (
+            f"process {who.uuid} was handed job {got}, which is finished: only a job not finished "
+            "(NOT job_finished) waits"
+        )
     name, version = run.jobs.get(got, ("?", "?"))
     if (name, version) != (who.name, who.version):
         what = "the process name" if name != who.name else "the version"

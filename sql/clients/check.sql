@@ -29,6 +29,30 @@ RETURNING job_id;
 -- name: find_job_call
 SELECT find_job(%(uuid)s, 'checker', %(name)s, %(version)s);
 
+-- name: find_job_pause_install
+-- The kit's hook for lesson 04's judge: a caller of find_job stops right after its pick, at its
+-- claim, while the judge holds the pause lock; the learner's text is untouched.
+CREATE FUNCTION _pick_pause() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('pgqueue pick pause'));
+    RETURN NEW;
+END $$;
+CREATE TRIGGER _pick_pause BEFORE INSERT ON job_queue_claim FOR EACH ROW EXECUTE FUNCTION _pick_pause();
+
+-- name: find_job_pause_drop
+DROP TRIGGER _pick_pause ON job_queue_claim;
+DROP FUNCTION _pick_pause();
+
+-- name: find_job_pause_hold
+SELECT pg_advisory_lock(hashtext('pgqueue pick pause'));
+
+-- name: find_job_pause_release
+SELECT pg_advisory_unlock(hashtext('pgqueue pick pause'));
+
+-- name: find_job_lock_waits
+-- Which of the callers `pids` wait for a lock, and for which kind ('advisory': at the pause).
+SELECT pid, wait_event FROM pg_stat_activity WHERE pid = ANY (%(pids)s) AND wait_event_type = 'Lock';
+
 -- name: find_job_taker
 SELECT job_assigned_process_uuid FROM job_queue WHERE job_id = %(job_id)s;
 
@@ -72,20 +96,26 @@ END $$;
 SELECT prosrc FROM pg_proc WHERE proname = %(name)s AND pronamespace = 'public'::regnamespace;
 
 -- name: answer_jobs
--- Waiting jobs for the processes named, in pipeline 1 (request 1). They are dated an hour back,
--- so they are older than the example jobs made before them: the oldest job is not the lowest
--- id, and a pick without ORDER BY job_create_timestamp shows.
+-- Jobs for the processes named, in pipeline 1 (request 1), each dated `ages` seconds back and
+-- finished or not as `finished` says. The checker draws the ages, so the oldest job is neither
+-- the lowest nor the highest id: a pick without ORDER BY job_create_timestamp shows.
 INSERT INTO job_queue (request_id, pipe_id, job_creater_process_name, job_process_name, job_process_version,
-                       job_create_timestamp)
-SELECT 1, 1, 'the checker', job.name, job.version,
-       clock_timestamp() - interval '1 hour' + job.n * interval '1 second'
-  FROM unnest(%(names)s::varchar[], %(versions)s::varchar[]) WITH ORDINALITY AS job (name, version, n)
+                       job_create_timestamp, job_finished)
+SELECT 1, 1, 'the checker', job.name, job.version, clock_timestamp() - job.age * interval '1 second',
+       job.finished
+  FROM unnest(%(names)s::varchar[], %(versions)s::varchar[], %(ages)s::integer[], %(finished)s::boolean[])
+       WITH ORDINALITY AS job (name, version, age, finished, n)
  ORDER BY job.n;
 
 -- name: answer_job_list
 -- Oldest first, as the answer must hand them out.
-SELECT job_id, job_process_name, job_process_version, job_assigned_process_uuid
+SELECT job_id, job_process_name, job_process_version, job_assigned_process_uuid, job_finished,
+       job_assign_timestamp IS NOT NULL AS assign_dated
   FROM job_queue ORDER BY job_create_timestamp, job_id;
+
+-- name: answer_busy
+-- Whether the process is marked busy, as take_job marks the process it gives a job.
+SELECT process_busy FROM process_heartbeats WHERE process_uuid = %(uuid)s;
 
 -- name: answer_done
 -- A last notification after a beat: notifications of transactions that committed one after the
