@@ -82,6 +82,7 @@ def find_job_pick(text: str, poc: str = "single-call") -> Verdict:
         jobs = [_place(conn, pipe_job, *row) for row in scene(*me)]
         if _one_by_one(conn, me, jobs, verdict):
             _second_while_first_holds(lab, me, pipe_job, verdict)
+            _two_picks_at_once(lab, me, pipe_job, verdict)
             _race(lab, me, pipe_job, verdict)  # what many callers at once see, whatever the forced one said
     return verdict
 
@@ -247,6 +248,70 @@ def _second_while_first_holds(lab: labs.Scratch, me: Process, pipe_job: int, ver
     )
 
 
+def _two_picks_at_once(lab: labs.Scratch, me: Process, pipe_job: int, verdict: Verdict) -> None:
+    """A second schedule forced: two callers each stopped right after their pick, before their claim.
+
+    The kit's hook (a trigger on job_queue_claim) holds every caller at its claim while the judge
+    holds a lock. With FOR UPDATE the second caller never gets there: it waits at its pick for
+    the first one's row lock. A lock two callers can hold at once (FOR SHARE) lets both pick the
+    same job and meet only at the claim, where one of them fails. Decided every time, not by luck.
+    """
+    asks = (me[0], "paused")
+    with lab.connect() as conn:
+        conn.execute(_q()["find_job_pause_install"])
+        for n in range(2):
+            _place_race_job(conn, pipe_job, asks, n)
+    heard: list[str | BaseException] = [TimeoutError("never answered")] * 2
+    with lab.connect() as a, lab.connect() as b, lab.connect() as watch:
+        pids = [a.info.backend_pid, b.info.backend_pid]
+        watch.execute(_q()["find_job_pause_hold"])
+
+        def caller(i: int, conn: psycopg.Connection) -> None:
+            try:
+                heard[i] = _ask(conn, asks)
+            except psycopg.Error as exc:
+                heard[i] = exc
+
+        threads = [threading.Thread(target=caller, args=(i, c), daemon=True) for i, c in enumerate((a, b))]
+        for t in threads:
+            t.start()
+
+        def waits() -> dict[int, str] | None:
+            seen = dict(watch.execute(_q()["find_job_lock_waits"], {"pids": pids}).fetchall())
+            return seen if len(seen) == 2 or not all(t.is_alive() for t in threads) else None
+
+        seen: dict[int, str] = {}
+        with contextlib.suppress(Timeout):
+            seen = until(waits, 10, "both callers stopped at their pick or their claim")
+        watch.execute(_q()["find_job_pause_release"])
+        for t in threads:
+            t.join(10)
+    with lab.connect() as conn:
+        conn.execute(_q()["find_job_pause_drop"])
+    if sum(event == "advisory" for event in seen.values()) == 0:
+        return  # neither reached a claim while held: the answer claims otherwise, judged elsewhere
+    what = "two callers at once, each stopped right after its pick (before its claim)"
+    errors = [_error(h) for h in heard if isinstance(h, BaseException)]
+    jobs = [_jobs_in(h) for h in heard if not isinstance(h, BaseException)]
+    both_picked = sum(event == "advisory" for event in seen.values()) == 2
+    same = both_picked and (errors or LOST_RACE in heard or len({tuple(j or ()) for j in jobs}) < 2)
+    if same:
+        said = errors[0] if errors else f"one was told {LOST_RACE!r}" if LOST_RACE in heard else "both got it"
+        verdict.expect(
+            False,
+            "",
+            f"{what}: both had picked the same job before either claimed it ({said})"
+            + (_DEADLOCK if any("deadlock" in e for e in errors) else _OWN_ROW),
+        )
+        return
+    how = (
+        "the second passed over the first one's row and both took a job of their own"
+        if both_picked
+        else "the second waited at its pick for the first one's row lock, then took the next job"
+    )
+    verdict.expect(True, f"{what}: {how}", "")
+
+
 def _race(lab: labs.Scratch, me: Process, pipe_job: int, verdict: Verdict) -> None:
     """RACERS callers released together, RACE_TRIALS times, each trial on fresh waiting jobs."""
     doubled: list[str] = []
@@ -306,6 +371,9 @@ _DEADLOCK = (
     ": a shared lock (FOR SHARE, FOR KEY SHARE) lets two callers lock the same row, then each waits for "
     "the other to let go before it can take the job; FOR UPDATE lets one caller at a time hold it"
 )
+
+# what a pick that does not keep its row to itself leads to
+_OWN_ROW = ": a pick must lock its row for itself (FOR UPDATE), so that a second caller cannot pick it too"
 
 # what NOWAIT does to a caller that meets a locked row
 _NOWAIT = (

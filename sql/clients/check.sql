@@ -279,3 +279,35 @@ VALUES (%(pipe_id)s, %(pipe_name)s, '1.0.0', 'drawn by the checker', 1);
 INSERT INTO pipeline_processes (pipe_id, process_name, process_version, process_order)
 SELECT %(pipe_id)s, step.name, step.version, step.n
   FROM unnest(%(names)s::varchar[], %(versions)s::varchar[]) WITH ORDINALITY AS step (name, version, n);
+
+-- Lesson 08's checker: the scratch lab's scene drawn anew, so that no count of the examples passes.
+
+-- name: flow_draw_fan_out
+-- Every fan-out of the example pipelines gets a width of 2 to 6, each its own.
+UPDATE pipeline_processes
+   SET process_configuration = jsonb_set(process_configuration, '{fan_out}', to_jsonb(2 + floor(random() * 5)::int))
+ WHERE process_configuration ? 'fan_out'
+RETURNING pipe_id, process_name, (process_configuration ->> 'fan_out')::int AS fan_out;
+
+-- name: flow_refresh_job_config
+-- The jobs already waiting carry their step's configuration as it is now.
+UPDATE job_queue j
+   SET job_process_config = pp.process_configuration
+  FROM pipeline_processes pp
+ WHERE pp.pipe_id = j.pipe_id AND pp.process_name = j.job_process_name
+   AND pp.process_version = j.job_process_version;
+
+-- name: flow_pipelines
+-- The pipelines a drawn request may go through: each with steps, and its order.
+SELECT p.pipe_id, p.pipe_order
+  FROM pipelines p
+ WHERE EXISTS (SELECT 1 FROM pipeline_processes pp WHERE pp.pipe_id = p.pipe_id)
+ ORDER BY p.pipe_id;
+
+-- name: flow_draw_request
+INSERT INTO pipe_job_queue (request_id, pipe_id, pipe_job_priority)
+SELECT %(request_id)s, pipe_id, 100 FROM unnest(%(pipe_ids)s::integer[]) AS pipe_id;
+
+-- name: flow_unfinished
+-- Jobs not finished yet (job_finished is NULL until a job is).
+SELECT count(*) FROM job_queue WHERE job_finished IS NOT TRUE;
