@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator
 
 import psycopg
@@ -15,7 +16,7 @@ from pgqueue.single_call import NO_JOB, Worker
 
 POC = "single-call"
 COLUMNS = ("pipe_order", "first_created", "last_finished", "jobs")
-ROUNDS = 40  # rounds of every process asking for work, at most, to play the examples through
+ROUNDS = 40  # rounds of every process asking for work, at most, to play the requests through
 
 
 def _q() -> queries.Queries:
@@ -26,8 +27,9 @@ def request_flow(text: str, poc: str = POC) -> Verdict:
     """Whether the learner's query gives, per pipe order of `%(request_id)s`, the reference's rows.
 
     It runs read-only on the lesson's lab (every request there), then on a scratch lab with the
-    example requests before any worker ran and after real find_job / create_jobs / finish_pipe
-    calls played them through. The first difference is named, with both values.
+    example requests, fan-out widths drawn anew and one more request drawn, before any worker ran
+    and after each round of real find_job / create_jobs / finish_pipe calls that play them through.
+    The first difference is named, with both values.
     """
     verdict = Verdict("your request-flow query")
     if written(text, verdict) is None:
@@ -40,16 +42,40 @@ def request_flow(text: str, poc: str = POC) -> Verdict:
             if ready and not _compare(conn, text, verdict, "in your lab"):
                 return verdict
     with labs.scratch(poc, examples=True, fixes=True) as lab, lab.connect() as conn:
-        if not _compare(conn, text, verdict, "in a scratch lab before any worker ran"):
+        where = f"in a scratch lab ({_draw(conn)})"
+        if not _compare(conn, text, verdict, f"{where}, before any worker ran"):
             return verdict
-        _play(conn)
-        _compare(conn, text, verdict, "in a scratch lab after every job ran")
+        # compared after every round: an order with some jobs finished and some not shows too
+        workers, rounds = list(_workers(conn)), 0
+        while rounds < ROUNDS and _play_round(conn, workers):
+            rounds += 1
+            if not _compare(conn, text, verdict, f"{where}, after {rounds} round(s) of work", tell=False):
+                return verdict
+        left = conn.execute(_q()["flow_unfinished"]).fetchone()[0]
+        until = "every job had run" if not left else f"{left} jobs were still unfinished"
+        verdict.held.append(
+            f"there, the same rows as the reference after each of {rounds} rounds of work, until {until}"
+        )
     return verdict
 
 
-def _compare(conn: psycopg.Connection, text: str, verdict: Verdict, where: str) -> bool:
+def _draw(conn: psycopg.Connection) -> str:
+    """Draw the scratch lab's fan-out widths and one more request; what was drawn, in words."""
+    widths = conn.execute(_q()["flow_draw_fan_out"]).fetchall()
+    conn.execute(_q()["flow_refresh_job_config"])
+    pipes = conn.execute(_q()["flow_pipelines"]).fetchall()
+    first = [pipe_id for pipe_id, order in pipes if order == 1]
+    chosen = secrets.SystemRandom().sample(first, 1 + secrets.randbelow(2))
+    chosen += [pipe_id for pipe_id, order in pipes if order > 1]
+    request_id = 100 + secrets.randbelow(900)
+    conn.execute(_q()["flow_draw_request"], {"request_id": request_id, "pipe_ids": chosen})
+    fans = ", ".join(f"{name} of pipeline {pipe_id} fans out {n}" for pipe_id, name, n in widths)
+    return f"{fans}; request {request_id} through pipelines {', '.join(map(str, chosen))}"
+
+
+def _compare(conn: psycopg.Connection, text: str, verdict: Verdict, where: str, *, tell: bool = True) -> bool:
     """Compare the learner's rows with the reference's for every request with jobs; False at the first
-    difference (named in the verdict)."""
+    difference (named in the verdict). `tell` says a match in the verdict too."""
     requests = [r for (r,) in conn.execute(_q()["flow_requests"]).fetchall()]
     for request_id in requests:
         want = _rows(conn, _q()["request_flow"], request_id)
@@ -61,9 +87,10 @@ def _compare(conn: psycopg.Connection, text: str, verdict: Verdict, where: str) 
         if (wrong := _difference(got, want)) is not None:
             verdict.refuse(f"{where}, request {request_id}: {wrong}")
             return False
-    verdict.held.append(
-        f"{where}: the same rows as the reference for request(s) {', '.join(map(str, requests))}"
-    )
+    if tell:
+        verdict.held.append(
+            f"{where}: the same rows as the reference for request(s) {', '.join(map(str, requests))}"
+        )
     return True
 
 
@@ -125,21 +152,17 @@ def _error(exc: psycopg.Error) -> str:
     return exc.diag.message_primary or str(exc)
 
 
-def _play(conn: psycopg.Connection) -> None:
-    """Every process asks for work with the real find_job, then hands over or finishes, until no
-    job is left (or ROUNDS rounds have passed)."""
-    workers = list(_workers(conn))
-    for _ in range(ROUNDS):
-        worked = False
-        for worker, multi in workers:
-            answer = worker.find_job(conn, multi)
-            if answer == NO_JOB or not answer.startswith("["):
-                continue
-            jobs = json.loads(answer)
-            processes.act(conn, processes.plan(conn, worker.who, jobs))
-            worked = True
-        if not worked:
-            return
+def _play_round(conn: psycopg.Connection, workers: list[tuple[Worker, bool]]) -> bool:
+    """Every process asks for work once with the real find_job, then hands over or finishes;
+    whether any of them worked."""
+    worked = False
+    for worker, multi in workers:
+        answer = worker.find_job(conn, multi)
+        if answer == NO_JOB or not answer.startswith("["):
+            continue
+        processes.act(conn, processes.plan(conn, worker.who, json.loads(answer)))
+        worked = True
+    return worked
 
 
 def _workers(conn: psycopg.Connection) -> Iterator[tuple[Worker, bool]]:

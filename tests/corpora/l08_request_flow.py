@@ -1,0 +1,135 @@
+"""Lesson 08's flow query: per pipe order of one request, its first job, its last finish, its jobs."""
+
+from pgqueue import check, queries
+from tests.corpora import Right, Wrong
+
+JUDGE = check.request_flow
+REFERENCE = queries.load("clients/check.sql")["request_flow"]
+FIRST = "min(j.job_create_timestamp) AS first_created"
+LAST = "max(j.job_finish_timestamp) AS last_finished"
+COUNT = "count(*) AS jobs"
+FROM = (
+    "  FROM job_queue j\n  JOIN pipe_job_queue pj USING (pipe_job_id)\n"
+    "  JOIN pipelines p ON p.pipe_id = pj.pipe_id\n"
+)
+GROUP = " GROUP BY p.pipe_order\n ORDER BY p.pipe_order;"
+
+
+def changed(old: str, new: str, text: str = REFERENCE) -> str:
+    """The reference with `old` (which must be there) replaced by `new`."""
+    assert old in text, old
+    return text.replace(old, new)
+
+
+WRONG = [
+    Wrong("counts-pipe-jobs", changed("count(*)", "count(DISTINCT pj.pipe_job_id)"), "you counted"),
+    Wrong(
+        "counts-finished-jobs-only",
+        changed("count(*)", "count(j.job_finish_timestamp)"),
+        "you counted 0 jobs",
+    ),
+    Wrong(
+        "created-for-finished",
+        changed("max(j.job_finish_timestamp)", "max(j.job_create_timestamp)"),
+        "your last_finished is",
+    ),
+    Wrong(
+        "assigned-for-created",
+        changed("min(j.job_create_timestamp)", "min(j.job_assign_timestamp)"),
+        "your first_created is NULL",
+    ),
+    # the pipe job is made when the request is submitted, long before an order-2 job
+    Wrong(
+        "pipe-job-creation-for-the-first-job",
+        changed("min(j.job_create_timestamp)", "min(pj.pipe_job_create_timestamp)"),
+        "your first_created is",
+    ),
+    # NULL until the whole order has finished, not the last finish so far
+    Wrong(
+        "last-finished-only-when-all-finished",
+        changed(
+            LAST,
+            "CASE WHEN count(j.job_finish_timestamp) = count(*) THEN max(j.job_finish_timestamp) END"
+            " AS last_finished",
+        ),
+        "your last_finished is NULL, the last job finished at",
+    ),
+    Wrong(
+        "pipe-job-id-for-request",
+        changed("pj.request_id =", "pj.pipe_job_id ="),
+        "your query has no row for order",
+    ),
+    Wrong(
+        "one-row-per-pipeline",
+        changed(GROUP, " GROUP BY p.pipe_order, p.pipe_id\n ORDER BY p.pipe_order;"),
+        "one row per pipe order",
+    ),
+    Wrong(
+        "finished-jobs-only",
+        changed("WHERE pj.request_id", "WHERE j.job_finished AND pj.request_id"),
+        "your query has no row for order",
+    ),
+    # every pipeline of the lab, the request's jobs outer-joined: each pipeline of the order the
+    # request does not use counts as a job, and an order without jobs gets a row
+    Wrong(
+        "outer-join-from-pipelines",
+        changed(
+            FROM + " WHERE pj.request_id = %(request_id)s\n",
+            "  FROM pipelines p\n"
+            "  LEFT JOIN pipe_job_queue pj ON pj.pipe_id = p.pipe_id AND pj.request_id = %(request_id)s\n"
+            "  LEFT JOIN job_queue j ON j.pipe_job_id = pj.pipe_job_id\n",
+        ),
+        "request 45: order 1: you counted 4 jobs, there were 1",
+    ),
+    # a step of the pipeline joined in for its name: each job counted once per step
+    Wrong(
+        "join-multiplies-rows",
+        changed(FROM, FROM + "  JOIN pipeline_processes pp ON pp.pipe_id = p.pipe_id\n"),
+        "you counted",
+    ),
+    Wrong(
+        "descending", changed("ORDER BY p.pipe_order;", "ORDER BY p.pipe_order DESC;"), "ORDER BY pipe_order"
+    ),
+    Wrong("other-column-name", changed("AS jobs", "AS job_count"), "(missing: jobs)"),
+    Wrong("hard-coded-request", changed("%(request_id)s", "50"), "no %(request_id)s"),
+    Wrong(
+        "the-skeleton-unfilled",
+        changed(f"       {LAST},\n       {COUNT}\n", "       -- TODO: last_finished and jobs\n"),
+        "PostgreSQL refused your query",
+    ),
+]
+
+RIGHT = [
+    Right("the-lessons-reference", REFERENCE),
+    Right(
+        "the-jobs-own-pipeline-and-a-filter",
+        "SELECT p.pipe_order, min(j.job_create_timestamp) AS first_created,\n"
+        "       max(j.job_finish_timestamp) FILTER (WHERE j.job_finished) AS last_finished,\n"
+        "       count(j.job_id) AS jobs\n"
+        "  FROM pipe_job_queue pj, job_queue j, pipelines p\n"
+        " WHERE j.pipe_job_id = pj.pipe_job_id AND p.pipe_id = j.pipe_id AND pj.request_id = %(request_id)s\n"
+        " GROUP BY 1 ORDER BY 1;",
+    ),
+    Right(
+        "cte-per-order",
+        "WITH mine AS (\n"
+        "  SELECT p.pipe_order, j.job_create_timestamp, j.job_finish_timestamp FROM job_queue j\n"
+        "    JOIN pipe_job_queue pj ON pj.pipe_job_id = j.pipe_job_id\n"
+        "    JOIN pipelines p ON p.pipe_id = pj.pipe_id\n"
+        "   WHERE pj.request_id = %(request_id)s)\n"
+        "SELECT pipe_order, min(job_create_timestamp) AS first_created,\n"
+        "       max(job_finish_timestamp) AS last_finished, count(*)::int AS jobs\n"
+        "  FROM mine GROUP BY pipe_order ORDER BY pipe_order;",
+    ),
+    Right(
+        "orders-from-pipelines-with-exists",
+        "SELECT o.pipe_order, o.first_created, o.last_finished, o.jobs FROM (\n"
+        "  SELECT p.pipe_order, min(j.job_create_timestamp) AS first_created,\n"
+        "         max(j.job_finish_timestamp) AS last_finished, count(j.*) AS jobs\n"
+        "    FROM pipelines p\n"
+        "    LEFT JOIN pipe_job_queue pj ON pj.pipe_id = p.pipe_id AND pj.request_id = %(request_id)s\n"
+        "    LEFT JOIN job_queue j ON j.pipe_job_id = pj.pipe_job_id\n"
+        "   GROUP BY p.pipe_order) o\n"
+        " WHERE o.jobs > 0 ORDER BY o.pipe_order;",
+    ),
+]
