@@ -119,7 +119,8 @@ class _Scene:
 
     @classmethod
     def draw(cls) -> _Scene:
-        tag, minor = secrets.token_hex(2), secrets.randbelow(9)
+        # minor 0 would make 1.0.0, the version of the example job (first_process 1.0.0)
+        tag, minor = secrets.token_hex(2), 1 + secrets.randbelow(9)
         ranks = list(range(3 + secrets.randbelow(3)))
         # the oldest is neither the first nor the last id: no order of ids picks it
         while ranks[0] == 0 or ranks[-1] == 0:
