@@ -44,7 +44,12 @@ MODULES = _modules()
 
 def _cases(kind: str) -> list:
     return [
-        pytest.param(module, answer, id=f"{name}:{answer.mistake if kind == 'WRONG' else answer.style}")
+        pytest.param(
+            module,
+            answer,
+            id=f"{name}:{answer.mistake if kind == 'WRONG' else answer.style}",
+            marks=getattr(module, "MARKS", ()),
+        )
         for name, module in MODULES.items()
         for answer in getattr(module, kind)
     ]

@@ -7,8 +7,10 @@ A corpus module is named after its lesson and judge (`l02_heartbeat_upsert`) and
     RIGHT = [Right("plpgsql-if-found", SQL)]
 
 and, when the judge needs a tool pip cannot bring, `NEEDS = ("pgbouncer", present, install)`
-for `tests.tools.require`. `tests/test_corpora.py` runs every answer through its judge: a
-wrong one must be refused with a ✗ line that contains `says`, a right one must hold.
+for `tests.tools.require`; `MARKS` are pytest marks for every answer (the capstone's rounds
+are `chaos`: run once per CI run, not again on the second server). `tests/test_corpora.py`
+runs every answer through its judge: a wrong one must be refused with a ✗ line that contains
+`says`, a right one must hold.
 """
 
 from __future__ import annotations

@@ -7,10 +7,13 @@ three seconds of kills (the forced scenes run besides).
 
 from __future__ import annotations
 
+import pytest
+
 from pgqueue import chaos, labs
 from tests.corpora import Right, Wrong
 
 ROUND = {"requests": 5, "seconds": 3.0, "drain": 8.0}
+MARKS = (pytest.mark.chaos,)  # rounds of SIGKILLs: once per CI run, the server adds nothing
 
 
 def JUDGE(pieces: dict[str, str]):  # noqa: N802 - the harness calls every corpus's judge JUDGE
