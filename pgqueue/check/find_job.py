@@ -304,6 +304,17 @@ def _two_picks_at_once(lab: labs.Scratch, me: Process, pipe_job: int, verdict: V
             + (_DEADLOCK if any("deadlock" in e for e in errors) else _OWN_ROW),
         )
         return
+    distinct = not errors and LOST_RACE not in heard and len({tuple(j or ()) for j in jobs}) == 2
+    if not distinct:
+        said = errors[0] if errors else "one got no job"
+        said = f"one was told {LOST_RACE!r}" if LOST_RACE in heard else said
+        verdict.expect(
+            False,
+            "",
+            f"{what}: the two did not each take a job of their own ({said})"
+            + (_NOWAIT if any("could not obtain lock" in e for e in errors) else ""),
+        )
+        return
     how = (
         "the second passed over the first one's row and both took a job of their own"
         if both_picked

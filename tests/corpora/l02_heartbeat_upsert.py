@@ -95,6 +95,16 @@ WRONG = [
     ),
 ]
 
+WRONG.append(
+    Wrong(
+        "a-session-level-lock-around-the-beat",  # found by a blind learner: it hung the judge
+        REFERENCE.replace(
+            "LANGUAGE sql AS $$\n", "LANGUAGE sql AS $$\n    SELECT pg_advisory_lock(hashtext(p_uuid));\n"
+        ),
+        "a session-level advisory lock (pg_advisory_lock) is held until the session closes",
+    )
+)
+
 RIGHT = [
     Right("the-lessons-reference", REFERENCE),
     Right(
