@@ -13,7 +13,8 @@ import psycopg
 from psycopg import sql
 
 from pgqueue import labs, queries
-from pgqueue.check.core import Verdict, as_written, located, written
+from pgqueue.check import core
+from pgqueue.check.core import Verdict, written
 from pgqueue.errors import PgQueueError
 
 if TYPE_CHECKING:
@@ -404,8 +405,7 @@ def check_archive(query: object) -> Verdict:
 def _archive_refused(exc: psycopg.Error, text: str) -> str:
     """PostgreSQL's refusal of an archiving statement, where in it, and what usually causes it."""
     said = exc.diag.message_primary or str(exc)
-    position = exc.diag.statement_position
-    where = f", {located(text, as_written(text, int(position)))}" if position else ""
+    where = core.where(text, exc, with_parameters=True)
     if isinstance(exc, psycopg.errors.ForeignKeyViolation):
         where += "; job_attempts points at job_queue: move a job's attempts in the same statement"
     elif "multiple commands" in said:

@@ -14,7 +14,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from pgqueue import demo, designs, fleet, hardened, heartbeats, labs, notify_listen, queries, single_call
-from pgqueue.check.core import Verdict, as_written, located, together, written
+from pgqueue.check.core import Verdict, together, where, written
 from pgqueue.errors import PgQueueError
 from pgqueue.heartbeats import Identity
 from pgqueue.races import waiting_on_lock
@@ -436,10 +436,7 @@ def _claimed(poc: str, pipe_job_id: int) -> int | None:
 
 def _refused_at(exc: psycopg.Error, text: str) -> str:
     """PostgreSQL's words for a learner's SQL it refused, and where in that SQL, when it says."""
-    position = exc.diag.statement_position
-    return (exc.diag.message_primary or str(exc)) + (
-        f", {located(text, as_written(text, int(position)))}" if position else ""
-    )
+    return (exc.diag.message_primary or str(exc)) + where(text, exc, with_parameters=True)
 
 
 @dataclass(frozen=True)

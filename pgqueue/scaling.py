@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from pgqueue import chaos, fleet, hardened, labs, paths, pooler, queries, server
-from pgqueue.check.core import Verdict, as_written, located, written
+from pgqueue.check.core import Verdict, where, written
 from pgqueue.errors import PgQueueError
 from pgqueue.wait import Timeout, until
 
@@ -377,9 +377,8 @@ class _Turns:
                 racer, second = self.start(b, request_id)
                 went_ahead = not self.waits(second) and second[0] == "done"
         except psycopg.Error as exc:
-            position = exc.diag.statement_position
-            where = f", {located(self.text, as_written(self.text, int(position)))}" if position else ""
-            return verdict.refuse(f"PostgreSQL refused your statement: {_said(exc)}{where}")
+            at = where(self.text, exc, with_parameters=True)
+            return verdict.refuse(f"PostgreSQL refused your statement: {_said(exc)}{at}")
         except Timeout:
             return verdict.refuse("a client neither finished nor waited for a lock within 10 s")
         racer.join(10)

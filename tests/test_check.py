@@ -75,23 +75,6 @@ def test_a_comment_that_still_says_todo_decides_nothing():
     assert verdict.wrong == []
 
 
-def test_an_error_in_a_wrapped_answer_is_placed_in_the_learners_own_lines():
-    answer = "SELECT 1\n  FROM job_queue\n WHER job_id = 1"
-    text = f"CREATE FUNCTION pick() RETURNS int LANGUAGE sql AS $$\n{answer}\n$$;"
-    verdict = Verdict("your pick")
-    with labs.scratch("notify-listen", "heartbeats") as lab, lab.connect() as conn:
-        assert not core.install(conn, text, verdict, answer=answer)
-    assert "at line 3, column 7 of your SQL: 'WHER job_id = 1'" in str(verdict), str(verdict)
-
-
-def test_an_error_in_the_kits_wrapping_is_not_blamed_on_the_answer():
-    text = "CREATE FUNCTON pick() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;"
-    verdict = Verdict("your pick")
-    with labs.scratch("notify-listen", "heartbeats") as lab, lab.connect() as conn:
-        assert not core.install(conn, text, verdict, answer="SELECT 1")
-    assert "in the kit's SQL around your answer" in str(verdict), str(verdict)
-
-
 def test_sql_that_creates_something_else_is_named():
     verdict = Verdict("your send_heartbeat")
     with labs.scratch("notify-listen", "heartbeats") as lab, lab.connect() as conn:

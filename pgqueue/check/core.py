@@ -98,22 +98,26 @@ def as_written(text: str, position: int) -> int:
     return done + position - sent
 
 
-def located(text: str, position: int, answer: str | None = None) -> str:
-    """Where character `position` (1-based, as PostgreSQL counts) of `text` falls in the learner's `answer`.
-
-    `answer` is the learner's part of `text` when the kit wrapped it in SQL of its own; the
-    place is given as a line and column of what the learner wrote, with that line shown.
-    """
-    answer = text if answer is None else answer
-    start = text.find(answer) if answer else -1
-    offset = position - 1 - start
-    if start < 0 or not 0 <= offset <= len(answer):
-        return f"in the kit's SQL around your answer, near {text[max(position - 1, 0) :][:40]!r}"
-    before = answer[:offset]
+def located(text: str, position: int) -> str:
+    """Where character `position` (1-based, as PostgreSQL counts) falls in `text`: a line and a
+    column of what the learner wrote, with that line shown."""
+    before = text[: max(position - 1, 0)]
     line = before.count("\n") + 1
-    column = offset - (before.rfind("\n") + 1) + 1
-    shown = answer.splitlines()[line - 1] if answer.splitlines() else answer
-    return f"at line {line}, column {column} of your SQL: {shown.strip()!r}"
+    column = len(before) - (before.rfind("\n") + 1) + 1
+    lines = text.splitlines() or [text]
+    return f"at line {line}, column {column} of your SQL: {lines[min(line, len(lines)) - 1].strip()!r}"
+
+
+def where(text: str, exc: psycopg.Error, *, with_parameters: bool = False) -> str:
+    """', at line L, column C of your SQL: ...' for the place PostgreSQL gives in its error, or ''.
+
+    `with_parameters`: `text` was sent with %(name)s placeholders (see `as_written`).
+    """
+    position = exc.diag.statement_position
+    if not position:
+        return ""
+    position = as_written(text, int(position)) if with_parameters else int(position)
+    return f", {located(text, position)}"
 
 
 def install(
@@ -122,13 +126,12 @@ def install(
     verdict: Verdict,
     *,
     replaces: Sequence[str] = (),
-    answer: str | None = None,
 ) -> bool:
     """Run the learner's SQL in one transaction, after dropping the reference `replaces` routines.
 
     Dropping first means only the learner's version can be there afterwards, whether they
     wrote CREATE or CREATE OR REPLACE. False, with PostgreSQL's words in the verdict, on an error,
-    and where it is in the learner's `answer` (the whole `text` unless the kit wrapped it).
+    and where in the learner's text it is.
     """
     try:
         with conn.transaction():
@@ -136,10 +139,9 @@ def install(
                 conn.execute(sql.SQL(_q()["drop_routine"]).format(routine=sql.Identifier(routine)))
             conn.execute(text)
     except psycopg.Error as exc:
-        position = exc.diag.statement_position
-        where = f", {located(text, int(position), answer)}" if position else ""
-        unwritten = " (it still has a TODO: is that part written?)" if "TODO" in (answer or text) else ""
-        verdict.refuse(f"PostgreSQL refused your SQL: {exc.diag.message_primary or exc}{where}{unwritten}")
+        unwritten = " (it still has a TODO: is that part written?)" if "TODO" in text else ""
+        said = exc.diag.message_primary or exc
+        verdict.refuse(f"PostgreSQL refused your SQL: {said}{where(text, exc)}{unwritten}")
         return False
     missing = [r for r in replaces if not conn.execute(_q()["routine_exists"], {"name": r}).fetchone()[0]]
     if missing:
