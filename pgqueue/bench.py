@@ -308,7 +308,7 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def own_server() -> Iterator[str]:
-    """PGQUEUE_DSN's server, or a fresh embedded one in a private folder, removed afterwards.
+    """PGQUEUE_DSN's server, or a fresh embedded one in a private folder; the run's go with it, even failing.
 
     A fresh server keeps the learner's labs and their server's caches out of the numbers. Its
     settings are PostgreSQL's defaults (durable commits), as a queue that must not lose jobs needs.
@@ -318,7 +318,10 @@ def own_server() -> Iterator[str]:
     own_labs = {labs.PREFIX_ENV: PREFIX, labs.TEMPLATES_ENV: "1"}
     if os.environ.get(server.DSN_ENV, "").strip():
         with _environ(own_labs):
-            yield "PGQUEUE_DSN"
+            try:
+                yield "PGQUEUE_DSN"
+            finally:  # a run that fails leaves none of its databases or roles there either
+                labs.drop_every(PREFIX)
         return
     folder = paths.private_folder(paths.home() / f"bench-{os.getpid()}")
     try:
@@ -880,7 +883,5 @@ def run(
             clients = QUICK_PGBENCH_CLIENTS if quick else FULL_PGBENCH_CLIENTS
             report.pgbench = pgbench(clients, QUICK_PGBENCH_SECONDS if quick else FULL_PGBENCH_SECONDS)
             progress("  " + report.pgbench_table())
-        if where == "PGQUEUE_DSN":
-            labs.drop_every(PREFIX)  # a server that outlives the run keeps the learner's labs only
     report.seconds = round(time.monotonic() - started, 1)
     return report

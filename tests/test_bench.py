@@ -7,7 +7,7 @@ import os
 import psutil
 import pytest
 
-from pgqueue import bench, labs, paths, peers, queries, server
+from pgqueue import bench, paths, peers, queries, server
 from pgqueue.errors import PgQueueError
 from tests.conftest import run_cli
 
@@ -92,13 +92,17 @@ def _bench_workers() -> list[psutil.Process]:
     return found
 
 
-def test_a_claim_that_takes_nothing_is_an_error_not_a_fast_number(monkeypatch):
-    monkeypatch.setenv(labs.PREFIX_ENV, labs.prefix() + "b_")
+def test_a_claim_that_takes_nothing_is_an_error_and_the_failed_run_leaves_nothing_behind():
     idle = bench.Claimer("claims nothing", "floor", 1, lambda conn, who: None)
     with pytest.raises(
         PgQueueError, match="claims nothing at depth 50: 0 jobs were taken by 5 claims, not 5"
     ):
-        bench.claim_costs([50], 2, claimers=(idle,))
+        bench.run(scenarios=("claims",), depths=[50], samples=2, claimers=(idle,))
+    # the run had made its floor database when it failed: a shared server keeps none of it
+    if DSN_SET:
+        assert _bench_databases() == []
+    else:
+        assert not list(paths.home().glob("bench-*")) and _bench_processes() == []
 
 
 @pytest.mark.parametrize(
