@@ -53,6 +53,15 @@ def test_the_lessons_skeleton_is_not_tried_yet():
             HEAD + JOIN + SAME_PIPE + "nxt.process_order > this.process_order" + WHERE,
             "only the step one after it, not every later step",
         ),
+        # the least later step: right while the orders count 1, 2, 3; the drawn pipeline skips one
+        (
+            HEAD
+            + JOIN
+            + SAME_PIPE
+            + "nxt.process_order > this.process_order"
+            + WHERE.replace(";\n$$", "\n     ORDER BY nxt.process_order LIMIT 1;\n$$"),
+            "has no step at process_order ",
+        ),
         # the step asked about is found in every pipeline: second_process is in both
         (
             HEAD + JOIN + SAME_PIPE + "nxt.process_order = this.process_order + 1\n"
@@ -110,6 +119,7 @@ def test_the_lessons_skeleton_is_not_tried_yet():
         "previous",
         "itself",
         "every-later",
+        "least-later-across-a-gap",
         "step-of-any-pipeline",
         "wraps-around",
         "names-only",

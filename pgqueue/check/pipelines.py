@@ -1,4 +1,4 @@
-"""Lesson 01's checker: the learner's `next_processes`, asked for the step after every example step."""
+"""Lesson 01's checker: the learner's `next_processes`, asked for the step after every step there is."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ def _q() -> queries.Queries:
 
 
 def next_processes(text: str, poc: str = "notify-listen") -> Verdict:
-    """Whether the learner's `next_processes` names the next step of every step of the example pipelines.
+    """Whether the learner's `next_processes` names the next step of every step of the pipelines.
 
     The reference answer is the step of the same pipeline whose process_order is one more, or
-    none after a pipeline's last step; the first difference is named in plain words.
+    none after a pipeline's last step and before a gap in its orders (the original's create_jobs
+    asked for process_order + 1 and raised without it); the first difference is named in plain words.
     """
     verdict = Verdict("your next_processes")
     if written(text, verdict) is None:
@@ -51,8 +52,8 @@ def next_processes(text: str, poc: str = "notify-listen") -> Verdict:
         verdict.expect(
             not wrong,
             f"it names the next step of each of the {len(steps)} steps of the example pipelines and of "
-            f"pipeline {drawn.pipe_id} ({drawn.size} steps, drawn for this check), and no step after a "
-            "pipeline's last one",
+            f"pipeline {drawn.pipe_id} ({drawn.size} steps at orders {drawn.orders_said}, drawn for this "
+            "check), no step after a pipeline's last one, and none across the gap in its orders",
             f"it is wrong for {len(wrong)} of the {len(steps)} steps asked about; the first: {wrong[0]}"
             if wrong
             else "",
@@ -83,22 +84,31 @@ def next_processes(text: str, poc: str = "notify-listen") -> Verdict:
 class _Drawn:
     """The pipeline drawn for one check, and the names it asks about that are no step."""
 
-    def __init__(self, pipe_id: int, tag: str, names: list[str]) -> None:
+    def __init__(self, pipe_id: int, tag: str, names: list[str], orders: list[int]) -> None:
         self.pipe_id, self.size, self.first = pipe_id, len(names), names[0]
+        self.orders_said = ", ".join(map(str, orders))
         self.stranger = f"no_such_{tag}"  # a step of no pipeline
         self.absent = pipe_id + 1  # a pipeline that does not exist
 
 
 def _draw(conn: psycopg.Connection) -> _Drawn:
     """Add a pipeline of 3 to 6 steps with a drawn id, names and versions; its last step is
-    second_process, at another order than in the examples, so a step found in the wrong pipeline shows."""
+    second_process, at another order than in the examples, so a step found in the wrong pipeline shows.
+
+    One order after a drawn step past the second is missing (1, 2, 4, ... or 1, 2, 3, 5, ...): the
+    examples have no gap, so an answer that takes the least later order instead of process_order + 1
+    would pass them. Order 2 is always there, beside the examples' step 2 of the same order."""
     pipe_id, tag = 10 + secrets.randbelow(80), secrets.token_hex(2)
     size = 3 + secrets.randbelow(4)
     names = [f"step_{tag}_{chr(ord('a') + i)}" for i in range(size - 1)] + ["second_process"]
     versions = [f"{secrets.randbelow(9)}.{secrets.randbelow(9)}.{i}" for i in range(size)]
+    before_gap = 2 + secrets.randbelow(size - 2)
+    orders = [n if n <= before_gap else n + 1 for n in range(1, size + 1)]
     conn.execute(_q()["next_drawn_pipeline"], {"pipe_id": pipe_id, "pipe_name": f"drawn_{tag}"})
-    conn.execute(_q()["next_drawn_steps"], {"pipe_id": pipe_id, "names": names, "versions": versions})
-    return _Drawn(pipe_id, tag, names)
+    conn.execute(
+        _q()["next_drawn_steps"], {"pipe_id": pipe_id, "names": names, "versions": versions, "orders": orders}
+    )
+    return _Drawn(pipe_id, tag, names, orders)
 
 
 def _ask(conn: psycopg.Connection, pipe_id: int, name: str, verdict: Verdict) -> list[dict] | None:
@@ -134,6 +144,12 @@ def _difference(step: dict, answer: list[dict]) -> str:
         return (
             f"{where}: a row whose columns are all NULL is no step (an outer join keeps a step with "
             "nothing after it; use JOIN, so that no step after it is no row)"
+        )
+    if step["next_name"] is None and step["later_order"] is not None:
+        return (
+            f"{where}; pipeline {step['pipe_id']} has no step at process_order {step['process_order'] + 1} "
+            f"(its orders jump from {step['process_order']} to {step['later_order']}), so the answer is no "
+            "row: the next step is the one whose process_order is one more, not the next one found later"
         )
     if step["next_name"] is None:
         return f"{where}; it is the pipeline's last step, so the answer is no row"

@@ -151,10 +151,14 @@ SELECT DISTINCT process_name, process_version FROM pipeline_processes ORDER BY 1
 -- Lesson 01's checker (pgqueue.check.pipelines): the learner's next_processes.
 
 -- name: next_step_reference
--- Every step of the example pipelines with the step after it in the same pipeline (process_order
--- one more), or NULLs for a pipeline's last step.
+-- Every step of the pipelines with the step after it in the same pipeline (process_order one
+-- more), or NULLs for a pipeline's last step and for a step before a gap in its orders (where the
+-- original's create_jobs found no process_order + 1 and raised); later_order is the least later
+-- order of the pipeline, NULL after its last step.
 SELECT this.pipe_id, this.process_name, this.process_order,
-       nxt.process_name AS next_name, nxt.process_version AS next_version
+       nxt.process_name AS next_name, nxt.process_version AS next_version,
+       (SELECT min(later.process_order) FROM pipeline_processes later
+         WHERE later.pipe_id = this.pipe_id AND later.process_order > this.process_order) AS later_order
   FROM pipeline_processes this
   LEFT JOIN pipeline_processes nxt ON nxt.pipe_id = this.pipe_id
                                   AND nxt.process_order = this.process_order + 1
@@ -277,8 +281,9 @@ VALUES (%(pipe_id)s, %(pipe_name)s, '1.0.0', 'drawn by the checker', 1);
 
 -- name: next_drawn_steps
 INSERT INTO pipeline_processes (pipe_id, process_name, process_version, process_order)
-SELECT %(pipe_id)s, step.name, step.version, step.n
-  FROM unnest(%(names)s::varchar[], %(versions)s::varchar[]) WITH ORDINALITY AS step (name, version, n);
+SELECT %(pipe_id)s, step.name, step.version, step.process_order
+  FROM unnest(%(names)s::varchar[], %(versions)s::varchar[], %(orders)s::smallint[])
+       AS step (name, version, process_order);
 
 -- Lesson 08's checker: the scratch lab's scene drawn anew, so that no count of the examples passes.
 

@@ -62,6 +62,30 @@ WRONG = [
         "it is the pipeline's last step, so the answer is no row",
     ),
     Wrong("hard-coded-example-steps", HARD_CODED, "you answered no row; the next step is"),
+    # "the next step" read as the next one found later: the same as + 1 until the orders skip one
+    Wrong(
+        "the-least-later-step",
+        f"{HEAD}    SELECT nxt.* FROM pipeline_processes this JOIN pipeline_processes nxt\n"
+        f"      ON {SAME_PIPE}nxt.process_order > this.process_order\n"
+        f"     WHERE {WHERE}\n     ORDER BY nxt.process_order LIMIT 1;\n$$;\n",
+        "not the next one found later",
+    ),
+    Wrong(
+        "min-of-the-later-orders",
+        f"{HEAD}    SELECT * FROM pipeline_processes WHERE pipe_id = p_pipe_id AND process_order =\n"
+        "      (SELECT min(nxt.process_order) FROM pipeline_processes this JOIN pipeline_processes nxt\n"
+        f"          ON {SAME_PIPE}nxt.process_order > this.process_order WHERE {WHERE});\n$$;\n",
+        "(its orders jump from",
+    ),
+    Wrong(
+        "window-function-lead",
+        f"{HEAD}    SELECT p.* FROM pipeline_processes p JOIN (\n"
+        "      SELECT pipe_id, process_name,\n"
+        "             lead(process_name) OVER (PARTITION BY pipe_id ORDER BY process_order) AS next_name\n"
+        "        FROM pipeline_processes) w ON w.pipe_id = p.pipe_id AND w.next_name = p.process_name\n"
+        "     WHERE w.pipe_id = p_pipe_id AND w.process_name = p_process_name;\n$$;\n",
+        "so the answer is no row: the next step is the one whose process_order is one more",
+    ),
     # the step's order looked up by name alone: the first pipeline that has it wins
     Wrong(
         "order-looked-up-by-name-alone",
@@ -116,18 +140,23 @@ RIGHT = [
         "      (SELECT process_order + 1 FROM pipeline_processes\n"
         "        WHERE pipe_id = p_pipe_id AND process_name = p_process_name);\n$$;\n",
     ),
+    # lead() is the step after in the window, wherever it is: kept only when it is one more
     Right(
-        "the-least-later-step",
-        f"{HEAD}    SELECT nxt.* FROM pipeline_processes this JOIN pipeline_processes nxt\n"
-        f"      ON {SAME_PIPE}nxt.process_order > this.process_order\n"
-        f"     WHERE {WHERE}\n     ORDER BY nxt.process_order LIMIT 1;\n$$;\n",
+        "window-function-lead-one-more",
+        f"{HEAD}    SELECT p.* FROM pipeline_processes p JOIN (\n"
+        "      SELECT pipe_id, process_name, process_order,\n"
+        "             lead(process_name) OVER w AS next_name, lead(process_order) OVER w AS next_order\n"
+        "        FROM pipeline_processes WINDOW w AS (PARTITION BY pipe_id ORDER BY process_order)) s\n"
+        "          ON s.pipe_id = p.pipe_id AND s.next_name = p.process_name\n"
+        "     WHERE s.pipe_id = p_pipe_id AND s.process_name = p_process_name\n"
+        "       AND s.next_order = s.process_order + 1;\n$$;\n",
     ),
     Right(
-        "window-function-lead",
-        f"{HEAD}    SELECT p.* FROM pipeline_processes p JOIN (\n"
-        "      SELECT pipe_id, process_name,\n"
-        "             lead(process_name) OVER (PARTITION BY pipe_id ORDER BY process_order) AS next_name\n"
-        "        FROM pipeline_processes) w ON w.pipe_id = p.pipe_id AND w.next_name = p.process_name\n"
-        "     WHERE w.pipe_id = p_pipe_id AND w.process_name = p_process_name;\n$$;\n",
+        "exists-for-the-step-asked",
+        f"{HEAD}    SELECT nxt.* FROM pipeline_processes nxt\n"
+        "     WHERE nxt.pipe_id = p_pipe_id\n"
+        "       AND EXISTS (SELECT FROM pipeline_processes this\n"
+        "                    WHERE this.pipe_id = nxt.pipe_id AND this.process_name = p_process_name\n"
+        "                      AND this.process_order = nxt.process_order - 1);\n$$;\n",
     ),
 ]
