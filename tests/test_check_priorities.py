@@ -35,6 +35,15 @@ def test_the_reference_priority_change_holds():
             broken("     WHERE pipe_job_id = p_pipe_job_id\n       AND", "     WHERE"),
             "of another pipe job changed too",
         ),
+        # the request's pipe jobs all changed: the scene's request has more than one
+        (
+            broken(
+                "     WHERE pipe_job_id = p_pipe_job_id\n",
+                "     WHERE pipe_job_id IN (SELECT pipe_job_id FROM pipe_job_queue WHERE request_id =\n"
+                "           (SELECT request_id FROM pipe_job_queue WHERE pipe_job_id = p_pipe_job_id))\n",
+            ),
+            ", though of the same request ",
+        ),
         (
             broken("        RAISE EXCEPTION 'no pipe job %', p_pipe_job_id;\n", "        RETURN 0;\n"),
             "returned 0: an unknown pipe job must raise",
@@ -56,6 +65,7 @@ def test_the_reference_priority_change_holds():
         "waiting-kept",
         "running-changed",
         "other-pipe-job",
+        "same-request",
         "unknown-passes",
         "wrong-count",
         "pipe-job-kept",

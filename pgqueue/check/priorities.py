@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import dataclass, field
 
 import psycopg
 
@@ -11,10 +12,35 @@ from pgqueue import labs, queries
 from pgqueue.check.core import Verdict, install, written
 
 START = 100  # every job's priority before the change
+ORDER_1 = (1, 3)  # pipelines of order 1 besides pipeline 2: a sibling's entry job waits at once
+ORDER_2 = 4  # a pipeline of order 2: its pipe job waits with no job yet
 
 
 def _q() -> queries.Queries:
     return queries.load("clients/check.sql")
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One pipe job or job as the checker saw it: whose it is, its priority, and every other column."""
+
+    pipe_job: int
+    request: int
+    priority: int
+    rest: dict
+
+
+@dataclass
+class _Scene:
+    """What was drawn for one check: the pipe job asked about, its jobs, and the pipe jobs beside it."""
+
+    request: int
+    mine: int = 0
+    siblings: list[int] = field(default_factory=list)  # other pipe jobs of the same request
+    others: list[int] = field(default_factory=list)  # pipe jobs of another request
+    blank: int = 0  # a waiting job with '' as its worker
+    running: int = 0
+    finished: int = 0
 
 
 def priority_change(text: str, poc: str = "single-call") -> Verdict:
@@ -25,21 +51,14 @@ def priority_change(text: str, poc: str = "single-call") -> Verdict:
     with labs.scratch(poc, "priorities", examples=True) as lab, lab.connect() as conn:
         if not install(conn, text, verdict, replaces=["set_pipe_job_priority"]):
             return verdict
-        # pipe job `mine`: its entry job waits, and 1-3 more wait (one of them with '' as its
-        # worker: the lab's other way to say nobody), one runs, one is finished; pipe job
-        # `other`: its entry job waits. Sizes, the new priority and the request ids are drawn.
         new = 1 + secrets.randbelow(START - 1)
-        request = 1 + secrets.randbelow(10_000)
-        mine = conn.execute(_q()["priority_pipe_job"], {"request_id": request}).fetchone()[0]
-        conn.execute(_q()["priority_pipe_job"], {"request_id": request + 1})  # another request
-        blank = _place(conn, mine, taken_by="")
-        for _ in range(secrets.randbelow(3)):
-            _place(conn, mine, taken_by=None)
-        running = _place(conn, mine, taken_by="busy0worker")
-        finished = _place(conn, mine, taken_by="done0worker", finished=True)
-        before = _priorities(conn)
+        scene = _draw(conn)
+        before = _rows(conn)
+        mine = scene.mine
         waiting = [
-            k for k in before if k[0] == "job" and before[k][0] == mine and k[1] not in (running, finished)
+            k
+            for k, row in before.items()
+            if k[0] == "job" and row.pipe_job == mine and k[1] not in (scene.running, scene.finished)
         ]
         unknown = max(i for kind, i in before if kind == "pipe job") + 1 + secrets.randbelow(1000)
 
@@ -50,16 +69,48 @@ def priority_change(text: str, poc: str = "single-call") -> Verdict:
             returned = conn.execute(_q()["priority_set"], call).fetchone()[0]
         except psycopg.Error as exc:
             return verdict.refuse(f"set_pipe_job_priority({mine}, {new}) failed: {_error(exc)}")
-        after = _priorities(conn)
-        _compare(before, after, mine, (waiting, blank, running, finished), new, verdict)
+        after = _rows(conn)
+        if not _same_rows(before, after, mine, verdict):
+            return verdict
+        _compare(before, after, scene, waiting, new, verdict)
         verdict.expect(
             returned == len(waiting),
             f"it returns how many waiting jobs changed ({len(waiting)})",
             f"set_pipe_job_priority({mine}, {new}) returned {returned!r}, but pipe job {mine} had "
             f"{len(waiting)} waiting jobs: it must return how many waiting jobs it changed",
         )
-        _later_jobs_inherit(conn, mine, running, new, verdict)
+        _later_jobs_inherit(conn, mine, scene.running, new, verdict)
     return verdict
+
+
+def _draw(conn: psycopg.Connection) -> _Scene:
+    """The scene, its ids and sizes drawn: pipe job `mine` (pipeline 2) with its entry job and 1-3
+    more waiting (one with '' as its worker: the lab's other way to say nobody), one running, one
+    finished; 1-2 other pipe jobs of the same request, an order-1 one with jobs waiting; a pipe job
+    of another request with jobs waiting. They are made in a drawn order, so no id says whose is whose.
+    """
+    request = 1000 + secrets.randbelow(9000)
+    scene = _Scene(request)
+    other_request = request + (1 if secrets.randbelow(2) else -1) * (1 + secrets.randbelow(500))
+    made = [("mine", 2), ("sibling", secrets.choice(ORDER_1)), ("other", 2)]
+    if secrets.randbelow(2):
+        made.append(("sibling", ORDER_2))
+    secrets.SystemRandom().shuffle(made)
+    for role, pipe_id in made:
+        params = {"request_id": other_request if role == "other" else request, "pipe_id": pipe_id}
+        pipe_job = conn.execute(_q()["priority_pipe_job"], params).fetchone()[0]
+        if role == "mine":
+            scene.mine = pipe_job
+        else:
+            (scene.siblings if role == "sibling" else scene.others).append(pipe_job)
+        if role != "mine" and pipe_id != ORDER_2:
+            _place(conn, pipe_job, taken_by=None)  # one more waiting beside the entry job
+    scene.blank = _place(conn, scene.mine, taken_by="")
+    for _ in range(secrets.randbelow(3)):
+        _place(conn, scene.mine, taken_by=None)
+    scene.running = _place(conn, scene.mine, taken_by="busy0worker")
+    scene.finished = _place(conn, scene.mine, taken_by="done0worker", finished=True)
+    return scene
 
 
 def _place(conn: psycopg.Connection, pipe_job: int, taken_by: str | None, finished: bool = False) -> int:
@@ -67,10 +118,11 @@ def _place(conn: psycopg.Connection, pipe_job: int, taken_by: str | None, finish
     return conn.execute(_q()["priority_place"], params).fetchone()[0]
 
 
-def _priorities(conn: psycopg.Connection) -> dict[tuple[str, int], tuple[int, int]]:
-    """(kind, id) -> (pipe job id, priority) for every pipe job and job."""
+def _rows(conn: psycopg.Connection) -> dict[tuple[str, int], _Row]:
+    """(kind, id) -> the whole row, for every pipe job and job."""
     return {
-        (kind, i): (pipe_job, priority) for kind, i, pipe_job, priority in conn.execute(_q()["priority_jobs"])
+        (kind, i): _Row(pipe_job, request, priority, rest)
+        for kind, i, pipe_job, request, priority, rest in conn.execute(_q()["priority_rows"])
     }
 
 
@@ -84,51 +136,106 @@ def _unknown_raises(conn: psycopg.Connection, before: dict, unknown: int, new: i
         raised, error = True, f" ({exc.sqlstate} {_error(exc)})"
     else:
         raised = False
-    changed = _priorities(conn) != before
+    changed = _rows(conn) != before
     verdict.expect(
         raised and not changed,
         f"an unknown pipe job ({unknown}) raises an error{error} and changes nothing",
         f"set_pipe_job_priority({unknown}, {new}) "
         + ("raised" if raised else f"returned {returned!r}")
-        + (" and changed priorities" if changed else "")
+        + (" and changed rows" if changed else "")
         + ": an unknown pipe job must raise (RAISE EXCEPTION), so that a mistyped id does not pass silently",
     )
     return not changed
 
 
-def _compare(before, after, mine, jobs, new, verdict: Verdict) -> None:
-    waiting, blank, running, finished = jobs
-    kept = [k for k in waiting if after[k][1] != new]
-    why = (
-        f" (job {blank} has '' as its worker, which in this lab means nobody too: IS NULL alone misses it)"
-        if kept == [("job", blank)]
-        else ""
+def _same_rows(before: dict, after: dict, mine: int, verdict: Verdict) -> bool:
+    """Whether the call left every row there and made none: the rest is compared row by row."""
+    gone, new = sorted(set(before) - set(after)), sorted(set(after) - set(before))
+    return verdict.expect(
+        not gone and not new,
+        "it adds and deletes no row",
+        f"after set_pipe_job_priority({mine}, ...) "
+        + " and ".join(
+            f"{', '.join(f'{kind} {i}' for kind, i in keys)} {what}"
+            for keys, what in ((gone, "are gone"), (new, "appeared"))
+            if keys
+        )
+        + ": change the priorities in place (UPDATE), nothing else",
     )
+
+
+def _named(keys: list[tuple[str, int]]) -> str:
+    """Rows in plain words: 'job 4', 'job 4 and job 5', 'pipe job 2, job 3 and job 4'."""
+    names = [f"{kind} {i}" for kind, i in keys]
+    return " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _ids(ids: object) -> str:
+    return ", ".join(map(str, sorted(ids)))
+
+
+def _columns(was: _Row, now: _Row) -> list[str]:
+    """The columns besides the priority whose value a call changed."""
+    return sorted(c for c in was.rest.keys() | now.rest.keys() if was.rest.get(c) != now.rest.get(c))
+
+
+def _compare(before: dict, after: dict, scene: _Scene, waiting: list, new: int, verdict: Verdict) -> None:
+    mine, blank = scene.mine, scene.blank
+    kept = [k for k in waiting if after[k].priority != new]
+    why = ""
+    if kept == [("job", blank)]:
+        why = f" (job {blank} has '' as its worker, which in this lab means nobody too: IS NULL alone"
+        why += " misses it)"
     verdict.expect(
-        after[("pipe job", mine)][1] == new,
+        after[("pipe job", mine)].priority == new,
         f"the pipe job's priority becomes {new}",
-        f"pipe job {mine} still has priority {after[('pipe job', mine)][1]}: change pipe_job_queue too "
+        f"pipe job {mine} still has priority {after[('pipe job', mine)].priority}: change pipe_job_queue too "
         "(create_jobs gives later steps the pipe job's priority)",
     )
     verdict.expect(
         not kept,
         f"its waiting jobs ({len(waiting)}, one with '' as its worker) get priority {new}",
         f"waiting job(s) {[k[1] for k in kept]} of pipe job {mine} kept priority "
-        f"{after[kept[0]][1] if kept else ''}{why}: find_job would still hand them out in the old order",
+        f"{after[kept[0]].priority if kept else ''}{why}: find_job would still hand them out in the old "
+        "order",
     )
+    running, finished = scene.running, scene.finished
     touched = [k[1] for k in (("job", running), ("job", finished)) if after[k] != before[k]]
     verdict.expect(
         not touched,
-        f"its running job ({running}) and finished job ({finished}) keep their priority",
+        f"its running job ({running}) and finished job ({finished}) stay as they were",
         f"job(s) {touched} changed although taken or finished ({running} runs, {finished} is finished): "
         "change only jobs that still wait (not assigned, job_finished IS NULL)",
     )
-    others = [k for k in before if before[k][0] != mine and after[k] != before[k]]
+    more = [(k, _columns(before[k], after[k])) for k in [("pipe job", mine), *waiting]]
+    more = [(k, columns) for k, columns in more if columns]
+    verdict.expect(
+        not more,
+        "on those, nothing but the priority changes",
+        f"{_named([more[0][0]])} of pipe job {mine} changed more than its priority ({', '.join(more[0][1])} "
+        "too): set the priority alone"
+        if more
+        else "",
+    )
+    siblings = [k for k in before if before[k].pipe_job in scene.siblings and after[k] != before[k]]
+    others = [k for k in before if before[k].request != scene.request and after[k] != before[k]]
+    verdict.expect(
+        not siblings,
+        f"the other pipe job(s) of request {scene.request} ({_ids(scene.siblings)}) and their jobs stay as "
+        "they were",
+        f"{_named(siblings)} changed too: that is pipe job(s) {_ids({before[k].pipe_job for k in siblings})}"
+        f" and its jobs, not pipe job {mine}, though of the same request {scene.request}"
+        + (
+            "; the priority is set for the pipe job asked for, not its whole request (match "
+            "pipe_job_id = p_pipe_job_id, not request_id)"
+            if not others
+            else ""
+        ),
+    )
     verdict.expect(
         not others,
-        "other pipe jobs and their jobs keep their priority",
-        f"{' and '.join(f'{kind} {i}' for kind, i in others)} of another pipe job changed too: "
-        "is a WHERE on pipe_job_id missing?",
+        f"pipe jobs of other requests ({_ids(scene.others)}) and their jobs stay as they were",
+        f"{_named(others)} of another pipe job changed too: is a WHERE on pipe_job_id missing?",
     )
 
 
@@ -144,7 +251,7 @@ def _later_jobs_inherit(
     except psycopg.Error as exc:
         verdict.refuse(f"handing over running job {running} with create_jobs failed: {_error(exc)}")
         return
-    got = _priorities(conn)[("job", made)][1]
+    got = _rows(conn)[("job", made)].priority
     verdict.expect(
         got == new,
         f"a job created later (job {made}, the next step of running job {running}) inherits priority {new}",

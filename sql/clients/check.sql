@@ -59,23 +59,30 @@ SELECT job_assigned_process_uuid FROM job_queue WHERE job_id = %(job_id)s;
 -- Lesson 05's checker (pgqueue/check/priorities.py).
 
 -- name: priority_pipe_job
--- A request for pipeline 2: its trigger makes the entry job, which waits.
+-- A pipe job of request `request_id` for pipeline `pipe_id`: for an order-1 pipeline its trigger
+-- makes the entry job, which waits; an order-2 one waits with no job.
 INSERT INTO pipe_job_queue (request_id, pipe_id, pipe_job_priority)
-VALUES (%(request_id)s, 2, 100) RETURNING pipe_job_id;
+VALUES (%(request_id)s, %(pipe_id)s, 100) RETURNING pipe_job_id;
 
 -- name: priority_place
--- A job of pipeline 2's first step for a pipe job: taken by `taken_by` or finished, as asked.
+-- A job of the first step of the pipe job's pipeline: taken by `taken_by` or finished, as asked.
 INSERT INTO job_queue (pipe_job_id, pipe_id, job_priority, job_process_name, job_process_version,
                        job_finished, job_assigned_process_uuid)
-VALUES (%(pipe_job_id)s, 2, 100, 'first_process', '1.9.2', %(finished)s, %(taken_by)s)
+SELECT pj.pipe_job_id, pj.pipe_id, 100, pp.process_name, pp.process_version, %(finished)s, %(taken_by)s
+  FROM pipe_job_queue pj
+  JOIN pipeline_processes pp ON pp.pipe_id = pj.pipe_id AND pp.process_order = 1
+ WHERE pj.pipe_job_id = %(pipe_job_id)s
 RETURNING job_id;
 
--- name: priority_jobs
--- Every pipe job's and job's priority, to compare before and after a change.
-SELECT 'pipe job' AS kind, pipe_job_id AS id, pipe_job_id, pipe_job_priority AS priority
-  FROM pipe_job_queue
+-- name: priority_rows
+-- Every pipe job and job, whole, to compare before and after a change: its pipe job, request,
+-- priority, and every other column.
+SELECT 'pipe job' AS kind, pj.pipe_job_id AS id, pj.pipe_job_id, pj.request_id,
+       pj.pipe_job_priority AS priority, to_jsonb(pj) - 'pipe_job_priority' AS rest
+  FROM pipe_job_queue pj
 UNION ALL
-SELECT 'job', job_id, pipe_job_id, job_priority FROM job_queue
+SELECT 'job', j.job_id, j.pipe_job_id, pj.request_id, j.job_priority, to_jsonb(j) - 'job_priority'
+  FROM job_queue j JOIN pipe_job_queue pj ON pj.pipe_job_id = j.pipe_job_id
  ORDER BY kind DESC, id;
 
 -- name: priority_set

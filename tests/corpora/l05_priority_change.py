@@ -47,6 +47,41 @@ WRONG = [
     Wrong("taken-and-finished-changed-too", body("true"), "changed although taken or finished"),
     Wrong("every-pipe-jobs-jobs", body(which=""), "of another pipe job changed too"),
     Wrong("an-unknown-id-passes-silently", body(unknown=""), "an unknown pipe job must raise"),
+    # the jobs found through the request: the same as through the pipe job while a request has one
+    Wrong(
+        "the-whole-requests-waiting-jobs",
+        body(
+            which="pipe_job_id IN (SELECT pipe_job_id FROM pipe_job_queue WHERE request_id =\n"
+            "         (SELECT request_id FROM pipe_job_queue WHERE pipe_job_id = p_pipe_job_id)) AND "
+        ),
+        "not its whole request (match pipe_job_id = p_pipe_job_id, not request_id)",
+    ),
+    Wrong(
+        "every-pipe-job-of-the-request",
+        f"{HEAD}    UPDATE pipe_job_queue pj SET pipe_job_priority = p_priority FROM pipe_job_queue asked\n"
+        "     WHERE asked.pipe_job_id = p_pipe_job_id AND pj.request_id = asked.request_id;\n"
+        f"{UNKNOWN}"
+        "    UPDATE job_queue j SET job_priority = p_priority FROM pipe_job_queue pj, pipe_job_queue asked\n"
+        "     WHERE asked.pipe_job_id = p_pipe_job_id AND pj.request_id = asked.request_id\n"
+        f"       AND j.pipe_job_id = pj.pipe_job_id AND {WAITING.replace('job_', 'j.job_')};\n"
+        "    GET DIAGNOSTICS changed = ROW_COUNT;\n    RETURN changed;\nEND $$;",
+        "and its jobs, not pipe job ",
+    ),
+    # '' made NULL on the way: the same "nobody", but a column the change was not asked to touch
+    Wrong(
+        "tidies-the-worker-too",
+        body().replace(
+            "SET job_priority = p_priority", "SET job_priority = p_priority, job_assigned_process_uuid = NULL"
+        ),
+        "changed more than its priority (job_assigned_process_uuid too)",
+    ),
+    Wrong(
+        "requeues-as-new",
+        body().replace(
+            "SET job_priority = p_priority", "SET job_priority = p_priority, job_create_timestamp = now()"
+        ),
+        "changed more than its priority (job_create_timestamp too)",
+    ),
     Wrong(
         "pipe-job-left-as-it-was",
         body(
@@ -74,6 +109,16 @@ WRONG = [
 
 RIGHT = [
     Right("the-lessons-reference", REFERENCE),
+    # the waiting jobs found through their pipe job's row, and given the priority it now has
+    Right(
+        "update-from-the-pipe-job",
+        f"{HEAD}{PIPE}{UNKNOWN}"
+        "    UPDATE job_queue j SET job_priority = pj.pipe_job_priority FROM pipe_job_queue pj\n"
+        "     WHERE pj.pipe_job_id = p_pipe_job_id AND j.pipe_job_id = pj.pipe_job_id\n"
+        "       AND (j.job_assigned_process_uuid IS NULL OR j.job_assigned_process_uuid = '')\n"
+        "       AND j.job_finished IS NULL;\n"
+        "    GET DIAGNOSTICS changed = ROW_COUNT;\n    RETURN changed;\nEND $$;",
+    ),
     Right(
         "its-own-sqlstate-and-words",
         body(
