@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import threading
 import time
@@ -21,6 +22,8 @@ from pgqueue.races import waiting_on_lock
 from pgqueue.wait import until
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import pandas as pd
 
 
@@ -461,11 +464,15 @@ class _Holder:
         return switch + f"last beat {self.beat:.0f} s ago"
 
 
-def _dead_holder_scene(low: int, high: int) -> tuple[dict[str, _Holder], list[tuple[str | None, bool]]]:
-    """The exercise's workers by name, and its jobs as (holder, finished): who holds them, how they ended.
+def _dead_holder_scene(
+    low: int, high: int
+) -> tuple[dict[str, _Holder], list[tuple[str | None, bool, float]]]:
+    """The exercise's workers by name, and its jobs as (holder, finished, assigned): who holds them, how
+    they ended, how many seconds ago they were handed out.
 
     `low` and `high` are the two thresholds the query is run with; the workers' silences fall on
-    either side of each, so that no interval written into the query can pass both.
+    either side of each, and one worker's between 60 times each, so that no interval written into the
+    query, nor %(seconds)s read as minutes, can pass both.
     """
     rng = secrets.SystemRandom()
     workers = {
@@ -473,17 +480,26 @@ def _dead_holder_scene(low: int, high: int) -> tuple[dict[str, _Holder], list[tu
         "late": _Holder(round(low / 2, 1)),  # silent, but for less than either threshold
         "between": _Holder(float(rng.randint(low + 2, high - 2))),  # dead at `low` only
         "silent": _Holder(float(rng.randint(2 * high, 3 * high))),
+        "ancient": _Holder(float(rng.randint(60 * low + 30, 60 * low + 600))),  # < 60 * high
         "stopped": _Holder(round(low / 2, 1), stopped=True),
         "obeying": _Holder(0.0, killed=True),  # told to exit, still beating: it may finish its job
         "killed": _Holder(float(rng.randint(2 * high, 3 * high)), killed=True),
         "never": _Holder(None),
     }
+    # a job runs long beside its worker's beats, or was handed out at its worker's last beat: the
+    # age of a job says nothing of its worker
+    long_ago = float(4 * high)
+    assigned = {
+        "late": workers["late"].beat,
+        "between": workers["between"].beat,
+        "ancient": workers["ancient"].beat + 60,
+    }
     jobs = [
-        *[(name, False) for name in workers],
-        ("silent", False),  # a worker may hold more than one job
-        ("silent", True),  # finished before its worker died
-        ("", False),  # single-call's other "nobody"
-        (None, False),  # waiting
+        *[(name, False, assigned.get(name, long_ago)) for name in workers],
+        ("silent", False, long_ago),  # a worker may hold more than one job
+        ("silent", True, long_ago),  # finished before its worker died
+        ("", False, long_ago),  # single-call's other "nobody"
+        (None, False, long_ago),  # waiting
     ]
     rng.shuffle(jobs)
     return workers, jobs
@@ -493,9 +509,9 @@ def check_dead_holders(query: str) -> Verdict:
     """Try the learner's query, which lists the jobs held by dead workers (silent for longer than
     %(seconds)s, stopped, or never beating), on a scratch single-call lab whose answer is known.
 
-    The scene's job ids, the order of its jobs and the workers' silences are drawn anew each time;
-    the query runs at two thresholds, a few seconds and half a minute or so, each in a transaction
-    rolled back afterwards.
+    The scene's job ids, the order of its jobs, the workers' silences (one of them minutes long) and
+    the jobs' ages are drawn anew each time; the query runs at two thresholds, a few seconds and half
+    a minute or so, each in a transaction rolled back afterwards.
     """
     verdict = Verdict("your query for jobs held by dead workers")
     text = written(query, verdict)
@@ -519,9 +535,9 @@ def check_dead_holders(query: str) -> Verdict:
                     "stopped": who.stopped,
                 }
                 conn.execute(_q()["exercise_beat"], params)
-        for job_id, (holder, finished) in zip(ids, scene, strict=True):
+        for job_id, (holder, finished, ago) in zip(ids, scene, strict=True):
             uuid = uuids.get(holder, holder)  # '' and None stay as they are
-            params = {"job_id": job_id, "uuid": uuid, "ago": 3 * high, "finished": finished or None}
+            params = {"job_id": job_id, "uuid": uuid, "ago": ago, "finished": finished or None}
             conn.execute(_q()["exercise_hold"], params)
         for seconds in (low, high):
             try:
@@ -555,91 +571,207 @@ def _dead_holder_kind(holder: str | None, finished: bool, workers: dict[str, _Ho
     return "never" if who.beat is None else "stopped" if who.stopped else "silent"
 
 
+_Cut = tuple[float, float]  # a query's cut-off lies in [lo, hi): it lists a beating worker silent for longer
+
+
+def _cut_said(cut: _Cut) -> str:
+    """The workers a cut-off counts as dead, in a learner's words."""
+    lo, hi = cut
+    if lo == -math.inf:
+        return "every worker that beats, however recently"
+    if hi == math.inf:
+        return f"no worker that beats, however long silent (up to {lo:.0f} s here)"
+    return f"the workers silent for longer than somewhere between {lo:.0f} and {hi:.0f} s"
+
+
 def _judge_dead_holders(
     verdict: Verdict,
-    scene: dict[int, tuple[str | None, bool]],
+    scene: dict[int, tuple[str | None, bool, float]],
     workers: dict[str, _Holder],
     listed: dict[int, list[int]],
 ) -> Verdict:
-    """What the query listed at each threshold against the scene's answer, one line per kind of job."""
+    """What the query listed at each threshold against the scene's answer; each ✗ line says the cause
+    that what was listed shows (a cut-off read off the beating workers listed, or the jobs' ages)."""
 
-    def wrongly(kind: str, *, missed: bool) -> str:
-        """The jobs of `kind` the query missed (or listed), threshold by threshold, said for the learner."""
-        found = []
-        for seconds, got in listed.items():
-            bad = []
-            for job_id, (holder, done) in scene.items():
-                if _dead_holder_kind(holder, done, workers, seconds) == kind and (job_id in got) != missed:
-                    said = (
-                        "finished"
-                        if done
-                        else workers[holder].said()
-                        if holder
-                        else f"assigned to {holder!r}"
-                    )
-                    bad.append(f"job {job_id}, {said}")
-            if bad:
-                found.append(f"at {seconds:.0f} s, {'; '.join(bad)}")
-        return "; ".join(found)
+    def said(job_id: int) -> str:
+        holder, done, _ = scene[job_id]
+        what = "finished" if done else workers[holder].said() if holder else f"assigned to {holder!r}"
+        return f"job {job_id}, {what}"
+
+    def wrongly(kind: str, *, missed: bool) -> dict[int, list[int]]:
+        """The jobs of `kind` the query missed (or listed), by threshold."""
+        return {
+            s: [
+                j
+                for j, (h, d, _) in scene.items()
+                if _dead_holder_kind(h, d, workers, s) == kind and (j in got) != missed
+            ]
+            for s, got in listed.items()
+        }
+
+    def told(jobs: dict[int, list[int]]) -> str:
+        return "; ".join(f"at {s:.0f} s, {'; '.join(map(said, js))}" for s, js in jobs.items() if js)
 
     thresholds = " and at ".join(f"{seconds:.0f} s" for seconds in listed)
     (low, at_low), (high, at_high) = listed.items()
-    verdict.expect(
-        at_low != at_high,
-        f"its answer follows %(seconds)s: {len(at_low)} rows at {low:.0f} s, {len(at_high)} at {high:.0f} s",
-        f"it lists the same jobs at a threshold of {low:.0f} s and of {high:.0f} s ({at_low}), where a "
-        "worker silent in between is dead at one and alive at the other: it does not read %(seconds)s (an "
-        "interval written into the query?)",
-    )
-    silent = wrongly("silent", missed=True)
-    verdict.expect(
-        not silent,
-        f"it lists the jobs of workers silent for longer than the threshold (at {thresholds})",
-        f"it misses jobs whose worker was silent for longer than %(seconds)s ({silent}): compare "
-        "last_beat_timestamp with clock_timestamp() - make_interval(secs => %(seconds)s)",
-    )
-    never = wrongly("never", missed=True)
-    verdict.expect(
-        not never,
-        "it lists a job whose holder has no heartbeat at all",
-        f"it misses a job whose holder has no heartbeat row at all ({never}): an inner JOIN drops it, "
-        "a LEFT JOIN keeps it",
-    )
-    stopped = wrongly("stopped", missed=True)
-    verdict.expect(
-        not stopped,
-        "it lists a job whose holder said it stopped",
-        f"it misses a job whose holder said it stopped ({stopped}): a worker that exited holds its job "
-        "for nobody, however recent its last beat",
-    )
-    alive = wrongly("alive", missed=False)
-    verdict.expect(
-        not alive,
-        "it leaves live workers' jobs alone (a kill switch set on a worker that still beats included)",
-        f"it lists jobs of workers still alive at that threshold ({alive}): a worker is dead when its "
-        "last beat is older than %(seconds)s, not when its job is old, nor when its kill switch is set",
-    )
-    done = wrongly("finished", missed=False)
-    verdict.expect(
-        not done,
-        "it leaves finished jobs out",
-        f"it lists a job that finished before its worker died ({done})",
-    )
-    nobody = wrongly("nobody", missed=False)
-    verdict.expect(
-        not nobody,
-        "it leaves waiting jobs out ('' and NULL both mean nobody)",
-        f"it lists waiting jobs ({nobody}): in single-call '' also means nobody",
-    )
-    odd = {s: [j for j in got if not isinstance(j, int)] for s, got in listed.items()}
-    if any(odd.values()):  # rows a join made up, with no job behind them
-        said = ", ".join(f"at {s} s {len(rows)} ({rows[0]!r})" for s, rows in odd.items() if rows)
-        verdict.refuse(f"it returns rows whose job_id is not a job's id: {said}")
+    dead = {
+        s: [
+            j
+            for j, (h, d, _) in scene.items()
+            if _dead_holder_kind(h, d, workers, s) in ("silent", "never", "stopped")
+        ]
+        for s in listed
+    }
+    if not at_low and not at_high:
+        return verdict.refuse(
+            f"it lists no job at either threshold, where {len(dead[low])} jobs are held by dead workers at "
+            f"{low:.0f} s and {len(dead[high])} at {high:.0f} s: no row gets through its joins and WHERE "
+            "(job_finished is NULL, not false, until a job finishes; a comparison with NULL is never true)"
+        )
+    # the unfinished jobs of workers that beat and never said they stopped: whether a query lists them
+    # shows the cut-off it applies to a silence, if it applies one
+    beating = {
+        j: workers[h].beat
+        for j, (h, d, _) in scene.items()
+        if h and not d and workers[h].beat is not None and not workers[h].stopped
+    }
+    held = {j: ago for j, (h, d, ago) in scene.items() if h and not d}
+
+    def cut(seconds: int) -> _Cut | None:
+        """The cut-off the query applied at `seconds`, when it listed exactly the beating workers
+        silent for longer than some cut-off; None when it listed some other set of them."""
+        got = set(listed[seconds])
+        lo = max((b for j, b in beating.items() if j not in got), default=-math.inf)
+        hi = min((b for j, b in beating.items() if j in got), default=math.inf)
+        return (lo, hi) if lo < hi else None
+
+    def backwards(seconds: int) -> bool:
+        """Whether it listed the workers that beat recently and left those silent longer."""
+        got = set(listed[seconds])
+        ins = [b for j, b in beating.items() if j in got]
+        outs = [b for j, b in beating.items() if j not in got]
+        return bool(ins and outs) and max(ins) < min(outs)
+
+    cuts = {s: cut(s) for s in listed}
+    by_beat = {s: all((j in got) == (b > s) for j, b in beating.items()) for s, got in listed.items()}
+    off = [s for s in listed if not by_beat[s]]
     twice = {
         s: sorted({j for j in got if isinstance(j, int) and got.count(j) > 1}) for s, got in listed.items()
     }
+    repeated = any(twice.values())  # a join matched a job to more heartbeats: no cut-off can be read
+    same = {*at_low} == {*at_high}
+    if (
+        same
+        and not repeated
+        and cuts[low]
+        and cuts[high]
+        and max(cuts[low][0], cuts[high][0]) < min(cuts[low][1], cuts[high][1])
+    ):
+        moves = (
+            f"it lists the same jobs at a threshold of {low:.0f} s and of {high:.0f} s ({_ids(at_low)}): at "
+            f"both it counts as dead {_cut_said(cuts[low])} (is %(seconds)s, in seconds, in the comparison "
+            "with last_beat_timestamp?)"
+        )
+    else:
+        between = next(iter(j for j in dead[low] if j not in dead[high]), None)
+        moves = (
+            f"it lists the same jobs at a threshold of {low:.0f} s and of {high:.0f} s ({_ids(at_low)}), "
+            f"where {said(between)}, is held by a dead worker at {low:.0f} s and a live one at {high:.0f} s"
+        )
     verdict.expect(
-        not any(twice.values()),
+        not same,
+        f"its answer follows %(seconds)s: {len(at_low)} rows at {low:.0f} s, {len(at_high)} at {high:.0f} s",
+        moves,
+    )
+    missed, alive = wrongly("silent", missed=True), wrongly("alive", missed=False)
+    by_age = all(
+        {j for j in held if j in got} == {j for j, ago in held.items() if ago > s}
+        for s, got in listed.items()
+    )
+    minutes = all(c and c[0] <= 60 * s < c[1] for s, c in cuts.items())
+    first = off[0] if off else low
+    if off and not repeated and all(backwards(s) for s in off):
+        verdict.refuse(
+            "it compares the wrong way round: it lists the jobs of workers that beat since the threshold "
+            f"({told(alive)}) and misses those silent for longer ({told(missed)}): a worker is dead when "
+            "last_beat_timestamp < clock_timestamp() - make_interval(secs => %(seconds)s)"
+        )
+    elif off and not repeated and minutes:
+        verdict.refuse(
+            f"it reads %(seconds)s as minutes, not seconds: at {first:.0f} s it counts as dead only "
+            f"{_cut_said(cuts[first])}, where 60 times {first:.0f} s falls, so it misses {told(missed)}: "
+            "make_interval(secs => %(seconds)s), or %(seconds)s * interval '1 second'"
+        )
+    elif off and not repeated and by_age:
+        verdict.refuse(
+            "it goes by how long ago a job was handed out, not by its worker's last beat: at each threshold "
+            "it lists exactly the jobs handed out longer ago, whatever their workers did since, so it lists "
+            f"jobs of live workers ({told(alive)}): a worker is dead when its last beat is older than "
+            "%(seconds)s"
+        )
+    else:
+
+        def why(jobs: dict[int, list[int]]) -> str:
+            """What the jobs wrongly listed or missed show of the cause."""
+            every = [j for js in jobs.values() for j in js]
+            if repeated:
+                return ""
+            if all(workers[scene[j][0]].killed for j in every):
+                return (
+                    ": a kill switch asks a worker to exit; it is dead when its last beat is older than "
+                    "%(seconds)s, whether its switch is set or not"
+                )
+            if all(cuts.values()):
+                return (
+                    f": at {first:.0f} s it counts as dead {_cut_said(cuts[first])}; compare "
+                    "last_beat_timestamp with clock_timestamp() - make_interval(secs => %(seconds)s)"
+                )
+            return ": a worker is dead when its last beat is older than %(seconds)s"
+
+        verdict.expect(
+            not any(missed.values()),
+            f"it lists the jobs of workers silent for longer than the threshold (at {thresholds})",
+            f"it misses jobs whose worker was silent for longer than %(seconds)s ({told(missed)})"
+            + why(missed),
+        )
+        verdict.expect(
+            not any(alive.values()),
+            "it leaves live workers' jobs alone (a kill switch set on a worker that still beats included)",
+            f"it lists jobs of workers still alive at that threshold ({told(alive)}){why(alive)}",
+        )
+    never = wrongly("never", missed=True)
+    verdict.expect(
+        not any(never.values()),
+        "it lists a job whose holder has no heartbeat at all",
+        f"it misses a job whose holder has no heartbeat row at all ({told(never)}): such a holder is dead "
+        "too; keep its job with a LEFT JOIN and count h.process_uuid IS NULL as dead (or ask NOT EXISTS of "
+        "a live beat)",
+    )
+    stopped = wrongly("stopped", missed=True)
+    verdict.expect(
+        not any(stopped.values()),
+        "it lists a job whose holder said it stopped",
+        f"it misses a job whose holder said it stopped ({told(stopped)}): a worker that exited holds its job "
+        "for nobody, however recent its last beat",
+    )
+    done = wrongly("finished", missed=False)
+    verdict.expect(
+        not any(done.values()),
+        "it leaves finished jobs out",
+        f"it lists a job that finished before its worker died ({told(done)})",
+    )
+    nobody = wrongly("nobody", missed=False)
+    verdict.expect(
+        not any(nobody.values()),
+        "it leaves waiting jobs out ('' and NULL both mean nobody)",
+        f"it lists waiting jobs ({told(nobody)}): in single-call '' also means nobody",
+    )
+    odd = {s: [j for j in got if not isinstance(j, int)] for s, got in listed.items()}
+    if any(odd.values()):  # rows a join made up, with no job behind them
+        rows = ", ".join(f"at {s} s {len(rows)} ({rows[0]!r})" for s, rows in odd.items() if rows)
+        verdict.refuse(f"it returns rows whose job_id is not a job's id: {rows}")
+    verdict.expect(
+        not repeated,
         "it lists each job once",
         "it lists a job twice: " + ", ".join(f"at {s:.0f} s {ids}" for s, ids in twice.items() if ids),
     )
@@ -1108,6 +1240,36 @@ def _claim_scene(conn: psycopg.Connection, callers: int) -> tuple[list[int], dic
     return [job_id for _, job_id in free], others, best
 
 
+@dataclass(frozen=True)
+class _Locks:
+    """What open transactions held on the claim scene, as a probe session found it trying to lock."""
+
+    modes: dict[int, str]  # job id -> the strongest row lock held on it: "FOR KEY SHARE", "FOR SHARE",
+    # or "FOR UPDATE" (FOR NO KEY UPDATE looks the same to a probe)
+    advisory: list[int]  # the keys of the advisory locks the sessions looked at hold
+    pipes: list[int]  # pipe jobs whose pipe_job_queue row is locked
+
+
+def _locks(probe: psycopg.Connection, ids: list[int], pids: list[int]) -> _Locks:
+    """Which rows of `ids` are locked, in which mode, and which advisory locks sessions `pids` hold:
+    each mode found by the locks a probe can and cannot take, each try rolled back."""
+
+    def lockable(name: str) -> set[int]:
+        with probe.transaction(force_rollback=True):
+            return {row[0] for row in probe.execute(_q()[name], {"ids": ids})}
+
+    unlocked, no_key, share = (lockable(f"claim_lockable_{m}") for m in ("update", "no_key", "share"))
+    modes = {
+        j: "FOR KEY SHARE" if j in no_key else "FOR SHARE" if j in share else "FOR UPDATE"
+        for j in ids
+        if j not in unlocked
+    }
+    with probe.transaction(force_rollback=True):
+        pipes = [row[0] for row in probe.execute(_q()["claim_pipes_locked"])]
+    advisory = [row[0] for row in probe.execute(_q()["claim_advisory_keys"], {"pids": pids})]
+    return _Locks(modes, advisory, pipes)
+
+
 def claim_skips_locked(text: object, callers: int | None = None) -> Verdict:
     """Check the learner's claim query: callers released together while one job is held open elsewhere.
 
@@ -1115,9 +1277,10 @@ def claim_skips_locked(text: object, callers: int | None = None) -> Verdict:
     more urgent ones that must not be taken (held, finished, another process's); the most urgent free
     one is assigned to ''. One transaction picks a job with the learner's query and stays open; then
     `callers` others (3 to 6, drawn, unless given), released together, each pick with it inside their
-    own transaction and keep it open while another session tries to lock every row picked. A caller
-    that has to wait for a lock gives up after 2 s (lock_timeout). The query takes %(name)s and
-    %(version)s and returns one job_id.
+    own transaction and keep it open while another session tries to lock every job of the scene (in
+    each mode, to tell which lock is held) and reads the advisory locks held. A caller that has to wait
+    for a lock gives up after 2 s (lock_timeout). The query takes %(name)s and %(version)s and returns
+    one job_id.
     """
     if callers is None:
         callers = secrets.SystemRandom().randint(3, 6)
@@ -1130,6 +1293,7 @@ def claim_skips_locked(text: object, callers: int | None = None) -> Verdict:
     with labs.scratch("single-call") as lab, lab.connect() as holder, lab.connect() as probe:
         holder.execute(labs.step("single-call", "pipelines").example_sql)
         order, others, best = _claim_scene(holder, callers)
+        ids = [*order, *others]
         conns = [lab.connect() for _ in range(callers)]
         try:
             for c in conns:
@@ -1142,24 +1306,39 @@ def claim_skips_locked(text: object, callers: int | None = None) -> Verdict:
                     row = holder.execute(text, params).fetchone()
                 except psycopg.Error as exc:
                     return verdict.refuse(f"PostgreSQL refused your query: {_refused_at(exc, text)}")
+                before = _locks(probe, ids, [holder.info.backend_pid])
                 if row is None or not isinstance(row[0], int):
                     found = "no job" if row is None else f"{row[0]!r} first, not a job_id"
                     waiting = f"{len(order)} free jobs of first_process 1.9.2 waiting"
-                    return verdict.refuse(f"your query returned {found}, with {waiting}")
-                got, unlocked = _claim_race(conns, text, params, probe, row[0])
+                    kept = ""
+                    if before.modes:
+                        kept = (
+                            f", while its transaction locked {len(before.modes)} rows (jobs "
+                            f"{_ids(before.modes)}): the rows it locks are not the rows it returns "
+                            "(FOR UPDATE SKIP LOCKED belongs on the query that returns the job, with its "
+                            "ORDER BY and LIMIT)"
+                        )
+                    return verdict.refuse(f"your query returned {found}, with {waiting}{kept}")
+                pids = [holder.info.backend_pid, *(c.info.backend_pid for c in conns)]
+                got, after = _claim_race(conns, text, params, probe, ids, pids)
         finally:
             for c in conns:
                 c.close()
     if isinstance(got, str):
         return verdict.refuse(got)
-    return _judge_claims(verdict, row[0], got, unlocked, order, others, best)
+    return _judge_claims(verdict, row[0], got, before, after, order, others, best)
 
 
 def _claim_race(
-    conns: list[psycopg.Connection], text: str, params: dict, probe: psycopg.Connection, held: int
-) -> tuple[list[object] | str, list[int]]:
+    conns: list[psycopg.Connection],
+    text: str,
+    params: dict,
+    probe: psycopg.Connection,
+    ids: list[int],
+    pids: list[int],
+) -> tuple[list[object] | str, _Locks | None]:
     """The callers released together, each picking inside a transaction it keeps open until `probe`
-    has tried to lock every row picked; what each caller got, and the rows the probe could lock
+    has looked at the locks held on every job of the scene; what each caller got, and those locks
     (a one-line reason instead, if a caller neither picked nor gave up)."""
     callers = len(conns)
     picked: list[object] = [None] * callers
@@ -1185,23 +1364,21 @@ def _claim_race(
     racer.start()
     try:
         until(lambda: all(answered), 30, "every caller picking a job or giving up", interval=0.02)
-        ids = [held, *(p for p in picked if isinstance(p, int))]
-        with probe.transaction(force_rollback=True):
-            unlocked = [r[0] for r in probe.execute(_q()["claim_unlocked"], {"ids": ids})]
+        locks = _locks(probe, ids, pids)
     except Exception as exc:  # noqa: BLE001 - a Timeout, or the probe refused: told, not raised
         release.set()
         racer.join(30)
-        return f"the race could not be judged: {exc}", []
+        return f"the race could not be judged: {exc}", None
     release.set()
     racer.join(30)
     failed = [r for r in results if isinstance(r, BaseException)]
     if failed:
         said = failed[0].diag.message_primary if isinstance(failed[0], psycopg.Error) else failed[0]
-        return f"a caller's query failed: {said or failed[0]}", []
-    return results, unlocked
+        return f"a caller's query failed: {said or failed[0]}", None
+    return results, locks
 
 
-def _ids(jobs: list[int]) -> str:
+def _ids(jobs: Iterable[int]) -> str:
     return ", ".join(map(str, sorted(set(jobs))))
 
 
@@ -1209,12 +1386,14 @@ def _judge_claims(
     verdict: Verdict,
     held: int,
     got: list[object],
-    unlocked: list[int],
+    before: _Locks,
+    after: _Locks,
     order: list[int],
     others: dict[int, str],
     best: int,
 ) -> Verdict:
-    """What the holder and the callers got, against the scene's answer."""
+    """What the holder and the callers got, against the scene's answer; each ✗ line says the cause the
+    locks seen show (`before`: with the first pick alone open, `after`: with every caller's open too)."""
     callers = len(got)
     gave = [g for g in got if isinstance(g, _GaveUp)]
     waited = [g for g in gave if g.seconds >= CLAIM_LOCK_TIMEOUT * 0.9]
@@ -1235,28 +1414,69 @@ def _judge_claims(
     )
     picks = [held, *jobs]
     real = [j for j in picks if j in order or j in others]
+    unlocked = sorted({j for j in real if j not in after.modes})
+    if set(unlocked) & set(after.advisory):
+        how = "it takes an advisory lock on the job's id, which a row lock does not see"
+    elif after.pipes:
+        how = f"it locks pipe jobs {_ids(after.pipes)} of pipe_job_queue instead; lock OF the job_queue row"
+    else:
+        how = "no lock is held on it: FOR UPDATE SKIP LOCKED on the query that returns the job"
     if real:
         verdict.expect(
             not unlocked,
             f"every row picked stayed locked while its transaction was open (jobs {_ids(real)})",
-            f"job(s) {sorted(set(unlocked))} could still be locked by another session while the transaction "
-            "that picked them was open: your query does not lock the job's row (an advisory lock, or a lock "
-            "on another table, leaves it free to claim)",
+            f"job(s) {_ids(unlocked)} could be locked FOR UPDATE by another session while the transaction "
+            f"that picked them was open: your query does not lock the job's row ({how})",
         )
     doubled = sorted({j for j in picks if picks.count(j) > 1})
+    mode = after.modes.get(doubled[0]) if doubled else None
+    if mode in ("FOR KEY SHARE", "FOR SHARE"):
+        why = (
+            f"each took it {mode}, a lock that does not conflict with another {mode}, so none passed "
+            "over it: FOR UPDATE (or FOR NO KEY UPDATE) SKIP LOCKED excludes other claimers"
+        )
+    elif mode == "FOR UPDATE":
+        why = (
+            f"job {doubled[0]} was locked FOR UPDATE by one transaction, and the others' query returned it "
+            "without waiting or passing over it: the row your query returns is not a row it locks "
+            "(FOR UPDATE SKIP LOCKED belongs on the query that returns the job)"
+        )
+    else:
+        why = "no transaction held a lock on its row, so nothing told the others it was taken"
     verdict.expect(
         not doubled,
         "no job was handed to two callers",
-        f"a job went to two callers: the open transaction picked {held}, the callers got {jobs}: the lock "
-        "must exclude other claimers (FOR SHARE does not)",
+        f"a job went to two callers: the open transaction picked {held}, the callers got {jobs}: {why}",
     )
     nothing = sum(1 for g in got if g is None)
     if not gave and all(j in order or j in others for j in jobs):  # else told below: no job of the queue
+        mine = sorted(set(after.modes) - set(before.modes) - set(jobs))  # the callers locked, not returned
+        idle = [j for j in order if j not in after.modes]
+        if set(before.modes) - {held}:
+            cause = (
+                f"the open transaction returned job {held} but locked {len(before.modes)} rows (jobs "
+                f"{_ids(before.modes)}), so the callers found them locked: lock only the row you return "
+                "(LIMIT 1 in the query that locks)"
+            )
+        elif set(before.advisory) - {held}:
+            cause = (
+                f"the open transaction returned job {held} but took {len(before.advisory)} advisory locks "
+                f"(keys {_ids(before.advisory)}): a lock taken in WHERE is taken on every row WHERE tests, "
+                "and the callers' tries then fail on them"
+            )
+        elif idle and not mine:
+            cause = (
+                f"jobs {_ids(idle)} stayed free and unlocked, and the callers locked no row: they passed "
+                "over a locked job and took none in its place (a job picked in a subquery, then skipped by "
+                "the lock outside it?): SKIP LOCKED belongs on the query that orders and limits the pick"
+            )
+        else:
+            cause = f"rows locked meanwhile: jobs {_ids(after.modes) or 'none'}"
         verdict.expect(
             not nothing,
             f"each of the {callers} callers got a job",
             f"{nothing} of {callers} callers got no job, with {len(order)} free jobs and {len(set(picks))} "
-            "picked: does your query lock more rows than it returns (no LIMIT, or a lock taken in WHERE)?",
+            f"picked: {cause}",
         )
     wrong = [
         f"job {j}, {others.get(j, 'which is no job of the queue')}"

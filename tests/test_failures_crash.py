@@ -95,6 +95,32 @@ def test_the_checker_names_what_a_wrong_query_gets_wrong(change, complaint):
     assert not verdict.holds and complaint in str(verdict), verdict
 
 
+@pytest.mark.parametrize(
+    ("change", "cause"),
+    [
+        (("secs =>", "mins =>"), "it reads %(seconds)s as minutes, not seconds"),
+        (
+            ("make_interval(secs => %(seconds)s)", "interval '1 minute' * %(seconds)s"),
+            "as minutes, not seconds",
+        ),
+        (("h.last_beat_timestamp <", "h.last_beat_timestamp >"), "it compares the wrong way round"),
+        (
+            ("h.process_uuid IS NULL\n        OR ", ""),
+            "such a holder is dead too; keep its job with a LEFT JOIN",
+        ),
+        (("AND j.job_finished IS NULL", "AND NOT j.job_finished"), "it lists no job at either threshold"),
+    ],
+    ids=["mins", "times-a-minute", "wrong-way", "missing-beat-not-dead", "not-finished"],
+)
+def test_a_query_that_reads_seconds_is_told_the_cause_what_it_listed_shows(change, cause):
+    # each of these reads %(seconds)s, and none has an inner JOIN
+    query = _reference_query()
+    assert change[0] in query
+    verdict = failures.check_dead_holders(query.replace(*change))
+    assert not verdict.holds and cause in str(verdict), verdict
+    assert "does not read" not in str(verdict) and "inner JOIN" not in str(verdict), verdict
+
+
 def test_the_checker_judges_a_query_by_what_it_lists_and_refuses_a_broken_one():
     every_job = failures.check_dead_holders("SELECT job_id FROM job_queue -- TODO")
     assert not every_job.holds and "finished before its worker died" in str(every_job), every_job

@@ -96,6 +96,34 @@ def test_the_claim_checker_passes_skip_locked_and_names_what_the_others_get_wron
         assert not verdict.holds and wrong in str(verdict), verdict
 
 
+PICK = """SELECT job_id FROM job_queue
+ WHERE coalesce(job_assigned_process_uuid, '') = '' AND job_finished IS NULL
+   AND job_process_name = %(name)s AND job_process_version = %(version)s"""
+
+
+@pytest.mark.parametrize(
+    ("text", "cause"),
+    [
+        (SKIP_LOCKED.format(lock="FOR KEY SHARE SKIP LOCKED"), "each took it FOR KEY SHARE"),
+        (
+            f"{PICK}\n AND job_id NOT IN ({PICK} FOR UPDATE SKIP LOCKED)\n ORDER BY job_priority LIMIT 1",
+            "the rows it locks are not the rows it returns",
+        ),
+        (
+            f"SELECT job_id FROM job_queue WHERE job_id = ({PICK} ORDER BY job_priority, job_create_timestamp"
+            " LIMIT 1) FOR UPDATE SKIP LOCKED",
+            "they passed over a locked job and took none in its place",
+        ),
+    ],
+    ids=["for-key-share", "not-in-skip-locked", "pick-before-the-lock"],
+)
+def test_the_claim_checker_names_the_cause_the_locks_it_saw_show(text, cause):
+    # each locks the rows it touches, and none locks more rows than the one it returns
+    verdict = failures.claim_skips_locked(text, callers=3)
+    assert not verdict.holds and cause in str(verdict), verdict
+    assert "does not lock the job's row" not in str(verdict) and "lock more rows" not in str(verdict), verdict
+
+
 def test_the_claim_checker_judges_what_a_query_does_and_says_what_is_missing():
     # a TODO in a comment decides nothing: every caller got the same 1
     ones = failures.claim_skips_locked("SELECT 1 -- TODO", callers=3)

@@ -160,7 +160,31 @@ UPDATE job_queue
        job_finished = %(finished)s, job_finish_timestamp = CASE WHEN %(finished)s THEN clock_timestamp() END
  WHERE job_id = %(job_id)s;
 
--- name: claim_unlocked
--- Which of the jobs `ids` another claimer could lock now (an UPDATE of a claim takes this lock): a
--- row that a transaction still open picked and locked is not among them.
+-- name: claim_lockable_update
+-- Which of the jobs `ids` another session could lock FOR UPDATE now: those no open transaction holds
+-- a row lock on, in any mode (FOR UPDATE conflicts with every row lock, FOR KEY SHARE included).
+SELECT job_id FROM job_queue WHERE job_id = ANY (%(ids)s) FOR UPDATE SKIP LOCKED;
+
+-- name: claim_lockable_no_key
+-- Which of the jobs `ids` another session could lock FOR NO KEY UPDATE now (as a claim's UPDATE
+-- does): a row held FOR KEY SHARE only is among them, one held FOR SHARE or stronger is not.
 SELECT job_id FROM job_queue WHERE job_id = ANY (%(ids)s) FOR NO KEY UPDATE SKIP LOCKED;
+
+-- name: claim_lockable_share
+-- Which of the jobs `ids` another session could lock FOR SHARE now: all but those held FOR NO KEY
+-- UPDATE or FOR UPDATE.
+SELECT job_id FROM job_queue WHERE job_id = ANY (%(ids)s) FOR SHARE SKIP LOCKED;
+
+-- name: claim_pipes_locked
+-- The pipe jobs some open transaction holds a row lock on: a claim that locks pipe_job_queue's row
+-- leaves job_queue's free.
+SELECT pipe_job_id FROM pipe_job_queue
+ WHERE pipe_job_id NOT IN (SELECT pipe_job_id FROM pipe_job_queue FOR UPDATE SKIP LOCKED)
+ ORDER BY pipe_job_id;
+
+-- name: claim_advisory_keys
+-- The advisory locks the sessions `pids` hold, as the one bigint key pg_advisory_lock(bigint) and
+-- its try and xact siblings take (PostgreSQL splits it into classid, the high half, and objid).
+SELECT (classid::bigint << 32) | objid::bigint AS key FROM pg_locks
+ WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND pid = ANY (%(pids)s)
+ ORDER BY key;

@@ -34,27 +34,60 @@ WRONG = [
     Wrong(
         "inner-join-drops-silent-holders",
         dead_holders(join=JOIN.replace("LEFT JOIN", "JOIN")),
-        says="no heartbeat row at all ",
+        says="no heartbeat row at all (at ",
+    ),
+    # a LEFT JOIN, but a missing heartbeat is not counted as dead: told what an inner JOIN is told
+    Wrong(
+        "left-join-missing-beat-not-dead",
+        dead_holders(dead=DEAD.replace("h.process_uuid IS NULL OR ", "")),
+        says="such a holder is dead too; keep its job with a LEFT JOIN and count h.process_uuid IS NULL",
     ),
     Wrong(
         "hard-coded-ten-seconds",
         dead_holders(dead=DEAD.replace("make_interval(secs => %(seconds)s)", "interval '10 seconds'")),
-        says="it does not read %(seconds)s",
+        says="at both it counts as dead the workers silent for longer than somewhere between",
+    ),
+    Wrong(
+        "beat-compared-with-now",
+        dead_holders(
+            dead=DEAD.replace("< clock_timestamp() - make_interval(secs => %(seconds)s)", "< now()")
+        ),
+        says="at both it counts as dead every worker that beats, however recently",
     ),
     Wrong(
         "minutes-for-seconds",
         dead_holders(dead=DEAD.replace("secs =>", "mins =>")),
-        says="silent for longer than %(seconds)s",
+        says="it reads %(seconds)s as minutes, not seconds: at ",
+    ),
+    Wrong(
+        "seconds-times-a-minute",
+        dead_holders(
+            dead=DEAD.replace("make_interval(secs => %(seconds)s)", "interval '1 minute' * %(seconds)s")
+        ),
+        says="it reads %(seconds)s as minutes, not seconds: at ",
     ),
     Wrong(
         "beat-compared-the-wrong-way",
         dead_holders(dead=DEAD.replace("h.last_beat_timestamp <", "h.last_beat_timestamp >")),
-        says="still alive at that threshold",
+        says="it compares the wrong way round: it lists the jobs of workers that beat since the threshold",
+    ),
+    # the same mistake in another style: "no stale beat" where "no live beat" was meant
+    Wrong(
+        "not-exists-a-stale-beat",
+        """
+SELECT job_id FROM job_queue j
+ WHERE j.job_assigned_process_uuid <> '' AND j.job_finished IS NULL
+   AND NOT EXISTS (SELECT 1 FROM process_heartbeats h
+                    WHERE h.process_uuid = j.job_assigned_process_uuid
+                      AND h.process_stopped_timestamp IS NULL
+                      AND h.last_beat_timestamp < clock_timestamp() - %(seconds)s * interval '1 second')
+""",
+        says="it compares the wrong way round: it lists the jobs of workers that beat since the threshold",
     ),
     Wrong(
         "job-age-instead-of-beat-age",
         dead_holders(dead=DEAD.replace("h.last_beat_timestamp", "j.job_assign_timestamp")),
-        says="not when its job is old",
+        says="it goes by how long ago a job was handed out, not by its worker's last beat",
     ),
     Wrong(
         "null-only-means-nobody",
@@ -65,7 +98,7 @@ WRONG = [
     Wrong(
         "not-finished-drops-null",
         dead_holders(unfinished="NOT j.job_finished"),
-        says="silent for longer than %(seconds)s",
+        says="it lists no job at either threshold, where ",
     ),
     Wrong(
         "stopped-worker-ignored",
@@ -77,7 +110,7 @@ WRONG = [
         dead_holders(
             dead=DEAD.replace("h.process_uuid IS NULL", "h.process_uuid IS NULL OR h.process_kill_switch")
         ),
-        says="nor when its kill switch is set",
+        says="a kill switch asks a worker to exit; it is dead when its last beat is older than",
     ),
     # process_states() says 'killed' before 'stale': a killed worker that then died is missed
     Wrong(
@@ -89,7 +122,7 @@ SELECT j.job_id FROM job_queue j
  WHERE coalesce(j.job_assigned_process_uuid, '') <> '' AND j.job_finished IS NULL
    AND (s.process_uuid IS NULL OR s.state IN ('stale', 'stopped'))
 """,
-        says="kill switch is set and which last beat",
+        says="a kill switch asks a worker to exit; it is dead when its last beat is older than",
     ),
     Wrong(
         "joined-on-process-name",

@@ -32,14 +32,24 @@ WRONG = [
     ),
     Wrong("for-update-waits", claim("FOR UPDATE"), says="callers waited for the lock"),
     Wrong("for-update-nowait", claim("FOR UPDATE NOWAIT"), says="NOWAIT raises an error"),
-    Wrong("for-share-skip-locked", claim("FOR SHARE SKIP LOCKED"), says="went to two callers"),
+    Wrong(
+        "for-share-skip-locked",
+        claim("FOR SHARE SKIP LOCKED"),
+        says="each took it FOR SHARE, a lock that does not conflict with another FOR SHARE",
+    ),
+    # it does lock the row, in a mode only FOR UPDATE conflicts with: every caller takes the same job
+    Wrong(
+        "for-key-share-skip-locked",
+        claim("FOR KEY SHARE SKIP LOCKED"),
+        says="each took it FOR KEY SHARE, a lock that does not conflict with another FOR KEY SHARE",
+    ),
     # the try-lock in WHERE runs on every candidate the sort reads, so one caller locks them all
     Wrong(
         "advisory-try-lock-in-where",
         claim("", free=f"{FREE} AND pg_try_advisory_xact_lock(job_id)"),
-        says="does not lock the job's row",
+        says="does not lock the job's row (it takes an advisory lock on the job's id",
     ),
-    # taken in the queue's order, one at a time: no doubles, but the row itself stays free to claim
+    # the planner tries the lock on every candidate before the sort as well, and the row stays free
     Wrong(
         "advisory-session-try-lock-in-order",
         f"""
@@ -49,7 +59,7 @@ SELECT job_id FROM (
  WHERE pg_try_advisory_lock(job_id)
  LIMIT 1
 """,
-        says="does not lock the job's row",
+        says="does not lock the job's row (it takes an advisory lock on the job's id",
     ),
     Wrong(
         "lock-on-the-pipe-job",
@@ -61,12 +71,34 @@ SELECT j.job_id FROM job_queue j JOIN pipe_job_queue p USING (pipe_job_id)
  LIMIT 1
    FOR UPDATE OF p SKIP LOCKED
 """,
-        says="a lock on another table",
+        says="of pipe_job_queue instead; lock OF the job_queue row",
     ),
     Wrong(
         "no-limit-locks-every-row",
         claim().replace(" LIMIT 1\n", ""),
-        says="callers got no job",
+        says="so the callers found them locked: lock only the row you return",
+    ),
+    # the subquery locks every free row it can and the outer query returns those it could not: none
+    Wrong(
+        "not-in-the-skipped-rows",
+        f"""
+SELECT job_id FROM job_queue
+ WHERE {FREE} AND {MINE}
+   AND job_id NOT IN (SELECT job_id FROM job_queue WHERE {FREE} AND {MINE} FOR UPDATE SKIP LOCKED)
+ ORDER BY {ORDER}
+ LIMIT 1
+""",
+        says="the rows it locks are not the rows it returns",
+    ),
+    # the pick is made before any lock, so every caller picks the held job and then skips it
+    Wrong(
+        "picked-in-a-subquery-then-locked",
+        f"""
+SELECT job_id FROM job_queue
+ WHERE job_id = (SELECT job_id FROM job_queue WHERE {FREE} AND {MINE} ORDER BY {ORDER} LIMIT 1)
+   FOR UPDATE SKIP LOCKED
+""",
+        says="they passed over a locked job and took none in its place",
     ),
     Wrong(
         "null-only-means-free",
