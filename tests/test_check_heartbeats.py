@@ -17,6 +17,8 @@ INSERT = (
 def test_the_reference_upsert_holds():
     verdict = check.heartbeat_upsert(REFERENCE)
     assert verdict.holds, str(verdict)
+    held = [line for line in verdict.held if "the first held" in line]
+    assert len(held) == 2 and all(line.endswith("one row") for line in held), str(verdict)
 
 
 @pytest.mark.parametrize(
@@ -41,14 +43,15 @@ def test_the_reference_upsert_holds():
             ),
             "a beat means the process runs and wants work",
         ),
-        # check, then insert: two first beats at once both see no row
+        # check, then insert, as written: the judge holds the first beat at its insert
         (
             HEAD + "LANGUAGE plpgsql AS $$ BEGIN\n"
             "  IF EXISTS (SELECT 1 FROM process_heartbeats WHERE process_uuid = p_uuid) THEN\n"
             "    UPDATE process_heartbeats SET last_beat_timestamp = now(), process_busy = false,\n"
             "           process_stopped_timestamp = NULL WHERE process_uuid = p_uuid;\n"
-            f"  ELSE PERFORM pg_sleep(0.01); {INSERT}; END IF;\nEND $$;",
-            "overlapping first beats of one process went wrong in ",
+            f"  ELSE {INSERT}; END IF;\nEND $$;",
+            "the first held right after its insert, before it committed: the second beat failed with a "
+            "duplicate key",
         ),
         (
             HEAD + f"LANGUAGE sql AS $$ {INSERT} ON CONFLICT (process_uuid) DO NOTHING;\n"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -13,6 +14,7 @@ import psycopg
 from psycopg import sql
 
 from pgqueue import queries
+from pgqueue.wait import until
 
 T = TypeVar("T")
 _PLACEHOLDER = re.compile(r"%(?:\(([^)]+)\).|%)")  # %(name)s and %%, as psycopg reads them
@@ -172,3 +174,118 @@ def together(n: int, call: Callable[[int], T], timeout: float = 30.0) -> list[T 
     for t in threads:
         t.join(timeout)
     return results
+
+
+class Call:
+    """One call on a thread of its own, started at once: what it returned or raised, once done."""
+
+    def __init__(self, call: Callable[[], T]) -> None:
+        self.result: object = TimeoutError("never answered")
+        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self._thread.start()
+
+    def _run(self, call: Callable[[], object]) -> None:
+        try:
+            self.result = call()
+        except BaseException as exc:  # noqa: BLE001 - handed back to be judged
+            self.result = exc
+
+    @property
+    def done(self) -> bool:
+        """Whether the call returned or raised."""
+        return not self._thread.is_alive()
+
+    def join(self, timeout: float = 15.0) -> object:
+        """What the call returned or raised (TimeoutError if it is still running after `timeout` s)."""
+        self._thread.join(timeout)
+        return self.result
+
+
+class Hold:
+    """A kit trigger that stops a caller's session at one point of its call while the judge holds
+    the lock of that caller's slot: one side of a race held, so that a schedule is forced, not hoped for.
+
+    Made by `holding`; `watch` is the judge's own connection, which holds the slots' locks.
+    """
+
+    def __init__(self, watch: psycopg.Connection) -> None:
+        self.watch = watch
+        self._closed: set[int] = set()
+
+    def arm(self, caller: psycopg.Connection, slot: int) -> None:
+        """Stop `caller`'s session at the hold, whenever the lock of `slot` is held (0: never)."""
+        caller.execute(_q()["hold_slot"], {"slot": str(slot) if slot else ""})
+
+    def close(self, slot: int) -> None:
+        """Hold the lock of `slot`: a session armed with it stops at the hold."""
+        self.watch.execute(_q()["hold_close"], {"slot": slot})
+        self._closed.add(slot)
+
+    def open(self, slot: int) -> None:
+        """Let go of `slot`'s lock: a session stopped at the hold goes on."""
+        if slot in self._closed:
+            self.watch.execute(_q()["hold_open"], {"slot": slot})
+            self._closed.discard(slot)
+
+    def where(self, pid: int) -> str | None:
+        """'held' while backend `pid` stands at the hold, the lock it waits for otherwise, or None."""
+        row = self.watch.execute(_q()["hold_where"], {"pid": pid}).fetchone()
+        return row[0] if row else None
+
+    def stops(self, caller: psycopg.Connection, call: Call, timeout: float = 10.0) -> str | None:
+        """Once `call` on `caller` answered or stopped: None if it answered, else 'held' or the lock
+        it waits for. Raises Timeout if it did neither within `timeout` s."""
+        pid = caller.info.backend_pid
+
+        def seen() -> str | None:
+            return "answered" if call.done else self.where(pid)
+
+        stop = until(seen, timeout, "the caller answering or stopping at a lock")
+        return None if stop == "answered" else stop
+
+    def advisory(self, caller: psycopg.Connection) -> int:
+        """How many advisory locks `caller`'s session holds, the hold's own aside."""
+        return self.watch.execute(_q()["advisory_held"], {"pid": caller.info.backend_pid}).fetchone()[0]
+
+    def open_all(self) -> None:
+        """Let go of every slot still held."""
+        for slot in sorted(self._closed):
+            self.open(slot)
+
+
+@contextlib.contextmanager
+def holding(
+    watch: psycopg.Connection,
+    table: str,
+    *,
+    when: str,
+    event: str,
+    level: str = "ROW",
+    inside: str | None = None,
+) -> Iterator[Hold]:
+    """A hold on `table` (`when` BEFORE or AFTER, `event` INSERT/UPDATE/DELETE, `level` ROW or
+    STATEMENT), stopping armed sessions only while a routine named `inside` runs, if given.
+
+    The trigger is dropped and every slot let go on the way out.
+    """
+    if when not in ("BEFORE", "AFTER") or event not in ("INSERT", "UPDATE", "DELETE"):
+        raise ValueError(f"a hold is BEFORE or AFTER an INSERT, UPDATE or DELETE, not {when} {event}")
+    if level not in ("ROW", "STATEMENT"):
+        raise ValueError(f"a hold is FOR EACH ROW or STATEMENT, not {level}")
+    name = sql.Identifier(f"_kit_hold_{when}_{event}_{level}".lower())
+    parts = {
+        "name": name,
+        "table": sql.Identifier(table),
+        "when": sql.SQL(when),
+        "event": sql.SQL(event),
+        "level": sql.SQL(level),
+        "inside": sql.Literal(inside) if inside else sql.SQL(""),
+    }
+    watch.execute(_q()["hold_function"])
+    watch.execute(sql.SQL(_q()["hold_trigger"]).format(**parts))
+    hold = Hold(watch)
+    try:
+        yield hold
+    finally:
+        hold.open_all()
+        watch.execute(sql.SQL(_q()["hold_drop"]).format(name=name, table=parts["table"]))

@@ -1,4 +1,4 @@
-"""Lesson 02's checker: the learner's `send_heartbeat`, tried beat by beat and with racing first beats."""
+"""Lesson 02's checker: the learner's `send_heartbeat`, beat by beat, with a first beat held, and racing."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import secrets
 import psycopg
 
 from pgqueue import labs, queries
-from pgqueue.check.core import Verdict, install, together, written
+from pgqueue.check.core import Call, Verdict, holding, install, together, written
 from pgqueue.heartbeats import Identity, send_heartbeat
 
 RACE_TRIALS = 20  # trials of first beats released together
 RACERS = 4  # beats per trial, one connection each
 LOCK_TIMEOUT_MS = 2000  # a beat that waits this long for a lock is refused instead of hanging the judge
+HELD_TIMEOUT_MS = 15_000  # the held beat's: it waits at the hold for as long as the judge keeps it there
+# where the first of two first beats is held: before its row goes in, and once it is in, uncommitted
+HOLDS = (("AFTER", "right after its insert, before it committed"), ("BEFORE", "before its row went in"))
 
 
 def _q() -> queries.Queries:
@@ -107,8 +110,74 @@ def heartbeat_upsert(text: str, poc: str = "notify-listen") -> Verdict:
             "a beat keeps the kill switch an operator set",
             "a beat cleared the kill switch: an operator's kill would be undone by the next heartbeat",
         )
-        _race(lab, verdict)
+        if _held_first_beat(lab, verdict):
+            _race(lab, verdict)  # many beats at once, and a lock a beat keeps after it ended
     return verdict
+
+
+def _held_first_beat(lab: labs.Scratch, verdict: Verdict) -> bool:
+    """Two first beats of one new worker, the first held at its insert while the second beats.
+
+    Forced, not hoped for: a kit trigger on process_heartbeats stops the first beat right after
+    its insert (the second's check sees no committed row, and its insert waits for the first),
+    then, on another worker, before its row goes in (the second's check sees no row, and its
+    insert goes in first). An upsert that decides in one statement, or retries on unique_violation, survives
+    both; a check before an insert fails, or leaves two rows.
+    """
+    ok = True
+    for when, where in HOLDS:
+        who = Identity.new(f"held_{secrets.token_hex(3)}", "1.0.0")
+        with (
+            lab.connect() as watch,
+            holding(watch, "process_heartbeats", when=when, event="INSERT") as hold,
+            lab.connect() as first_conn,
+            _bounded(lab.connect()) as second_conn,
+        ):
+            first_conn.execute(
+                queries.load("clients/races.sql")["lock_timeout"], {"ms": str(HELD_TIMEOUT_MS)}
+            )
+            hold.arm(first_conn, 1)
+            hold.close(1)
+            first = Call(lambda who=who: send_heartbeat(first_conn, who))
+            if hold.stops(first_conn, first) != "held":
+                hold.open(1)
+                return verdict.expect(
+                    False, "", f"a first beat of {who.uuid} never inserted a row: {_said(first.join())}"
+                )
+            second = Call(lambda who=who: send_heartbeat(second_conn, who))
+            waited = hold.stops(second_conn, second) is not None
+            hold.open(1)
+            results = {"the first beat": first.join(), "the second beat": second.join()}
+            rows = _count(watch, who)
+        what = f"two first beats of one new worker ({who.uuid}), the first held {where}"
+        failed = {beat: r for beat, r in results.items() if isinstance(r, BaseException)}
+        if failed:
+            beat, exc = next(iter(failed.items()))
+            if isinstance(exc, psycopg.errors.UniqueViolation):
+                ok = verdict.expect(
+                    False, "", f"{what}: {beat} failed with a duplicate key ({_error(exc)}){_CHECKED}"
+                )
+            else:
+                ok = verdict.expect(
+                    False,
+                    "",
+                    f"{what}: {beat} failed ({_error(exc)})"
+                    + (_HELD if "lock timeout" in _error(exc) else ""),
+                )
+        elif rows != 1:
+            ok = verdict.expect(
+                False, "", f"{what}: both beats went through and left {rows} rows for one worker{_CHECKED}"
+            )
+        else:
+            how = (
+                "the second waited for the first one's row and, once the first was let go, updated it"
+                if waited
+                else "the second went through, and the first, let go, did too"
+            )
+            verdict.held.append(f"{what}: {how}; no error, one row")
+        if not ok:
+            return False
+    return True
 
 
 def _race(lab: labs.Scratch, verdict: Verdict) -> None:
@@ -143,6 +212,11 @@ def _race(lab: labs.Scratch, verdict: Verdict) -> None:
 
 
 _ONE_STATEMENT = "; INSERT ... ON CONFLICT decides in one statement, a check before an insert does not"
+_CHECKED = (
+    ": each beat's check (a SELECT, or an UPDATE that found no row) ran while the other's row was not"
+    " there or not committed yet, so both went on to insert; INSERT ... ON CONFLICT (process_uuid) DO UPDATE"
+    " decides in one statement (or catch unique_violation and update)"
+)
 _HELD = (
     f"; a beat waited {LOCK_TIMEOUT_MS / 1000:g} s for a lock another beat kept after it ended: a"
     " session-level advisory lock (pg_advisory_lock) is held until the session closes; INSERT ... ON"
@@ -163,6 +237,10 @@ def _beat(conn: psycopg.Connection, who: Identity, verdict: Verdict, what: str) 
     except psycopg.Error as exc:
         verdict.refuse(f"{what} failed: {_error(exc)}")
         return False
+
+
+def _said(result: object) -> str:
+    return _error(result) if isinstance(result, BaseException) else "it ended without one"
 
 
 def _error(exc: BaseException) -> str:

@@ -75,16 +75,23 @@ WRONG = [
         upsert(f"DO UPDATE {FULL}", target="(process_name)"),
         "there is no unique or exclusion constraint matching the ON CONFLICT specification",
     ),
-    # check, then insert: two first beats at once both see no row (the gap widened, as a slow
-    # server widens it, so that twenty trials meet it)
+    # check, then insert: a first beat held at its insert lets the other's check see no row
     Wrong(
         "check-then-insert",
         f"{HEAD}LANGUAGE plpgsql AS $$ BEGIN\n"
         "  IF EXISTS (SELECT 1 FROM process_heartbeats WHERE process_uuid = p_uuid) THEN\n"
         "    UPDATE process_heartbeats SET last_beat_timestamp = now(), server_name = p_server,\n"
         "           process_busy = false, process_stopped_timestamp = NULL WHERE process_uuid = p_uuid;\n"
-        f"  ELSE PERFORM pg_sleep(0.01);{INSERT}; END IF;\nEND $$;",
-        "overlapping first beats of one process went wrong in",
+        f"  ELSE{INSERT}; END IF;\nEND $$;",
+        "the second beat failed with a duplicate key",
+    ),
+    Wrong(
+        "update-then-insert-if-not-found",
+        f"{HEAD}LANGUAGE plpgsql AS $$ BEGIN\n"
+        "  UPDATE process_heartbeats SET last_beat_timestamp = now(), server_name = p_server,\n"
+        "         process_busy = false, process_stopped_timestamp = NULL WHERE process_uuid = p_uuid;\n"
+        f"  IF NOT FOUND THEN{INSERT}; END IF;\nEND $$;",
+        "failed with a duplicate key",
     ),
     Wrong(
         "update-without-where",
@@ -122,6 +129,16 @@ RIGHT = [
         "    UPDATE process_heartbeats SET last_beat_timestamp = clock_timestamp(), server_name = p_server,\n"
         "           process_busy = false, process_stopped_timestamp = NULL WHERE process_uuid = p_uuid;\n"
         "  END;\nEND $$;",
+    ),
+    Right(
+        "update-then-insert-retried-on-unique-violation",
+        f"{HEAD}LANGUAGE plpgsql AS $$ BEGIN\n  LOOP\n"
+        "    UPDATE process_heartbeats SET last_beat_timestamp = clock_timestamp(), server_name = p_server,\n"
+        "           process_busy = false, process_stopped_timestamp = NULL WHERE process_uuid = p_uuid;\n"
+        "    EXIT WHEN FOUND;\n"
+        f"    BEGIN{INSERT};\n      EXIT;\n"
+        "    EXCEPTION WHEN unique_violation THEN NULL;  -- another beat inserted it: update it\n"
+        "    END;\n  END LOOP;\nEND $$;",
     ),
     Right(
         "also-refreshes-name-and-version",
