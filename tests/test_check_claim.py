@@ -30,6 +30,8 @@ def test_the_reference_claim_holds():
     verdict = claim_jobs(REFERENCE)
     assert verdict.holds, str(verdict)
     assert "scanned the whole table 0 times" in str(verdict), str(verdict)
+    held = [line for line in verdict.held if "held inside its claim" in line]
+    assert len(held) == 3 and all("none of them both" in line for line in held), str(verdict)
 
 
 def test_the_skeleton_is_refused_for_what_it_does():
@@ -73,9 +75,20 @@ def test_the_skeleton_is_refused_for_what_it_does():
             broken("job_assigned_process_uuid IS NULL", "coalesce(job_assigned_process_uuid, '') = ''"),
             "3 claims scanned the whole of job_queue 3 times",
         ),
+        # forced by the kit's hold, not left to callers that happen to meet
+        (
+            broken("FOR UPDATE SKIP LOCKED", "FOR SHARE SKIP LOCKED"),
+            "two callers held one job with a shared lock (FOR SHARE lets them)",
+        ),
+        (
+            broken("\n           FOR UPDATE SKIP LOCKED", "").replace(
+                "<= clock_timestamp()\n", "<= clock_timestamp() AND pg_try_advisory_xact_lock(job_id)\n"
+            ),
+            "advisory locks: an advisory lock taken in the WHERE is taken on every row the plan reads",
+        ),
     ],
     ids=["for-update-waits", "no-for-update", "no-order-by", "newest-first", "ignores-run-after", "limit-1",
-         "coalesce-scans"],
+         "coalesce-scans", "for-share", "advisory-try-lock"],
 )  # fmt: skip
 def test_a_broken_claim_is_refused_in_plain_words(claim, says):
     verdict = claim_jobs(claim)

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 import psycopg
 
 from pgqueue import labs, queries, races
-from pgqueue.check.core import Verdict, install, together, written
-from pgqueue.wait import until
+from pgqueue.check.core import Call, Hold, Verdict, holding, install, together, written
+from pgqueue.wait import Timeout, until
 
 NAME, VERSION = "checked_process", "1.0.0"  # the process whose workers call find_job
 NO_JOB = "No job found"
 RACERS = (3, 5)  # how many callers are released together while one transaction holds a job
 LOCK_WAIT_MS = 2000  # a caller that waits for a lock longer than this gives up
+HELD_WAIT_MS = 10_000  # lock_timeout of the callers of a held schedule: the hold itself is a lock wait
 TRIALS = 3  # free races of many callers, each over jobs of its own
 CROWD_RACERS = 8  # callers in each free race, each asking until it hears NO_JOB
 # jobs of the racing process still backing off, ahead of the waiting ones in the index: every
@@ -87,6 +88,8 @@ def claim_jobs(text: object) -> Verdict:
         if not _order_and_batch(lab, conn, verdict, rng):
             return verdict
         if not _while_one_is_held(lab, conn, verdict, rng):
+            return verdict
+        if not _held_inside(lab, conn, verdict, rng):
             return verdict
         # before the races: the rescue inside every find_job reads the leases they leave
         if not _cost(lab, conn, verdict):
@@ -369,6 +372,151 @@ def _let_through(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict) 
             "so the claim is right, only slow",
             f"{what} got job {held} too: one job must go to one worker only",
         )
+
+
+# --- 3b: a caller held inside its claim -----------------------------------------------------
+
+# the schedules forced with the kit's hold: which callers stop inside their claim (at its first
+# UPDATE of job_queue), and in which order they are let go once the other has stopped or answered
+SCHEDULES = (
+    ("A", ("A",)),  # A held; B claims from start to end meanwhile; then A goes on
+    ("AB", ("A", "B")),  # both held, A let go first
+    ("AB", ("B", "A")),  # both held, B let go first
+)
+
+
+def _held_inside(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict, rng: random.Random) -> bool:
+    """Callers A and B stopped inside their claim by the kit's hold, in each schedule of SCHEDULES.
+
+    The hold (a statement trigger on job_queue, for callers the judge arms, while claim_jobs runs)
+    stops a caller at the first UPDATE of job_queue its claim makes: after its pick when the pick
+    is a statement of its own, before it when the UPDATE picks; its snapshot is taken either way.
+    Each caller reads the table in its stored order (no index), as the planner does on a small
+    queue. A right claim gives each caller jobs of its own whatever the schedule; a pick that
+    locks nothing, a shared lock, or a lock that covers more than the jobs taken shows itself
+    every time, not when callers happen to meet.
+    """
+    with lab.connect() as watch, holding(watch, "job_queue", when="BEFORE", event="UPDATE",
+                                         level="STATEMENT", inside=ROUTINE) as hold:  # fmt: skip
+        for n, (held, order) in enumerate(SCHEDULES, 1):
+            version = f"held-inside-{n}"
+            waiting = rng.randint(3, 5)
+            scene = _pipe_job(conn)
+            for age in rng.sample(range(10, 300), waiting):
+                _place(conn, scene, 100, age, version=version)
+            fault, seen = _held_schedule(lab, hold, version, waiting, held, order)
+            if fault:
+                return verdict.expect(False, "", fault)
+            if seen:
+                verdict.held.append(seen)
+    return True
+
+
+def _held_schedule(
+    lab: labs.Scratch, hold: Hold, version: str, waiting: int, held: str, order: tuple[str, ...]
+) -> tuple[str | None, str | None]:
+    """One schedule: (what went wrong, or None; the ✓ sentence, or None when no caller reached the hold)."""
+    names = ("A", "B")
+    conns = {name: lab.connect() for name in names}
+    calls: dict[str, Call] = {}
+    stops: dict[str, str | None] = {}
+    locks: dict[str, int] = {}
+    try:
+        for slot, name in enumerate(names, 1):
+            c = conns[name]
+            c.execute(_q()["lock_timeout"], {"ms": str(HELD_WAIT_MS)})
+            c.execute(_q()["index_scans_off"])
+            hold.arm(c, slot if name in held else 0)
+            if name in held:
+                hold.close(slot)
+        for name in names:  # A first: B starts once A has stopped (or answered)
+            calls[name] = Call(lambda c=conns[name]: _ask(c, version, 1))
+            stops[name] = hold.stops(conns[name], calls[name])
+            if stops[name] == "held":
+                locks[name] = hold.advisory(conns[name])
+        for name in order:
+            hold.open(names.index(name) + 1)
+            if name != order[-1]:
+                hold.stops(conns[name], calls[name])  # it answers, or waits for a lock the other holds
+        results = {name: calls[name].join() for name in names}
+        kept = {name: hold.advisory(conns[name]) for name in names}  # after the claim's transaction
+    except Timeout as exc:
+        return (
+            f"in a schedule with callers held inside their claim, a caller neither answered nor stopped "
+            f"at a lock: {exc}",
+            None,
+        )
+    finally:
+        hold.open_all()
+        for c in conns.values():
+            c.close()
+    if not any(stop == "held" for stop in stops.values()):
+        return None, None  # no claim reached an UPDATE of job_queue: what it did is judged elsewhere
+    if held == "A":
+        what = "while caller A was held inside its claim (at its first UPDATE of job_queue), caller B " + (
+            f"claimed and waited for a lock ({stops['B']}); then A was let go" if stops["B"] else
+            "claimed from start to end; then A was let go"
+        )  # fmt: skip
+    else:
+        what = (
+            "callers A and B each held inside its claim (at its first UPDATE of job_queue), "
+            f"then {order[0]} let go first"
+            + ("" if stops["B"] == "held" else f" (B never got there: it {_stopped(stops['B'])})")
+        )
+    what += f", {waiting} jobs waiting, one asked by each"
+    for name in names:
+        if isinstance(results[name], BaseException):
+            said = _failure(results[name])
+            said = said.removeprefix("a caller ") if said.startswith("a caller ") else f"failed: {said}"
+            return f"{what}: caller {name} {said}", None
+    got = {name: _parse(results[name]) for name in names}
+    for name in names:
+        if got[name] is None:
+            return (
+                f"{what}: caller {name} answered {results[name]!r}: expected a JSON array of jobs or "
+                f"{NO_JOB!r}",
+                None,
+            )
+    ids = {name: [job["job_id"] for job in got[name]] for name in names}
+    both = sorted(set(ids["A"]) & set(ids["B"]))
+    if both:
+        return f"{what}: job {both[0]} went to both callers: {LEASED_TWICE}", None
+    for name in names:
+        if not ids[name]:
+            other = "B" if name == "A" else "A"
+            held_locks = locks.get(other, 0)
+            why = (
+                f"; while it claimed one job, caller {other} held {held_locks} advisory locks"
+                + (f", and still held {kept[other]} once its claim had ended" if kept[other] else "")
+                + ": an advisory lock taken in the WHERE is taken on every row the plan reads, not only on "
+                "the batch_size rows LIMIT keeps"
+                + (
+                    "; pg_try_advisory_lock lasts until that connection unlocks it or closes"
+                    if kept[other]
+                    else ", and held to the end of the transaction"
+                )
+                if held_locks > 1
+                else f"; something caller {other}'s claim holds keeps every job from the other (a lock on "
+                "the process, say)"
+                if held_locks
+                else ""
+            )
+            return (
+                f"{what}: caller {name} got {NO_JOB!r} though {waiting - len(ids[other])} jobs besides "
+                f"{_ids(ids[other])} waited{why}; FOR UPDATE SKIP LOCKED locks only the rows the claim takes",
+                None,
+            )
+    if held == "A" and stops["B"]:
+        return (
+            f"{what}: B waited for a lock the held caller A had, then got {_ids(ids['B'])}; SKIP LOCKED "
+            "passes over a job another caller is claiming and takes the next",
+            None,
+        )
+    return None, f"{what}: A got {_ids(ids['A'])}, B got {_ids(ids['B'])}, none of them both"
+
+
+def _stopped(stop: str | None) -> str:
+    return "answered first" if stop is None else f"waited for a lock ({stop})"
 
 
 # --- 4: a job given back is anybody's --------------------------------------------------------

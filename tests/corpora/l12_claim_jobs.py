@@ -69,6 +69,29 @@ RECORDED = """\
     ), tried AS (
         INSERT INTO job_attempts (job_id, process_uuid) SELECT job_id, p_uuid FROM taken
 """
+# the pick as a subquery of the UPDATE that leases: one statement, as a learner writes it
+IN_SUBQUERY = """
+CREATE FUNCTION claim_jobs(p_uuid varchar, p_name varchar, p_version varchar, batch_size integer)
+RETURNS json LANGUAGE sql AS $$
+    WITH taken AS (
+        UPDATE job_queue j
+           SET job_assigned_process_uuid = p_uuid, job_assign_timestamp = clock_timestamp(),
+               job_attempts = j.job_attempts + 1
+         WHERE j.job_id IN (
+            SELECT job_id FROM job_queue
+             WHERE job_assigned_process_uuid IS NULL AND job_finished IS NULL AND job_dead_timestamp IS NULL
+               AND job_process_name = p_name AND job_process_version = p_version
+               AND job_run_after <= clock_timestamp()
+             ORDER BY job_priority, job_create_timestamp
+             LIMIT batch_size
+               FOR UPDATE SKIP LOCKED)
+        RETURNING j.*
+    ), tried AS (
+        INSERT INTO job_attempts (job_id, process_uuid) SELECT job_id, p_uuid FROM taken
+    )
+    SELECT json_agg(row_to_json(taken) ORDER BY job_priority, job_create_timestamp) FROM taken
+$$;
+"""
 FORGETS_THE_ATTEMPT = OWN_LEASE.replace("clock_timestamp(),\n" + COUNTED, "clock_timestamp()\n").replace(
     RECORDED, ""
 )
@@ -88,7 +111,7 @@ WRONG = [
     Wrong(
         "advisory-try-lock-instead-of-row-lock",
         claim(waits=ADVISORY, lock=""),
-        says="at once: job_attempts refused the second's attempt while the first's ran",
+        says="an advisory lock taken in the WHERE is taken on every row the plan reads",
     ),
     Wrong(
         "session-level-advisory-lock",
@@ -101,6 +124,12 @@ WRONG = [
         says="only 0 got a job, though",
     ),
     Wrong("no-lock", claim(lock=""), says="job_attempts refused a second running attempt"),
+    # the subquery's snapshot still shows a job another caller leased meanwhile as waiting
+    Wrong(
+        "update-where-in-an-unlocked-subquery",
+        IN_SUBQUERY.replace("\n               FOR UPDATE SKIP LOCKED)", ")"),
+        says="job_attempts refused a second running attempt",
+    ),
     Wrong("for-update-waits", claim(lock="           FOR UPDATE"), says="waited for the held job's lock"),
     Wrong("for-update-nowait", claim(lock="           FOR UPDATE NOWAIT"), says="NOWAIT raises an error"),
     Wrong(
@@ -169,6 +198,7 @@ WRONG = [
 RIGHT = [
     Right("reference-sql-array", REFERENCE),
     Right("plpgsql-own-lease-and-attempt", OWN_LEASE),
+    Right("update-where-in-a-locked-subquery", IN_SUBQUERY),
     Right("for-no-key-update-skip-locked", claim(lock="           FOR NO KEY UPDATE SKIP LOCKED")),
     Right(
         "tie-broken-by-id",
