@@ -1437,8 +1437,9 @@ def _judge_claims(
         )
     elif mode == "FOR UPDATE":
         why = (
-            f"job {doubled[0]} was locked FOR UPDATE by one transaction, and the others' query returned it "
-            "without waiting or passing over it: the row your query returns is not a row it locks "
+            f"job {doubled[0]} was locked FOR UPDATE or NO KEY UPDATE by one transaction, and the others' "
+            "query returned it without waiting or passing over it: the row your query returns is not a row "
+            "it locks "
             "(FOR UPDATE SKIP LOCKED belongs on the query that returns the job)"
         )
     else:
