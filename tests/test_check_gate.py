@@ -38,8 +38,15 @@ def test_the_skeleton_with_its_todo_is_judged_on_what_it_does():
         # no lock at all: the original gate; with the first finisher's transaction open, the
         # second finishes, and both checked before either committed
         (fix("        NULL;\n"), "without waiting"),
-        # a lock per pipe job: nobody waits for anybody
-        (fix("        PERFORM pg_advisory_xact_lock(NEW.pipe_job_id);\n"), "without waiting"),
+        # a lock per pipe job: nobody waits for anybody, and the line says the keys differ
+        (
+            fix("        PERFORM pg_advisory_xact_lock(NEW.pipe_job_id);\n"),
+            "finished without waiting, and order-2 pipe job",
+        ),
+        (
+            fix("        PERFORM pg_advisory_xact_lock(NEW.pipe_job_id);\n"),
+            "the two finishers of one request locked different keys",
+        ),
         # a delay instead of a lock: it passes free trials, but nobody waits for a commit
         (fix("        PERFORM pg_sleep(0.15 * (NEW.pipe_job_id % 2));\n"), "not merely delay it"),
         # row locks on the request's pipe jobs: each finisher holds its own row already
@@ -63,7 +70,16 @@ def test_the_skeleton_with_its_todo_is_judged_on_what_it_does():
         # the function alone: nothing calls it
         (REFERENCE.split("CREATE OR REPLACE TRIGGER")[0], "no trigger calls your pipe_job_takes_turn"),
     ],
-    ids=["no-lock", "lock-per-pipe-job", "sleep", "row-locks", "session-lock", "return-null", "no-trigger"],
+    ids=[
+        "no-lock",
+        "lock-per-pipe-job",
+        "lock-per-pipe-job-keys",
+        "sleep",
+        "row-locks",
+        "session-lock",
+        "return-null",
+        "no-trigger",
+    ],
 )
 def test_a_broken_fix_is_refused_in_plain_words(broken, says):
     verdict = check.gate_takes_turns(broken)
@@ -116,6 +132,17 @@ def test_a_gate_that_lets_a_late_pipe_job_slip_is_refused_on_the_hardened_lab(br
     verdict = check.gate_takes_turns(broken, poc="hardened")
     assert not verdict.holds
     assert says in str(verdict), str(verdict)
+
+
+def test_a_gate_that_locks_on_insert_only_is_refused_naming_the_finish():
+    # the late insert would take its turn, but two finishers of one request never do: the line
+    # says which finish took no lock, what the insert took, and the event the gate also needs
+    only_insert = HARDENED_FIX.replace("BEFORE INSERT OR UPDATE OF pipe_job_finished", "BEFORE INSERT")
+    verdict = check.gate_takes_turns(only_insert, poc="hardened")
+    assert not verdict.holds
+    said = " ".join(verdict.wrong)
+    assert "neither finish (UPDATE ... SET pipe_job_finished = true) took a lock" in said, str(verdict)
+    assert "your trigger fires on INSERT only; the gate must also act when a pipe job is finished" in said
 
 
 def test_a_late_pipe_job_races_the_finisher_of_the_original_hardened_gate_and_waits():

@@ -35,6 +35,18 @@ def _races_q() -> queries.Queries:
 
 
 @dataclass(frozen=True)
+class Lock:
+    """An advisory lock a transaction held, by the key it was asked with."""
+
+    key: tuple[int, ...]  # one bigint, or two integers
+    shared: bool
+
+    def __str__(self) -> str:
+        key = str(self.key[0]) if len(self.key) == 1 else f"({', '.join(map(str, self.key))})"
+        return f"{'shared ' if self.shared else ''}advisory lock {key}"
+
+
+@dataclass(frozen=True)
 class Forced:
     """How the second of two transactions fared while the first was held open."""
 
@@ -42,6 +54,8 @@ class Forced:
     locked: bool  # the second was seen waiting for a lock (not merely slow)
     error: str = ""  # what either failed with, in PostgreSQL's words
     value: object = None  # the first value the second statement returned
+    first_locks: tuple[Lock, ...] = ()  # the advisory locks the first held while it was open
+    second_locks: tuple[Lock, ...] = ()  # those the second held once its statement had run
 
 
 class Refused(Exception):
@@ -73,9 +87,21 @@ class Scene:
             )
         return request_id, ids
 
-    def triggers(self) -> tuple[int, int]:
-        """How many triggers call the learner's function: in all, and on INSERT."""
+    def triggers(self) -> tuple[int, int, int]:
+        """How many triggers call the learner's function: in all, on INSERT and on UPDATE."""
         return self.conn.execute(_q()["gate_triggers"]).fetchone()
+
+    def insert_locks(self) -> tuple[int, int, tuple[Lock, ...]] | None:
+        """The advisory locks an insert of an order-1 pipe job takes (rolled back): request, pipe job, locks.
+
+        None if the insert failed (the scene's own inserts say why).
+        """
+        try:
+            with self.conn.transaction(force_rollback=True):
+                request, (pipe_job,) = self.request([ORDER_1[0]])
+                return request, pipe_job, _locks(self.conn, self.conn.info.backend_pid)
+        except Refused:
+            return None
 
     def entries(self, pipe_job: int) -> int:
         """How many entry jobs a pipe job got: 1 once the gate let it start."""
@@ -91,7 +117,9 @@ def gate_takes_turns(text: str, poc: str = "single-call", trials: int = TRIALS) 
     pipeline, two pipelines of one request, two requests (which must not wait for each other),
     and on the hardened lab an order-2 pipe job inserted while order 1 finishes; then `trials`
     requests whose two finishers are released together, and trials holding both after their
-    row lock. Request ids are drawn at random.
+    row lock. Request ids are drawn at random. Where a finisher did not wait, the advisory locks
+    each side held (pg_locks) and those an insert takes say why: keys that differ, a shared lock,
+    a try-lock that gave up, or a lock taken on INSERT only.
     """
     verdict = Verdict("your gate fix")
     if written(text, verdict) is None:
@@ -136,6 +164,12 @@ def gate_takes_turns(text: str, poc: str = "single-call", trials: int = TRIALS) 
 
 def _finish(pipe_job: int) -> tuple[str, dict]:
     return _races_q()["finish_pipe_job"], {"pipe_job_id": pipe_job}
+
+
+def _locks(conn: psycopg.Connection, pid: int) -> tuple[Lock, ...]:
+    """The advisory locks backend `pid` holds, read on `conn`."""
+    rows = conn.execute(_q()["gate_advisory_locks_of"], {"pid": pid}).fetchall()
+    return tuple(Lock(tuple(key), shared) for key, shared in rows)
 
 
 def _one_after_the_other(scene: Scene, verdict: Verdict) -> bool:
@@ -192,6 +226,7 @@ def _while_open(connect, first: tuple[str, dict], second: tuple[str, dict]) -> F
                     cur = b.execute(*second)
                     row = cur.fetchone() if cur.description else None
                     got["value"] = row[0] if row else None
+                    got["locks"] = _locks(b, b.info.backend_pid)
             except psycopg.Error as exc:
                 got["error"] = _said(exc)
             finally:
@@ -202,6 +237,7 @@ def _while_open(connect, first: tuple[str, dict], second: tuple[str, dict]) -> F
         try:
             with a.transaction():
                 a.execute(*first)
+                first_locks = _locks(watch, a.info.backend_pid)
                 racer.start()
                 # still running and not waiting for a lock after HOLD_OPEN: the first commits anyway
                 with contextlib.suppress(wait.Timeout):
@@ -220,14 +256,24 @@ def _while_open(connect, first: tuple[str, dict], second: tuple[str, dict]) -> F
             return Forced(False, False, f"the first failed: {_said(exc)}")
         ended.wait(HOLD_OPEN * 5)
     error = got.get("error")
-    return Forced(waited, seen == "locked", str(error) if error else "", got.get("value"))
+    return Forced(
+        waited,
+        seen == "locked",
+        str(error) if error else "",
+        got.get("value"),
+        first_locks,
+        got.get("locks", ()),
+    )
 
 
-def _forced_finishes(scene: Scene, connect, pipes: list[int], no_wait: str) -> tuple[bool, str]:
+def _forced_finishes(
+    scene: Scene, connect, pipes: list[int], no_wait: str, lead: str = ""
+) -> tuple[bool, str]:
     """A request of `pipes` (order 1) and of pipeline 4 (order 2), its first order-1 finisher held open
     while the second finishes: whether the gate then opened once, and what went wrong or how it waited.
 
-    `no_wait` is the cause named when the second finished without waiting for the first.
+    `no_wait` is the cause named when the second finished without waiting for the first and the
+    locks they took say nothing more; `lead` goes before any cause of that kind.
     """
     request, (report, one, two) = scene.request([ORDER_2, *pipes])
     race = _while_open(connect, _finish(one), _finish(two))
@@ -240,9 +286,14 @@ def _forced_finishes(scene: Scene, connect, pipes: list[int], no_wait: str) -> t
     started = scene.entries(report)
     fate = "never started" if started == 0 else f"started {started} times"
     if not race.waited:
+        named = (
+            {one: f"pipe job {one}'s id", pipes[0]: f"pipeline {pipes[0]}'s id"},
+            {two: f"pipe job {two}'s id", pipes[1]: f"pipeline {pipes[1]}'s id"},
+        )
+        cause = _no_turn(scene, race, named) or no_wait
         return (
             False,
-            f"{while_open} finished without waiting, and order-2 pipe job {report} {fate}: {no_wait}",
+            f"{while_open} finished without waiting, and order-2 pipe job {report} {fate}: {lead}{cause}",
         )
     if started != 1:
         return (
@@ -251,6 +302,61 @@ def _forced_finishes(scene: Scene, connect, pipes: list[int], no_wait: str) -> t
         )
     # a try-lock loop waits for no lock, as a long sleep does: say only what was seen
     return True, "waited for its lock" if race.locked else f"did not end in the {HOLD_OPEN:g} s it was open"
+
+
+def _no_turn(scene: Scene, race: Forced, named: tuple[dict[int, str], dict[int, str]]) -> str:
+    """Why the second finisher did not wait for the first, from the advisory locks each took; '' if
+    they say nothing (no lock on either side, and none on an insert either).
+
+    `named` says, for each finisher, what a value of its key would be (its pipe job's id, say).
+    """
+    mine, theirs = race.first_locks, race.second_locks
+    if not mine and not theirs:
+        return _insert_only(scene)
+    if not mine:
+        return ""
+    if not theirs:
+        return (
+            f"the first held {mine[0]}, but the second took no advisory lock at all, so it had nothing to "
+            "wait for (a try-lock that gave up? pg_try_advisory_xact_lock returns false instead of "
+            "waiting): ask for the same lock with pg_advisory_xact_lock, which waits for the first's commit"
+        )
+    both = [lock for lock in mine if lock.key in {other.key for other in theirs}]
+    if both:
+        return (
+            f"both held {both[0]} at once: a shared lock (pg_advisory_xact_lock_shared) lets the other "
+            "in too; take it exclusive, pg_advisory_xact_lock"
+        )
+    first, second = mine[0], theirs[0]
+    notes = []
+    if len(first.key) == len(second.key):
+        for a, b in zip(first.key, second.key, strict=True):
+            if a != b:
+                notes += [f"{v} is {names[v]}" for v, names in ((a, named[0]), (b, named[1])) if v in names]
+    said = f" ({', '.join(notes)})" if notes else ""
+    return (
+        f"the two finishers of one request locked different keys, the first {first}, the second "
+        f"{second}{said}, so neither waited for the other; the lock must be keyed by what must take "
+        "turns, and by that alone: the request, NEW.request_id"
+    )
+
+
+def _insert_only(scene: Scene) -> str:
+    """If an insert takes the advisory lock a finish did not: the sentence that says so; else ''."""
+    probe = scene.insert_locks()
+    if probe is None or not probe[2]:
+        return ""
+    request, pipe_job, locks = probe
+    fires = (
+        "your trigger fires on INSERT only"
+        if not scene.triggers()[2]
+        else "your trigger takes its lock on INSERT only (it fires on a finish too, but locks nothing then)"
+    )
+    return (
+        f"neither finish (UPDATE ... SET pipe_job_finished = true) took a lock, yet inserting pipe job "
+        f"{pipe_job} (request {request}) took {locks[0]}: {fires}; the gate must also act when a pipe job "
+        "is finished (UPDATE OF pipe_job_finished), where two finishers of one request must take turns"
+    )
 
 
 def _one_pipeline(scene: Scene, connect, verdict: Verdict) -> bool:
@@ -278,9 +384,10 @@ def _two_pipelines(scene: Scene, connect, verdict: Verdict) -> bool:
         scene,
         connect,
         list(ORDER_1),
-        f"two pipe jobs of one pipeline took turns, but pipelines {ORDER_1[0]} and {ORDER_1[1]} of one "
-        "request did not, so your lock is keyed by something they do not share (the pipeline?): key it "
-        "by the request, NEW.request_id",
+        "your lock is keyed by something they do not share (the pipeline?): key it by the request, "
+        "NEW.request_id",
+        lead=f"two pipe jobs of one pipeline took turns, but pipelines {ORDER_1[0]} and {ORDER_1[1]} of one "
+        "request did not: ",
     )
     return verdict.expect(
         held,
@@ -310,11 +417,13 @@ def _two_requests(scene: Scene, connect, verdict: Verdict) -> bool:
             f"job {two} (request {second}) took more than {HOLD_OPEN:g} s without waiting for any lock: a "
             "delay is no turn (pg_sleep?); a finish must wait only for another finisher of its own request",
         )
+    both = [lock for lock in race.first_locks if lock.key in {other.key for other in race.second_locks}]
+    took = f" (both took {both[0]})" if both else ""
     return verdict.expect(
         not race.waited,
         "finishers of two different requests did not wait for each other",
         f"while the finisher of pipe job {one} (request {first}) had not committed, the finisher of pipe "
-        f"job {two} (request {second}, the same pipeline) waited for it: your lock is shared by other "
+        f"job {two} (request {second}, the same pipeline) waited for it{took}: your lock is shared by other "
         "requests (a constant key, the pipeline or the order?), so every finish in the queue waits for "
         "every other one; key it by the request, NEW.request_id",
     )

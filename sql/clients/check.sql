@@ -229,10 +229,28 @@ SELECT pipe_job_finished FROM pipe_job_queue WHERE pipe_job_id = %(id)s;
 DROP TRIGGER IF EXISTS pipe_job_takes_turn ON pipe_job_queue;
 
 -- name: gate_triggers
--- The triggers on pipe_job_queue that call the learner's function: all, and those on INSERT.
-SELECT count(*) AS calling, count(*) FILTER (WHERE tgtype & 4 = 4) AS on_insert FROM pg_trigger
+-- The triggers on pipe_job_queue that call the learner's function: all, those on INSERT, and
+-- those on UPDATE (which a finish is).
+SELECT count(*) AS calling, count(*) FILTER (WHERE tgtype & 4 = 4) AS on_insert,
+       count(*) FILTER (WHERE tgtype & 16 = 16) AS on_update FROM pg_trigger
  WHERE tgrelid = 'pipe_job_queue'::regclass AND NOT tgisinternal
    AND tgfoid = 'pipe_job_takes_turn'::regproc;
+
+-- name: gate_advisory_locks_of
+-- The advisory locks the backend `pid` holds, each as the key it was asked with: one bigint
+-- (objsubid 1: its high and low halves) or two integers (objsubid 2), and whether it is shared.
+-- The hardened lab's own lock on a pipe job's ends, which making its entry job takes, is left out:
+-- it is the kit's, not the learner's.
+SELECT key, shared FROM (
+    SELECT CASE WHEN objsubid = 1 THEN ARRAY[(classid::bigint << 32) | objid::bigint]
+                ELSE ARRAY[classid::bigint - CASE WHEN classid::bigint >= 2147483648 THEN 4294967296 ELSE 0 END,
+                           objid::bigint - CASE WHEN objid::bigint >= 2147483648 THEN 4294967296 ELSE 0 END]
+           END AS key,
+           mode = 'ShareLock' AS shared, classid, objid, objsubid
+      FROM pg_locks WHERE locktype = 'advisory' AND pid = %(pid)s AND granted
+) held
+ WHERE NOT (objsubid = 2 AND key[1] = hashtext('pipe job ends'))
+ ORDER BY classid, objid, objsubid;
 
 -- Lesson 06's checker (pgqueue.check.gather): fan-outs made with create_jobs, then a gatherer asks.
 

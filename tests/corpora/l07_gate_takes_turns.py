@@ -46,12 +46,35 @@ WRONG = [
         fix("-- TODO: wait here for the other finishers of request NEW.request_id, until they commit"),
         says="finished without waiting",
     ),
-    Wrong("lock-per-pipe-job", keyed("NEW.pipe_job_id"), says="not merely delay it"),
+    # a lock on the wrong key: two finishers of one pipeline of one request never meet
+    Wrong(
+        "lock-per-pipe-job",
+        keyed("NEW.pipe_job_id"),
+        says="the two finishers of one request locked different keys",
+    ),
+    Wrong(
+        "lock-per-pipe-job-namespaced",
+        keyed("hashtext('order gate'), NEW.pipe_job_id"),
+        says="the two finishers of one request locked different keys",
+    ),
     # the reviewer's case: pipelines 1 and 2 of one request never take turns
     Wrong(
         "lock-per-pipeline",
         keyed("hashtext('order gate'), NEW.pipe_id"),
-        says="but pipelines 1 and 2 of one request did not",
+        says="but pipelines 1 and 2 of one request did not: the two finishers of one request locked "
+        "different keys",
+    ),
+    # the request is in the key, but so is the pipeline: pipelines of one request still never meet
+    Wrong(
+        "lock-per-request-and-pipeline",
+        keyed("NEW.request_id, NEW.pipe_id"),
+        says="locked different keys",
+    ),
+    # the lock is taken when a pipe job is inserted, never when one is finished
+    Wrong(
+        "insert-only-trigger",
+        fix(LOCK, TRIGGER.replace("BEFORE UPDATE OF pipe_job_finished", "BEFORE INSERT"), condition="true"),
+        says="your trigger fires on INSERT only; the gate must also act when a pipe job is finished",
     ),
     Wrong(
         "one-lock-for-the-whole-queue",
@@ -69,12 +92,12 @@ WRONG = [
     Wrong(
         "shared-lock",
         fix("PERFORM pg_advisory_xact_lock_shared(hashtext('order gate'), NEW.request_id);"),
-        says="finished without waiting",
+        says="a shared lock (pg_advisory_xact_lock_shared) lets the other in",
     ),
     Wrong(
         "try-lock-that-gives-up",
         fix("PERFORM pg_try_advisory_xact_lock(hashtext('order gate'), NEW.request_id);"),
-        says="finished without waiting",
+        says="but the second took no advisory lock at all",
     ),
     Wrong(
         "session-level-lock",

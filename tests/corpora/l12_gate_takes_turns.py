@@ -58,7 +58,22 @@ WRONG = [
         gate("-- TODO: wait for this request's turn (one lock per request)"),
         says="finished without waiting",
     ),
-    Wrong("lock-per-pipe-job", keyed("hashtext('order gate'), NEW.pipe_job_id"), says="not merely delay it"),
+    Wrong(
+        "lock-per-pipe-job",
+        keyed("hashtext('order gate'), NEW.pipe_job_id"),
+        says="the two finishers of one request locked different keys",
+    ),
+    # the late insert takes its turn, but a finish never does
+    Wrong(
+        "insert-only-trigger",
+        gate(events="BEFORE INSERT"),
+        says="your trigger fires on INSERT only; the gate must also act when a pipe job is finished",
+    ),
+    Wrong(
+        "locks-on-insert-only",
+        gate("IF TG_OP = 'INSERT' THEN\n        PERFORM pg_advisory_xact_lock(NEW.request_id);\n    END IF;"),
+        says="your trigger takes its lock on INSERT only",
+    ),
     Wrong(
         "lock-per-pipeline",
         keyed("hashtext('order gate'), NEW.pipe_id"),
@@ -68,12 +83,12 @@ WRONG = [
     Wrong(
         "shared-lock",
         gate("PERFORM pg_advisory_xact_lock_shared(hashtext('order gate'), NEW.request_id);"),
-        says="finished without waiting",
+        says="a shared lock (pg_advisory_xact_lock_shared) lets the other in",
     ),
     Wrong(
         "try-lock-that-gives-up",
         gate("PERFORM pg_try_advisory_xact_lock(hashtext('order gate'), NEW.request_id);"),
-        says="finished without waiting",
+        says="but the second took no advisory lock at all",
     ),
     # the reviewer's case: it used to be refused with only "lock timeout"
     Wrong(
