@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import signal
@@ -13,7 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from pgqueue import fleet, hardened, labs, processes, queries
+from pgqueue import check, fleet, hardened, labs, processes, queries
 from pgqueue.check.core import Verdict, install, written
 from pgqueue.errors import PgQueueError
 from pgqueue.heartbeats import Identity
@@ -27,10 +28,25 @@ POISONED_PIPE = 2  # a plain chain: its first job is the one the round poisons
 # rescue: a beat commits a moment after its timestamp, so a right rescue can free a job whose
 # holder's last beat, not yet visible to it, is a few milliseconds short of rescue_after.
 ALIVE_SHARE = 0.75
+# The frozen-worker scene waits for a live worker that still holds its job once frozen (a job's
+# work is short: most freezes land after the hand-over); and for a frozen worker's call to end.
+FREEZE_WITHIN = 10.0
+CALL_ENDS_WITHIN = 2.0
 POISON_MARK = "is poisoned, it kills every worker that runs it"
 
 # What a learner may put in place of the kit's own in a round on their version (lesson 12).
 YOURS = ("claim_jobs", "rescue_jobs", "hold_jobs", "pipe_job_takes_turn")
+# The pieces whose faults show only when two workers meet at one moment (a claim without SKIP
+# LOCKED or without a lock, a gate without its lock), and lesson 12's check of each: its forced
+# schedules (a claim held open while others ask, a finisher held open while the next finishes)
+# meet that moment every time, where a short round's workers met it about twice a round.
+RACE_CHECKS = {
+    "claim_jobs": ("check.claim_jobs", check.claim_jobs),
+    "pipe_job_takes_turn": (
+        'check.gate_takes_turns(poc="hardened")',
+        functools.partial(check.gate_takes_turns, poc="hardened"),
+    ),
+}
 
 
 def _t() -> queries.Queries:
@@ -328,20 +344,15 @@ def _freeze_a_holder(
     hand-over must be refused; then the stand-in hands the job over, as its holder."""
     c = _c()
     forced.freeze_tries += 1
-    alive = {m.who.uuid: m for m in workers.members(alive=True)}
-    held_requests = [gate["request"] for gate in forced.gates]
-    rows = [
-        row for row in conn.execute(c["holding_workers"], {"held_requests": held_requests}) if row[0] in alive
-    ]
-    if not rows:
-        return
-    uuid, job = rng.choice(rows)
-    a = alive[uuid]
-    kin = [m for m in alive.values() if (m.who.name, m.who.version) == (a.who.name, a.who.version)]
-    frozen_at = time.monotonic()
-    for m in kin:
-        os.killpg(m.process.pid, signal.SIGSTOP)
-    forced.frozen.update(m.who.uuid for m in kin)
+    try:
+        uuid, job, a, kin, frozen_at = until(
+            lambda: _freeze_holding(conn, workers, forced, rng),
+            FREEZE_WITHIN,
+            "a worker frozen while it holds a job",
+            interval=0.1,
+        )
+    except Timeout:
+        return  # no worker held a job of its own for long enough to be frozen with it: no scene
     try:
         try:
             state = until(
@@ -398,6 +409,46 @@ def _freeze_a_holder(
         forced.held.append(f"{said}: its late hand-over changed nothing, and the new holder's went through")
 
 
+def _freeze_holding(
+    conn: psycopg.Connection, workers: fleet.Fleet, forced: _Scenes, rng: random.Random
+) -> tuple[str, int, fleet.Member, list[fleet.Member], float] | None:
+    """Freeze a live worker that holds a job, with the other workers of its process (none of them
+    may take the job once it is rescued); (its uuid, the job, it, them, when) if it still holds the
+    job once frozen, else None with all of them woken again."""
+    c = _c()
+    alive = {m.who.uuid: m for m in workers.members(alive=True)}
+    held_requests = [gate["request"] for gate in forced.gates]
+    rows = [
+        row for row in conn.execute(c["holding_workers"], {"held_requests": held_requests}) if row[0] in alive
+    ]
+    if not rows:
+        return None
+    uuid, job = rng.choice(rows)
+    a = alive[uuid]
+    kin = [m for m in alive.values() if (m.who.name, m.who.version) == (a.who.name, a.who.version)]
+    frozen_at = time.monotonic()
+    for m in kin:
+        os.killpg(m.process.pid, signal.SIGSTOP)
+    forced.frozen.update(m.who.uuid for m in kin)
+    # a job's work takes milliseconds: the worker read as its holder may be handing it over as it
+    # stops, and that call ends on the server regardless; what it holds is read once none runs
+    try:
+        until(
+            lambda: conn.execute(c["calls_running"], {"uuid": uuid}).fetchone()[0] == 0,
+            CALL_ENDS_WITHIN,
+            f"the calls of frozen worker {uuid} ending",
+        )
+        holder, finished, dead, _ = conn.execute(c["job_state"], {"job_id": job, "uuid": uuid}).fetchone()
+    except Timeout:
+        holder = None  # a call waiting for a lock: frozen now, it would hold that lock the whole scene
+    if holder == uuid and not finished and not dead:
+        return uuid, job, a, kin, frozen_at
+    for m in kin:
+        if m.alive:
+            os.killpg(m.process.pid, signal.SIGCONT)
+    return None
+
+
 def _froze_once(forced: _Scenes) -> bool:
     return any("a worker frozen" in line for line in forced.held + forced.wrong)
 
@@ -429,10 +480,12 @@ def on_yours(
 
     `yours` maps a routine of `YOURS` to the SQL that creates it (a trigger function with its
     trigger); a routine left out runs as the kit's. The lab is rebuilt with the example
-    pipelines, each routine replaced, then `run(requests, seconds=...)` kills and replaces
-    workers while the requests run, with handlers failing at random, a poisoned job and the
-    forced scenes (`run`'s `scenes`); a shorter `seconds` makes a shorter round. SQL that
-    PostgreSQL refuses ends the round before it starts, with PostgreSQL's words as its problem.
+    pipelines, each routine replaced; a claim_jobs or a gate of yours first goes through lesson
+    12's own check (`race_checks`), whose lines come first in the verdict; then `run(requests,
+    seconds=...)` kills and replaces workers while the requests run, with handlers failing at
+    random, a poisoned job and the forced scenes (`run`'s `scenes`); a shorter `seconds` makes a
+    shorter round. SQL that PostgreSQL refuses ends the round before it starts, with PostgreSQL's
+    words as its problem.
     """
     unknown = sorted(set(yours) - set(YOURS))
     if unknown:
@@ -449,7 +502,8 @@ def on_yours(
                 verdict.wrong[-1] = f"{routine}: {verdict.wrong[-1]}"
                 return Round(requests, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, verdict=verdict)
         conn.execute(checks["revoke_from_public"])  # as step 08 left every other routine
-    return run(
+    before = race_checks(yours)
+    found = run(
         requests,
         seconds=seconds,
         drain=drain,
@@ -460,6 +514,27 @@ def on_yours(
         scenes=True,
         subject="your hardened queue",
     )
+    found.verdict.wrong[:0] = before.wrong
+    found.verdict.held[:0] = before.held
+    return found
+
+
+def race_checks(yours: dict[str, str]) -> Verdict:
+    """Lesson 12's own check of each piece of `yours` whose fault shows only in a race (`RACE_CHECKS`),
+    as one verdict whose lines name the piece and the check."""
+    verdict = Verdict("your hardened queue")
+    for routine, (name, judge_piece) in RACE_CHECKS.items():
+        if routine not in yours:
+            continue
+        found = judge_piece(yours[routine])
+        said = f"{routine}, in lesson 12's {name} before the round"
+        verdict.wrong += [f"{said}: {line}" for line in found.wrong]
+        if found.holds:
+            verdict.held.append(
+                f"{routine} held in lesson 12's {name} before the round ({len(found.held)} checks, its "
+                "forced schedules among them)"
+            )
+    return verdict
 
 
 def judge(

@@ -43,6 +43,19 @@ def test_sql_postgresql_refuses_ends_the_round_before_it_starts_with_its_words()
     assert found.problems[0].startswith("claim_jobs: PostgreSQL refused your SQL"), found.problems
 
 
+def test_a_claim_or_a_gate_of_yours_goes_through_lesson_12s_own_check_first_and_the_others_do_not():
+    # their faults show only in a race: the lesson's check forces it, where a round meets it by chance
+    found = chaos.race_checks(
+        {"pipe_job_takes_turn": corpus.NO_GATE_LOCK, "hold_jobs": corpus.REFERENCE["hold_jobs"]}
+    )
+    said = 'pipe_job_takes_turn, in lesson 12\'s check.gate_takes_turns(poc="hardened") before the round: '
+    assert found.wrong and not found.held, found
+    assert all(line.startswith(said) for line in found.wrong), found
+    assert "finished without waiting" in found.wrong[0]
+    others = chaos.race_checks({"hold_jobs": corpus.REFERENCE["hold_jobs"], "rescue_jobs": corpus.NO_RESCUE})
+    assert not others.held and not others.wrong
+
+
 def test_the_lessons_skeletons_are_the_ones_its_exercise_cells_show():
     # the capstone runs a piece left as its skeleton as the kit's: the notebook's copy of each
     # skeleton must be what the learner's cell holds before it is written

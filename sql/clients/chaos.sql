@@ -81,6 +81,12 @@ SELECT j.job_assigned_process_uuid, j.job_id FROM job_queue j JOIN pipe_job_queu
    AND j.job_id NOT IN (SELECT job_id FROM chaos_poison) AND pj.request_id <> ALL (%(held_requests)s)
  ORDER BY j.job_id;
 
+-- name: calls_running
+-- How many statements of worker `uuid` the server still runs (its connections carry `[uuid]` in
+-- application_name): a call a worker sent just before it was frozen ends on the server all the same.
+SELECT count(*) FROM pg_stat_activity
+ WHERE strpos(application_name, '[' || %(uuid)s || ']') > 0 AND state = 'active';
+
 -- name: job_state
 -- Who holds job `job_id`, whether it ended, and how the last attempt of worker `uuid` at it ended.
 SELECT j.job_assigned_process_uuid, j.job_finished IS TRUE AS finished, j.job_dead_timestamp IS NOT NULL AS dead,
