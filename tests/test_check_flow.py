@@ -62,6 +62,12 @@ def test_the_query_cannot_change_the_lab():
             "your query has no row for order 1",
         ),
         (REFERENCE.replace("ORDER BY p.pipe_order;", "ORDER BY p.pipe_order DESC;"), "ORDER BY pipe_order"),
+        # sorted as planned here; with sorting made dear the four orders of the drawn request come
+        # back from a hash table, never as 0, 1, 2, 3
+        (
+            REFERENCE.replace("\n ORDER BY p.pipe_order;", ";"),
+            "rows come in no defined order unless ORDER BY says so",
+        ),
         (REFERENCE.replace("FROM job_queue j", "FROM jobs j"), 'relation "jobs" does not exist'),
     ],
     ids=[
@@ -75,6 +81,7 @@ def test_the_query_cannot_change_the_lab():
         "column-name",
         "finished-only",
         "descending",
+        "no-order-by",
         "no-such-table",
     ],
 )

@@ -27,8 +27,10 @@ def request_flow(text: str, poc: str = POC) -> Verdict:
     """Whether the learner's query gives, per pipe order of `%(request_id)s`, the reference's rows.
 
     It runs read-only on the lesson's lab (every request there), then on a scratch lab with the
-    example requests, fan-out widths drawn anew and one more request drawn, before any worker ran
-    and after each round of real find_job / create_jobs / finish_pipe calls that play them through.
+    example requests, fan-out widths drawn anew and one more request drawn (through pipelines of
+    orders 0 and 3 drawn too), before any worker ran and after each round of real find_job /
+    create_jobs / finish_pipe calls that play them through. Each time it runs twice: as PostgreSQL
+    plans it, and with sorting made dear, so rows in no defined order come back out of order.
     The first difference is named, with both values.
     """
     verdict = Verdict("your request-flow query")
@@ -54,23 +56,43 @@ def request_flow(text: str, poc: str = POC) -> Verdict:
         left = conn.execute(_q()["flow_unfinished"]).fetchone()[0]
         until = "every job had run" if not left else f"{left} jobs were still unfinished"
         verdict.held.append(
-            f"there, the same rows as the reference after each of {rounds} rounds of work, until {until}"
+            f"there, the same rows as the reference after each of {rounds} rounds of work, until {until}, "
+            "and sorted by pipe_order also when sorting was made dear to PostgreSQL (enable_sort off)"
         )
     return verdict
 
 
 def _draw(conn: psycopg.Connection) -> str:
-    """Draw the scratch lab's fan-out widths and one more request; what was drawn, in words."""
+    """Draw the scratch lab's fan-out widths, a pipeline of order 0 and one of order 3, and one more
+    request through them; what was drawn, in words."""
     widths = conn.execute(_q()["flow_draw_fan_out"]).fetchall()
     conn.execute(_q()["flow_refresh_job_config"])
     pipes = conn.execute(_q()["flow_pipelines"]).fetchall()
+    tag, at = secrets.token_hex(2), 10 + secrets.randbelow(80)
+    # order 3 waits for order 2; order 0 starts at once and chains to nothing (work fed in)
+    drawn = {3: (at, "archiver"), 0: (at + 1 + secrets.randbelow(9), "intake")}
+    steps = {}
+    for order, (pipe_id, role) in drawn.items():
+        names = [f"{role}_{tag}_{n}" for n in range(1 + secrets.randbelow(2))]
+        versions = [f"1.{secrets.randbelow(9)}.{n}" for n in range(len(names))]
+        params = {"pipe_id": pipe_id, "pipe_name": f"{role} {tag}", "pipe_order": order}
+        conn.execute(_q()["flow_draw_pipeline"], {**params, "names": names, "versions": versions})
+        steps[order] = len(names)
+    # the drawn pipelines first in the table: a query that reads pipelines in the table's order
+    # and does not sort meets orders 3 and 0 before 1 and 2
+    conn.execute(_q()["flow_heap_order"], {"pipe_ids": [pipe_id for pipe_id, _ in drawn.values()]})
     first = [pipe_id for pipe_id, order in pipes if order == 1]
     chosen = secrets.SystemRandom().sample(first, 1 + secrets.randbelow(2))
-    chosen += [pipe_id for pipe_id, order in pipes if order > 1]
+    # order 0 after order 1, so its first job is made after theirs: sorted by first_created, the
+    # rows would come 1, 0, ..., not by pipe_order
+    chosen += [pipe_id for pipe_id, order in pipes if order > 1] + [drawn[3][0], drawn[0][0]]
     request_id = 100 + secrets.randbelow(900)
     conn.execute(_q()["flow_draw_request"], {"request_id": request_id, "pipe_ids": chosen})
     fans = ", ".join(f"{name} of pipeline {pipe_id} fans out {n}" for pipe_id, name, n in widths)
-    return f"{fans}; request {request_id} through pipelines {', '.join(map(str, chosen))}"
+    orders = ", ".join(
+        f"{drawn[o][0]} of order {o} ({steps[o]} step{'s' if steps[o] > 1 else ''})" for o in (3, 0)
+    )
+    return f"{fans}; request {request_id} through pipelines {', '.join(map(str, chosen))}, drawn: {orders}"
 
 
 def _compare(conn: psycopg.Connection, text: str, verdict: Verdict, where: str, *, tell: bool = True) -> bool:
@@ -81,10 +103,17 @@ def _compare(conn: psycopg.Connection, text: str, verdict: Verdict, where: str, 
         want = _rows(conn, _q()["request_flow"], request_id)
         try:
             got = _rows(conn, text, request_id)
+            hashed = _rows(conn, text, request_id, plan=_q()["flow_hash_plan"])
         except psycopg.Error as exc:
             verdict.refuse(f"{where}, request {request_id}: PostgreSQL refused your query: {_error(exc)}")
             return False
-        if (wrong := _difference(got, want)) is not None:
+        wrong = _difference(got, want)
+        if wrong is None:
+            wrong = _difference(hashed, want)
+            # rows that change with the plan: a LIMIT or DISTINCT ON that no ORDER BY decides
+            wrong = wrong and f"when sorting was made dear to PostgreSQL (another plan), {wrong}"
+            wrong = wrong or _disorder(got, hashed)
+        if wrong is not None:
             verdict.refuse(f"{where}, request {request_id}: {wrong}")
             return False
     if tell:
@@ -94,15 +123,19 @@ def _compare(conn: psycopg.Connection, text: str, verdict: Verdict, where: str, 
     return True
 
 
-def _rows(conn: psycopg.Connection, text: str, request_id: int) -> list[dict]:
-    """A query's rows, in a READ ONLY transaction that is rolled back: a query cannot change the lab."""
+def _rows(conn: psycopg.Connection, text: str, request_id: int, plan: str | None = None) -> list[dict]:
+    """A query's rows, in a READ ONLY transaction that is rolled back: a query cannot change the lab.
+    `plan` sets the planner for that transaction first."""
     with conn.transaction(force_rollback=True), conn.cursor(row_factory=dict_row) as cur:
         cur.execute(_q()["flow_read_only"])
+        if plan is not None:
+            cur.execute(plan)
         return cur.execute(text, {"request_id": request_id}).fetchall()
 
 
 def _difference(got: list[dict], want: list[dict]) -> str | None:
-    """The first difference between the learner's rows and the reference's, in words; None if none."""
+    """The first difference between the learner's rows and the reference's, but for their order, in
+    words; None if none."""
     columns = list(got[0]) if got else list(COLUMNS)
     missing = [c for c in COLUMNS if c not in columns]
     if missing:
@@ -133,9 +166,27 @@ def _difference(got: list[dict], want: list[dict]) -> str | None:
     extra = sorted(set(mine) - {row["pipe_order"] for row in want})
     if extra:
         return f"your query has a row for order {extra[0]}, where the request has no job"
-    if orders != sorted(orders):
-        return f"your rows come in the order {orders}: ORDER BY pipe_order"
     return None
+
+
+def _disorder(got: list[dict], hashed: list[dict]) -> str | None:
+    """Rows not sorted by pipe_order, as planned or with sorting made dear, in words; None if sorted."""
+    planned, dear = [row["pipe_order"] for row in got], [row["pipe_order"] for row in hashed]
+    if planned == sorted(planned) and dear == sorted(dear):
+        return None
+    if planned == dear:
+        # the same wrong order either way: sorted by something else, or read as stored
+        return (
+            f"your rows come in the order {planned}: the lesson asks them by pipe_order ascending, which "
+            "ORDER BY pipe_order says (no DESC, no other column before it); without ORDER BY, rows come "
+            "in no defined order"
+        )
+    return (
+        f"your rows come in the order {planned} as PostgreSQL planned your query, but in the order {dear} "
+        "when sorting was made dear to it (enable_sort off: it then picks a plan that does not sort, such "
+        "as grouping by hashing, as it may on its own for larger tables): rows come in no defined order "
+        "unless ORDER BY says so (ORDER BY pipe_order)"
+    )
 
 
 def _jobs(n: object) -> str:

@@ -338,6 +338,30 @@ SELECT p.pipe_id, p.pipe_order
 INSERT INTO pipe_job_queue (request_id, pipe_id, pipe_job_priority)
 SELECT %(request_id)s, pipe_id, 100 FROM unnest(%(pipe_ids)s::integer[]) AS pipe_id;
 
+-- name: flow_draw_pipeline
+-- A pipeline of order `pipe_order` with the steps `names` (versions `versions`): the examples have
+-- orders 1 and 2 only, and with four orders (0 to 3) a grouping by hashing gives them back in
+-- another order than 0, 1, 2, 3 at every hash table size tried (8 to 16384 buckets).
+WITH pipe AS (
+    INSERT INTO pipelines (pipe_id, pipe_name, pipe_version, pipe_type, pipe_order)
+    VALUES (%(pipe_id)s, %(pipe_name)s, '1.0.0', 'drawn by the checker', %(pipe_order)s)
+    RETURNING pipe_id
+)
+INSERT INTO pipeline_processes (pipe_id, process_name, process_version, process_order)
+SELECT pipe.pipe_id, step.name, step.version, step.n
+  FROM pipe, unnest(%(names)s::varchar[], %(versions)s::varchar[]) WITH ORDINALITY AS step (name, version, n);
+
+-- name: flow_heap_order
+-- Every pipeline but `pipe_ids` rewritten in place, so that its new row versions lie after
+-- theirs in the table: a query that reads pipelines in the table's order meets those first.
+UPDATE pipelines SET pipe_type = pipe_type WHERE pipe_id <> ALL (%(pipe_ids)s::integer[]);
+
+-- name: flow_hash_plan
+-- Sorting made dear for the rest of the transaction: PostgreSQL then groups (or removes duplicates)
+-- by hashing, as it may choose to on larger tables, and rows come in the hash table's order unless
+-- ORDER BY sorts them.
+SET LOCAL enable_sort = off;
+
 -- name: flow_unfinished
 -- Jobs not finished yet (job_finished is NULL until a job is).
 SELECT count(*) FROM job_queue WHERE job_finished IS NOT TRUE;

@@ -13,6 +13,18 @@ FROM = (
     "  JOIN pipelines p ON p.pipe_id = pj.pipe_id\n"
 )
 GROUP = " GROUP BY p.pipe_order\n ORDER BY p.pipe_order;"
+# the request's orders first, then each one's numbers: rows in the orders' order, whatever it is
+LATERAL = (
+    "SELECT o.pipe_order, f.first_created, f.last_finished, f.jobs\n"
+    "  FROM (SELECT DISTINCT p.pipe_order FROM pipelines p\n"
+    "          JOIN pipe_job_queue pj ON pj.pipe_id = p.pipe_id WHERE pj.request_id = %(request_id)s) o,\n"
+    "  LATERAL (SELECT min(j.job_create_timestamp) AS first_created,\n"
+    "                  max(j.job_finish_timestamp) AS last_finished, count(*) AS jobs\n"
+    "             FROM job_queue j JOIN pipe_job_queue pj USING (pipe_job_id)\n"
+    "             JOIN pipelines p ON p.pipe_id = pj.pipe_id\n"
+    "            WHERE pj.request_id = %(request_id)s AND p.pipe_order = o.pipe_order) f\n"
+    " WHERE f.jobs > 0{order};"
+)
 
 
 def changed(old: str, new: str, text: str = REFERENCE) -> str:
@@ -90,6 +102,23 @@ WRONG = [
     Wrong(
         "descending", changed("ORDER BY p.pipe_order;", "ORDER BY p.pipe_order DESC;"), "ORDER BY pipe_order"
     ),
+    # rows as the plan gives them: sorted while PostgreSQL happens to group by sorting
+    Wrong(
+        "no-order-by",
+        changed(GROUP, " GROUP BY p.pipe_order;"),
+        "rows come in no defined order unless ORDER BY says so",
+    ),
+    Wrong(
+        "no-order-by-per-order-lateral",
+        LATERAL.format(order=""),
+        "rows come in no defined order unless ORDER BY says so",
+    ),
+    # time is not the order: order 0 starts beside order 1, not before it
+    Wrong(
+        "sorted-by-first-created",
+        changed(GROUP, " GROUP BY p.pipe_order\n ORDER BY first_created;"),
+        "your rows come in the order [1, 0]: the lesson asks them by pipe_order ascending",
+    ),
     Wrong("other-column-name", changed("AS jobs", "AS job_count"), "(missing: jobs)"),
     Wrong("hard-coded-request", changed("%(request_id)s", "50"), "no %(request_id)s"),
     Wrong(
@@ -101,6 +130,15 @@ WRONG = [
 
 RIGHT = [
     Right("the-lessons-reference", REFERENCE),
+    Right("order-by-position", changed(GROUP, " GROUP BY 1\n ORDER BY 1;")),
+    Right("per-order-lateral-sorted", LATERAL.format(order="\n ORDER BY o.pipe_order")),
+    Right(
+        "window-then-distinct",
+        "SELECT DISTINCT p.pipe_order, min(j.job_create_timestamp) OVER w AS first_created,\n"
+        "       max(j.job_finish_timestamp) OVER w AS last_finished, count(*) OVER w AS jobs\n"
+        f"{FROM} WHERE pj.request_id = %(request_id)s\n"
+        "WINDOW w AS (PARTITION BY p.pipe_order)\n ORDER BY p.pipe_order;",
+    ),
     Right(
         "the-jobs-own-pipeline-and-a-filter",
         "SELECT p.pipe_order, min(j.job_create_timestamp) AS first_created,\n"
