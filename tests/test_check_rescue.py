@@ -59,8 +59,10 @@ def broken(*changes: tuple[str, str]) -> str:
 def test_the_reference_rescue_holds():
     verdict = rescue_jobs(REFERENCE)
     assert verdict.holds, str(verdict)
-    assert len(verdict.held) >= 13, str(verdict)  # every check ran
+    assert len(verdict.held) >= 15, str(verdict)  # every check ran
     assert "passed over it without waiting" in str(verdict)
+    assert "beating with its kill switch set, was left to it" in str(verdict)
+    assert "(1 failed, 1 rescued, 1 succeeded) as they were" in str(verdict)
     assert "your rescue then left all three as they were, and returned 0" in str(verdict)
 
 
@@ -80,7 +82,7 @@ def test_the_skeleton_is_refused_for_what_it_does():
         # waits for the row a late finish holds: with lock_timeout 2 s it gives up
         (
             broken(("FOR UPDATE OF j SKIP LOCKED", "FOR UPDATE OF j")),
-            "your rescue_jobs waited 2.0 s for the lock on job",
+            "and gave up (lock_timeout 2 s): FOR UPDATE SKIP LOCKED passes over a row",
         ),
         # every leased job looks lost, however recently its worker beat
         (broken((HEARTBEAT, "")), "whose last heartbeat was"),
@@ -94,6 +96,17 @@ def test_the_skeleton_is_refused_for_what_it_does():
             "had used 2 of its 2 attempts (max_attempts) when worker",
         ),
         (broken((WOKEN, ""), (COUNTED, "SELECT count(*) INTO freed FROM back;")), "nothing was heard on"),
+        # every attempt of a lost job ended again, the one that had failed before included
+        (
+            broken((" AND a.attempt_ended IS NULL\n", "\n")),
+            "which had ended 'failed' before it ran: it changed its attempt_ended, outcome ('failed' became "
+            "'rescued')",
+        ),
+        # the kill switch taken for death: the worker beats, and is finishing its job
+        (
+            broken((HEARTBEAT, HEARTBEAT.replace(" IS NOT NULL)", " IS NOT NULL OR h.process_kill_switch)"))),
+            "whose kill switch is set but which beat",
+        ),
     ],
     ids=[
         "attempt-open",
@@ -103,6 +116,8 @@ def test_the_skeleton_is_refused_for_what_it_does():
         "wrong-way",
         "never-dead",
         "no-notify",
+        "rewrites-ended-attempts",
+        "kill-switch-as-death",
     ],
 )
 def test_a_broken_rescue_is_refused_in_plain_words(rescue, says):

@@ -25,7 +25,9 @@ NAME, VERSION = "first_process", "1.9.2"  # the first step of pipeline 2, which 
 RESCUE_AFTER = (20, 45)
 LATER = 4
 SILENT, SLOW = 1.25, 0.8  # a silent worker's last beat, and a slow live one's, in rescue_afters
-MAX_ATTEMPTS = 2
+# max_attempts while the first calls judge, and in the check of a job out of attempts: a job that
+# failed once and is held again must go back in the first, the second holder's job is dead-lettered
+MAX_ATTEMPTS, FEWER_ATTEMPTS = 3, 2
 LOCK_TIMEOUT = 2  # seconds a rescuer may wait for a row lock before it gives up
 WAKE_WAIT = 2.0  # seconds to wait for a wake-up after a rescue
 HELD = 10.0  # seconds to wait for a state the forced schedule expects
@@ -49,6 +51,7 @@ class Scene:
 
     silent: Identity  # will stop beating: loses its two jobs
     silent_jobs: list[int]
+    retried_job: int  # one of silent_jobs: its first attempt, by another worker, ended 'failed'
     finished_job: int  # the silent worker finished this one before: not its to lose
     stopped: Identity  # said it stopped (mark_stopped), heartbeat fresh: loses its job
     stopped_job: int
@@ -60,6 +63,8 @@ class Scene:
     late_job: int
     ghost: Identity  # its heartbeat row is gone (deleted), as if it never beat: loses its job
     ghost_job: int
+    killed: Identity  # beats, busy with its job, its kill switch set: alive, keeps its job
+    killed_job: int
     rescue_after: float  # seconds, drawn for this call
 
     def holders(self) -> dict[int, Identity]:
@@ -70,6 +75,7 @@ class Scene:
             (self.dying_job, self.dying),
             (self.late_job, self.late),
             (self.ghost_job, self.ghost),
+            (self.killed_job, self.killed),
         ]
         return dict(pairs)
 
@@ -79,10 +85,12 @@ def rescue_jobs(text: object) -> Verdict:
 
     On a scratch hardened lab with its examples, workers lease first_process jobs through find_job
     (with the kit's rescue_jobs); then the learner's replaces it, and it is called on silent,
-    stopped, slow but live workers' jobs and on the job of a worker with no heartbeat row, on a job
-    out of attempts, while a silent worker's late finish holds its job's row in an open
-    transaction, and held within its first statement while workers beat, finish and lease. The
-    threshold (rescue_after) is drawn for each call and said in the verdict.
+    stopped, slow but live workers' jobs, on the job of a worker with no heartbeat row and on that
+    of a beating worker whose kill switch is set, on a job out of attempts, while a silent
+    worker's late finish holds its job's row in an open transaction, and held within its first
+    statement while workers beat, finish and lease. Every attempt that had ended before a call
+    (succeeded, failed, rescued) must be left as it was. The threshold (rescue_after) is drawn for
+    each call and said in the verdict.
     """
     verdict = Verdict("your rescue_jobs")
     if written(text, verdict) is None:
@@ -99,30 +107,41 @@ def rescue_jobs(text: object) -> Verdict:
 
 
 def _scene(conn: psycopg.Connection) -> Scene:
-    """Eight first_process jobs leased through find_job, every worker beating, the kit's rescue in place."""
+    """Nine first_process jobs leased through find_job, every worker beating, the kit's rescue in place.
+
+    One of the silent worker's jobs failed once before (another worker's attempt ended 'failed'), so
+    its history has an ended attempt that a rescue must leave as it is.
+    """
     lesson = _lesson()
     rescue_after = float(random.Random(secrets.randbits(64)).randint(*RESCUE_AFTER))
     conn.execute(lesson["rescue_after"], {"seconds": rescue_after})
     conn.execute(lesson["retries"], {"max_attempts": MAX_ATTEMPTS, "base": 1})
-    conn.execute(_q()["requests"], {"count": 8})
+    conn.execute(_q()["requests"], {"count": 9})
     first, dying = _worker(), _worker()
     (job,) = _claim(conn, first)
-    # the first holder dies; the next caller's find_job rescues the job and takes it: attempt 2 of 2
+    # the first holder dies; the next caller's find_job rescues the job and takes it: attempt 2, its
+    # last once check 5 sets max_attempts to FEWER_ATTEMPTS
     conn.execute(lesson["age_heartbeat"], {"uuid": first.uuid, "seconds": SILENT * rescue_after})
     if _claim(conn, dying) != [job]:
         raise RuntimeError(f"the kit's rescue_jobs did not hand job {job} to the next caller")
-    silent, stopped, live, late, ghost = (_worker() for _ in range(5))
+    silent, stopped, live, late, ghost, killed, failer = (_worker() for _ in range(7))
     (finished,) = _claim(conn, silent)
     params = {"uuid": silent.uuid, "job_ids": [finished], "payloads": Jsonb([{}])}
     conn.execute(_calls()["create_jobs"], params)
+    (retried,) = _claim(conn, failer)
+    conn.execute(_calls()["fail_jobs"], {"uuid": failer.uuid, "job_ids": [retried], "error": "it failed"})
+    conn.execute(lesson["run_now"], {"job_id": retried})  # its backoff skipped: the oldest waiting job
     silent_jobs = _claim(conn, silent, batch=2)
+    if retried not in silent_jobs:
+        raise RuntimeError(f"job {retried}, failed once and due, was not among {silent_jobs} leased next")
     (stopped_job,) = _claim(conn, stopped)
     (live_job,) = _claim(conn, live)
     (late_job,) = _claim(conn, late)
     (ghost_job,) = _claim(conn, ghost)
+    (killed_job,) = _claim(conn, killed)
     return Scene(
-        silent, silent_jobs, finished, stopped, stopped_job, live, live_job, dying, job, late, late_job,
-        ghost, ghost_job, rescue_after,
+        silent, silent_jobs, retried, finished, stopped, stopped_job, live, live_job, dying, job, late,
+        late_job, ghost, ghost_job, killed, killed_job, rescue_after,
     )  # fmt: skip
 
 
@@ -176,16 +195,20 @@ def _rescue(conn: psycopg.Connection, verdict: Verdict, when: str) -> int | None
 
 def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdict: Verdict) -> bool:
     """Checks 1, 2, 3, 6 and 7: one call after a worker went silent, another said it stopped, and a third's
-    heartbeat row is gone; a slow worker's last beat is older than most, but within rescue_after."""
+    heartbeat row is gone; a slow worker's last beat is older than most, but within rescue_after, and
+    a beating worker's kill switch is set (it is asked to stop, and finishes its job first)."""
     # the busy workers beat, as they do while they work: live now, however slow the setup was
-    for busy in (scene.live, scene.dying, scene.late, scene.stopped):
+    for busy in (scene.live, scene.dying, scene.late, scene.stopped, scene.killed):
         conn.execute(_calls()["pulse"], {"uuid": busy.uuid})
+    kill = queries.load("clients/heartbeats.sql")["set_kill_switch"]
+    conn.execute(kill, {"uuid": scene.killed.uuid, "on": True})
     silent = SILENT * scene.rescue_after
     conn.execute(_lesson()["age_heartbeat"], {"uuid": scene.silent.uuid, "seconds": silent})
     conn.execute(_lesson()["age_heartbeat"], {"uuid": scene.live.uuid, "seconds": SLOW * scene.rescue_after})
     conn.execute(_calls()["mark_stopped"], {"uuid": scene.stopped.uuid})
     conn.execute(_q()["forget_worker"], {"uuid": scene.ghost.uuid})
     before = {job_id: _job(conn, job_id) for job_id in scene.holders()}
+    history = _ended_attempts(conn)
     channel = conn.execute(_q()["wake_channel"], {"name": NAME, "version": VERSION}).fetchone()[0]
     with lab.connect() as listener:
         listen = queries.load("clients/notify_listen.sql")["listen"]
@@ -200,6 +223,7 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
         heard = [n.payload for n in listener.notifies(timeout=WAKE_WAIT, stop_after=1)]
     after = {job_id: _job(conn, job_id) for job_id in scene.holders()}
     given_back = sorted(j for j in after if before[j].holder and not after[j].holder)
+    _history_kept(conn, history, verdict, "your rescue_jobs")
 
     silent_ok = _given_back(
         scene.silent_jobs,
@@ -242,12 +266,14 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
             f"job {scene.ghost_job} of worker {scene.ghost.uuid}, which has no heartbeat row, went back too"
         )
     done = _job(conn, scene.finished_job)
+    # its attempt is judged with the others that had ended (_history_kept): here, the job itself
     verdict.expect(
-        done.finished and done.holder == scene.silent.uuid and done.outcome == "succeeded",
-        f"job {scene.finished_job}, which the silent worker had finished before, was left as it was",
+        done.finished and done.holder == scene.silent.uuid and not done.dead,
+        f"job {scene.finished_job}, which the silent worker had finished before, stayed finished (not given "
+        "back)",
         f"job {scene.finished_job}, which worker {scene.silent.uuid} had finished before it went silent, "
-        f"was changed (held by {done.holder or 'nobody'}, last attempt {done.outcome!r}): only unfinished "
-        "jobs (job_finished IS NULL) can be lost",
+        f"was changed ({'finished' if done.finished else 'unfinished'}, held by {done.holder or 'nobody'}"
+        f"{', dead-lettered' if done.dead else ''}): only unfinished jobs (job_finished IS NULL) can be lost",
     )
     verdict.expect(
         freed == len(given_back),
@@ -258,6 +284,9 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
     live = [(scene.live_job, scene.live), (scene.dying_job, scene.dying), (scene.late_job, scene.late)]
     if not _live_untouched(conn, live, after, scene.rescue_after, verdict):
         return False  # the later checks lease and finish the live workers' jobs
+    # after the live workers: a rescue that takes every job is wrong by the heartbeat, not the switch
+    if not _killed_untouched(conn, scene, after[scene.killed_job], verdict):
+        return False  # as for the live workers: the later checks would count its job too
     _woken(heard, given_back, channel, verdict)
     again = _rescue(conn, verdict, "called a second time at once")
     if again is None:
@@ -269,7 +298,8 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
         "nothing more to free (only leased, unfinished jobs of silent workers are lost)",
     )
     if silent_ok and stopped_ok and ghost_ok:
-        _claimed_again(conn, sorted([*scene.silent_jobs, scene.stopped_job, scene.ghost_job]), verdict)
+        back = [*scene.silent_jobs, scene.stopped_job, scene.ghost_job]
+        _claimed_again(conn, {job_id: after[job_id].attempts + 1 for job_id in sorted(back)}, verdict)
     return True
 
 
@@ -286,7 +316,8 @@ def _given_back(
                 False,
                 "",
                 f"job {job_id} of {lost} was dead-lettered ({job.error!r}) after {job.attempts} of its "
-                f"{MAX_ATTEMPTS} attempts: only a job out of attempts is dead-lettered; this one goes back",
+                f"{MAX_ATTEMPTS} attempts (max_attempts): only a job out of attempts is dead-lettered; this "
+                "one goes back",
             )
         fault = _attempt_fault(job, owner)
         if fault:
@@ -310,6 +341,69 @@ def _attempt_fault(job: Job, owner: Identity, fate: str = "went back to the queu
             f"{job.outcome!r}: an attempt taken from a silent worker ends 'rescued'"
         )
     return None
+
+
+def _ended_attempts(conn: psycopg.Connection) -> dict[int, dict]:
+    """Every attempt that has ended, whole, by its id."""
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return {row["attempt_id"]: row for row in cur.execute(_q()["ended_attempts"])}
+
+
+def _history_kept(
+    conn: psycopg.Connection, before: dict[int, dict], verdict: Verdict, who: str, *, say_held: bool = True
+) -> bool:
+    """Every attempt that had ended before the rescue (`before`) is still there, each column as it was."""
+    after = _ended_attempts(conn)
+    changed = [attempt_id for attempt_id, row in before.items() if after.get(attempt_id) != row]
+    if not changed:
+        outcomes = [row["outcome"] for row in before.values()]
+        kinds = ", ".join(f"{outcomes.count(o)} {o}" for o in sorted(set(outcomes)))
+        if say_held:
+            verdict.held.append(
+                f"{who} left the {len(before)} attempts that had ended before it ran ({kinds}) as they were"
+            )
+        return True
+    was = before[changed[0]]
+    now = after.get(changed[0])
+    if now is None:
+        how = "deleted it"
+    else:
+        columns = [c for c in was if was[c] != now[c]]
+        how = "changed its " + ", ".join(
+            f"{c} ({was[c]!r} became {now[c]!r})" if c in ("outcome", "error", "process_uuid") else c
+            for c in columns
+        )
+    more = f" (and {len(changed) - 1} more ended attempts)" if len(changed) > 1 else ""
+    return verdict.expect(
+        False,
+        "",
+        f"{who} rewrote attempt {was['attempt_id']} at job {was['job_id']} by worker {was['process_uuid']}, "
+        f"which had ended {was['outcome']!r} before it ran: it {how}{more}. A rescue ends only the open "
+        "attempt of each lost job (attempt_ended IS NULL); an attempt that has ended is the job's history "
+        "and keeps its row as it was",
+    )
+
+
+def _killed_untouched(conn: psycopg.Connection, scene: Scene, job: Job, verdict: Verdict) -> bool:
+    """Check 3, its kill switch: a beating worker asked to stop keeps its job, its attempt open."""
+    who = scene.killed
+    if job.holder == who.uuid and job.running:
+        return verdict.expect(
+            True,
+            f"job {job.job_id} of worker {who.uuid}, beating with its kill switch set, was left to it",
+            "",
+        )
+    age = conn.execute(_q()["beat_age"], {"uuid": who.uuid}).fetchone()[0]
+    state = f"held by {job.holder or 'nobody'}, its attempt {'open' if job.running else repr(job.outcome)}"
+    return verdict.expect(
+        False,
+        "",
+        f"job {job.job_id} was taken from worker {who.uuid} ({state}), whose kill switch is set but which "
+        f"beat {age:g} s ago (rescue_after {scene.rescue_after:g} s): it is alive (beating) and finishing "
+        "its job; the kill switch only asks it to stop (find_job answers it 'kill' the next time it asks "
+        "for work). A worker is lost by its heartbeat (older than rescue_after, or no row) or by "
+        "process_stopped_timestamp, not by process_kill_switch",
+    )
 
 
 def _live_untouched(
@@ -363,8 +457,9 @@ def _woken(heard: list[str], given_back: list[int], channel: str, verdict: Verdi
     )
 
 
-def _claimed_again(conn: psycopg.Connection, ids: list[int], verdict: Verdict) -> bool:
-    """Check 1, its end: another worker's find_job takes the jobs given back."""
+def _claimed_again(conn: psycopg.Connection, attempts: dict[int, int], verdict: Verdict) -> bool:
+    """Check 1, its end: another worker's find_job takes the jobs given back, each on its next attempt."""
+    ids = list(attempts)
     taker = _worker()
     params = {"uuid": taker.uuid, "server": taker.server, "name": NAME, "version": VERSION}
     try:
@@ -376,12 +471,20 @@ def _claimed_again(conn: psycopg.Connection, ids: list[int], verdict: Verdict) -
             f"worker {taker.uuid} asked for the jobs given back, and its find_job failed: {_said(exc)}",
         )
     jobs = json.loads(answer) if answer.startswith("[") else []
-    got = sorted(job["job_id"] for job in jobs)
+    got = {job["job_id"]: job["job_attempts"] for job in jobs}
+    if sorted(got) != ids:
+        return verdict.expect(
+            False,
+            "",
+            f"worker {taker.uuid} asked for up to 10 jobs of {NAME} {VERSION} and got "
+            f"{sorted(got) or answer!r}, while jobs {ids} were given back",
+        )
+    tries = ", ".join(f"job {job_id}: attempt {n}" for job_id, n in attempts.items())
     return verdict.expect(
-        got == ids and all(job["job_attempts"] == 2 for job in jobs),
-        f"worker {taker.uuid}'s find_job then claimed jobs {ids}, each on its second attempt",
-        f"worker {taker.uuid} asked for up to 10 jobs of {NAME} {VERSION} and got {got or answer!r}, "
-        f"while jobs {ids} were given back, each after one attempt",
+        got == attempts,
+        f"worker {taker.uuid}'s find_job then claimed jobs {ids}, each on its next attempt ({tries})",
+        f"worker {taker.uuid}'s find_job claimed jobs {ids} again, on attempts {got}, where the next ones "
+        f"were {tries}: a rescue gives a job back without changing job_attempts",
     )
 
 
@@ -389,24 +492,31 @@ def _out_of_attempts(conn: psycopg.Connection, scene: Scene, verdict: Verdict) -
     """Check 5: the job of a silent worker on its last attempt is dead-lettered, not given back.
 
     rescue_after is now LATER times longer, and a live worker is slower than rescue_after was before:
-    it keeps its job.
+    it keeps its job. max_attempts is now FEWER_ATTEMPTS, which the job has used; its first attempt,
+    rescued from the worker before, stays as it ended.
     """
     rescue_after = LATER * scene.rescue_after
     conn.execute(_lesson()["rescue_after"], {"seconds": rescue_after})
+    conn.execute(_lesson()["retries"], {"max_attempts": FEWER_ATTEMPTS, "base": 1})
     silent = SILENT * rescue_after
     conn.execute(_lesson()["age_heartbeat"], {"uuid": scene.dying.uuid, "seconds": silent})
     conn.execute(_lesson()["age_heartbeat"], {"uuid": scene.live.uuid, "seconds": SLOW * rescue_after})
     job_id = scene.dying_job
-    when = f"with rescue_after {rescue_after:g} s and worker {scene.dying.uuid}, holding job {job_id}, silent"
+    when = (
+        f"with rescue_after {rescue_after:g} s, max_attempts {FEWER_ATTEMPTS} and worker {scene.dying.uuid}, "
+        f"holding job {job_id}, silent"
+    )
+    history = _ended_attempts(conn)
     if _rescue(conn, verdict, when) is None:
         return False
+    _history_kept(conn, history, verdict, f"{when}, your rescue_jobs", say_held=False)
     kept = _job(conn, scene.live_job)
     if not _live_untouched(
         conn, [(scene.live_job, scene.live)], {scene.live_job: kept}, rescue_after, verdict
     ):
         return False
     job = _job(conn, job_id)
-    used = f"job {job_id} had used {job.attempts} of its {MAX_ATTEMPTS} attempts (max_attempts)"
+    used = f"job {job_id} had used {job.attempts} of its {FEWER_ATTEMPTS} attempts (max_attempts)"
     if job.holder:
         return verdict.expect(
             False,

@@ -116,3 +116,7 @@ SELECT pg_advisory_lock(hashtext('pgqueue rescue pause'));
 
 -- name: open_pause
 SELECT pg_advisory_unlock(hashtext('pgqueue rescue pause'));
+
+-- name: ended_attempts
+-- Every attempt that has ended, whole: a rescue leaves each of these rows as it was.
+SELECT a.* FROM job_attempts a WHERE a.attempt_ended IS NOT NULL ORDER BY a.attempt_id;
