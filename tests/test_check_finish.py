@@ -126,3 +126,14 @@ def test_a_broken_hold_jobs_is_refused_in_plain_words(hold, says):
     verdict = hold_jobs(hold)
     assert not verdict.holds
     assert says in str(verdict), str(verdict)
+
+
+def test_a_refusal_with_the_wrong_sqlstate_names_both_codes_not_the_null_comparison():
+    # right in what it refuses, wrong in its code: 22023 (bad input) where 55000 is asked for
+    assert HOLDER.count("refuse('55000'") == 1, HOLDER
+    verdict = hold_jobs(broken(HOLDER, HOLDER.replace("refuse('55000'", "refuse('22023'")))
+    said = str(verdict)
+    assert not verdict.holds
+    assert "which nobody holds since it was rescued from it, and it was refused with 22023" in said, said
+    assert "the wrong SQLSTATE; the lesson asks for 55000 here (object_not_in_prerequisite" in said, said
+    assert "IS DISTINCT FROM" not in said, said

@@ -24,6 +24,12 @@ SILENT_FOR = 600.0  # the silent worker's last beat is moved this far back
 WAIT = 10.0  # seconds to wait for a state a forced schedule expects
 LOCK_TIMEOUT_MS = "10000"  # a finisher stuck behind a lock fails after this, instead of hanging
 NOT_HELD, NO_JOB, BAD_INPUT, DEADLOCK = "55000", "P0002", "22023", "40P01"
+# what each SQLSTATE the lesson asks for means, for the learner whose answer raised another one
+MEANS = {
+    NOT_HELD: "object_not_in_prerequisite_state: the job is not the caller's to hand over",
+    NO_JOB: "no_data_found: a job nobody made",
+    BAD_INPUT: "invalid_parameter_value: arguments that cannot go together",
+}
 
 
 def _q() -> queries.Queries:
@@ -207,11 +213,24 @@ def _unchanged(
 
 
 def _refusal(verdict: Verdict, said: Said, code: str, what: str, why: str) -> bool:
-    """Expect `said`, the answer to the call `what` describes, to be a refusal with SQLSTATE `code`."""
+    """Expect `said`, the answer to the call `what` describes, to be a refusal with SQLSTATE `code`.
+
+    `why` says why the call must be refused: the cause when it was accepted. Refused with another
+    SQLSTATE, the code is the cause, and the ✗ line names the one raised and the one asked for.
+    """
     if said.code == code:
         return verdict.expect(True, f"{what}: {said}", "")
-    got = "it was accepted" if said.ok else f"it was {said}"
-    return verdict.expect(False, "", f"{what}, and {got}: {why}; refuse it with SQLSTATE {code}")
+    if said.ok:
+        return verdict.expect(
+            False, "", f"{what}, and it was accepted: {why}; refuse it with SQLSTATE {code}"
+        )
+    plain = " (P0001 is what RAISE EXCEPTION raises when no ERRCODE is given)" if said.code == "P0001" else ""
+    return verdict.expect(
+        False,
+        "",
+        f"{what}, and it was {said}: the wrong SQLSTATE{plain}; the lesson asks for {code} here "
+        f"({MEANS[code]}): refuse it with refuse('{code}', ...)",
+    )
 
 
 # --- checks 1 to 4: one pipe job through its pipeline ------------------------------------------

@@ -1,4 +1,5 @@
-"""Lesson 12's hold_jobs: holder checks wrong by lock, order, repeat or NULL; right ones in other styles."""
+"""Lesson 12's hold_jobs: holder checks wrong by lock, order, repeat, NULL or SQLSTATE; right ones in other
+styles."""
 
 from pgqueue import check
 from tests.corpora import Right, Wrong
@@ -139,6 +140,30 @@ WRONG = [
         hold(changes=[(UNKNOWN, "    END IF;\n    END LOOP;\n")]),
         says="which does not exist, and it was refused with 55000",
     ),
+    # written blind: refused, but with a ✗ line about IS DISTINCT FROM, which was not their mistake
+    Wrong(
+        "not-held-raised-without-errcode",
+        hold(
+            holder="""\
+        ELSIF j.job_assigned_process_uuid IS DISTINCT FROM p_uuid THEN
+            RAISE EXCEPTION '%: job % is not held by %', what, j.job_id, p_uuid;
+"""
+        ),
+        says="the wrong SQLSTATE (P0001 is what RAISE EXCEPTION raises when no ERRCODE is given); the lesson "
+        "asks for 55000 here",
+    ),
+    Wrong(
+        "held-by-nobody-refused-as-unknown",
+        hold(
+            holder="""\
+        ELSIF j.job_assigned_process_uuid IS NULL THEN
+            PERFORM refuse('P0002', format('%s: job %s is leased to nobody', what, j.job_id));
+        ELSIF j.job_assigned_process_uuid <> p_uuid THEN
+            PERFORM refuse('55000', format('%s: job %s is not held by %s', what, j.job_id, p_uuid));
+"""
+        ),
+        says="which nobody holds since it was rescued from it, and it was refused with P0002",
+    ),
     Wrong(
         "two-pipe-jobs-in-one-hand-over",
         hold(changes=[(PIPE_JOBS, "")]),
@@ -229,4 +254,13 @@ RIGHT = [
     Right("for-no-key-update", hold(lock=LOCK.replace(" FOR UPDATE LOOP", " FOR NO KEY UPDATE LOOP"))),
     Right("set-based-with-condition-names", SET_BASED),
     Right("sql-function-statements", SQL_FUNCTION),
+    Right(
+        "raise-using-errcode",
+        hold(
+            holder="""\
+        ELSIF j.job_assigned_process_uuid IS DISTINCT FROM p_uuid THEN
+            RAISE EXCEPTION '%: job % is not held by %', what, j.job_id, p_uuid USING ERRCODE = '55000';
+"""
+        ),
+    ),
 ]
