@@ -311,14 +311,21 @@ def drop_a_day(conn: psycopg.Connection, rows: int = 4000) -> list[dict]:
 def _archive_scene(conn: psycopg.Connection, low: int, high: int) -> dict[int, str]:
     """Lay out the archive's scene: every job said as the learner reads it, by id.
 
-    Pipe jobs finished long ago (3 x `high` seconds), in between the two thresholds, a little
-    (`low` / 2 seconds) ago and just now, each tier of a drawn size; some of the oldest had a rescued
-    attempt first; jobs that finished long ago while their pipe job runs on; running jobs and
-    waiting ones.
+    Pipe jobs finished long ago (3 x `high` seconds, 90 x `low` at least), in between the two
+    thresholds (under 30 x `low`), a little ago (30 to 100 seconds, `low` / 2 at most) and just now,
+    each tier of a drawn size; some of the oldest had a rescued attempt first; jobs that finished
+    long ago while their pipe job runs on; running jobs and waiting ones. So what a statement moves
+    tells a unit apart: `%(seconds)s` read as minutes moves the oldest tier alone at `low`, and
+    nothing at `high`; read as a sixtieth it moves the little tier at `low`, not at `high`.
     """
     q, rng = _q(), secrets.SystemRandom()
     pipe_jobs: set[int] = set()
-    tiers = [3 * high, rng.randint(2 * low, high // 2), low // 2, 0]
+    tiers = [
+        max(3 * high, 90 * low),
+        rng.randint(2 * low, min(high // 2, 30 * low)),
+        rng.randint(30, min(low // 2, 100)),
+        0,
+    ]
     for age in tiers:
         churn(conn, "hardened", rng.randint(3, 10))
         now = {r[0] for r in conn.execute(q["finished_pipe_jobs"])}
@@ -368,6 +375,26 @@ class _Tables:
         )
 
 
+# %(seconds)s read as minutes, as a sixtieth, as milliseconds: each moves a set of jobs of its own
+_UNITS = (60, 1 / 60, 1 / 1000)
+_EDGE = 2  # seconds a pipe job ages between the scene read and the statement's clock (either side)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One threshold's run: what had to move, what other units would move, the tables around it."""
+
+    expected: set[int]
+    read_as: dict[float, tuple[set[int], set[int]]]  # unit: (surely old enough, perhaps old enough)
+    before: _Tables
+    after: _Tables
+
+    @property
+    def moved(self) -> set[int]:
+        """The jobs the statement took out of job_queue, archived or not."""
+        return set(self.before.jobs) - set(self.after.jobs)
+
+
 def check_archive(query: object) -> Verdict:
     """Try an archiving statement on a scratch hardened lab, at two thresholds `%(seconds)s`.
 
@@ -384,13 +411,18 @@ def check_archive(query: object) -> Verdict:
         return verdict
     q, rng = _q(), secrets.SystemRandom()
     low, high = rng.randint(60, 900), 3600 * rng.randint(2, 6)
-    runs: dict[int, tuple[set[int], dict[int, int], _Tables, _Tables]] = {}
+    runs: dict[int, _Run] = {}
     with labs.scratch("hardened", None, examples=True) as lab, lab.connect() as conn:
         conn.execute(q["create_archives"])
         said = _archive_scene(conn, low, high)
         job_of = dict(conn.execute(q["job_of_attempts"]).fetchall())
+
+        def old_enough(seconds: float) -> set[int]:
+            return set(conn.execute(q["old_enough"], {"seconds": max(seconds, 0)}).fetchone()[0])
+
         for seconds in (low, high):
-            expected = set(conn.execute(q["old_enough"], {"seconds": seconds}).fetchone()[0])
+            expected = old_enough(seconds)
+            read_as = {f: (old_enough(f * seconds + _EDGE), old_enough(f * seconds - _EDGE)) for f in _UNITS}
             with conn.transaction(force_rollback=True):
                 before = _Tables.read(conn)
                 try:
@@ -398,8 +430,8 @@ def check_archive(query: object) -> Verdict:
                         conn.execute(text, {"seconds": seconds})
                 except psycopg.Error as exc:
                     return verdict.refuse(_archive_refused(exc, text))
-                runs[seconds] = (expected, job_of, before, _Tables.read(conn))
-    return _judge_archive(verdict, said, runs)
+                runs[seconds] = _Run(expected, read_as, before, _Tables.read(conn))
+    return _judge_archive(verdict, said, job_of, runs)
 
 
 def _archive_refused(exc: psycopg.Error, text: str) -> str:
@@ -418,19 +450,55 @@ def _some(ids: set[int] | list[int]) -> str:
     return ", ".join(map(str, shown[:5])) + (", ..." if len(shown) > 5 else "")
 
 
+def _unit_read(runs: dict[int, _Run]) -> float | None:
+    """The unit the statement reads %(seconds)s in, when at each threshold it moved exactly the jobs
+    old enough in that unit (and not what seconds ask, and not the same jobs at both)."""
+    if all(run.moved == run.expected for run in runs.values()):
+        return None
+    if len({frozenset(run.moved) for run in runs.values()}) < 2:
+        return None  # the same jobs at both: it does not read %(seconds)s at all
+    return next((unit for unit in _UNITS if _fits(runs, unit)), None)
+
+
+def _fits(runs: dict[int, _Run], unit: float) -> bool:
+    """Whether at each threshold the statement moved the jobs old enough with %(seconds)s in `unit`."""
+    return all(run.read_as[unit][0] <= run.moved <= run.read_as[unit][1] for run in runs.values())
+
+
+def _unit_said(unit: float, runs: dict[int, _Run]) -> str:
+    """The ✗ line of a statement that reads %(seconds)s in `unit`, from what it moved at each threshold."""
+    if unit == 60:
+        how, ago = "as minutes, not seconds", "%(seconds)s minutes"
+    else:
+        how = "in a unit smaller than seconds (a sixtieth of a second? a millisecond?)"
+        ago = f"%(seconds)s / {round(1 / unit)} seconds"
+    moved = " and ".join(
+        f"{len(run.moved) or 'none'} at {seconds} s" + ("" if unit == 60 else f" ({seconds * unit:.3g} s)")
+        for seconds, run in runs.items()
+    )
+    return (
+        f"it reads %(seconds)s {how}: it moved exactly the jobs of pipe jobs finished at least {ago} ago, "
+        f"{moved}: make_interval(secs => %(seconds)s), or %(seconds)s * interval '1 second'"
+    )
+
+
 def _judge_archive(
-    verdict: Verdict, said: dict[int, str], runs: dict[int, tuple[set[int], dict[int, int], _Tables, _Tables]]
+    verdict: Verdict, said: dict[int, str], job_of: dict[int, int], runs: dict[int, _Run]
 ) -> Verdict:
-    """What each run moved, against the scene's answer: one line per invariant, over both thresholds."""
+    """What each run moved, against the scene's answer: one line per invariant, over both thresholds.
+
+    The attempts are judged by the jobs the statement did move: a job that had to go and stayed is
+    told once, by the jobs' line, and its attempts staying with it are right.
+    """
     found: dict[str, list[str]] = {}
 
     def saw(check: str, seconds: int, what: str) -> None:
         found.setdefault(check, []).append(f"at {seconds} s, {what}")
 
-    moved_sets = []
-    for seconds, (expected, job_of, before, after) in runs.items():
+    moved_sets = [run.moved for run in runs.values()]
+    for seconds, run in runs.items():
+        expected, before, after = run.expected, run.before, run.after
         archived = [job_id for job_id, _ in after.archived]
-        moved_sets.append(set(before.jobs) - set(after.jobs))  # gone from job_queue, archived or not
         if lost := set(before.jobs) - set(after.jobs) - set(archived):
             saw("lost", seconds, f"{len(lost)} jobs are in neither table ({_some(lost)})")
         if left := expected & set(after.jobs):
@@ -450,12 +518,23 @@ def _judge_archive(
             saw("changed", seconds, f"{len(changed)} jobs ({_some(changed)})")
         if touched := {j for j, row in after.jobs.items() if before.jobs.get(j, row) != row}:
             saw("touched", seconds, f"{len(touched)} jobs ({_some(touched)})")
-        owed = {a for a, j in job_of.items() if j in expected}
+        owed = {a for a, j in job_of.items() if j in run.moved}
         kept = [a for a, _ in after.archived_attempts]
-        if lost := set(before.attempts) - set(after.attempts) - set(kept):
+        gone = set(before.attempts) - set(after.attempts) - set(kept)  # in neither table
+        if vanished := owed & gone:
+            saw(
+                "attempts vanished",
+                seconds,
+                f"{len(vanished)} of {len(owed)} are in neither table ({_some(vanished)})",
+            )
+        if left := owed & set(after.attempts):
+            saw(
+                "attempts left",
+                seconds,
+                f"{len(left)} of {len(owed)} are still in job_attempts ({_some(left)})",
+            )
+        if lost := gone - owed:
             saw("attempts lost", seconds, f"{len(lost)} attempts are in neither table ({_some(lost)})")
-        if missing := owed - set(kept) - lost:
-            saw("attempts left", seconds, f"{len(missing)} of {len(owed)} ({_some(missing)})")
         if extra := set(kept) - owed:
             saw("attempts extra", seconds, f"{len(extra)} attempts of jobs that stay ({_some(extra)})")
         twice = {a for a in kept if kept.count(a) > 1}
@@ -467,15 +546,25 @@ def _judge_archive(
                 f"{len(twice)} twice, {len(changed)} changed ({_some(twice | changed)})",
             )
 
-    (low, (low_expected, *_)), (high, (high_expected, *_)) = runs.items()
+    (low, low_run), (high, high_run) = runs.items()
+    low_expected, high_expected = low_run.expected, high_run.expected
     at_low, at_high = (len(moved) for moved in moved_sets)
-    if any(moved_sets):  # a statement that moves nothing is told so below
+    if (unit := _unit_read(runs)) is not None:
+        verdict.expect(False, "", _unit_said(unit, runs))
+    elif any(moved_sets):  # a statement that moves nothing is told so below
         verdict.expect(
             moved_sets[0] != moved_sets[1],
             f"it follows %(seconds)s: {at_low} jobs moved at {low} s, {at_high} at {high}",
             f"it took the same {at_low} jobs out of job_queue at %(seconds)s = {low} and = {high}, "
-            f"where {len(low_expected)} and {len(high_expected)} had to go: it does not read %(seconds)s "
-            "(a cut-off written into the statement?)",
+            f"where {len(low_expected)} and {len(high_expected)} had to go: it does not read %(seconds)s"
+            # read as milliseconds, both thresholds fall under a second, below the age of every job
+            # but the newest: what moved cannot tell that from a cut-off of its own
+            + (
+                ", or not in seconds (a cut-off written into the statement? %(seconds)s read as "
+                "milliseconds, which puts both thresholds under a second?)"
+                if _fits(runs, 1 / 1000)
+                else " (a cut-off written into the statement?)"
+            ),
         )
     lines = [
         ("left", "it moves every job of the pipe jobs finished at least %(seconds)s ago",
@@ -489,15 +578,23 @@ def _judge_archive(
         ("changed", "every archived job arrived as it was, every column",
          "archived jobs differ from the row job_queue held (copy every column, as it was)"),
         ("touched", "the jobs that stay are untouched", "jobs that stay in job_queue were changed"),
-        ("attempts lost", "no attempt vanished",
-         "attempts vanished, deleted but never inserted into job_attempt_archive"),
-        ("attempts left", "the attempts of every moved job moved with it",
-         "attempts of the moved jobs are not in job_attempt_archive"),
+        # one ✓ for the attempts of the moved jobs, and only once a job moved: deleted ones did not move
+        ("attempts vanished",
+         "the attempts of every moved job moved with it" if any(moved_sets) and "attempts left" not in found
+         else None,
+         "attempts of the moved jobs vanished, deleted but never inserted into job_attempt_archive (insert "
+         "what DELETE ... RETURNING hands over)"),
+        ("attempts left", None, "attempts of the moved jobs are still in job_attempts"),
+        ("attempts lost", "no attempt of a job that stays vanished",
+         "attempts of jobs that stay vanished, deleted from job_attempts but never archived"),
         ("attempts extra", "it moves no attempt of a job that stays",
          "it moved attempts of jobs that stay in job_queue"),
         ("attempts changed", "every attempt archived once, as it was",
          "attempts were archived twice or changed"),
     ]  # fmt: skip
     for check, held, wrong in lines:
-        verdict.expect(check not in found, held, f"{wrong}: {'; '.join(found.get(check, []))}")
+        if check in found:
+            verdict.expect(False, "", f"{wrong}: {'; '.join(found[check])}")
+        elif held is not None:
+            verdict.expect(True, held, "")
     return verdict

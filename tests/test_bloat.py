@@ -122,6 +122,23 @@ def test_the_archive_checker_passes_a_right_query_and_names_what_a_wrong_one_did
     assert "move a job's attempts in the same statement" in str(bloat.check_archive(jobs_only))
 
 
+def test_the_archive_checker_judges_the_attempts_of_the_jobs_that_moved():
+    # read as minutes, the oldest jobs go at the low threshold with their attempts: only the jobs
+    # left behind and the unit are wrong, no attempt is
+    minutes = bloat.check_archive(
+        ARCHIVE.replace("make_interval(secs => %(seconds)s)", "%(seconds)s * interval '1 minute'")
+    )
+    assert any("it reads %(seconds)s as minutes" in line for line in minutes.wrong), minutes
+    assert not [line for line in minutes.wrong if "attempt" in line], minutes
+    assert "the attempts of every moved job moved with it" in minutes.held, minutes
+    # attempts deleted and never archived did not move: no ✓ says they did
+    kept = "), kept_attempts AS (\n    INSERT INTO job_attempt_archive SELECT * FROM attempts\n"
+    assert kept in ARCHIVE
+    deleted = bloat.check_archive(ARCHIVE.replace(kept, ""))
+    assert any("attempts of the moved jobs vanished" in line for line in deleted.wrong), deleted
+    assert not [line for line in deleted.held if "attempts of every moved job" in line], deleted
+
+
 def test_bad_input_gets_a_clear_error(hardened):
     _, conn = hardened
     with pytest.raises(PgQueueError, match="notify-listen"):

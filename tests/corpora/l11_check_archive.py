@@ -55,7 +55,17 @@ WRONG = [
     DELETE FROM job_attempts WHERE job_id IN (SELECT job_id FROM old)
 )"""
         ),
-        says="attempts vanished",
+        says="attempts of the moved jobs vanished, deleted but never inserted into job_attempt_archive",
+    ),
+    # the same, joined by USING: its ✓ for the attempts of the moved jobs was printed beside the ✗
+    Wrong(
+        "attempts-deleted-using-old-not-archived",
+        archive(
+            attempts=""", gone_attempts AS (
+    DELETE FROM job_attempts a USING old WHERE a.job_id = old.job_id
+)"""
+        ),
+        says="attempts of the moved jobs vanished",
     ),
     Wrong(
         "jobs-deleted-not-archived",
@@ -87,6 +97,19 @@ INSERT INTO job_archive SELECT * FROM job_queue WHERE job_id IN (SELECT job_id F
         "hard-coded-one-minute",
         archive(OLD.replace("make_interval(secs => %(seconds)s)", "interval '1 minute'")),
         says="it does not read %(seconds)s",
+    ),
+    # at the low threshold only the oldest jobs go, at the high one none: their attempts go with them
+    Wrong(
+        "threshold-read-as-minutes",
+        archive(OLD.replace("make_interval(secs => %(seconds)s)", "%(seconds)s * interval '1 minute'")),
+        says="it reads %(seconds)s as minutes, not seconds",
+    ),
+    Wrong(
+        "threshold-divided-by-sixty",
+        archive(
+            OLD.replace("make_interval(secs => %(seconds)s)", "make_interval(secs => %(seconds)s / 60.0)")
+        ),
+        says="it reads %(seconds)s in a unit smaller than seconds",
     ),
     # a job's own finish, not its pipe job's: a first step that finished long ago goes while its
     # pipe job still runs
@@ -163,6 +186,27 @@ WITH jobs AS (
     INSERT INTO job_attempt_archive SELECT * FROM attempts
 )
 INSERT INTO job_archive SELECT * FROM jobs
+""",
+    ),
+    # %(seconds)s in hours, and the transaction's start for now: the unit is right, only written otherwise
+    Right(
+        "threshold-as-a-fraction-of-an-hour",
+        archive(
+            OLD.replace(
+                OLD_PIPE_JOB,
+                "p.pipe_job_finish_timestamp <= now() - %(seconds)s / 3600.0 * interval '1 hour'",
+            )
+        ),
+    ),
+    Right(
+        "in-subquery-counts-returned",
+        OLD
+        + """,
+da AS (DELETE FROM job_attempts WHERE job_id IN (SELECT job_id FROM old) RETURNING *),
+ia AS (INSERT INTO job_attempt_archive SELECT * FROM da RETURNING 1),
+dj AS (DELETE FROM job_queue WHERE job_id IN (SELECT job_id FROM old) RETURNING *),
+ij AS (INSERT INTO job_archive SELECT * FROM dj RETURNING 1)
+SELECT (SELECT count(*) FROM ij) AS jobs, (SELECT count(*) FROM ia) AS attempts
 """,
     ),
     # every sub-statement sees the same snapshot: what it copies is what was there, then it deletes
