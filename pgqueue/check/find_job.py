@@ -125,6 +125,14 @@ def _one_by_one(conn: psycopg.Connection, me: Process, jobs: list[Job], verdict:
                 f"call {call}, with no job of {me[0]} {me[1]} left waiting, answered {_short(answer)}: "
                 f"expected {NO_JOB!r}",
             )
+        if answer == NO_JOB and _found_once_false(conn, me, waiting):
+            verdict.refuse(
+                f"call {call} answered {NO_JOB!r} while {waiting[0]} waited: a waiting job's job_finished "
+                "is NULL (it has not finished), and your pick found none of them; with their "
+                "job_finished set to false it found one, so it looks for job_finished = false, which "
+                "no job has: test job_finished IS NULL"
+            )
+            return False
         got = _job_of(answer, verdict, f"call {call}", waiting[0])
         if got is None:
             return False
@@ -145,6 +153,18 @@ def _one_by_one(conn: psycopg.Connection, me: Process, jobs: list[Job], verdict:
         waiting.pop(0)
         handed.append(got)
     return True  # not reached: the loop ends on the call after the last waiting job
+
+
+def _found_once_false(conn: psycopg.Connection, me: Process, waiting: list[Job]) -> bool:
+    """Whether a pick that found no waiting job finds one once their job_finished is false (rolled back)."""
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute(_q()["find_job_finished_false"], {"job_ids": [j.job_id for j in waiting]})
+            params = {"uuid": secrets.token_hex(6), "name": me[0], "version": me[1]}
+            answer = conn.execute(_q()["find_job_call"], params).fetchone()[0]
+    except psycopg.Error:
+        return False
+    return _jobs_in(answer) is not None and len(_jobs_in(answer)) == 1
 
 
 def _fits(job: Job, me: Process, verdict: Verdict, who: str) -> bool:

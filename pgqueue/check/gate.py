@@ -290,7 +290,7 @@ def _forced_finishes(
             {one: f"pipe job {one}'s id", pipes[0]: f"pipeline {pipes[0]}'s id"},
             {two: f"pipe job {two}'s id", pipes[1]: f"pipeline {pipes[1]}'s id"},
         )
-        cause = _no_turn(scene, race, named) or no_wait
+        cause = _no_turn(scene, connect, race, named) or no_wait
         return (
             False,
             f"{while_open} finished without waiting, and order-2 pipe job {report} {fate}: {lead}{cause}",
@@ -304,15 +304,16 @@ def _forced_finishes(
     return True, "waited for its lock" if race.locked else f"did not end in the {HOLD_OPEN:g} s it was open"
 
 
-def _no_turn(scene: Scene, race: Forced, named: tuple[dict[int, str], dict[int, str]]) -> str:
+def _no_turn(scene: Scene, connect, race: Forced, named: tuple[dict[int, str], dict[int, str]]) -> str:
     """Why the second finisher did not wait for the first, from the advisory locks each took; '' if
-    they say nothing (no lock on either side, and none on an insert either).
+    they say nothing (no lock on either side once its statement had run, none on an insert either,
+    and none a finish waits for when the checker holds the request's likely keys).
 
     `named` says, for each finisher, what a value of its key would be (its pipe job's id, say).
     """
     mine, theirs = race.first_locks, race.second_locks
     if not mine and not theirs:
-        return _insert_only(scene)
+        return _insert_only(scene) or _let_go_early(scene, connect)
     if not mine:
         return ""
     if not theirs:
@@ -341,6 +342,67 @@ def _no_turn(scene: Scene, race: Forced, named: tuple[dict[int, str], dict[int, 
     )
 
 
+def _let_go_early(scene: Scene, connect) -> str:
+    """If a finish asks for an advisory lock but holds none once its UPDATE has run: the sentence that
+    says so; else ''.
+
+    The checker holds the keys a turn is likely keyed by (the request, the pipe job, the pipeline)
+    while a finish runs in a transaction left open: a trigger that asks for one of them waits,
+    which pg_locks shows, and once let go, what it still holds before its commit is read.
+    """
+    request, (pipe_job, _) = scene.request(list(ORDER_1))
+    keys = [request, pipe_job, ORDER_1[0]]
+    seen: dict[str, object] = {}
+    with connect() as holder, connect() as finisher:
+        done, release = threading.Event(), threading.Event()
+        pid = finisher.info.backend_pid
+
+        def finish() -> None:
+            try:
+                with finisher.transaction(force_rollback=True):
+                    finisher.execute(*_finish(pipe_job))
+                    seen["locks"] = _locks(finisher, pid)
+                    done.set()
+                    release.wait(HOLD_OPEN * 5)
+            except psycopg.Error as exc:
+                seen["error"] = _said(exc)
+            finally:
+                done.set()
+
+        with holder.transaction():
+            holder.execute(_q()["gate_hold_keys"], {"keys": keys})
+            racer = threading.Thread(target=finish, daemon=True)
+            racer.start()
+            with contextlib.suppress(wait.Timeout):
+                wait.until(
+                    lambda: done.is_set() or races.waiting_on_lock(pid, conn=scene.conn),
+                    HOLD_OPEN,
+                    "the finish ending or waiting for a lock the checker holds",
+                )
+            wanted = scene.conn.execute(_q()["gate_advisory_lock_wanted"], {"pid": pid}).fetchone()
+        # the holder's commit lets the finish go on
+        done.wait(HOLD_OPEN * 5)
+        release.set()
+        racer.join(HOLD_OPEN * 5)
+    if wanted is None or seen.get("error") or seen.get("locks"):
+        return ""
+    lock = Lock(tuple(wanted[0]), wanted[1])
+    whose = {
+        (request,): "the request's id",
+        (pipe_job,): "the pipe job's id",
+        (ORDER_1[0],): "the pipeline's id",
+    }
+    what = f" ({whose[lock.key]})" if lock.key in whose else ""
+    return (
+        f"then, while the checker held {lock}{what}, a finish of request {request} waited for it, yet once "
+        "let go and its UPDATE had run, with its transaction still open, it held no lock: your trigger lets "
+        "go of its lock "
+        "(pg_advisory_unlock?) before the commit, so the second finisher went on while the first was still "
+        "open and both checked the gate before either had committed; take a lock that lasts until the "
+        "commit, pg_advisory_xact_lock(NEW.request_id), and no unlock"
+    )
+
+
 def _insert_only(scene: Scene) -> str:
     """If an insert takes the advisory lock a finish did not: the sentence that says so; else ''."""
     probe = scene.insert_locks()
@@ -363,8 +425,9 @@ def _one_pipeline(scene: Scene, connect, verdict: Verdict) -> bool:
     """Forced: two pipe jobs of one pipeline of one request; the second waits for the first's commit."""
     pipe = ORDER_1[1]
     cause = (
-        "your trigger must make the second finisher wait for the first one's commit (a lock), not merely "
-        "delay it"
+        "your trigger must make the second finisher wait for the first one's commit, not merely delay it: "
+        "ask for a lock that lasts until the commit, pg_advisory_xact_lock(NEW.request_id) (one given back "
+        "before the commit, with pg_advisory_unlock, lets the second go on as no lock does)"
         if scene.triggers()[0]
         else "no trigger calls your pipe_job_takes_turn, so it never runs "
         "(CREATE TRIGGER ... ON pipe_job_queue ... EXECUTE FUNCTION pipe_job_takes_turn())"

@@ -18,6 +18,8 @@ GATHERER = ("movemonitor", "1.0.0")  # gathers the four classifications of pipel
 OTHER_GATHERER = ("merging_results", "1.5.2")  # gathers the four classifications of pipeline 1
 CHECKER_UUID = "0000000c0de6"  # the reference find_job beats under this uuid (rolled back)
 SIZES = [2, 3, 5, 6, 7]  # fan-out sizes a check draws its order from: the examples fan out to 4
+# sizes tried one by one once an answer is refused, 4 among them: it tells a size-bound answer
+PROBE_SIZES = [2, 3, 4, 5, 6, 7]
 
 
 def _q() -> queries.Queries:
@@ -212,6 +214,9 @@ def gather_batch(text: str, poc: str = "single-call", sizes: list[int] | None = 
         for start, scenario in enumerate(_scenarios()):  # each scenario starts at another size
             if not _try(conn, scenario, verdict, Lab(conn, sizes, start)):
                 break
+        sized = "" if verdict.holds else _by_size(conn)
+        if sized:
+            verdict.refuse(sized)
     if verdict.holds:
         verdict.held.append(f"the fan-outs had {_listed(sizes)} jobs (sizes drawn for this check)")
     return verdict
@@ -250,11 +255,9 @@ def _try(conn: psycopg.Connection, scenario: Scenario, verdict: Verdict, lab: La
             verdict.refuse(f"gather_batch must return integer[] (or NULL); yours returned {mine!r}")
             return False
         got = sorted(mine) if mine else None
-        verdict.expect(
-            got == reference,
-            scenario.held,
-            f"{scenario.situation}: {_what_is_wrong(conn, got, reference, scenario.asks)}",
-        )
+        # said only when wrong: saying it may probe the answer further
+        wrong = "" if got == reference else _what_is_wrong(conn, got, reference, scenario.asks)
+        verdict.expect(got == reference, scenario.held, f"{scenario.situation}: {wrong}")
     return True
 
 
@@ -267,7 +270,8 @@ def _what_is_wrong(
 ) -> str:
     """The learner's answer, against find_job's, in plain words naming the jobs."""
     if got is None:
-        return f"set {_shown(reference)} was complete but you answered NULL"
+        said = f"set {_shown(reference)} was complete but you answered NULL"
+        return said + _reads_own_set(conn, reference, asks)
     with conn.cursor(row_factory=dict_row) as cur:
         rows = {r["job_id"]: r for r in cur.execute(_q()["gather_jobs"], {"job_ids": got})}
     for job_id in got:
@@ -293,10 +297,85 @@ def _what_is_wrong(
     if running:
         return (
             f"you handed out set {_shown(got)} while job {running[0]} of its parallel set "
-            f"{_shown(list(parallel))} had not finished"
+            f"{_shown(list(parallel))} had not finished" + _takes_false_for_running(conn, got, running, asks)
         )
     if reference is None:
         return f"you handed out set {_shown(got)}; find_job hands out nothing here"
     if set(got) < set(reference):
         return f"you handed out {_shown(got)}, only part of the waiting set {_shown(reference)}"
     return f"you handed out set {_shown(got)}, but set {_shown(reference)} comes first (priority, then age)"
+
+
+def _mine(conn: psycopg.Connection, asks: tuple[str, str]) -> list[int] | None:
+    """The learner's answer once more (rolled back), sorted; None for NULL or an error."""
+    try:
+        with conn.transaction(force_rollback=True):
+            got = conn.execute(_q()["gather_call"], {"name": asks[0], "version": asks[1]}).fetchone()[0]
+    except psycopg.Error:
+        return None
+    return sorted(got) if isinstance(got, list) and got else None
+
+
+def _takes_false_for_running(
+    conn: psycopg.Connection, got: list[int], running: list[int], asks: tuple[str, str]
+) -> str:
+    """Why an incomplete set went out, if marking its running members false (rolled back) held it back."""
+    with conn.transaction(force_rollback=True):
+        conn.execute(_q()["gather_finished_false"], {"job_ids": running})
+        again = _mine(conn, asks)
+    if again == got:
+        return ""
+    return (
+        f": job {running[0]}'s job_finished is NULL, as every job's is until it finishes, and once the "
+        "checker set it to false your gather_batch held the set back, so it takes only false for "
+        "'not finished'; test job_finished IS NOT TRUE (or IS NULL)"
+    )
+
+
+def _reads_own_set(conn: psycopg.Connection, reference: list[int], asks: tuple[str, str]) -> str:
+    """Why a complete set was missed, if giving its jobs the parallel set as their own (rolled back) says."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        sets = {
+            tuple(r["job_creater_set_elements"] or ())
+            for r in cur.execute(_q()["gather_jobs"], {"job_ids": reference})
+        }
+    if len(sets) != 1:
+        return ""
+    (parallel,) = sets
+    with conn.transaction(force_rollback=True):
+        conn.execute(_q()["gather_own_set_as_creators"], {"job_ids": reference})
+        again = _mine(conn, asks)
+    if again != reference:
+        return ""
+    return (
+        ": you found it complete only once the checker set its jobs' job_set_elements to "
+        f"{_shown(list(parallel))}, so you look at job_set_elements, each waiting job's own sibling set "
+        "(the jobs made with it: here "
+        f"itself alone, not finished since it waits); the parallel set {_shown(list(parallel))} whose "
+        "jobs must all have finished is job_creater_set_elements, the sibling set of the jobs that "
+        "created them"
+    )
+
+
+def _by_size(conn: psycopg.Connection) -> str:
+    """If the answer is right for a complete set alone of some sizes, not others: the line that says so."""
+    right: list[int] = []
+    wrong: list[int] = []
+    for size in PROBE_SIZES:
+        with conn.transaction(force_rollback=True):
+            Lab(conn, [size]).fan_out()
+            mine = _mine(conn, GATHERER)
+            with conn.transaction(force_rollback=True):
+                params = {"name": GATHERER[0], "version": GATHERER[1], "uuid": CHECKER_UUID}
+                answer = conn.execute(_q()["gather_reference"], params).fetchone()[0]
+        reference = sorted(job["job_id"] for job in json.loads(answer)) if answer.startswith("[") else None
+        (right if mine == reference else wrong).append(size)
+    if not right or not wrong:
+        return ""
+    count = f" (a count of {right[0]}?)" if len(right) == 1 else ""
+    return (
+        f"one complete set alone, of each size from {PROBE_SIZES[0]} to {PROBE_SIZES[-1]} jobs: you "
+        f"gathered it right with {_listed(right)} jobs and wrong with {_listed(wrong)}, so your gather_batch "
+        f"depends on how many jobs the set has{count}; a set is complete when every job of its "
+        "job_creater_set_elements has finished, however many there are"
+    )

@@ -56,6 +56,11 @@ SELECT pid, wait_event FROM pg_stat_activity WHERE pid = ANY (%(pids)s) AND wait
 -- name: find_job_taker
 SELECT job_assigned_process_uuid FROM job_queue WHERE job_id = %(job_id)s;
 
+-- name: find_job_finished_false
+-- A probe the checker rolls back: waiting jobs marked job_finished = false instead of NULL, to see
+-- whether a pick that found none of them looks for false.
+UPDATE job_queue SET job_finished = false WHERE job_id = ANY (%(job_ids)s);
+
 -- Lesson 05's checker (pgqueue/check/priorities.py).
 
 -- name: priority_pipe_job
@@ -252,6 +257,22 @@ SELECT key, shared FROM (
  WHERE NOT (objsubid = 2 AND key[1] = hashtext('pipe job ends'))
  ORDER BY classid, objid, objsubid;
 
+-- name: gate_hold_keys
+-- The checker holds these advisory lock keys (one bigint each) until its transaction ends: a
+-- finisher whose trigger asks for one of them must wait, so its lock shows in pg_locks even if
+-- the trigger lets go of it before its statement ends.
+SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%(keys)s::bigint[]) AS k;
+
+-- name: gate_advisory_lock_wanted
+-- The advisory lock the backend `pid` waits for, as the key it was asked with (as above).
+SELECT CASE WHEN objsubid = 1 THEN ARRAY[(classid::bigint << 32) | objid::bigint]
+            ELSE ARRAY[classid::bigint - CASE WHEN classid::bigint >= 2147483648 THEN 4294967296 ELSE 0 END,
+                       objid::bigint - CASE WHEN objid::bigint >= 2147483648 THEN 4294967296 ELSE 0 END]
+       END AS key,
+       mode = 'ShareLock' AS shared
+  FROM pg_locks WHERE locktype = 'advisory' AND pid = %(pid)s AND NOT granted
+ LIMIT 1;
+
 -- Lesson 06's checker (pgqueue.check.gather): fan-outs made with create_jobs, then a gatherer asks.
 
 -- name: gather_request
@@ -285,6 +306,17 @@ SELECT find_job(%(uuid)s, 'checker', %(name)s, %(version)s, true);
 SELECT job_id, job_process_name, job_process_version, job_finished,
        coalesce(job_assigned_process_uuid, '') <> '' AS taken, job_creater_set_elements
   FROM job_queue WHERE job_id = ANY (%(job_ids)s) ORDER BY job_id;
+
+-- name: gather_finished_false
+-- A probe the checker rolls back: members that have not finished marked false instead of NULL, to
+-- see whether an answer that handed out their set takes only false for "not finished".
+UPDATE job_queue SET job_finished = false WHERE job_id = ANY (%(job_ids)s);
+
+-- name: gather_own_set_as_creators
+-- A probe the checker rolls back: each waiting job's own sibling set (job_set_elements, itself
+-- after a one-job hand-over) made the parallel set that created it, to see whether an answer that
+-- found no complete set looks at job_set_elements.
+UPDATE job_queue SET job_set_elements = job_creater_set_elements WHERE job_id = ANY (%(job_ids)s);
 
 -- name: flow_ready
 -- Lesson 08: whether a lab has the tables its query reads (a lab built up to an early step has not).

@@ -67,7 +67,13 @@ WRONG = [
     Wrong(
         "unfinished-is-false",
         changed(UNFINISHED, "AND job_finished = false"),
-        says="answered 'No job found' while",
+        says="so it looks for job_finished = false, which no job has: test job_finished IS NULL",
+    ),
+    # the same, written as a boolean: NOT NULL is NULL, so no waiting job passes either
+    Wrong(
+        "not-job-finished",
+        changed(UNFINISHED, "AND NOT job_finished"),
+        says="so it looks for job_finished = false, which no job has: test job_finished IS NULL",
     ),
     Wrong(
         "newest-first",

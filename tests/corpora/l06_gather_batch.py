@@ -38,7 +38,21 @@ WRONG = [
     Wrong(
         "hard-coded-four",
         changed(GROUP, GROUP + "            HAVING count(*) = 4\n", condition("")),
-        says="was complete but you answered NULL",
+        says="so your gather_batch depends on how many jobs the set has (a count of 4?)",
+    ),
+    # the same constant, counted over the finished members of the creators' set
+    Wrong(
+        "four-members-finished",
+        condition("""               AND (SELECT count(*) FROM job_queue m
+                     WHERE m.job_id = ANY (w.job_creater_set_elements) AND m.job_finished) = 4
+"""),
+        says="so your gather_batch depends on how many jobs the set has (a count of 4?)",
+    ),
+    # the waiting job's own sibling set (itself, after a one-job hand-over) for the set that made it
+    Wrong(
+        "own-set-not-creators",
+        condition(COMPLETE.replace("w.job_creater_set_elements", "w.job_set_elements")),
+        says="so you look at job_set_elements, each waiting job's own sibling set",
     ),
     Wrong(
         "parents-not-creators",
@@ -47,7 +61,9 @@ WRONG = [
     ),
     # NULL against false: a running member's job_finished is NULL, so `= false` finds none
     Wrong(
-        "unfinished-is-false", condition(COMPLETE.replace("IS NOT TRUE", "= false")), says="had not finished"
+        "unfinished-is-false",
+        condition(COMPLETE.replace("IS NOT TRUE", "= false")),
+        says="once the checker set it to false your gather_batch held the set back, so it takes only false",
     ),
     Wrong(
         "original-tests-after-limit",

@@ -110,7 +110,13 @@ WRONG = [
             "PERFORM pg_advisory_lock(hashtext('order gate'), NEW.request_id);\n"
             "        PERFORM pg_advisory_unlock(hashtext('order gate'), NEW.request_id);"
         ),
-        says="finished without waiting",
+        says="one given back before the commit, with pg_advisory_unlock, lets the second go on",
+    ),
+    # the same keyed by the request alone: the judge, holding that key, sees the finish ask for it
+    Wrong(
+        "lock-then-unlock-request-id",
+        fix("PERFORM pg_advisory_lock(NEW.request_id);\n        PERFORM pg_advisory_unlock(NEW.request_id);"),
+        says="it held no lock: your trigger lets go of its lock (pg_advisory_unlock?) before the commit",
     ),
     Wrong(
         "sleep-instead-of-a-lock",
