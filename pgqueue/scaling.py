@@ -371,6 +371,7 @@ class _Turns:
         try:
             with a.transaction():
                 a.execute(self.text, {"request_id": request_id})
+                modes = {row[0] for row in self.watch.execute(self.q["advisory_modes"])}
                 racer, stranger = self.start(c, other)
                 stranger_waited = self.waits(stranger)
                 racer.join(10)
@@ -392,11 +393,20 @@ class _Turns:
             f"{request_id}'s: your lock is shared by every request; key it by %(request_id)s",
         )
         held, _waiting = self.watch.execute(self.q["advisory_locks"]).fetchone()
+        if modes == {"ShareLock"}:  # seen in pg_locks while the first client held the turn
+            how = (
+                "it took the advisory lock shared (ShareLock in pg_locks), and a shared lock lets the second "
+                "client in too: take it exclusive (pg_advisory_xact_lock)"
+            )
+        else:
+            how = (
+                "take a lock on the request (an advisory lock keyed by %(request_id)s) that waits until it "
+                "is free"
+            )
         if not verdict.expect(
             not went_ahead,
             f"while the first client's transaction was open, the second waited for the turn of {request_id}",
-            "the second client went ahead while the first client's transaction was open: take a lock on "
-            "the request (an advisory lock keyed by %(request_id)s) that waits until it is free",
+            f"the second client went ahead while the first client's transaction was open: {how}",
         ):
             return verdict
         failed = next((x for x in second if isinstance(x, psycopg.Error)), None)

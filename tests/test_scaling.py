@@ -82,6 +82,14 @@ def test_the_turn_exercise_takes_a_transaction_lock_and_names_what_a_session_loc
     assert not one_key.holds and "key it by %(request_id)s" in str(one_key), one_key
 
 
+def test_the_turn_exercise_tells_a_shared_lock_from_a_try_lock_by_its_mode_in_pg_locks(pgbouncer):
+    shared = scaling.turn_through_pool("SELECT pg_advisory_xact_lock_shared(%(request_id)s)")
+    assert not shared.holds and "a shared lock lets the second client in too" in str(shared), shared
+    tried = scaling.turn_through_pool("SELECT pg_try_advisory_xact_lock(%(request_id)s)")
+    assert not tried.holds and "that waits until it is free" in str(tried), tried
+    assert "shared" not in str(tried), tried
+
+
 def test_bad_input_is_refused_in_one_line_before_anything_starts():
     for call, says in [
         (lambda: scaling.idle_workers(0), "workers is a whole number from 1 to 50, got 0"),

@@ -70,6 +70,14 @@ SELECT count(*) FILTER (WHERE granted), count(*) FILTER (WHERE NOT granted)
   FROM pg_locks
  WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
 
+-- name: advisory_modes
+-- The modes of the advisory locks held on the lab's database: ExclusiveLock for pg_advisory_lock and
+-- its siblings, ShareLock for their _shared forms.
+SELECT DISTINCT mode FROM pg_locks
+ WHERE locktype = 'advisory' AND granted
+   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+ ORDER BY mode;
+
 -- name: shared_xact_lock
 -- Waits while the watcher holds the lock alone; many clients can share it once it is free.
 SELECT pg_advisory_xact_lock_shared(%(key)s);

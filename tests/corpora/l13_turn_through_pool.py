@@ -24,7 +24,13 @@ WRONG = [
     Wrong(
         "shared-lock",
         "SELECT pg_advisory_xact_lock_shared(%(request_id)s)",
-        says="the second client went ahead",
+        says="a shared lock lets the second client in too: take it exclusive",
+    ),
+    # pg_locks shows ShareLock for it as for the one above: told the same, not to key it by the request
+    Wrong(
+        "shared-session-lock",
+        "SELECT pg_advisory_lock_shared(%(request_id)s)",
+        says="a shared lock lets the second client in too: take it exclusive",
     ),
     Wrong("one-key-for-every-request", "SELECT pg_advisory_xact_lock(7)", says="key it by %(request_id)s"),
     Wrong(
