@@ -75,20 +75,20 @@ def heartbeat_upsert(text: str, poc: str = "notify-listen") -> Verdict:
             "a second beat keeps one row per process",
             f"two beats of {me.uuid} left {_count(conn, me)} rows",
         )
-        verdict.expect(
+        refreshed = verdict.expect(
             again["last_beat_timestamp"] > row["last_beat_timestamp"],
             "a second beat moves last_beat_timestamp forward",
             f"a second beat left last_beat_timestamp at {row['last_beat_timestamp']}: "
             "the process would look stale while it beats",
         )
-        verdict.expect(
+        refreshed &= verdict.expect(
             again["server_name"] == moved.server,
             f"a second beat from another server ({moved.server}) records that server",
             f"a second beat of {me.uuid} from server {moved.server!r} left server_name at "
             f"{again['server_name']!r}: the process would be looked for where it no longer runs "
             "(does the update set server_name too?)",
         )
-        verdict.expect(
+        refreshed &= verdict.expect(
             not again["process_busy"] and again["process_stopped_timestamp"] is None,
             "a beat clears process_busy and process_stopped_timestamp (a beating process asks for work)",
             "after a beat, process_busy is "
@@ -103,16 +103,54 @@ def heartbeat_upsert(text: str, poc: str = "notify-listen") -> Verdict:
             "is a WHERE or the conflict target keyed by something else than process_uuid?",
         )
         conn.execute(queries.load("clients/heartbeats.sql")["set_kill_switch"], {"uuid": me.uuid, "on": True})
-        _beat(conn, moved, verdict, "a beat after the kill switch was set")
+        # a killed worker beats until it next asks for work and exits: its beat is recorded like any
+        # other, from yet another host and after it took a job and said it stopped, so each column shows
+        conn.execute(_q()["mark_busy_stopped"], {"uuid": me.uuid})
+        last = dataclasses.replace(me, server=f"host-{secrets.token_hex(3)}")
+        _beat(conn, last, verdict, "a beat after the kill switch was set")
         killed = _row(conn, me)
         verdict.expect(
             killed is not None and killed["process_kill_switch"],
             "a beat keeps the kill switch an operator set",
             "a beat cleared the kill switch: an operator's kill would be undone by the next heartbeat",
         )
+        if killed is not None and refreshed:  # else its beats are refused whatever the kill switch
+            _killed_beat_recorded(again, killed, last.server, verdict)
         if _held_first_beat(lab, verdict):
             _race(lab, verdict)  # many beats at once, and a lock a beat keeps after it ended
     return verdict
+
+
+def _killed_beat_recorded(before: dict, killed: dict, server: str, verdict: Verdict) -> None:
+    """Whether a beat of a worker whose kill switch is set wrote what any beat writes."""
+    missed = [
+        what
+        for what, ok in (
+            (
+                f"last_beat_timestamp stayed at {before['last_beat_timestamp']}",
+                killed["last_beat_timestamp"] > before["last_beat_timestamp"],
+            ),
+            (
+                f"server_name stayed {killed['server_name']!r}, not {server!r}",
+                killed["server_name"] == server,
+            ),
+            (f"process_busy stayed {killed['process_busy']}", not killed["process_busy"]),
+            (
+                f"process_stopped_timestamp stayed {killed['process_stopped_timestamp']}",
+                killed["process_stopped_timestamp"] is None,
+            ),
+        )
+        if not ok
+    ]
+    verdict.expect(
+        not missed,
+        "a beat of a worker whose kill switch is set is recorded like any other (it beats until it "
+        "next asks for work and exits)",
+        f"the beat of a killed worker was not recorded: {', '.join(missed)}, though the same beat before "
+        "the kill switch was set refreshed the row; a killed worker beats until it next asks for work, and "
+        "a row left stale reads it as dead, so its job would be rescued while it still works (does the "
+        "update skip a row whose kill switch is set?)",
+    )
 
 
 def _held_first_beat(lab: labs.Scratch, verdict: Verdict) -> bool:
@@ -207,15 +245,21 @@ def _race(lab: labs.Scratch, verdict: Verdict) -> None:
         f"{RACERS} overlapping first beats of one process, {RACE_TRIALS} times: no error, one row",
         f"{RACERS} overlapping first beats of one process went wrong in {bad_trials} of {trials} trials"
         + (f": {len(failed)} beats failed ({failed[0]})" if failed else "")
-        + (_HELD if any("lock timeout" in f for f in failed) else _ONE_STATEMENT),
+        + (_HELD if any("lock timeout" in f for f in failed) else _TWO_STEPS),
     )
 
 
-_ONE_STATEMENT = "; INSERT ... ON CONFLICT decides in one statement, a check before an insert does not"
+_TWO_STEPS = (
+    "; looking for the row and inserting it are two steps (a SELECT, an UPDATE that found no row, or"
+    " MERGE's match) that another beat can come between: INSERT ... ON CONFLICT (process_uuid) DO UPDATE"
+    " does both at once"
+)
 _CHECKED = (
-    ": each beat's check (a SELECT, or an UPDATE that found no row) ran while the other's row was not"
-    " there or not committed yet, so both went on to insert; INSERT ... ON CONFLICT (process_uuid) DO UPDATE"
-    " decides in one statement (or catch unique_violation and update)"
+    ": each beat looked for the worker's row, found none (the other's was not there yet or not committed)"
+    " and went on to insert it: looking for the row and"
+    " inserting it are two steps (a SELECT, an UPDATE that found no row, or MERGE's match) that another"
+    " beat can come between, even inside one statement: INSERT ... ON CONFLICT (process_uuid) DO UPDATE"
+    " does both at once (or catch unique_violation and update)"
 )
 _HELD = (
     f"; a beat waited {LOCK_TIMEOUT_MS / 1000:g} s for a lock another beat kept after it ended: a"

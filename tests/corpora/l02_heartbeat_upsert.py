@@ -112,6 +112,27 @@ WRONG.append(
     )
 )
 
+WRONG += [
+    # found by blind learners: a killed worker still beats until it next asks for work
+    Wrong(
+        "killed-row-not-refreshed",
+        upsert(f"DO UPDATE {FULL}\n     WHERE NOT process_heartbeats.process_kill_switch"),
+        "the beat of a killed worker was not recorded: last_beat_timestamp stayed at",
+    ),
+    # one statement, but MERGE looks for the row and inserts it in two steps another beat comes between
+    Wrong(
+        "merge-races-a-first-beat",
+        f"{HEAD}LANGUAGE sql AS $$\n"
+        "    MERGE INTO process_heartbeats h\n"
+        "    USING (SELECT p_uuid AS process_uuid) s ON h.process_uuid = s.process_uuid\n"
+        "    WHEN MATCHED THEN UPDATE SET last_beat_timestamp = now(), server_name = p_server,\n"
+        "         process_busy = false, process_stopped_timestamp = NULL\n"
+        "    WHEN NOT MATCHED THEN INSERT (process_uuid, server_name, process_name, process_version)\n"
+        "         VALUES (p_uuid, p_server, p_name, p_version);\n$$;",
+        "or MERGE's match) that another beat can come between, even inside one statement",
+    ),
+]
+
 RIGHT = [
     Right("the-lessons-reference", REFERENCE),
     Right(
