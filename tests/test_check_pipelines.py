@@ -67,7 +67,9 @@ def test_the_lessons_skeleton_is_not_tried_yet():
             HEAD + JOIN + SAME_PIPE + "nxt.process_order = this.process_order + 1\n"
             "     WHERE this.process_name = p_process_name;\n$$;\n",
             "after `second_process` in pipeline 1 you answered third_process (step 3 of pipeline 1) and "
-            "report_process (step 2 of pipeline 2)",
+            "report_process (step 2 of pipeline 2); the next step is third_process; report_process "
+            "(step 2 of pipeline 2) is the step after `second_process` in its own pipeline, not in "
+            "pipeline 1: your answer does not keep to the pipeline asked about",
         ),
         # wraps around: the last step hands work back to the first
         (

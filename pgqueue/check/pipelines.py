@@ -41,14 +41,36 @@ def next_processes(text: str, poc: str = "notify-listen") -> Verdict:
         drawn = _draw(conn)
         with conn.cursor(row_factory=dict_row) as cur:
             steps = cur.execute(_q()["next_step_reference"]).fetchall()
-        wrong: list[str] = []
+        answers = []
         for step in steps:
             answer = _ask(conn, step["pipe_id"], step["process_name"], verdict)
             if answer is None:
                 return verdict
+            answers.append((step, answer))
+        # asked about a process that is no step of the pipeline: no step, so no next step
+        asked_stray = []
+        for pipe_id, name in [
+            (1, drawn.stranger),
+            (drawn.pipe_id, "first_process"),
+            (drawn.pipe_id + 1, drawn.first),
+        ]:
+            answer = _ask(conn, pipe_id, name, verdict)
+            if answer is None:
+                return verdict
+            asked_stray.append((pipe_id, name, answer))
+        after = {
+            (step["pipe_id"], step["process_name"]): (step["next_name"], step["next_version"])
+            for step in steps
+            if step["next_name"] is not None
+        }
+        # a pipeline without the step asked about answered with the step after it in another:
+        # what the name found was not kept to the pipeline asked about
+        unkept = any(_elsewhere(after, pipe_id, name, answer) for pipe_id, name, answer in asked_stray)
+        wrong: list[str] = []
+        for step, answer in answers:
             expected = [] if step["next_name"] is None else [(step["next_name"], step["next_version"])]
             if [(row["process_name"], row["process_version"]) for row in answer] != expected:
-                wrong.append(_difference(step, answer))
+                wrong.append(_difference(step, answer, after if unkept else {}))
         verdict.expect(
             not wrong,
             f"it names the next step of each of the {len(steps)} steps of the example pipelines and of "
@@ -58,21 +80,13 @@ def next_processes(text: str, poc: str = "notify-listen") -> Verdict:
             if wrong
             else "",
         )
-        strays = []
-        # asked about a process that is no step of the pipeline: no step, so no next step
-        for pipe_id, name in [
-            (1, drawn.stranger),
-            (drawn.pipe_id, "first_process"),
-            (drawn.absent, drawn.first),
-        ]:
-            answer = _ask(conn, pipe_id, name, verdict)
-            if answer is None:
-                return verdict
-            if answer:
-                strays.append(
-                    f"after `{name}` in pipeline {pipe_id} you answered {_names(answer)}, but pipeline "
-                    f"{pipe_id} has no step `{name}`: the answer should be no row"
-                )
+        strays = [
+            f"after `{name}` in pipeline {pipe_id} you answered {_names(answer)}, but pipeline "
+            f"{pipe_id} has no step `{name}`: the answer should be no row"
+            + _elsewhere_said(after, pipe_id, name, answer)
+            for pipe_id, name, answer in asked_stray
+            if answer
+        ]
         verdict.expect(
             not strays,
             "it answers no row for a process that is not a step of the pipeline asked about",
@@ -88,7 +102,6 @@ class _Drawn:
         self.pipe_id, self.size, self.first = pipe_id, len(names), names[0]
         self.orders_said = ", ".join(map(str, orders))
         self.stranger = f"no_such_{tag}"  # a step of no pipeline
-        self.absent = pipe_id + 1  # a pipeline that does not exist
 
 
 def _draw(conn: psycopg.Connection) -> _Drawn:
@@ -137,9 +150,39 @@ def _names(rows: list[dict]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _difference(step: dict, answer: list[dict]) -> str:
-    """One wrong answer in plain words, with a hint at the likely cause."""
+_UNKEPT = (
+    ": your answer does not keep to the pipeline asked about (the function's pipeline argument,"
+    " p_pipe_id), only to the process named"
+)
+
+
+def _elsewhere(after: dict, pipe_id: int, name: str, answer: list[dict]) -> bool:
+    """Whether the answer has rows of other pipelines, each the step after `name` in its own."""
+    foreign = [row for row in answer if row["pipe_id"] != pipe_id]
+    return bool(foreign) and all(
+        after.get((row["pipe_id"], name)) == (row["process_name"], row["process_version"]) for row in foreign
+    )
+
+
+def _elsewhere_said(after: dict, pipe_id: int, name: str, answer: list[dict]) -> str:
+    """'; x is the step after `name` in its own pipeline...' when `_elsewhere` holds, else ''."""
+    if not _elsewhere(after, pipe_id, name, answer):
+        return ""
+    foreign = [row for row in answer if row["pipe_id"] != pipe_id]
+    one = len(foreign) == 1
+    return (
+        f"; {_names(foreign)} {'is' if one else 'are'} the step after `{name}` in {'its' if one else 'their'}"
+        f" own pipeline, not in pipeline {pipe_id}{_UNKEPT}"
+    )
+
+
+def _difference(step: dict, answer: list[dict], after: dict) -> str:
+    """One wrong answer in plain words, with a hint at the likely cause.
+
+    `after` maps each step to the step after it, when the answer was seen not to keep to the
+    pipeline asked about (else it is empty)."""
     where = f"after `{step['process_name']}` in pipeline {step['pipe_id']} you answered {_names(answer)}"
+    elsewhere = _elsewhere_said(after, step["pipe_id"], step["process_name"], answer)
     if any(row["process_name"] is None for row in answer):
         return (
             f"{where}: a row whose columns are all NULL is no step (an outer join keeps a step with "
@@ -150,10 +193,13 @@ def _difference(step: dict, answer: list[dict]) -> str:
             f"{where}; pipeline {step['pipe_id']} has no step at process_order {step['process_order'] + 1} "
             f"(its orders jump from {step['process_order']} to {step['later_order']}), so the answer is no "
             "row: the next step is the one whose process_order is one more, not the next one found later"
+            + elsewhere
         )
     if step["next_name"] is None:
-        return f"{where}; it is the pipeline's last step, so the answer is no row"
+        return f"{where}; it is the pipeline's last step, so the answer is no row{elsewhere}"
     said = f"{where}; the next step is {step['next_name']}"
+    if elsewhere:
+        return f"{said}{elsewhere}"
     if any(row["pipe_id"] != step["pipe_id"] for row in answer):
         return f"{said}: a step of another pipeline crept in (match pipe_id too)"
     if any(row["process_order"] <= step["process_order"] for row in answer):

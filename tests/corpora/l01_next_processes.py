@@ -44,10 +44,12 @@ WRONG = [
     Wrong("forgets-the-pipeline-in-the-join", join(ONE_LATER), "a step of another pipeline crept in"),
     Wrong("previous-step", join(SAME_PIPE + "nxt.process_order = this.process_order - 1"), "you answered"),
     Wrong("every-later-step", join(SAME_PIPE + "nxt.process_order > this.process_order"), "not every later"),
+    # also written blind; its join keeps pipe_id, so "match pipe_id too" pointed at the wrong part
     Wrong(
         "ignores-the-pipeline-asked",
         join(where="this.process_name = p_process_name"),
-        "report_process (step 2 of pipeline 2)",
+        "report_process (step 2 of pipeline 2) is the step after `second_process` in its own pipeline, not in"
+        " pipeline 1: your answer does not keep to the pipeline asked about",
     ),
     Wrong(
         "left-join-keeps-the-last-step",
