@@ -76,8 +76,7 @@ def priority_change(text: str, poc: str = "single-call") -> Verdict:
         verdict.expect(
             returned == len(waiting),
             f"it returns how many waiting jobs changed ({len(waiting)})",
-            f"set_pipe_job_priority({mine}, {new}) returned {returned!r}, but pipe job {mine} had "
-            f"{len(waiting)} waiting jobs: it must return how many waiting jobs it changed",
+            _returned(f"set_pipe_job_priority({mine}, {new})", before, after, mine, returned, len(waiting)),
         )
         _later_jobs_inherit(conn, mine, scene.running, new, verdict)
     return verdict
@@ -124,6 +123,31 @@ def _rows(conn: psycopg.Connection) -> dict[tuple[str, int], _Row]:
         (kind, i): _Row(pipe_job, request, priority, rest)
         for kind, i, pipe_job, request, priority, rest in conn.execute(_q()["priority_rows"])
     }
+
+
+def _returned(call: str, before: dict, after: dict, mine: int, returned: object, waiting: int) -> str:
+    """The ✗ line for a wrong count, with what else the count is, as the rows show."""
+    changed = sum(1 for k in before if k[0] == "job" and after[k].priority != before[k].priority)
+    if returned == changed:
+        return (
+            f"{call} returned {returned!r}, as many as the jobs it changed, but pipe job {mine} had "
+            f"{waiting} waiting jobs: once it changes those and no others, it must return {waiting}"
+        )
+    said = (
+        f"{call} returned {returned!r}, but pipe job {mine} had {waiting} waiting jobs: it must return how "
+        f"many waiting jobs it changed ({waiting})"
+    )
+    pipe_jobs = sum(1 for k in before if k[0] == "pipe job" and after[k] != before[k])
+    jobs = sum(1 for k in before if k[0] == "job" and before[k].pipe_job == mine)
+    if pipe_jobs and returned == pipe_jobs:
+        return (
+            f"{said}; {returned} is as many as the pipe jobs it updated, the count of its UPDATE of "
+            "pipe_job_queue: GET DIAGNOSTICS ... ROW_COUNT counts the statement run just before it, so read "
+            "it right after the UPDATE of job_queue"
+        )
+    if returned == jobs:
+        return f"{said}; {returned} is as many as all jobs of pipe job {mine}, the running and finished too"
+    return said
 
 
 def _unknown_raises(conn: psycopg.Connection, before: dict, unknown: int, new: int, verdict: Verdict) -> bool:

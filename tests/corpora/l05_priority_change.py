@@ -92,10 +92,18 @@ WRONG = [
         "got priority 100: create_jobs reads",
     ),
     Wrong("returns-one", body(returned="1"), "it must return how many waiting jobs it changed"),
+    # found by a blind learner: the pipe job updated after the jobs, ROW_COUNT read after both
+    Wrong(
+        "row-count-of-the-pipe-job-update",
+        f"{HEAD}    UPDATE job_queue SET job_priority = p_priority\n"
+        f"     WHERE pipe_job_id = p_pipe_job_id AND {WAITING};\n{PIPE}{UNKNOWN}"
+        "    GET DIAGNOSTICS changed = ROW_COUNT;\n    RETURN changed;\nEND $$;",
+        "; 1 is as many as the pipe jobs it updated, the count of its UPDATE of pipe_job_queue",
+    ),
     Wrong(
         "returns-every-job-of-the-pipe-job",
         body(returned="(SELECT count(*) FROM job_queue WHERE pipe_job_id = p_pipe_job_id)"),
-        "it must return how many waiting jobs it changed",
+        "as many as all jobs of pipe job",
     ),
     Wrong(
         "raises-after-changing",
