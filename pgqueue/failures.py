@@ -1195,49 +1195,82 @@ class _GaveUp:
     said: str
 
 
-def _claim_scene(conn: psycopg.Connection, callers: int) -> tuple[list[int], dict[int, str], int]:
-    """Lay out the race's jobs on the scratch lab, in an order drawn anew.
+@dataclass(frozen=True)
+class _Scene:
+    """The claim exercise's jobs, as a claim must see them."""
 
-    The free jobs of first_process 1.9.2 in the order a claim must take them; the others, each with
-    why it must not be taken (held, finished with no holder, another process's), more urgent than
-    any free one; and the most urgent free job's priority (that job is assigned to '': nobody).
+    order: list[int]  # the free jobs of first_process 1.9.2, in the order a claim must take them
+    others: dict[int, str]  # the jobs it must not take, each with why
+    best: int  # the most urgent free job's priority
+    nobody: int  # the free job assigned to '' (nobody, in single-call): the second most urgent
+    # (priority, older, newer): two free jobs of one priority, stored newer first; the two most urgent,
+    # then the last the callers must take and the one after it
+    ties: list[tuple[int, int, int]]
+
+
+def _claim_scene(conn: psycopg.Connection, callers: int) -> _Scene:
+    """Lay out the race's jobs on the scratch lab, drawn anew.
+
+    Free jobs of first_process 1.9.2 of drawn priorities wait beside more urgent ones that must not
+    be taken (held, finished with no holder, another process's). Two pairs of free jobs share a
+    priority: the two most urgent (the newer assigned to '') and the last job the callers must take
+    with the one after it. Each pair's newer job is stored before the older, and the free jobs are
+    stored in the order of their priority: PostgreSQL's sort and its top-N sort keep the stored order
+    of equal keys when the rows come in already sorted, so a claim without the age tie-break always
+    returns the newer one, whatever subset of the rows its WHERE lets through.
     """
     rng = secrets.SystemRandom()
     best = rng.randint(2, 60)  # the most urgent free job's priority (1 is the most urgent of all)
-    worse = [("free", best + rng.randint(1, 40), None) for _ in range(callers - 1 + rng.randint(1, 3))]
+    worse = sorted(rng.sample(range(best + 1, best + 80), callers - 1 + rng.randint(1, 3)))
+    worse[callers - 1] = worse[callers - 2]  # the callers' last job and the next share a priority
+    free = [("free", best, None), ("free", best, ""), *(("free", p, None) for p in worse)]
     # a finished job whose holder was cleared, as an operator's hand-back by hand leaves one
     decoys = [("held", best - 1, secrets.token_hex(6)), ("finished", best - 1, None)]
-    rest = [*worse[1:], *decoys, ("second_process", best - 1, None)]
+    decoys.append(("second_process", best - 1, None))
+    # the ages (and ids): a worse job is the oldest, so that ordering by age alone is seen; the rest
+    # drawn, each pair of equal priority older first
+    rest = list(range(len(free) + len(decoys)))
+    first = rng.choice(range(2, len(free)))
+    rest.remove(first)
     rng.shuffle(rest)
-    at = rng.randint(0, len(rest))
-    # a worse job first, so that the queue's order is not the order of the rows; the two most
-    # urgent share a priority, the older one first
-    layout = [worse[0], *rest[:at], ("free", best, ""), ("free", best, None), *rest[at:]]
+    by_age = [first, *rest]
+    for a, b in ((0, 1), (callers, callers + 1)):
+        i, j = by_age.index(a), by_age.index(b)
+        if i > j:
+            by_age[i], by_age[j] = by_age[j], by_age[i]
+    entries = [*free, *decoys]
     conn.execute(_q()["exercise_first_id"], {"first": rng.randint(100, 9000)})
-    conn.execute(_q()["exercise_requests"], {"count": len(layout)})
+    conn.execute(_q()["exercise_requests"], {"count": len(entries)})
     ids = [row[0] for row in conn.execute(_q()["exercise_jobs"])]
-    for n, (job_id, (kind, priority, holder)) in enumerate(zip(ids, layout, strict=True)):
+    id_of = {e: ids[n] for n, e in enumerate(by_age)}  # the older the lower its id
+    for e in by_age:
+        kind, priority, holder = entries[e]
         name, version = (
             ("second_process", "2.2.0") if kind == "second_process" else ("first_process", "1.9.2")
         )
         params = {
-            "job_id": job_id,
+            "job_id": id_of[e],
             "priority": priority,
             "uuid": holder,
             "finished": kind == "finished" or None,
         }
-        # whole seconds apart, the older the lower its id: no two tie, and ordering by id is no mistake
-        params.update(name=name, version=version, ago=len(layout) - n)
+        # whole seconds apart: no two tie, and ordering by id is no mistake
+        params.update(name=name, version=version, ago=len(entries) - by_age.index(e))
         conn.execute(_q()["claim_scene_job"], params)
-    scene = list(zip(ids, layout, strict=True))
-    free = sorted((priority, job_id) for job_id, (kind, priority, _) in scene if kind == "free")
+    # an UPDATE's new row may take any free slot of its page: the table is rewritten in the order wanted
+    conn.execute(_q()["claim_scene_store"])
+    stored, wanted = conn.execute(_q()["claim_scene_stored"]).fetchone()
+    if stored != wanted:
+        raise PgQueueError("the claim exercise's jobs could not be stored in the order it needs; check again")
     why = {
         "held": "which another worker holds",
         "finished": "which has finished",
         "second_process": "a job of second_process 2.2.0",
     }
-    others = {job_id: why[kind] for job_id, (kind, _, _) in scene if kind != "free"}
-    return [job_id for _, job_id in free], others, best
+    others = {id_of[e]: why[entries[e][0]] for e in range(len(free), len(entries))}
+    order = [id_of[e] for e in range(len(free))]
+    ties = [(free[a][1], id_of[a], id_of[a + 1]) for a in (0, callers)]
+    return _Scene(order, others, best, id_of[1], ties)
 
 
 @dataclass(frozen=True)
@@ -1274,13 +1307,14 @@ def claim_skips_locked(text: object, callers: int | None = None) -> Verdict:
     """Check the learner's claim query: callers released together while one job is held open elsewhere.
 
     On a scratch single-call lab, free jobs of first_process 1.9.2 of drawn priorities wait beside
-    more urgent ones that must not be taken (held, finished, another process's); the most urgent free
-    one is assigned to ''. One transaction picks a job with the learner's query and stays open; then
-    `callers` others (3 to 6, drawn, unless given), released together, each pick with it inside their
-    own transaction and keep it open while another session tries to lock every job of the scene (in
-    each mode, to tell which lock is held) and reads the advisory locks held. A caller that has to wait
-    for a lock gives up after 2 s (lock_timeout). The query takes %(name)s and %(version)s and returns
-    one job_id.
+    more urgent ones that must not be taken (held, finished, another process's); the two most urgent
+    free ones share a priority (the newer assigned to ''), as do the last the callers must take and the
+    next, and each pair is stored newer first, so that only an age tie-break puts the older first. One
+    transaction picks a job with the learner's query and stays open; then `callers` others (3 to 6,
+    drawn, unless given), released together, each pick with it inside their own transaction and keep
+    it open while another session tries to lock every job of the scene (in each mode, to tell which
+    lock is held) and reads the advisory locks held. A caller that has to wait for a lock gives up
+    after 2 s (lock_timeout). The query takes %(name)s and %(version)s and returns one job_id.
     """
     if callers is None:
         callers = secrets.SystemRandom().randint(3, 6)
@@ -1292,7 +1326,8 @@ def claim_skips_locked(text: object, callers: int | None = None) -> Verdict:
     params = {"name": "first_process", "version": "1.9.2"}
     with labs.scratch("single-call") as lab, lab.connect() as holder, lab.connect() as probe:
         holder.execute(labs.step("single-call", "pipelines").example_sql)
-        order, others, best = _claim_scene(holder, callers)
+        scene = _claim_scene(holder, callers)
+        order, others = scene.order, scene.others
         ids = [*order, *others]
         conns = [lab.connect() for _ in range(callers)]
         try:
@@ -1326,7 +1361,7 @@ def claim_skips_locked(text: object, callers: int | None = None) -> Verdict:
                 c.close()
     if isinstance(got, str):
         return verdict.refuse(got)
-    return _judge_claims(verdict, row[0], got, before, after, order, others, best)
+    return _judge_claims(verdict, row[0], got, before, after, scene)
 
 
 def _claim_race(
@@ -1388,21 +1423,20 @@ def _judge_claims(
     got: list[object],
     before: _Locks,
     after: _Locks,
-    order: list[int],
-    others: dict[int, str],
-    best: int,
+    scene: _Scene,
 ) -> Verdict:
     """What the holder and the callers got, against the scene's answer; each ✗ line says the cause the
     locks seen show (`before`: with the first pick alone open, `after`: with every caller's open too)."""
+    order, others, best = scene.order, scene.others, scene.best
     callers = len(got)
     gave = [g for g in got if isinstance(g, _GaveUp)]
     waited = [g for g in gave if g.seconds >= CLAIM_LOCK_TIMEOUT * 0.9]
     at_once = [g for g in gave if g not in waited]
     jobs = [g for g in got if isinstance(g, int)]
-    scene = f"{callers} callers, {len(order)} free jobs"
+    drawn = f"{callers} callers, {len(order)} free jobs"
     verdict.expect(
         not waited,
-        f"no caller waited for a row another transaction holds ({scene})",
+        f"no caller waited for a row another transaction holds ({drawn})",
         f"{len(waited)} of {callers} callers waited for the lock on a row another transaction held, and gave "
         f"up after {CLAIM_LOCK_TIMEOUT:.0f} s: FOR UPDATE waits for a locked row, SKIP LOCKED passes over it",
     )
@@ -1490,18 +1524,47 @@ def _judge_claims(
         f"it picked {'; '.join(wrong)}: a claim takes only unassigned, unfinished jobs of its own process",
     )
     if held in order:
+        if held == scene.nobody:  # the newer of the two most urgent, stored before the older
+            priority, older, _ = scene.ties[0]
+            cause = (
+                f"two jobs of equal priority came back in the wrong order: the first pick was job {held}, "
+                f"made after job {older} of the same priority {priority}: add the tie-break the lesson asks "
+                "for (ORDER BY job_priority, then job_create_timestamp, the older first)"
+            )
+            if not doubled and not [j for j in jobs if j in order and j != scene.nobody]:  # none NULL
+                cause = (
+                    f"the first pick was job {held}, assigned to '', and no caller got one of the free jobs "
+                    f"whose holder is NULL (job {order[0]}, priority {best}, first): NULL means nobody too"
+                )
+        else:
+            cause = (
+                f"the first pick was job {held}, where the most urgent free job was job {order[0]} (priority "
+                f"{best}, the older of two): order by job_priority, then job_create_timestamp"
+            )
         verdict.expect(
             held == order[0],
             f"the first pick was the most urgent free job ({held}: priority {best}, the older of two)",
-            f"the first pick was job {held}, where the most urgent free job was job {order[0]} (priority "
-            f"{best}, the older of two; it is assigned to '', which means nobody in single-call): order by "
-            "job_priority, then job_create_timestamp",
+            cause,
         )
     if len(jobs) == callers and not doubled and held == order[0]:
+        want = order[1 : callers + 1]
+        if scene.nobody in want and scene.nobody not in jobs and scene.nobody not in after.modes:
+            cause = (
+                f"job {scene.nobody} (priority {best}) stayed free and no caller took it: it is assigned to "
+                "'', which means nobody in single-call, as NULL does"
+            )
+        elif set(jobs) == set(want) ^ {scene.ties[1][1], scene.ties[1][2]}:
+            priority, older, later = scene.ties[1]
+            cause = (
+                f"two jobs of equal priority came back in the wrong order: job {later} was taken, made "
+                f"after job {older} of the same priority {priority}: add the tie-break the lesson asks for "
+                "(ORDER BY job_priority, then job_create_timestamp, the older first)"
+            )
+        else:
+            cause = f"where the next most urgent free jobs were {sorted(want)}"
         verdict.expect(
-            sorted(jobs) == sorted(order[1 : callers + 1]),
+            sorted(jobs) == sorted(want),
             "the callers took the next most urgent free jobs",
-            f"the callers got jobs {sorted(jobs)}, where the next most urgent free jobs were "
-            f"{sorted(order[1 : callers + 1])}",
+            f"the callers got jobs {sorted(jobs)}: {cause}",
         )
     return verdict

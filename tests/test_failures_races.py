@@ -131,3 +131,20 @@ def test_the_claim_checker_judges_what_a_query_does_and_says_what_is_missing():
     assert "expected your SQL as a string" in str(failures.claim_skips_locked(None))
     with pytest.raises(PgQueueError, match="callers is a whole number from 2 to 20, got 1"):
         failures.claim_skips_locked("SELECT 1", callers=1)
+
+
+def test_the_claim_checker_tells_a_missing_tie_break_from_a_holder_of_nobody():
+    # equal priorities are stored newer first, in sorted order: a sort keeps them so, every time
+    untied = failures.claim_skips_locked(
+        SKIP_LOCKED.replace(", job_create_timestamp", "").format(lock="FOR UPDATE SKIP LOCKED"), callers=3
+    )
+    assert not untied.holds and "two jobs of equal priority came back in the wrong order" in str(untied), (
+        untied
+    )
+    assert "means nobody" not in str(untied), untied
+    null_only = SKIP_LOCKED.replace(
+        "coalesce(job_assigned_process_uuid, '') = ''", "job_assigned_process_uuid IS NULL"
+    )
+    nobody = failures.claim_skips_locked(null_only.format(lock="FOR UPDATE SKIP LOCKED"), callers=3)
+    assert not nobody.holds and "assigned to '', which means nobody" in str(nobody), nobody
+    assert "wrong order" not in str(nobody), nobody

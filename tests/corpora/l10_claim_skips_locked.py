@@ -106,10 +106,27 @@ SELECT job_id FROM job_queue
         says="assigned to '', which means nobody",
     ),
     Wrong("priority-ignored", claim(order="job_create_timestamp"), says="where the most urgent free job was"),
+    # the scene stores each pair of equal priority newer first, its free jobs by priority: a sort of
+    # rows that come in sorted keeps their order, so the newer comes back first every time
+    Wrong(
+        "tie-break-missing",
+        claim(order="job_priority"),
+        says="two jobs of equal priority came back in the wrong order: the first pick was job",
+    ),
+    Wrong(
+        "tie-break-missing-no-lock",
+        claim("", order="job_priority"),
+        says="two jobs of equal priority came back in the wrong order",
+    ),
     Wrong(
         "newest-first-within-a-priority",
         claim(order="job_priority, job_create_timestamp DESC"),
-        says="where the most urgent free job was",
+        says="two jobs of equal priority came back in the wrong order",
+    ),
+    Wrong(
+        "null-only-means-free-and-no-tie-break",
+        claim(free="job_assigned_process_uuid IS NULL AND job_finished IS NULL", order="job_priority"),
+        says="assigned to '', which means nobody",
     ),
     Wrong(
         "finished-jobs-taken",
