@@ -35,7 +35,7 @@ def test_the_query_cannot_change_the_lab():
     [
         # a TODO left in a comment is judged by what the query does: here, no row for any order
         ("SELECT 1 AS pipe_order WHERE %(request_id)s < 0 -- TODO", "your query has no row for order 1"),
-        (REFERENCE.replace("%(request_id)s", "50"), "no %(request_id)s"),
+        (REFERENCE.replace("%(request_id)s", "50"), "it does not read %(request_id)s"),
         (
             REFERENCE.replace("count(*)", "count(DISTINCT pj.pipe_job_id)"),
             "order 1: you counted ",

@@ -16,6 +16,7 @@ from pgqueue.single_call import NO_JOB, Worker
 
 POC = "single-call"
 COLUMNS = ("pipe_order", "first_created", "last_finished", "jobs")
+PARAMETER = "it does not read %(request_id)s, by which the checker passes each request"
 ROUNDS = 40  # rounds of every process asking for work, at most, to play the requests through
 
 
@@ -36,8 +37,6 @@ def request_flow(text: str, poc: str = POC) -> Verdict:
     verdict = Verdict("your request-flow query")
     if written(text, verdict) is None:
         return verdict
-    if "%(request_id)s" not in text:
-        return verdict.refuse("your query has no %(request_id)s: the request must be a parameter")
     if labs.is_set_up(poc):
         with labs.connect(poc) as conn:
             ready = conn.execute(_q()["flow_ready"]).fetchone()[0]
@@ -107,6 +106,9 @@ def _compare(conn: psycopg.Connection, text: str, verdict: Verdict, where: str, 
         except psycopg.Error as exc:
             verdict.refuse(f"{where}, request {request_id}: PostgreSQL refused your query: {_error(exc)}")
             return False
+        except TypeError as exc:  # psycopg's own: a %s where the request comes by name
+            verdict.refuse(f"{where}: psycopg could not send your query ({exc}): {PARAMETER}")
+            return False
         wrong = _difference(got, want)
         if wrong is None:
             wrong = _difference(hashed, want)
@@ -114,13 +116,24 @@ def _compare(conn: psycopg.Connection, text: str, verdict: Verdict, where: str, 
             wrong = wrong and f"when sorting was made dear to PostgreSQL (another plan), {wrong}"
             wrong = wrong or _disorder(got, hashed)
         if wrong is not None:
-            verdict.refuse(f"{where}, request {request_id}: {wrong}")
+            verdict.refuse(f"{where}, request {request_id}: {wrong}{_same_for_every(conn, text, requests)}")
             return False
     if tell:
         verdict.held.append(
             f"{where}: the same rows as the reference for request(s) {', '.join(map(str, requests))}"
         )
     return True
+
+
+def _same_for_every(conn: psycopg.Connection, text: str, requests: list[int]) -> str:
+    """What a query that gives the same rows whatever the request shows, said after its difference;
+    '' when its rows differ from one request to another (or there is one request only)."""
+    if len(requests) < 2:
+        return ""
+    mine = [_rows(conn, text, request_id) for request_id in requests]
+    if any(rows != mine[0] for rows in mine[1:]):
+        return ""
+    return f"; your query gives the same rows for requests {', '.join(map(str, requests))}: {PARAMETER}"
 
 
 def _rows(conn: psycopg.Connection, text: str, request_id: int, plan: str | None = None) -> list[dict]:

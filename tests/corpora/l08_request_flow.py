@@ -120,7 +120,8 @@ WRONG = [
         "your rows come in the order [1, 0]: the lesson asks them by pipe_order ascending",
     ),
     Wrong("other-column-name", changed("AS jobs", "AS job_count"), "(missing: jobs)"),
-    Wrong("hard-coded-request", changed("%(request_id)s", "50"), "no %(request_id)s"),
+    Wrong("hard-coded-request", changed("%(request_id)s", "50"), "it does not read %(request_id)s"),
+    Wrong("positional-placeholder", changed("%(request_id)s", "%s"), "psycopg could not send your query"),
     Wrong(
         "the-skeleton-unfilled",
         changed(f"       {LAST},\n       {COUNT}\n", "       -- TODO: last_finished and jobs\n"),
