@@ -14,7 +14,7 @@ from psycopg import sql
 
 from pgqueue import labs, queries
 from pgqueue.check import core
-from pgqueue.check.core import Verdict, written
+from pgqueue.check.core import Verdict, sendable, written
 from pgqueue.errors import PgQueueError
 
 if TYPE_CHECKING:
@@ -413,6 +413,8 @@ def check_archive(query: object) -> Verdict:
     low, high = rng.randint(60, 900), 3600 * rng.randint(2, 6)
     runs: dict[int, _Run] = {}
     with labs.scratch("hardened", None, examples=True) as lab, lab.connect() as conn:
+        if not sendable(conn, text, ("seconds",), verdict):
+            return verdict
         conn.execute(q["create_archives"])
         said = _archive_scene(conn, low, high)
         job_of = dict(conn.execute(q["job_of_attempts"]).fetchall())

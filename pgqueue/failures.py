@@ -15,7 +15,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from pgqueue import demo, designs, fleet, hardened, heartbeats, labs, notify_listen, queries, single_call
-from pgqueue.check.core import Verdict, together, where, written
+from pgqueue.check.core import Verdict, sendable, together, where, written
 from pgqueue.errors import PgQueueError
 from pgqueue.heartbeats import Identity
 from pgqueue.races import waiting_on_lock
@@ -523,6 +523,8 @@ def check_dead_holders(query: str) -> Verdict:
     uuids = {name: secrets.token_hex(6) for name in workers}
     listed: dict[int, list[int]] = {}
     with labs.scratch("single-call", "find_job", examples=True) as lab, lab.connect() as conn:
+        if not sendable(conn, text, ("seconds",), verdict):
+            return verdict
         conn.execute(_q()["exercise_first_id"], {"first": rng.randint(100, 9000)})
         conn.execute(_q()["exercise_requests"], {"count": len(scene)})
         ids = [row[0] for row in conn.execute(_q()["exercise_jobs"])]
@@ -1325,6 +1327,8 @@ def claim_skips_locked(text: object, callers: int | None = None) -> Verdict:
         return verdict
     params = {"name": "first_process", "version": "1.9.2"}
     with labs.scratch("single-call") as lab, lab.connect() as holder, lab.connect() as probe:
+        if not sendable(holder, text, tuple(params), verdict):
+            return verdict
         holder.execute(labs.step("single-call", "pipelines").example_sql)
         scene = _claim_scene(holder, callers)
         order, others = scene.order, scene.others

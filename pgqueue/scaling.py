@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from pgqueue import chaos, fleet, hardened, labs, paths, pooler, queries, server
-from pgqueue.check.core import Verdict, where, written
+from pgqueue.check.core import Verdict, sendable, where, written
 from pgqueue.errors import PgQueueError
 from pgqueue.wait import Timeout, until
 
@@ -316,6 +316,8 @@ def turn_through_pool(text: object, request_id: int = 7) -> Verdict:
     with labs.scratch(POC, examples=True) as lab, pooler.start(2) as pool:
         db = lab.database
         with pool.connect(db) as a, pool.connect(db) as b, pool.connect(db) as c, lab.connect() as watch:
+            if not sendable(watch, text, ("request_id",), verdict):
+                return verdict
             turns = _Turns(text, _q(), db, watch)
             return turns.judge(verdict, request_id, other, a, b, c)
 

@@ -80,6 +80,25 @@ def written(text: object, verdict: Verdict) -> str | None:
     return text
 
 
+def sendable(conn: psycopg.Connection, text: str, parameters: Sequence[str], verdict: Verdict) -> bool:
+    """Whether psycopg can send `text` with the named `parameters` the judge passes; else a ✗ line.
+
+    psycopg reads the placeholders itself before PostgreSQL sees the query: a positional %s, a name
+    the judge does not pass or a lone % never reach the server, and would end the judge in a
+    traceback rather than a verdict.
+    """
+    try:
+        psycopg.ClientCursor(conn).mogrify(text, dict.fromkeys(parameters, 0))
+    except (TypeError, psycopg.ProgrammingError) as exc:
+        names = ", ".join(f"%({name})s" for name in parameters)
+        verdict.refuse(
+            f"psycopg could not send your SQL ({exc}): the checker passes {names} by name, so write each "
+            "value as such, and any other % as %%"
+        )
+        return False
+    return True
+
+
 def as_written(text: str, position: int) -> int:
     """Where character `position` (1-based) of the query psycopg sent for `text` falls in `text`.
 

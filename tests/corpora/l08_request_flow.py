@@ -121,7 +121,7 @@ WRONG = [
     ),
     Wrong("other-column-name", changed("AS jobs", "AS job_count"), "(missing: jobs)"),
     Wrong("hard-coded-request", changed("%(request_id)s", "50"), "it does not read %(request_id)s"),
-    Wrong("positional-placeholder", changed("%(request_id)s", "%s"), "psycopg could not send your query"),
+    Wrong("positional-placeholder", changed("%(request_id)s", "%s"), "psycopg could not send your SQL"),
     Wrong(
         "the-skeleton-unfilled",
         changed(f"       {LAST},\n       {COUNT}\n", "       -- TODO: last_finished and jobs\n"),

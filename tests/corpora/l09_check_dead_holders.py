@@ -27,6 +27,11 @@ SELECT j.job_id, j.job_assigned_process_uuid, h.last_beat_timestamp
 
 WRONG = [
     Wrong(
+        "positional-placeholder",
+        dead_holders(dead=DEAD.replace("%(seconds)s", "%s")),
+        "psycopg could not send your SQL",
+    ),
+    Wrong(
         "unfilled-skeleton",
         "SELECT j.job_id\n  FROM job_queue j\n WHERE TODO\n",
         says='it failed: column "todo" does not exist',

@@ -26,6 +26,11 @@ SELECT job_id FROM job_queue
 
 WRONG = [
     Wrong(
+        "positional-placeholders",
+        claim(mine="job_process_name = %s AND job_process_version = %s"),
+        "psycopg could not send your SQL",
+    ),
+    Wrong(
         "todo-left-as-it-is",
         claim("-- TODO: lock the row you pick, and pass over rows others have locked"),
         says="went to two callers",

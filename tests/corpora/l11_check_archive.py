@@ -37,6 +37,11 @@ def archive(old: str = OLD, attempts: str = ATTEMPTS, jobs: str = JOBS) -> str:
 
 WRONG = [
     Wrong(
+        "positional-placeholder",
+        archive(old=OLD.replace("%(seconds)s", "%s")),
+        "psycopg could not send your SQL",
+    ),
+    Wrong(
         "unfilled-skeleton",
         OLD
         + "\n-- TODO: move the attempts of `old`, then the jobs, into job_attempt_archive and job_archive\n"

@@ -7,6 +7,7 @@ JUDGE = scaling.turn_through_pool
 NEEDS = ("PgBouncer", pooler.installed(), pooler.INSTALL)
 
 WRONG = [
+    Wrong("positional-placeholder", "SELECT pg_advisory_xact_lock(%s)", "psycopg could not send your SQL"),
     Wrong(
         "session-level-lock-as-given",
         "SELECT pg_advisory_lock(%(request_id)s)  -- TODO: a lock that ends with the transaction",
