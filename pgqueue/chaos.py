@@ -566,6 +566,7 @@ def judge(
         if not instrumented:  # judged without a round (a test's hand-made lab): no beats were kept
             cur.execute(c["instruments"])
         attempts = cur.execute(c["attempts_of"]).fetchall()
+        firsts = {f["job_id"]: f for f in cur.execute(c["first_dead_letters"]).fetchall()}
         overlaps = cur.execute(c["overlapping"]).fetchall()
         poisoned_crashes = [u for u, line in crashed.items() if POISON_MARK in line]
         gone = list({*killed, *crashed})
@@ -587,10 +588,16 @@ def judge(
             return a["process_uuid"] not in silenced
         return a["silent_s"] < alive_share
 
+    def before_death(job_id: int) -> list[dict]:
+        # the attempts begun by the job's first dead-letter: those that brought it about
+        return tries[job_id][: firsts[job_id]["attempts_before"]]
+
     # 1. every pipe job finished, or stopped by what the round did (and says)
     def round_killed_it(j: dict) -> bool:
-        ts = tries[j["job_id"]]
-        return len(ts) == max_attempts and all(
+        # dead-lettered once the round had ended max_attempts of its attempts or more: dead-lettered
+        # late, or run again after it, the round still stopped it (the attempts' lines say the rest)
+        ts = before_death(j["job_id"])
+        return len(ts) >= max_attempts and all(
             (t["outcome"] == "rescued" and not live_rescue(t)) or (t["outcome"] == "failed" and fail > 0)
             for t in ts
         )
@@ -612,12 +619,14 @@ def judge(
     finished = len(pipe_jobs) - len(unfinished)
     if bad_dead:
         first = bad_dead[0]
-        ts = tries[first["job_id"]]
+        ts = before_death(first["job_id"])
         from_alive = sum(live_rescue(t) for t in ts)
+        early_death = f", before its attempts ran out (max_attempts is {max_attempts})"
         v.wrong.append(
             f"{finished} of {len(pipe_jobs)} pipe jobs finished; {len(bad_dead)} jobs were dead-lettered for "
-            f"no reason the round caused: job {first['job_id']} after {len(ts)} of its {max_attempts} "
-            f"attempts ({', '.join(str(t['outcome']) for t in ts) or 'none'}; {from_alive} rescued from "
+            f"no reason the round caused: job {first['job_id']} after {len(ts)} attempts"
+            f"{early_death if len(ts) < max_attempts else ''} "
+            f"({', '.join(str(t['outcome']) for t in ts) or 'none'}; {from_alive} rescued from "
             f"live workers), with {first['job_error']!r}"
         )
     if unexplained:
@@ -635,10 +644,10 @@ def judge(
         lost = [j["job_id"] for j in jobs if not j["finished"] and not j["dead"]]
         v.wrong.append(
             f"{finished} of {len(pipe_jobs)} pipe jobs finished, and nothing the round did stops "
-            f"{len(unexplained)} of the others: {_few([p['pipe_job_id'] for p in unexplained])}"
-            + (f"; {len(lost)} of their jobs never ended (lost): {_few(lost)}" if lost else "")
+            f"{len(unexplained)} of the others: {_few([p['pipe_job_id'] for p in unexplained], 'pipe job')}"
+            + (f"; {len(lost)} of their jobs never ended (lost): {_few(lost, 'job')}" if lost else "")
             + (
-                f"; the order 2 of requests {_few(never_started)} never started though their order 1 "
+                f"; the order 2 of {_few(never_started, 'request')} never started though their order 1 "
                 "finished: two finishers missed each other at the gate"
                 if never_started
                 else ""
@@ -647,16 +656,22 @@ def judge(
     if not bad_dead and not unexplained:
         why = ""
         if unfinished:
+            exact = all(len(before_death(j)) == max_attempts for j in own if j in firsts)
+            ended = (
+                f"after {max_attempts} attempts its kills, poison or failures ended"
+                if exact
+                else f"once its kills, poison or failures had ended {max_attempts} of their attempts"
+            )
             why = (
                 f", and the {len(unfinished)} others were stopped by what the round did (jobs "
-                f"dead-lettered after {max_attempts} attempts its kills, poison or failures ended, and "
-                "what waited for them)"
+                f"dead-lettered {ended}, and what waited for them)"
             )
         v.held.append(f"{finished} of {len(pipe_jobs)} pipe jobs finished{why}")
     wrong_size = [p["pipe_job_id"] for p in pipe_jobs if p["finished"] and p["jobs"] != made[p["pipe_id"]]]
     if wrong_size:
         v.wrong.append(
-            f"{len(wrong_size)} finished pipe jobs made the wrong number of jobs: {_few(wrong_size)}"
+            f"{len(wrong_size)} finished pipe jobs made the wrong number of jobs: "
+            f"{_few(wrong_size, 'pipe job')}"
         )
 
     # 2. one success per job
@@ -664,14 +679,14 @@ def judge(
     none = [j["job_id"] for j in jobs if j["finished"] and j["succeeded"] == 0]
     dead_won = [j["job_id"] for j in jobs if j["dead"] and j["succeeded"]]
     if twice:
-        v.wrong.append(f"{len(twice)} jobs succeeded more than once (run twice): {_few(twice)}")
+        v.wrong.append(f"{len(twice)} jobs succeeded more than once (run twice): {_few(twice, 'job')}")
     if none:
         v.wrong.append(
             f"{len(none)} finished jobs have no succeeded attempt (finished by a worker whose attempt had "
-            f"ended): {_few(none)}"
+            f"ended): {_few(none, 'job')}"
         )
     if dead_won:
-        v.wrong.append(f"{len(dead_won)} dead-lettered jobs had succeeded: {_few(dead_won)}")
+        v.wrong.append(f"{len(dead_won)} dead-lettered jobs had succeeded: {_few(dead_won, 'job')}")
     if not (twice or none or dead_won):
         done = sum(j["finished"] for j in jobs)
         v.held.append(
@@ -718,6 +733,9 @@ def judge(
                 ": jobs of killed workers were never freed (a rescue_jobs that frees nothing, or their rows "
                 "still locked by a transaction that never ends)"
             )
+        elif left["attempts"] == left["after_dead"]:
+            # a lease leaves job_dead_timestamp as it was: the attempt runs at a job that ended
+            hint = ": each began at a job already dead-lettered (your claim_jobs takes dead-lettered jobs)"
         elif left["attempts"]:
             hint = (
                 ": a job ended while another worker's attempt at it still ran (who may hand over: hold_jobs)"
@@ -745,14 +763,12 @@ def judge(
     elif after_failure:
         v.held.append(f"each of the {len(after_failure)} attempts after a failed one waited out its backoff")
     over = [j["job_id"] for j in jobs if j["recorded"] > max_attempts]
-    if over:
-        v.wrong.append(
-            f"{len(over)} jobs were tried more than max_attempts ({max_attempts}) times, job {over[0]} "
-            f"{len(tries[over[0]])} times: your rescue_jobs never dead-letters a job whose workers keep dying"
-        )
+    v.wrong += _past_max_attempts(over, tries, firsts, max_attempts)
     unrecorded = [j["job_id"] for j in jobs if j["recorded"] != j["job_attempts"]]
     if unrecorded:
-        v.wrong.append(f"{len(unrecorded)} jobs ran attempts job_attempts does not show: {_few(unrecorded)}")
+        v.wrong.append(
+            f"{len(unrecorded)} jobs ran attempts job_attempts does not show: {_few(unrecorded, 'job')}"
+        )
     for job in forced.poisoned:
         ts, dead = tries[job], any(j["dead"] for j in jobs if j["job_id"] == job)
         if dead and job in own and job not in over:
@@ -761,7 +777,7 @@ def judge(
                 f"{len(ts)} attempts ({len(poisoned_crashes)} workers crashed on it)"
             )
     if early:
-        v.wrong.append(f"order-2 work began before order 1 had finished in requests {_few(early)}")
+        v.wrong.append(f"order-2 work began before order 1 had finished in {_few(early, 'request')}")
     for gate in forced.gates:
         lower = [p for p in pipe_jobs if p["request_id"] == gate["request"] and p["pipe_order"] == 1]
         upper = [p for p in pipe_jobs if p["request_id"] == gate["request"] and p["pipe_order"] == 2]
@@ -820,5 +836,61 @@ def _last_line(member: fleet.Member) -> str:
     return f"worker {member.who}: {lines[-1].strip() if lines else 'no output'}"
 
 
-def _few(ids: list) -> str:
-    return ", ".join(map(str, ids[:10])) + (" ..." if len(ids) > 10 else "")
+def _past_max_attempts(
+    over: list[int], tries: dict[int, list[dict]], firsts: dict[int, dict], max_attempts: int
+) -> list[str]:
+    """The ✗ lines for jobs that began more than `max_attempts` attempts, by what let each one run
+    on: a rescue that dead-letters late, a claim that takes a dead-lettered job, a rescue that
+    never dead-letters (none did in the round), or another call that ended its last allowed
+    attempt without dead-lettering it (`firsts`: each dead-lettered job's first dead-letter)."""
+    late: list[tuple[int, int]] = []  # (job, its attempts by its dead-letter, or in all)
+    again: list[tuple[int, int]] = []  # (job, attempts begun after its dead-letter)
+    kept_on: dict[str, list[tuple[int, int]]] = defaultdict(list)  # by how its last allowed one ended
+    for job in over:
+        f = firsts.get(job)
+        if f is not None and f["attempts_before"] > max_attempts:
+            kept_on[str(f["ended_by"])].append((job, f["attempts_before"]))
+        elif f is not None and f["attempts_after"]:
+            again.append((job, f["attempts_after"]))
+        else:
+            kept_on[str(tries[job][max_attempts - 1]["outcome"])].append((job, len(tries[job])))
+    rescue_dead = any(f["ended_by"] == "rescued" for f in firsts.values())
+    lines = []
+    if rescue_dead:
+        late = kept_on.pop("rescued", [])  # it does dead-letter: later than it should
+    if late:
+        job, n = late[0]
+        more = n - max_attempts
+        others = f" ({len(late) - 1} jobs more ran past max_attempts)" if len(late) > 1 else ""
+        lines.append(
+            f"job {job} had {n} attempts where max_attempts is {max_attempts}{others}: your rescue_jobs lets "
+            f"a job run {'one attempt' if more == 1 else f'{more} attempts'} more than max_attempts before "
+            "it dead-letters it (compare attempts >= max_attempts)"
+        )
+    if "rescued" in kept_on:
+        job, n = kept_on.pop("rescued")[0]
+        lines.append(
+            f"job {job} had {n} attempts where max_attempts is {max_attempts}, its attempt {max_attempts} "
+            "rescued, and no job was dead-lettered by a rescue in the round: your rescue_jobs never "
+            "dead-letters a job whose workers keep dying"
+        )
+    if again:
+        job, n = again[0]
+        lines.append(
+            f"{len(again)} jobs ran again after they were dead-lettered: job {job}, dead-lettered after "
+            f"its {max_attempts} attempts, began {n} more: your claim_jobs takes dead-lettered jobs "
+            "(job_dead_timestamp IS NULL)"
+        )
+    for outcome, kept in kept_on.items():
+        job, n = kept[0]
+        lines.append(
+            f"job {job} had {n} attempts where max_attempts is {max_attempts}: its attempt {max_attempts} "
+            f"ended {outcome} and did not dead-letter it"
+        )
+    return lines
+
+
+def _few(ids: list, what: str) -> str:
+    """`ids` named with what they are ('pipe jobs 2, 5'), the first ten of them."""
+    listed = ", ".join(map(str, ids[:10])) + (" ..." if len(ids) > 10 else "")
+    return f"{what}{'s' if len(ids) != 1 else ''} {listed}"

@@ -5,6 +5,7 @@ The corpus tests/corpora/l12_chaos_on_yours.py runs wrong and right piece sets t
 
 import ast
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from pgqueue import chaos, labs, queries
 from pgqueue.check.core import Verdict, install
 from pgqueue.errors import PgQueueError
 from pgqueue.heartbeats import Identity
+from pgqueue.wait import until
 from tests.corpora import l12_chaos_on_yours as corpus
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "12-build-the-hardened-queue.ipynb"
@@ -95,3 +97,68 @@ def test_an_attempt_rescued_from_a_worker_that_had_just_beaten_is_named_a_live_r
     assert found.rescued_from_the_living == 1, found.summary()
     assert "1 attempts were rescued from workers that were alive (1 of them never stopped" in problems
     assert "your rescue_jobs frees jobs of live workers" in problems
+
+
+PIECES = {w.mistake: w.answer for w in corpus.WRONG}
+LATE = PIECES["rescue-dead-letters-one-attempt-late"]["rescue_jobs"]
+NEVER = PIECES["rescue-never-dead-letters"]["rescue_jobs"]
+
+
+@pytest.mark.parametrize(
+    ("rescue", "rescues", "says", "not_said"),
+    [
+        (
+            LATE,
+            1,
+            "your rescue_jobs lets a job run one attempt more than max_attempts before it dead-letters it",
+            ["never dead-letters", "for no reason the round caused"],
+        ),
+        (NEVER, 1, "your rescue_jobs never dead-letters a job whose workers keep dying", ["lets a job run"]),
+        (corpus.REFERENCE["rescue_jobs"], 0, None, ["max_attempts", "for no reason the round caused"]),
+    ],
+    ids=["one-late", "never", "the-kits"],
+)
+def test_a_job_whose_workers_keep_dying_is_judged_by_when_its_rescue_dead_lettered_it(
+    rescue, rescues, says, not_said
+):
+    # one job leased to a new worker that never beats again, rescued each time, until it is
+    # dead-lettered or has run one attempt past max_attempts (drawn)
+    rng = random.Random()
+    max_attempts, rescue_after = rng.randint(2, 4), 0.05
+    c, q = queries.load("clients/chaos.sql"), labs.step(chaos.POC, "find_job").lesson
+    races = queries.load("clients/races.sql")
+    labs.reset(chaos.POC)
+    with labs.connect(chaos.POC) as conn:
+        conn.execute(labs.step(chaos.POC, "pipelines").example_sql)
+        conn.execute(c["instruments"])
+        conn.execute(q["retries"], {"max_attempts": max_attempts, "base": 0.05})
+        conn.execute(q["rescue_after"], {"seconds": rescue_after})
+        assert install(conn, rescue, Verdict("a rescue"), replaces=["rescue_jobs"])
+        conn.execute(q["chaos_request"], {"pipe_ids": list(chaos.REQUEST)})
+        job = rng.choice(conn.execute(q["chaos_jobs"]).fetchall())[0]
+        for _ in range(max_attempts + rescues):
+            w = Identity.new("first_process", "1.9.2")
+            conn.execute(
+                c["beat_as"], {"uuid": w.uuid, "server": w.server, "name": w.name, "version": w.version}
+            )
+            conn.execute(c["lease_to"], {"uuid": w.uuid, "job_id": job})
+            until(
+                lambda w=w: (
+                    conn.execute(races["rescue"]).fetchone()
+                    and conn.execute(c["job_state"], {"job_id": job, "uuid": w.uuid}).fetchone()[3]
+                    == "rescued"
+                ),
+                10,
+                f"job {job} rescued from silent worker {w.uuid}",
+            )
+        found = chaos.judge(conn)
+    problems = "\n".join(found.problems)
+    if says is None:
+        assert f"job {job}" not in problems, found.summary()
+    else:
+        n = max_attempts + rescues
+        assert f"job {job} had {n} attempts where max_attempts is {max_attempts}" in problems, found.summary()
+        assert says in problems, found.summary()
+    for wrong in not_said:
+        assert wrong not in problems, found.summary()
+    assert "nothing the round did stops" not in problems or "pipe jobs " in problems, found.summary()

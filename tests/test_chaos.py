@@ -31,7 +31,7 @@ def test_the_judge_names_lost_jobs_jobs_run_twice_and_a_gate_opened_early(lab):
     assert not found.held
     assert "jobs never ended (lost)" in problems
     assert "1 jobs succeeded more than once (run twice)" in problems
-    assert f"order-2 work began before order 1 had finished in requests {made[0][0]}" in problems
+    assert f"order-2 work began before order 1 had finished in request {made[0][0]}" in problems
 
 
 def test_workers_killed_at_random_lose_no_job_run_none_twice_and_open_no_gate_early(lab):

@@ -33,6 +33,20 @@ CREATE TRIGGER chaos_poisoned_attempt BEFORE UPDATE OF outcome ON job_attempts
 FOR EACH ROW WHEN (NEW.outcome IN ('succeeded', 'failed'))
 EXECUTE FUNCTION chaos_poisoned();
 
+-- And every dead-letter, kept: a job's dead-letter timestamp says only when it was last set,
+-- and whether a job ran past max_attempts, or after it was dead-lettered, is a question about
+-- the first one.
+CREATE TABLE chaos_dead_letters (job_id integer NOT NULL, at timestamptz NOT NULL);
+CREATE FUNCTION chaos_dead_letter() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO chaos_dead_letters VALUES (NEW.job_id, clock_timestamp());
+    RETURN NULL;
+END $$;
+CREATE TRIGGER chaos_dead_letter AFTER UPDATE OF job_dead_timestamp ON job_queue
+FOR EACH ROW WHEN (NEW.job_dead_timestamp IS NOT NULL
+                   AND NEW.job_dead_timestamp IS DISTINCT FROM OLD.job_dead_timestamp)
+EXECUTE FUNCTION chaos_dead_letter();
+
 -- name: instrumented
 SELECT to_regclass('chaos_beats') IS NOT NULL AS instrumented;
 
@@ -138,11 +152,38 @@ SELECT a.job_id, a.process_uuid AS first, b.process_uuid AS second
 
 -- name: left_behind
 -- Leases left at the end: jobs still leased to workers that are gone, and attempts still running
--- at a job that ended (finished or dead-lettered) or of a worker that is gone.
+-- at a job that ended (finished or dead-lettered) or of a worker that is gone; and of those
+-- attempts, the ones begun at a job after its first dead-letter (a claim took a dead-lettered job).
 SELECT (SELECT count(*) FROM job_queue
          WHERE job_assigned_process_uuid = ANY (%(gone)s) AND job_finished IS NULL
            AND job_dead_timestamp IS NULL) AS jobs,
        (SELECT count(*) FROM job_attempts a JOIN job_queue j USING (job_id)
          WHERE a.attempt_ended IS NULL
            AND (j.job_finished OR j.job_dead_timestamp IS NOT NULL OR a.process_uuid = ANY (%(gone)s)))
-           AS attempts;
+           AS attempts,
+       (SELECT count(*) FROM job_attempts a JOIN job_queue j USING (job_id)
+         WHERE a.attempt_ended IS NULL AND j.job_dead_timestamp IS NOT NULL
+           AND a.attempt_started > coalesce((SELECT min(d.at) FROM chaos_dead_letters d WHERE d.job_id = a.job_id),
+                                            j.job_dead_timestamp)) AS after_dead;
+
+-- name: first_dead_letters
+-- Each dead-lettered job's first dead-letter (its timestamp, for a job dead-lettered before the
+-- instruments were): how many attempts had begun by then, how the last of them ended (the call
+-- that ended it dead-lettered the job: 'rescued' a rescue, 'failed' a failure) and how many
+-- attempts began after it.
+WITH kept AS (
+    SELECT job_id, min(at) AS at FROM chaos_dead_letters GROUP BY job_id
+), first AS (
+    SELECT job_id, at FROM kept
+    UNION ALL
+    SELECT j.job_id, j.job_dead_timestamp FROM job_queue j
+     WHERE j.job_dead_timestamp IS NOT NULL AND j.job_id NOT IN (SELECT job_id FROM kept)
+)
+SELECT f.job_id,
+       (SELECT count(*) FROM job_attempts a WHERE a.job_id = f.job_id AND a.attempt_started <= f.at)
+           AS attempts_before,
+       (SELECT a.outcome FROM job_attempts a WHERE a.job_id = f.job_id AND a.attempt_started <= f.at
+         ORDER BY a.attempt_id DESC LIMIT 1) AS ended_by,
+       (SELECT count(*) FROM job_attempts a WHERE a.job_id = f.job_id AND a.attempt_started > f.at)
+           AS attempts_after
+  FROM first f ORDER BY f.job_id;

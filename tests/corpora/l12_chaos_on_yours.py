@@ -156,6 +156,16 @@ WRONG = [
         says="never dead-letters a job whose workers keep dying",
     ),
     Wrong(
+        "rescue-dead-letters-one-attempt-late",
+        _pieces("rescue_jobs", ">= s.max_attempts", "> s.max_attempts"),
+        says="your rescue_jobs lets a job run one attempt more than max_attempts before it dead-letters it",
+    ),
+    Wrong(
+        "claim-takes-dead-lettered-jobs",
+        _pieces("claim_jobs", " AND job_dead_timestamp IS NULL", ""),
+        says="your claim_jobs takes dead-lettered jobs",
+    ),
+    Wrong(
         "gate-with-a-session-level-lock",
         _pieces("pipe_job_takes_turn", text=SESSION_GATE),
         says="nothing the round did stops",
