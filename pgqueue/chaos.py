@@ -608,12 +608,27 @@ def judge(
     stopped_requests = {
         p["request_id"] for p in pipe_jobs if p["pipe_job_id"] in stopped and p["pipe_order"] == 1
     }
+    # jobs past max_attempts still open at the end: never dead-lettered, they run on (not lost);
+    # their pipe jobs, and what waits for them, are named with them
+    running_on = [
+        j["job_id"] for j in jobs if j["recorded"] > max_attempts and not j["finished"] and not j["dead"]
+    ]
+    held_open = {j["pipe_job_id"] for j in jobs if j["job_id"] in running_on} - stopped
+    held_requests = {
+        p["request_id"] for p in pipe_jobs if p["pipe_job_id"] in held_open and p["pipe_order"] == 1
+    }
     unfinished = [p for p in pipe_jobs if not p["finished"]]
+    waiting_on_them = [
+        p
+        for p in unfinished
+        if p["pipe_job_id"] in held_open or (p["pipe_order"] == 2 and p["request_id"] in held_requests)
+    ]
     unexplained = [
         p
         for p in unfinished
         if p["pipe_job_id"] not in stopped
         and not (p["pipe_order"] == 2 and p["request_id"] in stopped_requests)
+        and p not in waiting_on_them
     ]
     bad_dead = [j for j in jobs if j["dead"] and j["job_id"] not in own]
     finished = len(pipe_jobs) - len(unfinished)
@@ -641,7 +656,9 @@ def judge(
                 if o["request_id"] == p["request_id"] and o["pipe_order"] == 1
             )
         ]
-        lost = [j["job_id"] for j in jobs if not j["finished"] and not j["dead"]]
+        lost = [
+            j["job_id"] for j in jobs if not j["finished"] and not j["dead"] and j["job_id"] not in running_on
+        ]
         v.wrong.append(
             f"{finished} of {len(pipe_jobs)} pipe jobs finished, and nothing the round did stops "
             f"{len(unexplained)} of the others: {_few([p['pipe_job_id'] for p in unexplained], 'pipe job')}"
@@ -653,7 +670,13 @@ def judge(
                 else ""
             )
         )
-    if not bad_dead and not unexplained:
+    if waiting_on_them:
+        v.wrong.append(
+            f"{finished} of {len(pipe_jobs)} pipe jobs finished; {len(waiting_on_them)} of the others "
+            f"({_few([p['pipe_job_id'] for p in waiting_on_them], 'pipe job')}) still wait for "
+            f"{_few(running_on, 'job')}, past max_attempts ({max_attempts}) and never dead-lettered"
+        )
+    if not bad_dead and not unexplained and not waiting_on_them:
         why = ""
         if unfinished:
             exact = all(len(before_death(j)) == max_attempts for j in own if j in firsts)
@@ -728,7 +751,9 @@ def judge(
     # 5. no lease left behind
     if left["jobs"] or left["attempts"]:
         hint = ""
-        if left["jobs"]:
+        if left["jobs"] and left["jobs"] == left["past_max"]:
+            hint = ": each is a job past max_attempts, still run when the round ended (never dead-lettered)"
+        elif left["jobs"]:
             hint = (
                 ": jobs of killed workers were never freed (a rescue_jobs that frees nothing, or their rows "
                 "still locked by a transaction that never ends)"

@@ -161,4 +161,7 @@ def test_a_job_whose_workers_keep_dying_is_judged_by_when_its_rescue_dead_letter
         assert says in problems, found.summary()
     for wrong in not_said:
         assert wrong not in problems, found.summary()
+    if rescue is NEVER:  # it runs on, not lost: what waits for it says so
+        waits = f"still wait for job {job}, past max_attempts ({max_attempts}) and never dead-lettered"
+        assert waits in problems, found.summary()
     assert "nothing the round did stops" not in problems or "pipe jobs " in problems, found.summary()

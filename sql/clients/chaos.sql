@@ -153,10 +153,15 @@ SELECT a.job_id, a.process_uuid AS first, b.process_uuid AS second
 -- name: left_behind
 -- Leases left at the end: jobs still leased to workers that are gone, and attempts still running
 -- at a job that ended (finished or dead-lettered) or of a worker that is gone; and of those
--- attempts, the ones begun at a job after its first dead-letter (a claim took a dead-lettered job).
+-- attempts, the ones begun at a job after its first dead-letter (a claim took a dead-lettered job);
+-- and of those jobs, the ones past max_attempts (never dead-lettered, still run at the end).
 SELECT (SELECT count(*) FROM job_queue
          WHERE job_assigned_process_uuid = ANY (%(gone)s) AND job_finished IS NULL
            AND job_dead_timestamp IS NULL) AS jobs,
+       (SELECT count(*) FROM job_queue
+         WHERE job_assigned_process_uuid = ANY (%(gone)s) AND job_finished IS NULL
+           AND job_dead_timestamp IS NULL
+           AND job_attempts > (SELECT max_attempts FROM queue_settings)) AS past_max,
        (SELECT count(*) FROM job_attempts a JOIN job_queue j USING (job_id)
          WHERE a.attempt_ended IS NULL
            AND (j.job_finished OR j.job_dead_timestamp IS NOT NULL OR a.process_uuid = ANY (%(gone)s)))
