@@ -12,6 +12,7 @@ for (pg_blocking_pids). Sessions are not autocommit: a transaction stays open un
 
 from __future__ import annotations
 
+import contextlib
 import html
 import threading
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from pgqueue import labs, queries
 from pgqueue.errors import PgQueueError
 
 SETTLE = 1.0  # seconds `run` waits for a statement before showing it as waiting
+CLOSE_WITHIN = 10.0  # seconds a closing session waits for its cancelled statement to end
 SHOWN = 200  # characters of a statement's rows shown in its one line (`rows` keeps them all)
 STATES = {
     "IDLE": "idle",
@@ -127,8 +129,14 @@ class Session:
         return self
 
     def close(self) -> None:
-        """Close the connection (an open transaction rolls back)."""
+        """Close the connection (an open transaction rolls back), cancelling a statement still running."""
         _open.pop(self.pid, None)
+        if self.last is not None and not self.last.done and not self.conn.closed:
+            # libpq frees a connection that is closed under a statement another thread still
+            # reads from: the process aborts. Cancelled, the statement ends its thread first.
+            with contextlib.suppress(psycopg.Error):
+                self.conn.cancel_safe(timeout=CLOSE_WITHIN)
+            self.last._done.wait(CLOSE_WITHIN)
         self.conn.close()
 
     def waiting_for(self) -> str:

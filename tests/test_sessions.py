@@ -49,3 +49,15 @@ def test_an_error_is_shown_and_a_killed_session_is_gone(two):
     with labs.connect(POC) as conn:  # the killed session's transaction rolled back: no job is held
         held = conn.execute("SELECT count(*) FROM job_queue WHERE job_assigned_process_uuid <> ''")
         assert held.fetchone()[0] == 0
+
+
+def test_a_session_closed_while_its_statement_waits_ends_that_statement_first(two):
+    a, b = two
+    a.run(ASK, {"uuid": "aaaaaaaaaaaa"})
+    waiting = b.run(ASK, {"uuid": "bbbbbbbbbbbb"}, settle=0.2)
+    assert not waiting.done
+    # closed under a statement its thread still reads from, libpq aborted the whole process
+    b.close()
+    assert waiting.done and waiting.error.startswith("57014"), waiting.status()  # query_canceled
+    assert "closed" in repr(b)
+    a.rollback()
