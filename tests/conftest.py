@@ -14,7 +14,7 @@ import psutil
 import pytest
 from psycopg import sql
 
-from pgqueue import designs, embedded, labs, queries, server
+from pgqueue import children, designs, embedded, labs, queries, server
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -102,22 +102,12 @@ def a_worker_of_another_home(tmp_path_factory):
     env = {"PGQUEUE_HOME": str(home), "PGQUEUE_DB_PREFIX": prefix, "PGQUEUE_TEMPLATES": "0"}
     built = run_cli("setup", "--poc", "single-call", "--examples", env=env)
     assert built.returncode == 0, built.stderr
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pgqueue",
-            "worker",
-            "--poc",
-            "single-call",
-            "assigner",
-            "1.0.0",
-            "--poll",
-            "1",
-        ],
+    # a child of this pytest process: were it killed, the worker and so its server would go too
+    argv = [sys.executable, "-m", "pgqueue", "worker", "--poc", "single-call", "assigner", "1.0.0"]
+    worker = children.spawn(
+        [*argv, "--poll", "1"],
         cwd=REPO,
         env={**os.environ, **env},
-        stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
