@@ -18,17 +18,17 @@ Each returns a `Verdict` that a notebook shows in plain words; `verdict.holds` s
 every check passed. The lesson's lab is never touched: a scratch copy is built and dropped.
 """
 
-from pgqueue.check.answer import heartbeat_answer
 from pgqueue.check.claim import claim_jobs
 from pgqueue.check.core import Verdict
 from pgqueue.check.find_job import find_job_pick
-from pgqueue.check.finish import hold_jobs
-from pgqueue.check.flow import request_flow
 from pgqueue.check.gate import gate_takes_turns
 from pgqueue.check.gather import gather_batch
+from pgqueue.check.heartbeat_answer import heartbeat_answer
 from pgqueue.check.heartbeats import heartbeat_upsert
+from pgqueue.check.hold_jobs import hold_jobs
 from pgqueue.check.pipelines import next_processes
 from pgqueue.check.priorities import priority_change
+from pgqueue.check.request_flow import request_flow
 from pgqueue.check.rescue import rescue_jobs
 
 __all__ = [

@@ -93,7 +93,7 @@ SELECT 'job', j.job_id, j.pipe_job_id, pj.request_id, j.job_priority, to_jsonb(j
 -- name: priority_set
 SELECT set_pipe_job_priority(%(pipe_job_id)s, %(priority)s::smallint);
 
--- Lesson 03's checker (pgqueue.check.answer): the learner's answer_heartbeat.
+-- Lesson 03's checker (pgqueue.check.heartbeat_answer): the learner's answer_heartbeat.
 
 -- name: answer_placeholder
 -- Stands in for the reference answer_heartbeat before the learner's version is installed: the
@@ -134,7 +134,7 @@ SELECT process_busy FROM process_heartbeats WHERE process_uuid = %(uuid)s;
 -- other arrive in that order, so once this one is heard, every answer to the beat is in.
 SELECT pg_notify(%(channel)s, %(payload)s);
 
--- Lesson 08's checker (pgqueue.check.flow): a request's flow, per pipe order.
+-- Lesson 08's checker (pgqueue.check.request_flow): a request's flow, per pipe order.
 
 -- name: request_flow
 -- The reference answer to lesson 08's exercise: per pipe order of one request, when its first

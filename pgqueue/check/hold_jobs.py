@@ -33,7 +33,7 @@ MEANS = {
 
 
 def _q() -> queries.Queries:
-    return queries.load("clients/check_finish.sql")
+    return queries.load("clients/check_hold_jobs.sql")
 
 
 def _calls() -> queries.Queries:

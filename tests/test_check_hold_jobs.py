@@ -5,7 +5,7 @@ import time
 import pytest
 
 from pgqueue import labs
-from pgqueue.check.finish import hold_jobs
+from pgqueue.check.hold_jobs import hold_jobs
 
 REFERENCE = str(labs.step("hardened", "find_job").excerpt("hold_jobs"))
 

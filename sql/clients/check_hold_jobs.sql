@@ -1,4 +1,4 @@
--- Lesson 12's checker (pgqueue/check/finish.py): what it reads and sets around a learner's
+-- Lesson 12's checker (pgqueue/check/hold_jobs.py): what it reads and sets around a learner's
 -- hold_jobs. The calls themselves are the workers' own (sql/clients/hardened.sql).
 
 -- name: next_request
