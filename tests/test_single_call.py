@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 
 import psycopg
 import pytest
@@ -415,9 +416,15 @@ def test_the_kill_switch_stops_a_worker_within_one_poll_interval(lab, mode):
     with fleet.Fleet(POC) as workers:
         (member,) = workers.start("uploader", "1.0.0", mode=mode, worker_options=FAST)
         until(lambda: member.who.uuid in set(heartbeats.states(POC)["process_uuid"]), 30, "a first heartbeat")
+        flipped = time.time()
         workers.kill(member.who.uuid)
-        workers.wait_exited(member.who.uuid, FAST.poll + 1.0)  # one poll, and the process's exit
-        assert "kill" in workers.events()["event"].tolist()
+        # the worker's own stop (its next ask answers kill) is bounded by its poll; the exit after it
+        # is the interpreter's teardown, which a busy machine slows, so it need only come
+        workers.wait_exited(member.who.uuid, 30)
+        events = workers.events()
+        (stopped,) = events.loc[events["event"] == "kill", "at"]
+        after = stopped.timestamp() - flipped
+        assert after <= FAST.poll + 1.0, f"it stopped {after:.2f} s after its kill switch was set"
 
 
 def test_eight_processes_claim_every_one_of_200_jobs_exactly_once(conn):
