@@ -69,13 +69,21 @@ def test_a_worker_stops_at_its_deadline_having_finished_what_it_took(package, ba
     peer = _peer(package, batch)
     assert peers.missing(peer) is None
     dsn = server.resolve().uri_for(fresh_db)
-    jobs = 10_000  # more than either drains in the half second it is given
+    jobs = 10_000  # more than either drains in the few seconds it is given
     peers.prepare(peer, dsn, jobs)
-    started = time.monotonic()
-    done = peers.work(peer, dsn, started + 0.5)
-    assert time.monotonic() - started < 3
-    # every job it took it finished and recorded: none lost, none left running
-    assert 0 < done < jobs and peers.remaining(peer, dsn) == jobs - done
+    # a loaded machine may spend a short deadline on connecting alone, so the worker is given a
+    # longer one each round until it has worked some jobs; every round must stop short of the
+    # queue's end with all it took finished and recorded: none lost, none left running
+    total = 0
+    for grace in (0.5, 1, 2, 4, 8):
+        started = time.monotonic()
+        done = peers.work(peer, dsn, started + grace)
+        assert time.monotonic() - started < grace + 5, "the worker ran on past its deadline"
+        total += done
+        assert total < jobs and peers.remaining(peer, dsn) == jobs - total
+        if done:
+            break
+    assert total > 0, "the worker ran no job in five rounds of up to 8 s"
 
 
 def test_a_peer_that_is_not_installed_is_named_with_the_command_that_adds_it(monkeypatch):
