@@ -29,7 +29,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     home = config.stash.get(_HOME, None)
     if home is None:
         return
-    from pgqueue import embedded
+    from pgqueue.server import embedded
 
     if os.environ.get("PGQUEUE_DSN"):
         _drop_test_databases()
@@ -39,7 +39,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def _drop_test_databases() -> None:
     """Drop what this run created on a server that outlives it (PGQUEUE_DSN's)."""
-    from pgqueue import labs
+    from pgqueue.queues import labs
 
     with contextlib.suppress(Exception):
         labs.drop_every(labs.prefix())

@@ -10,24 +10,14 @@ from pathlib import Path
 
 import psycopg
 
-from pgqueue import (
-    bench,
-    checks,
-    children,
-    designs,
-    embedded,
-    heartbeats,
-    labs,
-    options,
-    paths,
-    server,
-    worker_base,
-)
-from pgqueue.checks import BadValue
+from pgqueue import bench, children, paths, server, values
 from pgqueue.errors import PgQueueError
-from pgqueue.events import EventLog
-from pgqueue.heartbeats import Identity
 from pgqueue.paths import NOTEBOOKS_DIR
+from pgqueue.queues import designs, heartbeats, labs, options, worker_base
+from pgqueue.queues.events import EventLog
+from pgqueue.queues.heartbeats import Identity
+from pgqueue.server import embedded
+from pgqueue.values import BadValue
 
 USAGE = 2  # exit status of a mistake in the command (argparse's own)
 PROBLEM = 1  # exit status of a problem the user can fix in the world
@@ -250,7 +240,7 @@ def submit(args: argparse.Namespace) -> int:
 def _demo_labs(args: argparse.Namespace) -> None:
     """With --demo, this command looks at the demo's own labs instead of the lessons'."""
     if args.demo:
-        from pgqueue import demo
+        from pgqueue.lab import demo
 
         os.environ[labs.PREFIX_ENV] = labs.prefix() + demo.LAB_PREFIX
 
@@ -301,12 +291,12 @@ def kill(args: argparse.Namespace) -> int:
 
 def demo_run(args: argparse.Namespace) -> int:
     """Run the seed's full example on a lab with real worker processes; report; 0 if it proved out."""
-    from pgqueue import demo
+    from pgqueue.lab import demo
 
     # every value checked (and made a number) before the lab is touched
     design = demo.check(args.poc, args.original_gate)
     checked = design.worker().Options(poll=args.poll, work=tuple(args.work))
-    timeout = checks.seconds(args.timeout, "timeout")
+    timeout = values.seconds(args.timeout, "timeout")
     _sigterm_interrupts()
     report = demo.run(
         work=checked.work, poll=checked.poll, timeout=timeout, original_gate=args.original_gate, poc=args.poc
@@ -400,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
         lab,
     )
     lab_parser.add_argument(
-        "--port", type=_typed(checks.port), help="port for JupyterLab, 1-65535 (default: 8888 or next)"
+        "--port", type=_typed(values.port), help="port for JupyterLab, 1-65535 (default: 8888 or next)"
     )
     lab_parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
     lab_parser.add_argument("jupyter_args", nargs="*", help=argparse.SUPPRESS)
@@ -437,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker_parser.add_argument("process", help="process name, e.g. first_process")
     worker_parser.add_argument("version", help="process version, e.g. 1.0.0")
     worker_parser.add_argument(
-        "--uuid", type=_typed(checks.uuid), help="12 lowercase hex characters (default: random)"
+        "--uuid", type=_typed(values.uuid), help="12 lowercase hex characters (default: random)"
     )
     worker_parser.add_argument(
         "--events-file", type=Path, help=argparse.SUPPRESS
@@ -453,21 +443,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit_parser.add_argument("--poc", choices=pocs, required=True, help="which lab")
     submit_parser.add_argument(
-        "--pipe", type=_typed(checks.whole, "pipeline id"), required=True, help="pipeline id"
+        "--pipe", type=_typed(values.whole, "pipeline id"), required=True, help="pipeline id"
     )
     submit_parser.add_argument(
         "--count",
-        type=_typed(checks.whole, "count", 1, 1_000_000),
+        type=_typed(values.whole, "count", 1, 1_000_000),
         default=1,
         help="how many requests (default 1)",
     )
     submit_parser.add_argument(
         "--request",
-        type=_typed(checks.whole, "request id"),
+        type=_typed(values.whole, "request id"),
         help="add to this request (default: a new one each)",
     )
     submit_parser.add_argument(
-        "--priority", type=_typed(checks.priority), help="lower runs first (single-call; default 100)"
+        "--priority", type=_typed(values.priority), help="lower runs first (single-call; default 100)"
     )
 
     status_parser = verb(
@@ -487,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Set a worker's kill switch: it exits at its next heartbeat.",
         kill,
     )
-    kill_parser.add_argument("uuid", type=_typed(checks.uuid), help="the worker's uuid (see `status`)")
+    kill_parser.add_argument("uuid", type=_typed(values.uuid), help="the worker's uuid (see `status`)")
     kill_parser.add_argument("--poc", choices=pocs, help="its lab (default: search)")
     kill_parser.add_argument("--demo", action="store_true", help="a worker of the demo's labs")
 
@@ -525,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--poll", default=0.2, help="seconds a worker waits after 'No job found' (default 0.2)"
     )
     demo_parser.add_argument(
-        "--timeout", type=_typed(checks.seconds, "timeout"), default=60.0, help="give up after (default 60 s)"
+        "--timeout", type=_typed(values.seconds, "timeout"), default=60.0, help="give up after (default 60 s)"
     )
 
     bench_parser = verb(
@@ -558,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_parser.add_argument(
         "--samples",
-        type=_typed(checks.whole, "samples", 1, 1000),
+        type=_typed(values.whole, "samples", 1, 1000),
         help="timed claims per depth (default 60; --quick 10)",
     )
     bench_parser.add_argument(
@@ -568,19 +558,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_parser.add_argument(
         "--jobs",
-        type=_typed(checks.whole, "jobs", 1, bench.MAX_DEPTH),
+        type=_typed(values.whole, "jobs", 1, bench.MAX_DEPTH),
         help="no-op jobs queued for each throughput point (default 20,000; --quick 2,000)",
     )
     bench_parser.add_argument(
         "--window",
-        type=_typed(checks.seconds, "window"),
+        type=_typed(values.seconds, "window"),
         help="the most seconds one throughput point may last (default 10; --quick 2)",
     )
     return parser
 
 
 def _depths(text: str) -> list[int]:
-    return bench.check_depths([checks.whole(part, "a depth", 1, bench.MAX_DEPTH) for part in text.split(",")])
+    return bench.check_depths([values.whole(part, "a depth", 1, bench.MAX_DEPTH) for part in text.split(",")])
 
 
 def _scenarios(text: str) -> tuple[str, ...]:
@@ -588,7 +578,7 @@ def _scenarios(text: str) -> tuple[str, ...]:
 
 
 def _workers(text: str) -> list[int]:
-    return [checks.whole(part, "a worker count", 1, bench.MAX_WORKERS) for part in text.split(",")]
+    return [values.whole(part, "a worker count", 1, bench.MAX_WORKERS) for part in text.split(",")]
 
 
 def bench_run(args: argparse.Namespace) -> int:

@@ -4,8 +4,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from pgqueue import designs
 from pgqueue.paths import NOTEBOOKS_DIR
+from pgqueue.queues import designs
 
 
 @dataclass(frozen=True)

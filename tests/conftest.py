@@ -14,7 +14,9 @@ import psutil
 import pytest
 from psycopg import sql
 
-from pgqueue import children, designs, embedded, labs, queries, server
+from pgqueue import children, queries, server
+from pgqueue.queues import designs, labs
+from pgqueue.server import embedded
 
 REPO = Path(__file__).resolve().parent.parent
 

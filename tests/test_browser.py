@@ -11,7 +11,7 @@ import nbformat
 import psutil
 import pytest
 
-from pgqueue import heartbeats, labs
+from pgqueue.queues import heartbeats, labs
 from pgqueue.wait import until
 from tests.conftest import REPO, free_port, start_lab
 from tests.tools import require

@@ -11,8 +11,9 @@ import psutil
 import psycopg
 import pytest
 
-from pgqueue import designs, embedded, labs
 from pgqueue.cli import build_parser
+from pgqueue.queues import designs, labs
+from pgqueue.server import embedded
 from pgqueue.wait import until
 from tests.conftest import REPO, free_port, processes_of, run_cli, start_lab
 

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from pgqueue import hardened, heartbeats, labs
+from pgqueue.queues import hardened, heartbeats, labs
 from pgqueue.wait import until
 from tests.conftest import REPO, run_cli
 

@@ -11,7 +11,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgqueue import labs, queries, server, single_call
+from pgqueue import queries, server
+from pgqueue.queues import labs, single_call
 from tests.conftest import run_cli
 
 WORKER_SC = ["worker", "--poc", "single-call", "assigner", "1.0.0"]

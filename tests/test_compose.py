@@ -9,7 +9,8 @@ import sys
 
 import psycopg
 
-from pgqueue import children, labs, server, single_call
+from pgqueue import children, server
+from pgqueue.queues import labs, single_call
 from pgqueue.wait import until
 from tests.conftest import REPO
 from tests.tools import require

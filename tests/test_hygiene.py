@@ -7,7 +7,7 @@ import signal
 import psutil
 from jupyter_client.manager import start_new_kernel
 
-from pgqueue import embedded
+from pgqueue.server import embedded
 from pgqueue.wait import until
 from tests.conftest import processes_of
 

@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 import yaml
 
-from pgqueue import embedded
+from pgqueue.server import embedded
 from pgqueue.wait import until
 from tests.conftest import REPO
 from tests.sandbox import engine
@@ -30,7 +30,8 @@ POC = "single-call"
 # What the test asks the lab container, through the kit's own API: the workers and the jobs.
 PROBE = """
 import json
-from pgqueue import heartbeats, server, single_call
+from pgqueue import server
+from pgqueue.queues import heartbeats, single_call
 workers = heartbeats.states("single-call")[["process_uuid", "process_name", "server_name", "state"]]
 columns = ["job_id", "pipe_job_id", "job_process_name", "job_assigned_process_uuid", "job_finished"]
 jobs = single_call.jobs()[columns]

@@ -16,8 +16,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from pgqueue import embedded, fleet, labs
-from pgqueue.notify_listen import Options
+from pgqueue.queues import fleet, labs
+from pgqueue.queues.notify_listen import Options
+from pgqueue.server import embedded
 from pgqueue.wait import until
 from tests.conftest import REPO, processes_of, run_cli
 

@@ -1,5 +1,5 @@
 # Solution: the first step has no previous process, the last step no next one.
-from pgqueue import labs
+from pgqueue.queues import labs
 
 labs.reset("notify-listen", upto="pipelines", examples=True)
 ends = labs.frame("notify-listen", """

@@ -1,6 +1,6 @@
 # Solution: count instances per process and state with FILTER.
-from pgqueue import heartbeats, labs
-from pgqueue.heartbeats import Identity
+from pgqueue.queues import heartbeats, labs
+from pgqueue.queues.heartbeats import Identity
 
 labs.reset("notify-listen", upto="heartbeats", examples=True)
 with labs.connect("notify-listen") as conn:

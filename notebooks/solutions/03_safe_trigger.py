@@ -1,5 +1,6 @@
 # Solution: answer the job only to the worker it was really assigned to.
-from pgqueue import labs, races
+from pgqueue.lab import races
+from pgqueue.queues import labs
 
 labs.reset("notify-listen", examples=True)
 with labs.connect("notify-listen") as conn:

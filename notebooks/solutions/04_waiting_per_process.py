@@ -1,5 +1,5 @@
 # Solution: group the waiting jobs (not taken, not finished) by process.
-from pgqueue import labs, single_call
+from pgqueue.queues import labs, single_call
 
 labs.reset("single-call", upto="find_job", examples=True)
 for priority in (100, 50, 70):

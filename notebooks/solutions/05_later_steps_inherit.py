@@ -1,8 +1,8 @@
 # Solution: later steps take the pipe job's priority at the moment they are created.
 import json
 
-from pgqueue import labs, single_call
-from pgqueue.heartbeats import Identity
+from pgqueue.queues import labs, single_call
+from pgqueue.queues.heartbeats import Identity
 
 labs.reset("single-call", upto="priorities", examples=True)
 pipe_job = single_call.submit(pipe_id=2, priority=100)

@@ -1,5 +1,5 @@
 # Solution: the fan-out width is data; movemonitor then gathers six at once.
-from pgqueue import fleet, labs, single_call
+from pgqueue.queues import fleet, labs, single_call
 from pgqueue.wait import until
 
 labs.reset("single-call", upto="gather", examples=True)

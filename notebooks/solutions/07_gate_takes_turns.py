@@ -4,7 +4,9 @@
 # One lock per request, asked for by everyone the same way: nobody holds half of what it needs.
 from IPython.display import display
 
-from pgqueue import check, labs, races
+from pgqueue import check
+from pgqueue.lab import races
+from pgqueue.queues import labs
 
 my_fix = """
 CREATE FUNCTION pipe_job_takes_turn() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -2,7 +2,8 @@
 # nobody too, in single-call) and it has not finished; its holder is dead when its last beat is
 # older than the threshold, when it said it stopped, or when it has no heartbeat row at all (a LEFT
 # JOIN keeps those). A kill switch alone does not make it dead: it still beats until it obeys.
-from pgqueue import failures, labs
+from pgqueue.lab import failures
+from pgqueue.queues import labs
 
 my_query = """
 SELECT j.job_id, j.job_assigned_process_uuid, h.last_beat_timestamp

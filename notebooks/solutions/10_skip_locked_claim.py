@@ -1,7 +1,7 @@
 # Solution: the claim that never waits and never doubles. FOR UPDATE locks the row picked until
 # the transaction ends, so nobody else can take it; SKIP LOCKED passes over rows another
 # transaction has locked instead of waiting for them, so every caller gets the next free job.
-from pgqueue import failures
+from pgqueue.lab import failures
 
 my_claim = """
 SELECT job_id FROM job_queue

@@ -2,7 +2,7 @@
 # RETURNING * hands its rows to an INSERT into the archive, so a job is in exactly one table at
 # every moment; the attempts go too, since job_attempts references job_queue (the foreign key is
 # checked at the end of the statement, once both are gone).
-from pgqueue import bloat
+from pgqueue.lab import bloat
 
 my_archive = """
 WITH old AS (

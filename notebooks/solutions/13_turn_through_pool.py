@@ -2,7 +2,8 @@
 # pool keeps its server connection, so the lock is really its own; it ends with the transaction, so
 # nothing is left on the server connection that the pool hands to the next client. The hardened
 # gate takes its turns the same way (sql/hardened/07_order_gating.sql).
-from pgqueue import pooler, scaling
+from pgqueue.lab import scaling
+from pgqueue.server import pooler
 
 my_turn = "SELECT pg_advisory_xact_lock(%(request_id)s)"
 verdict = scaling.turn_through_pool(my_turn)

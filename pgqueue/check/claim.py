@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 import psycopg
 
-from pgqueue import labs, queries, races
+from pgqueue import queries
 from pgqueue.check.core import Call, Hold, Verdict, holding, install, together, written
+from pgqueue.lab import races
+from pgqueue.queues import labs
 from pgqueue.wait import Timeout, until
 
 NAME, VERSION = "checked_process", "1.0.0"  # the process whose workers call find_job

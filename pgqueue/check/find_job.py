@@ -10,9 +10,11 @@ from dataclasses import dataclass
 
 import psycopg
 
-from pgqueue import labs, queries, races
+from pgqueue import queries
 from pgqueue.check.core import Verdict, install, together, written
-from pgqueue.single_call import LOST_RACE, NO_JOB
+from pgqueue.lab import races
+from pgqueue.queues import labs
+from pgqueue.queues.single_call import LOST_RACE, NO_JOB
 from pgqueue.wait import Timeout, until
 
 OTHER_NAME, OTHER_VERSION = "second_process", "2.0.0"  # traps: another process, another version

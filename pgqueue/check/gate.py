@@ -9,8 +9,10 @@ from dataclasses import dataclass
 
 import psycopg
 
-from pgqueue import labs, queries, races, wait
+from pgqueue import queries, wait
 from pgqueue.check.core import Verdict, install, written
+from pgqueue.lab import races
+from pgqueue.queues import labs
 
 TRIALS = 50  # trials of two finishers released together
 STOP_AFTER = 2  # trials with a deadlock or an error before the trials stop (each costs a second or more)

@@ -11,8 +11,9 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from pgqueue import labs, queries
+from pgqueue import queries
 from pgqueue.check.core import Verdict, install, written
+from pgqueue.queues import labs
 
 GATHERER = ("movemonitor", "1.0.0")  # gathers the four classifications of pipeline 5
 OTHER_GATHERER = ("merging_results", "1.5.2")  # gathers the four classifications of pipeline 1

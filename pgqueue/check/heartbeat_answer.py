@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from pgqueue import labs, queries
+from pgqueue import queries
 from pgqueue.check.core import Verdict, install, written
-from pgqueue.heartbeats import Identity, send_heartbeat
-from pgqueue.notify_listen import KILL, NO_JOB, listen
+from pgqueue.queues import labs
+from pgqueue.queues.heartbeats import Identity, send_heartbeat
+from pgqueue.queues.notify_listen import KILL, NO_JOB, listen
 
 DONE = "pgqueue_check_done"  # the checker's own channel: its last notification after each beat
 HEAR_WITHIN = 5.0  # seconds; the answers are in long before, this only bounds a broken server

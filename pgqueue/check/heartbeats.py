@@ -7,9 +7,10 @@ import secrets
 
 import psycopg
 
-from pgqueue import labs, queries
+from pgqueue import queries
 from pgqueue.check.core import Call, Verdict, holding, install, together, written
-from pgqueue.heartbeats import Identity, send_heartbeat
+from pgqueue.queues import labs
+from pgqueue.queues.heartbeats import Identity, send_heartbeat
 
 RACE_TRIALS = 20  # trials of first beats released together
 RACERS = 4  # beats per trial, one connection each

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.types.json import Jsonb
 
-from pgqueue import labs, queries, races
+from pgqueue import queries
 from pgqueue.check.core import Verdict, install, together, written
+from pgqueue.lab import races
+from pgqueue.queues import labs
 from pgqueue.wait import Timeout, until
 
 ROUTINE = "hold_jobs"

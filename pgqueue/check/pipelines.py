@@ -7,8 +7,9 @@ import secrets
 import psycopg
 from psycopg.rows import dict_row
 
-from pgqueue import labs, queries
+from pgqueue import queries
 from pgqueue.check.core import Verdict, install, written
+from pgqueue.queues import labs
 
 SIGNATURE = "next_processes(p_pipe_id integer, p_process_name varchar) RETURNS SETOF pipeline_processes"
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from pgqueue import labs, queries
+from pgqueue import queries
 from pgqueue.check.core import Verdict, install, written
+from pgqueue.queues import labs
 
 START = 100  # every job's priority before the change
 ORDER_1 = (1, 3)  # pipelines of order 1 besides pipeline 2: a sibling's entry job waits at once

@@ -9,10 +9,11 @@ from collections.abc import Iterator
 import psycopg
 from psycopg.rows import dict_row
 
-from pgqueue import labs, processes, queries
+from pgqueue import queries
 from pgqueue.check.core import Verdict, sendable, written
-from pgqueue.heartbeats import Identity
-from pgqueue.single_call import NO_JOB, Worker
+from pgqueue.queues import labs, steps
+from pgqueue.queues.heartbeats import Identity
+from pgqueue.queues.single_call import NO_JOB, Worker
 
 POC = "single-call"
 COLUMNS = ("pipe_order", "first_created", "last_finished", "jobs")
@@ -223,7 +224,7 @@ def _play_round(conn: psycopg.Connection, workers: list[tuple[Worker, bool]]) ->
         answer = worker.find_job(conn, multi)
         if answer == NO_JOB or not answer.startswith("["):
             continue
-        processes.act(conn, processes.plan(conn, worker.who, json.loads(answer)))
+        steps.act(conn, steps.plan(conn, worker.who, json.loads(answer)))
         worked = True
     return worked
 
@@ -231,4 +232,4 @@ def _play_round(conn: psycopg.Connection, workers: list[tuple[Worker, bool]]) ->
 def _workers(conn: psycopg.Connection) -> Iterator[tuple[Worker, bool]]:
     for name, version in conn.execute(_q()["flow_processes"]).fetchall():
         who = Identity.new(name, version)
-        yield Worker(who), processes.gathers(conn, who)
+        yield Worker(who), steps.gathers(conn, who)

@@ -14,9 +14,11 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from pgqueue import labs, queries, races
+from pgqueue import queries
 from pgqueue.check.core import Verdict, install, written
-from pgqueue.heartbeats import Identity
+from pgqueue.lab import races
+from pgqueue.queues import labs
+from pgqueue.queues.heartbeats import Identity
 from pgqueue.wait import Timeout, until
 
 NAME, VERSION = "first_process", "1.9.2"  # the first step of pipeline 2, which every worker here runs

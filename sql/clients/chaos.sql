@@ -1,4 +1,4 @@
--- What a chaos round (pgqueue.chaos) plants in the hardened lab, and the invariants it reads back.
+-- What a chaos round (pgqueue.lab.chaos) plants in the hardened lab, and the invariants it reads back.
 
 -- name: instruments
 -- Every beat, kept: process_heartbeats holds only the last one, and whether a rescued worker was

@@ -323,7 +323,7 @@ UPDATE job_queue SET job_set_elements = job_creater_set_elements WHERE job_id = 
 SELECT to_regclass('job_queue') IS NOT NULL AND to_regclass('pipe_job_queue') IS NOT NULL
        AND to_regclass('pipelines') IS NOT NULL;
 
--- A round on the learner's hardened version (pgqueue.chaos.on_yours).
+-- A round on the learner's hardened version (pgqueue.lab.chaos.on_yours).
 
 -- name: revoke_from_public
 -- A routine created now may be executed by anyone; step 08 let nobody but the owner.

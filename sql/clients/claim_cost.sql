@@ -1,4 +1,4 @@
--- What lesson 12 measures of one hardened claim beside jobs in other states (pgqueue/claim_cost.py).
+-- What lesson 12 measures of one hardened claim beside jobs in other states (pgqueue/lab/claim_cost.py).
 
 -- name: pipe_job
 -- A request for pipeline 2 (its entry job waits for first_process 1.9.2).

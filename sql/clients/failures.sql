@@ -1,5 +1,5 @@
 -- What the failure lab runs to break the original designs on purpose, and to watch the hardened
--- one survive the same (pgqueue.failures). Each lesson of the lab has its own section.
+-- one survive the same (pgqueue.lab.failures). Each lesson of the lab has its own section.
 
 -- ============================================================================================
 -- Lesson 09: a worker SIGKILLed after its claim, a NOTIFY nobody hears

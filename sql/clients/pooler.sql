@@ -1,4 +1,4 @@
--- Lesson 13 (pgqueue.pooler and the lesson): what clients of a transaction-mode pooler send.
+-- Lesson 13 (pgqueue.server.pooler and the lesson): what clients of a transaction-mode pooler send.
 
 -- name: ping
 SELECT 1;

@@ -1,4 +1,4 @@
--- What pgqueue/sessions.py asks the server about the sessions a lesson steps through.
+-- What pgqueue/lab/sessions.py asks the server about the sessions a lesson steps through.
 
 -- name: waiting
 -- What session `pid` waits for now, and the sessions whose locks it waits behind.

@@ -20,7 +20,7 @@
 CREATE TABLE queue_settings (
     only_row      boolean  PRIMARY KEY DEFAULT true CHECK (only_row),
     -- a worker silent for longer than this has lost its jobs; workers beat while they work, at
-    -- least twice within it (pgqueue.hardened)
+    -- least twice within it (pgqueue.queues.hardened)
     rescue_after  interval NOT NULL DEFAULT '10 seconds' CHECK (rescue_after > interval '0'),
     max_attempts  smallint NOT NULL DEFAULT 5 CHECK (max_attempts >= 1),
     -- attempt n waits backoff_base * 2^(n-1) before the next, at most backoff_cap

@@ -55,7 +55,7 @@ REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC;
 REVOKE EXECUTE ON ALL PROCEDURES IN SCHEMA public FROM PUBLIC;
 
 -- The role, made if the lab's owner may make roles (CREATEROLE); without it the lab runs
--- without this separation, and its workers connect as the owner (pgqueue.hardened says so).
+-- without this separation, and its workers connect as the owner (pgqueue.queues.hardened says so).
 DO $$
 DECLARE
     worker text := current_database() || '_worker';

@@ -42,7 +42,7 @@ SELECT pg_try_advisory_xact_lock(hashtext(%(name)s));
 SELECT pg_advisory_unlock(hashtext(%(name)s));
 
 -- name: table_exists
--- A design names the table that marks its lab as set up (pgqueue.designs).
+-- A design names the table that marks its lab as set up (pgqueue.queues.designs).
 SELECT to_regclass(%(table)s) IS NOT NULL;
 
 -- name: worker_sessions

@@ -8,7 +8,7 @@ A corpus module is named after its lesson and judge (`l02_heartbeat_upsert`) and
 
 and, when the judge needs a tool pip cannot bring, `NEEDS = ("pgbouncer", present, install)`
 for `tests.tools.require`; `MARKS` are pytest marks for every answer (the capstone's rounds
-are `chaos`: run once per CI run, not again on the second server). `tests/test_corpora.py`
+are `chaos`: run once per CI run, not again on the second server). `tests/check/test_corpora.py`
 runs every answer through its judge: a wrong one must be refused with a ✗ line that contains
 `says`, a right one must hold.
 """

@@ -1,6 +1,7 @@
 """Lesson 02's send_heartbeat: upserts learners write, wrong ones named by their mistake."""
 
-from pgqueue import check, labs
+from pgqueue import check
+from pgqueue.queues import labs
 from tests.corpora import Right, Wrong
 
 JUDGE = check.heartbeat_upsert

@@ -1,6 +1,7 @@
 """Lesson 04's pick: the oldest of the best-priority waiting jobs of this process and version, locked."""
 
-from pgqueue import check, labs
+from pgqueue import check
+from pgqueue.queues import labs
 from tests.corpora import Right, Wrong
 
 JUDGE = check.find_job_pick

@@ -1,6 +1,7 @@
 """Lesson 05's set_pipe_job_priority: the changes learners write, wrong ones named by their mistake."""
 
-from pgqueue import check, labs
+from pgqueue import check
+from pgqueue.queues import labs
 from tests.corpora import Right, Wrong
 
 JUDGE = check.priority_change

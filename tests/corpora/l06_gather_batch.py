@@ -1,6 +1,7 @@
 """Lesson 06's gather_batch: the waiting jobs of the best parallel set whose every member finished."""
 
-from pgqueue import check, labs
+from pgqueue import check
+from pgqueue.queues import labs
 from tests.corpora import Right, Wrong
 
 JUDGE = check.gather_batch

@@ -1,6 +1,7 @@
 """Lesson 07's gate fixes: finishers of one request must take turns at the order gate, and only they."""
 
-from pgqueue import check, labs, queries
+from pgqueue import check, queries
+from pgqueue.queues import labs
 from tests.corpora import Right, Wrong
 
 JUDGE = check.gate_takes_turns

@@ -1,6 +1,6 @@
 """Lesson 09's query for the jobs held by dead workers: silent past %(seconds)s, stopped, or never beating."""
 
-from pgqueue import failures
+from pgqueue.lab import failures
 from tests.corpora import Right, Wrong
 
 JUDGE = failures.check_dead_holders

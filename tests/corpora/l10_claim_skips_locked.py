@@ -1,6 +1,6 @@
 """Lesson 10's claim: the pick that never waits and never doubles, raced by callers released together."""
 
-from pgqueue import failures
+from pgqueue.lab import failures
 from tests.corpora import Right, Wrong
 
 JUDGE = failures.claim_skips_locked

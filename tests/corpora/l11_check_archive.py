@@ -1,6 +1,6 @@
 """Lesson 11's archive: the jobs of pipe jobs finished %(seconds)s ago or more, and their attempts, moved."""
 
-from pgqueue import bloat
+from pgqueue.lab import bloat
 from tests.corpora import Right, Wrong
 
 JUDGE = bloat.check_archive

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from pgqueue import chaos, labs
+from pgqueue.lab import chaos
+from pgqueue.queues import labs
 from tests.corpora import Right, Wrong
 
 ROUND = {"requests": 5, "seconds": 3.0, "drain": 8.0}

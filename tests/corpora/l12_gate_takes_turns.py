@@ -2,7 +2,8 @@
 
 import functools
 
-from pgqueue import check, labs
+from pgqueue import check
+from pgqueue.queues import labs
 from tests.corpora import Right, Wrong
 
 JUDGE = functools.partial(check.gate_takes_turns, poc="hardened")

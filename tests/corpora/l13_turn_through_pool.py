@@ -1,6 +1,7 @@
 """Lesson 13's turn: one request's turn at a time, taken so that a transaction-mode pool cannot break it."""
 
-from pgqueue import pooler, scaling
+from pgqueue.lab import scaling
+from pgqueue.server import pooler
 from tests.corpora import Right, Wrong
 
 JUDGE = scaling.turn_through_pool

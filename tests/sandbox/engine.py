@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pgqueue import embedded
+from pgqueue.server import embedded
 from tests.conftest import REPO
 from tests.sandbox import dockerd
 

@@ -1,0 +1,1 @@
+"""The queues: the three designs, their workers, heartbeats, pipelines, labs and fleets."""

@@ -1,0 +1,210 @@
+"""The notify/listen worker (POC 1): LISTEN on its own channel, beat, react to the one answer."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg import sql
+
+from pgqueue import queries, values
+from pgqueue.errors import PgQueueError
+from pgqueue.queues import labs, options, pipelines
+from pgqueue.queues.events import EventLog
+from pgqueue.queues.heartbeats import Identity, send_heartbeat
+from pgqueue.queues.worker_base import KILLED, WorkerBase
+from pgqueue.wait import Backoff
+
+if TYPE_CHECKING:  # imported where used: workers start without them
+    import pandas as pd
+
+POC = "notify-listen"
+KILL = "kill"
+NO_JOB = "No job found"
+
+
+def _q() -> queries.Queries:
+    return queries.load("clients/notify_listen.sql")
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a worker waits and works (the original's values are the defaults)."""
+
+    timeout: float = options.seconds(3.0, "seconds to wait for the answer to a beat")
+    idle: float = options.seconds(1.0, "seconds to pause after 'No job found'")
+    recover: float = options.seconds(5.0, "seconds to pause after no answer, or several")
+    work: tuple[float, float] = options.work((0.0, 1.0), "simulated work, seconds")
+    serializable: bool = options.flag(True, "beat SERIALIZABLE: the original's guard against two owners")
+    retries: int = options.count(20, "serialization failures retried per beat", 0, 1000)
+    give_up: float = options.seconds(300.0, "seconds without a database before the worker gives up")
+
+    def __post_init__(self) -> None:
+        options.validate(self)
+
+
+def listen(conn: psycopg.Connection, who: Identity) -> None:
+    """LISTEN on the process's own channel (its name quoted as an identifier, never formatted)."""
+    conn.execute(sql.SQL(_q()["listen"]).format(channel=sql.Identifier(who.channel)))
+
+
+def next_payload(who: Identity, job: dict) -> dict:
+    """What a step hands to the next: a short description, and the chain of payloads so far."""
+    return {
+        "description": f"{who.name} {who.version} handled job {job['job_id']}",
+        "parents": [job["job_payload"]],
+    }
+
+
+class Worker(WorkerBase):
+    """One notify/listen worker; `run()` serves until killed, stopped, reset or out of patience."""
+
+    poc = POC
+
+    def __init__(self, who: Identity, options: Options | None = None, log: EventLog | None = None):
+        super().__init__(who, options or Options(), log)
+        self.unsendable = Backoff(1.0, 30.0)  # answers too large for NOTIFY: nothing to hurry for
+        self._started = False
+
+    def _connect(self, *, start: bool = True) -> psycopg.Connection:
+        conn = super()._connect(start=start)
+        if self.options.serializable:
+            conn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
+        return conn
+
+    def heartbeat(self, conn: psycopg.Connection) -> bool:
+        """Beat in its own transaction; False if it did not go through (the loop pauses, then beats again).
+
+        A serialization failure means another worker won the job: the beat is retried after a
+        backoff, up to `retries` times. An answer NOTIFY cannot carry (a job row over its size
+        limit) fails the whole beat: the worker says so and waits longer each time.
+        """
+        for attempt in range(self.options.retries + 1):
+            try:
+                with conn.transaction():
+                    send_heartbeat(conn, self.who)
+                self.retry.reset()
+                self.unsendable.reset()
+                return True
+            except psycopg.errors.SerializationFailure:
+                if attempt < self.options.retries:
+                    self.pause_after_retry(
+                        f"serialization failure {attempt + 1}: another worker won the race"
+                    )
+            except psycopg.errors.InvalidParameterValue as exc:
+                wait = self.unsendable.next()
+                self._event(
+                    "error",
+                    f"the answer to this heartbeat cannot be sent ({_message(exc)}); "
+                    f"beating again in {wait:.1f} s",
+                )
+                self.stop.wait(wait)
+                return False
+        self._event(
+            "error", f"heartbeat lost the race {self.options.retries + 1} time(s) in a row; beating again"
+        )
+        return False
+
+    def answers(self, conn: psycopg.Connection) -> list[str] | None:
+        """Beat, then wait up to `timeout` for the answers on this worker's channel (None: no beat)."""
+        stale = [n.payload for n in conn.notifies(timeout=0)]
+        if stale:
+            self._event("dropped", f"{len(stale)} answer(s) left from an earlier heartbeat")
+        if not self.heartbeat(conn):
+            return None
+        got = [n.payload for n in conn.notifies(timeout=self.options.timeout, stop_after=1)]
+        # everything one commit sends arrives together: anything else is already here
+        return got + [n.payload for n in conn.notifies(timeout=0)]
+
+    def handle_job(self, conn: psycopg.Connection, job: dict) -> None:
+        """Work on the job, then hand over to the next process (or record why that failed)."""
+        self.take([job["job_id"]])
+        self._event("SUCCESS", f"job {job['job_id']} payload {json.dumps(job['job_payload'])}")
+        if self.work(random.uniform(*self.options.work), conn):
+            self.complete(conn, lambda c, after_outage: self._hand_over(c, job, after_outage))
+
+    def _hand_over(self, conn: psycopg.Connection, job: dict, after_outage: bool) -> None:
+        try:
+            new_id = conn.execute(
+                _q()["create_job"],
+                {"job_id": job["job_id"], "payload": psycopg.types.json.Jsonb(next_payload(self.who, job))},
+            ).fetchone()[0]
+        except psycopg.errors.RaiseException as exc:
+            message = _message(exc)
+            if after_outage and "already finished" in message:
+                self._event("done", f"job {job['job_id']} (handed over before the connection was lost)")
+                return
+            conn.execute(_q()["record_job_failure"], {"job_id": job["job_id"], "message": message})
+            self._event("failed", message)
+            return
+        self._event("done", f"job {job['job_id']}" + (f" -> job {new_id}" if new_id else ", end of pipeline"))
+
+    def serve(self, conn: psycopg.Connection) -> str | None:
+        """Listen, then beat and react to each answer until killed or stopped."""
+        listen(conn, self.who)
+        if not self._started:
+            self._started = True
+            self._event("start", f"{self.who} listening on {self.who.channel}")
+        while not self.stop.is_set():
+            answers = self.answers(conn)
+            if answers is None:
+                continue  # the beat did not go through; heartbeat() has waited already
+            if len(answers) != 1:
+                what = "no answer" if not answers else f"{len(answers)} answers"
+                self._event("error", f"{what} within {self.options.timeout:g} s; starting over")
+                self.stop.wait(self.options.recover)
+            elif answers[0] == KILL:
+                return KILLED
+            elif answers[0] == NO_JOB:
+                self._event("idle", NO_JOB)
+                self.stop.wait(self.options.idle)
+            else:
+                self.handle_job(conn, json.loads(answers[0]))
+        return None
+
+
+def _message(exc: psycopg.Error) -> str:
+    return exc.diag.message_primary or str(exc)
+
+
+def submit(
+    pipe_id: int, request_id: int | None = None, payload: dict | None = None, creator: str = "TheWebsite"
+) -> int:
+    """Create the first job of a pipeline for a request (the next free one by default); the job id."""
+    pipe_id = values.whole(pipe_id, "pipeline id")
+    if request_id is not None:
+        request_id = values.whole(request_id, "request id")
+    values.label(creator, "creator", 100)
+    labs.require_set_up(POC)
+    with labs.connect(POC) as conn:
+        pipelines.check_pipeline(conn, POC, pipe_id)
+        if request_id is None:
+            request_id = conn.execute(_q()["next_request_id"]).fetchone()[0]
+        payload = payload or {"description": f"request {request_id}", "parents": []}
+        params = {
+            "request_id": request_id,
+            "pipe_id": pipe_id,
+            "creator": creator,
+            "payload": psycopg.types.json.Jsonb(payload),
+        }
+        try:
+            return conn.execute(_q()["create_first_job"], params).fetchone()[0]
+        except psycopg.errors.RaiseException as exc:
+            raise PgQueueError(exc.diag.message_primary) from None
+
+
+def jobs() -> pd.DataFrame:
+    """Every job of the notify/listen lab, oldest first."""
+    import pandas as pd
+
+    return pd.read_sql(_q()["jobs"], labs.engine(POC))
+
+
+def job_counts() -> dict[str, int]:
+    """How many jobs wait, run, finished, and how many failures were recorded."""
+    with labs.connect(POC) as conn:
+        cur = conn.execute(_q()["job_counts"])
+        return dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True))

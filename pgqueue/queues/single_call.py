@@ -1,0 +1,190 @@
+"""The single-call worker (POC 2): one call to find_job, then work, then create_jobs or finish_pipe."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import psycopg
+
+from pgqueue import queries, values
+from pgqueue.errors import PgQueueError
+from pgqueue.queues import labs, options, pipelines, steps
+from pgqueue.queues.events import EventLog
+from pgqueue.queues.heartbeats import Identity
+from pgqueue.queues.worker_base import KILLED, WorkerBase
+
+if TYPE_CHECKING:  # imported where used: workers start without them
+    import pandas as pd
+
+POC = "single-call"
+KILL = "kill"
+NO_JOB = "No job found"
+LOST_RACE = "Retry, I lost the job race"
+
+
+def _q() -> queries.Queries:
+    return queries.load("clients/single_call.sql")
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a worker waits and works (the original's values are the defaults)."""
+
+    poll: float = options.seconds(5.0, "seconds to wait after 'No job found'")
+    work: tuple[float, float] = options.work((0.0, 5.0), "simulated work, seconds")
+    give_up: float = options.seconds(300.0, "seconds without a database before the worker gives up")
+
+    def __post_init__(self) -> None:
+        options.validate(self)
+
+
+class Worker(WorkerBase):
+    """One single-call worker; `run()` serves until killed, stopped, reset or out of patience."""
+
+    poc = POC
+
+    def __init__(self, who: Identity, options: Options | None = None, log: EventLog | None = None):
+        super().__init__(who, options or Options(), log)
+        self._started = False
+
+    def find_job(self, conn: psycopg.Connection, multi: bool) -> str:
+        """The one call: heartbeat, kill switch, and a claim, committed before it returns."""
+        params = {
+            "uuid": self.who.uuid,
+            "server": self.who.server,
+            "name": self.who.name,
+            "version": self.who.version,
+            "multi": multi,
+        }
+        return conn.execute(_q()["find_job"], params).fetchone()[0]
+
+    def handle(self, conn: psycopg.Connection, jobs: list[dict]) -> None:
+        """Work on the jobs, then hand over, fan out or finish the pipe job."""
+        ids = [job["job_id"] for job in jobs]
+        self.take(ids)
+        self._event("SUCCESS", f"job{'s' if len(ids) > 1 else ''} {ids} of pipe job {jobs[0]['pipe_job_id']}")
+        if not self.work(random.uniform(*self.options.work), conn):
+            return
+        # planning reads the pipeline too: it is part of the step taken again after an outage
+        self.complete(conn, lambda c, after_outage: self._act(c, steps.plan(c, self.who, jobs), after_outage))
+
+    def _act(self, conn: psycopg.Connection, action: steps.Action, after_outage: bool) -> None:
+        try:
+            created = steps.act(conn, action)
+        except psycopg.errors.RaiseException as exc:
+            message = exc.diag.message_primary or str(exc)
+            if after_outage and "finished" in message:
+                self._event(action.kind, f"{action.job_ids} (done before the connection was lost)")
+            else:
+                self._event("failed", message)
+            return
+        ids = action.job_ids
+        detail = f"pipe job {action.pipe_job_id}" if action.kind == "finish_pipe" else f"{ids} -> {created}"
+        self._event(action.kind, detail)
+
+    def serve(self, conn: psycopg.Connection) -> str | None:
+        """Ask find_job again and again; work, then hand over; until killed or stopped."""
+        multi = steps.gathers(conn, self.who)
+        if not self._started:
+            self._started = True
+            self._event("start", f"{self.who}{' gathers sets (multi mode)' if multi else ''}")
+        while not self.stop.is_set():
+            try:
+                answer = self.find_job(conn, multi)
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+                self.pause_after_retry(f"find_job: {type(exc).__name__}")
+                continue
+            if answer == KILL:
+                return KILLED
+            if answer == LOST_RACE:
+                self.pause_after_retry(LOST_RACE)
+                continue
+            self.retry.reset()
+            if answer == NO_JOB:
+                self._event("idle", NO_JOB)
+                self.stop.wait(self.options.poll)
+            else:
+                self.handle(conn, json.loads(answer))
+        return None
+
+
+def submit(pipe_id: int, request_id: int | None = None, priority: int = 100) -> int:
+    """Create a pipe job (a request for one pipeline; the next free request id by default); its id.
+
+    A pipe job of order 2 or more whose request has no unfinished pipe job of the order before
+    is made, with an OrderGateWarning: nothing starts it until such work arrives and finishes.
+    """
+    return submit_to(POC, pipe_id, request_id, priority)
+
+
+# what the labs' own checks raise: the original's RAISE, the hardened design's coded refusals
+_REFUSED = (psycopg.errors.RaiseException, psycopg.errors.InvalidParameterValue, psycopg.errors.NoDataFound)
+
+
+def submit_to(poc: str, pipe_id: int, request_id: int | None = None, priority: int = 100) -> int:
+    """`submit` into lab `poc`: single-call, or a design that keeps its tables (hardened)."""
+    pipe_id = values.whole(pipe_id, "pipeline id")
+    if request_id is not None:
+        request_id = values.whole(request_id, "request id")
+    priority = values.priority(priority)
+    labs.require_set_up(poc)
+    with labs.connect(poc) as conn:
+        order = pipelines.check_pipeline(conn, poc, pipe_id)
+        if request_id is None:
+            request_id = conn.execute(_q()["next_request_id"]).fetchone()[0]
+        params = {"request_id": request_id, "pipe_id": pipe_id, "priority": priority}
+        with conn.transaction():
+            try:
+                made = conn.execute(_q()["submit"], params).fetchone()[0]
+            except _REFUSED as exc:
+                raise PgQueueError(exc.diag.message_primary) from None
+            pipelines.warn_if_gate_waits_for_nothing(conn, made, pipe_id, order, request_id)
+        return made
+
+
+def set_priority(pipe_job_id: int, priority: int) -> int:
+    """Change a pipe job's priority (and its waiting jobs'); how many waiting jobs changed."""
+    return set_priority_in(POC, pipe_job_id, priority)
+
+
+def set_priority_in(poc: str, pipe_job_id: int, priority: int) -> int:
+    """`set_priority` in lab `poc`: single-call, or a design that keeps its tables (hardened)."""
+    pipe_job_id = values.whole(pipe_job_id, "pipe job id")
+    priority = values.priority(priority)
+    with labs.connect(poc) as conn:
+        try:
+            params = {"pipe_job_id": pipe_job_id, "priority": priority}
+            return conn.execute(_q()["set_priority"], params).fetchone()[0]
+        except _REFUSED as exc:
+            raise PgQueueError(exc.diag.message_primary) from None
+
+
+def jobs() -> pd.DataFrame:
+    """Every job of the single-call lab, oldest first."""
+    import pandas as pd
+
+    return pd.read_sql(_q()["jobs"], labs.engine(POC))
+
+
+def claims() -> pd.DataFrame:
+    """Every claim: which jobs one find_job call handed out together, to whom, for which pipe job."""
+    import pandas as pd
+
+    return pd.read_sql(_q()["claims"], labs.engine(POC))
+
+
+def pipe_jobs() -> pd.DataFrame:
+    """Every pipe job with its pipeline, order, priority, start, end and number of jobs."""
+    import pandas as pd
+
+    return pd.read_sql(_q()["pipe_jobs"], labs.engine(POC))
+
+
+def job_counts() -> dict[str, int]:
+    """Jobs waiting, running and finished; pipe jobs finished and in all."""
+    with labs.connect(POC) as conn:
+        cur = conn.execute(_q()["job_counts"])
+        return dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True))

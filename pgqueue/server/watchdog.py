@@ -1,0 +1,28 @@
+"""Run as `python -m pgqueue.server.watchdog HOME`: stops that home's embedded server after its last user."""
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+from pgqueue import paths
+from pgqueue.server import embedded
+
+
+def main(argv: list[str]) -> None:
+    """Detach from the caller (fork, new session), record the pid, then watch."""
+    home = Path(argv[0])
+    lay = embedded.Layout(home)
+    child = os.fork()
+    if child:
+        # The caller waits for this short-lived parent only; the watchdog itself is adopted by
+        # init, so nobody has to reap it.
+        paths.write_private(lay.watchdog_pid, str(child))
+        os._exit(0)
+    os.setsid()
+    with contextlib.suppress(embedded.HomeGone):
+        embedded.watch(home)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

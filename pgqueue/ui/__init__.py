@@ -1,0 +1,1 @@
+"""What a lesson shows: figures, panels and predictions read back."""

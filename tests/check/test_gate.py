@@ -1,0 +1,154 @@
+"""Lesson 07's checker accepts the advisory-lock fix and names what each broken gate fix gets wrong."""
+
+import pytest
+
+from pgqueue import check, queries
+from pgqueue.lab import races
+from pgqueue.queues import labs
+
+REFERENCE = labs.step("single-call", "order_gating").fix_sql
+HEAD = (
+    "CREATE FUNCTION pipe_job_takes_turn() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n"
+    "    IF NEW.pipe_job_finished AND NOT OLD.pipe_job_finished THEN\n"
+)
+TAIL = (
+    "    END IF;\n    RETURN NEW;\nEND $$;\n\n"
+    "CREATE TRIGGER pipe_job_takes_turn\nBEFORE UPDATE OF pipe_job_finished ON pipe_job_queue\n"
+    "FOR EACH ROW EXECUTE FUNCTION pipe_job_takes_turn();\n"
+)
+
+
+def fix(body: str) -> str:
+    return HEAD + body + TAIL
+
+
+def test_the_reference_fix_holds_in_every_trial():
+    verdict = check.gate_takes_turns(REFERENCE)
+    assert verdict.holds, str(verdict)
+    assert "exactly once in every one of 50 trials" in str(verdict)
+
+
+def test_the_skeleton_with_its_todo_is_judged_on_what_it_does():
+    # a TODO no longer refuses an answer by itself: this one takes no lock, and that is what is said
+    verdict = check.gate_takes_turns(fix("        -- TODO: take turns\n        NULL;\n"))
+    assert not verdict.holds and "finished without waiting" in str(verdict), str(verdict)
+
+
+@pytest.mark.parametrize(
+    ("broken", "says"),
+    [
+        # no lock at all: the original gate; with the first finisher's transaction open, the
+        # second finishes, and both checked before either committed
+        (fix("        NULL;\n"), "without waiting"),
+        # a lock per pipe job: nobody waits for anybody, and the line says the keys differ
+        (
+            fix("        PERFORM pg_advisory_xact_lock(NEW.pipe_job_id);\n"),
+            "finished without waiting, and order-2 pipe job",
+        ),
+        (
+            fix("        PERFORM pg_advisory_xact_lock(NEW.pipe_job_id);\n"),
+            "the two finishers of one request locked different keys",
+        ),
+        # a delay instead of a lock: it passes free trials, but nobody waits for a commit
+        (fix("        PERFORM pg_sleep(0.15 * (NEW.pipe_job_id % 2));\n"), "not merely delay it"),
+        # row locks on the request's pipe jobs: each finisher holds its own row already
+        (
+            fix(
+                "        PERFORM 1 FROM pipe_job_queue WHERE request_id = NEW.request_id\n"
+                "          ORDER BY pipe_job_id FOR UPDATE;\n"
+            ),
+            "a deadlock in ",
+        ),
+        # a session-level lock outlives the transaction: the next finisher waits for the session
+        (
+            fix("        PERFORM pg_advisory_lock(NEW.request_id);\n"),
+            "a session-level lock (pg_advisory_lock) outlives the transaction",
+        ),
+        # RETURN NULL in a BEFORE trigger skips the row
+        (
+            REFERENCE.replace("RETURN NEW;", "RETURN NULL;"),
+            "a BEFORE trigger must RETURN NEW",
+        ),
+        # the function alone: nothing calls it
+        (REFERENCE.split("CREATE OR REPLACE TRIGGER")[0], "no trigger calls your pipe_job_takes_turn"),
+    ],
+    ids=[
+        "no-lock",
+        "lock-per-pipe-job",
+        "lock-per-pipe-job-keys",
+        "sleep",
+        "row-locks",
+        "session-lock",
+        "return-null",
+        "no-trigger",
+    ],
+)
+def test_a_broken_fix_is_refused_in_plain_words(broken, says):
+    verdict = check.gate_takes_turns(broken)
+    assert not verdict.holds
+    assert says in str(verdict), str(verdict)
+
+
+@pytest.mark.parametrize(("gate", "counted"), [("row locks", "deadlocks"), ("advisory lock", "started")])
+def test_holding_each_finisher_after_its_row_lock_makes_the_rare_schedule_certain(gate, counted):
+    # both finishers hold their own row before any later BEFORE trigger runs, in every trial:
+    # the row-lock fix deadlocks every time (free trials: about 1 in 50), the advisory lock holds
+    fixes = {"row locks": queries.load("clients/races.sql")["gate_row_locks"], "advisory lock": REFERENCE}
+    with labs.scratch("single-call", "order_gating", examples=True) as lab:
+        with lab.connect() as conn:
+            conn.execute(fixes[gate])
+        result = races.order_gate_trials(3, connect=lab.connect, hold=True)
+    assert result.trials == 3 and getattr(result, counted) == 3, result
+
+
+# The hardened lab's gate also starts an order-2 pipe job inserted after order 1 finished, so
+# its turn-taking trigger fires on INSERT too; the checker replaces the lab's own trigger.
+HARDENED = labs.step("hardened", "order_gating").sql
+HARDENED_FIX = HARDENED[
+    HARDENED.index("CREATE FUNCTION pipe_job_takes_turn") : HARDENED.index("-- The request's pipe jobs")
+]
+
+
+def test_the_hardened_gate_holds_on_the_hardened_lab():
+    verdict = check.gate_takes_turns(HARDENED_FIX, poc="hardened")
+    assert verdict.holds, str(verdict)
+    assert "inserted while order 1's last finisher was open waited for it" in str(verdict)
+
+
+@pytest.mark.parametrize(
+    ("broken", "says"),
+    [
+        # lesson 07's fix as it stands: the late insert never takes a turn
+        (REFERENCE, "does not fire on INSERT"),
+        # on INSERT too, but the condition reads OLD, which an INSERT does not have (NULL): no lock
+        (REFERENCE.replace("BEFORE UPDATE OF", "BEFORE INSERT OR UPDATE OF"), "inserted without waiting"),
+        # a lock per pipe job: the insert and the finish never meet
+        (
+            HARDENED_FIX.replace("hashtext('order gate'), NEW.request_id", "NEW.pipe_job_id"),
+            "without waiting",
+        ),
+    ],
+    ids=["update-only", "reads-old-on-insert", "lock-per-pipe-job"],
+)
+def test_a_gate_that_lets_a_late_pipe_job_slip_is_refused_on_the_hardened_lab(broken, says):
+    verdict = check.gate_takes_turns(broken, poc="hardened")
+    assert not verdict.holds
+    assert says in str(verdict), str(verdict)
+
+
+def test_a_gate_that_locks_on_insert_only_is_refused_naming_the_finish():
+    # the late insert would take its turn, but two finishers of one request never do: the line
+    # says which finish took no lock, what the insert took, and the event the gate also needs
+    only_insert = HARDENED_FIX.replace("BEFORE INSERT OR UPDATE OF pipe_job_finished", "BEFORE INSERT")
+    verdict = check.gate_takes_turns(only_insert, poc="hardened")
+    assert not verdict.holds
+    said = " ".join(verdict.wrong)
+    assert "neither finish (UPDATE ... SET pipe_job_finished = true) took a lock" in said, str(verdict)
+    assert "your trigger fires on INSERT only; the gate must also act when a pipe job is finished" in said
+
+
+def test_a_late_pipe_job_races_the_finisher_of_the_original_hardened_gate_and_waits():
+    # the race itself, on a scratch hardened lab as built: the insert waits, then starts at once
+    with labs.scratch("hardened", "order_gating", examples=True) as lab:
+        race = races.late_pipe_job_race(connect=lab.connect)
+    assert race.waited and race.started, race
