@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import html
 import re
 import threading
@@ -14,6 +15,7 @@ import psycopg
 from psycopg import sql
 
 from pgqueue import queries
+from pgqueue.queues import labs
 from pgqueue.wait import until
 
 T = TypeVar("T")
@@ -169,6 +171,64 @@ def install(
         verdict.refuse(f"your SQL ran but created no {', '.join(missing)}: check the name you gave it")
         return False
     return True
+
+
+class Refused(Exception):
+    """Raised inside a `checker`'s judge to stop the check: its message becomes the verdict's last ✗ line."""
+
+
+def checker(
+    subject: str,
+    poc: str,
+    upto: str | None = None,
+    *,
+    examples: bool = False,
+    fixes: bool = False,
+    replaces: Sequence[str] | None = (),
+    sends: Sequence[str] | None = None,
+    before: Callable[[psycopg.Connection], object] | None = None,
+) -> Callable[[Callable[..., object]], Callable[..., Verdict]]:
+    """The preamble every checker shares, written once: decorate `judge(verdict, lab, conn, text, poc,
+    **options)` and get the checker `(text, poc=poc, **options) -> Verdict`.
+
+    In order: a `Verdict(subject)`; the learner's `text` refused if there is none (`written`); a scratch
+    lab of `poc` built up to step `upto` (`examples`, `fixes` as `labs.scratch`) and one connection
+    `conn` to it; `before(conn)` if given; then `text` is either checked as a query psycopg can send
+    with the named parameters `sends` (`sendable`), or installed in place of the `replaces` routines
+    (`install`: a refused install is a ✗ line with its place in the text), or, with `replaces=None`,
+    left to the judge. Only then `judge` runs; an early `return` in it ends the check, and a `Refused`
+    it raises becomes a ✗ line. Every failure above is one ✗ line, and the verdict is returned::
+
+        @checker("your next_processes", "notify-listen", "pipelines", replaces=["next_processes"])
+        def next_processes(verdict, lab, conn, text, poc):
+            verdict.expect(...)  # the checks; `return` where one failed that the rest needs
+    """
+
+    def decorate(judge: Callable[..., object]) -> Callable[..., Verdict]:
+        def run(text: object, poc: str = poc, **options: object) -> Verdict:
+            verdict = Verdict(subject)
+            if written(text, verdict) is None:
+                return verdict
+            with labs.scratch(poc, upto, examples=examples, fixes=fixes) as lab, lab.connect() as conn:
+                if before is not None:
+                    before(conn)
+                if sends is not None:
+                    ready = sendable(conn, text, sends, verdict)
+                else:
+                    ready = replaces is None or install(conn, text, verdict, replaces=replaces)
+                if ready:
+                    try:
+                        judge(verdict, lab, conn, text, poc, **options)
+                    except Refused as exc:
+                        verdict.refuse(str(exc))
+            return verdict
+
+        # its name and docstring, not its signature: help() shows how the checker itself is called
+        functools.update_wrapper(run, judge, assigned=("__module__", "__name__", "__qualname__", "__doc__"))
+        del run.__wrapped__
+        return run
+
+    return decorate
 
 
 def together(n: int, call: Callable[[int], T], timeout: float = 30.0) -> list[T | BaseException]:

@@ -8,7 +8,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pgqueue import queries
-from pgqueue.check.core import Verdict, install, written
+from pgqueue.check.core import Refused, Verdict, checker
 from pgqueue.queues import labs
 
 SIGNATURE = "next_processes(p_pipe_id integer, p_process_name varchar) RETURNS SETOF pipeline_processes"
@@ -18,82 +18,71 @@ def _q() -> queries.Queries:
     return queries.load("clients/check.sql")
 
 
-def next_processes(text: str, poc: str = "notify-listen") -> Verdict:
+@checker(
+    "your next_processes",
+    "notify-listen",
+    "pipelines",
+    examples=True,
+    replaces=["next_processes"],
+    before=lambda conn: conn.execute(_q()["check_time_limit"]),
+)
+def next_processes(
+    verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, text: str, poc: str
+) -> None:
     """Whether the learner's `next_processes` names the next step of every step of the pipelines.
 
     The reference answer is the step of the same pipeline whose process_order is one more, or
     none after a pipeline's last step and before a gap in its orders (the original's create_jobs
     asked for process_order + 1 and raised without it); the first difference is named in plain words.
     """
-    verdict = Verdict("your next_processes")
-    if written(text, verdict) is None:
-        return verdict
-    with labs.scratch(poc, "pipelines", examples=True) as lab, lab.connect() as conn:
-        conn.execute(_q()["check_time_limit"])
-        if not install(conn, text, verdict, replaces=["next_processes"]):
-            return verdict
-        result = conn.execute(_q()["next_processes_result"]).fetchone()
-        if not verdict.expect(
-            result[1],
-            "it returns SETOF pipeline_processes: whole rows, so a job can carry its step's configuration",
-            f"your next_processes returns {result[0]}; the task asks for {SIGNATURE}",
-        ):
-            return verdict
-        drawn = _draw(conn)
-        with conn.cursor(row_factory=dict_row) as cur:
-            steps = cur.execute(_q()["next_step_reference"]).fetchall()
-        answers = []
-        for step in steps:
-            answer = _ask(conn, step["pipe_id"], step["process_name"], verdict)
-            if answer is None:
-                return verdict
-            answers.append((step, answer))
-        # asked about a process that is no step of the pipeline: no step, so no next step
-        asked_stray = []
-        for pipe_id, name in [
-            (1, drawn.stranger),
-            (drawn.pipe_id, "first_process"),
-            (drawn.pipe_id + 1, drawn.first),
-        ]:
-            answer = _ask(conn, pipe_id, name, verdict)
-            if answer is None:
-                return verdict
-            asked_stray.append((pipe_id, name, answer))
-        after = {
-            (step["pipe_id"], step["process_name"]): (step["next_name"], step["next_version"])
-            for step in steps
-            if step["next_name"] is not None
-        }
-        # a pipeline without the step asked about answered with the step after it in another:
-        # what the name found was not kept to the pipeline asked about
-        unkept = any(_elsewhere(after, pipe_id, name, answer) for pipe_id, name, answer in asked_stray)
-        wrong: list[str] = []
-        for step, answer in answers:
-            expected = [] if step["next_name"] is None else [(step["next_name"], step["next_version"])]
-            if [(row["process_name"], row["process_version"]) for row in answer] != expected:
-                wrong.append(_difference(step, answer, after if unkept else {}))
-        verdict.expect(
-            not wrong,
-            f"it names the next step of each of the {len(steps)} steps of the example pipelines and of "
-            f"pipeline {drawn.pipe_id} ({drawn.size} steps at orders {drawn.orders_said}, drawn for this "
-            "check), no step after a pipeline's last one, and none across the gap in its orders",
-            f"it is wrong for {len(wrong)} of the {len(steps)} steps asked about; the first: {wrong[0]}"
-            if wrong
-            else "",
-        )
-        strays = [
-            f"after `{name}` in pipeline {pipe_id} you answered {_names(answer)}, but pipeline "
-            f"{pipe_id} has no step `{name}`: the answer should be no row"
-            + _elsewhere_said(after, pipe_id, name, answer)
-            for pipe_id, name, answer in asked_stray
-            if answer
-        ]
-        verdict.expect(
-            not strays,
-            "it answers no row for a process that is not a step of the pipeline asked about",
-            strays[0] if strays else "",
-        )
-    return verdict
+    result = conn.execute(_q()["next_processes_result"]).fetchone()
+    if not verdict.expect(
+        result[1],
+        "it returns SETOF pipeline_processes: whole rows, so a job can carry its step's configuration",
+        f"your next_processes returns {result[0]}; the task asks for {SIGNATURE}",
+    ):
+        return
+    drawn = _draw(conn)
+    with conn.cursor(row_factory=dict_row) as cur:
+        steps = cur.execute(_q()["next_step_reference"]).fetchall()
+    answers = [(step, _ask(conn, step["pipe_id"], step["process_name"])) for step in steps]
+    # asked about a process that is no step of the pipeline: no step, so no next step
+    strangers = [(1, drawn.stranger), (drawn.pipe_id, "first_process"), (drawn.pipe_id + 1, drawn.first)]
+    asked_stray = [(pipe_id, name, _ask(conn, pipe_id, name)) for pipe_id, name in strangers]
+    after = {
+        (step["pipe_id"], step["process_name"]): (step["next_name"], step["next_version"])
+        for step in steps
+        if step["next_name"] is not None
+    }
+    # a pipeline without the step asked about answered with the step after it in another:
+    # what the name found was not kept to the pipeline asked about
+    unkept = any(_elsewhere(after, pipe_id, name, answer) for pipe_id, name, answer in asked_stray)
+    wrong: list[str] = []
+    for step, answer in answers:
+        expected = [] if step["next_name"] is None else [(step["next_name"], step["next_version"])]
+        if [(row["process_name"], row["process_version"]) for row in answer] != expected:
+            wrong.append(_difference(step, answer, after if unkept else {}))
+    verdict.expect(
+        not wrong,
+        f"it names the next step of each of the {len(steps)} steps of the example pipelines and of "
+        f"pipeline {drawn.pipe_id} ({drawn.size} steps at orders {drawn.orders_said}, drawn for this "
+        "check), no step after a pipeline's last one, and none across the gap in its orders",
+        f"it is wrong for {len(wrong)} of the {len(steps)} steps asked about; the first: {wrong[0]}"
+        if wrong
+        else "",
+    )
+    strays = [
+        f"after `{name}` in pipeline {pipe_id} you answered {_names(answer)}, but pipeline "
+        f"{pipe_id} has no step `{name}`: the answer should be no row"
+        + _elsewhere_said(after, pipe_id, name, answer)
+        for pipe_id, name, answer in asked_stray
+        if answer
+    ]
+    verdict.expect(
+        not strays,
+        "it answers no row for a process that is not a step of the pipeline asked about",
+        strays[0] if strays else "",
+    )
 
 
 class _Drawn:
@@ -125,17 +114,16 @@ def _draw(conn: psycopg.Connection) -> _Drawn:
     return _Drawn(pipe_id, tag, names, orders)
 
 
-def _ask(conn: psycopg.Connection, pipe_id: int, name: str, verdict: Verdict) -> list[dict] | None:
-    """The learner's answer for one step, or None after telling the verdict why the call failed."""
+def _ask(conn: psycopg.Connection, pipe_id: int, name: str) -> list[dict]:
+    """The learner's answer for one step; Refused, saying why, if the call failed."""
     try:
         with conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(_q()["next_processes_call"], {"pipe_id": pipe_id, "name": name}).fetchall()
     except psycopg.Error as exc:
-        verdict.refuse(
+        raise Refused(
             f"next_processes({pipe_id}, '{name}') failed: {exc.diag.message_primary or exc}"
             f" (the task's signature is {SIGNATURE})"
-        )
-        return None
+        ) from exc
 
 
 def _names(rows: list[dict]) -> str:
