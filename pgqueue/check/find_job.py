@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import psycopg
 
 from pgqueue import queries
-from pgqueue.check.core import Verdict, install, together, written
+from pgqueue.check.core import Verdict, checker, together
 from pgqueue.lab import races
 from pgqueue.queues import labs
 from pgqueue.queues.single_call import LOST_RACE, NO_JOB
@@ -71,22 +71,16 @@ def scene(name: str, version: str) -> list[tuple]:
     ]
 
 
-def find_job_pick(text: str, poc: str = "single-call") -> Verdict:
+@checker("your find_job", "single-call", "find_job", examples=True, replaces=["find_job"])
+def find_job_pick(verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, text: str, poc: str) -> None:
     """Whether the learner's `find_job` hands the right job, lowest priority then oldest, never twice."""
-    verdict = Verdict("your find_job")
-    if written(text, verdict) is None:
-        return verdict
     me = asker()
-    with labs.scratch(poc, "find_job", examples=True) as lab, lab.connect() as conn:
-        if not install(conn, text, verdict, replaces=["find_job"]):
-            return verdict
-        pipe_job = conn.execute(_q()["find_job_pipe_job"], {"request_id": 1}).fetchone()[0]
-        jobs = [_place(conn, pipe_job, *row) for row in scene(*me)]
-        if _one_by_one(conn, me, jobs, verdict):
-            _second_while_first_holds(lab, me, pipe_job, verdict)
-            _two_picks_at_once(lab, me, pipe_job, verdict)
-            _race(lab, me, pipe_job, verdict)  # what many callers at once see, whatever the forced one said
-    return verdict
+    pipe_job = conn.execute(_q()["find_job_pipe_job"], {"request_id": 1}).fetchone()[0]
+    jobs = [_place(conn, pipe_job, *row) for row in scene(*me)]
+    if _one_by_one(conn, me, jobs, verdict):
+        _second_while_first_holds(lab, me, pipe_job, verdict)
+        _two_picks_at_once(lab, me, pipe_job, verdict)
+        _race(lab, me, pipe_job, verdict)  # what many callers at once see, whatever the forced one said
 
 
 def _place(conn, pipe_job, name, version, priority, age, finished, taken_by) -> Job:

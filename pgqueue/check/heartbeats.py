@@ -8,7 +8,7 @@ import secrets
 import psycopg
 
 from pgqueue import queries
-from pgqueue.check.core import Call, Verdict, holding, install, together, written
+from pgqueue.check.core import Call, Verdict, checker, holding, together
 from pgqueue.queues import labs
 from pgqueue.queues.heartbeats import Identity, send_heartbeat
 
@@ -24,102 +24,103 @@ def _q() -> queries.Queries:
     return queries.load("clients/check.sql")
 
 
-def heartbeat_upsert(text: str, poc: str = "notify-listen") -> Verdict:
+@checker(
+    "your send_heartbeat",
+    "notify-listen",
+    "heartbeats",
+    replaces=["send_heartbeat"],
+    before=lambda conn: _bounded(conn),
+)
+def heartbeat_upsert(
+    verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, text: str, poc: str
+) -> None:
     """Whether the learner's `send_heartbeat` registers, refreshes, keeps the kill switch, races safely."""
-    verdict = Verdict("your send_heartbeat")
-    if written(text, verdict) is None:
-        return verdict
-    with labs.scratch(poc, "heartbeats") as lab, lab.connect() as conn:
-        if not install(conn, text, verdict, replaces=["send_heartbeat"]):
-            return verdict
-        _bounded(conn)
-        # names drawn anew, and a sibling of the same process and version: an upsert keyed by
-        # anything but the uuid shows itself on the sibling's row
-        name, version = (
-            f"process_{secrets.token_hex(3)}",
-            f"{secrets.randbelow(9) + 1}.{secrets.randbelow(20)}.0",
-        )
-        me, sibling = Identity.new(name, version), Identity.new(name, version)
-        other = Identity.new(f"other_{secrets.token_hex(3)}", "1.5.2")
-        if not _beat(conn, me, verdict, "a first beat"):
-            return verdict
-        row = _row(conn, me)
-        if not verdict.expect(
-            row is not None
-            and (row["process_name"], row["process_version"], row["server_name"])
-            == (me.name, me.version, me.server),
-            "a first beat registers the process (its name, version and server)",
-            f"after a first beat of {me.uuid}, process_heartbeats holds {_shown(row)}",
-        ):
-            return verdict
-        for neighbour in (sibling, other):
-            _beat(conn, neighbour, verdict, "another process's first beat")
-        before = {who.uuid: _row(conn, who) for who in (sibling, other)}
-        unregistered = [str(who) for who in (sibling, other) if before[who.uuid] is None]
-        if not verdict.expect(
-            not unregistered and _row(conn, me) == row,
-            "another process's first beat registers its own row and leaves the others as they were",
-            f"the first beats of {', '.join(unregistered) or 'two other processes'} "
-            f"{'left them without a row' if unregistered else 'changed the row of'} {me}"
-            f"{' (their beat updated its row instead)' if unregistered else ''}: "
-            "a process is its uuid, so the upsert's key is process_uuid alone",
-        ):
-            return verdict
-        conn.execute(_q()["mark_busy_stopped"], {"uuid": me.uuid})
-        # the second beat comes from another host: a worker restarted elsewhere keeps its uuid
-        moved = dataclasses.replace(me, server=f"host-{secrets.token_hex(3)}")
-        if not _beat(conn, moved, verdict, "a second beat of the same process"):
-            return verdict
-        again = _row(conn, me)
-        verdict.expect(
-            _count(conn, me) == 1,
-            "a second beat keeps one row per process",
-            f"two beats of {me.uuid} left {_count(conn, me)} rows",
-        )
-        refreshed = verdict.expect(
-            again["last_beat_timestamp"] > row["last_beat_timestamp"],
-            "a second beat moves last_beat_timestamp forward",
-            f"a second beat left last_beat_timestamp at {row['last_beat_timestamp']}: "
-            "the process would look stale while it beats",
-        )
-        refreshed &= verdict.expect(
-            again["server_name"] == moved.server,
-            f"a second beat from another server ({moved.server}) records that server",
-            f"a second beat of {me.uuid} from server {moved.server!r} left server_name at "
-            f"{again['server_name']!r}: the process would be looked for where it no longer runs "
-            "(does the update set server_name too?)",
-        )
-        refreshed &= verdict.expect(
-            not again["process_busy"] and again["process_stopped_timestamp"] is None,
-            "a beat clears process_busy and process_stopped_timestamp (a beating process asks for work)",
-            "after a beat, process_busy is "
-            f"{again['process_busy']} and process_stopped_timestamp is {again['process_stopped_timestamp']}: "
-            "a beat means the process runs and wants work, so both must be cleared",
-        )
-        changed = [who for who in (sibling, other) if _row(conn, who) != before[who.uuid]]
-        verdict.expect(
-            not changed,
-            "a beat changes only its own process's row (not another of the same name and version)",
-            f"a beat of {me.uuid} changed the row of {', '.join(str(w) for w in changed)} too: "
-            "is a WHERE or the conflict target keyed by something else than process_uuid?",
-        )
-        conn.execute(queries.load("clients/heartbeats.sql")["set_kill_switch"], {"uuid": me.uuid, "on": True})
-        # a killed worker beats until it next asks for work and exits: its beat is recorded like any
-        # other, from yet another host and after it took a job and said it stopped, so each column shows
-        conn.execute(_q()["mark_busy_stopped"], {"uuid": me.uuid})
-        last = dataclasses.replace(me, server=f"host-{secrets.token_hex(3)}")
-        _beat(conn, last, verdict, "a beat after the kill switch was set")
-        killed = _row(conn, me)
-        verdict.expect(
-            killed is not None and killed["process_kill_switch"],
-            "a beat keeps the kill switch an operator set",
-            "a beat cleared the kill switch: an operator's kill would be undone by the next heartbeat",
-        )
-        if killed is not None and refreshed:  # else its beats are refused whatever the kill switch
-            _killed_beat_recorded(again, killed, last.server, verdict)
-        if _held_first_beat(lab, verdict):
-            _race(lab, verdict)  # many beats at once, and a lock a beat keeps after it ended
-    return verdict
+    # names drawn anew, and a sibling of the same process and version: an upsert keyed by
+    # anything but the uuid shows itself on the sibling's row
+    name, version = (
+        f"process_{secrets.token_hex(3)}",
+        f"{secrets.randbelow(9) + 1}.{secrets.randbelow(20)}.0",
+    )
+    me, sibling = Identity.new(name, version), Identity.new(name, version)
+    other = Identity.new(f"other_{secrets.token_hex(3)}", "1.5.2")
+    if not _beat(conn, me, verdict, "a first beat"):
+        return
+    row = _row(conn, me)
+    if not verdict.expect(
+        row is not None
+        and (row["process_name"], row["process_version"], row["server_name"])
+        == (me.name, me.version, me.server),
+        "a first beat registers the process (its name, version and server)",
+        f"after a first beat of {me.uuid}, process_heartbeats holds {_shown(row)}",
+    ):
+        return
+    for neighbour in (sibling, other):
+        _beat(conn, neighbour, verdict, "another process's first beat")
+    before = {who.uuid: _row(conn, who) for who in (sibling, other)}
+    unregistered = [str(who) for who in (sibling, other) if before[who.uuid] is None]
+    if not verdict.expect(
+        not unregistered and _row(conn, me) == row,
+        "another process's first beat registers its own row and leaves the others as they were",
+        f"the first beats of {', '.join(unregistered) or 'two other processes'} "
+        f"{'left them without a row' if unregistered else 'changed the row of'} {me}"
+        f"{' (their beat updated its row instead)' if unregistered else ''}: "
+        "a process is its uuid, so the upsert's key is process_uuid alone",
+    ):
+        return
+    conn.execute(_q()["mark_busy_stopped"], {"uuid": me.uuid})
+    # the second beat comes from another host: a worker restarted elsewhere keeps its uuid
+    moved = dataclasses.replace(me, server=f"host-{secrets.token_hex(3)}")
+    if not _beat(conn, moved, verdict, "a second beat of the same process"):
+        return
+    again = _row(conn, me)
+    verdict.expect(
+        _count(conn, me) == 1,
+        "a second beat keeps one row per process",
+        f"two beats of {me.uuid} left {_count(conn, me)} rows",
+    )
+    refreshed = verdict.expect(
+        again["last_beat_timestamp"] > row["last_beat_timestamp"],
+        "a second beat moves last_beat_timestamp forward",
+        f"a second beat left last_beat_timestamp at {row['last_beat_timestamp']}: "
+        "the process would look stale while it beats",
+    )
+    refreshed &= verdict.expect(
+        again["server_name"] == moved.server,
+        f"a second beat from another server ({moved.server}) records that server",
+        f"a second beat of {me.uuid} from server {moved.server!r} left server_name at "
+        f"{again['server_name']!r}: the process would be looked for where it no longer runs "
+        "(does the update set server_name too?)",
+    )
+    refreshed &= verdict.expect(
+        not again["process_busy"] and again["process_stopped_timestamp"] is None,
+        "a beat clears process_busy and process_stopped_timestamp (a beating process asks for work)",
+        "after a beat, process_busy is "
+        f"{again['process_busy']} and process_stopped_timestamp is {again['process_stopped_timestamp']}: "
+        "a beat means the process runs and wants work, so both must be cleared",
+    )
+    changed = [who for who in (sibling, other) if _row(conn, who) != before[who.uuid]]
+    verdict.expect(
+        not changed,
+        "a beat changes only its own process's row (not another of the same name and version)",
+        f"a beat of {me.uuid} changed the row of {', '.join(str(w) for w in changed)} too: "
+        "is a WHERE or the conflict target keyed by something else than process_uuid?",
+    )
+    conn.execute(queries.load("clients/heartbeats.sql")["set_kill_switch"], {"uuid": me.uuid, "on": True})
+    # a killed worker beats until it next asks for work and exits: its beat is recorded like any
+    # other, from yet another host and after it took a job and said it stopped, so each column shows
+    conn.execute(_q()["mark_busy_stopped"], {"uuid": me.uuid})
+    last = dataclasses.replace(me, server=f"host-{secrets.token_hex(3)}")
+    _beat(conn, last, verdict, "a beat after the kill switch was set")
+    killed = _row(conn, me)
+    verdict.expect(
+        killed is not None and killed["process_kill_switch"],
+        "a beat keeps the kill switch an operator set",
+        "a beat cleared the kill switch: an operator's kill would be undone by the next heartbeat",
+    )
+    if killed is not None and refreshed:  # else its beats are refused whatever the kill switch
+        _killed_beat_recorded(again, killed, last.server, verdict)
+    if _held_first_beat(lab, verdict):
+        _race(lab, verdict)  # many beats at once, and a lock a beat keeps after it ended
 
 
 def _killed_beat_recorded(before: dict, killed: dict, server: str, verdict: Verdict) -> None:

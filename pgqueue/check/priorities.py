@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from pgqueue import queries
-from pgqueue.check.core import Verdict, install, written
+from pgqueue.check.core import Verdict, checker
 from pgqueue.queues import labs
 
 START = 100  # every job's priority before the change
@@ -44,43 +44,45 @@ class _Scene:
     finished: int = 0
 
 
-def priority_change(text: str, poc: str = "single-call") -> Verdict:
+@checker(
+    "your set_pipe_job_priority",
+    "single-call",
+    "priorities",
+    examples=True,
+    replaces=["set_pipe_job_priority"],
+)
+def priority_change(
+    verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, text: str, poc: str
+) -> None:
     """Whether the learner's `set_pipe_job_priority` changes the pipe job and its waiting jobs only."""
-    verdict = Verdict("your set_pipe_job_priority")
-    if written(text, verdict) is None:
-        return verdict
-    with labs.scratch(poc, "priorities", examples=True) as lab, lab.connect() as conn:
-        if not install(conn, text, verdict, replaces=["set_pipe_job_priority"]):
-            return verdict
-        new = 1 + secrets.randbelow(START - 1)
-        scene = _draw(conn)
-        before = _rows(conn)
-        mine = scene.mine
-        waiting = [
-            k
-            for k, row in before.items()
-            if k[0] == "job" and row.pipe_job == mine and k[1] not in (scene.running, scene.finished)
-        ]
-        unknown = max(i for kind, i in before if kind == "pipe job") + 1 + secrets.randbelow(1000)
+    new = 1 + secrets.randbelow(START - 1)
+    scene = _draw(conn)
+    before = _rows(conn)
+    mine = scene.mine
+    waiting = [
+        k
+        for k, row in before.items()
+        if k[0] == "job" and row.pipe_job == mine and k[1] not in (scene.running, scene.finished)
+    ]
+    unknown = max(i for kind, i in before if kind == "pipe job") + 1 + secrets.randbelow(1000)
 
-        if not _unknown_raises(conn, before, unknown, new, verdict):
-            return verdict
-        try:
-            call = {"pipe_job_id": mine, "priority": new}
-            returned = conn.execute(_q()["priority_set"], call).fetchone()[0]
-        except psycopg.Error as exc:
-            return verdict.refuse(f"set_pipe_job_priority({mine}, {new}) failed: {_error(exc)}")
-        after = _rows(conn)
-        if not _same_rows(before, after, mine, verdict):
-            return verdict
-        _compare(before, after, scene, waiting, new, verdict)
-        verdict.expect(
-            returned == len(waiting),
-            f"it returns how many waiting jobs changed ({len(waiting)})",
-            _returned(f"set_pipe_job_priority({mine}, {new})", before, after, mine, returned, len(waiting)),
-        )
-        _later_jobs_inherit(conn, mine, scene.running, new, verdict)
-    return verdict
+    if not _unknown_raises(conn, before, unknown, new, verdict):
+        return
+    try:
+        call = {"pipe_job_id": mine, "priority": new}
+        returned = conn.execute(_q()["priority_set"], call).fetchone()[0]
+    except psycopg.Error as exc:
+        return verdict.refuse(f"set_pipe_job_priority({mine}, {new}) failed: {_error(exc)}")
+    after = _rows(conn)
+    if not _same_rows(before, after, mine, verdict):
+        return
+    _compare(before, after, scene, waiting, new, verdict)
+    verdict.expect(
+        returned == len(waiting),
+        f"it returns how many waiting jobs changed ({len(waiting)})",
+        _returned(f"set_pipe_job_priority({mine}, {new})", before, after, mine, returned, len(waiting)),
+    )
+    _later_jobs_inherit(conn, mine, scene.running, new, verdict)
 
 
 def _draw(conn: psycopg.Connection) -> _Scene:
