@@ -16,7 +16,7 @@ from psycopg import sql
 
 from pgqueue import children, queries, server
 from pgqueue.queues import designs, labs
-from pgqueue.server import embedded
+from pgqueue.server import embedded, home
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,12 +36,12 @@ def fresh_db():
 @pytest.fixture
 def own_home(monkeypatch):
     """A private, empty embedded-server home (PGQUEUE_DSN unset); its server is stopped after."""
-    home = Path(tempfile.mkdtemp(prefix="pgqueue-home-"))
-    monkeypatch.setenv("PGQUEUE_HOME", str(home))
+    folder = Path(tempfile.mkdtemp(prefix="pgqueue-home-"))
+    monkeypatch.setenv("PGQUEUE_HOME", str(folder))
     monkeypatch.delenv("PGQUEUE_DSN", raising=False)
-    yield embedded.Layout(home)
+    yield home.Layout(folder)
     embedded.stop()
-    shutil.rmtree(home, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

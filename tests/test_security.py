@@ -18,7 +18,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from pgqueue.queues import fleet, labs
 from pgqueue.queues.notify_listen import Options
-from pgqueue.server import embedded
+from pgqueue.server import account, embedded
 from pgqueue.wait import until
 from tests.conftest import REPO, processes_of, run_cli
 
@@ -142,7 +142,7 @@ def test_a_home_under_a_private_folder_leaves_that_folder_private(monkeypatch):
         # lets the server's system user traverse, and the mask follows from it.
         added = _acl(parent) - before
         assert before <= _acl(parent), f"entries changed: {sorted(before - _acl(parent))}"
-        assert added == {f"user:{embedded.SYSTEM_USER_WHEN_ROOT}:--x", "mask::--x"}
+        assert added == {f"user:{account.SYSTEM_USER_WHEN_ROOT}:--x", "mask::--x"}
         assert stat.S_IMODE(parent.stat().st_mode) & 0o707 == mode & 0o707
         grants = [line for line in first.stderr.splitlines() if line.startswith("pgqueue:")]
         assert len(grants) == 1 and str(parent) in grants[0], first.stderr

@@ -40,7 +40,7 @@ from pgqueue.bench import peers
 from pgqueue.errors import PgQueueError
 from pgqueue.queues import labs, notify_listen
 from pgqueue.queues.heartbeats import Identity
-from pgqueue.server import embedded
+from pgqueue.server import embedded, wheel
 
 FULL_DEPTHS = (1_000, 10_000, 100_000, 1_000_000)
 QUICK_DEPTHS = (1_000, 10_000)
@@ -702,7 +702,7 @@ def pgbench_program() -> Path | None:
     """The pgbench beside the server's programs (the wheel's, or the system's for PGQUEUE_DSN)."""
     candidates = []
     if not os.environ.get(server.DSN_ENV, "").strip():
-        candidates.append(embedded.bin_dir() / "pgbench")
+        candidates.append(wheel.bin_dir() / "pgbench")
     found = shutil.which("pgbench")
     candidates += [Path(found)] if found else []
     candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"), reverse=True)

