@@ -9,6 +9,8 @@
     check.gather_batch(my_sql)       # lesson 06
     check.gate_takes_turns(my_sql)   # lesson 07
     check.request_flow(my_query)     # lesson 08
+    check.dead_holders(my_query)     # lesson 09
+    check.skip_locked_claim(my_claim)  # lesson 10
     check.claim_jobs(my_claim)       # lesson 12, the hardened lab
     check.rescue_jobs(my_rescue)     # lesson 12
     check.hold_jobs(my_hold)         # lesson 12
@@ -20,6 +22,7 @@ every check passed. The lesson's lab is never touched: a scratch copy is built a
 
 from pgqueue.check.claim import claim_jobs
 from pgqueue.check.core import Verdict
+from pgqueue.check.dead_holders import dead_holders
 from pgqueue.check.find_job import find_job_pick
 from pgqueue.check.gate import gate_takes_turns
 from pgqueue.check.gather import gather_batch
@@ -30,10 +33,12 @@ from pgqueue.check.pipelines import next_processes
 from pgqueue.check.priorities import priority_change
 from pgqueue.check.request_flow import request_flow
 from pgqueue.check.rescue import rescue_jobs
+from pgqueue.check.skip_locked_claim import skip_locked_claim
 
 __all__ = [
     "Verdict",
     "claim_jobs",
+    "dead_holders",
     "find_job_pick",
     "gate_takes_turns",
     "gather_batch",
@@ -44,4 +49,5 @@ __all__ = [
     "priority_change",
     "request_flow",
     "rescue_jobs",
+    "skip_locked_claim",
 ]

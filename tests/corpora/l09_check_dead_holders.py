@@ -1,9 +1,9 @@
 """Lesson 09's query for the jobs held by dead workers: silent past %(seconds)s, stopped, or never beating."""
 
-from pgqueue.lab import failures
+from pgqueue import check
 from tests.corpora import Right, Wrong
 
-JUDGE = failures.check_dead_holders
+JUDGE = check.dead_holders
 
 HELD = "coalesce(j.job_assigned_process_uuid, '') <> ''"
 UNFINISHED = "j.job_finished IS NULL"

@@ -1,9 +1,9 @@
 """Lesson 10's claim: the pick that never waits and never doubles, raced by callers released together."""
 
-from pgqueue.lab import failures
+from pgqueue import check
 from tests.corpora import Right, Wrong
 
-JUDGE = failures.claim_skips_locked
+JUDGE = check.skip_locked_claim
 
 FREE = "coalesce(job_assigned_process_uuid, '') = '' AND job_finished IS NULL"
 MINE = "job_process_name = %(name)s AND job_process_version = %(version)s"
