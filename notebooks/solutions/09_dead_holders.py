@@ -2,7 +2,8 @@
 # nobody too, in single-call) and it has not finished; its holder is dead when its last beat is
 # older than the threshold, when it said it stopped, or when it has no heartbeat row at all (a LEFT
 # JOIN keeps those). A kill switch alone does not make it dead: it still beats until it obeys.
-from pgqueue.lab import failures
+from pgqueue import check
+from pgqueue.lab import crash
 from pgqueue.queues import labs
 
 my_query = """
@@ -16,12 +17,12 @@ SELECT j.job_id, j.job_assigned_process_uuid, h.last_beat_timestamp
         OR h.last_beat_timestamp < clock_timestamp() - make_interval(secs => %(seconds)s))
  ORDER BY j.job_id
 """
-verdict = failures.check_dead_holders(my_query)
+verdict = check.dead_holders(my_query)
 print(verdict)
 assert verdict.holds, verdict
 
 # The same query on a lab where a worker really died: the example run with its assigner killed.
-measured = failures.kill_in_the_example()
+measured = crash.kill_in_the_example()
 print(measured)
 dead = labs.frame("single-call", my_query, seconds=1)
 print(dead)

@@ -1,7 +1,7 @@
 # Solution: the claim that never waits and never doubles. FOR UPDATE locks the row picked until
 # the transaction ends, so nobody else can take it; SKIP LOCKED passes over rows another
 # transaction has locked instead of waiting for them, so every caller gets the next free job.
-from pgqueue.lab import failures
+from pgqueue import check
 
 my_claim = """
 SELECT job_id FROM job_queue
@@ -11,6 +11,6 @@ SELECT job_id FROM job_queue
  LIMIT 1
    FOR UPDATE SKIP LOCKED
 """
-verdict = failures.claim_skips_locked(my_claim)
+verdict = check.skip_locked_claim(my_claim)
 print(verdict)
 assert verdict.holds, verdict

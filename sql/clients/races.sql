@@ -130,3 +130,33 @@ SELECT job_assigned_process_uuid FROM job_queue WHERE job_id = %(job_id)s;
 -- name: children_of
 -- The jobs a hand-over of `job_id` created.
 SELECT count(*) FROM job_queue WHERE %(job_id)s = ANY (job_parent_set_elements);
+
+-- Lesson 10's races for a job (pgqueue.lab.race_for_a_job)
+
+-- name: race_notify_job
+-- notify-listen: one job for first_process 1.0.0, as a website would make it.
+SELECT create_first_job(%(request_id)s, 1, '{}'::jsonb);
+
+-- name: race_next_request
+-- notify-listen, single-call and hardened: the next free request id.
+SELECT coalesce(max(request_id), 0) + 1 FROM job_queue;
+
+-- name: race_submit
+-- single-call and hardened: a pipe job of `pipe_id` for request `request_id`.
+INSERT INTO pipe_job_queue (request_id, pipe_id, pipe_job_priority)
+VALUES (%(request_id)s, %(pipe_id)s, %(priority)s)
+RETURNING pipe_job_id;
+
+-- name: race_next_pipe_request
+SELECT coalesce(max(request_id), 0) + 1 FROM pipe_job_queue;
+
+-- name: race_attempts_of
+-- hardened: the attempts recorded for one job: one per execution.
+SELECT count(*) FROM job_attempts WHERE job_id = %(job_id)s;
+
+-- name: race_entry_jobs_of
+-- The entry jobs a pipe job got: 0 while its order waits, 1 once started, 2 if started twice.
+SELECT count(*) FROM job_queue WHERE pipe_job_id = %(pipe_job_id)s AND job_creater_process_uuid IS NULL;
+
+-- name: race_pipe_job_finished
+SELECT pipe_job_finished FROM pipe_job_queue WHERE pipe_job_id = %(pipe_job_id)s;
