@@ -12,7 +12,8 @@ import psycopg
 
 from pgqueue import queries
 from pgqueue.errors import PgQueueError
-from pgqueue.queues import labs
+from pgqueue.queues import designs, labs
+from pgqueue.queues.heartbeats import Identity
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -79,13 +80,13 @@ def measure(state: str, beside: int = 20_000, calls: int = 9) -> StateCost:
             )
         conn.execute(_q()["add_waiting"], {"pipe_job_id": pipe_job, "n": calls + 3})
         conn.execute(_q()["analyze"])
-        uuid = secrets.token_hex(6)
+        queue, who = designs.get(POC).client(conn), Identity.new("first_process", "1.9.2")
         for _ in range(3):  # warm the connection and the plans
-            conn.execute(_q()["claim"], {"uuid": uuid})
+            queue.ask(who)
         timed = []
         for _ in range(calls):
             started = time.perf_counter()
-            conn.execute(_q()["claim"], {"uuid": uuid})
+            queue.ask(who)
             timed.append((time.perf_counter() - started) * 1000)
         # the claim's own pick, as lesson 11 reads it, and the rescue's look at the leases
         pick = _explain(conn, queries.load("clients/bloat.sql")["hardened_claim_plan"])

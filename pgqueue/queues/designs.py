@@ -51,6 +51,12 @@ class Design:
         """The module with the design's `Worker`, `Options` and submit/observe functions."""
         return importlib.import_module(self.worker_module)
 
+    def client(self, conn):
+        """The design's client on an open connection to its lab (pgqueue.queues.client)."""
+        from pgqueue.queues import client
+
+        return client.of(self, conn)
+
     def offers(self, feature: str) -> bool:
         """Whether a panel or figure applies to this design."""
         return feature in self.panels or feature in self.figures

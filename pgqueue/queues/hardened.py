@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from pgqueue import queries
 from pgqueue.errors import PgQueueError
-from pgqueue.queues import labs, options, single_call, steps
+from pgqueue.queues import client, designs, labs, options, steps
+from pgqueue.queues.client import KILL, NO_JOB
 from pgqueue.queues.events import EventLog
 from pgqueue.queues.heartbeats import Identity
 from pgqueue.queues.worker_base import KILLED, WorkerBase
@@ -23,8 +25,6 @@ if TYPE_CHECKING:  # imported where used: workers start without them
     import pandas as pd
 
 POC = "hardened"
-KILL = "kill"
-NO_JOB = "No job found"
 
 
 def _q() -> queries.Queries:
@@ -112,18 +112,6 @@ class Worker(WorkerBase):
         with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
             return cur.execute(_q()["worker_setup"], params).fetchone()
 
-    def find_job(self, conn: psycopg.Connection, multi: bool) -> str:
-        """The one call: heartbeat, kill switch, rescue of lost workers' jobs, and a lease."""
-        params = {
-            "uuid": self.who.uuid,
-            "server": self.who.server,
-            "name": self.who.name,
-            "version": self.who.version,
-            "multi": multi,
-            "batch": self.options.batch,
-        }
-        return conn.execute(_q()["find_job"], params).fetchone()[0]
-
     def handle(self, conn: psycopg.Connection, jobs: list[dict]) -> None:
         """Work on the jobs while a pulse keeps their lease, then hand over or finish, or report a failure.
 
@@ -166,45 +154,32 @@ class Worker(WorkerBase):
             self.complete(conn, lambda c, _after, ids=finished: self._finish_all(c, ids))
 
     def _finish_all(self, conn: psycopg.Connection, ids: list[int]) -> None:
-        try:
-            conn.execute(_q()["finish_pipes"], {"uuid": self.who.uuid, "job_ids": ids})
-        except psycopg.errors.ObjectNotInPrerequisiteState as exc:
-            self._event("lost", exc.diag.message_primary or str(exc))
-            return
-        self._event("finish_pipe", f"the pipe jobs of jobs {ids}")
+        with self._holding():
+            designs.get(POC).client(conn).finish_all(self.who, ids)
+            self._event("finish_pipe", f"the pipe jobs of jobs {ids}")
 
     def _act(self, conn: psycopg.Connection, action: steps.Action) -> None:
-        params = {"uuid": self.who.uuid, "job_ids": action.job_ids}
-        try:
-            if action.payloads is None:
-                conn.execute(_q()["finish_pipe"], {**params, "pipe_job_id": action.pipe_job_id})
-                created: list[int] = []
-            else:
-                created = conn.execute(
-                    _q()["create_jobs"], {**params, "payloads": Jsonb(action.payloads)}
-                ).fetchone()[0]
-        except psycopg.errors.ObjectNotInPrerequisiteState as exc:
-            # rescued while this worker was silent: another worker runs the jobs now
-            self._event("lost", exc.diag.message_primary or str(exc))
-            return
-        detail = (
-            f"pipe job {action.pipe_job_id}"
-            if action.kind == "finish_pipe"
-            else f"{action.job_ids} -> {created}"
-        )
-        self._event(action.kind, detail)
+        with self._holding():
+            created = designs.get(POC).client(conn).act(self.who, action)
+            detail = (
+                f"pipe job {action.pipe_job_id}"
+                if action.payloads is None
+                else f"{action.job_ids} -> {created}"
+            )
+            self._event(action.kind, detail)
 
     def _fail(self, conn: psycopg.Connection, ids: list[int], why: str) -> None:
+        with self._holding():
+            designs.get(POC).client(conn).fail(self.who, ids, why)
+            self._event("failed", why)
+
+    @contextlib.contextmanager
+    def _holding(self) -> Iterator[None]:
+        """Calls only the jobs' holder may make: once rescued while this worker was silent, 'lost'."""
         try:
-            conn.execute(_q()["fail_jobs"], {"uuid": self.who.uuid, "job_ids": ids, "error": why})
+            yield
         except psycopg.errors.ObjectNotInPrerequisiteState as exc:
             self._event("lost", exc.diag.message_primary or str(exc))
-            return
-        self._event("failed", why)
-
-    def _listen(self, conn: psycopg.Connection, channel: str) -> None:
-        listen = queries.load("clients/notify_listen.sql")["listen"]
-        conn.execute(sql.SQL(listen).format(channel=sql.Identifier(channel)))
 
     def _idle(self, conn: psycopg.Connection) -> None:
         """Wait for a wake-up, at most `poll` seconds (a lost NOTIFY costs a poll, not a job)."""
@@ -221,13 +196,16 @@ class Worker(WorkerBase):
         setup = self._setup(conn)
         self._gathers = setup["gathers"]
         self._pulse_every = setup["rescue_after_s"] / 3  # at least twice within rescue_after, with room
-        self._listen(conn, setup["channel"])
+        listen = queries.load("clients/notify_listen.sql")["listen"]
+        conn.execute(sql.SQL(listen).format(channel=sql.Identifier(setup["channel"])))
         if not self._started:
             self._started = True
             self._event("start", f"{self.who}{' gathers sets (multi mode)' if self._gathers else ''}")
         while not self.stop.is_set():
             try:
-                answer = self.find_job(conn, self._gathers)
+                answer = (
+                    designs.get(POC).client(conn).ask(self.who, multi=self._gathers, batch=self.options.batch)
+                )
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
                 self.pause_after_retry(f"find_job: {type(exc).__name__}")
                 continue
@@ -268,12 +246,14 @@ def setup_notes() -> list[str]:
 
 def submit(pipe_id: int, request_id: int | None = None, priority: int = 100) -> int:
     """Create a pipe job (the next free request id by default); its id. A refused one says why."""
-    return single_call.submit_to(POC, pipe_id, request_id, priority)
+    with client.connect(POC) as c:
+        return c.submit(pipe_id, request_id, priority)
 
 
 def set_priority(pipe_job_id: int, priority: int) -> int:
     """Change a pipe job's priority (and its waiting jobs'); how many waiting jobs changed."""
-    return single_call.set_priority_in(POC, pipe_job_id, priority)
+    with labs.connect(POC) as conn:
+        return designs.get(POC).client(conn).set_priority(pipe_job_id, priority)
 
 
 def jobs() -> pd.DataFrame:

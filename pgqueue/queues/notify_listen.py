@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import psycopg
-from psycopg import sql
 
-from pgqueue import queries, values
-from pgqueue.errors import PgQueueError
-from pgqueue.queues import labs, options, pipelines
+from pgqueue import queries
+from pgqueue.queues import client, designs, labs, options
+from pgqueue.queues.client import KILL, NO_JOB
 from pgqueue.queues.events import EventLog
 from pgqueue.queues.heartbeats import Identity, send_heartbeat
 from pgqueue.queues.worker_base import KILLED, WorkerBase
@@ -22,8 +21,6 @@ if TYPE_CHECKING:  # imported where used: workers start without them
     import pandas as pd
 
 POC = "notify-listen"
-KILL = "kill"
-NO_JOB = "No job found"
 
 
 def _q() -> queries.Queries:
@@ -48,7 +45,7 @@ class Options:
 
 def listen(conn: psycopg.Connection, who: Identity) -> None:
     """LISTEN on the process's own channel (its name quoted as an identifier, never formatted)."""
-    conn.execute(sql.SQL(_q()["listen"]).format(channel=sql.Identifier(who.channel)))
+    designs.get(POC).client(conn).listen(who)
 
 
 def next_payload(who: Identity, job: dict) -> dict:
@@ -127,20 +124,18 @@ class Worker(WorkerBase):
             self.complete(conn, lambda c, after_outage: self._hand_over(c, job, after_outage))
 
     def _hand_over(self, conn: psycopg.Connection, job: dict, after_outage: bool) -> None:
+        c = designs.get(POC).client(conn)
         try:
-            new_id = conn.execute(
-                _q()["create_job"],
-                {"job_id": job["job_id"], "payload": psycopg.types.json.Jsonb(next_payload(self.who, job))},
-            ).fetchone()[0]
+            made = c.hand_over(self.who, [job["job_id"]], [next_payload(self.who, job)])
         except psycopg.errors.RaiseException as exc:
             message = _message(exc)
             if after_outage and "already finished" in message:
                 self._event("done", f"job {job['job_id']} (handed over before the connection was lost)")
                 return
-            conn.execute(_q()["record_job_failure"], {"job_id": job["job_id"], "message": message})
+            c.fail(self.who, [job["job_id"]], message)
             self._event("failed", message)
             return
-        self._event("done", f"job {job['job_id']}" + (f" -> job {new_id}" if new_id else ", end of pipeline"))
+        self._event("done", f"job {job['job_id']}" + (f" -> job {made[0]}" if made else ", end of pipeline"))
 
     def serve(self, conn: psycopg.Connection) -> str | None:
         """Listen, then beat and react to each answer until killed or stopped."""
@@ -174,26 +169,8 @@ def submit(
     pipe_id: int, request_id: int | None = None, payload: dict | None = None, creator: str = "TheWebsite"
 ) -> int:
     """Create the first job of a pipeline for a request (the next free one by default); the job id."""
-    pipe_id = values.whole(pipe_id, "pipeline id")
-    if request_id is not None:
-        request_id = values.whole(request_id, "request id")
-    values.label(creator, "creator", 100)
-    labs.require_set_up(POC)
-    with labs.connect(POC) as conn:
-        pipelines.check_pipeline(conn, POC, pipe_id)
-        if request_id is None:
-            request_id = conn.execute(_q()["next_request_id"]).fetchone()[0]
-        payload = payload or {"description": f"request {request_id}", "parents": []}
-        params = {
-            "request_id": request_id,
-            "pipe_id": pipe_id,
-            "creator": creator,
-            "payload": psycopg.types.json.Jsonb(payload),
-        }
-        try:
-            return conn.execute(_q()["create_first_job"], params).fetchone()[0]
-        except psycopg.errors.RaiseException as exc:
-            raise PgQueueError(exc.diag.message_primary) from None
+    with client.connect(POC) as c:
+        return c.submit(pipe_id, request_id, payload, creator)
 
 
 def jobs() -> pd.DataFrame:

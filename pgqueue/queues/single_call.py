@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from pgqueue import queries, values
-from pgqueue.errors import PgQueueError
-from pgqueue.queues import labs, options, pipelines, steps
+from pgqueue import queries
+from pgqueue.queues import client, designs, labs, options, steps
+from pgqueue.queues.client import KILL, LOST_RACE, NO_JOB
 from pgqueue.queues.events import EventLog
 from pgqueue.queues.heartbeats import Identity
 from pgqueue.queues.worker_base import KILLED, WorkerBase
@@ -20,9 +20,6 @@ if TYPE_CHECKING:  # imported where used: workers start without them
     import pandas as pd
 
 POC = "single-call"
-KILL = "kill"
-NO_JOB = "No job found"
-LOST_RACE = "Retry, I lost the job race"
 
 
 def _q() -> queries.Queries:
@@ -52,14 +49,11 @@ class Worker(WorkerBase):
 
     def find_job(self, conn: psycopg.Connection, multi: bool) -> str:
         """The one call: heartbeat, kill switch, and a claim, committed before it returns."""
-        params = {
-            "uuid": self.who.uuid,
-            "server": self.who.server,
-            "name": self.who.name,
-            "version": self.who.version,
-            "multi": multi,
-        }
-        return conn.execute(_q()["find_job"], params).fetchone()[0]
+        return (
+            designs.get(self.poc)
+            .client(conn)
+            .ask(self.who, multi=multi, batch=getattr(self.options, "batch", 1))
+        )
 
     def handle(self, conn: psycopg.Connection, jobs: list[dict]) -> None:
         """Work on the jobs, then hand over, fan out or finish the pipe job."""
@@ -73,7 +67,7 @@ class Worker(WorkerBase):
 
     def _act(self, conn: psycopg.Connection, action: steps.Action, after_outage: bool) -> None:
         try:
-            created = steps.act(conn, action)
+            created = designs.get(self.poc).client(conn).act(None, action)
         except psycopg.errors.RaiseException as exc:
             message = exc.diag.message_primary or str(exc)
             if after_outage and "finished" in message:
@@ -117,49 +111,14 @@ def submit(pipe_id: int, request_id: int | None = None, priority: int = 100) -> 
     A pipe job of order 2 or more whose request has no unfinished pipe job of the order before
     is made, with an OrderGateWarning: nothing starts it until such work arrives and finishes.
     """
-    return submit_to(POC, pipe_id, request_id, priority)
-
-
-# what the labs' own checks raise: the original's RAISE, the hardened design's coded refusals
-_REFUSED = (psycopg.errors.RaiseException, psycopg.errors.InvalidParameterValue, psycopg.errors.NoDataFound)
-
-
-def submit_to(poc: str, pipe_id: int, request_id: int | None = None, priority: int = 100) -> int:
-    """`submit` into lab `poc`: single-call, or a design that keeps its tables (hardened)."""
-    pipe_id = values.whole(pipe_id, "pipeline id")
-    if request_id is not None:
-        request_id = values.whole(request_id, "request id")
-    priority = values.priority(priority)
-    labs.require_set_up(poc)
-    with labs.connect(poc) as conn:
-        order = pipelines.check_pipeline(conn, poc, pipe_id)
-        if request_id is None:
-            request_id = conn.execute(_q()["next_request_id"]).fetchone()[0]
-        params = {"request_id": request_id, "pipe_id": pipe_id, "priority": priority}
-        with conn.transaction():
-            try:
-                made = conn.execute(_q()["submit"], params).fetchone()[0]
-            except _REFUSED as exc:
-                raise PgQueueError(exc.diag.message_primary) from None
-            pipelines.warn_if_gate_waits_for_nothing(conn, made, pipe_id, order, request_id)
-        return made
+    with client.connect(POC) as c:
+        return c.submit(pipe_id, request_id, priority)
 
 
 def set_priority(pipe_job_id: int, priority: int) -> int:
     """Change a pipe job's priority (and its waiting jobs'); how many waiting jobs changed."""
-    return set_priority_in(POC, pipe_job_id, priority)
-
-
-def set_priority_in(poc: str, pipe_job_id: int, priority: int) -> int:
-    """`set_priority` in lab `poc`: single-call, or a design that keeps its tables (hardened)."""
-    pipe_job_id = values.whole(pipe_job_id, "pipe job id")
-    priority = values.priority(priority)
-    with labs.connect(poc) as conn:
-        try:
-            params = {"pipe_job_id": pipe_job_id, "priority": priority}
-            return conn.execute(_q()["set_priority"], params).fetchone()[0]
-        except _REFUSED as exc:
-            raise PgQueueError(exc.diag.message_primary) from None
+    with labs.connect(POC) as conn:
+        return designs.get(POC).client(conn).set_priority(pipe_job_id, priority)
 
 
 def jobs() -> pd.DataFrame:

@@ -13,6 +13,7 @@ import psycopg
 
 from pgqueue import queries
 from pgqueue.errors import PgQueueError
+from pgqueue.queues import designs
 from pgqueue.queues.heartbeats import Identity
 
 
@@ -76,9 +77,5 @@ def plan(
 
 
 def act(conn: psycopg.Connection, action: Action) -> list[int]:
-    """Carry the action out (one transaction); the ids of the jobs it created."""
-    if action.payloads is None:
-        conn.execute(_q()["finish_pipe"], {"job_ids": action.job_ids, "pipe_job_id": action.pipe_job_id})
-        return []
-    params = {"job_ids": action.job_ids, "payloads": psycopg.types.json.Jsonb(action.payloads)}
-    return conn.execute(_q()["create_jobs"], params).fetchone()[0]
+    """Carry the action out in a single-call lab (one transaction); the ids of the jobs it created."""
+    return designs.get("single-call").client(conn).act(None, action)

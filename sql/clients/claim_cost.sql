@@ -33,9 +33,6 @@ SELECT %(pipe_job_id)s, 2, 'first_process', '1.9.2', worker.process_uuid, clock_
 -- name: analyze
 ANALYZE job_queue;
 
--- name: claim
-SELECT find_job(%(uuid)s, 'claim-cost', 'first_process', '1.9.2', false, 1);
-
 -- name: explain_rescue_scan
 -- The rescue's first look at every lease (rescue_jobs, without its lock), which each find_job makes.
 EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)
