@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 
 from pgqueue import bench, children, paths, server, values
+from pgqueue.bench import inputs
 from pgqueue.errors import PgQueueError
 from pgqueue.paths import NOTEBOOKS_DIR
 from pgqueue.queues import designs, heartbeats, labs, options, worker_base
@@ -22,15 +23,12 @@ from pgqueue.values import BadValue
 USAGE = 2  # exit status of a mistake in the command (argparse's own)
 PROBLEM = 1  # exit status of a problem the user can fix in the world
 INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+STOPS_AFTER = "stops after finishing it (press Ctrl-C again to stop at once)"
 
 
 def _sigterm_interrupts() -> None:
     """Treat SIGTERM like Ctrl-C, so `finally` blocks and context managers clean up."""
-
-    def interrupted(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def _embedded_in_use() -> bool:
@@ -111,7 +109,8 @@ def db_url(args: argparse.Namespace) -> int:
 
 
 def lab(args: argparse.Namespace) -> int:
-    """Run JupyterLab on notebooks/ with the database ready; Ctrl-C stops it and its kernels."""
+    """Open JupyterLab on notebooks/ with the database ready. Ctrl-C stops JupyterLab and its kernels;
+    the embedded server stops a moment later unless pinned. Extra arguments after -- go to JupyterLab."""
     if not NOTEBOOKS_DIR.is_dir():
         raise PgQueueError(f"no lessons at {str(NOTEBOOKS_DIR)!r}: run the kit from its repository")
     print(f"pgqueue: database ready: {server.resolve().describe()}", flush=True)
@@ -138,7 +137,8 @@ def lab(args: argparse.Namespace) -> int:
 
 
 def setup(args: argparse.Namespace) -> int:
-    """Rebuild a lab from sql/ (up to a step), with the example data if asked; or keep one that exists."""
+    """Rebuild a lab database from sql/: drops it (its workers notice and stop), then runs its numbered
+    steps. With --if-missing, a lab that is set up already is kept."""
     if args.upto is not None:
         _check_step(args.poc, args.upto)
     if labs.lab_busy(args.poc):
@@ -165,12 +165,10 @@ def _check_step(poc: str, which: str) -> None:
 
 
 def worker(args: argparse.Namespace) -> int:
-    """Run one worker in the foreground, one printed line per event, until killed or stopped.
-
-    The first Ctrl-C (or SIGTERM, as `docker compose stop` and a dying owner send) lets the
-    worker finish and hand over the job it holds, then it exits 0; a second one stops it at once
-    (exit 130) and names the job it abandoned.
-    """
+    """Run one worker of process PROCESS VERSION in the foreground, printing one line per event, until
+    its kill switch is set. Ctrl-C (or SIGTERM) lets it finish and hand over the job it holds, then it
+    exits 0; a second Ctrl-C stops it at once (exit 130). A lost database is retried with backoff for
+    --give-up seconds, then it exits 1."""
     module = designs.get(args.poc).worker()
     opts = options.chosen(module.Options, args, _option_names())
     who = Identity.new(args.process, args.version, args.uuid)
@@ -179,17 +177,15 @@ def worker(args: argparse.Namespace) -> int:
     run = module.Worker(who, opts, log)
     signals = []
 
+    def held() -> str:
+        return f"job(s) {run.holding}" if run.holding else "no job"
+
     def stop(signum, frame):
         signals.append(signum)
         if len(signals) > 1:
             raise KeyboardInterrupt  # the second: at once, wherever the worker is
-        held = f"job(s) {run.holding}" if run.holding else "no job"
-        log.add(
-            who.uuid,
-            "stopping",
-            f"{signal.Signals(signum).name}: holding {held}; "
-            "stops after finishing it (press Ctrl-C again to stop at once)",
-        )
+        name = signal.Signals(signum).name
+        log.add(who.uuid, "stopping", f"{name}: holding {held()}; {STOPS_AFTER}")
         run.request_stop()
 
     signal.signal(signal.SIGTERM, stop)
@@ -197,12 +193,13 @@ def worker(args: argparse.Namespace) -> int:
     try:
         ending = run.run()
     except KeyboardInterrupt:
-        held = f"job(s) {run.holding}" if run.holding else "no job"
-        log.add(who.uuid, "abandoned", f"stopped at once: abandoned {held} (it stays assigned to {who.uuid})")
-        return 130
+        log.add(
+            who.uuid, "abandoned", f"stopped at once: abandoned {held()} (it stays assigned to {who.uuid})"
+        )
+        return INTERRUPTED
     if ending == worker_base.GAVE_UP:
         raise PgQueueError(f"worker {who} gave up: no database for more than {opts.give_up:g} s")
-    return 0 if ending in worker_base.CLEAN else 130
+    return 0 if ending in worker_base.CLEAN else INTERRUPTED
 
 
 def submit(args: argparse.Namespace) -> int:
@@ -237,18 +234,18 @@ def submit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_labs(args: argparse.Namespace) -> None:
-    """With --demo, this command looks at the demo's own labs instead of the lessons'."""
+def _labs_of(args: argparse.Namespace) -> list[str]:
+    """The lab named by --poc, else every lab set up (with --demo, the demo's own labs)."""
     if args.demo:
         from pgqueue.lab import demo
 
         os.environ[labs.PREFIX_ENV] = labs.prefix() + demo.LAB_PREFIX
+    return [args.poc] if args.poc else [p for p in designs.names() if labs.is_set_up(p)]
 
 
 def status(args: argparse.Namespace) -> int:
-    """Print the workers (heartbeat age, alive / stale / stopped / killed) and job counts of labs."""
-    _demo_labs(args)
-    pocs = [args.poc] if args.poc else [p for p in designs.names() if labs.is_set_up(p)]
+    """Print the workers and job counts of the labs."""
+    pocs = _labs_of(args)
     if not pocs:
         print("no lab has been set up yet: python -m pgqueue setup --poc NAME --examples")
     for poc in pocs:
@@ -273,9 +270,8 @@ def status(args: argparse.Namespace) -> int:
 
 
 def kill(args: argparse.Namespace) -> int:
-    """Set a worker's kill switch: it exits the next time it asks for work."""
-    _demo_labs(args)
-    pocs = [args.poc] if args.poc else [p for p in designs.names() if labs.is_set_up(p)]
+    """Set a worker's kill switch: it exits at its next heartbeat."""
+    pocs = _labs_of(args)
     if not pocs:
         raise PgQueueError("no lab has been set up yet, so no worker has a kill switch")
     for poc in pocs:
@@ -290,7 +286,11 @@ def kill(args: argparse.Namespace) -> int:
 
 
 def demo_run(args: argparse.Namespace) -> int:
-    """Run the seed's full example on a lab with real worker processes; report; 0 if it proved out."""
+    """Build a fresh lab of its own (single-call unless --poc; the lessons' labs are left alone) with the
+    example data, start the original launcher's 12 worker processes and the README flow's, show
+    progress, then report each pipe job and prove the order gate (on hardened, also that every job
+    succeeded exactly once). Exits 0 when every pipe job finished in time. A single-call lab gets
+    lesson 07's fix of the order gate, unless --original-gate."""
     from pgqueue.lab import demo
 
     # every value checked (and made a number) before the lab is touched
@@ -358,10 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     pocs = designs.names()
 
-    def verb(sub, name: str, help_text: str, description: str, func) -> argparse.ArgumentParser:
-        one = sub.add_parser(name, help=help_text, description=description)
+    def verb(name: str, help_text: str, func, description=None, under=verbs) -> argparse.ArgumentParser:
+        one = under.add_parser(name, help=help_text, description=description or func.__doc__)
         one.set_defaults(func=func, parser=one)  # a mistake prints this verb's usage line
         return one
+
+    def poc(one: argparse.ArgumentParser, help_text: str, **how) -> None:
+        one.add_argument("--poc", choices=pocs, help=help_text, **how)
 
     db = verbs.add_parser(
         "db",
@@ -376,152 +379,90 @@ def build_parser() -> argparse.ArgumentParser:
         ("status", db_status, "which server, its version, data folder, whether it runs"),
         ("url", db_url, "print a libpq URI of the server or of a lab database (pins the embedded server)"),
     ]:
-        sub = verb(db_verbs, name, text, text[0].upper() + text[1:] + ".", func)
+        sub = verb(name, text, func, text[0].upper() + text[1:] + ".", under=db_verbs)
         if name in ("status", "url"):
-            sub.add_argument("--poc", choices=pocs, help="a lab database")
+            poc(sub, "a lab database")
 
-    lab_parser = verb(
-        verbs,
-        "lab",
-        "open JupyterLab on the lessons with the database ready",
-        "Open JupyterLab on notebooks/ with the database ready. Ctrl-C stops "
-        "JupyterLab and its kernels; the embedded server stops a moment later unless pinned. "
-        "Extra arguments after -- go to JupyterLab.",
-        lab,
-    )
-    lab_parser.add_argument(
+    sub = verb("lab", "open JupyterLab on the lessons with the database ready", lab)
+    sub.add_argument(
         "--port", type=_typed(values.port), help="port for JupyterLab, 1-65535 (default: 8888 or next)"
     )
-    lab_parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
-    lab_parser.add_argument("jupyter_args", nargs="*", help=argparse.SUPPRESS)
+    sub.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    sub.add_argument("jupyter_args", nargs="*", help=argparse.SUPPRESS)
 
-    setup_parser = verb(
-        verbs,
-        "setup",
-        "rebuild a lab database from sql/",
-        "Rebuild a lab database from sql/: drops it (its workers notice and stop), then runs its "
-        "numbered steps. With --if-missing, a lab that is set up already is kept.",
-        setup,
-    )
-    setup_parser.add_argument("--poc", choices=pocs, required=True, help="which lab")
-    setup_parser.add_argument("--upto", help="stop after this step (number or name)")
-    setup_parser.add_argument("--examples", action="store_true", help="load the example data too")
-    setup_parser.add_argument(
+    sub = verb("setup", "rebuild a lab database from sql/", setup)
+    poc(sub, "which lab", required=True)
+    sub.add_argument("--upto", help="stop after this step (number or name)")
+    sub.add_argument("--examples", action="store_true", help="load the example data too")
+    sub.add_argument(
         "--fixes", action="store_true", help="install the fixes the lessons teach (lesson 07's order gate)"
     )
-    setup_parser.add_argument(
+    sub.add_argument(
         "--if-missing", action="store_true", help="keep the lab if it is set up already (the sandbox's setup)"
     )
 
-    worker_parser = verb(
-        verbs,
-        "worker",
-        "run one worker in the foreground",
-        "Run one worker of process PROCESS VERSION in the foreground, printing one line per event, "
-        "until its kill switch is set. Ctrl-C (or SIGTERM) lets it finish and hand over the job it "
-        "holds, then it exits 0; a second Ctrl-C stops it at once (exit 130). A lost database is "
-        "retried with backoff for --give-up seconds, then it exits 1.",
-        worker,
-    )
-    worker_parser.add_argument("--poc", choices=pocs, required=True, help="which queue design")
-    worker_parser.add_argument("process", help="process name, e.g. first_process")
-    worker_parser.add_argument("version", help="process version, e.g. 1.0.0")
-    worker_parser.add_argument(
-        "--uuid", type=_typed(values.uuid), help="12 lowercase hex characters (default: random)"
-    )
-    worker_parser.add_argument(
-        "--events-file", type=Path, help=argparse.SUPPRESS
-    )  # JSON lines, for the fleet
-    options.add_union(worker_parser, {d.name: d.worker().Options for d in designs.REGISTRY.values()})
+    sub = verb("worker", "run one worker in the foreground", worker)
+    poc(sub, "which queue design", required=True)
+    sub.add_argument("process", help="process name, e.g. first_process")
+    sub.add_argument("version", help="process version, e.g. 1.0.0")
+    sub.add_argument("--uuid", type=_typed(values.uuid), help="12 lowercase hex characters (default: random)")
+    sub.add_argument("--events-file", type=Path, help=argparse.SUPPRESS)  # JSON lines, for the fleet
+    options.add_union(sub, {d.name: d.worker().Options for d in designs.REGISTRY.values()})
 
-    submit_parser = verb(
-        verbs,
-        "submit",
-        "create work for a pipeline",
-        "Create work for a pipeline, as an outside caller would.",
-        submit,
-    )
-    submit_parser.add_argument("--poc", choices=pocs, required=True, help="which lab")
-    submit_parser.add_argument(
-        "--pipe", type=_typed(values.whole, "pipeline id"), required=True, help="pipeline id"
-    )
-    submit_parser.add_argument(
+    sub = verb("submit", "create work for a pipeline", submit)
+    poc(sub, "which lab", required=True)
+    sub.add_argument("--pipe", type=_typed(values.whole, "pipeline id"), required=True, help="pipeline id")
+    sub.add_argument(
         "--count",
         type=_typed(values.whole, "count", 1, 1_000_000),
         default=1,
         help="how many requests (default 1)",
     )
-    submit_parser.add_argument(
+    sub.add_argument(
         "--request",
         type=_typed(values.whole, "request id"),
         help="add to this request (default: a new one each)",
     )
-    submit_parser.add_argument(
+    sub.add_argument(
         "--priority", type=_typed(values.priority), help="lower runs first (single-call; default 100)"
     )
 
-    status_parser = verb(
-        verbs,
-        "status",
-        "workers and job counts of the labs",
-        "Print the workers and job counts of the labs.",
-        status,
-    )
-    status_parser.add_argument("--poc", choices=pocs, help="one lab only")
-    status_parser.add_argument("--demo", action="store_true", help="the demo's labs, not the lessons'")
+    sub = verb("status", "workers and job counts of the labs", status)
+    poc(sub, "one lab only")
+    sub.add_argument("--demo", action="store_true", help="the demo's labs, not the lessons'")
 
-    kill_parser = verb(
-        verbs,
-        "kill",
-        "set a worker's kill switch",
-        "Set a worker's kill switch: it exits at its next heartbeat.",
-        kill,
-    )
-    kill_parser.add_argument("uuid", type=_typed(values.uuid), help="the worker's uuid (see `status`)")
-    kill_parser.add_argument("--poc", choices=pocs, help="its lab (default: search)")
-    kill_parser.add_argument("--demo", action="store_true", help="a worker of the demo's labs")
+    sub = verb("kill", "set a worker's kill switch", kill)
+    sub.add_argument("uuid", type=_typed(values.uuid), help="the worker's uuid (see `status`)")
+    poc(sub, "its lab (default: search)")
+    sub.add_argument("--demo", action="store_true", help="a worker of the demo's labs")
 
-    demo_parser = verb(
-        verbs,
-        "demo",
-        "run the example pipelines with real worker processes",
-        "Build a fresh lab of its own (single-call unless --poc; the lessons' labs are left alone) "
-        "with the example data, start the original "
-        "launcher's 12 worker processes and the README flow's, show progress, then report each "
-        "pipe job and prove the order gate (on hardened, also that every job succeeded exactly "
-        "once). Exits 0 when every pipe job finished in time. A single-call lab gets lesson 07's "
-        "fix of the order gate, unless --original-gate.",
-        demo_run,
-    )
-    demo_parser.add_argument(
-        "--poc",
-        choices=pocs,
+    sub = verb("demo", "run the example pipelines with real worker processes", demo_run)
+    poc(
+        sub,
+        "which lab: single-call (default) or hardened; notify-listen has no pipelines of orders",
         default="single-call",
-        help="which lab: single-call (default) or hardened; notify-listen has no pipelines of orders",
     )
-    demo_parser.add_argument(
+    sub.add_argument(
         "--original-gate",
         action="store_true",
         help="keep the original's order gate, which two pipe jobs finishing together can stall (lesson 07)",
     )
-    demo_parser.add_argument(
+    sub.add_argument(
         "--work",
         nargs=2,
         metavar=("MIN", "MAX"),
         default=(0.0, 0.3),
         help="simulated work per job, seconds (default: 0 0.3; a class: 1 5)",
     )
-    demo_parser.add_argument(
-        "--poll", default=0.2, help="seconds a worker waits after 'No job found' (default 0.2)"
-    )
-    demo_parser.add_argument(
+    sub.add_argument("--poll", default=0.2, help="seconds a worker waits after 'No job found' (default 0.2)")
+    sub.add_argument(
         "--timeout", type=_typed(values.seconds, "timeout"), default=60.0, help="give up after (default 60 s)"
     )
 
     bench_parser = verb(
-        verbs,
         "bench",
         "measure what each design costs, beside the floor and the production queues",
+        bench_run,
         "Measure, on a server of its own (a fresh embedded one, or PGQUEUE_DSN's with databases "
         "of its own): what one claim costs in each design as the queue grows (to 1,000,000 "
         "waiting jobs); jobs/s with 1, 2, 4 and 8 worker processes, beside a bare SKIP LOCKED "
@@ -529,7 +470,6 @@ def build_parser() -> argparse.ArgumentParser:
         "procrastinate; how long a new job waits for an idle worker; and pgbench. Prints the "
         "tables and the hardened design's goals; writes every figure as JSON if asked. The full "
         "run takes about 15 minutes on 2 cores; --quick under 2.",
-        bench_run,
     )
     bench_parser.add_argument(
         "--quick", action="store_true", help="smaller: depths 1k and 10k, 1 and 2 workers, 2,000 jobs, 2 s"
@@ -539,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--only",
         type=_typed(_scenarios),
         metavar="SCENARIOS",
-        help=f"run only these, comma-separated: {', '.join(bench.SCENARIOS)} (default: all)",
+        help=f"run only these, comma-separated: {', '.join(inputs.SCENARIOS)} (default: all)",
     )
     bench_parser.add_argument(
         "--depths",
@@ -558,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_parser.add_argument(
         "--jobs",
-        type=_typed(values.whole, "jobs", 1, bench.MAX_DEPTH),
+        type=_typed(values.whole, "jobs", 1, inputs.MAX_DEPTH),
         help="no-op jobs queued for each throughput point (default 20,000; --quick 2,000)",
     )
     bench_parser.add_argument(
@@ -570,15 +510,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _depths(text: str) -> list[int]:
-    return bench.check_depths([values.whole(part, "a depth", 1, bench.MAX_DEPTH) for part in text.split(",")])
+    depths = [values.whole(part, "a depth", 1, inputs.MAX_DEPTH) for part in text.split(",")]
+    return inputs.check_depths(depths)
 
 
 def _scenarios(text: str) -> tuple[str, ...]:
-    return bench.check_scenarios(tuple(part.strip() for part in text.split(",")))
+    return inputs.check_scenarios(tuple(part.strip() for part in text.split(",")))
 
 
 def _workers(text: str) -> list[int]:
-    return [values.whole(part, "a worker count", 1, bench.MAX_WORKERS) for part in text.split(",")]
+    return [values.whole(part, "a worker count", 1, inputs.MAX_WORKERS) for part in text.split(",")]
 
 
 def bench_run(args: argparse.Namespace) -> int:
@@ -589,7 +530,7 @@ def bench_run(args: argparse.Namespace) -> int:
         quick=args.quick,
         depths=args.depths,
         samples=args.samples,
-        scenarios=args.only or bench.SCENARIOS,
+        scenarios=args.only or inputs.SCENARIOS,
         workers=args.workers,
         jobs=args.jobs,
         window=args.window,
@@ -604,10 +545,16 @@ def bench_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _os_problem(exc: OSError) -> str:
-    """What went wrong with a file or folder, and, inside the kit's home, how to move that home."""
-    if not exc.filename:
+def _problem(exc: Exception) -> str:
+    """A problem in one line: the kit's own words, PostgreSQL's, or the file or folder it could not use."""
+    if isinstance(exc, psycopg.OperationalError):
+        return f"lost the connection to PostgreSQL: {worker_base.one_line(exc)}"
+    if isinstance(exc, psycopg.Error):  # a refusal the kit did not foresee: PostgreSQL's words
+        code = f" ({exc.sqlstate})" if exc.sqlstate else ""
+        return f"PostgreSQL refused{code}: {worker_base.one_line(exc)}"
+    if not isinstance(exc, OSError) or not exc.filename:
         return str(exc)
+    # inside the kit's home, how to move that home
     where = Path(exc.filename)
     hint = ""
     if where == paths.home() or paths.home() in where.parents:
@@ -623,20 +570,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except BadValue as exc:
         args.parser.error(str(exc))  # exits 2 with the verb's usage line
-    except PgQueueError as exc:
-        print(f"pgqueue: error: {exc}", file=sys.stderr)
-        return PROBLEM
-    except psycopg.OperationalError as exc:
-        print(
-            f"pgqueue: error: lost the connection to PostgreSQL: {worker_base.one_line(exc)}", file=sys.stderr
-        )
-        return PROBLEM
-    except psycopg.Error as exc:  # a refusal the kit did not foresee: PostgreSQL's words, in one line
-        code = f" ({exc.sqlstate})" if exc.sqlstate else ""
-        print(f"pgqueue: error: PostgreSQL refused{code}: {worker_base.one_line(exc)}", file=sys.stderr)
-        return PROBLEM
-    except OSError as exc:  # a file or folder the kit could not use: named, in one line
-        print(f"pgqueue: error: {_os_problem(exc)}", file=sys.stderr)
+    except (PgQueueError, psycopg.Error, OSError) as exc:
+        print(f"pgqueue: error: {_problem(exc)}", file=sys.stderr)
         return PROBLEM
     except KeyboardInterrupt:
         print("pgqueue: interrupted", file=sys.stderr)
