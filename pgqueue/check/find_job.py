@@ -5,14 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-import threading
 from dataclasses import dataclass
 
 import psycopg
 
 from pgqueue import queries
-from pgqueue.check.core import Verdict, checker, together
-from pgqueue.lab import races
+from pgqueue.check.core import Call, Hold, Verdict, checker, holding, together
 from pgqueue.queues import labs
 from pgqueue.queues.single_call import LOST_RACE, NO_JOB
 from pgqueue.wait import Timeout, until
@@ -205,36 +203,20 @@ def _second_while_first_holds(lab: labs.Scratch, me: Process, pipe_job: int, ver
     with lab.connect() as conn:
         for n in range(2):
             _place_race_job(conn, pipe_job, asks, n)
-    heard: list[str | BaseException] = []
     with lab.connect() as a, lab.connect() as b, lab.connect() as watch:
-
-        def second() -> None:
-            try:
-                heard.append(_ask(b, asks))
-            except psycopg.Error as exc:
-                heard.append(exc)
-
         with a.transaction():
             first = _ask(a, asks)
-            racer = threading.Thread(target=second, daemon=True)
-            racer.start()
-
-            def state() -> str | None:
-                if heard:
-                    return "answered"
-                return "waits" if races.waiting_on_lock(b.info.backend_pid, conn=watch) else None
-
+            second = Call(lambda: _ask(b, asks))
             seen = None  # B neither answered nor waited for a lock in 10 s: said below
             with contextlib.suppress(Timeout):
-                seen = until(state, 10, "the second caller answering or waiting")
-        racer.join(10)
+                seen = "waits" if Hold(watch).stops(b, second) else "answered"
+        answer = second.join(10)
     held = _job_of(first, verdict, "caller A, alone with two waiting jobs")
     if held is None:
         return False
     what = f"while caller A held job {held} in an open transaction"
-    if not heard:
+    if not second.done:
         return verdict.expect(False, "", f"{what}, caller B never answered, not even after A committed")
-    answer = heard[0]
     if isinstance(answer, BaseException):
         said = _error(answer)
         return verdict.expect(
@@ -267,49 +249,41 @@ def _second_while_first_holds(lab: labs.Scratch, me: Process, pipe_job: int, ver
 def _two_picks_at_once(lab: labs.Scratch, me: Process, pipe_job: int, verdict: Verdict) -> None:
     """A second schedule forced: two callers each stopped right after their pick, before their claim.
 
-    The kit's hook (a trigger on job_queue_claim) holds every caller at its claim while the judge
-    holds a lock. With FOR UPDATE the second caller never gets there: it waits at its pick for
+    A kit hold (core.holding, on job_queue_claim) stops every caller at its claim while the judge
+    holds its slot. With FOR UPDATE the second caller never gets there: it waits at its pick for
     the first one's row lock. A lock two callers can hold at once (FOR SHARE) lets both pick the
     same job and meet only at the claim, where one of them fails. Decided every time, not by luck.
     """
     asks = (me[0], "paused")
     with lab.connect() as conn:
-        conn.execute(_q()["find_job_pause_install"])
         for n in range(2):
             _place_race_job(conn, pipe_job, asks, n)
-    heard: list[str | BaseException] = [TimeoutError("never answered")] * 2
-    with lab.connect() as a, lab.connect() as b, lab.connect() as watch:
-        pids = [a.info.backend_pid, b.info.backend_pid]
-        watch.execute(_q()["find_job_pause_hold"])
+    with (
+        lab.connect() as watch,
+        holding(watch, "job_queue_claim", when="BEFORE", event="INSERT") as hold,
+        lab.connect() as a,
+        lab.connect() as b,
+    ):
+        for caller in (a, b):
+            hold.arm(caller, 1)
+        hold.close(1)
+        calls = [Call(lambda caller=caller: _ask(caller, asks)) for caller in (a, b)]
 
-        def caller(i: int, conn: psycopg.Connection) -> None:
-            try:
-                heard[i] = _ask(conn, asks)
-            except psycopg.Error as exc:
-                heard[i] = exc
+        def stops() -> list[str | None] | None:
+            seen = [hold.where(caller.info.backend_pid) for caller in (a, b)]
+            return seen if all(seen) or any(call.done for call in calls) else None
 
-        threads = [threading.Thread(target=caller, args=(i, c), daemon=True) for i, c in enumerate((a, b))]
-        for t in threads:
-            t.start()
-
-        def waits() -> dict[int, str] | None:
-            seen = dict(watch.execute(_q()["find_job_lock_waits"], {"pids": pids}).fetchall())
-            return seen if len(seen) == 2 or not all(t.is_alive() for t in threads) else None
-
-        seen: dict[int, str] = {}
+        seen: list[str | None] = []
         with contextlib.suppress(Timeout):
-            seen = until(waits, 10, "both callers stopped at their pick or their claim")
-        watch.execute(_q()["find_job_pause_release"])
-        for t in threads:
-            t.join(10)
-    with lab.connect() as conn:
-        conn.execute(_q()["find_job_pause_drop"])
-    if sum(event == "advisory" for event in seen.values()) == 0:
+            seen = until(stops, 10, "both callers stopped at their pick or their claim")
+        hold.open(1)
+        heard = [call.join(10) for call in calls]
+    if seen.count("held") == 0:
         return  # neither reached a claim while held: the answer claims otherwise, judged elsewhere
     what = "two callers at once, each stopped right after its pick (before its claim)"
     errors = [_error(h) for h in heard if isinstance(h, BaseException)]
     jobs = [_jobs_in(h) for h in heard if not isinstance(h, BaseException)]
-    both_picked = sum(event == "advisory" for event in seen.values()) == 2
+    both_picked = seen.count("held") == 2
     same = both_picked and (errors or LOST_RACE in heard or len({tuple(j or ()) for j in jobs}) < 2)
     if same:
         said = errors[0] if errors else f"one was told {LOST_RACE!r}" if LOST_RACE in heard else "both got it"

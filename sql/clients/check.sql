@@ -29,30 +29,6 @@ RETURNING job_id;
 -- name: find_job_call
 SELECT find_job(%(uuid)s, 'checker', %(name)s, %(version)s);
 
--- name: find_job_pause_install
--- The kit's hook for lesson 04's judge: a caller of find_job stops right after its pick, at its
--- claim, while the judge holds the pause lock; the learner's text is untouched.
-CREATE FUNCTION _pick_pause() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext('pgqueue pick pause'));
-    RETURN NEW;
-END $$;
-CREATE TRIGGER _pick_pause BEFORE INSERT ON job_queue_claim FOR EACH ROW EXECUTE FUNCTION _pick_pause();
-
--- name: find_job_pause_drop
-DROP TRIGGER _pick_pause ON job_queue_claim;
-DROP FUNCTION _pick_pause();
-
--- name: find_job_pause_hold
-SELECT pg_advisory_lock(hashtext('pgqueue pick pause'));
-
--- name: find_job_pause_release
-SELECT pg_advisory_unlock(hashtext('pgqueue pick pause'));
-
--- name: find_job_lock_waits
--- Which of the callers `pids` wait for a lock, and for which kind ('advisory': at the pause).
-SELECT pid, wait_event FROM pg_stat_activity WHERE pid = ANY (%(pids)s) AND wait_event_type = 'Lock';
-
 -- name: find_job_taker
 SELECT job_assigned_process_uuid FROM job_queue WHERE job_id = %(job_id)s;
 
