@@ -7,7 +7,9 @@ function of the same name without the suffix that reads the lab and calls it.
 from __future__ import annotations
 
 import pandas as pd
+import plotly.express as px
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from pgqueue import queries
 from pgqueue.queues import designs, heartbeats, labs
@@ -17,7 +19,6 @@ HOVER_JOB = "job %{customdata[0]}, pipe job %{customdata[1]}<extra>%{fullData.na
 # dark enough that a job id written in white on a node reads well on every state
 STATE_COLOURS = {"waiting": "#616161", "running": "#e65100", "finished": "#2e7d32"}
 CHAR_PX = 7.0  # a generous width of one character of plotly's 12 px font, to fit labels
-TICK_FONT_PX = 12
 
 
 def _q() -> queries.Queries:
@@ -55,18 +56,15 @@ def pipeline_graph_figure(steps: pd.DataFrame) -> go.Figure:
     config = steps["process_configuration"]
     kind = ["fan-out" if c.get("fan_out", 1) > 1 else "gather" if c.get("gather") else "step" for c in config]
     fig = go.Figure()
-    for pipe_id, group in steps.groupby("pipe_id"):
-        group = group.sort_values("process_order")
-        fig.add_trace(
-            go.Scatter(
-                x=group["process_order"],
-                y=[row[pipe_id]] * len(group),
-                mode="lines",
-                line={"color": "#90a4ae"},
-                hoverinfo="skip",
-                showlegend=False,
-                name=f"edges {pipe_id}",
-            )
+    for pipe_id, group in steps.sort_values("process_order").groupby("pipe_id"):
+        fig.add_scatter(
+            x=group["process_order"],
+            y=[row[pipe_id]] * len(group),
+            mode="lines",
+            line={"color": "#90a4ae"},
+            hoverinfo="skip",
+            showlegend=False,
+            name=f"edges {pipe_id}",
         )
     symbols = {"step": "circle", "fan-out": "triangle-right", "gather": "square"}
     frame = steps.assign(
@@ -75,19 +73,17 @@ def pipeline_graph_figure(steps: pd.DataFrame) -> go.Figure:
         node=steps["process_name"] + "<br>" + steps["process_version"],
     )
     for name, group in frame.groupby("kind", sort=False):
-        fig.add_trace(
-            go.Scatter(
-                x=group["process_order"],
-                y=group["y"],
-                mode="markers+text",
-                name=name,
-                marker={"symbol": symbols[name], "size": 16},
-                text=group["node"],
-                cliponaxis=False,
-                textposition="top center",
-                customdata=group[["pipe_id", "process_order"]].to_numpy(),
-                hovertext=[str(c) for c in group["process_configuration"]],
-            )
+        fig.add_scatter(
+            x=group["process_order"],
+            y=group["y"],
+            mode="markers+text",
+            name=name,
+            marker={"symbol": symbols[name], "size": 16},
+            text=group["node"],
+            cliponaxis=False,
+            textposition="top center",
+            customdata=group[["pipe_id", "process_order"]].to_numpy(),
+            hovertext=group["process_configuration"].astype(str),
         )
     labels = [
         f"{n} {v}<br>order {o}" for o, n, v in pipes[["pipe_order", "pipe_name", "pipe_version"]].to_numpy()
@@ -138,38 +134,34 @@ def gate_times(pipe_jobs: pd.DataFrame) -> list[pd.Timestamp]:
 
 def worker_timeline_figure(history: pd.DataFrame, workers: pd.DataFrame, gates: list) -> go.Figure:
     """One row per worker, one bar per job from assigned to finished, coloured by pipeline."""
-    done = history[history["job_assign_timestamp"].notna()].copy()
-    now = pd.Timestamp.now(tz="UTC")
-    done["end"] = done["job_finish_timestamp"].fillna(now)
+    done = history[history["job_assign_timestamp"].notna()]
     names = workers.set_index("process_uuid")
-    done["worker"] = [
-        f"{names.loc[u, 'process_name']} {names.loc[u, 'process_version']} [{u}]" if u in names.index else u
-        for u in done["job_assigned_process_uuid"]
-    ]
-    fig = go.Figure()
-    for pipe, group in done.groupby("pipeline", sort=True):
-        fig.add_trace(
-            go.Bar(
-                name=pipe,
-                orientation="h",
-                y=group["worker"],
-                base=group["job_assign_timestamp"],
-                x=(group["end"] - group["job_assign_timestamp"]).dt.total_seconds() * 1000,
-                customdata=group[["job_id", "pipe_job_id"]].to_numpy(),
-                hovertemplate=HOVER_JOB,
-            )
-        )
+    names = names["process_name"] + " " + names["process_version"] + " [" + names.index + "]"
+    uuids = done["job_assigned_process_uuid"]
+    fig = px.timeline(
+        done.assign(
+            end=done["job_finish_timestamp"].fillna(pd.Timestamp.now(tz="UTC")),
+            worker=uuids.map(names).fillna(uuids),
+        ),
+        x_start="job_assign_timestamp",
+        x_end="end",
+        y="worker",
+        color="pipeline",
+        category_orders={"pipeline": sorted(done["pipeline"].unique())},
+        custom_data=["job_id", "pipe_job_id"],
+    )
+    fig.update_traces(hovertemplate=HOVER_JOB)
     for moment in gates:
         # plotly.js cannot read a zoned timestamp in a shape (the line would vanish): naive UTC,
         # as plotly itself turns the bars' zoned times into
         fig.add_vline(
             x=pd.Timestamp(moment).tz_convert(None).to_pydatetime(), line_dash="dash", line_color="#6a1b9a"
         )
-    fig.update_xaxes(type="date", title="time")
+    fig.update_xaxes(title="time")
+    fig.update_yaxes(title=None)
     fig.update_layout(
-        barmode="overlay",
         title="Who ran what, and when (dashed: an order gate opened)",
-        height=150 + 28 * max(1, done["worker"].nunique()),
+        height=150 + 28 * max(1, uuids.nunique()),
     )
     return fig
 
@@ -187,15 +179,7 @@ def worker_timeline(poc: str = POC) -> go.Figure:
 def job_flow_figure(history: pd.DataFrame, request_id: int) -> go.Figure:
     """The jobs of one request as nodes, parent -> child edges, state by colour."""
     jobs = history[history["request_id"] == request_id].copy()
-    layers = (
-        jobs[["pipe_order", "pipe_id", "process_order"]]
-        .drop_duplicates()
-        .sort_values(["pipe_order", "pipe_id", "process_order"])
-    )
-    layer_of = {tuple(k): n for n, k in enumerate(layers.to_numpy().tolist())}
-    jobs["x"] = [
-        layer_of[(o, p, s)] for o, p, s in jobs[["pipe_order", "pipe_id", "process_order"]].to_numpy()
-    ]
+    jobs["x"] = jobs.groupby(["pipe_order", "pipe_id", "process_order"]).ngroup()
     jobs["y"] = jobs.groupby("x").cumcount() - (jobs.groupby("x")["job_id"].transform("count") - 1) / 2
     where = jobs.set_index("job_id")[["x", "y"]]
     edge_x, edge_y = [], []
@@ -217,21 +201,19 @@ def job_flow_figure(history: pd.DataFrame, request_id: int) -> go.Figure:
     # a node wide enough for its id in white bold digits
     size = node_size(jobs["job_id"])
     for state, group in jobs.groupby("state"):
-        fig.add_trace(
-            go.Scatter(
-                x=group["x"],
-                y=group["y"],
-                mode="markers+text",
-                name=state,
-                marker={"size": size, "color": STATE_COLOURS[state], "line": {"color": "white", "width": 1}},
-                text=group["job_id"].astype(str),
-                textposition="middle center",
-                textfont={"color": "white", "size": NODE_FONT_PX, "family": "Arial Black, Arial, sans-serif"},
-                customdata=group[["job_id", "job_process_name"]].to_numpy(),
-                hovertemplate="job %{customdata[0]}: %{customdata[1]}<extra>%{fullData.name}</extra>",
-            )
+        fig.add_scatter(
+            x=group["x"],
+            y=group["y"],
+            mode="markers+text",
+            name=state,
+            marker={"size": size, "color": STATE_COLOURS[state], "line": {"color": "white", "width": 1}},
+            text=group["job_id"].astype(str),
+            textposition="middle center",
+            textfont={"color": "white", "size": NODE_FONT_PX, "family": "Arial Black, Arial, sans-serif"},
+            customdata=group[["job_id", "job_process_name"]].to_numpy(),
+            hovertemplate="job %{customdata[0]}: %{customdata[1]}<extra>%{fullData.name}</extra>",
         )
-    ticks = [f"{name}" for name in jobs.drop_duplicates("x").sort_values("x")["job_process_name"]]
+    ticks = list(jobs.drop_duplicates("x").sort_values("x")["job_process_name"])
     fig.update_xaxes(
         tickvals=list(range(len(ticks))), ticktext=ticks, range=[-0.6, len(ticks) - 0.4], automargin=True
     )
@@ -270,30 +252,27 @@ def layer_sizes(fig: go.Figure) -> list[int]:
 
 def order_gates_figure(pipe_jobs: pd.DataFrame) -> go.Figure:
     """Per request, each pipe job's span from its first job to its end, coloured by order."""
-    spans = pipe_jobs[pipe_jobs["started"].notna()].copy()
-    now = pd.Timestamp.now(tz="UTC")
-    spans["end"] = spans["finished"].fillna(now)
-    spans["row"] = [f"request {r} · pipe job {p}" for r, p in spans[["request_id", "pipe_job_id"]].to_numpy()]
-    fig = go.Figure()
-    for order, group in spans.groupby("pipe_order"):
-        fig.add_trace(
-            go.Bar(
-                name=f"order {order}",
-                orientation="h",
-                y=group["row"],
-                base=group["started"],
-                x=(group["end"] - group["started"]).dt.total_seconds() * 1000,
-                customdata=group[["pipe_job_id", "pipe_name"]].to_numpy(),
-                hovertemplate="pipe job %{customdata[0]}: %{customdata[1]}<extra>%{fullData.name}</extra>",
-            )
-        )
-    fig.update_xaxes(type="date", title="time")
-    fig.update_yaxes(autorange="reversed")
-    fig.update_layout(
-        barmode="overlay",
-        title="Pipe jobs by request: order 2 waits for order 1",
-        height=150 + 30 * len(spans),
+    spans = pipe_jobs[pipe_jobs["started"].notna()]
+    rows = "request " + spans["request_id"].astype(str) + " · pipe job " + spans["pipe_job_id"].astype(str)
+    fig = px.timeline(
+        spans.assign(
+            end=spans["finished"].fillna(pd.Timestamp.now(tz="UTC")),
+            row=rows,
+            order="order " + spans["pipe_order"].astype(str),
+        ),
+        x_start="started",
+        x_end="end",
+        y="row",
+        color="order",
+        category_orders={"order": [f"order {o}" for o in sorted(spans["pipe_order"].unique())]},
+        custom_data=["pipe_job_id", "pipe_name"],
     )
+    fig.update_traces(
+        hovertemplate="pipe job %{customdata[0]}: %{customdata[1]}<extra>%{fullData.name}</extra>"
+    )
+    fig.update_xaxes(title="time")
+    fig.update_yaxes(autorange="reversed", title=None)
+    fig.update_layout(title="Pipe jobs by request: order 2 waits for order 1", height=150 + 30 * len(spans))
     return fig
 
 
@@ -307,19 +286,14 @@ def order_gates(poc: str = POC) -> go.Figure:
 
 def job_times_figure(history: pd.DataFrame, request_id: int) -> go.Figure:
     """One row per job of a request: waiting (created -> assigned), then running (-> finished)."""
-    import plotly.express as px
-
     jobs = history[history["request_id"] == request_id].sort_values("job_id")
     now = pd.Timestamp.now(tz="UTC")
-    rows = []
-    for job in jobs.itertuples():
-        label = f"job {job.job_id} · {job.job_process_name}"
-        assigned = job.job_assign_timestamp if pd.notna(job.job_assign_timestamp) else now
-        rows.append({"job": label, "phase": "waiting", "start": job.job_create_timestamp, "end": assigned})
-        if pd.notna(job.job_assign_timestamp):
-            end = job.job_finish_timestamp if pd.notna(job.job_finish_timestamp) else now
-            rows.append({"job": label, "phase": "running", "start": assigned, "end": end})
-    frame = pd.DataFrame(rows, columns=["job", "phase", "start", "end"])
+    label = "job " + jobs["job_id"].astype(str) + " · " + jobs["job_process_name"]
+    assigned = jobs["job_assign_timestamp"].fillna(now)
+    waiting = pd.DataFrame({"job": label, "start": jobs["job_create_timestamp"], "end": assigned})
+    running = pd.DataFrame({"job": label, "start": assigned, "end": jobs["job_finish_timestamp"].fillna(now)})
+    taken = jobs["job_assign_timestamp"].notna()
+    frame = pd.concat([waiting.assign(phase="waiting"), running[taken].assign(phase="running")])
     fig = px.timeline(
         frame,
         x_start="start",
@@ -327,7 +301,7 @@ def job_times_figure(history: pd.DataFrame, request_id: int) -> go.Figure:
         y="job",
         color="phase",
         color_discrete_map={p: STATE_COLOURS[p] for p in ("waiting", "running")},
-        category_orders={"job": list(dict.fromkeys(frame["job"]))},
+        category_orders={"job": list(label)},
     )
     fig.update_xaxes(title="time")
     fig.update_yaxes(autorange="reversed", title=None)
@@ -347,42 +321,30 @@ def job_times(request_id: int, poc: str = POC) -> go.Figure:
 def gate_moment_figure(pipe_jobs: pd.DataFrame, request_id: int) -> go.Figure:
     """One request's pipe jobs on a time axis: when each order-1 one finished, when order 2 began."""
     mine = pipe_jobs[pipe_jobs["request_id"] == request_id].copy()
-    mine["row"] = [f"pipe job {p} · order {o}" for p, o in mine[["pipe_job_id", "pipe_order"]].to_numpy()]
+    mine["row"] = "pipe job " + mine["pipe_job_id"].astype(str) + " · order " + mine["pipe_order"].astype(str)
+    now = pd.Timestamp.now(tz="UTC")
     fig = go.Figure()
-    for order, group in mine.groupby("pipe_order"):
-        spans = group[group["started"].notna()]
-        for pipe in spans.itertuples():
-            end = pipe.finished if pd.notna(pipe.finished) else pd.Timestamp.now(tz="UTC")
-            fig.add_trace(
-                go.Scatter(
-                    x=[pipe.started, end],
-                    y=[pipe.row, pipe.row],
-                    mode="lines",
-                    line={"width": 10, "color": "#90caf9" if order < 2 else "#ce93d8"},
-                    showlegend=False,
-                    hoverinfo="skip",
-                )
-            )
-    done = mine[(mine["pipe_order"] == 1) & mine["finished"].notna()]
-    fig.add_trace(
-        go.Scatter(
-            x=done["finished"],
-            y=done["row"],
-            mode="markers",
-            name="order-1 pipe job finished",
-            marker={"symbol": "x", "size": 14, "color": "#1565c0"},
+    for pipe in mine[mine["started"].notna()].sort_values("pipe_order", kind="stable").itertuples():
+        fig.add_scatter(
+            x=[pipe.started, pipe.finished if pd.notna(pipe.finished) else now],
+            y=[pipe.row, pipe.row],
+            mode="lines",
+            line={"width": 10, "color": "#90caf9" if pipe.pipe_order < 2 else "#ce93d8"},
+            showlegend=False,
+            hoverinfo="skip",
         )
-    )
-    begun = mine[(mine["pipe_order"] == 2) & mine["started"].notna()]
-    fig.add_trace(
-        go.Scatter(
-            x=begun["started"],
-            y=begun["row"],
+    for order, when, name, symbol, colour in (
+        (1, "finished", "order-1 pipe job finished", "x", "#1565c0"),
+        (2, "started", "order-2 entry job created", "diamond", "#6a1b9a"),
+    ):
+        marks = mine[(mine["pipe_order"] == order) & mine[when].notna()]
+        fig.add_scatter(
+            x=marks[when],
+            y=marks["row"],
             mode="markers",
-            name="order-2 entry job created",
-            marker={"symbol": "diamond", "size": 14, "color": "#6a1b9a"},
+            name=name,
+            marker={"symbol": symbol, "size": 14, "color": colour},
         )
-    )
     fig.update_xaxes(type="date", title="time")
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(
@@ -398,8 +360,6 @@ def gate_moment(request_id: int, poc: str = POC) -> go.Figure:
 
 def dead_rows_figure(stages: dict[str, object]) -> go.Figure:
     """Live and dead row versions of a table, and its pages, at each named stage (bloat.Stats each)."""
-    from plotly.subplots import make_subplots
-
     names = list(stages)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("row versions", "pages on disk (8 kB each)"))
     for what, colour, col in (("live", "#2e7d32", 1), ("dead", "#b42318", 1), ("pages", "#616161", 2)):
