@@ -33,3 +33,9 @@ class Right:
 
     style: str  # kebab-case: "plpgsql-loop", "cte-with-for-share", "after-trigger"
     answer: object
+
+
+def variant(base: str, old: str, new: str) -> str:
+    """`base` with its one `old` written as `new`: an answer given as the one change it makes."""
+    assert base.count(old) == 1, f"{old!r} stands {base.count(old)} times in the base, not once"
+    return base.replace(old, new)

@@ -4,7 +4,7 @@ import ast
 
 from pgqueue import check
 from pgqueue.paths import NOTEBOOKS_DIR
-from tests.corpora import Right, Wrong
+from tests.corpora import Right, Wrong, variant
 
 JUDGE = check.next_processes
 # the solution's string, read without running the solution (which runs the checker)
@@ -106,7 +106,7 @@ WRONG = [
     ),
     Wrong(
         "names-only",
-        HEAD.replace("SETOF pipeline_processes", "SETOF varchar")
+        variant(HEAD, "SETOF pipeline_processes", "SETOF varchar")
         + "    SELECT nxt.process_name FROM pipeline_processes this JOIN pipeline_processes nxt\n"
         f"      ON {SAME_PIPE}{ONE_LATER} WHERE {WHERE};\n$$;\n",
         "the task asks for",

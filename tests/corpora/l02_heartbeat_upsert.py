@@ -2,7 +2,7 @@
 
 from pgqueue import check
 from pgqueue.queues import labs
-from tests.corpora import Right, Wrong
+from tests.corpora import Right, Wrong, variant
 
 JUDGE = check.heartbeat_upsert
 REFERENCE = labs.step("notify-listen", "heartbeats").excerpt("send_heartbeat")
@@ -106,8 +106,10 @@ WRONG = [
 WRONG.append(
     Wrong(
         "a-session-level-lock-around-the-beat",  # found by a blind learner: it hung the judge
-        REFERENCE.replace(
-            "LANGUAGE sql AS $$\n", "LANGUAGE sql AS $$\n    SELECT pg_advisory_lock(hashtext(p_uuid));\n"
+        variant(
+            REFERENCE,
+            "LANGUAGE sql AS $$\n",
+            "LANGUAGE sql AS $$\n    SELECT pg_advisory_lock(hashtext(p_uuid));\n",
         ),
         "a session-level advisory lock (pg_advisory_lock) is held until the session closes",
     )

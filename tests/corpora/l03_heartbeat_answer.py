@@ -1,12 +1,16 @@
 """Lesson 03's answer_heartbeat: trigger functions learners write, wrong ones named by their mistake."""
 
+import functools
+
 from pgqueue import check
 from pgqueue.queues import labs
-from tests.corpora import Right, Wrong
+from tests.corpora import Right, Wrong, variant
 
 JUDGE = check.heartbeat_answer
-REFERENCE = str(labs.step("notify-listen", "job_queue").excerpt("answer_heartbeat")).replace(
-    "CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"
+REFERENCE = variant(
+    str(labs.step("notify-listen", "job_queue").excerpt("answer_heartbeat")),
+    "CREATE FUNCTION",
+    "CREATE OR REPLACE FUNCTION",
 )
 ORDER = "ORDER BY job_create_timestamp, job_id"
 TAKE = "    CALL take_job(job.job_id, NEW.process_uuid, job);  -- fills `job` in\n"
@@ -24,10 +28,7 @@ BUSY = "    UPDATE process_heartbeats SET process_busy = true WHERE process_uuid
 STAMP = ", job_assign_timestamp = clock_timestamp()"
 
 
-def changed(old: str, new: str, text: str = REFERENCE) -> str:
-    """The reference with `old` (which must be there) replaced by `new`."""
-    assert old in text, old
-    return text.replace(old, new)
+changed = functools.partial(variant, REFERENCE)  # the reference with one change
 
 
 def own_take(*, stamp: str = STAMP, busy: str = BUSY) -> str:
@@ -74,10 +75,10 @@ WRONG = [
     ),
     Wrong(
         "takes-but-sends-the-row-it-picked",
-        changed(
+        variant(
+            changed("    job job_queue;\n", "    job job_queue;\n    taken job_queue;\n"),
             TAKE,
             "    CALL take_job(job.job_id, NEW.process_uuid, taken);\n",
-            changed("    job job_queue;\n", "    job job_queue;\n    taken job_queue;\n"),
         ),
         "but the row says job_assigned_process_uuid None",
     ),
@@ -85,12 +86,12 @@ WRONG = [
     Wrong("own-update-forgets-busy", own_take(busy=""), "(process_busy false)"),
     Wrong(
         "kill-without-return",
-        changed(KILL, KILL.replace("        RETURN NULL;\n", "")),
+        changed(KILL, variant(KILL, "        RETURN NULL;\n", "")),
         "answers to one beat",
     ),
     Wrong(
         "kill-checked-after-taking",
-        changed(TAKE, TAKE + KILL, changed(KILL, "")),
+        variant(changed(KILL, ""), TAKE, TAKE + KILL),
         "after its kill switch was set",
     ),
     Wrong(
@@ -106,15 +107,13 @@ WRONG = [
     ),
     Wrong(
         "create-not-replace",
-        REFERENCE.replace("CREATE OR REPLACE FUNCTION", "CREATE FUNCTION"),
+        variant(REFERENCE, "CREATE OR REPLACE FUNCTION", "CREATE FUNCTION"),
         "so it cannot be dropped",
     ),
     # the lesson's skeleton run as it stands: any job, never taken nor sent
     Wrong(
         "the-skeleton-unfilled",
-        changed(
-            TAKE + SEND,
-            "    -- TODO: take the job (take_job fills `job` in), then send it as JSON\n",
+        variant(
             changed(
                 "       AND job_process_name = NEW.process_name\n"
                 "       AND job_process_version = NEW.process_version\n"
@@ -122,6 +121,8 @@ WRONG = [
                 "     -- TODO: only this process's jobs (name and version), the oldest first, one of them\n"
                 "    ;\n",
             ),
+            TAKE + SEND,
+            "    -- TODO: take the job (take_job fills `job` in), then send it as JSON\n",
         ),
         "heard nothing on channel_",
     ),
@@ -134,6 +135,7 @@ RIGHT = [
     Right("own-update-instead-of-take-job", own_take()),
     Right(
         "case-and-to-jsonb-return-new",
+        # every RETURN NULL and every IS NULL test written otherwise: more than one change
         changed(SEND, "    PERFORM pg_notify(channel, to_jsonb(job)::text);\n")
         .replace("RETURN NULL;", "RETURN NEW;")
         .replace("job_assigned_process_uuid IS NULL", "coalesce(job_assigned_process_uuid, '') = ''"),

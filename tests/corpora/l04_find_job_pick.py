@@ -1,8 +1,10 @@
 """Lesson 04's pick: the oldest of the best-priority waiting jobs of this process and version, locked."""
 
+import functools
+
 from pgqueue import check
 from pgqueue.queues import labs
-from tests.corpora import Right, Wrong
+from tests.corpora import Right, Wrong, variant
 
 JUDGE = check.find_job_pick
 
@@ -21,10 +23,7 @@ CLAIM = REFERENCE[
 ]
 
 
-def changed(old: str, new: str, text: str = REFERENCE) -> str:
-    """The reference with `old` (which must be there) replaced by `new`."""
-    assert old in text, old
-    return text.replace(old, new)
+changed = functools.partial(variant, REFERENCE)  # the reference with one change
 
 
 def pick(new: str) -> str:
@@ -117,7 +116,7 @@ WRONG = [
     # no claim and no lock: a second caller gets the job the first one holds
     Wrong(
         "no-claim-no-lock",
-        changed(CLAIM, "", changed(LOCK, "     LIMIT 1;")),
+        variant(changed(LOCK, "     LIMIT 1;"), CLAIM, ""),
         says="one job must go to one worker only",
     ),
     # the pick is right, but the update that takes the job forgets who took it

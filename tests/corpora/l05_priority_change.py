@@ -2,7 +2,7 @@
 
 from pgqueue import check
 from pgqueue.queues import labs
-from tests.corpora import Right, Wrong
+from tests.corpora import Right, Wrong, variant
 
 JUDGE = check.priority_change
 REFERENCE = str(labs.step("single-call", "priorities").excerpt("set_pipe_job_priority"))
@@ -71,15 +71,19 @@ WRONG = [
     # '' made NULL on the way: the same "nobody", but a column the change was not asked to touch
     Wrong(
         "tidies-the-worker-too",
-        body().replace(
-            "SET job_priority = p_priority", "SET job_priority = p_priority, job_assigned_process_uuid = NULL"
+        variant(
+            body(),
+            "SET job_priority = p_priority",
+            "SET job_priority = p_priority, job_assigned_process_uuid = NULL",
         ),
         "changed more than its priority (job_assigned_process_uuid too)",
     ),
     Wrong(
         "requeues-as-new",
-        body().replace(
-            "SET job_priority = p_priority", "SET job_priority = p_priority, job_create_timestamp = now()"
+        variant(
+            body(),
+            "SET job_priority = p_priority",
+            "SET job_priority = p_priority, job_create_timestamp = now()",
         ),
         "changed more than its priority (job_create_timestamp too)",
     ),

@@ -1,8 +1,10 @@
 """Lesson 06's gather_batch: the waiting jobs of the best parallel set whose every member finished."""
 
+import functools
+
 from pgqueue import check
 from pgqueue.queues import labs
-from tests.corpora import Right, Wrong
+from tests.corpora import Right, Wrong, variant
 
 JUDGE = check.gather_batch
 
@@ -17,10 +19,7 @@ ORDER = "ORDER BY min(w.job_priority), min(w.job_create_timestamp)"
 GROUP = "             GROUP BY w.job_creater_set_elements\n"
 
 
-def changed(old: str, new: str, text: str = REFERENCE) -> str:
-    """The reference with `old` (which must be there) replaced by `new`."""
-    assert old in text, old
-    return text.replace(old, new)
+changed = functools.partial(variant, REFERENCE)  # the reference with one change
 
 
 def condition(new: str) -> str:
@@ -38,7 +37,7 @@ WRONG = [
     # the reviewer's case: every fan-out of the old scene had 4 jobs
     Wrong(
         "hard-coded-four",
-        changed(GROUP, GROUP + "            HAVING count(*) = 4\n", condition("")),
+        variant(condition(""), GROUP, GROUP + "            HAVING count(*) = 4\n"),
         says="so your gather_batch depends on how many jobs the set has (a count of 4?)",
     ),
     # the same constant, counted over the finished members of the creators' set
@@ -52,18 +51,18 @@ WRONG = [
     # the waiting job's own sibling set (itself, after a one-job hand-over) for the set that made it
     Wrong(
         "own-set-not-creators",
-        condition(COMPLETE.replace("w.job_creater_set_elements", "w.job_set_elements")),
+        condition(variant(COMPLETE, "w.job_creater_set_elements", "w.job_set_elements")),
         says="so you look at job_set_elements, each waiting job's own sibling set",
     ),
     Wrong(
         "parents-not-creators",
-        condition(COMPLETE.replace("w.job_creater_set_elements", "w.job_parent_set_elements")),
+        condition(variant(COMPLETE, "w.job_creater_set_elements", "w.job_parent_set_elements")),
         says="had not finished",
     ),
     # NULL against false: a running member's job_finished is NULL, so `= false` finds none
     Wrong(
         "unfinished-is-false",
-        condition(COMPLETE.replace("IS NOT TRUE", "= false")),
+        condition(variant(COMPLETE, "IS NOT TRUE", "= false")),
         says="once the checker set it to false your gather_batch held the set back, so it takes only false",
     ),
     Wrong(
@@ -88,24 +87,29 @@ WRONG = [
     ),
     Wrong(
         "entry-jobs-too",
-        changed("AND w.job_creater_set_elements IS NOT NULL\n", "").replace(
-            "WHERE j.job_creater_set_elements = (", "WHERE j.job_creater_set_elements IS NOT DISTINCT FROM ("
+        variant(
+            changed("AND w.job_creater_set_elements IS NOT NULL\n", ""),
+            "WHERE j.job_creater_set_elements = (",
+            "WHERE j.job_creater_set_elements IS NOT DISTINCT FROM (",
         ),
         says="an entry job",
     ),
     Wrong(
         "any-process",
-        changed("AND j.job_process_name = p_name AND j.job_process_version = p_version\n", "").replace(
-            "AND w.job_process_name = p_name AND w.job_process_version = p_version\n", ""
+        variant(
+            changed("AND j.job_process_name = p_name AND j.job_process_version = p_version\n", ""),
+            "AND w.job_process_name = p_name AND w.job_process_version = p_version\n",
+            "",
         ),
         says="which waits for",
     ),
     Wrong(
         "hard-coded-gatherer",
-        changed(
-            "= p_name AND w.job_process_version = p_version",
-            "= 'movemonitor' AND w.job_process_version = '1.0.0'",
-        ).replace(
+        variant(
+            changed(
+                "= p_name AND w.job_process_version = p_version",
+                "= 'movemonitor' AND w.job_process_version = '1.0.0'",
+            ),
             "= p_name AND j.job_process_version = p_version",
             "= 'movemonitor' AND j.job_process_version = '1.0.0'",
         ),
@@ -130,7 +134,8 @@ $$;
     ),
     Wrong(
         "returns-text",
-        changed("RETURNS integer[]", "RETURNS text").replace(
+        variant(
+            changed("RETURNS integer[]", "RETURNS text"),
             "SELECT array_agg(j.job_id ORDER BY j.job_id)",
             "SELECT array_to_string(array_agg(j.job_id ORDER BY j.job_id), ',')",
         ),
@@ -143,10 +148,10 @@ RIGHT = [
     # as many waiting hand-overs as the set has members: every member finished and handed over
     Right(
         "count-equals-cardinality",
-        changed(
+        variant(
+            condition(""),
             GROUP,
             GROUP + "            HAVING count(*) = cardinality(w.job_creater_set_elements)\n",
-            condition(""),
         ),
     ),
     Right(

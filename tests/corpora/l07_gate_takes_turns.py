@@ -2,7 +2,7 @@
 
 from pgqueue import check, queries
 from pgqueue.queues import labs
-from tests.corpora import Right, Wrong
+from tests.corpora import Right, Wrong, variant
 
 JUDGE = check.gate_takes_turns
 
@@ -74,7 +74,7 @@ WRONG = [
     # the lock is taken when a pipe job is inserted, never when one is finished
     Wrong(
         "insert-only-trigger",
-        fix(LOCK, TRIGGER.replace("BEFORE UPDATE OF pipe_job_finished", "BEFORE INSERT"), condition="true"),
+        fix(LOCK, variant(TRIGGER, "BEFORE UPDATE OF pipe_job_finished", "BEFORE INSERT"), condition="true"),
         says="your trigger fires on INSERT only; the gate must also act when a pipe job is finished",
     ),
     Wrong(
@@ -137,7 +137,7 @@ WRONG = [
     ),
     Wrong(
         "return-null",
-        REFERENCE.replace("RETURN NEW;", "RETURN NULL;"),
+        variant(REFERENCE, "RETURN NEW;", "RETURN NULL;"),
         says="a BEFORE trigger must RETURN NEW",
     ),
     Wrong(
@@ -148,7 +148,7 @@ WRONG = [
     # AFTER triggers fire in name order, and pipe_job_takes_turn comes after pipe_job_starts
     Wrong(
         "after-trigger-behind-the-gate",
-        fix(LOCK, TRIGGER.replace("BEFORE UPDATE", "AFTER UPDATE")),
+        fix(LOCK, variant(TRIGGER, "BEFORE UPDATE", "AFTER UPDATE")),
         says="fires AFTER, behind the gate's own",
     ),
     Wrong(
@@ -183,8 +183,10 @@ EXECUTE FUNCTION pipe_job_takes_turn();
         "after-trigger-before-the-gate",
         fix(
             LOCK,
-            TRIGGER.replace(
-                "TRIGGER pipe_job_takes_turn\nBEFORE UPDATE", "TRIGGER pipe_job_a_turn_first\nAFTER UPDATE"
+            variant(
+                TRIGGER,
+                "TRIGGER pipe_job_takes_turn\nBEFORE UPDATE",
+                "TRIGGER pipe_job_a_turn_first\nAFTER UPDATE",
             ),
         ),
     ),
@@ -199,7 +201,7 @@ EXECUTE FUNCTION pipe_job_takes_turn();
         "insert-or-update-hardened-style",
         fix(
             LOCK,
-            TRIGGER.replace("BEFORE UPDATE OF", "BEFORE INSERT OR UPDATE OF"),
+            variant(TRIGGER, "BEFORE UPDATE OF", "BEFORE INSERT OR UPDATE OF"),
             condition="TG_OP = 'INSERT' OR (NEW.pipe_job_finished AND NOT OLD.pipe_job_finished)",
         ),
     ),

@@ -1,7 +1,9 @@
 """Lesson 08's flow query: per pipe order of one request, its first job, its last finish, its jobs."""
 
+import functools
+
 from pgqueue import check, queries
-from tests.corpora import Right, Wrong
+from tests.corpora import Right, Wrong, variant
 
 JUDGE = check.request_flow
 REFERENCE = queries.load("clients/check.sql")["request_flow"]
@@ -27,10 +29,7 @@ LATERAL = (
 )
 
 
-def changed(old: str, new: str, text: str = REFERENCE) -> str:
-    """The reference with `old` (which must be there) replaced by `new`."""
-    assert old in text, old
-    return text.replace(old, new)
+changed = functools.partial(variant, REFERENCE)  # the reference with one change
 
 
 WRONG = [

@@ -1,7 +1,7 @@
 """Lesson 09's query for the jobs held by dead workers: silent past %(seconds)s, stopped, or never beating."""
 
 from pgqueue import check
-from tests.corpora import Right, Wrong
+from tests.corpora import Right, Wrong, variant
 
 JUDGE = check.dead_holders
 
@@ -28,7 +28,7 @@ SELECT j.job_id, j.job_assigned_process_uuid, h.last_beat_timestamp
 WRONG = [
     Wrong(
         "positional-placeholder",
-        dead_holders(dead=DEAD.replace("%(seconds)s", "%s")),
+        dead_holders(dead=variant(DEAD, "%(seconds)s", "%s")),
         "psycopg could not send your SQL",
     ),
     Wrong(
@@ -38,42 +38,42 @@ WRONG = [
     ),
     Wrong(
         "inner-join-drops-silent-holders",
-        dead_holders(join=JOIN.replace("LEFT JOIN", "JOIN")),
+        dead_holders(join=variant(JOIN, "LEFT JOIN", "JOIN")),
         says="no heartbeat row at all (at ",
     ),
     # a LEFT JOIN, but a missing heartbeat is not counted as dead: told what an inner JOIN is told
     Wrong(
         "left-join-missing-beat-not-dead",
-        dead_holders(dead=DEAD.replace("h.process_uuid IS NULL OR ", "")),
+        dead_holders(dead=variant(DEAD, "h.process_uuid IS NULL OR ", "")),
         says="such a holder is dead too; keep its job with a LEFT JOIN and count h.process_uuid IS NULL",
     ),
     Wrong(
         "hard-coded-ten-seconds",
-        dead_holders(dead=DEAD.replace("make_interval(secs => %(seconds)s)", "interval '10 seconds'")),
+        dead_holders(dead=variant(DEAD, "make_interval(secs => %(seconds)s)", "interval '10 seconds'")),
         says="at both it counts as dead the workers silent for longer than somewhere between",
     ),
     Wrong(
         "beat-compared-with-now",
         dead_holders(
-            dead=DEAD.replace("< clock_timestamp() - make_interval(secs => %(seconds)s)", "< now()")
+            dead=variant(DEAD, "< clock_timestamp() - make_interval(secs => %(seconds)s)", "< now()")
         ),
         says="at both it counts as dead every worker that beats, however recently",
     ),
     Wrong(
         "minutes-for-seconds",
-        dead_holders(dead=DEAD.replace("secs =>", "mins =>")),
+        dead_holders(dead=variant(DEAD, "secs =>", "mins =>")),
         says="it reads %(seconds)s as minutes, not seconds: at ",
     ),
     Wrong(
         "seconds-times-a-minute",
         dead_holders(
-            dead=DEAD.replace("make_interval(secs => %(seconds)s)", "interval '1 minute' * %(seconds)s")
+            dead=variant(DEAD, "make_interval(secs => %(seconds)s)", "interval '1 minute' * %(seconds)s")
         ),
         says="it reads %(seconds)s as minutes, not seconds: at ",
     ),
     Wrong(
         "beat-compared-the-wrong-way",
-        dead_holders(dead=DEAD.replace("h.last_beat_timestamp <", "h.last_beat_timestamp >")),
+        dead_holders(dead=variant(DEAD, "h.last_beat_timestamp <", "h.last_beat_timestamp >")),
         says="it compares the wrong way round: it lists the jobs of workers that beat since the threshold",
     ),
     # the same mistake in another style: "no stale beat" where "no live beat" was meant
@@ -91,7 +91,7 @@ SELECT job_id FROM job_queue j
     ),
     Wrong(
         "job-age-instead-of-beat-age",
-        dead_holders(dead=DEAD.replace("h.last_beat_timestamp", "j.job_assign_timestamp")),
+        dead_holders(dead=variant(DEAD, "h.last_beat_timestamp", "j.job_assign_timestamp")),
         says="it goes by how long ago a job was handed out, not by its worker's last beat",
     ),
     Wrong(
@@ -113,7 +113,7 @@ SELECT job_id FROM job_queue j
     Wrong(
         "kill-switch-means-dead",
         dead_holders(
-            dead=DEAD.replace("h.process_uuid IS NULL", "h.process_uuid IS NULL OR h.process_kill_switch")
+            dead=variant(DEAD, "h.process_uuid IS NULL", "h.process_uuid IS NULL OR h.process_kill_switch")
         ),
         says="a kill switch asks a worker to exit; it is dead when its last beat is older than",
     ),

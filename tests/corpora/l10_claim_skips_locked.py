@@ -1,7 +1,7 @@
 """Lesson 10's claim: the pick that never waits and never doubles, raced by callers released together."""
 
 from pgqueue import check
-from tests.corpora import Right, Wrong
+from tests.corpora import Right, Wrong, variant
 
 JUDGE = check.skip_locked_claim
 
@@ -80,7 +80,7 @@ SELECT j.job_id FROM job_queue j JOIN pipe_job_queue p USING (pipe_job_id)
     ),
     Wrong(
         "no-limit-locks-every-row",
-        claim().replace(" LIMIT 1\n", ""),
+        variant(claim(), " LIMIT 1\n", ""),
         says="so the callers found them locked: lock only the row you return",
     ),
     # the subquery locks every free row it can and the outer query returns those it could not: none

@@ -1,7 +1,7 @@
 """Lesson 11's archive: the jobs of pipe jobs finished %(seconds)s ago or more, and their attempts, moved."""
 
 from pgqueue.lab import bloat
-from tests.corpora import Right, Wrong
+from tests.corpora import Right, Wrong, variant
 
 JUDGE = bloat.check_archive
 
@@ -38,7 +38,7 @@ def archive(old: str = OLD, attempts: str = ATTEMPTS, jobs: str = JOBS) -> str:
 WRONG = [
     Wrong(
         "positional-placeholder",
-        archive(old=OLD.replace("%(seconds)s", "%s")),
+        archive(old=variant(OLD, "%(seconds)s", "%s")),
         "psycopg could not send your SQL",
     ),
     Wrong(
@@ -95,24 +95,24 @@ INSERT INTO job_archive SELECT * FROM job_queue WHERE job_id IN (SELECT job_id F
     ),
     Wrong(
         "every-finished-pipe-job",
-        archive(OLD.replace(OLD_PIPE_JOB, "%(seconds)s::int IS NOT NULL")),
+        archive(variant(OLD, OLD_PIPE_JOB, "%(seconds)s::int IS NOT NULL")),
         says="it moved jobs that had to stay",
     ),
     Wrong(
         "hard-coded-one-minute",
-        archive(OLD.replace("make_interval(secs => %(seconds)s)", "interval '1 minute'")),
+        archive(variant(OLD, "make_interval(secs => %(seconds)s)", "interval '1 minute'")),
         says="it does not read %(seconds)s",
     ),
     # at the low threshold only the oldest jobs go, at the high one none: their attempts go with them
     Wrong(
         "threshold-read-as-minutes",
-        archive(OLD.replace("make_interval(secs => %(seconds)s)", "%(seconds)s * interval '1 minute'")),
+        archive(variant(OLD, "make_interval(secs => %(seconds)s)", "%(seconds)s * interval '1 minute'")),
         says="it reads %(seconds)s as minutes, not seconds",
     ),
     Wrong(
         "threshold-divided-by-sixty",
         archive(
-            OLD.replace("make_interval(secs => %(seconds)s)", "make_interval(secs => %(seconds)s / 60.0)")
+            variant(OLD, "make_interval(secs => %(seconds)s)", "make_interval(secs => %(seconds)s / 60.0)")
         ),
         says="it reads %(seconds)s in a unit smaller than seconds",
     ),
@@ -197,7 +197,8 @@ INSERT INTO job_archive SELECT * FROM jobs
     Right(
         "threshold-as-a-fraction-of-an-hour",
         archive(
-            OLD.replace(
+            variant(
+                OLD,
                 OLD_PIPE_JOB,
                 "p.pipe_job_finish_timestamp <= now() - %(seconds)s / 3600.0 * interval '1 hour'",
             )

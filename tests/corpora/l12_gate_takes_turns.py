@@ -4,7 +4,7 @@ import functools
 
 from pgqueue import check
 from pgqueue.queues import labs
-from tests.corpora import Right, Wrong
+from tests.corpora import Right, Wrong, variant
 
 JUDGE = functools.partial(check.gate_takes_turns, poc="hardened")
 
@@ -51,7 +51,7 @@ WRONG = [
     # on INSERT too, but the condition reads OLD, which an INSERT does not have (NULL): no lock
     Wrong(
         "reads-old-on-insert",
-        LESSON_07.replace("BEFORE UPDATE OF", "BEFORE INSERT OR UPDATE OF"),
+        variant(LESSON_07, "BEFORE UPDATE OF", "BEFORE INSERT OR UPDATE OF"),
         says="the insert must take the same lock",
     ),
     Wrong(
@@ -99,7 +99,7 @@ WRONG = [
     ),
     Wrong("sleep-instead-of-a-lock", gate("PERFORM pg_sleep(0.2);"), says="not merely delay it"),
     Wrong(
-        "return-null", gate().replace("RETURN NEW;", "RETURN NULL;"), says="a BEFORE trigger must RETURN NEW"
+        "return-null", variant(gate(), "RETURN NEW;", "RETURN NULL;"), says="a BEFORE trigger must RETURN NEW"
     ),
     # AFTER triggers fire in name order: this one behind the gate's pipe_job_starts
     Wrong(

@@ -2,7 +2,7 @@
 styles."""
 
 from pgqueue import check
-from tests.corpora import Right, Wrong
+from tests.corpora import Right, Wrong, variant
 
 JUDGE = check.hold_jobs
 
@@ -70,8 +70,7 @@ def hold(*, changes=(), **parts: str) -> str:
     text = HEAD + given["lock"] + given["mine_before"] + given["others"] + given["holder"]
     text += UNKNOWN + PIPE_JOBS + TAIL
     for old, new in changes:
-        assert old in text, old
-        text = text.replace(old, new)
+        text = variant(text, old, new)
     return text
 
 
@@ -90,7 +89,7 @@ WRONG = [
     ),
     Wrong(
         "holder-compared-with-not-equal",
-        hold(holder=HOLDER.replace("IS DISTINCT FROM p_uuid", "<> p_uuid")),
+        hold(holder=variant(HOLDER, "IS DISTINCT FROM p_uuid", "<> p_uuid")),
         says="which nobody holds since it was rescued",
     ),
     Wrong(
@@ -100,7 +99,7 @@ WRONG = [
     ),
     Wrong(
         "repeat-by-any-worker",
-        hold(mine_before=MINE_BEFORE.replace(" AND a.process_uuid = p_uuid", "")),
+        hold(mine_before=variant(MINE_BEFORE, " AND a.process_uuid = p_uuid", "")),
         says="another worker finished that job: this is no repeat",
     ),
     Wrong(
@@ -115,17 +114,17 @@ WRONG = [
     ),
     Wrong(
         "no-row-lock",
-        hold(lock=LOCK.replace(" FOR UPDATE LOOP", " LOOP")),
+        hold(lock=variant(LOCK, " FOR UPDATE LOOP", " LOOP")),
         says="the second call, let go once the first committed, did the work again",
     ),
     Wrong(
         "for-share-in-id-order",
-        hold(lock=LOCK.replace(" FOR UPDATE LOOP", " FOR SHARE LOOP")),
+        hold(lock=variant(LOCK, " FOR UPDATE LOOP", " FOR SHARE LOOP")),
         says="each kept a shared lock",
     ),
     Wrong(
         "nowait",
-        hold(lock=LOCK.replace(" FOR UPDATE LOOP", " FOR UPDATE NOWAIT LOOP")),
+        hold(lock=variant(LOCK, " FOR UPDATE LOOP", " FOR UPDATE NOWAIT LOOP")),
         says="did not wait",
     ),
     Wrong(
@@ -251,7 +250,7 @@ $$;
 
 RIGHT = [
     Right("reference-loop-in-id-order", REFERENCE),
-    Right("for-no-key-update", hold(lock=LOCK.replace(" FOR UPDATE LOOP", " FOR NO KEY UPDATE LOOP"))),
+    Right("for-no-key-update", hold(lock=variant(LOCK, " FOR UPDATE LOOP", " FOR NO KEY UPDATE LOOP"))),
     Right("set-based-with-condition-names", SET_BASED),
     Right("sql-function-statements", SQL_FUNCTION),
     Right(

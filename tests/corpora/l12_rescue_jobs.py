@@ -2,7 +2,7 @@
 kill switch; right ones."""
 
 from pgqueue import check
-from tests.corpora import Right, Wrong
+from tests.corpora import Right, Wrong, variant
 
 JUDGE = check.rescue_jobs
 
@@ -75,7 +75,7 @@ def rescue(*, lost: str = LOST, first: str = FIRST, recheck: str = RECHECK, chan
     text = HEAD + first.format(lost=lost) + recheck.format(lost=lost) + ENDED + BACK + WOKEN
     for old, new in changes:
         assert old in text, old
-        text = text.replace(old, new)
+        text = text.replace(old, new)  # everywhere: the first statement and its recheck alike
     return text
 
 
@@ -83,9 +83,10 @@ REFERENCE = rescue()
 BEAT = "h.last_beat_timestamp < clock_timestamp() - s.rescue_after"
 TRUSTS_THE_FIRST = "    WITH lost AS (SELECT unnest(candidates) AS job_id\n"
 # current_timestamp is no function: the judge holds the rescue at its interval arithmetic instead
-CURRENT = LOST.replace(BEAT, "h.last_beat_timestamp + s.rescue_after < current_timestamp")
+CURRENT = variant(LOST, BEAT, "h.last_beat_timestamp + s.rescue_after < current_timestamp")
 # the kill switch read as death: a worker asked to stop still beats and is finishing its job
-KILLED = LOST.replace(
+KILLED = variant(
+    LOST,
     "                OR h.process_stopped_timestamp IS NOT NULL)",
     "                OR h.process_stopped_timestamp IS NOT NULL\n                OR h.process_kill_switch)",
 )
@@ -142,22 +143,22 @@ WRONG = [
     ),
     Wrong(
         "threshold-the-wrong-way",
-        rescue(lost=LOST.replace(BEAT, BEAT.replace("<", ">"))),
+        rescue(lost=variant(LOST, BEAT, variant(BEAT, "<", ">"))),
         says="is still leased to it: a worker whose last heartbeat is older than rescue_after",
     ),
     Wrong(
         "threshold-hard-coded-10-seconds",
-        rescue(lost=LOST.replace("s.rescue_after", "interval '10 seconds'")),
+        rescue(lost=variant(LOST, "s.rescue_after", "interval '10 seconds'")),
         says="a live worker keeps its jobs",
     ),
     Wrong(
         "threshold-hard-coded-1-minute",
-        rescue(lost=LOST.replace("s.rescue_after", "interval '1 minute'")),
+        rescue(lost=variant(LOST, "s.rescue_after", "interval '1 minute'")),
         says="older than rescue_after",
     ),
     Wrong(
         "forgets-stopped-workers",
-        rescue(lost=LOST.replace("\n                OR h.process_stopped_timestamp IS NOT NULL)", ")")),
+        rescue(lost=variant(LOST, "\n                OR h.process_stopped_timestamp IS NOT NULL)", ")")),
         says="which said it stopped though its heartbeat is fresh",
     ),
     Wrong("attempt-left-open", rescue(changes=[(ENDED, "")]), says="attempt at it is still open"),
@@ -315,10 +316,10 @@ RIGHT = [
     Right("current-timestamp-plus-interval", rescue(lost=CURRENT)),
     # rescue_jobs runs inside find_job, one statement a worker sends on its own (autocommit): now()
     # is that statement's start, a moment before clock_timestamp(), and never later
-    Right("now-instead-of-clock-timestamp", rescue(lost=LOST.replace("clock_timestamp()", "now()"))),
+    Right("now-instead-of-clock-timestamp", rescue(lost=variant(LOST, "clock_timestamp()", "now()"))),
     Right("ends-the-latest-attempt-by-id", rescue(changes=[(ENDED, LATEST)])),
     Right(
         "threshold-read-inline",
-        rescue(lost=LOST.replace("s.rescue_after", "(SELECT rescue_after FROM queue_settings)")),
+        rescue(lost=variant(LOST, "s.rescue_after", "(SELECT rescue_after FROM queue_settings)")),
     ),
 ]
