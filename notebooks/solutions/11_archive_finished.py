@@ -2,7 +2,7 @@
 # RETURNING * hands its rows to an INSERT into the archive, so a job is in exactly one table at
 # every moment; the attempts go too, since job_attempts references job_queue (the foreign key is
 # checked at the end of the statement, once both are gone).
-from pgqueue.lab import bloat
+from pgqueue import check
 
 my_archive = """
 WITH old AS (
@@ -18,6 +18,6 @@ WITH old AS (
 )
 INSERT INTO job_archive SELECT * FROM jobs
 """
-verdict = bloat.check_archive(my_archive)
+verdict = check.archive_finished(my_archive)
 print(verdict)
 assert verdict.holds, verdict

@@ -11,15 +11,20 @@
     check.request_flow(my_query)     # lesson 08
     check.dead_holders(my_query)     # lesson 09
     check.skip_locked_claim(my_claim)  # lesson 10
+    check.archive_finished(my_archive)  # lesson 11
     check.claim_jobs(my_claim)       # lesson 12, the hardened lab
     check.rescue_jobs(my_rescue)     # lesson 12
     check.hold_jobs(my_hold)         # lesson 12
     check.gate_takes_turns(my_gate, poc="hardened")  # lesson 12
+    check.capstone(yours)            # lesson 12, a chaos round on your four pieces
+    check.turn_through_pool(my_turn)  # lesson 13
 
 Each returns a `Verdict` that a notebook shows in plain words; `verdict.holds` says whether
 every check passed. The lesson's lab is never touched: a scratch copy is built and dropped.
 """
 
+from pgqueue.check.archive_finished import archive_finished
+from pgqueue.check.capstone import capstone
 from pgqueue.check.claim import claim_jobs
 from pgqueue.check.core import Verdict
 from pgqueue.check.dead_holders import dead_holders
@@ -34,9 +39,12 @@ from pgqueue.check.priorities import priority_change
 from pgqueue.check.request_flow import request_flow
 from pgqueue.check.rescue import rescue_jobs
 from pgqueue.check.skip_locked_claim import skip_locked_claim
+from pgqueue.check.turn_through_pool import turn_through_pool
 
 __all__ = [
     "Verdict",
+    "archive_finished",
+    "capstone",
     "claim_jobs",
     "dead_holders",
     "find_job_pick",
@@ -50,4 +58,5 @@ __all__ = [
     "request_flow",
     "rescue_jobs",
     "skip_locked_claim",
+    "turn_through_pool",
 ]

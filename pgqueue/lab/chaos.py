@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import random
 import signal
@@ -14,8 +13,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from pgqueue import check, queries
-from pgqueue.check.core import Verdict, install, written
+from pgqueue import queries
+from pgqueue.check.core import Verdict
 from pgqueue.errors import PgQueueError
 from pgqueue.queues import fleet, hardened, labs, steps
 from pgqueue.queues.heartbeats import Identity
@@ -35,20 +34,6 @@ FREEZE_WITHIN = 10.0
 CALL_ENDS_WITHIN = 2.0
 POISON_MARK = "is poisoned, it kills every worker that runs it"
 
-# What a learner may put in place of the kit's own in a round on their version (lesson 12).
-YOURS = ("claim_jobs", "rescue_jobs", "hold_jobs", "pipe_job_takes_turn")
-# The pieces whose faults show only when two workers meet at one moment (a claim without SKIP
-# LOCKED or without a lock, a gate without its lock), and lesson 12's check of each: its forced
-# schedules (a claim held open while others ask, a finisher held open while the next finishes)
-# meet that moment every time, where a short round's workers met it about twice a round.
-RACE_CHECKS = {
-    "claim_jobs": ("check.claim_jobs", check.claim_jobs),
-    "pipe_job_takes_turn": (
-        'check.gate_takes_turns(poc="hardened")',
-        functools.partial(check.gate_takes_turns, poc="hardened"),
-    ),
-}
-
 
 def _t() -> queries.Queries:
     return labs.step(POC, "find_job").lesson
@@ -63,18 +48,18 @@ class Round:
     """What a chaos round did, and its verdict on the queue: `problems` is empty when the queue held."""
 
     requests: int
-    pipe_jobs: int
-    pipe_jobs_finished: int
-    jobs: int
-    jobs_succeeded: int  # finished, with exactly one succeeded attempt
-    jobs_dead: int  # dead-lettered
-    workers_started: int
-    kills: int
-    kills_holding: int  # of the kills, those of a worker that held a job
-    rescued: int  # attempts ended by a rescue
-    rescued_from_the_living: int  # of those, attempts whose worker had beaten within rescue_after
-    failed: int  # attempts ended by a handler's failure
-    seconds: float
+    pipe_jobs: int = 0
+    pipe_jobs_finished: int = 0
+    jobs: int = 0
+    jobs_succeeded: int = 0  # finished, with exactly one succeeded attempt
+    jobs_dead: int = 0  # dead-lettered
+    workers_started: int = 0
+    kills: int = 0
+    kills_holding: int = 0  # of the kills, those of a worker that held a job
+    rescued: int = 0  # attempts ended by a rescue
+    rescued_from_the_living: int = 0  # of those, attempts whose worker had beaten within rescue_after
+    failed: int = 0  # attempts ended by a handler's failure
+    seconds: float = 0.0
     verdict: Verdict = field(default_factory=lambda: Verdict("the hardened queue"))
 
     @property
@@ -467,75 +452,6 @@ def _hand_over(conn: psycopg.Connection, who: Identity, jobs: list[dict]) -> str
     except psycopg.Error as exc:
         return exc.diag.message_primary or str(exc)
     return None
-
-
-def on_yours(
-    yours: dict[str, str],
-    requests: int = 12,
-    *,
-    seconds: float = 8.0,
-    drain: float = 25.0,
-    seed: int | None = None,
-) -> Round:
-    """A short chaos round on the hardened lab rebuilt with the learner's routines in place of the kit's.
-
-    `yours` maps a routine of `YOURS` to the SQL that creates it (a trigger function with its
-    trigger); a routine left out runs as the kit's. The lab is rebuilt with the example
-    pipelines, each routine replaced; a claim_jobs or a gate of yours first goes through lesson
-    12's own check (`race_checks`), whose lines come first in the verdict; then `run(requests,
-    seconds=...)` kills and replaces workers while the requests run, with handlers failing at
-    random, a poisoned job and the forced scenes (`run`'s `scenes`); a shorter `seconds` makes a
-    shorter round. SQL that PostgreSQL refuses ends the round before it starts, with PostgreSQL's
-    words as its problem.
-    """
-    unknown = sorted(set(yours) - set(YOURS))
-    if unknown:
-        raise PgQueueError(f"a round on your version replaces {', '.join(YOURS)}; not {', '.join(unknown)}")
-    labs.reset(POC)
-    checks = queries.load("clients/check.sql")
-    verdict = Verdict("your hardened queue")
-    with labs.connect(POC) as conn:
-        conn.execute(labs.step(POC, "pipelines").example_sql)
-        if "pipe_job_takes_turn" in yours:
-            conn.execute(checks["gate_drop_trigger"])  # the trigger depends on the kit's function
-        for routine, text in yours.items():
-            if written(text, verdict) is None or not install(conn, text, verdict, replaces=[routine]):
-                verdict.wrong[-1] = f"{routine}: {verdict.wrong[-1]}"
-                return Round(requests, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, verdict=verdict)
-        conn.execute(checks["revoke_from_public"])  # as step 08 left every other routine
-    before = race_checks(yours)
-    found = run(
-        requests,
-        seconds=seconds,
-        drain=drain,
-        seed=seed,
-        fail=0.1,
-        max_attempts=3,
-        backoff=0.2,
-        scenes=True,
-        subject="your hardened queue",
-    )
-    found.verdict.wrong[:0] = before.wrong
-    found.verdict.held[:0] = before.held
-    return found
-
-
-def race_checks(yours: dict[str, str]) -> Verdict:
-    """Lesson 12's own check of each piece of `yours` whose fault shows only in a race (`RACE_CHECKS`),
-    as one verdict whose lines name the piece and the check."""
-    verdict = Verdict("your hardened queue")
-    for routine, (name, judge_piece) in RACE_CHECKS.items():
-        if routine not in yours:
-            continue
-        found = judge_piece(yours[routine])
-        said = f"{routine}, in lesson 12's {name} before the round"
-        verdict.wrong += [f"{said}: {line}" for line in found.wrong]
-        if found.holds:
-            verdict.held.append(
-                f"{routine} held in lesson 12's {name} before the round ({len(found.held)} checks, its "
-                "forced schedules among them)"
-            )
-    return verdict
 
 
 def judge(

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import html
+import inspect
 import json
 import os
 import re
-import secrets
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,12 +19,13 @@ import psycopg
 from psycopg import sql
 
 from pgqueue import paths, queries, server
-from pgqueue.check.core import Verdict, sendable, where, written
+from pgqueue.check.core import Verdict
+from pgqueue.check.turn_through_pool import turn_through_pool
 from pgqueue.errors import PgQueueError
 from pgqueue.lab import chaos
 from pgqueue.queues import fleet, hardened, labs
 from pgqueue.server import pooler
-from pgqueue.wait import Timeout, until
+from pgqueue.wait import until
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,13 +41,19 @@ def _q() -> queries.Queries:
     return queries.load("clients/pooler.sql")
 
 
-def _lab_connections(conn: psycopg.Connection) -> dict[str, int]:
-    """The lab's client connections by application_name, this one left out."""
-    rows = conn.execute(_q()["connections_by_application"], {"dbname": labs.database(POC)}).fetchall()
+def _lab_connections(conn: psycopg.Connection, by: str = "application") -> dict[str, int]:
+    """The lab's client connections by application_name (`by="role"`: by role), this one left out."""
+    rows = conn.execute(_q()[f"connections_by_{by}"], {"dbname": labs.database(POC)}).fetchall()
     counted = dict(rows)
-    mine = conn.info.parameter_status("application_name") or ""
+    mine = (conn.info.parameter_status("application_name") or "") if by == "application" else conn.info.user
     counted[mine] = counted.get(mine, 1) - 1
     return {name: n for name, n in counted.items() if n > 0}
+
+
+def _whole(value: object, what: str, high: int) -> None:
+    """A one-line error unless `value` is a whole number from 1 to `high`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise PgQueueError(f"{what} is a whole number from 1 to {high}, got {value!r}")
 
 
 def _every_process(conn: psycopg.Connection) -> list[tuple[str, str]]:
@@ -88,8 +95,7 @@ class Connections:
 
 def idle_workers(workers: int = 6, *, poll: float = 0.5, timeout: float = 30.0) -> Connections:
     """Start `workers` hardened worker processes on the example, count their connections while idle."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 50:
-        raise PgQueueError(f"workers is a whole number from 1 to 50, got {workers!r}")
+    _whole(workers, "workers", 50)
     labs.reset(POC)
     with labs.connect(POC) as conn, fleet.Fleet(POC) as crew:
         conn.execute(labs.step(POC, "pipelines").example_sql)  # the pipelines, and no job: all stay idle
@@ -137,8 +143,7 @@ def pool_collapse(clients: int = 12, pool_size: int = 2, *, timeout: float = 30.
     Each transaction waits for a lock the watcher holds, so they overlap for certain: the watcher
     counts them inside the server, then lets them all go and counts how many finished.
     """
-    if isinstance(clients, bool) or not isinstance(clients, int) or not 1 <= clients <= 200:
-        raise PgQueueError(f"clients is a whole number from 1 to 200, got {clients!r}")
+    _whole(clients, "clients", 200)
     labs.require_set_up(POC)
     q, db = _q(), labs.database(POC)
     with pooler.start(pool_size) as pool, labs.connect(POC) as watch:
@@ -290,168 +295,6 @@ def _prepared_statement_lost(pool: pooler.Pooler, db: str, *, prepare_threshold:
     return ""
 
 
-# --- the exercise: a turn that a transaction-mode pool cannot break ---------------------------
-
-
-def turn_through_pool(text: object, request_id: int = 7) -> Verdict:
-    """Check the learner's statement that takes a request's turn, run by clients of one pool.
-
-    Each client runs it inside a transaction (with its %(request_id)s). The first takes request
-    `request_id`'s turn and keeps its transaction open; meanwhile a client taking another request's
-    turn (its id drawn anew) must go on at once, and a second client taking the same request's turn,
-    on the pool's other server connection, must wait; once the first commits, the second must go on;
-    and once all have committed, no lock may be left on the server, where the pool would hand it to a
-    stranger. Without PgBouncer nothing can be judged: the answer (an Unjudged) says so, and how to
-    install it.
-    """
-    if isinstance(request_id, bool) or not isinstance(request_id, int) or request_id < 1:
-        raise PgQueueError(f"request_id is a whole number, 1 or more, got {request_id!r}")
-    if not pooler.installed():
-        # judging needs clients of a real pool; a recorded verdict would be about other SQL
-        missing = "PgBouncer is not installed here, and this check runs your SQL through a real pool: "
-        missing += pooler.INSTALL
-        return Unjudged("your turn through the pool", missing=missing)
-    verdict = Verdict("your turn through the pool")
-    if written(text, verdict) is None:
-        return verdict
-    other = secrets.SystemRandom().choice([n for n in range(1000, 10_000) if n != request_id])
-    # a scratch copy of the lab with the example requests: the lesson's lab is not needed, nor touched
-    with labs.scratch(POC, examples=True) as lab, pooler.start(2) as pool:
-        db = lab.database
-        with pool.connect(db) as a, pool.connect(db) as b, pool.connect(db) as c, lab.connect() as watch:
-            if not sendable(watch, text, ("request_id",), verdict):
-                return verdict
-            turns = _Turns(text, _q(), db, watch)
-            return turns.judge(verdict, request_id, other, a, b, c)
-
-
-@dataclass
-class _Turns:
-    """The turn exercise's clients: each runs the learner's statement in a transaction of its own."""
-
-    text: str
-    q: queries.Queries
-    db: str
-    watch: psycopg.Connection  # a direct connection, which sees the pool's server processes
-
-    def start(self, conn: psycopg.Connection, request_id: int) -> tuple[threading.Thread, list[object]]:
-        """The statement run on `conn` in a thread: what it ended with ("done" or the error) is appended."""
-        ended: list[object] = []
-
-        def run() -> None:
-            try:
-                with conn.transaction():
-                    conn.execute(self.q["local_lock_timeout"])
-                    conn.execute(self.text, {"request_id": request_id})
-                ended.append("done")
-            except psycopg.Error as exc:
-                ended.append(exc)
-
-        racer = threading.Thread(target=run, daemon=True)
-        racer.start()
-        return racer, ended
-
-    def waits(self, ended: list[object]) -> bool:
-        """Whether a client, started a moment ago, waits for a lock: it has not ended, and the lab has a
-        session waiting for one (through the pool, the client's server process is one of the lab's)."""
-        until(
-            lambda: (
-                ended or self.watch.execute(self.q["lock_waiters_in"], {"dbname": self.db}).fetchone()[0] > 0
-            ),
-            10,
-            "a client finishing or waiting for a lock",
-        )
-        return not ended
-
-    def judge(
-        self,
-        verdict: Verdict,
-        request_id: int,
-        other: int,
-        a: psycopg.Connection,
-        b: psycopg.Connection,
-        c: psycopg.Connection,
-    ) -> Verdict:
-        """The first client's turn held open while another request's and then its own are asked for."""
-        try:
-            with a.transaction():
-                a.execute(self.text, {"request_id": request_id})
-                modes = {row[0] for row in self.watch.execute(self.q["advisory_modes"])}
-                racer, stranger = self.start(c, other)
-                stranger_waited = self.waits(stranger)
-                racer.join(10)
-                racer, second = self.start(b, request_id)
-                went_ahead = not self.waits(second) and second[0] == "done"
-        except psycopg.Error as exc:
-            at = where(self.text, exc, with_parameters=True)
-            return verdict.refuse(f"PostgreSQL refused your statement: {_said(exc)}{at}")
-        except Timeout:
-            return verdict.refuse("a client neither finished nor waited for a lock within 10 s")
-        racer.join(10)
-        failed = next((x for x in stranger if isinstance(x, psycopg.Error) and not stranger_waited), None)
-        if failed is not None:
-            return verdict.refuse(f"PostgreSQL refused your statement: {_said(failed)}")
-        verdict.expect(
-            not stranger_waited,
-            f"a client taking another request's turn ({other}) went on at once",
-            f"a client taking the turn of request {other} waited while the first client held request "
-            f"{request_id}'s: your lock is shared by every request; key it by %(request_id)s",
-        )
-        held, _waiting = self.watch.execute(self.q["advisory_locks"]).fetchone()
-        if modes == {"ShareLock"}:  # seen in pg_locks while the first client held the turn
-            how = (
-                "it took the advisory lock shared (ShareLock in pg_locks), and a shared lock lets the second "
-                "client in too: take it exclusive (pg_advisory_xact_lock)"
-            )
-        else:
-            how = (
-                "take a lock on the request (an advisory lock keyed by %(request_id)s) that waits until it "
-                "is free"
-            )
-        if not verdict.expect(
-            not went_ahead,
-            f"while the first client's transaction was open, the second waited for the turn of {request_id}",
-            f"the second client went ahead while the first client's transaction was open: {how}",
-        ):
-            return verdict
-        failed = next((x for x in second if isinstance(x, psycopg.Error)), None)
-        verdict.expect(
-            second == ["done"],
-            "once the first client committed, the second went on",
-            f"the first client committed, yet the second still waited and gave up after 2 s "
-            f"({_said(failed)}): the lock stayed with the pool's server connection, not with the transaction"
-            if failed is not None
-            else "the second client never finished after the first committed",
-        )
-        verdict.expect(
-            held == 0,
-            "no lock was left on the server once every client had committed",
-            f"{held} advisory lock(s) still held on the server after every client committed: a session-level "
-            "lock belongs to the server connection, which the pool hands to the next client; take one that "
-            "ends with the transaction (pg_advisory_xact_lock)",
-        )
-        return verdict
-
-
-def _said(exc: psycopg.Error | None) -> str:
-    return (exc.diag.message_primary or str(exc)) if exc is not None else ""
-
-
-@dataclass(repr=False)
-class Unjudged(Verdict):
-    """A check that could not run here: no check held or failed, and it says what it needs."""
-
-    missing: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.subject} was not judged: {self.missing}"
-
-    __repr__ = __str__  # what a notebook shows of a cell's last value, outside JupyterLab too
-
-    def _repr_html_(self) -> str:
-        return f'<div style="border-left:4px solid #888;padding-left:8px">{html.escape(str(self))}</div>'
-
-
 # --- 4. the hardened workers through a pool ---------------------------------------------------
 
 
@@ -485,8 +328,7 @@ def hardened_through_pool(per_process: int = 2, pool_size: int = 3, *, timeout: 
     `per_process` workers of each process of the example, through a transaction-mode pool of
     `pool_size`; the server's count of connections to the lab is watched until every pipe job ends.
     """
-    if isinstance(per_process, bool) or not isinstance(per_process, int) or not 1 <= per_process <= 10:
-        raise PgQueueError(f"per_process is a whole number from 1 to 10, got {per_process!r}")
+    _whole(per_process, "per_process", 10)
     labs.reset(POC, examples=True)
     role = hardened.worker_role()
     opts = hardened.Options(poll=0.5, work=(0.0, 0.05))
@@ -496,7 +338,7 @@ def hardened_through_pool(per_process: int = 2, pool_size: int = 3, *, timeout: 
         most = [0, 0]
 
         def done() -> bool:
-            now = _lab_connections_by_role(watch)
+            now = _lab_connections(watch, by="role")
             most[0] = max(most[0], now.get(as_role, 0))
             most[1] = max(most[1], sum(now.values()))
             counts = watch.execute(queries.load("clients/hardened.sql")["job_counts"]).fetchone()
@@ -516,18 +358,6 @@ def hardened_through_pool(per_process: int = 2, pool_size: int = 3, *, timeout: 
     return PooledRun(workers, pool_size, *finished, as_role, most[0], most[1], seconds, outcomes)
 
 
-def _lab_connections_by_role(watch: psycopg.Connection) -> dict[str, int]:
-    """The lab's client connections by role, this watcher left out.
-
-    PgBouncer keeps a pool per database and role, each at most `pool_size`; the workers' start-up
-    checks log in as the owner, so that role's pool holds connections for a while too.
-    """
-    rows = watch.execute(_q()["connections_by_role"], {"dbname": labs.database(POC)}).fetchall()
-    counted = dict(rows)
-    counted[watch.info.user] = counted.get(watch.info.user, 1) - 1
-    return {role: n for role, n in counted.items() if n > 0}
-
-
 def direct_server() -> str:
     """Which server the experiments run on, in one line."""
     return server.resolve().describe()
@@ -541,6 +371,12 @@ RECORDED_CALLS: dict[str, dict] = {
     "session_features": {},
     "hardened_through_pool": {"per_process": 2, "pool_size": 3},
     "turn_through_pool": {"text": "SELECT pg_advisory_lock(%(request_id)s)", "request_id": 7},
+}
+ANSWERED_IN = {  # the field of a Record that holds each call's answer
+    "pool_collapse": "collapse",
+    "session_features": "broken",
+    "hardened_through_pool": "run",
+    "turn_through_pool": "session_turn",
 }
 
 
@@ -587,30 +423,40 @@ def record(path: str | os.PathLike = RECORD) -> Record:
     from pgqueue import bench
 
     pooler.binary()  # a one-line error before anything runs
-    calls = RECORDED_CALLS
     labs.reset(POC, examples=True)
-    collapse = pool_collapse(**calls["pool_collapse"])
-    broken = session_features(**calls["session_features"])
-    run = hardened_through_pool(**calls["hardened_through_pool"])
-    session_turn = turn_through_pool(**calls["turn_through_pool"])
+    answers = {field: getattr(Live, name)(**RECORDED_CALLS[name]) for name, field in ANSWERED_IN.items()}
+    turn = answers["session_turn"]
     made = Record(
         recorded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         machine=bench.machine(),
         pgbouncer=".".join(map(str, pooler.version())),
         postgresql=server.version(),
         server=server.resolve().kind,
-        calls=calls,
-        collapse=collapse,
-        broken=broken,
-        run=run,
-        session_turn=Verdict(session_turn.subject, session_turn.held, session_turn.wrong),
+        calls=RECORDED_CALLS,
+        **{**answers, "session_turn": Verdict(turn.subject, turn.held, turn.wrong)},
     )
     Path(path).write_text(made.to_json())
     return made
 
 
+def _recorded(name: str) -> Callable[..., object]:
+    """A method of Recorded: experiment `name` as the recording answers it, for its arguments only."""
+
+    def answer(self: Recorded, *args: object, **kwargs: object) -> object:
+        self._answer(name, *args, **kwargs)
+        return getattr(self.record, ANSWERED_IN[name])
+
+    answer.__doc__ = f"`{name}` as recorded, for the arguments it was recorded with only."
+    return answer
+
+
 class Live:
     """Lesson 13's PgBouncer experiments, run here: PgBouncer is installed."""
+
+    pool_collapse = staticmethod(pool_collapse)
+    session_features = staticmethod(session_features)
+    hardened_through_pool = staticmethod(hardened_through_pool)
+    turn_through_pool = staticmethod(turn_through_pool)
 
     def __init__(self) -> None:
         self.program = pooler.binary()
@@ -619,22 +465,6 @@ class Live:
     def version(self) -> tuple[int, ...]:
         """PgBouncer's version."""
         return self.release
-
-    def pool_collapse(self, clients: int = 12, pool_size: int = 2) -> Collapse:
-        """`pool_collapse`, live."""
-        return pool_collapse(clients, pool_size)
-
-    def session_features(self) -> Broken:
-        """`session_features`, live."""
-        return session_features()
-
-    def hardened_through_pool(self, per_process: int = 2, pool_size: int = 3) -> PooledRun:
-        """`hardened_through_pool`, live."""
-        return hardened_through_pool(per_process, pool_size)
-
-    def turn_through_pool(self, text: object, request_id: int = 7) -> Verdict:
-        """`turn_through_pool`, live."""
-        return turn_through_pool(text, request_id)
 
     def __str__(self) -> str:
         release = ".".join(map(str, self.release))
@@ -651,6 +481,10 @@ class Recorded:
         "hardened_through_pool": "your machine's seconds and connection counts",
         "turn_through_pool": "the same check on your own pool",
     }
+    pool_collapse = _recorded("pool_collapse")
+    session_features = _recorded("session_features")
+    hardened_through_pool = _recorded("hardened_through_pool")
+    turn_through_pool = _recorded("turn_through_pool")
 
     def __init__(self, made: Record) -> None:
         self.record = made
@@ -659,30 +493,12 @@ class Recorded:
         """The recorded PgBouncer's version."""
         return tuple(int(n) for n in self.record.pgbouncer.split("."))
 
-    def pool_collapse(self, clients: int = 12, pool_size: int = 2) -> Collapse:
-        """`pool_collapse` as recorded."""
-        self._answer("pool_collapse", clients=clients, pool_size=pool_size)
-        return self.record.collapse
-
-    def session_features(self) -> Broken:
-        """`session_features` as recorded."""
-        self._answer("session_features")
-        return self.record.broken
-
-    def hardened_through_pool(self, per_process: int = 2, pool_size: int = 3) -> PooledRun:
-        """`hardened_through_pool` as recorded."""
-        self._answer("hardened_through_pool", per_process=per_process, pool_size=pool_size)
-        return self.record.run
-
-    def turn_through_pool(self, text: object, request_id: int = 7) -> Verdict:
-        """`turn_through_pool` as recorded, for the statement it was recorded with only."""
-        self._answer("turn_through_pool", text=text, request_id=request_id)
-        return self.record.session_turn
-
-    def _answer(self, name: str, **args: object) -> None:
+    def _answer(self, name: str, *args: object, **kwargs: object) -> None:
         """Say where the answer comes from; a one-line error if the recording never ran these arguments."""
         recorded = self.record.calls[name]
-        if args != recorded:
+        live = inspect.signature(getattr(Live, name))
+        asked = {k: live.parameters[k].default for k in recorded} | live.bind(*args, **kwargs).arguments
+        if asked != recorded:
             shown = ", ".join(f"{k}={v!r}" for k, v in recorded.items())
             raise PgQueueError(
                 f"the recorded run has {name}({shown}) only; for others, install PgBouncer: {pooler.INSTALL}"

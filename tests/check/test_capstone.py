@@ -6,20 +6,21 @@ The corpus tests/corpora/l12_chaos_on_yours.py runs wrong and right piece sets t
 import ast
 import json
 import random
-from pathlib import Path
 
 import pytest
 
 from pgqueue import queries
+from pgqueue.check.capstone import YOURS, capstone, race_checks
 from pgqueue.check.core import Verdict, install
 from pgqueue.errors import PgQueueError
 from pgqueue.lab import chaos
+from pgqueue.paths import NOTEBOOKS_DIR
 from pgqueue.queues import labs
 from pgqueue.queues.heartbeats import Identity
 from pgqueue.wait import until
 from tests.corpora import l12_chaos_on_yours as corpus
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "12-build-the-hardened-queue.ipynb"
+NOTEBOOK = NOTEBOOKS_DIR / "12-build-the-hardened-queue.ipynb"
 EXERCISES = {
     "claim_jobs": "my_claim",
     "rescue_jobs": "my_rescue",
@@ -38,25 +39,25 @@ def _assigned(source: str, name: str) -> list[ast.expr]:
 
 def test_a_routine_the_round_does_not_replace_is_named_before_anything_is_touched():
     with pytest.raises(PgQueueError, match="not find_job"):
-        chaos.on_yours({"find_job": "SELECT 1"})
+        capstone({"find_job": "SELECT 1"})
 
 
 def test_sql_postgresql_refuses_ends_the_round_before_it_starts_with_its_words():
-    found = chaos.on_yours({"claim_jobs": "CREATE FUNCTION claim_jobs( RETURNS"})
+    found = capstone({"claim_jobs": "CREATE FUNCTION claim_jobs( RETURNS"})
     assert not found.held and found.kills == 0
     assert found.problems[0].startswith("claim_jobs: PostgreSQL refused your SQL"), found.problems
 
 
 def test_a_claim_or_a_gate_of_yours_goes_through_lesson_12s_own_check_first_and_the_others_do_not():
     # their faults show only in a race: the lesson's check forces it, where a round meets it by chance
-    found = chaos.race_checks(
+    found = race_checks(
         {"pipe_job_takes_turn": corpus.NO_GATE_LOCK, "hold_jobs": corpus.REFERENCE["hold_jobs"]}
     )
     said = 'pipe_job_takes_turn, in lesson 12\'s check.gate_takes_turns(poc="hardened") before the round: '
     assert found.wrong and not found.held, found
     assert all(line.startswith(said) for line in found.wrong), found
     assert "finished without waiting" in found.wrong[0]
-    others = chaos.race_checks({"hold_jobs": corpus.REFERENCE["hold_jobs"], "rescue_jobs": corpus.NO_RESCUE})
+    others = race_checks({"hold_jobs": corpus.REFERENCE["hold_jobs"], "rescue_jobs": corpus.NO_RESCUE})
     assert not others.held and not others.wrong
 
 
@@ -72,7 +73,7 @@ def test_the_lessons_skeletons_are_the_ones_its_exercise_cells_show():
     }
     kept = next(value for s in sources for value in _assigned(s, "skeletons"))
     skeletons = ast.literal_eval(kept)
-    assert set(skeletons) == set(EXERCISES) == set(chaos.YOURS)
+    assert set(skeletons) == set(EXERCISES) == set(YOURS)
     for routine, value in exercise.items():
         assert ast.literal_eval(value) == skeletons[routine], f"{routine}: the skeleton kept differs"
 

@@ -1,9 +1,9 @@
 """Lesson 11's archive: the jobs of pipe jobs finished %(seconds)s ago or more, and their attempts, moved."""
 
-from pgqueue.lab import bloat
+from pgqueue import check
 from tests.corpora import Right, Wrong, variant
 
-JUDGE = bloat.check_archive
+JUDGE = check.archive_finished
 
 OLD_PIPE_JOB = "p.pipe_job_finish_timestamp <= clock_timestamp() - make_interval(secs => %(seconds)s)"
 OLD = f"""

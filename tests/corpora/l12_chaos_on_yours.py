@@ -1,9 +1,9 @@
-"""Lesson 12's capstone: piece sets a learner plausibly brings to chaos.on_yours, run in a short round.
+"""Lesson 12's capstone: piece sets a learner plausibly brings to check.capstone, run in a short round.
 
 Each wrong set breaks one piece of the four and brings it alone (the others run as the kit's);
 each right one writes a piece in another style, and one brings the four as the kit writes them.
 A claim or a gate whose fault shows only in a race is named by lesson 12's own check, which the
-round runs first (`chaos.race_checks`): its forced schedules meet the race every time. The round
+round runs first (`capstone.race_checks`): its forced schedules meet the race every time. The round
 is shorter than the lesson's (`ROUND`): five requests, three seconds of kills (the forced scenes
 run besides).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from pgqueue import check
 from pgqueue.lab import chaos
 from pgqueue.queues import labs
 from tests.corpora import Right, Wrong
@@ -22,7 +23,7 @@ MARKS = (pytest.mark.chaos,)  # rounds of SIGKILLs: once per CI run, the server 
 
 def JUDGE(pieces: dict[str, str]):  # noqa: N802 - the harness calls every corpus's judge JUDGE
     """The verdict of a short round on these pieces."""
-    return chaos.on_yours(pieces, **ROUND).verdict
+    return check.capstone(pieces, **ROUND).verdict
 
 
 def _routine(text: str, name: str, up_to: str) -> str:

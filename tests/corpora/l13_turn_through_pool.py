@@ -1,10 +1,10 @@
 """Lesson 13's turn: one request's turn at a time, taken so that a transaction-mode pool cannot break it."""
 
-from pgqueue.lab import scaling
+from pgqueue import check
 from pgqueue.server import pooler
 from tests.corpora import Right, Wrong
 
-JUDGE = scaling.turn_through_pool
+JUDGE = check.turn_through_pool
 NEEDS = ("PgBouncer", pooler.installed(), pooler.INSTALL)
 
 WRONG = [

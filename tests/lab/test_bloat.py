@@ -1,5 +1,5 @@
 """Bloat, measured on a real server: dead versions under churn, a snapshot holding VACUUM back, the
-claim's pages, HOT updates and fillfactor, autovacuum settings, and the archiving checker."""
+claim's pages, HOT updates and fillfactor, autovacuum settings."""
 
 import pytest
 
@@ -91,54 +91,6 @@ def test_autovacuum_settings_land_in_reloptions(hardened):
         "autovacuum_vacuum_scale_factor=0.01",
         "autovacuum_vacuum_threshold=1000",
     ]
-
-
-ARCHIVE = """
-WITH old AS (
-    SELECT j.job_id FROM job_queue j JOIN pipe_job_queue p USING (pipe_job_id)
-     WHERE j.job_finished AND p.pipe_job_finished
-       AND p.pipe_job_finish_timestamp <= clock_timestamp() - make_interval(secs => %(seconds)s)
-), attempts AS (
-    DELETE FROM job_attempts WHERE job_id IN (SELECT job_id FROM old) RETURNING *
-), kept_attempts AS (
-    INSERT INTO job_attempt_archive SELECT * FROM attempts
-), jobs AS (
-    DELETE FROM job_queue WHERE job_id IN (SELECT job_id FROM old) RETURNING *
-)
-INSERT INTO job_archive SELECT * FROM jobs
-"""
-
-
-def test_the_archive_checker_passes_a_right_query_and_names_what_a_wrong_one_did():
-    right = bloat.check_archive(ARCHIVE)
-    assert right.holds, right
-    every_finished = ARCHIVE.replace(
-        "AND p.pipe_job_finish_timestamp <= clock_timestamp() - make_interval(secs => %(seconds)s)",
-        "AND %(seconds)s IS NOT NULL",
-    )
-    assert "it moved jobs that had to stay" in str(bloat.check_archive(every_finished))
-    no_copy = ARCHIVE.replace("INSERT INTO job_archive SELECT * FROM jobs", "SELECT 1")
-    assert "jobs vanished" in str(bloat.check_archive(no_copy))
-    jobs_only = "DELETE FROM job_queue WHERE job_finished AND %(seconds)s > 0"
-    # its attempts still point at it
-    assert "move a job's attempts in the same statement" in str(bloat.check_archive(jobs_only))
-
-
-def test_the_archive_checker_judges_the_attempts_of_the_jobs_that_moved():
-    # read as minutes, the oldest jobs go at the low threshold with their attempts: only the jobs
-    # left behind and the unit are wrong, no attempt is
-    minutes = bloat.check_archive(
-        ARCHIVE.replace("make_interval(secs => %(seconds)s)", "%(seconds)s * interval '1 minute'")
-    )
-    assert any("it reads %(seconds)s as minutes" in line for line in minutes.wrong), minutes
-    assert not [line for line in minutes.wrong if "attempt" in line], minutes
-    assert "the attempts of every moved job moved with it" in minutes.held, minutes
-    # attempts deleted and never archived did not move: no ✓ says they did
-    kept = "), kept_attempts AS (\n    INSERT INTO job_attempt_archive SELECT * FROM attempts\n"
-    assert kept in ARCHIVE
-    deleted = bloat.check_archive(ARCHIVE.replace(kept, ""))
-    assert any("attempts of the moved jobs vanished" in line for line in deleted.wrong), deleted
-    assert not [line for line in deleted.held if "attempts of every moved job" in line], deleted
 
 
 def test_bad_input_gets_a_clear_error(hardened):

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import pytest
 
+from pgqueue import check
 from pgqueue.check.core import Verdict
 from pgqueue.errors import PgQueueError
 from pgqueue.lab import scaling
@@ -68,37 +69,12 @@ def test_hardened_workers_through_a_pool_finish_the_example_on_the_pool_s_connec
     assert found.workers > found.pool_size >= found.most_as_role > 0, found
 
 
-def test_the_turn_exercise_takes_a_transaction_lock_and_names_what_a_session_lock_leaves(pgbouncer):
-    labs.reset(scaling.POC, examples=True)
-    assert scaling.turn_through_pool("SELECT pg_advisory_xact_lock(%(request_id)s)").holds
-    session = scaling.turn_through_pool("SELECT pg_advisory_lock(%(request_id)s)")
-    assert not session.holds and "gave up after 2 s" in str(session) and "still held" in str(session), session
-    # a row lock on the request's pipe jobs ends with the transaction too (request 50 has two)
-    rows = "SELECT 1 FROM pipe_job_queue WHERE request_id = %(request_id)s FOR UPDATE"
-    assert scaling.turn_through_pool(rows, request_id=50).holds
-    nothing = scaling.turn_through_pool("SELECT %(request_id)s")
-    assert not nothing.holds and "went ahead" in str(nothing), nothing
-    # a TODO in a comment decides nothing: what the statement does is judged
-    assert "went ahead" in str(scaling.turn_through_pool("SELECT 1 -- TODO"))
-    one_key = scaling.turn_through_pool("SELECT pg_advisory_xact_lock(7)")
-    assert not one_key.holds and "key it by %(request_id)s" in str(one_key), one_key
-
-
-def test_the_turn_exercise_tells_a_shared_lock_from_a_try_lock_by_its_mode_in_pg_locks(pgbouncer):
-    shared = scaling.turn_through_pool("SELECT pg_advisory_xact_lock_shared(%(request_id)s)")
-    assert not shared.holds and "a shared lock lets the second client in too" in str(shared), shared
-    tried = scaling.turn_through_pool("SELECT pg_try_advisory_xact_lock(%(request_id)s)")
-    assert not tried.holds and "that waits until it is free" in str(tried), tried
-    assert "shared" not in str(tried), tried
-
-
 def test_bad_input_is_refused_in_one_line_before_anything_starts():
     for call, says in [
         (lambda: scaling.idle_workers(0), "workers is a whole number from 1 to 50, got 0"),
         (lambda: scaling.pool_collapse(clients=0), "clients is a whole number from 1 to 200, got 0"),
         (lambda: scaling.session_features(heard_within=-1), "heard_within is a number of seconds"),
         (lambda: scaling.hardened_through_pool(per_process=0), "per_process is a whole number"),
-        (lambda: scaling.turn_through_pool("SELECT 1", request_id=0), "request_id is a whole number"),
     ]:
         with pytest.raises(PgQueueError, match=says):
             call()
@@ -190,7 +166,7 @@ def test_without_pgbouncer_the_lesson_reads_the_record_and_the_exercise_says_it_
 ):
     monkeypatch.delenv(tools.REQUIRE_ENV, raising=False)
     assert isinstance(scaling.bouncer(), scaling.Recorded)
-    verdict = scaling.turn_through_pool("SELECT pg_advisory_xact_lock(%(request_id)s)")
+    verdict = check.turn_through_pool("SELECT pg_advisory_xact_lock(%(request_id)s)")
     said = str(verdict)
     assert not verdict.holds and len(said.splitlines()) == 1, said
     assert said.startswith("your turn through the pool was not judged: PgBouncer is not installed"), said

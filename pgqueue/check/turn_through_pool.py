@@ -1,0 +1,180 @@
+"""Lesson 13's checker: the learner's turn for a request, taken by clients of one transaction-mode pool."""
+
+from __future__ import annotations
+
+import html
+import secrets
+import threading
+from dataclasses import dataclass
+
+import psycopg
+
+from pgqueue import queries
+from pgqueue.check.core import Verdict, sendable, where, written
+from pgqueue.errors import PgQueueError
+from pgqueue.queues import hardened, labs
+from pgqueue.server import pooler
+from pgqueue.wait import Timeout, until
+
+
+def _q() -> queries.Queries:
+    return queries.load("clients/pooler.sql")
+
+
+def turn_through_pool(text: object, request_id: int = 7) -> Verdict:
+    """Check the learner's statement that takes a request's turn, run by clients of one pool.
+
+    Each client runs it inside a transaction (with its %(request_id)s). The first takes request
+    `request_id`'s turn and keeps its transaction open; meanwhile a client taking another request's
+    turn (its id drawn anew) must go on at once, and a second client taking the same request's turn,
+    on the pool's other server connection, must wait; once the first commits, the second must go on;
+    and once all have committed, no lock may be left on the server, where the pool would hand it to a
+    stranger. Without PgBouncer nothing can be judged: the answer (an Unjudged) says so, and how to
+    install it.
+    """
+    if isinstance(request_id, bool) or not isinstance(request_id, int) or request_id < 1:
+        raise PgQueueError(f"request_id is a whole number, 1 or more, got {request_id!r}")
+    if not pooler.installed():
+        # judging needs clients of a real pool; a recorded verdict would be about other SQL
+        missing = "PgBouncer is not installed here, and this check runs your SQL through a real pool: "
+        missing += pooler.INSTALL
+        return Unjudged("your turn through the pool", missing=missing)
+    verdict = Verdict("your turn through the pool")
+    if written(text, verdict) is None:
+        return verdict
+    other = secrets.SystemRandom().choice([n for n in range(1000, 10_000) if n != request_id])
+    # a scratch copy of the lab with the example requests: the lesson's lab is not needed, nor touched
+    with labs.scratch(hardened.POC, examples=True) as lab, pooler.start(2) as pool:
+        db = lab.database
+        with pool.connect(db) as a, pool.connect(db) as b, pool.connect(db) as c, lab.connect() as watch:
+            if not sendable(watch, text, ("request_id",), verdict):
+                return verdict
+            turns = _Turns(text, _q(), db, watch)
+            return turns.judge(verdict, request_id, other, a, b, c)
+
+
+@dataclass
+class _Turns:
+    """The turn exercise's clients: each runs the learner's statement in a transaction of its own."""
+
+    text: str
+    q: queries.Queries
+    db: str
+    watch: psycopg.Connection  # a direct connection, which sees the pool's server processes
+
+    def start(self, conn: psycopg.Connection, request_id: int) -> tuple[threading.Thread, list[object]]:
+        """The statement run on `conn` in a thread: what it ended with ("done" or the error) is appended."""
+        ended: list[object] = []
+
+        def run() -> None:
+            try:
+                with conn.transaction():
+                    conn.execute(self.q["local_lock_timeout"])
+                    conn.execute(self.text, {"request_id": request_id})
+                ended.append("done")
+            except psycopg.Error as exc:
+                ended.append(exc)
+
+        racer = threading.Thread(target=run, daemon=True)
+        racer.start()
+        return racer, ended
+
+    def waits(self, ended: list[object]) -> bool:
+        """Whether a client, started a moment ago, waits for a lock: it has not ended, and the lab has a
+        session waiting for one (through the pool, the client's server process is one of the lab's)."""
+        until(
+            lambda: (
+                ended or self.watch.execute(self.q["lock_waiters_in"], {"dbname": self.db}).fetchone()[0] > 0
+            ),
+            10,
+            "a client finishing or waiting for a lock",
+        )
+        return not ended
+
+    def judge(
+        self,
+        verdict: Verdict,
+        request_id: int,
+        other: int,
+        a: psycopg.Connection,
+        b: psycopg.Connection,
+        c: psycopg.Connection,
+    ) -> Verdict:
+        """The first client's turn held open while another request's and then its own are asked for."""
+        try:
+            with a.transaction():
+                a.execute(self.text, {"request_id": request_id})
+                modes = {row[0] for row in self.watch.execute(self.q["advisory_modes"])}
+                racer, stranger = self.start(c, other)
+                stranger_waited = self.waits(stranger)
+                racer.join(10)
+                racer, second = self.start(b, request_id)
+                went_ahead = not self.waits(second) and second[0] == "done"
+        except psycopg.Error as exc:
+            at = where(self.text, exc, with_parameters=True)
+            return verdict.refuse(f"PostgreSQL refused your statement: {_said(exc)}{at}")
+        except Timeout:
+            return verdict.refuse("a client neither finished nor waited for a lock within 10 s")
+        racer.join(10)
+        failed = next((x for x in stranger if isinstance(x, psycopg.Error) and not stranger_waited), None)
+        if failed is not None:
+            return verdict.refuse(f"PostgreSQL refused your statement: {_said(failed)}")
+        verdict.expect(
+            not stranger_waited,
+            f"a client taking another request's turn ({other}) went on at once",
+            f"a client taking the turn of request {other} waited while the first client held request "
+            f"{request_id}'s: your lock is shared by every request; key it by %(request_id)s",
+        )
+        held, _waiting = self.watch.execute(self.q["advisory_locks"]).fetchone()
+        if modes == {"ShareLock"}:  # seen in pg_locks while the first client held the turn
+            how = (
+                "it took the advisory lock shared (ShareLock in pg_locks), and a shared lock lets the second "
+                "client in too: take it exclusive (pg_advisory_xact_lock)"
+            )
+        else:
+            how = (
+                "take a lock on the request (an advisory lock keyed by %(request_id)s) that waits until it "
+                "is free"
+            )
+        if not verdict.expect(
+            not went_ahead,
+            f"while the first client's transaction was open, the second waited for the turn of {request_id}",
+            f"the second client went ahead while the first client's transaction was open: {how}",
+        ):
+            return verdict
+        failed = next((x for x in second if isinstance(x, psycopg.Error)), None)
+        verdict.expect(
+            second == ["done"],
+            "once the first client committed, the second went on",
+            f"the first client committed, yet the second still waited and gave up after 2 s "
+            f"({_said(failed)}): the lock stayed with the pool's server connection, not with the transaction"
+            if failed is not None
+            else "the second client never finished after the first committed",
+        )
+        verdict.expect(
+            held == 0,
+            "no lock was left on the server once every client had committed",
+            f"{held} advisory lock(s) still held on the server after every client committed: a session-level "
+            "lock belongs to the server connection, which the pool hands to the next client; take one that "
+            "ends with the transaction (pg_advisory_xact_lock)",
+        )
+        return verdict
+
+
+def _said(exc: psycopg.Error | None) -> str:
+    return (exc.diag.message_primary or str(exc)) if exc is not None else ""
+
+
+@dataclass(repr=False)
+class Unjudged(Verdict):
+    """A check that could not run here: no check held or failed, and it says what it needs."""
+
+    missing: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.subject} was not judged: {self.missing}"
+
+    __repr__ = __str__  # what a notebook shows of a cell's last value, outside JupyterLab too
+
+    def _repr_html_(self) -> str:
+        return f'<div style="border-left:4px solid #888;padding-left:8px">{html.escape(str(self))}</div>'
