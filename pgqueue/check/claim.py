@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
 import secrets
-import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import psycopg
 
 from pgqueue import queries
-from pgqueue.check.core import Call, Hold, Verdict, holding, install, together, written
-from pgqueue.lab import races
+from pgqueue.check.callers import client, said, waits, wrong
+from pgqueue.check.core import Call, Hold, Verdict, checker, holding, together
 from pgqueue.queues import labs
-from pgqueue.wait import Timeout, until
+from pgqueue.queues.client import NO_JOB
+from pgqueue.queues.heartbeats import Identity
+from pgqueue.wait import Timeout
 
 NAME, VERSION = "checked_process", "1.0.0"  # the process whose workers call find_job
-NO_JOB = "No job found"
 RACERS = (3, 5)  # how many callers are released together while one transaction holds a job
 LOCK_WAIT_MS = 2000  # a caller that waits for a lock longer than this gives up
 HELD_WAIT_MS = 10_000  # lock_timeout of the callers of a held schedule: the hold itself is a lock wait
@@ -33,6 +36,17 @@ CROWD = 20_000  # waiting jobs of other processes in the cost check
 COST_CALLS = 3  # claims measured in the cost check
 READ_LIMIT = CROWD // 100  # rows of job_queue those claims may read: far fewer than the queue holds
 ROUTINE = "claim_jobs"
+# a job placed by hand waits, unless its columns say otherwise
+PLACED = {
+    "name": NAME,
+    "version": VERSION,
+    "taken_by": None,
+    "finished": False,
+    "dead": False,
+    "due_in": 0.0,
+    "attempts": 0,
+    "error": None,
+}
 
 
 def _q() -> queries.Queries:
@@ -73,33 +87,18 @@ def _waiting(rng: random.Random) -> tuple[list[tuple[int, int]], list[int]]:
     return placed, [first, 1, rng.randint(count + 1, 200), 1]
 
 
-def claim_jobs(text: object) -> Verdict:
+@checker("your claim_jobs", "hardened", examples=True, replaces=[ROUTINE])
+def claim_jobs(verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, text: str, poc: str) -> None:
     """Whether the learner's `claim_jobs` hands the best jobs, never a wrong one, each to one caller, at once.
 
     The scene changes on every call (priorities, ages, batch sizes, job counts), so no constant
     of it can pass: the values are said in the verdict.
     """
-    verdict = Verdict("your claim_jobs")
-    if written(text, verdict) is None:
-        return verdict
-    with labs.scratch("hardened", examples=True) as lab, lab.connect() as conn:
-        if not install(conn, text, verdict, replaces=[ROUTINE]):
-            return verdict
-        conn.execute(_q()["settings"])
-        rng = random.Random(secrets.randbits(64))
-        if not _order_and_batch(lab, conn, verdict, rng):
-            return verdict
-        if not _while_one_is_held(lab, conn, verdict, rng):
-            return verdict
-        if not _held_inside(lab, conn, verdict, rng):
-            return verdict
-        # before the races: the rescue inside every find_job reads the leases they leave
-        if not _cost(lab, conn, verdict):
-            return verdict
-        if not _given_back(lab, conn, verdict):
-            return verdict
-        _races(lab, conn, verdict, rng)
-    return verdict
+    conn.execute(_q()["settings"])
+    rng = random.Random(secrets.randbits(64))
+    # the cost before the races: the rescue inside every find_job reads the leases they leave
+    checks = (_order_and_batch, _while_one_is_held, _held_inside, _cost, _given_back, _races)
+    all(check(lab, conn, verdict, rng) for check in checks)
 
 
 # --- 1 and 2: which jobs, in which order, how many -------------------------------------------
@@ -120,7 +119,7 @@ def _order_and_batch(
         # a pipe job of its own: a job made later in a pipe job with a dead job is born dead
         _place(conn, _pipe_job(conn), 1, 580, dead=True, attempts=5, error="failed five times",
                never="was dead-lettered after five failed attempts (job_dead_timestamp is set)"),
-        _place(conn, scene, 1, 570, due_in=3600, attempts=1, error="failed once",
+        _place(conn, scene, 1, 570, due_in=3600.0, attempts=1, error="failed once",
                never="failed once and is not due for an hour: its job_run_after, the end of its backoff, "
                "is in the future"),
         _place(conn, scene, 1, 560, version="2.0.0", never=f"is a job of {NAME} 2.0.0, another version"),
@@ -141,34 +140,11 @@ def _order_and_batch(
             got = _jobs(asker, VERSION, batch, verdict, who, caller)
             if got is None:
                 return False
-            for job in got:
-                wrong = _never(job, by_id)
-                if wrong:
-                    return verdict.expect(False, "", f"{who} got job {job['job_id']}, which {wrong}")
-            fault = _lease_fault(conn, [job["job_id"] for job in got], caller)
+            fault = _batch_fault(conn, got, by_id, left, batch, caller)
             if fault:
-                return verdict.expect(False, "", f"{who} got {fault}")
-            ids = {job["job_id"] for job in got}
-            best = left[:batch]
-            if len(ids) > batch:
-                return verdict.expect(
-                    False, "", f"{who} got {len(ids)} jobs: batch_size is the most one call may take"
-                )
-            if len(ids) < len(best):
-                return verdict.expect(
-                    False,
-                    "",
-                    f"{who} got {_count(len(ids))} ({_ids(ids)}) while {len(left)} jobs of {NAME} {VERSION} "
-                    "waited: a call takes up to batch_size jobs at once (LIMIT batch_size)",
-                )
-            if ids != {job.job_id for job in best}:
-                worse = max((by_id[i] for i in ids - {j.job_id for j in best}), key=_rank)
-                better = min((j for j in best if j.job_id not in ids), key=_rank)
-                return verdict.expect(
-                    False, "", f"{who} got {worse}, but {better} waited: {_why(worse, better)}"
-                )
-            if best:
-                served.append(f"batch_size {batch} got {_ids(ids)}")
+                return wrong(verdict, f"{who} got {fault}")
+            if left[:batch]:
+                served.append(f"batch_size {batch} got {_ids({job['job_id'] for job in got})}")
             left = left[batch:]
     verdict.held.append(
         "called one after the other, find_job handed the best waiting jobs first, lowest job_priority then "
@@ -179,6 +155,33 @@ def _order_and_batch(
         "off after a failed attempt, or a job of another process or version"
     )
     return True
+
+
+def _batch_fault(
+    conn: psycopg.Connection, got: list[dict], by_id: dict[int, Job], left: list[Job], batch: int, caller: str
+) -> str | None:
+    """What one call got wrong, said after 'call N got', or None: `left` are the jobs still waiting."""
+    for job in got:
+        never = _never(job, by_id)
+        if never:
+            return f"job {job['job_id']}, which {never}"
+    ids = {job["job_id"] for job in got}
+    best = left[:batch]
+    fault = _lease_fault(conn, sorted(ids), caller)
+    if fault:
+        return fault
+    if len(ids) > batch:
+        return f"{len(ids)} jobs: batch_size is the most one call may take"
+    if len(ids) < len(best):
+        return (
+            f"{len(ids)} job{'' if len(ids) == 1 else 's'} ({_ids(ids)}) while {len(left)} jobs of {NAME} "
+            f"{VERSION} waited: a call takes up to batch_size jobs at once (LIMIT batch_size)"
+        )
+    if ids != {job.job_id for job in best}:
+        worse = max((by_id[i] for i in ids - {j.job_id for j in best}), key=_rank)
+        better = min((j for j in best if j.job_id not in ids), key=_rank)
+        return f"{worse}, but {better} waited: {_why(worse, better)}"
+    return None
 
 
 def _lease_fault(conn: psycopg.Connection, ids: list[int], caller: str) -> str | None:
@@ -215,9 +218,7 @@ def _never(job: dict, by_id: dict[int, Job]) -> str | None:
     if process != (NAME, VERSION):
         return f"is a job of {' '.join(process)}: a worker of {NAME} {VERSION} may get only its own jobs"
     placed = by_id.get(job["job_id"])
-    if placed is None:
-        return "the checker never placed"
-    return placed.never
+    return "the checker never placed" if placed is None else placed.never
 
 
 def _why(wrong: Job, better: Job) -> str:
@@ -227,14 +228,11 @@ def _why(wrong: Job, better: Job) -> str:
     return f"among equal priorities the oldest job (job_create_timestamp) goes first: {served}"
 
 
-def _count(n: int) -> str:
-    return f"{n} job" if n == 1 else f"{n} jobs"
-
-
 def _ids(ids) -> str:
+    ids = sorted(ids)
     if not ids:
         return "none"
-    return ("job " if len(ids) == 1 else "jobs ") + ", ".join(str(i) for i in sorted(ids))
+    return ("job " if len(ids) == 1 else "jobs ") + ", ".join(str(i) for i in ids)
 
 
 # --- 3: a job held open, callers released together ------------------------------------------
@@ -246,44 +244,29 @@ def _while_one_is_held(
     """One schedule forced: a transaction holds the job it claimed while 3 to 5 callers ask at once."""
     racers = rng.randint(*RACERS)
     version = "held-open"
-    scene = _pipe_job(conn)
-    for n in range(racers + 1):
-        _place(conn, scene, 100, racers + 1 - n, version=version)
-    callers = [lab.connect() for _ in range(racers)]
-    try:
-        for c in callers:
-            c.execute(_q()["lock_timeout"], {"ms": str(LOCK_WAIT_MS)})
-        with lab.connect() as holder, holder.transaction():
-            first = _jobs(holder, version, 1, verdict, f"the holder, alone with {racers + 1} waiting jobs")
-            if first is None:
-                return False
-            if len(first) != 1:
-                return verdict.expect(
-                    False, "", f"the holder, asking for one job of {racers + 1}, got {len(first)}"
-                )
-            held = first[0]["job_id"]
-            took: dict[int, float] = {}
-            results = together(racers, lambda i: _timed(took, i, lambda: _ask(callers[i], version, 1)))
-    finally:
-        for c in callers:
-            c.close()
+    _scene(conn, version, range(racers + 1, 0, -1))
+    with _callers(lab, racers, LOCK_WAIT_MS) as callers, lab.connect() as holder, holder.transaction():
+        first = _jobs(holder, version, 1, verdict, f"the holder, alone with {racers + 1} waiting jobs")
+        if first is None:
+            return False
+        if len(first) != 1:
+            return wrong(verdict, f"the holder, asking for one job of {racers + 1}, got {len(first)}")
+        held = first[0]["job_id"]
+        took: dict[int, float] = {}
+        results = together(racers, lambda i: _timed(took, i, lambda: _ask(callers[i], version, 1)))
     # lock_timeout and NOWAIT both raise LockNotAvailable: the time it took tells waiting from not
-    busy = {i for i, r in enumerate(results) if isinstance(r, psycopg.errors.LockNotAvailable)}
-    waited = sum(1 for i in busy if took.get(i, 0) >= LOCK_WAIT_MS / 1000 * 0.8)
+    busy = [i for i, r in enumerate(results) if isinstance(r, psycopg.errors.LockNotAvailable)]
     at_once = [results[i] for i in busy if took.get(i, 0) < LOCK_WAIT_MS / 1000 * 0.8]
-    failed = [
-        r
-        for r in results
-        if isinstance(r, BaseException) and not isinstance(r, psycopg.errors.LockNotAvailable)
-    ]
+    waited = len(busy) - len(at_once)
+    lock_na = psycopg.errors.LockNotAvailable
+    failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, lock_na)]
     if failed:
-        return verdict.expect(False, "", f"while a transaction held job {held}, {_failure(failed[0])}")
+        return wrong(verdict, f"while a transaction held job {held}, {_failure(failed[0])}")
     what = f"while a transaction held job {held} open, {racers} callers released together"
     if at_once:
-        return verdict.expect(
-            False,
-            "",
-            f"{what}: {len(at_once)} of them failed at once with {_said(at_once[0])!r}: NOWAIT raises an "
+        return wrong(
+            verdict,
+            f"{what}: {len(at_once)} of them failed at once with {said(at_once[0])!r}: NOWAIT raises an "
             "error on a job another caller is claiming, where SKIP LOCKED passes over it and takes the next",
         )
     if not verdict.expect(
@@ -296,10 +279,7 @@ def _while_one_is_held(
         _let_through(lab, conn, verdict)
         return False
     answers = [r for r in results if isinstance(r, str)]
-    got: dict[int, int] = {}
-    for answer in answers:
-        for job in _parse(answer) or []:
-            got[job["job_id"]] = got.get(job["job_id"], 0) + 1
+    got = Counter(job["job_id"] for answer in answers for job in _parse(answer) or [])
     twice = sorted(i for i, n in got.items() if n > 1)
     ok = verdict.expect(
         held not in got,
@@ -329,43 +309,25 @@ def _let_through(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict) 
     job. Without it, the caller read the job as waiting, and it leases the job a second time.
     """
     version = "let-through"
-    scene = _pipe_job(conn)
-    for n in range(2):
-        _place(conn, scene, 100, 2 - n, version=version)
-    heard: list[str | BaseException] = []
-    with lab.connect() as a, lab.connect() as b, lab.connect() as watch:
-        b.execute(_q()["lock_timeout"], {"ms": "10000"})
-
-        def second() -> None:
-            try:
-                heard.append(_ask(b, version, 1))
-            except psycopg.Error as exc:
-                heard.append(exc)
-
-        racer = threading.Thread(target=second, daemon=True)
+    _scene(conn, version, (2, 1))
+    with _callers(lab, 1, HELD_WAIT_MS) as (b,), lab.connect() as a, lab.connect() as watch:
         with a.transaction():
             first = _ask(a, version, 1)
-            racer.start()
-            until(
-                lambda: heard or races.waiting_on_lock(b.info.backend_pid, conn=watch),
-                10,
-                "the caller answering or waiting",
-            )
-            waited = not heard
-        racer.join(15)
+            call = Call(lambda: _ask(b, version, 1))
+            waited = waits(call, b, watch, 10)
+        answer = call.join(15)
     held = (_parse(first) or [{}])[0].get("job_id")
     what = f"while a transaction held job {held}, a caller asked" + (
         "; it waited for the lock, and once that transaction committed, it" if waited else " and"
     )
-    answer = heard[0] if heard else TimeoutError("no answer")
     if isinstance(answer, psycopg.errors.UniqueViolation):
         verdict.wrong.append(
             f"{what} leased job {held} a second time, and job_attempts refused a second running attempt "
-            f"({_said(answer)}): without FOR UPDATE the SELECT reads a job another caller is leasing as "
+            f"({said(answer)}): without FOR UPDATE the SELECT reads a job another caller is leasing as "
             "still waiting, so two callers pick the same job"
         )
     elif isinstance(answer, BaseException):
-        verdict.wrong.append(f"{what} failed: {_said(answer)}")
+        verdict.wrong.append(f"{what} failed: {said(answer)}")
     else:
         jobs = [job["job_id"] for job in _parse(answer) or []]
         verdict.expect(
@@ -403,161 +365,156 @@ def _held_inside(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict, 
         for n, (held, order) in enumerate(SCHEDULES, 1):
             version = f"held-inside-{n}"
             waiting = rng.randint(3, 5)
-            scene = _pipe_job(conn)
-            for age in rng.sample(range(10, 300), waiting):
-                _place(conn, scene, 100, age, version=version)
-            fault, seen = _held_schedule(lab, hold, version, waiting, held, order)
-            if fault:
-                return verdict.expect(False, "", fault)
-            if seen:
-                verdict.held.append(seen)
+            _scene(conn, version, rng.sample(range(10, 300), waiting))
+            if not _held_schedule(lab, hold, verdict, version, waiting, held, order):
+                return False
     return True
 
 
 def _held_schedule(
-    lab: labs.Scratch, hold: Hold, version: str, waiting: int, held: str, order: tuple[str, ...]
-) -> tuple[str | None, str | None]:
-    """One schedule: (what went wrong, or None; the ✓ sentence, or None when no caller reached the hold)."""
+    lab: labs.Scratch, hold: Hold, verdict: Verdict, version: str, waiting: int, held: str, order: tuple
+) -> bool:
+    """One schedule: its ✓ line (none when no caller reached the hold), or its ✗ line and False."""
     names = ("A", "B")
-    conns = {name: lab.connect() for name in names}
     calls: dict[str, Call] = {}
     stops: dict[str, str | None] = {}
     locks: dict[str, int] = {}
-    try:
-        for slot, name in enumerate(names, 1):
-            c = conns[name]
-            c.execute(_q()["lock_timeout"], {"ms": str(HELD_WAIT_MS)})
-            c.execute(_q()["index_scans_off"])
-            hold.arm(c, slot if name in held else 0)
-            if name in held:
-                hold.close(slot)
-        for name in names:  # A first: B starts once A has stopped (or answered)
-            calls[name] = Call(lambda c=conns[name]: _ask(c, version, 1))
-            stops[name] = hold.stops(conns[name], calls[name])
-            if stops[name] == "held":
-                locks[name] = hold.advisory(conns[name])
-        for name in order:
-            hold.open(names.index(name) + 1)
-            if name != order[-1]:
-                hold.stops(conns[name], calls[name])  # it answers, or waits for a lock the other holds
-        results = {name: calls[name].join() for name in names}
-        kept = {name: hold.advisory(conns[name]) for name in names}  # after the claim's transaction
-    except Timeout as exc:
-        return (
-            f"in a schedule with callers held inside their claim, a caller neither answered nor stopped "
-            f"at a lock: {exc}",
-            None,
-        )
-    finally:
-        hold.open_all()
-        for c in conns.values():
-            c.close()
+    with _callers(lab, 2, HELD_WAIT_MS) as pair:
+        conns = dict(zip(names, pair, strict=True))
+        try:
+            for slot, name in enumerate(names, 1):
+                conns[name].execute(_q()["index_scans_off"])
+                hold.arm(conns[name], slot if name in held else 0)
+                if name in held:
+                    hold.close(slot)
+            for name in names:  # A first: B starts once A has stopped (or answered)
+                calls[name] = Call(lambda c=conns[name]: _ask(c, version, 1))
+                stops[name] = hold.stops(conns[name], calls[name])
+                if stops[name] == "held":
+                    locks[name] = hold.advisory(conns[name])
+            for name in order:
+                hold.open(names.index(name) + 1)
+                if name != order[-1]:
+                    hold.stops(conns[name], calls[name])  # it answers, or waits for a lock the other holds
+            results = {name: calls[name].join() for name in names}
+            kept = {name: hold.advisory(conns[name]) for name in names}  # after the claim's transaction
+        except Timeout as exc:
+            return wrong(
+                verdict,
+                f"in a schedule with callers held inside their claim, a caller neither answered nor stopped "
+                f"at a lock: {exc}",
+            )
+        finally:
+            hold.open_all()
     if not any(stop == "held" for stop in stops.values()):
-        return None, None  # no claim reached an UPDATE of job_queue: what it did is judged elsewhere
+        return True  # no claim reached an UPDATE of job_queue: what it did is judged elsewhere
     if held == "A":
         what = "while caller A was held inside its claim (at its first UPDATE of job_queue), caller B " + (
             f"claimed and waited for a lock ({stops['B']}); then A was let go" if stops["B"] else
             "claimed from start to end; then A was let go"
         )  # fmt: skip
     else:
+        b_stop = "answered first" if stops["B"] is None else f"waited for a lock ({stops['B']})"
         what = (
             "callers A and B each held inside its claim (at its first UPDATE of job_queue), "
             f"then {order[0]} let go first"
-            + ("" if stops["B"] == "held" else f" (B never got there: it {_stopped(stops['B'])})")
+            + ("" if stops["B"] == "held" else f" (B never got there: it {b_stop})")
         )
     what += f", {waiting} jobs waiting, one asked by each"
     for name in names:
         if isinstance(results[name], BaseException):
-            said = _failure(results[name])
-            said = said.removeprefix("a caller ") if said.startswith("a caller ") else f"failed: {said}"
-            return f"{what}: caller {name} {said}", None
+            failure = _failure(results[name])
+            failure = (
+                failure.removeprefix("a caller ") if failure.startswith("a caller ") else f"failed: {failure}"
+            )
+            return wrong(verdict, f"{what}: caller {name} {failure}")
     got = {name: _parse(results[name]) for name in names}
     for name in names:
         if got[name] is None:
-            return (
+            return wrong(
+                verdict,
                 f"{what}: caller {name} answered {results[name]!r}: expected a JSON array of jobs or "
                 f"{NO_JOB!r}",
-                None,
             )
     ids = {name: [job["job_id"] for job in got[name]] for name in names}
     both = sorted(set(ids["A"]) & set(ids["B"]))
     if both:
-        return f"{what}: job {both[0]} went to both callers: {LEASED_TWICE}", None
-    for name in names:
+        return wrong(verdict, f"{what}: job {both[0]} went to both callers: {LEASED_TWICE}")
+    for name, other in (("A", "B"), ("B", "A")):
         if not ids[name]:
-            other = "B" if name == "A" else "A"
-            held_locks = locks.get(other, 0)
-            why = (
-                f"; while it claimed one job, caller {other} held {held_locks} advisory locks"
-                + (f", and still held {kept[other]} once its claim had ended" if kept[other] else "")
-                + ": an advisory lock taken in the WHERE is taken on every row the plan reads, not only on "
-                "the batch_size rows LIMIT keeps"
-                + (
-                    "; pg_try_advisory_lock lasts until that connection unlocks it or closes"
-                    if kept[other]
-                    else ", and held to the end of the transaction"
-                )
-                if held_locks > 1
-                else f"; something caller {other}'s claim holds keeps every job from the other (a lock on "
-                "the process, say)"
-                if held_locks
-                else ""
-            )
-            return (
+            return wrong(
+                verdict,
                 f"{what}: caller {name} got {NO_JOB!r} though {waiting - len(ids[other])} jobs besides "
-                f"{_ids(ids[other])} waited{why}; FOR UPDATE SKIP LOCKED locks only the rows the claim takes",
-                None,
+                f"{_ids(ids[other])} waited{_kept_out(other, locks.get(other, 0), kept[other])}; FOR UPDATE "
+                "SKIP LOCKED locks only the rows the claim takes",
             )
     if held == "A" and stops["B"]:
-        return (
+        return wrong(
+            verdict,
             f"{what}: B waited for a lock the held caller A had, then got {_ids(ids['B'])}; SKIP LOCKED "
             "passes over a job another caller is claiming and takes the next",
-            None,
         )
-    return None, f"{what}: A got {_ids(ids['A'])}, B got {_ids(ids['B'])}, none of them both"
+    verdict.held.append(f"{what}: A got {_ids(ids['A'])}, B got {_ids(ids['B'])}, none of them both")
+    return True
 
 
-def _stopped(stop: str | None) -> str:
-    return "answered first" if stop is None else f"waited for a lock ({stop})"
+def _kept_out(other: str, held_locks: int, kept: int) -> str:
+    """What caller `other` held that kept every job from the caller that got none: '' if nothing."""
+    if held_locks > 1:
+        return (
+            f"; while it claimed one job, caller {other} held {held_locks} advisory locks"
+            + (f", and still held {kept} once its claim had ended" if kept else "")
+            + ": an advisory lock taken in the WHERE is taken on every row the plan reads, not only on "
+            "the batch_size rows LIMIT keeps"
+            + (
+                "; pg_try_advisory_lock lasts until that connection unlocks it or closes"
+                if kept
+                else ", and held to the end of the transaction"
+            )
+        )
+    if held_locks:
+        return (
+            f"; something caller {other}'s claim holds keeps every job from the other (a lock on the "
+            "process, say)"
+        )
+    return ""
 
 
 # --- 4: a job given back is anybody's --------------------------------------------------------
 
 
-def _given_back(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict) -> bool:
+def _given_back(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict, rng: random.Random) -> bool:
     """A job claimed on one connection and failed (due again at once) goes to a caller on another.
 
     A claim whose lock outlives its transaction (a session-level advisory lock, say) keeps the job
     from every other connection for as long as the first stays open.
     """
     version = "given-back"
-    _place(conn, _pipe_job(conn), 100, 10, version=version)
+    _scene(conn, version, (10,))
     with lab.connect() as first, lab.connect() as second:
-        mine = secrets.token_hex(6)
-        params = {"uuid": mine, "name": NAME, "version": version, "batch": 1}
-        answer = first.execute(_q()["find_job"], params).fetchone()[0]
+        mine = Identity.new(NAME, version)
+        answer = _ask(first, version, 1, mine.uuid)
         jobs = _parse(answer) or []
         if len(jobs) != 1:
-            return verdict.expect(
-                False, "", f"a caller asking for the one waiting job of {NAME} {version} got {answer!r}"
+            return wrong(
+                verdict, f"a caller asking for the one waiting job of {NAME} {version} got {answer!r}"
             )
         job = jobs[0]["job_id"]
-        first.execute(_q()["fail"], {"uuid": mine, "job_ids": [job], "error": "the checker failed it"})
+        client(first).fail(mine, [job], "the checker failed it")
         other = _jobs(
             second, version, 1, verdict, f"a caller on another connection, once job {job} was failed"
         )
         if other is None:
             return False
     got = [j["job_id"] for j in other]
+    what = f"job {job}, claimed on one connection and failed (due again at once: backoff_base is 0), "
     return verdict.expect(
         got == [job],
-        f"job {job}, claimed on one connection and failed (due again at once: backoff_base is 0), went to "
-        "a caller on another connection while the first stayed open",
-        f"job {job}, claimed on one connection and failed (due again at once: backoff_base is 0), was not "
-        f"handed to a caller on another connection while the first stayed open: it got {_ids(got)}. "
-        "Something the first connection still holds keeps the job from others: a lock taken at session level "
-        "(pg_try_advisory_lock) lasts until that connection unlocks it or closes; a row lock (FOR UPDATE) "
-        "ends with the claim's transaction",
+        f"{what}went to a caller on another connection while the first stayed open",
+        f"{what}was not handed to a caller on another connection while the first stayed open: it got "
+        f"{_ids(got)}. Something the first connection still holds keeps the job from others: a lock taken "
+        "at session level (pg_try_advisory_lock) lasts until that connection unlocks it or closes; a row "
+        "lock (FOR UPDATE) ends with the claim's transaction",
     )
 
 
@@ -578,12 +535,9 @@ def _races(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict, rng: r
         _q()["backing_off"], {"pipe_job_id": scene, "name": NAME, "version": version, "jobs": BACKING_OFF}
     )
     conn.execute(_q()["analyze"])
-    callers = [lab.connect() for _ in range(CROWD_RACERS)]
     sizes: list[int] = []
     claims = 0
-    try:
-        for c in callers:
-            c.execute(_q()["lock_timeout"], {"ms": str(LOCK_WAIT_MS)})
+    with _callers(lab, CROWD_RACERS, LOCK_WAIT_MS) as callers:
         for trial in range(1, TRIALS + 1):
             count = rng.randint(24, 40)
             placed = {_place(conn, scene, rng.choice((90, 100, 110)), rng.randint(1, 300), version=version)
@@ -596,19 +550,15 @@ def _races(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict, rng: r
             )
             fault = _race_fault(conn, results, {job.job_id for job in placed}, batches, what)
             if fault:
-                return verdict.expect(False, "", fault)
+                return wrong(verdict, fault)
             sizes.append(count)
             claims += sum(len(r) for r in results if isinstance(r, list))
-    finally:
-        for c in callers:
-            c.close()
-    return verdict.expect(
-        True,
+    verdict.held.append(
         f"in {TRIALS} races of {CROWD_RACERS} callers released together ({', '.join(map(str, sizes))} jobs, "
         f"{claims} calls that got jobs), every job went to one caller, once, with one attempt, and none was "
-        "left waiting",
-        "",
+        "left waiting"
     )
+    return True
 
 
 def _ask_until_none(conn: psycopg.Connection, version: str, batch: int) -> list[list[int] | BaseException]:
@@ -629,17 +579,14 @@ def _race_fault(
     conn: psycopg.Connection, results: list, placed: set[int], batches: list[int], what: str
 ) -> str | None:
     """The first invariant one race broke, in a sentence, or None."""
-    got: dict[int, int] = {}
+    got: Counter[int] = Counter()
     for i, calls in enumerate(results):
-        if isinstance(calls, BaseException):
-            return f"{what}: {_failure(calls)}"
-        for call in calls:
+        for call in [calls] if isinstance(calls, BaseException) else calls:
             if isinstance(call, BaseException):
                 return f"{what}: {_failure(call)}"
             if len(call) > batches[i]:
                 return f"{what}: a caller with batch_size {batches[i]} got {len(call)} jobs in one call"
-            for job in call:
-                got[job] = got.get(job, 0) + 1
+            got.update(call)
     twice = sorted(j for j, n in got.items() if n > 1)
     if twice:
         return (
@@ -665,7 +612,7 @@ def _race_fault(
 # --- 6: the cost of a claim in a long queue --------------------------------------------------
 
 
-def _cost(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict) -> bool:
+def _cost(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict, rng: random.Random) -> bool:
     """COST_CALLS claims in one transaction (rolled back) beside CROWD waiting jobs of other processes.
 
     Measured by what PostgreSQL counts for the transaction in pg_stat_xact_user_tables: scans of the
@@ -674,21 +621,21 @@ def _cost(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict) -> bool
     version = "cost"
     scene = _pipe_job(conn)
     conn.execute(_q()["crowd"], {"pipe_job_id": scene, "jobs": CROWD})
-    for n in range(COST_CALLS + 2):
-        _place(conn, scene, 100, COST_CALLS + 2 - n, version=version)
+    for age in range(COST_CALLS + 2, 0, -1):
+        _place(conn, scene, 100, age, version=version)
     conn.execute(_q()["analyze"])
+    beside = f"beside {CROWD:,} jobs of other processes"
     with lab.connect() as asker, asker.transaction(force_rollback=True):
         scans0, rows0 = asker.execute(_q()["reads"]).fetchone()
         for call in range(1, COST_CALLS + 1):
-            got = _jobs(asker, version, 1, verdict, f"call {call} beside {CROWD:,} jobs of other processes")
+            got = _jobs(asker, version, 1, verdict, f"call {call} {beside}")
             if got is None:
                 return False
             if len(got) != 1:
-                return verdict.expect(
-                    False,
-                    "",
-                    f"call {call} beside {CROWD:,} jobs of other processes got "
-                    f"{len(got)} jobs while {COST_CALLS + 2} of {NAME} {version} waited",
+                return wrong(
+                    verdict,
+                    f"call {call} {beside} got {len(got)} jobs while {COST_CALLS + 2} of {NAME} {version} "
+                    "waited",
                 )
         scans1, rows1 = asker.execute(_q()["reads"]).fetchone()
     scans, rows = scans1 - scans0, rows1 - rows0
@@ -713,40 +660,32 @@ def _pipe_job(conn: psycopg.Connection) -> int:
 
 
 def _place(
-    conn: psycopg.Connection,
-    pipe_job: int,
-    priority: int,
-    age: int,
-    *,
-    name: str = NAME,
-    version: str = VERSION,
-    taken_by: str | None = None,
-    finished: bool = False,
-    dead: bool = False,
-    due_in: float = 0.0,
-    attempts: int = 0,
-    error: str | None = None,
-    never: str | None = None,
+    conn: psycopg.Connection, pipe_job: int, priority: int, age: int, never: str | None = None, **columns
 ) -> Job:
-    params = {
-        "pipe_job_id": pipe_job,
-        "name": name,
-        "version": version,
-        "priority": priority,
-        "age": float(age),
-        "taken_by": taken_by,
-        "finished": finished,
-        "dead": dead,
-        "due_in": float(due_in),
-        "attempts": attempts,
-        "error": error,
-    }
+    """One job placed by hand in `pipe_job`, `age` s old: waiting unless `columns` (see PLACED) say not."""
+    params = {**PLACED, **columns, "pipe_job_id": pipe_job, "priority": priority, "age": float(age)}
     return Job(conn.execute(_q()["place"], params).fetchone()[0], priority, age, never)
 
 
+def _scene(conn: psycopg.Connection, version: str, ages) -> list[Job]:
+    """Waiting jobs of NAME `version`, priority 100, `ages` seconds old, in a pipe job of their own."""
+    scene = _pipe_job(conn)
+    return [_place(conn, scene, 100, age, version=version) for age in ages]
+
+
+@contextlib.contextmanager
+def _callers(lab: labs.Scratch, n: int, lock_wait_ms: int) -> Iterator[list[psycopg.Connection]]:
+    """`n` callers' connections, each giving up on a lock after `lock_wait_ms`; closed on the way out."""
+    with contextlib.ExitStack() as stack:
+        conns = [stack.enter_context(lab.connect()) for _ in range(n)]
+        for c in conns:
+            c.execute(_q()["lock_timeout"], {"ms": str(lock_wait_ms)})
+        yield conns
+
+
 def _ask(conn: psycopg.Connection, version: str, batch: int, uuid: str | None = None) -> str:
-    params = {"uuid": uuid or secrets.token_hex(6), "name": NAME, "version": version, "batch": batch}
-    return conn.execute(_q()["find_job"], params).fetchone()[0]
+    """find_job's answer to one call of a worker of NAME `version` (a new one, unless `uuid` is given)."""
+    return client(conn).ask(Identity.new(NAME, version, uuid), batch=batch)
 
 
 def _jobs(
@@ -756,7 +695,7 @@ def _jobs(
     try:
         answer = _ask(conn, version, batch, uuid)
     except psycopg.Error as exc:
-        verdict.refuse(f"{who} failed: {_said(exc)}")
+        verdict.refuse(f"{who} failed: {said(exc)}")
         return None
     jobs = _parse(answer)
     if jobs is None:
@@ -790,15 +729,15 @@ def _failure(exc: BaseException) -> str:
         job = f"job {key.group(1)}" if key else "one job"
         return (
             f"two callers leased {job} at once: job_attempts refused the second's attempt while the first's "
-            f"ran ({_said(exc)}): {LEASED_TWICE}"
+            f"ran ({said(exc)}): {LEASED_TWICE}"
         )
     if isinstance(exc, psycopg.errors.DeadlockDetected | psycopg.errors.LockNotAvailable):
         return (
-            f"a caller failed waiting for a lock ({_said(exc)}): two callers held one job with a shared lock "
+            f"a caller failed waiting for a lock ({said(exc)}): two callers held one job with a shared lock "
             "(FOR SHARE lets them), then each waited for the other's to lease it; FOR UPDATE SKIP LOCKED "
             "lets one caller alone lock a job, and the others pass over it"
         )
-    return f"a caller failed: {_said(exc)}"
+    return f"a caller failed: {said(exc)}"
 
 
 def _timed(took: dict[int, float], i: int, call):
@@ -808,9 +747,3 @@ def _timed(took: dict[int, float], i: int, call):
         return call()
     finally:
         took[i] = time.monotonic() - started
-
-
-def _said(exc: BaseException) -> str:
-    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
-        return exc.diag.message_primary
-    return str(exc)

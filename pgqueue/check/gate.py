@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import threading
 from dataclasses import dataclass
 
 import psycopg
+from psycopg.errors import DeadlockDetected
 
 from pgqueue import queries, wait
-from pgqueue.check.core import Verdict, install, written
+from pgqueue.check.callers import said, waits
+from pgqueue.check.core import Call, Refused, Verdict, checker, holding
 from pgqueue.lab import races
 from pgqueue.queues import labs
 
@@ -26,6 +27,7 @@ ROUTINE = "pipe_job_takes_turn"
 HOLD_OPEN = 3.0
 ORDER_1 = (1, 2)  # two pipelines of order 1: a request of both has two order-1 pipe jobs
 ORDER_2 = 4  # the pipeline of order 2 they gate
+GATE_TRIAL = {"pipe": 2, "next_pipe": ORDER_2}  # each trial: two pipe jobs of pipeline 2, one of 4
 
 
 def _q() -> queries.Queries:
@@ -60,10 +62,6 @@ class Forced:
     second_locks: tuple[Lock, ...] = ()  # those the second held once its statement had run
 
 
-class Refused(Exception):
-    """The scene could not be built with the learner's trigger in place: the reason, for the verdict."""
-
-
 class Scene:
     """Requests of the checker's own, with ids drawn at random and said in the verdict."""
 
@@ -81,7 +79,7 @@ class Scene:
             rows = self.conn.execute(_q()["gate_request"], {"request_id": request_id, "pipes": pipes})
             ids = [row[0] for row in rows]
         except psycopg.Error as exc:
-            raise Refused(f"inserting the pipe jobs of request {request_id} failed: {_said(exc)}") from exc
+            raise Refused(f"inserting the pipe jobs of request {request_id} failed: {said(exc)}") from exc
         if len(ids) != len(pipes):
             raise Refused(
                 f"inserting {len(pipes)} pipe jobs for request {request_id} stored {len(ids)}: a BEFORE "
@@ -110,7 +108,15 @@ class Scene:
         return self.conn.execute(_races_q()["entry_job_of"], {"pipe_job_id": pipe_job}).fetchone()[0]
 
 
-def gate_takes_turns(text: str, poc: str = "single-call", trials: int = TRIALS) -> Verdict:
+def _prepare(conn: psycopg.Connection) -> None:
+    conn.execute(_q()["gate_lock_timeout"])
+    conn.execute(_q()["gate_drop_trigger"])  # the hardened lab's own goes first
+
+
+@checker("your gate fix", "single-call", "order_gating", examples=True, replaces=[ROUTINE], before=_prepare)
+def gate_takes_turns(
+    verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, text: str, poc: str, trials: int = TRIALS
+) -> None:
     """Whether the learner's trigger makes the order gate open exactly once, whatever the schedule.
 
     On a scratch lab built up to order_gating with its examples, the original gate (the hardened
@@ -123,45 +129,64 @@ def gate_takes_turns(text: str, poc: str = "single-call", trials: int = TRIALS) 
     each side held (pg_locks) and those an insert takes say why: keys that differ, a shared lock,
     a try-lock that gave up, or a lock taken on INSERT only.
     """
-    verdict = Verdict("your gate fix")
-    if written(text, verdict) is None:
-        return verdict
-    with labs.scratch(poc, "order_gating", examples=True) as lab:
 
-        def connect() -> psycopg.Connection:
-            conn = lab.connect()
-            conn.execute(_q()["gate_lock_timeout"])
-            return conn
+    def connect() -> psycopg.Connection:
+        conn = lab.connect()
+        conn.execute(_q()["gate_lock_timeout"])
+        return conn
 
-        with connect() as conn:
-            conn.execute(_q()["gate_drop_trigger"])  # the hardened lab's own goes first
-            if not install(conn, text, verdict, replaces=[ROUTINE]):
-                return verdict
-            scene = Scene(conn)
-            steps = [
-                lambda: _one_after_the_other(scene, verdict),
-                lambda: _one_pipeline(scene, connect, verdict),
-                lambda: _two_pipelines(scene, connect, verdict),
-                lambda: _two_requests(scene, connect, verdict),
-            ]
-            if poc == "hardened":
-                steps.append(lambda: _late_insert(scene, connect, verdict))
-            try:
-                if not all(step() for step in steps):
-                    return verdict
-            except Refused as exc:
-                return verdict.refuse(str(exc))
-        free = races.order_gate_trials(trials, connect=connect, stop_after=STOP_AFTER)
-        if not _judge(free, verdict, trials, "trials of two finishers released together"):
-            return verdict
-        held = races.order_gate_trials(HELD_TRIALS, connect=connect, stop_after=STOP_AFTER, hold=True)
-        _judge(
-            held,
-            verdict,
-            HELD_TRIALS,
-            "trials where both finishers held their own row's lock before your trigger ran",
-        )
-    return verdict
+    scene = Scene(conn)
+    steps = [_one_after_the_other, _one_pipeline, _two_pipelines, _two_requests]
+    if poc == "hardened":
+        steps.append(_late_insert)
+    if not all(step(scene, connect, verdict) for step in steps):
+        return
+    free = races.order_gate_trials(trials, connect=connect, stop_after=STOP_AFTER)
+    if _judge(free, verdict, trials, "trials of two finishers released together"):
+        what = "trials where both finishers held their own row's lock before your trigger ran"
+        _judge(held_trials(HELD_TRIALS, connect), verdict, HELD_TRIALS, what)
+
+
+def held_trials(trials: int, connect: races.Connect, stop_after: int | None = STOP_AFTER) -> races.GateTrials:
+    """`trials` requests whose two order-1 finishers the kit's hold (core.Hold) stops right after their
+    UPDATE locked their own row, before any later BEFORE trigger runs, and lets go once both stopped.
+
+    Every trial meets the schedule that free trials meet only now and then: both finishers holding
+    their own row before either asks for more. The trials stop once `stop_after` of them had a
+    deadlock or another error (each deadlock costs a second or more).
+    """
+    started = stalled = twice = ran = 0
+    victims: set[int] = set()  # trials where a finisher was a deadlock victim
+    failed: set[int] = set()  # trials where a finisher failed otherwise
+    error = ""  # the first such error, in PostgreSQL's words
+    with contextlib.ExitStack() as stack:
+        watch, *finishers = (stack.enter_context(connect()) for _ in range(3))
+        hold = stack.enter_context(holding(watch, "pipe_job_queue", when="BEFORE", event="UPDATE"))
+        for slot, finisher in enumerate(finishers, 1):
+            hold.arm(finisher, slot)
+        for trial in range(trials):
+            gated, *pipe_jobs = [row[0] for row in watch.execute(_races_q()["gate_trial"], GATE_TRIAL)]
+            calls = []
+            for slot, (finisher, pipe_job) in enumerate(zip(finishers, pipe_jobs, strict=True), 1):
+                hold.close(slot)
+                calls.append(Call(lambda f=finisher, p=pipe_job: f.execute(*_finish(p))))
+            for finisher, call in zip(finishers, calls, strict=True):
+                hold.stops(finisher, call, 30)
+            hold.open_all()
+            for result in (call.join(30) for call in calls):
+                if isinstance(result, DeadlockDetected):
+                    victims.add(trial)
+                elif isinstance(result, BaseException):
+                    failed.add(trial)
+                    error = error or said(result)
+            ran += 1
+            entries = watch.execute(_races_q()["entry_job_of"], {"pipe_job_id": gated}).fetchone()[0]
+            started += entries == 1
+            twice += entries > 1
+            stalled += entries == 0 and trial not in victims | failed
+            if stop_after is not None and len(victims | failed) >= stop_after:
+                break
+    return races.GateTrials(ran, started, stalled, len(victims), twice, len(failed), error)
 
 
 def _finish(pipe_job: int) -> tuple[str, dict]:
@@ -174,7 +199,7 @@ def _locks(conn: psycopg.Connection, pid: int) -> tuple[Lock, ...]:
     return tuple(Lock(tuple(key), shared) for key, shared in rows)
 
 
-def _one_after_the_other(scene: Scene, verdict: Verdict) -> bool:
+def _one_after_the_other(scene: Scene, connect: races.Connect, verdict: Verdict) -> bool:
     """Two finishes in turn, each committed: each ends finished, leaves no lock, and the gate opens once."""
     conn = scene.conn
     request, (report, one, two) = scene.request([ORDER_2, *ORDER_1])
@@ -182,7 +207,7 @@ def _one_after_the_other(scene: Scene, verdict: Verdict) -> bool:
         try:
             conn.execute(*_finish(pipe_job))
         except psycopg.Error as exc:
-            verdict.refuse(f"finishing pipe job {pipe_job} of request {request} failed: {_said(exc)}")
+            verdict.refuse(f"finishing pipe job {pipe_job} of request {request} failed: {said(exc)}")
             return False
         left = conn.execute(_q()["gate_advisory_locks_held"]).fetchone()[0]
         if left:
@@ -213,59 +238,40 @@ def _one_after_the_other(scene: Scene, verdict: Verdict) -> bool:
     )
 
 
-def _while_open(connect, first: tuple[str, dict], second: tuple[str, dict]) -> Forced:
+def _while_open(connect: races.Connect, first: tuple[str, dict], second: tuple[str, dict]) -> Forced:
     """`first` in a transaction held open while `second` runs in another, then both committed.
 
     The first commits once the second has ended, or waits for a lock, or HOLD_OPEN has passed.
     """
     with connect() as a, connect() as b, connect() as watch:
-        ended = threading.Event()
-        got: dict[str, object] = {}
 
-        def run_second() -> None:
-            try:
-                with b.transaction():
-                    cur = b.execute(*second)
-                    row = cur.fetchone() if cur.description else None
-                    got["value"] = row[0] if row else None
-                    got["locks"] = _locks(b, b.info.backend_pid)
-            except psycopg.Error as exc:
-                got["error"] = _said(exc)
-            finally:
-                ended.set()
+        def run_second() -> tuple[object, tuple[Lock, ...]]:
+            with b.transaction():
+                cur = b.execute(*second)
+                row = cur.fetchone() if cur.description else None
+                return (row[0] if row else None), _locks(b, b.info.backend_pid)
 
-        racer = threading.Thread(target=run_second, daemon=True)
-        seen = None  # what the second was seen doing while the first was open
+        call = None
+        locked = False  # whether the second was seen waiting for a lock while the first was open
         try:
             with a.transaction():
                 a.execute(*first)
                 first_locks = _locks(watch, a.info.backend_pid)
-                racer.start()
+                call = Call(run_second)
                 # still running and not waiting for a lock after HOLD_OPEN: the first commits anyway
                 with contextlib.suppress(wait.Timeout):
-                    seen = wait.until(
-                        lambda: (
-                            ("ended" if ended.is_set() else None)
-                            or ("locked" if races.waiting_on_lock(b.info.backend_pid, conn=watch) else None)
-                        ),
-                        HOLD_OPEN,
-                        "the second transaction ending or waiting for a lock",
+                    locked = waits(
+                        call, b, watch, HOLD_OPEN, "the second transaction ending or waiting for a lock"
                     )
-                waited = not ended.is_set()
+                waited = not call.done
         except psycopg.Error as exc:
-            if racer.is_alive():
-                ended.wait(HOLD_OPEN * 5)
-            return Forced(False, False, f"the first failed: {_said(exc)}")
-        ended.wait(HOLD_OPEN * 5)
-    error = got.get("error")
-    return Forced(
-        waited,
-        seen == "locked",
-        str(error) if error else "",
-        got.get("value"),
-        first_locks,
-        got.get("locks", ()),
-    )
+            if call is not None:
+                call.join(HOLD_OPEN * 5)
+            return Forced(False, False, f"the first failed: {said(exc)}")
+        result = call.join(HOLD_OPEN * 5)
+    if isinstance(result, BaseException):
+        return Forced(waited, locked, said(result), first_locks=first_locks)
+    return Forced(waited, locked, "", result[0], first_locks, result[1])
 
 
 def _forced_finishes(
@@ -344,7 +350,7 @@ def _no_turn(scene: Scene, connect, race: Forced, named: tuple[dict[int, str], d
     )
 
 
-def _let_go_early(scene: Scene, connect) -> str:
+def _let_go_early(scene: Scene, connect: races.Connect) -> str:
     """If a finish asks for an advisory lock but holds none once its UPDATE has run: the sentence that
     says so; else ''.
 
@@ -354,39 +360,29 @@ def _let_go_early(scene: Scene, connect) -> str:
     """
     request, (pipe_job, _) = scene.request(list(ORDER_1))
     keys = [request, pipe_job, ORDER_1[0]]
-    seen: dict[str, object] = {}
     with connect() as holder, connect() as finisher:
-        done, release = threading.Event(), threading.Event()
-        pid = finisher.info.backend_pid
 
-        def finish() -> None:
-            try:
-                with finisher.transaction(force_rollback=True):
-                    finisher.execute(*_finish(pipe_job))
-                    seen["locks"] = _locks(finisher, pid)
-                    done.set()
-                    release.wait(HOLD_OPEN * 5)
-            except psycopg.Error as exc:
-                seen["error"] = _said(exc)
-            finally:
-                done.set()
+        def finish() -> tuple[Lock, ...]:
+            with finisher.transaction(force_rollback=True):
+                finisher.execute(*_finish(pipe_job))
+                return _locks(finisher, finisher.info.backend_pid)
 
         with holder.transaction():
             holder.execute(_q()["gate_hold_keys"], {"keys": keys})
-            racer = threading.Thread(target=finish, daemon=True)
-            racer.start()
+            call = Call(finish)
             with contextlib.suppress(wait.Timeout):
-                wait.until(
-                    lambda: done.is_set() or races.waiting_on_lock(pid, conn=scene.conn),
+                waits(
+                    call,
+                    finisher,
+                    scene.conn,
                     HOLD_OPEN,
                     "the finish ending or waiting for a lock the checker holds",
                 )
-            wanted = scene.conn.execute(_q()["gate_advisory_lock_wanted"], {"pid": pid}).fetchone()
+            wanted = scene.conn.execute(_q()["gate_advisory_lock_wanted"], {"pid": finisher.info.backend_pid})
+            wanted = wanted.fetchone()
         # the holder's commit lets the finish go on
-        done.wait(HOLD_OPEN * 5)
-        release.set()
-        racer.join(HOLD_OPEN * 5)
-    if wanted is None or seen.get("error") or seen.get("locks"):
+        held = call.join(HOLD_OPEN * 5)
+    if wanted is None or isinstance(held, BaseException) or held:
         return ""
     lock = Lock(tuple(wanted[0]), wanted[1])
     whose = {
@@ -551,10 +547,6 @@ def _hint(error: str) -> str:
     if "lock timeout" in error:
         return ": it waited for a lock that the first finisher's commit did not release"
     return ""
-
-
-def _said(exc: psycopg.Error) -> str:
-    return exc.diag.message_primary or str(exc)
 
 
 def _judge(result: races.GateTrials, verdict: Verdict, planned: int, what: str) -> bool:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import random
 import secrets
-import threading
 from dataclasses import dataclass
 
 import psycopg
-from psycopg.types.json import Jsonb
+from psycopg.rows import dict_row
 
 from pgqueue import queries
-from pgqueue.check.core import Verdict, install, together, written
+from pgqueue.check.callers import Said, client, finish, hand_over, waits, wrong
+from pgqueue.check.core import Call, Refused, Verdict, checker
 from pgqueue.lab import races
 from pgqueue.queues import labs
+from pgqueue.queues.heartbeats import Identity
 from pgqueue.wait import Timeout, until
 
 ROUTINE = "hold_jobs"
@@ -38,36 +39,12 @@ def _q() -> queries.Queries:
     return queries.load("clients/check_hold_jobs.sql")
 
 
-def _calls() -> queries.Queries:
-    return queries.load("clients/hardened.sql")
-
-
 def _lesson() -> queries.Queries:
     return labs.step(POC, "find_job").lesson
 
 
-class _Stop(Exception):
-    """A step the later checks need went wrong: the sentence says what, and the checks stop."""
-
-
-@dataclass(frozen=True)
-class Said:
-    """What one create_jobs or finish_pipe call answered."""
-
-    made: tuple[int, ...] | None  # create_jobs: the job ids it returned
-    code: str | None = None  # SQLSTATE when refused
-    words: str = ""  # PostgreSQL's message when refused
-
-    @property
-    def ok(self) -> bool:
-        """Whether the call was accepted."""
-        return self.code is None
-
-    def __str__(self) -> str:
-        return "accepted" if self.ok else f"refused with {self.code} ({self.words})"
-
-
-def hold_jobs(text: object) -> Verdict:
+@checker("your hold_jobs", POC, examples=True, replaces=[ROUTINE])
+def hold_jobs(verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, text: str, poc: str) -> None:
     """Whether the learner's hold_jobs lets the holder hand over, once, and refuses everybody else.
 
     It replaces the reference on a scratch copy of the hardened lab with its examples; the real
@@ -77,24 +54,12 @@ def hold_jobs(text: object) -> Verdict:
     jobs, and two forced schedules on several connections (a repeat sent while the first call is
     open, and one batch finished in two orders at once).
     """
-    verdict = Verdict("your hold_jobs")
-    if written(text, verdict) is None:
-        return verdict
-    with labs.scratch(POC, examples=True) as lab, lab.connect() as conn:
-        if not install(conn, text, verdict, replaces=[ROUTINE]):
-            return verdict
-        conn.execute(_lesson()["rescue_after"], {"seconds": RESCUE_AFTER})
-        scene = _Scene(lab, conn)
-        try:
-            _one_pipe_job_through(scene, verdict)
-            _given_back_not_taken(scene, verdict)
-            _partial_repeat(scene, verdict)
-            _bad_input(scene, verdict)
-            _repeat_while_open(scene, verdict)
-            _one_batch_in_two_orders(scene, verdict)
-        except _Stop as stop:
-            verdict.refuse(str(stop))
-    return verdict
+    conn.execute(_lesson()["rescue_after"], {"seconds": RESCUE_AFTER})
+    scene = _Scene(lab, conn)
+    for check in (_one_pipe_job_through, _given_back_not_taken, _partial_repeat, _bad_input):
+        check(scene, verdict)
+    _repeat_while_open(scene, verdict)
+    _one_batch_in_two_orders(scene, verdict)
 
 
 class _Scene:
@@ -109,12 +74,12 @@ class _Scene:
 
     def request(self, *pipe_ids: int) -> list[int]:
         """A new request with a pipe job of each pipeline, in order; their ids."""
-        request_id = self.conn.execute(_q()["next_request"]).fetchone()[0]
+        calls = client(self.conn)
+        request_id = calls.next_request_id()
         made = []
         for pipe_id in pipe_ids:
             self.priority -= 1
-            params = {"request_id": request_id, "pipe_id": pipe_id, "priority": self.priority}
-            made.append(self.conn.execute(_q()["submit"], params).fetchone()[0])
+            made.append(calls.submit(pipe_id, request_id, self.priority))
         return made
 
     def claim(self, step: tuple[str, str], pipe_jobs: list[int], batch: int = 1) -> tuple[str, list[int]]:
@@ -122,35 +87,30 @@ class _Scene:
 
         They must be `batch` jobs of `pipe_jobs`, else the checks cannot go on.
         """
-        who = secrets.token_hex(6)
-        params = {"uuid": who, "server": "checker", "name": step[0], "version": step[1]}
-        answer = self.conn.execute(_calls()["find_job"], {**params, "multi": False, "batch": batch})
-        text = answer.fetchone()[0]
+        who = Identity.new(*step)
+        text = client(self.conn).ask(who, batch=batch)
         jobs = json.loads(text) if text.startswith("[") else []
         if len(jobs) != batch or {job["pipe_job_id"] for job in jobs} != set(pipe_jobs):
-            raise _Stop(
+            raise Refused(
                 f"a worker of {step[0]} asked find_job for {batch} job(s) of pipe job(s) {pipe_jobs} and "
                 f"was answered {_short(text)}: the hand-over before it did not make the job(s) it should"
             )
-        return who, sorted(job["job_id"] for job in jobs)
+        return who.uuid, sorted(job["job_id"] for job in jobs)
 
-    def create(self, who: str, ids: list[int], jobs: int = 1, conn: psycopg.Connection | None = None) -> Said:
+    def create(self, who: str, ids: list[int], jobs: int = 1) -> Said:
         """create_jobs as worker `who` calls it: `jobs` new jobs for the next step."""
-        params = {"uuid": who, "job_ids": ids, "payloads": Jsonb([{"n": n} for n in range(jobs)])}
-        try:
-            made = (conn or self.conn).execute(_calls()["create_jobs"], params).fetchone()[0]
-        except psycopg.Error as exc:
-            return _refused(exc)
-        return Said(tuple(made or ()))
+        return hand_over(self.conn, who, ids, jobs)
 
-    def finish(self, who: str, ids: list[int], pipe_job: int, conn: psycopg.Connection | None = None) -> Said:
+    def handed(self, who: str, ids: list[int], step: tuple[str, str], jobs: int = 1) -> Said:
+        """create_jobs of the holder of `ids`, which the later checks need accepted."""
+        said = self.create(who, ids, jobs)
+        if not said.ok:
+            raise Refused(f"worker {who} held job {ids[0]} ({step[0]}), yet its create_jobs was {said}")
+        return said
+
+    def finish(self, who: str, ids: list[int], pipe_job: int) -> Said:
         """finish_pipe as worker `who` calls it."""
-        params = {"uuid": who, "job_ids": ids, "pipe_job_id": pipe_job}
-        try:
-            (conn or self.conn).execute(_calls()["finish_pipe"], params)
-        except psycopg.Error as exc:
-            return _refused(exc)
-        return Said(None)
+        return finish(self.conn, who, ids, pipe_job)
 
     def tables(self, conn: psycopg.Connection | None = None) -> dict[str, tuple[int, str]]:
         """Every table's row count and checksum."""
@@ -158,7 +118,7 @@ class _Scene:
         return {name: (count, checksum) for name, count, checksum in rows}
 
     def job(self, job_id: int) -> dict:
-        with self.conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        with self.conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(_q()["job"], {"job_id": job_id}).fetchone()
 
     def step_jobs(self, pipe_job: int, step: tuple[str, str]) -> list[int]:
@@ -175,20 +135,28 @@ class _Scene:
     def outcomes(self, job_id: int) -> list[str | None]:
         return [row[0] for row in self.conn.execute(_lesson()["outcomes"], {"job_id": job_id})]
 
+    def silence(self, uuid: str) -> None:
+        """Move worker `uuid`'s last beat SILENT_FOR back: it looks dead."""
+        self.conn.execute(_lesson()["age_heartbeat"], {"uuid": uuid, "seconds": SILENT_FOR})
+
     def connect(self) -> psycopg.Connection:
         """A finisher's connection: it gives up on a lock after LOCK_TIMEOUT_MS instead of hanging."""
         conn = self.lab.connect()
         conn.execute(_q()["lock_timeout"], {"ms": LOCK_TIMEOUT_MS})
         return conn
 
+    def blockers(self, pid: int) -> list[int]:
+        """The sessions backend `pid` waits for."""
+        return self.conn.execute(_q()["blocked_by"], {"pid": pid}).fetchone()[0] or []
 
-def _blockers(scene: _Scene, pid: int) -> list[int]:
-    """The sessions backend `pid` waits for."""
-    return scene.conn.execute(_q()["blocked_by"], {"pid": pid}).fetchone()[0] or []
-
-
-def _refused(exc: psycopg.Error) -> Said:
-    return Said(None, exc.sqlstate or "?", exc.diag.message_primary or str(exc))
+    def batch_of_two(self) -> tuple[int, str, int, int]:
+        """A pipe job whose first step made two jobs, both handed to one worker of the second step:
+        the pipe job, that worker, and its two jobs."""
+        (pipe_job,) = self.request(PLAIN)
+        worker, jobs = self.claim(FIRST, [pipe_job])
+        self.handed(worker, jobs, FIRST, jobs=2)
+        holder, (a, b) = self.claim(SECOND, [pipe_job], batch=2)
+        return pipe_job, holder, a, b
 
 
 def _short(answer: object) -> str:
@@ -223,16 +191,22 @@ def _refusal(verdict: Verdict, said: Said, code: str, what: str, why: str) -> bo
     if said.code == code:
         return verdict.expect(True, f"{what}: {said}", "")
     if said.ok:
-        return verdict.expect(
-            False, "", f"{what}, and it was accepted: {why}; refuse it with SQLSTATE {code}"
-        )
+        return wrong(verdict, f"{what}, and it was accepted: {why}; refuse it with SQLSTATE {code}")
     plain = " (P0001 is what RAISE EXCEPTION raises when no ERRCODE is given)" if said.code == "P0001" else ""
-    return verdict.expect(
-        False,
-        "",
+    return wrong(
+        verdict,
         f"{what}, and it was {said}: the wrong SQLSTATE{plain}; the lesson asks for {code} here "
         f"({MEANS[code]}): refuse it with refuse('{code}', ...)",
     )
+
+
+def _refused_alone(
+    scene: _Scene, verdict: Verdict, call, what: str, why: str, held: str, code: str = NOT_HELD
+):
+    """`call()` must be refused with `code` and change no table (✓ line `held`)."""
+    before = scene.tables()
+    if _refusal(verdict, call(), code, what, why):
+        _unchanged(verdict, scene, before, what, held)
 
 
 # --- checks 1 to 4: one pipe job through its pipeline ------------------------------------------
@@ -244,13 +218,10 @@ def _one_pipe_job_through(scene: _Scene, verdict: Verdict) -> None:
     pipe_job, next_order = scene.request(PLAIN, NEXT_ORDER)
     holder, (first,) = scene.claim(FIRST, [pipe_job])
     fan_out = scene.rng.randint(1, 4)  # how many jobs the hand-over makes: a repeat must return them all
-    said = scene.create(holder, [first], jobs=fan_out)
-    made = list(said.made or ())
-    if not said.ok:
-        raise _Stop(f"worker {holder} held job {first} ({FIRST[0]}), yet its create_jobs was {said}")
+    made = list(scene.handed(holder, [first], FIRST, jobs=fan_out).made or ())
     second = scene.step_jobs(pipe_job, SECOND)
     if made != second or len(made) != fan_out or not scene.job(first)["finished"]:
-        raise _Stop(
+        raise Refused(
             f"worker {holder} held job {first} ({FIRST[0]}); its create_jobs returned {made}, pipe job "
             f"{pipe_job} now has {SECOND[0]} jobs {second}, and job {first} is "
             f"{'finished' if scene.job(first)['finished'] else 'not finished'}: expected {fan_out} new "
@@ -263,10 +234,16 @@ def _one_pipe_job_through(scene: _Scene, verdict: Verdict) -> None:
     _repeat_create(scene, verdict, holder, first, made, pipe_job)
 
     worker, (job,) = scene.claim(SECOND, [pipe_job])
-    _stranger(scene, verdict, worker, job)
-    said = scene.create(worker, [job])
-    if not said.ok:
-        raise _Stop(f"worker {worker} held job {job} ({SECOND[0]}), yet its create_jobs was {said}")
+    stranger = secrets.token_hex(6)  # check 3: a worker that does not hold the job
+    _refused_alone(
+        scene,
+        verdict,
+        lambda: scene.create(stranger, [job]),
+        f"worker {stranger}, which never held job {job} (worker {worker} holds it), called create_jobs",
+        "only the worker that holds a job may hand it over",
+        "the stranger's refused create_jobs changed no table",
+    )
+    scene.handed(worker, [job], SECOND)
     _rescued_and_run_twice(scene, verdict, pipe_job, next_order)
 
 
@@ -278,33 +255,21 @@ def _repeat_create(
     again = scene.create(holder, [job])
     what = f"create_jobs sent again by worker {holder} for job {job}, which it had just handed over"
     if not again.ok:
-        verdict.expect(
-            False,
-            "",
+        wrong(
+            verdict,
             f"{what}, was {again}: a repeat after a lost connection must be a no-op (hold_jobs returns "
             "false when every job was finished before by this same worker)",
         )
         return
     now = scene.step_jobs(pipe_job, SECOND)
-    if not verdict.expect(
+    if verdict.expect(
         list(again.made or ()) == made and now == made,
         f"{what}, answered without error and returned the same jobs {made}",
         f"{what}, returned {list(again.made or ())} and pipe job {pipe_job} now has {SECOND[0]} jobs "
         f"{now}: the repeat must make no new job and return jobs {made}, made the first time "
         "(hold_jobs returns false for a repeat)",
     ):
-        return
-    _unchanged(verdict, scene, before, what, f"{what}, changed no table", "repeated")
-
-
-def _stranger(scene: _Scene, verdict: Verdict, holder: str, job: int) -> None:
-    """Check 3: a worker that does not hold the job is refused (55000), and nothing changes."""
-    stranger = secrets.token_hex(6)
-    before = scene.tables()
-    said = scene.create(stranger, [job])
-    what = f"worker {stranger}, which never held job {job} (worker {holder} holds it), called create_jobs"
-    if _refusal(verdict, said, NOT_HELD, what, "only the worker that holds a job may hand it over"):
-        _unchanged(verdict, scene, before, what, "the stranger's refused create_jobs changed no table")
+        _unchanged(verdict, scene, before, what, f"{what}, changed no table", "repeated")
 
 
 def _rescued_and_run_twice(scene: _Scene, verdict: Verdict, pipe_job: int, next_order: int) -> None:
@@ -312,16 +277,21 @@ def _rescued_and_run_twice(scene: _Scene, verdict: Verdict, pipe_job: int, next_
     refused, B's finishes the pipe job, and the job ends with exactly one succeeded attempt."""
     (job,) = scene.step_jobs(pipe_job, THIRD)
     silent, _ = scene.claim(THIRD, [pipe_job])
-    scene.conn.execute(_lesson()["age_heartbeat"], {"uuid": silent, "seconds": SILENT_FOR})
+    scene.silence(silent)
     rescuer, _ = scene.claim(THIRD, [pipe_job])  # its find_job rescues the job first
     if scene.job(job)["holder"] != rescuer or scene.outcomes(job) != ["rescued", None]:
-        raise _Stop(f"job {job} was not rescued from silent worker {silent}: attempts {scene.outcomes(job)}")
+        raise Refused(
+            f"job {job} was not rescued from silent worker {silent}: attempts {scene.outcomes(job)}"
+        )
     who = f"worker {silent}, silent for {SILENT_FOR:.0f} s"
-    before = scene.tables()
-    late = scene.finish(silent, [job], pipe_job)
-    what = f"{who}, sent finish_pipe for job {job} after worker {rescuer} was handed it"
-    if _refusal(verdict, late, NOT_HELD, what, "a job rescued from its worker is no longer that worker's"):
-        _unchanged(verdict, scene, before, what, "the silent worker's refused finish_pipe changed no table")
+    _refused_alone(
+        scene,
+        verdict,
+        lambda: scene.finish(silent, [job], pipe_job),
+        f"{who}, sent finish_pipe for job {job} after worker {rescuer} was handed it",
+        "a job rescued from its worker is no longer that worker's",
+        "the silent worker's refused finish_pipe changed no table",
+    )
     said = scene.finish(rescuer, [job], pipe_job)
     if not verdict.expect(
         said.ok and scene.finished(pipe_job),
@@ -342,11 +312,14 @@ def _rescued_and_run_twice(scene: _Scene, verdict: Verdict, pipe_job: int, next_
         f"job {job} ran twice and has exactly one succeeded attempt (attempts: {', '.join(outcomes)})",
         f"job {job} ran twice and its attempts are {outcomes}: exactly one must have succeeded",
     )
-    before = scene.tables()
-    later = scene.finish(silent, [job], pipe_job)
-    what = f"{who}, sent finish_pipe for job {job} once worker {rescuer} had finished it"
-    if _refusal(verdict, later, NOT_HELD, what, "another worker finished that job: this is no repeat"):
-        _unchanged(verdict, scene, before, what, "that refused finish_pipe changed no table")
+    _refused_alone(
+        scene,
+        verdict,
+        lambda: scene.finish(silent, [job], pipe_job),
+        f"{who}, sent finish_pipe for job {job} once worker {rescuer} had finished it",
+        "another worker finished that job: this is no repeat",
+        "that refused finish_pipe changed no table",
+    )
     before = scene.tables()
     again = scene.finish(rescuer, [job], pipe_job)
     what = f"finish_pipe sent again by worker {rescuer} for job {job}"
@@ -363,48 +336,41 @@ def _given_back_not_taken(scene: _Scene, verdict: Verdict) -> None:
     worker's late hand-over is refused (55000), and nothing changes."""
     (pipe_job,) = scene.request(PLAIN)
     silent, (job,) = scene.claim(FIRST, [pipe_job])
-    scene.conn.execute(_lesson()["age_heartbeat"], {"uuid": silent, "seconds": SILENT_FOR})
+    scene.silence(silent)
     scene.conn.execute(_q()["rescue"])
     if scene.job(job)["holder"] is not None:
-        raise _Stop(f"the kit's rescue_jobs did not give back job {job} of silent worker {silent}")
-    before = scene.tables()
-    said = scene.create(silent, [job])
-    what = (
+        raise Refused(f"the kit's rescue_jobs did not give back job {job} of silent worker {silent}")
+    _refused_alone(
+        scene,
+        verdict,
+        lambda: scene.create(silent, [job]),
         f"worker {silent}, silent for {SILENT_FOR:.0f} s, called create_jobs for job {job}, which nobody "
-        "holds since it was rescued from it"
-    )
-    why = (
+        "holds since it was rescued from it",
         "a job given back is no longer its old worker's (job_assigned_process_uuid is NULL now, and "
-        "NULL <> p_uuid is not true but NULL: compare with IS DISTINCT FROM)"
+        "NULL <> p_uuid is not true but NULL: compare with IS DISTINCT FROM)",
+        "that refused create_jobs changed no table",
     )
-    if _refusal(verdict, said, NOT_HELD, what, why):
-        _unchanged(verdict, scene, before, what, "that refused create_jobs changed no table")
 
 
 def _partial_repeat(scene: _Scene, verdict: Verdict) -> None:
     """Check 4c: a worker holding two jobs hands over one alone, then both at once: refused (55000),
     since only one of them was handed over before; nothing changes."""
-    (pipe_job,) = scene.request(PLAIN)
-    worker, jobs = scene.claim(FIRST, [pipe_job])
-    said = scene.create(worker, jobs, jobs=2)
-    if not said.ok:
-        raise _Stop(f"worker {worker} held job {jobs[0]} ({FIRST[0]}), yet its create_jobs was {said}")
-    holder, (a, b) = scene.claim(SECOND, [pipe_job], batch=2)
+    _, holder, a, b = scene.batch_of_two()
     said = scene.create(holder, [a])
     if not said.ok:
-        raise _Stop(f"worker {holder} held jobs {a} and {b}, yet its create_jobs of job {a} alone was {said}")
-    before = scene.tables()
-    said = scene.create(holder, [a, b])
-    what = (
+        raise Refused(
+            f"worker {holder} held jobs {a} and {b}, yet its create_jobs of job {a} alone was {said}"
+        )
+    _refused_alone(
+        scene,
+        verdict,
+        lambda: scene.create(holder, [a, b]),
         f"worker {holder}, holding jobs {a} and {b}, handed over job {a} alone, then called create_jobs for "
-        f"[{a}, {b}]"
-    )
-    why = (
+        f"[{a}, {b}]",
         "only some of them were handed over before: a repeat is a no-op only when this worker finished "
-        "every one of them, and job {b} was never handed over".replace("{b}", str(b))
+        f"every one of them, and job {b} was never handed over",
+        "that refused create_jobs changed no table",
     )
-    if _refusal(verdict, said, NOT_HELD, what, why):
-        _unchanged(verdict, scene, before, what, "that refused create_jobs changed no table")
 
 
 # --- check 5: ids that cannot be handed over --------------------------------------------------
@@ -416,15 +382,18 @@ def _bad_input(scene: _Scene, verdict: Verdict) -> None:
     said = scene.create(secrets.token_hex(6), [unknown])
     what = f"create_jobs was called for job {unknown}, which does not exist"
     _refusal(verdict, said, NO_JOB, what, "a job nobody made must be named as missing")
-
     one = scene.request(PLAIN)
     other = scene.request(PLAIN)
     holder, jobs = scene.claim(FIRST, one + other, batch=2)
-    before = scene.tables()
-    said = scene.create(holder, jobs)
-    what = f"worker {holder}, holding jobs {jobs} of pipe jobs {one[0]} and {other[0]}, called create_jobs"
-    if _refusal(verdict, said, BAD_INPUT, what, "one hand-over belongs to one pipe job"):
-        _unchanged(verdict, scene, before, what, "that refused create_jobs changed no table")
+    _refused_alone(
+        scene,
+        verdict,
+        lambda: scene.create(holder, jobs),
+        f"worker {holder}, holding jobs {jobs} of pipe jobs {one[0]} and {other[0]}, called create_jobs",
+        "one hand-over belongs to one pipe job",
+        "that refused create_jobs changed no table",
+        BAD_INPUT,
+    )
 
 
 # --- check 6: forced schedules on several connections ------------------------------------------
@@ -444,23 +413,22 @@ class _Race:
 def _race(scene: _Scene, call) -> _Race:
     """Force one schedule: `call(A)` in a transaction kept open, then `call(B)` on a second
     connection; wait (with a deadline) until B waits for a lock or answers; then A commits."""
-    heard: list[Said] = []
     with scene.connect() as a, scene.connect() as b:
-        racer = threading.Thread(target=lambda: heard.append(call(b)), daemon=True)
         with a.transaction() as tx:
             race = _Race(call(a))
             if not race.first.ok:
                 raise psycopg.Rollback(tx)
             race.after_first = scene.tables(a)  # A sees its own work, not yet committed
-            racer.start()
-            _wait(
-                lambda: heard or races.waiting_on_lock(b.info.backend_pid, conn=scene.conn),
-                "the second call answering or waiting for a lock",
-            )
-            race.waited = not heard
+            second = Call(lambda: call(b))
+            try:
+                race.waited = waits(
+                    second, b, scene.conn, WAIT, "the second call answering or waiting for a lock"
+                )
+            except Timeout as exc:
+                raise Refused(f"the checker's forced schedule stalled: {exc}") from None
         if race.first.ok:
-            racer.join(WAIT)
-            race.second = heard[0] if heard else Said(None, "?", "it never answered")
+            answer = second.join(WAIT)
+            race.second = answer if isinstance(answer, Said) else Said(None, "?", "it never answered")
             race.after_second = scene.tables()
     return race
 
@@ -470,7 +438,7 @@ def _wait(condition, what: str) -> None:
     try:
         until(condition, WAIT, what)
     except Timeout as exc:
-        raise _Stop(f"the checker's forced schedule stalled: {exc}") from None
+        raise Refused(f"the checker's forced schedule stalled: {exc}") from None
 
 
 def _repeat_while_open(scene: _Scene, verdict: Verdict) -> None:
@@ -478,7 +446,7 @@ def _repeat_while_open(scene: _Scene, verdict: Verdict) -> None:
     connection: the second must wait for the first, then change nothing."""
     (pipe_job,) = scene.request(PLAIN)
     holder, jobs = scene.claim(FIRST, [pipe_job])
-    race = _race(scene, lambda conn: scene.create(holder, jobs, conn=conn))
+    race = _race(scene, lambda conn: hand_over(conn, holder, jobs))
     what = f"while worker {holder}'s create_jobs of job {jobs[0]} was open in a transaction, the same call"
     made = scene.step_jobs(pipe_job, SECOND)
     outcome = f"pipe job {pipe_job} has {len(made)} {SECOND[0]} job(s) {made}"
@@ -493,11 +461,9 @@ def _repeat_while_open(scene: _Scene, verdict: Verdict) -> None:
     pipe_job, next_order = scene.request(PLAIN, NEXT_ORDER)
     for step in (FIRST, SECOND):
         worker, jobs = scene.claim(step, [pipe_job])
-        said = scene.create(worker, jobs)
-        if not said.ok:
-            raise _Stop(f"worker {worker} held job {jobs[0]} ({step[0]}), yet its create_jobs was {said}")
+        scene.handed(worker, jobs, step)
     holder, jobs = scene.claim(THIRD, [pipe_job])
-    race = _race(scene, lambda conn: scene.finish(holder, jobs, pipe_job, conn=conn))
+    race = _race(scene, lambda conn: finish(conn, holder, jobs, pipe_job))
     what = f"while worker {holder}'s finish_pipe of job {jobs[0]} was open in a transaction, the same call"
     entries = scene.entry_jobs(next_order)
     outcome = f"the request's order-2 pipe job {next_order} got {entries} entry job(s)"
@@ -507,7 +473,7 @@ def _repeat_while_open(scene: _Scene, verdict: Verdict) -> None:
 def _judge(verdict: Verdict, race: _Race, what: str, outcome: str, count: int) -> bool:
     """Say how a forced repeat went: the second waited, answered, made nothing, changed nothing."""
     if not race.first.ok:
-        raise _Stop(f"{what.removeprefix('while ').split(' was open')[0]} was {race.first}")
+        raise Refused(f"{what.removeprefix('while ').split(' was open')[0]} was {race.first}")
     if not verdict.expect(
         race.waited,
         f"{what} on a second connection waited for its lock",
@@ -540,85 +506,73 @@ def _judge(verdict: Verdict, race: _Race, what: str, outcome: str, count: int) -
 def _one_batch_in_two_orders(scene: _Scene, verdict: Verdict) -> None:
     """A batch holder's create_jobs of jobs [a, b] on one connection and [b, a] on another.
 
-    Forced: the checker holds a lock on a and another on b (two transactions), releases the two
-    finishers together (a barrier), waits until both wait for a lock, lets a go, waits until
-    nobody waits for a any more, then lets b go. A finisher that locks in the order it was
-    given then holds a and wants b while the other holds b and wants a: a deadlock, every time.
-    Locked in id order, both want a first, and the second waits behind the first.
+    Forced: the checker holds a lock on a and another on b (two transactions), starts the two
+    finishers, waits until both wait for a lock, lets a go, waits until nobody waits for a any
+    more, then lets b go. A finisher that locks in the order it was given then holds a and wants
+    b while the other holds b and wants a: a deadlock, every time. Locked in id order, both want
+    a first, and the second waits behind the first.
     """
-    (pipe_job,) = scene.request(PLAIN)
-    worker, jobs = scene.claim(FIRST, [pipe_job])
-    said = scene.create(worker, jobs, jobs=2)
-    if not said.ok:
-        raise _Stop(f"worker {worker} held job {jobs[0]} ({FIRST[0]}), yet its create_jobs was {said}")
-    holder, (a, b) = scene.claim(SECOND, [pipe_job], batch=2)
+    pipe_job, holder, a, b = scene.batch_of_two()
     orders = ([a, b], [b, a])
-    done = [False, False]
-    results: list[Said | BaseException] = []
     finishers = [scene.connect(), scene.connect()]
     pids = [c.info.backend_pid for c in finishers]
-
-    def finish(i: int) -> Said:
-        try:
-            return scene.create(holder, orders[i], conn=finishers[i])
-        finally:
-            done[i] = True
+    calls: list[Call] = []
 
     def waiting(not_for: int | None = None) -> bool:
         """Each finisher answered, or waits for a lock (held by someone other than `not_for`)."""
-        for pid, answered in zip(pids, done, strict=True):
-            if answered:
+        for pid, call in zip(pids, calls, strict=True):
+            if call.done:
                 continue
             if not races.waiting_on_lock(pid, conn=scene.conn):
                 return False
-            blockers = _blockers(scene, pid)
+            blockers = scene.blockers(pid)
             if not_for is not None and (not blockers or not_for in blockers):
                 return False
         return True
 
-    racers = threading.Thread(target=lambda: results.extend(together(2, finish)), daemon=True)
     first_b = False
     try:
         with scene.lab.connect() as hold_a, scene.lab.connect() as hold_b, hold_b.transaction():
             hold_b.execute(_q()["lock_job"], {"job_id": b})
             with hold_a.transaction():
                 hold_a.execute(_q()["lock_job"], {"job_id": a})
-                racers.start()
+                calls += [
+                    Call(lambda c=c, o=o: hand_over(c, holder, o))
+                    for c, o in zip(finishers, orders, strict=True)
+                ]
                 _wait(waiting, "both finishers waiting for a lock")
                 # which job each waits for first: in id order both wait for a; in the order given,
                 # the finisher that named b first waits for b
                 first_b = any(
-                    not answered and hold_b.info.backend_pid in _blockers(scene, pid)
-                    for pid, answered in zip(pids, done, strict=True)
+                    not call.done and hold_b.info.backend_pid in scene.blockers(pid)
+                    for pid, call in zip(pids, calls, strict=True)
                 )
             # a is free: each finisher goes on until it waits for b, or for the other finisher
             _wait(lambda: waiting(not_for=hold_a.info.backend_pid), f"no finisher waiting for job {a}")
     finally:
-        if racers.is_alive():  # the checker's locks are gone: each finisher answers, at worst on timeout
-            racers.join(WAIT + int(LOCK_TIMEOUT_MS) / 1000)
+        for call in calls:  # the checker's locks are gone: each finisher answers, at worst on timeout
+            call.join(WAIT + int(LOCK_TIMEOUT_MS) / 1000)
         for c in finishers:
             c.close()
     what = (
         f"worker {holder}, holding jobs {a} and {b}, sent create_jobs of {orders[0]} on one connection and "
         f"of {orders[1]} on another at once (the checker held both jobs' locks, then let them go one by one)"
     )
-    answers = [r if isinstance(r, Said) else Said(None, "?", str(r)) for r in results]
-    if len(answers) != 2:
-        raise _Stop(f"{what}: they never both answered")
+    if not all(call.done for call in calls):
+        raise Refused(f"{what}: they never both answered")
+    answers = [c.result if isinstance(c.result, Said) else Said(None, "?", str(c.result)) for c in calls]
     deadlocked = [s for s in answers if s.code == DEADLOCK]
     if deadlocked and first_b:
-        verdict.expect(
-            False,
-            "",
+        wrong(
+            verdict,
             f"{what}: a deadlock ({deadlocked[0].words}): each held the job it named first and waited for "
             "the other's; lock the jobs in id order (ORDER BY job_id ... FOR UPDATE), whatever order the "
             "caller names them in",
         )
         return
     if deadlocked:
-        verdict.expect(
-            False,
-            "",
+        wrong(
+            verdict,
             f"{what}: a deadlock ({deadlocked[0].words}), though both waited for job {a} first (id order): "
             "each kept a shared lock on both jobs (FOR SHARE lets two callers hold one row), then each "
             "waited for the other's to finish them; FOR UPDATE lets one finisher alone hold a job, and the "

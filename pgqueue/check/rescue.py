@@ -6,20 +6,19 @@ import contextlib
 import json
 import random
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
+from psycopg.rows import class_row, dict_row
 
 from pgqueue import queries
-from pgqueue.check.core import Verdict, install, written
-from pgqueue.lab import races
+from pgqueue.check.callers import Said, client, hand_over, said, wrong
+from pgqueue.check.core import Call, Hold, Verdict, checker, install
 from pgqueue.queues import labs
 from pgqueue.queues.heartbeats import Identity
-from pgqueue.wait import Timeout, until
+from pgqueue.wait import Timeout
 
 NAME, VERSION = "first_process", "1.9.2"  # the first step of pipeline 2, which every worker here runs
 # rescue_after is drawn for each call from this range (seconds), and is four times longer in the
@@ -51,9 +50,8 @@ def _lesson() -> queries.Queries:
 class Scene:
     """The leases the checker made before the learner's rescue_jobs was installed."""
 
-    silent: Identity  # will stop beating: loses its two jobs
+    silent: Identity  # will stop beating: loses its two jobs, one of which failed once before
     silent_jobs: list[int]
-    retried_job: int  # one of silent_jobs: its first attempt, by another worker, ended 'failed'
     finished_job: int  # the silent worker finished this one before: not its to lose
     stopped: Identity  # said it stopped (mark_stopped), heartbeat fresh: loses its job
     stopped_job: int
@@ -82,7 +80,8 @@ class Scene:
         return dict(pairs)
 
 
-def rescue_jobs(text: object) -> Verdict:
+@checker("your rescue_jobs", "hardened", examples=True, replaces=None)
+def rescue_jobs(verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, text: str, poc: str) -> None:
     """Whether the learner's `rescue_jobs` gives back the jobs of silent workers, and only theirs.
 
     On a scratch hardened lab with its examples, workers lease first_process jobs through find_job
@@ -94,18 +93,13 @@ def rescue_jobs(text: object) -> Verdict:
     (succeeded, failed, rescued) must be left as it was. The threshold (rescue_after) is drawn for
     each call and said in the verdict.
     """
-    verdict = Verdict("your rescue_jobs")
-    if written(text, verdict) is None:
-        return verdict
-    with labs.scratch("hardened", examples=True) as lab, lab.connect() as conn:
-        scene = _scene(conn)
-        if not install(conn, text, verdict, replaces=["rescue_jobs"]):
-            return verdict
-        if _silent_and_stopped(lab, conn, scene, verdict):
-            _out_of_attempts(conn, scene, verdict)
-            if _late_finish(lab, conn, scene, verdict):
-                _under_way(lab, conn, scene, verdict)
-    return verdict
+    scene = _scene(conn)  # leased with the kit's rescue_jobs, before the learner's replaces it
+    if install(conn, text, verdict, replaces=["rescue_jobs"]) and _silent_and_stopped(
+        lab, conn, scene, verdict
+    ):
+        _out_of_attempts(conn, scene, verdict)
+        if _late_finish(lab, conn, scene, verdict):
+            _under_way(lab, conn, scene, verdict)
 
 
 def _scene(conn: psycopg.Connection) -> Scene:
@@ -114,7 +108,7 @@ def _scene(conn: psycopg.Connection) -> Scene:
     One of the silent worker's jobs failed once before (another worker's attempt ended 'failed'), so
     its history has an ended attempt that a rescue must leave as it is.
     """
-    lesson = _lesson()
+    lesson, calls = _lesson(), client(conn)
     rescue_after = float(random.Random(secrets.randbits(64)).randint(*RESCUE_AFTER))
     conn.execute(lesson["rescue_after"], {"seconds": rescue_after})
     conn.execute(lesson["retries"], {"max_attempts": MAX_ATTEMPTS, "base": 1})
@@ -128,36 +122,29 @@ def _scene(conn: psycopg.Connection) -> Scene:
         raise RuntimeError(f"the kit's rescue_jobs did not hand job {job} to the next caller")
     silent, stopped, live, late, ghost, killed, failer = (_worker() for _ in range(7))
     (finished,) = _claim(conn, silent)
-    params = {"uuid": silent.uuid, "job_ids": [finished], "payloads": Jsonb([{}])}
-    conn.execute(_calls()["create_jobs"], params)
+    calls.hand_over(silent, [finished], [{}])
     (retried,) = _claim(conn, failer)
-    conn.execute(_calls()["fail_jobs"], {"uuid": failer.uuid, "job_ids": [retried], "error": "it failed"})
+    calls.fail(failer, [retried], "it failed")
     conn.execute(lesson["run_now"], {"job_id": retried})  # its backoff skipped: the oldest waiting job
     silent_jobs = _claim(conn, silent, batch=2)
     if retried not in silent_jobs:
         raise RuntimeError(f"job {retried}, failed once and due, was not among {silent_jobs} leased next")
-    (stopped_job,) = _claim(conn, stopped)
-    (live_job,) = _claim(conn, live)
-    (late_job,) = _claim(conn, late)
-    (ghost_job,) = _claim(conn, ghost)
-    (killed_job,) = _claim(conn, killed)
+    (stopped_job,), (live_job,), (late_job,), (ghost_job,), (killed_job,) = (
+        _claim(conn, who) for who in (stopped, live, late, ghost, killed)
+    )
     return Scene(
-        silent, silent_jobs, retried, finished, stopped, stopped_job, live, live_job, dying, job, late,
-        late_job, ghost, ghost_job, killed, killed_job, rescue_after,
+        silent, silent_jobs, finished, stopped, stopped_job, live, live_job, dying, job, late, late_job,
+        ghost, ghost_job, killed, killed_job, rescue_after,
     )  # fmt: skip
 
 
-def _worker() -> Identity:
-    return Identity.new(NAME, VERSION)
+def _worker(version: str = VERSION) -> Identity:
+    return Identity.new(NAME, version)
 
 
 def _claim(conn: psycopg.Connection, who: Identity, batch: int = 1) -> list[int]:
     """The ids of the jobs `who` leases with one find_job call."""
-    params = {"uuid": who.uuid, "server": who.server, "name": who.name, "version": who.version}
-    answer = conn.execute(_calls()["find_job"], {**params, "multi": False, "batch": batch}).fetchone()[0]
-    if not answer.startswith("["):
-        raise RuntimeError(f"{who} expected {batch} jobs from find_job, heard {answer!r}")
-    return [job["job_id"] for job in json.loads(answer)]
+    return [job["job_id"] for job in client(conn).claim(who, batch=batch)]
 
 
 @dataclass(frozen=True)
@@ -176,7 +163,8 @@ class Job:
 
 
 def _job(conn: psycopg.Connection, job_id: int) -> Job:
-    return Job(*conn.execute(_q()["job"], {"job_id": job_id}).fetchone())
+    with conn.cursor(row_factory=class_row(Job)) as cur:
+        return cur.execute(_q()["job"], {"job_id": job_id}).fetchone()
 
 
 def _rescue(conn: psycopg.Connection, verdict: Verdict, when: str) -> int | None:
@@ -184,7 +172,7 @@ def _rescue(conn: psycopg.Connection, verdict: Verdict, when: str) -> int | None
     try:
         freed = conn.execute(_q()["rescue"]).fetchone()[0]
     except psycopg.Error as exc:
-        verdict.refuse(f"{when}, your rescue_jobs failed: {_said(exc)}")
+        verdict.refuse(f"{when}, your rescue_jobs failed: {said(exc)}")
         return None
     if not isinstance(freed, int):
         verdict.refuse(
@@ -205,8 +193,8 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
     kill = queries.load("clients/heartbeats.sql")["set_kill_switch"]
     conn.execute(kill, {"uuid": scene.killed.uuid, "on": True})
     silent = SILENT * scene.rescue_after
-    conn.execute(_lesson()["age_heartbeat"], {"uuid": scene.silent.uuid, "seconds": silent})
-    conn.execute(_lesson()["age_heartbeat"], {"uuid": scene.live.uuid, "seconds": SLOW * scene.rescue_after})
+    _age(conn, scene.silent, silent)
+    _age(conn, scene.live, SLOW * scene.rescue_after)
     conn.execute(_calls()["mark_stopped"], {"uuid": scene.stopped.uuid})
     conn.execute(_q()["forget_worker"], {"uuid": scene.ghost.uuid})
     before = {job_id: _job(conn, job_id) for job_id in scene.holders()}
@@ -226,7 +214,6 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
     after = {job_id: _job(conn, job_id) for job_id in scene.holders()}
     given_back = sorted(j for j in after if before[j].holder and not after[j].holder)
     _history_kept(conn, history, verdict, "your rescue_jobs")
-
     silent_ok = _given_back(
         scene.silent_jobs,
         after,
@@ -234,12 +221,9 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
         verdict,
         lost=f"worker {scene.silent.uuid}, silent for {silent:g} s (rescue_after {scene.rescue_after:g} s),",
         why="a worker whose last heartbeat is older than rescue_after has lost its jobs",
+        held=f"jobs {scene.silent_jobs} of worker {scene.silent.uuid}, silent for {silent:g} s (rescue_after "
+        f"{scene.rescue_after:g} s), went back to the queue, their attempts ended 'rescued'",
     )
-    if silent_ok:
-        verdict.held.append(
-            f"jobs {scene.silent_jobs} of worker {scene.silent.uuid}, silent for {silent:g} s (rescue_after "
-            f"{scene.rescue_after:g} s), went back to the queue, their attempts ended 'rescued'"
-        )
     stopped_ok = _given_back(
         [scene.stopped_job],
         after,
@@ -247,12 +231,9 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
         verdict,
         lost=f"worker {scene.stopped.uuid}, which said it stopped though its heartbeat is fresh,",
         why="a stopped worker (process_stopped_timestamp set, as mark_stopped does) will never finish it",
+        held=f"job {scene.stopped_job} of worker {scene.stopped.uuid}, which said it stopped (mark_stopped), "
+        "went back to the queue too",
     )
-    if stopped_ok:
-        verdict.held.append(
-            f"job {scene.stopped_job} of worker {scene.stopped.uuid}, which said it stopped (mark_stopped), "
-            "went back to the queue too"
-        )
     ghost_ok = _given_back(
         [scene.ghost_job],
         after,
@@ -262,11 +243,8 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
         why="a holder without a heartbeat row is as lost as a silent one; an inner JOIN to "
         "process_heartbeats drops its jobs before the WHERE sees them (a LEFT JOIN keeps them, with "
         "h.process_uuid IS NULL)",
+        held=f"job {scene.ghost_job} of worker {scene.ghost.uuid}, which has no heartbeat row, went back too",
     )
-    if ghost_ok:
-        verdict.held.append(
-            f"job {scene.ghost_job} of worker {scene.ghost.uuid}, which has no heartbeat row, went back too"
-        )
     done = _job(conn, scene.finished_job)
     # its attempt is judged with the others that had ended (_history_kept): here, the job itself
     verdict.expect(
@@ -305,25 +283,38 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
     return True
 
 
+def _age(conn: psycopg.Connection, who: Identity, seconds: float) -> None:
+    """Move `who`'s last heartbeat `seconds` back."""
+    conn.execute(_lesson()["age_heartbeat"], {"uuid": who.uuid, "seconds": seconds})
+
+
 def _given_back(
-    ids: list[int], after: dict[int, Job], owner: Identity, verdict: Verdict, *, lost: str, why: str
+    ids: list[int],
+    after: dict[int, Job],
+    owner: Identity,
+    verdict: Verdict,
+    *,
+    lost: str,
+    why: str,
+    held: str,
 ) -> bool:
-    """Each job of `ids` unleased, not dead, its attempt by `owner` ended 'rescued'; else the first fault."""
+    """Each job of `ids` unleased, not dead, its attempt by `owner` ended 'rescued' (the ✓ line `held`);
+    else the first fault."""
     for job_id in ids:
         job = after[job_id]
         if job.holder:
-            return verdict.expect(False, "", f"job {job_id} of {lost} is still leased to it: {why}")
+            return wrong(verdict, f"job {job_id} of {lost} is still leased to it: {why}")
         if job.dead:
-            return verdict.expect(
-                False,
-                "",
+            return wrong(
+                verdict,
                 f"job {job_id} of {lost} was dead-lettered ({job.error!r}) after {job.attempts} of its "
                 f"{MAX_ATTEMPTS} attempts (max_attempts): only a job out of attempts is dead-lettered; this "
                 "one goes back",
             )
         fault = _attempt_fault(job, owner)
         if fault:
-            return verdict.expect(False, "", fault)
+            return wrong(verdict, fault)
+    verdict.held.append(held)
     return True
 
 
@@ -347,7 +338,7 @@ def _attempt_fault(job: Job, owner: Identity, fate: str = "went back to the queu
 
 def _ended_attempts(conn: psycopg.Connection) -> dict[int, dict]:
     """Every attempt that has ended, whole, by its id."""
-    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+    with conn.cursor(row_factory=dict_row) as cur:
         return {row["attempt_id"]: row for row in cur.execute(_q()["ended_attempts"])}
 
 
@@ -376,9 +367,8 @@ def _history_kept(
             for c in columns
         )
     more = f" (and {len(changed) - 1} more ended attempts)" if len(changed) > 1 else ""
-    return verdict.expect(
-        False,
-        "",
+    return wrong(
+        verdict,
         f"{who} rewrote attempt {was['attempt_id']} at job {was['job_id']} by worker {was['process_uuid']}, "
         f"which had ended {was['outcome']!r} before it ran: it {how}{more}. A rescue ends only the open "
         "attempt of each lost job (attempt_ended IS NULL); an attempt that has ended is the job's history "
@@ -390,22 +380,23 @@ def _killed_untouched(conn: psycopg.Connection, scene: Scene, job: Job, verdict:
     """Check 3, its kill switch: a beating worker asked to stop keeps its job, its attempt open."""
     who = scene.killed
     if job.holder == who.uuid and job.running:
-        return verdict.expect(
-            True,
-            f"job {job.job_id} of worker {who.uuid}, beating with its kill switch set, was left to it",
-            "",
+        verdict.held.append(
+            f"job {job.job_id} of worker {who.uuid}, beating with its kill switch set, was left to it"
         )
-    age = conn.execute(_q()["beat_age"], {"uuid": who.uuid}).fetchone()[0]
+        return True
     state = f"held by {job.holder or 'nobody'}, its attempt {'open' if job.running else repr(job.outcome)}"
-    return verdict.expect(
-        False,
-        "",
+    return wrong(
+        verdict,
         f"job {job.job_id} was taken from worker {who.uuid} ({state}), whose kill switch is set but which "
-        f"beat {age:g} s ago (rescue_after {scene.rescue_after:g} s): it is alive (beating) and finishing "
-        "its job; the kill switch only asks it to stop (find_job answers it 'kill' the next time it asks "
-        "for work). A worker is lost by its heartbeat (older than rescue_after, or no row) or by "
-        "process_stopped_timestamp, not by process_kill_switch",
+        f"beat {_beat_age(conn, who):g} s ago (rescue_after {scene.rescue_after:g} s): it is alive (beating) "
+        "and finishing its job; the kill switch only asks it to stop (find_job answers it 'kill' the next "
+        "time it asks for work). A worker is lost by its heartbeat (older than rescue_after, or no row) or "
+        "by process_stopped_timestamp, not by process_kill_switch",
     )
+
+
+def _beat_age(conn: psycopg.Connection, who: Identity) -> float:
+    return conn.execute(_q()["beat_age"], {"uuid": who.uuid}).fetchone()[0]
 
 
 def _live_untouched(
@@ -421,31 +412,28 @@ def _live_untouched(
     ]
     if taken:
         job_id, who = taken[0]
-        age = conn.execute(_q()["beat_age"], {"uuid": who.uuid}).fetchone()[0]
+        age = _beat_age(conn, who)
         more = f" (and {len(taken) - 1} more jobs of live workers)" if len(taken) > 1 else ""
-        return verdict.expect(
-            False,
-            "",
+        return wrong(
+            verdict,
             f"job {job_id} was taken from worker {who.uuid}, whose last heartbeat was {age:g} s ago, under "
             f"rescue_after ({rescue_after:g} s){more}: a live worker keeps its jobs (compare "
             "last_beat_timestamp with clock_timestamp() - rescue_after, the setting in queue_settings)",
         )
-    return verdict.expect(
-        True,
+    verdict.held.append(
         f"the jobs of live workers (heartbeats under rescue_after, {rescue_after:g} s, old; the slowest "
-        f"{SLOW * rescue_after:g} s) were left to them: "
-        f"{[job_id for job_id, _ in live]}",
-        "",
+        f"{SLOW * rescue_after:g} s) were left to them: {[job_id for job_id, _ in live]}"
     )
+    return True
 
 
 def _woken(heard: list[str], given_back: list[int], channel: str, verdict: Verdict) -> bool:
     """Check 6: the rescue woke the workers of the jobs' process, with a job id as the payload."""
     wake = "pg_notify(wake_channel(job_process_name, job_process_version), job_id::text)"
+    listening = f"a worker listening on wake_channel('{NAME}', '{VERSION}')"
     if not heard:
-        return verdict.expect(
-            False,
-            "",
+        return wrong(
+            verdict,
             f"after your rescue_jobs gave jobs {given_back} back, nothing was heard on {channel} "
             f"(wake_channel('{NAME}', '{VERSION}')) within {WAKE_WAIT:g} s: idle workers sleep until their "
             f"next poll; {wake} wakes them",
@@ -453,9 +441,9 @@ def _woken(heard: list[str], given_back: list[int], channel: str, verdict: Verdi
     payload = heard[0]
     return verdict.expect(
         payload.isdigit() and int(payload) in given_back,
-        f"a worker listening on wake_channel('{NAME}', '{VERSION}') was woken, with job {payload} as payload",
-        f"a worker listening on wake_channel('{NAME}', '{VERSION}') heard {payload!r}: the payload is the id "
-        f"of a job given back ({given_back}), as {wake} sends",
+        f"{listening} was woken, with job {payload} as payload",
+        f"{listening} heard {payload!r}: the payload is the id of a job given back ({given_back}), as "
+        f"{wake} sends",
     )
 
 
@@ -463,21 +451,18 @@ def _claimed_again(conn: psycopg.Connection, attempts: dict[int, int], verdict: 
     """Check 1, its end: another worker's find_job takes the jobs given back, each on its next attempt."""
     ids = list(attempts)
     taker = _worker()
-    params = {"uuid": taker.uuid, "server": taker.server, "name": NAME, "version": VERSION}
     try:
-        answer = conn.execute(_calls()["find_job"], {**params, "multi": False, "batch": 10}).fetchone()[0]
+        answer = client(conn).ask(taker, batch=10)
     except psycopg.Error as exc:
-        return verdict.expect(
-            False,
-            "",
-            f"worker {taker.uuid} asked for the jobs given back, and its find_job failed: {_said(exc)}",
+        return wrong(
+            verdict,
+            f"worker {taker.uuid} asked for the jobs given back, and its find_job failed: {said(exc)}",
         )
     jobs = json.loads(answer) if answer.startswith("[") else []
     got = {job["job_id"]: job["job_attempts"] for job in jobs}
     if sorted(got) != ids:
-        return verdict.expect(
-            False,
-            "",
+        return wrong(
+            verdict,
             f"worker {taker.uuid} asked for up to 10 jobs of {NAME} {VERSION} and got "
             f"{sorted(got) or answer!r}, while jobs {ids} were given back",
         )
@@ -501,8 +486,8 @@ def _out_of_attempts(conn: psycopg.Connection, scene: Scene, verdict: Verdict) -
     conn.execute(_lesson()["rescue_after"], {"seconds": rescue_after})
     conn.execute(_lesson()["retries"], {"max_attempts": FEWER_ATTEMPTS, "base": 1})
     silent = SILENT * rescue_after
-    conn.execute(_lesson()["age_heartbeat"], {"uuid": scene.dying.uuid, "seconds": silent})
-    conn.execute(_lesson()["age_heartbeat"], {"uuid": scene.live.uuid, "seconds": SLOW * rescue_after})
+    _age(conn, scene.dying, silent)
+    _age(conn, scene.live, SLOW * rescue_after)
     job_id = scene.dying_job
     when = (
         f"with rescue_after {rescue_after:g} s, max_attempts {FEWER_ATTEMPTS} and worker {scene.dying.uuid}, "
@@ -512,41 +497,37 @@ def _out_of_attempts(conn: psycopg.Connection, scene: Scene, verdict: Verdict) -
     if _rescue(conn, verdict, when) is None:
         return False
     _history_kept(conn, history, verdict, f"{when}, your rescue_jobs", say_held=False)
-    kept = _job(conn, scene.live_job)
-    if not _live_untouched(
-        conn, [(scene.live_job, scene.live)], {scene.live_job: kept}, rescue_after, verdict
-    ):
+    kept = {scene.live_job: _job(conn, scene.live_job)}
+    if not _live_untouched(conn, [(scene.live_job, scene.live)], kept, rescue_after, verdict):
         return False
     job = _job(conn, job_id)
     used = f"job {job_id} had used {job.attempts} of its {FEWER_ATTEMPTS} attempts (max_attempts)"
     if job.holder:
-        return verdict.expect(
-            False,
-            "",
+        return wrong(
+            verdict,
             f"{used} and is still leased to worker {scene.dying.uuid}, silent for {silent:g} s: "
             "a silent worker's jobs are given back or, out of attempts, dead-lettered",
         )
     if not job.dead:
-        return verdict.expect(
-            False,
-            "",
+        return wrong(
+            verdict,
             f"{used} when worker {scene.dying.uuid} went silent, yet it went back to the queue: a job out of "
             "attempts is dead-lettered (job_dead_timestamp and job_error set), or a job that kills every "
             "worker that runs it kills them all",
         )
     if not job.error:
-        return verdict.expect(
-            False,
-            "",
+        return wrong(
+            verdict,
             f"{used} and was dead-lettered without a job_error: say why (its worker went silent in each "
             "attempt)",
         )
     fault = _attempt_fault(job, scene.dying, "was dead-lettered")
     if fault:
-        return verdict.expect(False, "", fault)
-    return verdict.expect(
-        True, f"{used} when its worker went silent: it was dead-lettered with the error {job.error!r}", ""
+        return wrong(verdict, fault)
+    verdict.held.append(
+        f"{used} when its worker went silent: it was dead-lettered with the error {job.error!r}"
     )
+    return True
 
 
 def _late_finish(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdict: Verdict) -> bool:
@@ -557,31 +538,25 @@ def _late_finish(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verd
     A rescue that locks with SKIP LOCKED passes over the row; one that waits gives up after 2 s.
     """
     who, job_id = scene.late, scene.late_job
-    conn.execute(
-        _lesson()["age_heartbeat"], {"uuid": who.uuid, "seconds": SILENT * LATER * scene.rescue_after}
-    )
+    _age(conn, who, SILENT * LATER * scene.rescue_after)
     waited: float | None = None
     failed: str | None = None
-    with lab.connect() as finisher, lab.connect() as rescuer:
-        rescuer.execute(queries.load("clients/races.sql")["lock_timeout"], {"ms": str(LOCK_TIMEOUT * 1000)})
-        with finisher.transaction():
-            params = {"uuid": who.uuid, "job_ids": [job_id], "payloads": Jsonb([{}])}
-            finisher.execute(_calls()["create_jobs"], params)
-            started = time.monotonic()
-            try:
-                rescuer.execute(_q()["rescue"])
-            except psycopg.errors.LockNotAvailable:
-                waited = time.monotonic() - started
-            except psycopg.Error as exc:
-                failed = _said(exc)
-            during = _job(conn, job_id)
+    with lab.connect() as finisher, _rescuer(lab) as rescuer, finisher.transaction():
+        client(finisher).hand_over(who, [job_id], [{}])
+        started = time.monotonic()
+        try:
+            rescuer.execute(_q()["rescue"])
+        except psycopg.errors.LockNotAvailable:
+            waited = time.monotonic() - started
+        except psycopg.Error as exc:
+            failed = said(exc)
+        during = _job(conn, job_id)
     holding = f"while worker {who.uuid}'s late finish of job {job_id} held its row in an open transaction"
     if failed is not None:
-        return verdict.expect(False, "", f"{holding}, your rescue_jobs failed: {failed}")
+        return wrong(verdict, f"{holding}, your rescue_jobs failed: {failed}")
     if waited is not None and waited < LOCK_TIMEOUT * 0.8:
-        return verdict.expect(
-            False,
-            "",
+        return wrong(
+            verdict,
             f"{holding}, your rescue_jobs failed at once ({waited:.1f} s) on the lock on job {job_id}: "
             "NOWAIT raises an error on a row its worker is finishing, and every find_job calls rescue_jobs, "
             "so every worker would fail; SKIP LOCKED passes over it",
@@ -595,9 +570,8 @@ def _late_finish(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verd
     ):
         return False
     if during.holder != who.uuid:
-        return verdict.expect(
-            False,
-            "",
+        return wrong(
+            verdict,
             f"{holding}, your rescue_jobs took it (held by {during.holder or 'nobody'}): a job its worker "
             "is finishing right now is not lost",
         )
@@ -611,16 +585,24 @@ def _late_finish(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verd
     )
 
 
+@contextlib.contextmanager
+def _rescuer(lab: labs.Scratch):
+    """A connection that gives up on a row lock after LOCK_TIMEOUT s."""
+    with lab.connect() as conn:
+        conn.execute(_q()["lock_timeout"], {"ms": str(LOCK_TIMEOUT * 1000)})
+        yield conn
+
+
 def _under_way(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdict: Verdict) -> bool:
     """Check 8, a forced schedule: what workers do while a rescue is under way, after its snapshot.
 
     Three workers of a version of their own hold a job each and look silent. A rescuer calls
-    rescue_jobs, held at its first reading of the clock (kit functions of the clocks' names, and of
-    timestamptz +/- interval, first on its search_path, wait for the checker): its statement has its
-    snapshot by then. Meanwhile one
-    worker beats, one finishes its job, and a new worker's find_job rescues the third's job and
-    leases it. Let go, the rescue must leave all three as they are: what its snapshot showed as
-    lost is not lost any more. A rescue that reads no clock that way is not held, and not judged here.
+    rescue_jobs, held by the kit's hold (core.Hold) at its first reading of the clock (kit
+    functions of the clocks' names, and of timestamptz +/- interval, first on its search_path):
+    its statement has its snapshot by then. Meanwhile one worker beats, one finishes its job, and
+    a new worker's find_job rescues the third's job and leases it. Let go, the rescue must leave
+    all three as they are: what its snapshot showed as lost is not lost any more. A rescue that
+    reads no clock that way is not held, and not judged here.
     """
     rescue_after = LATER * scene.rescue_after
     silent = SILENT * rescue_after
@@ -630,50 +612,43 @@ def _under_way(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdic
         conn.execute(
             _q()["place_job"], {"pipe_job_id": pipe_job, "name": NAME, "version": version, "p": priority}
         )
-    dead, beater, finisher, leaser = (Identity.new(NAME, version) for _ in range(4))
+    dead, beater, finisher, leaser = (_worker(version) for _ in range(4))
     (lost,), (kept,), (done,) = (_claim(conn, who) for who in (dead, beater, finisher))
     for who in (dead, beater, finisher):
-        conn.execute(_lesson()["age_heartbeat"], {"uuid": who.uuid, "seconds": silent})
+        _age(conn, who, silent)
     conn.execute(_q()["install_pause"])
-    answered: list[int | psycopg.Error] = []
     finish: Said | None = None
     leased: list[int] | str = []
-    with lab.connect() as rescuer, lab.connect() as coordinator, lab.connect() as worker:
-        worker.execute(queries.load("clients/races.sql")["lock_timeout"], {"ms": str(LOCK_TIMEOUT * 1000)})
+    with lab.connect() as rescuer, lab.connect() as coordinator, _rescuer(lab) as worker:
+        hold = Hold(coordinator)
         rescuer.execute(_q()["pause_on"])
-        coordinator.execute(_q()["close_pause"])
-        thread = threading.Thread(target=lambda: answered.append(_rescue_raw(rescuer)), daemon=True)
-        thread.start()
+        hold.arm(rescuer, 1)
+        hold.close(1)
+        call = Call(lambda: rescuer.execute(_q()["rescue"]).fetchone()[0])
         with contextlib.suppress(Timeout):  # never held: it never read the clock
-            until(
-                lambda: answered or races.waiting_on_lock(rescuer.info.backend_pid, conn=coordinator),
-                HELD,
-                "the rescue held at its first reading of the clock",
-            )
-        held = not answered
+            hold.stops(rescuer, call, HELD)
+        held = not call.done
         if held:
             worker.execute(_calls()["pulse"], {"uuid": beater.uuid})
-            finish = _create(worker, finisher, done)
+            finish = hand_over(worker, finisher.uuid, [done])
             leased = _ask(worker, leaser)
-        coordinator.execute(_q()["open_pause"])
-        thread.join(HELD + LOCK_TIMEOUT)
+        hold.open(1)
+        freed = call.join(HELD + LOCK_TIMEOUT)
     if not held:
         return True
-    if not answered:
-        return verdict.expect(False, "", "while a rescue was under way, your rescue_jobs never answered")
-    freed = answered[0]
+    if not call.done:
+        return wrong(verdict, "while a rescue was under way, your rescue_jobs never answered")
     what = (
         f"while your rescue_jobs was under way (held at its first reading of the clock, rescue_after "
         f"{rescue_after:g} s), worker {beater.uuid}, silent for {silent:g} s, beat; worker {finisher.uuid} "
         f"finished job {done}; and worker {leaser.uuid} rescued job {lost} from silent worker {dead.uuid} "
         "and leased it"
     )
-    if isinstance(freed, psycopg.Error):
-        return verdict.expect(False, "", f"{what}; then your rescue_jobs failed: {_said(freed)}")
+    if isinstance(freed, BaseException):
+        return wrong(verdict, f"{what}; then your rescue_jobs failed: {said(freed)}")
     if finish is not None and not finish.ok:
-        return verdict.expect(
-            False,
-            "",
+        return wrong(
+            verdict,
             f"while your rescue_jobs was under way, worker {finisher.uuid}'s create_jobs of its job {done} "
             f"failed ({finish.words}): a rescue locks only the jobs it finds lost, and passes over others",
         )
@@ -683,30 +658,26 @@ def _under_way(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdic
     )
     now = {job_id: _job(conn, job_id) for job_id in (lost, kept, done)}
     if now[kept].holder != beater.uuid or not now[kept].running:
-        return verdict.expect(
-            False,
-            "",
+        return wrong(
+            verdict,
             f"{what}; your rescue then took job {kept} from worker {beater.uuid}, which had beaten: {stale}",
         )
     if leased == [lost] and (now[lost].holder != leaser.uuid or not now[lost].running):
-        return verdict.expect(
-            False,
-            "",
+        return wrong(
+            verdict,
             f"{what}; your rescue then took job {lost} from worker {leaser.uuid}, whose heartbeat is fresh. "
             f"Re-checked under the lock, the job's new version joins no heartbeat your old snapshot can see, "
             f"so it looks like a job of nobody: {stale}",
         )
     if leased != [lost] and now[lost].holder:
-        return verdict.expect(
-            False,
-            "",
+        return wrong(
+            verdict,
             f"{what} (it heard {leased!r}); job {lost} of silent worker {dead.uuid} is still leased to "
             f"{now[lost].holder}: a silent worker's job goes back",
         )
     if not (now[done].finished and now[done].outcome == "succeeded"):
-        return verdict.expect(
-            False,
-            "",
+        return wrong(
+            verdict,
             f"{what}; job {done} is not finished with a succeeded attempt any more ({now[done].outcome!r})",
         )
     expected = 0 if leased == [lost] else 1
@@ -717,41 +688,10 @@ def _under_way(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdic
     )
 
 
-@dataclass(frozen=True)
-class Said:
-    """How a hand-over answered: `ok`, or PostgreSQL's words."""
-
-    ok: bool
-    words: str = ""
-
-
-def _create(conn: psycopg.Connection, who: Identity, job_id: int) -> Said:
-    """create_jobs as worker `who` hands over `job_id`."""
-    try:
-        conn.execute(
-            _calls()["create_jobs"], {"uuid": who.uuid, "job_ids": [job_id], "payloads": Jsonb([{}])}
-        )
-    except psycopg.Error as exc:
-        return Said(False, _said(exc))
-    return Said(True)
-
-
 def _ask(conn: psycopg.Connection, who: Identity) -> list[int] | str:
     """The job ids one find_job call of `who` was handed, or what it answered otherwise."""
-    params = {"uuid": who.uuid, "server": who.server, "name": who.name, "version": who.version}
     try:
-        answer = conn.execute(_calls()["find_job"], {**params, "multi": False, "batch": 1}).fetchone()[0]
+        answer = client(conn).ask(who)
     except psycopg.Error as exc:
-        return _said(exc)
+        return said(exc)
     return [job["job_id"] for job in json.loads(answer)] if answer.startswith("[") else answer
-
-
-def _rescue_raw(conn: psycopg.Connection) -> int | psycopg.Error:
-    try:
-        return conn.execute(_q()["rescue"]).fetchone()[0]
-    except psycopg.Error as exc:
-        return exc
-
-
-def _said(exc: psycopg.Error) -> str:
-    return exc.diag.message_primary or str(exc)

@@ -32,9 +32,6 @@ VALUES (%(pipe_job_id)s, 2, %(name)s, %(version)s, %(priority)s,
         CASE WHEN %(dead)s THEN clock_timestamp() END, %(error)s)
 RETURNING job_id;
 
--- name: find_job
-SELECT find_job(%(uuid)s, 'checker', %(name)s, %(version)s, false, %(batch)s);
-
 -- name: index_scans_off
 -- For one session: every read of job_queue is a scan in the table's physical order, so the order
 -- of the jobs handed out can only come from an ORDER BY, not from the index a plan happened to use.
@@ -63,10 +60,6 @@ ANALYZE job_queue;
 SELECT coalesce(seq_scan, 0), coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
   FROM pg_stat_xact_user_tables
  WHERE relid = 'job_queue'::regclass;
-
--- name: fail
--- The holder's attempt failed: with backoff_base 0 (settings) the job is due again at once.
-CALL fail_jobs(%(uuid)s, %(job_ids)s, %(error)s);
 
 -- name: backing_off
 -- `jobs` jobs of one process that failed once and wait out an hour's backoff, in one statement.

@@ -1,15 +1,6 @@
 -- Lesson 12's checker (pgqueue/check/hold_jobs.py): what it reads and sets around a learner's
 -- hold_jobs. The calls themselves are the workers' own (sql/clients/hardened.sql).
 
--- name: next_request
-SELECT coalesce(max(request_id), 0) + 1 FROM pipe_job_queue;
-
--- name: submit
--- A pipe job of `pipe_id` for request `request_id`; its entry job gets `priority` (lower first).
-INSERT INTO pipe_job_queue (request_id, pipe_id, pipe_job_priority)
-VALUES (%(request_id)s, %(pipe_id)s, %(priority)s)
-RETURNING pipe_job_id;
-
 -- name: job
 SELECT pipe_job_id, job_process_name, job_finished IS TRUE AS finished,
        job_assigned_process_uuid AS holder, job_attempts

@@ -26,15 +26,8 @@ SELECT j.job_id, j.job_assigned_process_uuid AS holder, j.job_finished IS TRUE A
                       ORDER BY a.attempt_id DESC LIMIT 1) a ON true
  WHERE j.job_id = %(job_id)s;
 
--- name: open_attempts
--- Attempts of a job still running: one at most, and none once it was given back.
-SELECT count(*) FROM job_attempts WHERE job_id = %(job_id)s AND attempt_ended IS NULL;
-
 -- name: wake_channel
 SELECT wake_channel(%(name)s, %(version)s);
-
--- name: settings
-SELECT extract(epoch FROM rescue_after)::float8 AS rescue_after_s, max_attempts FROM queue_settings;
 
 -- name: beat_age
 -- How long ago a worker last beat, in seconds.
@@ -59,14 +52,17 @@ VALUES (%(pipe_job_id)s, 2, %(name)s, %(version)s, %(p)s);
 -- name: install_pause
 -- The kit's clock for one rescuer: functions named as PostgreSQL's clocks, in a schema that the
 -- rescuer alone puts before pg_catalog on its search_path. The first reading of any of them in a
--- session that set pgqueue.rescue_pause waits, once, for the checker's lock: the rescue is held
--- within the statement that reads the clock, after that statement took its snapshot.
+-- transaction of a session the judge armed (core.Hold.arm: pgqueue.hold_slot) waits for the lock
+-- of its slot, as the kit's hold trigger does (sql/kit/check.sql): the rescue is held within the
+-- statement that reads the clock, after that statement took its snapshot.
 CREATE SCHEMA pgqueue_pause;
 CREATE FUNCTION pgqueue_pause.hold() RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    slot text := current_setting('pgqueue.hold_slot', true);
 BEGIN
-    IF current_setting('pgqueue.rescue_pause', true) = 'on' THEN
-        PERFORM set_config('pgqueue.rescue_pause', 'off', false);
-        PERFORM pg_advisory_xact_lock_shared(hashtext('pgqueue rescue pause'));
+    IF coalesce(slot, '') <> '' AND coalesce(current_setting('pgqueue.held', true), '') = '' THEN
+        PERFORM set_config('pgqueue.held', 'yes', true);
+        PERFORM pg_advisory_xact_lock(hashtext('pgqueue kit hold'), slot::integer);
     END IF;
 END $$;
 CREATE FUNCTION pgqueue_pause.clock_timestamp() RETURNS timestamptz LANGUAGE plpgsql AS $$
@@ -106,16 +102,12 @@ CREATE OPERATOR pgqueue_pause.- (LEFTARG = timestamptz, RIGHTARG = interval, FUN
 CREATE OPERATOR pgqueue_pause.+ (LEFTARG = timestamptz, RIGHTARG = interval, FUNCTION = pgqueue_pause.plus);
 
 -- name: pause_on
--- This session reads the kit's clock (pgqueue_pause before pg_catalog), and is held at its first reading.
-SELECT set_config('search_path', 'pgqueue_pause, pg_catalog, ' || current_setting('search_path'), false),
-       set_config('pgqueue.rescue_pause', 'on', false);
+-- This session reads the kit's clock (pgqueue_pause before pg_catalog): armed, it is held at its first reading.
+SELECT set_config('search_path', 'pgqueue_pause, pg_catalog, ' || current_setting('search_path'), false);
 
--- name: close_pause
--- The checker's lock (session-level): a held rescuer waits for it, sharing it once it is free.
-SELECT pg_advisory_lock(hashtext('pgqueue rescue pause'));
-
--- name: open_pause
-SELECT pg_advisory_unlock(hashtext('pgqueue rescue pause'));
+-- name: lock_timeout
+-- A rescuer, or a worker beside it, that has to wait for a lock gives up after `ms`.
+SELECT set_config('lock_timeout', %(ms)s, false);
 
 -- name: ended_attempts
 -- Every attempt that has ended, whole: a rescue leaves each of these rows as it was.

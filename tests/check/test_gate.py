@@ -3,6 +3,7 @@
 import pytest
 
 from pgqueue import check, queries
+from pgqueue.check.gate import held_trials
 from pgqueue.lab import races
 from pgqueue.queues import labs
 
@@ -97,7 +98,7 @@ def test_holding_each_finisher_after_its_row_lock_makes_the_rare_schedule_certai
     with labs.scratch("single-call", "order_gating", examples=True) as lab:
         with lab.connect() as conn:
             conn.execute(fixes[gate])
-        result = races.order_gate_trials(3, connect=lab.connect, hold=True)
+        result = held_trials(3, lab.connect, stop_after=None)
     assert result.trials == 3 and getattr(result, counted) == 3, result
 
 
