@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import psycopg
+from psycopg.rows import dict_row
 
 from pgqueue import queries
-from pgqueue.check.core import Verdict, sendable, where, written
+from pgqueue.check.core import Refused, Verdict, checker, where
 from pgqueue.queues import labs
 
 
@@ -22,7 +23,7 @@ def _ids(jobs: Iterable[int]) -> str:
     return ", ".join(map(str, sorted(set(jobs))))
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class _Holder:
     """A worker of the dead-holder exercise: how long ago it beat (None: it never did), its switches."""
 
@@ -85,7 +86,10 @@ def _dead_holder_scene(
     return workers, jobs
 
 
-def dead_holders(query: str) -> Verdict:
+@checker(
+    "your query for jobs held by dead workers", "single-call", "find_job", examples=True, sends=("seconds",)
+)
+def dead_holders(verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, text: str, poc: str) -> None:
     """Try the learner's query, which lists the jobs held by dead workers (silent for longer than
     %(seconds)s, stopped, or never beating), on a scratch single-call lab whose answer is known.
 
@@ -93,52 +97,37 @@ def dead_holders(query: str) -> Verdict:
     the jobs' ages are drawn anew each time; the query runs at two thresholds, a few seconds and half
     a minute or so, each in a transaction rolled back afterwards.
     """
-    verdict = Verdict("your query for jobs held by dead workers")
-    text = written(query, verdict)
-    if text is None:
-        return verdict
     rng = secrets.SystemRandom()
     low, high = rng.randint(3, 8), rng.randint(25, 45)  # whole seconds, as a learner would pass them
     workers, scene = _dead_holder_scene(low, high)
     uuids = {name: secrets.token_hex(6) for name in workers}
     listed: dict[int, list[int]] = {}
-    with labs.scratch("single-call", "find_job", examples=True) as lab, lab.connect() as conn:
-        if not sendable(conn, text, ("seconds",), verdict):
-            return verdict
-        conn.execute(_q()["exercise_first_id"], {"first": rng.randint(100, 9000)})
-        conn.execute(_q()["exercise_requests"], {"count": len(scene)})
-        ids = [row[0] for row in conn.execute(_q()["exercise_jobs"])]
-        for name, who in workers.items():
-            if who.beat is not None:
-                params = {
-                    "uuid": uuids[name],
-                    "seconds": who.beat,
-                    "killed": who.killed,
-                    "stopped": who.stopped,
-                }
-                conn.execute(_q()["exercise_beat"], params)
-        for job_id, (holder, finished, ago) in zip(ids, scene, strict=True):
-            uuid = uuids.get(holder, holder)  # '' and None stay as they are
-            params = {"job_id": job_id, "uuid": uuid, "ago": ago, "finished": finished or None}
-            conn.execute(_q()["exercise_hold"], params)
-        for seconds in (low, high):
-            try:
-                with (
-                    conn.transaction(force_rollback=True),
-                    conn.cursor(row_factory=psycopg.rows.dict_row) as cur,
-                ):
-                    rows = cur.execute(text, {"seconds": seconds}).fetchall()
-            except psycopg.Error as exc:
-                said = f"{exc.diag.message_primary or exc}{where(text, exc, with_parameters=True)}"
-                return verdict.refuse(f"it failed: {said}")
-            if rows and "job_id" not in rows[0]:
-                return verdict.refuse(f"it should return a column job_id; it returned {list(rows[0])}")
-            # ids first, in order; anything else a query returned as job_id (a NULL) after them
-            found = (row["job_id"] for row in rows)
-            listed[seconds] = sorted(
-                found, key=lambda v: (not isinstance(v, int), v if isinstance(v, int) else 0)
-            )
-    return _judge_dead_holders(verdict, dict(zip(ids, scene, strict=True)), workers, listed)
+    conn.execute(_q()["exercise_first_id"], {"first": rng.randint(100, 9000)})
+    conn.execute(_q()["exercise_requests"], {"count": len(scene)})
+    ids = [row[0] for row in conn.execute(_q()["exercise_jobs"])]
+    for name, who in workers.items():
+        if who.beat is not None:
+            conn.execute(_q()["exercise_beat"], {"uuid": uuids[name], **dataclasses.asdict(who)})
+    for job_id, (holder, finished, ago) in zip(ids, scene, strict=True):
+        uuid = uuids.get(holder, holder)  # '' and None stay as they are
+        params = {"job_id": job_id, "uuid": uuid, "ago": ago, "finished": finished or None}
+        conn.execute(_q()["exercise_hold"], params)
+    for seconds in (low, high):
+        try:
+            with conn.transaction(force_rollback=True), conn.cursor(row_factory=dict_row) as cur:
+                rows = cur.execute(text, {"seconds": seconds}).fetchall()
+        except psycopg.Error as exc:
+            raise Refused(
+                f"it failed: {exc.diag.message_primary or exc}{where(text, exc, with_parameters=True)}"
+            ) from None
+        if rows and "job_id" not in rows[0]:
+            raise Refused(f"it should return a column job_id; it returned {list(rows[0])}")
+        # ids first, in order; anything else a query returned as job_id (a NULL) after them
+        found = (row["job_id"] for row in rows)
+        listed[seconds] = sorted(
+            found, key=lambda v: (not isinstance(v, int), v if isinstance(v, int) else 0)
+        )
+    _judge_dead_holders(verdict, dict(zip(ids, scene, strict=True)), workers, listed)
 
 
 def _dead_holder_kind(holder: str | None, finished: bool, workers: dict[str, _Holder], seconds: float) -> str:

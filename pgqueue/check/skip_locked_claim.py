@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import time
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 import psycopg
 
 from pgqueue import queries
-from pgqueue.check.core import Verdict, sendable, together, where, written
+from pgqueue.check.core import Refused, Verdict, checker, together, where
 from pgqueue.errors import PgQueueError
 from pgqueue.queues import labs
 from pgqueue.wait import until
@@ -144,7 +145,15 @@ def _locks(probe: psycopg.Connection, ids: list[int], pids: list[int]) -> _Locks
     return _Locks(modes, advisory, pipes)
 
 
-def skip_locked_claim(text: object, callers: int | None = None) -> Verdict:
+@checker("your claim", "single-call", sends=("name", "version"))
+def skip_locked_claim(
+    verdict: Verdict,
+    lab: labs.Scratch,
+    holder: psycopg.Connection,
+    text: str,
+    poc: str,
+    callers: int | None = None,
+) -> None:
     """Check the learner's claim query: callers released together while one job is held open elsewhere.
 
     On a scratch single-call lab, free jobs of first_process 1.9.2 of drawn priorities wait beside
@@ -161,51 +170,42 @@ def skip_locked_claim(text: object, callers: int | None = None) -> Verdict:
         callers = secrets.SystemRandom().randint(3, 6)
     elif isinstance(callers, bool) or not isinstance(callers, int) or not 2 <= callers <= 20:
         raise PgQueueError(f"callers is a whole number from 2 to 20, got {callers!r}")
-    verdict = Verdict("your claim")
-    if written(text, verdict) is None:
-        return verdict
     params = {"name": "first_process", "version": "1.9.2"}
-    with labs.scratch("single-call") as lab, lab.connect() as holder, lab.connect() as probe:
-        if not sendable(holder, text, tuple(params), verdict):
-            return verdict
-        holder.execute(labs.step("single-call", "pipelines").example_sql)
-        scene = _claim_scene(holder, callers)
-        order, others = scene.order, scene.others
-        ids = [*order, *others]
-        conns = [lab.connect() for _ in range(callers)]
-        try:
-            for c in conns:
-                c.execute(
-                    queries.load("clients/races.sql")["lock_timeout"],
-                    {"ms": str(int(CLAIM_LOCK_TIMEOUT * 1000))},
-                )
-            with holder.transaction():
-                try:
-                    row = holder.execute(text, params).fetchone()
-                except psycopg.Error as exc:
-                    said = f"{exc.diag.message_primary or exc}{where(text, exc, with_parameters=True)}"
-                    return verdict.refuse(f"PostgreSQL refused your query: {said}")
-                before = _locks(probe, ids, [holder.info.backend_pid])
-                if row is None or not isinstance(row[0], int):
-                    found = "no job" if row is None else f"{row[0]!r} first, not a job_id"
-                    waiting = f"{len(order)} free jobs of first_process 1.9.2 waiting"
-                    kept = ""
-                    if before.modes:
-                        kept = (
-                            f", while its transaction locked {len(before.modes)} rows (jobs "
-                            f"{_ids(before.modes)}): the rows it locks are not the rows it returns "
-                            "(FOR UPDATE SKIP LOCKED belongs on the query that returns the job, with its "
-                            "ORDER BY and LIMIT)"
-                        )
-                    return verdict.refuse(f"your query returned {found}, with {waiting}{kept}")
-                pids = [holder.info.backend_pid, *(c.info.backend_pid for c in conns)]
-                got, after = _claim_race(conns, text, params, probe, ids, pids)
-        finally:
-            for c in conns:
-                c.close()
+    holder.execute(labs.step(poc, "pipelines").example_sql)
+    scene = _claim_scene(holder, callers)
+    order, others = scene.order, scene.others
+    ids = [*order, *others]
+    with contextlib.ExitStack() as stack:
+        probe = stack.enter_context(lab.connect())
+        conns = [stack.enter_context(lab.connect()) for _ in range(callers)]
+        for c in conns:
+            c.execute(
+                queries.load("clients/races.sql")["lock_timeout"], {"ms": str(int(CLAIM_LOCK_TIMEOUT * 1000))}
+            )
+        with holder.transaction():
+            try:
+                row = holder.execute(text, params).fetchone()
+            except psycopg.Error as exc:
+                said = f"{exc.diag.message_primary or exc}{where(text, exc, with_parameters=True)}"
+                raise Refused(f"PostgreSQL refused your query: {said}") from None
+            before = _locks(probe, ids, [holder.info.backend_pid])
+            if row is None or not isinstance(row[0], int):
+                found = "no job" if row is None else f"{row[0]!r} first, not a job_id"
+                waiting = f"{len(order)} free jobs of first_process 1.9.2 waiting"
+                kept = ""
+                if before.modes:
+                    kept = (
+                        f", while its transaction locked {len(before.modes)} rows (jobs "
+                        f"{_ids(before.modes)}): the rows it locks are not the rows it returns "
+                        "(FOR UPDATE SKIP LOCKED belongs on the query that returns the job, with its "
+                        "ORDER BY and LIMIT)"
+                    )
+                raise Refused(f"your query returned {found}, with {waiting}{kept}")
+            pids = [holder.info.backend_pid, *(c.info.backend_pid for c in conns)]
+            got, after = _claim_race(conns, text, params, probe, ids, pids)
     if isinstance(got, str):
-        return verdict.refuse(got)
-    return _judge_claims(verdict, row[0], got, before, after, scene)
+        raise Refused(got)
+    _judge_claims(verdict, row[0], got, before, after, scene)
 
 
 def _claim_race(

@@ -11,8 +11,7 @@ from psycopg import sql
 
 from pgqueue import queries
 from pgqueue.lab import demo
-from pgqueue.lab.race_for_a_job import race_lab
-from pgqueue.queues import designs, fleet, hardened, heartbeats, labs, notify_listen, single_call
+from pgqueue.queues import client, designs, fleet, hardened, labs, single_call
 from pgqueue.queues.heartbeats import Identity
 from pgqueue.wait import until
 
@@ -104,12 +103,6 @@ def settle(
     return time.time() - began
 
 
-def _submit_request(poc: str) -> None:
-    module = designs.get(poc).worker()
-    for pipe_id in REQUEST_PIPES[poc]:
-        module.submit(pipe_id=pipe_id, request_id=REQUEST_ID)
-
-
 def kill_holding(
     workers: fleet.Fleet, name: str, version: str, timeout: float = 30.0
 ) -> tuple[str, list[int]]:
@@ -172,11 +165,13 @@ def after_claim(poc: str, *, polls: int = 3, rescue_after: float = 1.0, timeout:
     nothing moving. In the hardened lab, with `rescue_after` seconds as the rescue threshold, wait
     until the request has finished.
     """
-    race_lab(poc)
+    client.fresh_lab(poc)
     if poc == "hardened":
         with labs.connect(poc) as conn:
             conn.execute(labs.step(poc, "find_job").lesson["rescue_after"], {"seconds": rescue_after})
-    _submit_request(poc)
+    with client.connect(poc) as c:
+        for pipe_id in REQUEST_PIPES[poc]:
+            c.submit(pipe_id, REQUEST_ID)
     with fleet.Fleet(poc) as workers:
         victim, held = kill_holding(workers, *FIRST_STEP[poc], timeout=timeout)
         killed = time.time()
@@ -240,11 +235,11 @@ def clear_claim_by_hand(job_id: int, *, answers: int = 5, timeout: float = 30.0)
         since = time.time()
         (witness,) = workers.start(name, version, worker_options=fast(poc))
         until(
-            lambda: events(workers, witness.who.uuid, ("retry",), since, single_call.LOST_RACE) >= answers,
+            lambda: events(workers, witness.who.uuid, ("retry",), since, client.LOST_RACE) >= answers,
             timeout,
-            f"{answers} answers '{single_call.LOST_RACE}'",
+            f"{answers} answers '{client.LOST_RACE}'",
         )
-        got = events(workers, witness.who.uuid, ("retry",), since, single_call.LOST_RACE)
+        got = events(workers, witness.who.uuid, ("retry",), since, client.LOST_RACE)
         took = events(workers, witness.who.uuid, ("SUCCESS",), since)
     claims = labs.frame(poc, _q()["claims_of"], job_id=job_id)
     return LostRace(job_id, got, took, job_state(poc, job_id), claims)
@@ -300,14 +295,14 @@ def answer_nobody_hears(*, polls: int = 3, timeout: float = 30.0) -> LostAnswer:
     """notify-listen: a worker's heartbeat commits while its connection does not listen (as when the
     connection breaks right after the commit); a live worker of the same process then polls."""
     poc = "notify-listen"
-    race_lab(poc)
-    job_id = notify_listen.submit(pipe_id=1, request_id=REQUEST_ID)
+    client.fresh_lab(poc)
     deaf = Identity.new(*FIRST_STEP[poc])
-    with labs.connect(poc) as conn:
-        heartbeats.send_heartbeat(conn, deaf)  # answered on deaf's channel, where nobody listens
-    with labs.connect(poc) as late:
-        notify_listen.listen(late, deaf)  # listening now: what was sent before is gone
-        heard = [n.payload for n in late.notifies(timeout=0.5)]
+    with client.connect(poc) as c:
+        job_id = c.submit(1, REQUEST_ID)
+        c.beat(deaf)  # answered on deaf's channel, where nobody listens
+    with client.connect(poc) as late:
+        late.listen(deaf)  # listening now: what was sent before is gone
+        heard = [n.payload for n in late.conn.notifies(timeout=0.5)]
     with fleet.Fleet(poc) as workers:
         workers.start(*FIRST_STEP[poc], worker_options=fast(poc))
         settle(workers, polls, timeout)
@@ -337,11 +332,11 @@ def poisoned_queue(*, beats: int = 3, timeout: float = 30.0) -> Poison:
     import pandas as pd
 
     poc = "notify-listen"
-    race_lab(poc)
-    with labs.connect(poc) as conn:
+    client.fresh_lab(poc)
+    with client.connect(poc) as c:
         params = {"request_id": REQUEST_ID, "pipe_id": 1, "bytes": 9000}
-        poisoned = conn.execute(_q()["poison_job"], params).fetchone()[0]
-    behind = notify_listen.submit(pipe_id=1, request_id=REQUEST_ID + 1)
+        poisoned = c.conn.execute(_q()["poison_job"], params).fetchone()[0]
+        behind = c.submit(1, REQUEST_ID + 1)
     sizes = labs.frame(poc, _q()["notify_bytes"])
     with fleet.Fleet(poc) as workers:
         since = time.time()
@@ -381,13 +376,14 @@ def lost_wake_up(*, poll: float = 1.0, timeout: float = 30.0) -> WakeUp:
     """hardened: a job whose NOTIFY is never sent (the wake-up trigger disabled), with an idle
     hardened worker listening; it claims the job at its next poll."""
     poc = "hardened"
-    race_lab(poc)
+    client.fresh_lab(poc)
     name, version = FIRST_STEP[poc]
     with labs.connect(poc) as owner, labs.connect(poc) as ear:
         channel = owner.execute(_q()["wake_channel"], {"name": name, "version": version}).fetchone()[0]
         listen = queries.load("clients/notify_listen.sql")["listen"]
         ear.execute(sql.SQL(listen).format(channel=sql.Identifier(channel)))
-        first = hardened.submit(pipe_id=2, request_id=REQUEST_ID)
+        jobs = designs.get(poc).client(owner)
+        first = jobs.submit(2, REQUEST_ID)
         payload = next(iter(ear.notifies(timeout=5, stop_after=1))).payload
         with fleet.Fleet(poc) as workers:
             since = time.time()
@@ -402,7 +398,7 @@ def lost_wake_up(*, poll: float = 1.0, timeout: float = 30.0) -> WakeUp:
             owner.execute(_q()["silence_wake_ups"])
             try:
                 made = time.monotonic()
-                second = hardened.submit(pipe_id=2, request_id=REQUEST_ID + 1)
+                second = jobs.submit(2, REQUEST_ID + 1)
                 claimed = until(
                     lambda: _claimed(poc, second), timeout, "the worker claiming the job nobody announced"
                 )
@@ -414,6 +410,7 @@ def lost_wake_up(*, poll: float = 1.0, timeout: float = 30.0) -> WakeUp:
 
 
 def _claimed(poc: str, pipe_job_id: int) -> int | None:
+    """The first job of `pipe_job_id` a worker has claimed (an attempt recorded), if any."""
     with labs.connect(poc) as conn:
-        rows = conn.execute(_q()["claimed_jobs_of"], {"pipe_job_id": pipe_job_id}).fetchall()
-    return next((job_id for job_id, _who, attempts, _done in rows if attempts > 0), None)
+        row = conn.execute(_q()["claimed_job_of"], {"pipe_job_id": pipe_job_id}).fetchone()
+    return row[0] if row else None

@@ -4,18 +4,18 @@ tried many times by racers a barrier releases together."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 from dataclasses import dataclass
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from pgqueue import queries
 from pgqueue.check.core import together
 from pgqueue.lab.races import waiting_on_lock
-from pgqueue.queues import labs
+from pgqueue.queues import client, designs, labs
 from pgqueue.queues.heartbeats import Identity
 from pgqueue.wait import until
 
@@ -25,66 +25,40 @@ def _q() -> queries.Queries:
 
 
 RACE_DESIGNS = ("single-call", "hardened")  # the designs with pipe jobs, find_job and finish_pipe
-NO_JOB_ANSWERS = ("No job found", "Retry, I lost the job race", "kill")
 
 
-def _calls(poc: str) -> queries.Queries:
-    """What a worker of `poc` sends (single-call's or hardened's calls)."""
+def _client(poc: str, conn: psycopg.Connection) -> client.Client:
+    """The design client of `poc` on `conn`; a design without pipe jobs and find_job is refused."""
     if poc not in RACE_DESIGNS:
         raise ValueError(f"this race needs pipe jobs and find_job: lab {poc!r} is none of {RACE_DESIGNS}")
-    return queries.load(f"clients/{poc.replace('-', '_')}.sql")
+    return designs.get(poc).client(conn)
 
 
-def race_lab(poc: str) -> None:
-    """Rebuild lab `poc` with its example pipelines and no request yet: a clean field for a race."""
-    labs.reset(poc)
-    with labs.connect(poc) as conn:
-        conn.execute(labs.step(poc, "pipelines").example_sql)
+def _clients(stack: contextlib.ExitStack, poc: str, n: int) -> list[client.Client]:
+    """`n` clients of `poc`, each on its own connection, closed with `stack`."""
+    return [designs.get(poc).client(stack.enter_context(labs.connect(poc))) for _ in range(n)]
 
 
-def _ask(conn: psycopg.Connection, poc: str, who: Identity, multi: bool = False) -> str:
-    """One find_job call of `who`, as its design's worker makes it; the raw answer."""
-    params = {
-        "uuid": who.uuid,
-        "server": who.server,
-        "name": who.name,
-        "version": who.version,
-        "multi": multi,
-        "batch": 1,
-    }
-    return conn.execute(_calls(poc)["find_job"], params).fetchone()[0]
+def _raise_first(results: list) -> list:
+    """The racers' results, once none raised (else the first exception, raised here)."""
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
 
 
-def _claim(conn: psycopg.Connection, poc: str, who: Identity, multi: bool = False) -> list[dict]:
-    answer = _ask(conn, poc, who, multi)
-    if answer in NO_JOB_ANSWERS:
-        raise RuntimeError(f"{who.name} {who.version} expected a job in lab {poc}, heard {answer!r}")
-    return json.loads(answer)
+def _job_ids(answer: str) -> list[int]:
+    """The jobs a find_job answer hands out ([] for any other answer)."""
+    return [job["job_id"] for job in json.loads(answer)] if answer.startswith("[") else []
 
 
-def _hand_over(conn: psycopg.Connection, poc: str, who: Identity, ids: list[int], jobs: int = 1) -> list[int]:
-    params = {"uuid": who.uuid, "job_ids": ids, "payloads": Jsonb([{}] * jobs)}
-    return conn.execute(_calls(poc)["create_jobs"], params).fetchone()[0]
-
-
-def _finish_pipe(conn: psycopg.Connection, poc: str, who: Identity, ids: list[int], pipe_job_id: int) -> str:
+def _finish(c: client.Client, who: Identity, ids: list[int], pipe_job_id: int) -> str:
     """finish_pipe as `who`: 'accepted', or 'refused: ' and PostgreSQL's words."""
     try:
-        conn.execute(
-            _calls(poc)["finish_pipe"], {"uuid": who.uuid, "job_ids": ids, "pipe_job_id": pipe_job_id}
-        )
+        c.finish(who, ids, pipe_job_id)
     except psycopg.Error as exc:
         return f"refused: {exc.diag.message_primary or exc}"
     return "accepted"
-
-
-def _submit(
-    conn: psycopg.Connection, pipe_id: int, request_id: int | None = None, priority: int = 100
-) -> int:
-    if request_id is None:
-        request_id = conn.execute(_q()["race_next_pipe_request"]).fetchone()[0]
-    params = {"request_id": request_id, "pipe_id": pipe_id, "priority": priority}
-    return conn.execute(_q()["race_submit"], params).fetchone()[0]
 
 
 # --- 1. one job, two owners ------------------------------------------------------------------
@@ -125,47 +99,35 @@ def notify_listen_handout_trials(
     connection, beating with the worker's own code (SERIALIZABLE and its retry loop, or READ
     COMMITTED as `--no-serializable` runs it). A barrier releases the beats together; each
     racer then reads its one answer. Counts the trials whose job more than one racer heard.
-    Needs the notify-listen lab with its example pipelines (`race_lab`, `labs.reset`).
+    Needs the notify-listen lab with its example pipelines (`client.fresh_lab`).
     """
     from pgqueue.queues import notify_listen
 
-    poc = notify_listen.POC
     opts = notify_listen.Options(serializable=serializable)
     level = psycopg.IsolationLevel.SERIALIZABLE if serializable else psycopg.IsolationLevel.READ_COMMITTED
     racers = [notify_listen.Worker(Identity.new("first_process", "1.0.0"), opts) for _ in range(workers)]
-    conns = [labs.connect(poc) for _ in range(workers)]
     doubled = handed = 0
-    try:
-        for racer, conn in zip(racers, conns, strict=True):
-            conn.isolation_level = level
-            notify_listen.listen(conn, racer.who)
+    with contextlib.ExitStack() as stack:
+        ears = _clients(stack, notify_listen.POC, workers)
+        for racer, ear in zip(racers, ears, strict=True):
+            ear.conn.isolation_level = level
+            ear.listen(racer.who)
+        own = _clients(stack, notify_listen.POC, 1)[0]
         started = time.monotonic()
-        with labs.connect(poc) as own:
-            for _ in range(trials):
-                request = own.execute(_q()["race_next_request"]).fetchone()[0]
-                job_id = own.execute(_q()["race_notify_job"], {"request_id": request}).fetchone()[0]
+        for _ in range(trials):
+            job_id = own.submit(pipe_id=1)
 
-                def beat(i: int) -> str:
-                    if not racers[i].heartbeat(conns[i]):
-                        return ""
-                    heard = [n.payload for n in conns[i].notifies(timeout=opts.timeout, stop_after=1)]
-                    return heard[0] if heard else ""
+            def beat(i: int) -> str:
+                if not racers[i].heartbeat(ears[i].conn):
+                    return ""
+                heard = [n.payload for n in ears[i].conn.notifies(timeout=opts.timeout, stop_after=1)]
+                return heard[0] if heard else ""
 
-                answers = together(workers, beat)
-                failed = [a for a in answers if isinstance(a, BaseException)]
-                if failed:
-                    raise failed[0]
-                got = sum(
-                    1
-                    for a in answers
-                    if isinstance(a, str) and a.startswith("{") and json.loads(a)["job_id"] == job_id
-                )
-                handed += got
-                doubled += got > 1
+            answers = _raise_first(together(workers, beat))
+            got = sum(1 for a in answers if a.startswith("{") and json.loads(a)["job_id"] == job_id)
+            handed += got
+            doubled += got > 1
         seconds = time.monotonic() - started
-    finally:
-        for conn in conns:
-            conn.close()
     retries = sum(r.log.kinds().count("retry") for r in racers)
     name = f"notify-listen, {'SERIALIZABLE' if serializable else 'READ COMMITTED (--no-serializable)'}"
     return HandoutTrials(name, trials, workers, doubled, handed, retries, seconds)
@@ -175,32 +137,22 @@ def hardened_handout_trials(trials: int = 30, workers: int = 6) -> HandoutTrials
     """The same race on the hardened lab: one new job, `workers` find_job calls released together.
 
     Counts the callers handed the job, and the attempts job_attempts recorded for it.
-    Needs the hardened lab with its example pipelines (`race_lab`).
+    Needs the hardened lab with its example pipelines (`client.fresh_lab`).
     """
-    poc = "hardened"
     who = [Identity.new("first_process", "1.9.2") for _ in range(workers)]
-    conns = [labs.connect(poc) for _ in range(workers)]
     doubled = handed = attempts = 0
-    try:
+    with contextlib.ExitStack() as stack:
+        own, *callers = _clients(stack, "hardened", workers + 1)
         started = time.monotonic()
-        with labs.connect(poc) as own:
-            for _ in range(trials):
-                _submit(own, pipe_id=2)
-                answers = together(workers, lambda i: _ask(conns[i], poc, who[i]))
-                jobs = [
-                    json.loads(a)[0]["job_id"] for a in answers if isinstance(a, str) and a.startswith("[")
-                ]
-                errors = [a for a in answers if isinstance(a, BaseException)]
-                if errors:
-                    raise errors[0]
-                handed += len(jobs)
-                doubled += len(jobs) != len(set(jobs))
-                for job_id in set(jobs):
-                    attempts += own.execute(_q()["race_attempts_of"], {"job_id": job_id}).fetchone()[0]
+        for _ in range(trials):
+            own.submit(pipe_id=2)
+            answers = _raise_first(together(workers, lambda i: callers[i].ask(who[i])))
+            jobs = [job_id for a in answers for job_id in _job_ids(a)]
+            handed += len(jobs)
+            doubled += len(jobs) != len(set(jobs))
+            for job_id in set(jobs):
+                attempts += own.conn.execute(_q()["race_attempts_of"], {"job_id": job_id}).fetchone()[0]
         seconds = time.monotonic() - started
-    finally:
-        for conn in conns:
-            conn.close()
     return HandoutTrials(
         "hardened (SKIP LOCKED lease)", trials, workers, doubled, handed, 0, seconds, attempts
     )
@@ -239,46 +191,41 @@ def lock_queue(poc: str, callers: int = 5) -> LockQueue:
     One holder claims a job of first_process 1.9.2 inside a transaction it keeps open; then a
     barrier releases the callers, each on its own connection, with `callers` more jobs waiting.
     We wait until every caller has either answered or is waiting for a lock, count the waiting
-    ones, and only then let the holder commit. Needs `race_lab(poc)` first.
+    ones, and only then let the holder commit. Needs `client.fresh_lab(poc)` first.
     """
-    _calls(poc)  # refuses a design without find_job
     who = [Identity.new("first_process", "1.9.2") for _ in range(callers)]
-    conns = [labs.connect(poc) for _ in range(callers)]
-    pids = [c.info.backend_pid for c in conns]
     answered: list[float] = [0.0] * callers
     jobs = [0] * callers
-    try:
-        with labs.connect(poc) as own, labs.connect(poc) as holder:
-            for _ in range(callers + 1):
-                _submit(own, pipe_id=2)
+    with contextlib.ExitStack() as stack:
+        own = _client(poc, stack.enter_context(labs.connect(poc)))
+        holder, *asking = _clients(stack, poc, callers + 1)
+        pids = [c.conn.info.backend_pid for c in asking]
+        for _ in range(callers + 1):
+            own.submit(pipe_id=2)
 
-            def call(i: int) -> None:
-                start = time.monotonic()
-                answer = _ask(conns[i], poc, who[i])
-                answered[i] = (time.monotonic() - start) * 1000
-                jobs[i] = json.loads(answer)[0]["job_id"] if answer.startswith("[") else 0
+        def call(i: int) -> None:
+            start = time.monotonic()
+            answer = asking[i].ask(who[i])
+            answered[i] = (time.monotonic() - start) * 1000
+            jobs[i] = (_job_ids(answer) or [0])[0]
 
-            results: list[object] = []
-            with holder.transaction():
-                _claim(holder, poc, Identity.new("first_process", "1.9.2"))
-                racer = threading.Thread(target=lambda: results.extend(together(callers, call)))
-                racer.start()
-                until(
-                    lambda: all(answered[i] or waiting_on_lock(pids[i], conn=own) for i in range(callers)),
-                    15,
-                    "every caller answered or waiting for a lock",
-                )
-                waited = sum(
-                    1 for i in range(callers) if not answered[i] and waiting_on_lock(pids[i], conn=own)
-                )
-                while_held = sum(1 for a in answered if a)
-            racer.join(30)
-            failed = [r for r in results if isinstance(r, BaseException)]
-            if failed:
-                raise failed[0]
-    finally:
-        for conn in conns:
-            conn.close()
+        def waiting(i: int) -> bool:
+            return waiting_on_lock(pids[i], conn=own.conn)
+
+        results: list[object] = []
+        with holder.conn.transaction():
+            holder.claim(Identity.new("first_process", "1.9.2"))
+            racer = threading.Thread(target=lambda: results.extend(together(callers, call)))
+            racer.start()
+            until(
+                lambda: all(answered[i] or waiting(i) for i in range(callers)),
+                15,
+                "every caller answered or waiting for a lock",
+            )
+            waited = sum(1 for i in range(callers) if not answered[i] and waiting(i))
+            while_held = sum(1 for a in answered if a)
+        racer.join(30)
+        _raise_first(results)
     name = "single-call (FOR UPDATE)" if poc == "single-call" else "hardened (FOR UPDATE SKIP LOCKED)"
     return LockQueue(name, callers, waited, while_held, tuple(answered), tuple(jobs))
 
@@ -288,15 +235,14 @@ def lock_queue(poc: str, callers: int = 5) -> LockQueue:
 PLAIN_CHAIN = (("first_process", "1.9.2"), ("second_process", "2.2.0"), ("third_process", "5.3.0"))
 
 
-def _to_last_step(conn: psycopg.Connection, poc: str, who_of: dict[str, Identity]) -> list[int]:
+def _to_last_step(c: client.Client, who_of: dict[str, Identity]) -> list[int]:
     """Run the newest pipeline-2 pipe job by hand up to its last step; the last step's job ids, held."""
-    for name, version in PLAIN_CHAIN[:-1]:
-        ids = [
-            job["job_id"] for job in _claim(conn, poc, who_of.setdefault(name, Identity.new(name, version)))
-        ]
-        _hand_over(conn, poc, who_of[name], ids)
-    name, version = PLAIN_CHAIN[-1]
-    return [job["job_id"] for job in _claim(conn, poc, who_of.setdefault(name, Identity.new(name, version)))]
+    for name, version in PLAIN_CHAIN:
+        who = who_of.setdefault(name, Identity.new(name, version))
+        ids = [job["job_id"] for job in c.claim(who)]
+        if (name, version) != PLAIN_CHAIN[-1]:
+            c.hand_over(who, ids, [{}])
+    return ids
 
 
 @dataclass(frozen=True)
@@ -330,35 +276,32 @@ def finish_twice(poc: str) -> FinishTwice:
     finish_pipe runs in a transaction kept open; the second, on another connection, waits for
     a row lock (or answers at once); then the first commits and the second goes on. Afterwards
     a second request runs to its last step, and a worker that never claimed its job finishes it.
-    Needs `race_lab(poc)` first.
+    Needs `client.fresh_lab(poc)` first.
     """
     who_of: dict[str, Identity] = {}
-    with labs.connect(poc) as conn, labs.connect(poc) as a, labs.connect(poc) as b:
-        request = conn.execute(_q()["race_next_pipe_request"]).fetchone()[0]
-        pipe_job = _submit(conn, 2, request)
-        next_order = _submit(conn, 4, request)
-        last = _to_last_step(conn, poc, who_of)
+    with contextlib.ExitStack() as stack:
+        own = _client(poc, stack.enter_context(labs.connect(poc)))
+        a, b = _clients(stack, poc, 2)
+        request = own.next_request_id()
+        pipe_job, next_order = own.submit(2, request), own.submit(4, request)
+        last = _to_last_step(own, who_of)
         finisher = who_of["third_process"]
         heard_b: list[str] = []
-        racer = threading.Thread(
-            target=lambda: heard_b.append(_finish_pipe(b, poc, finisher, last, pipe_job))
-        )
-        with a.transaction():
-            heard_a = _finish_pipe(a, poc, finisher, last, pipe_job)
+        racer = threading.Thread(target=lambda: heard_b.append(_finish(b, finisher, last, pipe_job)))
+        with a.conn.transaction():
+            heard_a = _finish(a, finisher, last, pipe_job)
             racer.start()
             until(
-                lambda: bool(heard_b) or waiting_on_lock(b.info.backend_pid, conn=conn),
+                lambda: bool(heard_b) or waiting_on_lock(b.conn.info.backend_pid, conn=own.conn),
                 10,
                 "the second finish_pipe answering or waiting for a lock",
             )
             waited = not heard_b
         racer.join(10)
-        finished = conn.execute(_q()["race_pipe_job_finished"], {"pipe_job_id": pipe_job}).fetchone()[0]
-        started = conn.execute(_q()["race_entry_jobs_of"], {"pipe_job_id": next_order}).fetchone()[0]
-
-        other = _submit(conn, 2)
-        held = _to_last_step(conn, poc, who_of)
-        stranger = _finish_pipe(conn, poc, Identity.new("third_process", "5.3.0"), held, other)
+        finished = own.conn.execute(_q()["race_pipe_job_finished"], {"pipe_job_id": pipe_job}).fetchone()[0]
+        started = own.conn.execute(_q()["race_entry_jobs_of"], {"pipe_job_id": next_order}).fetchone()[0]
+        other = own.submit(2)
+        stranger = _finish(own, Identity.new("third_process", "5.3.0"), _to_last_step(own, who_of), other)
     return FinishTwice(poc, heard_a, heard_b[0] if heard_b else "", waited, finished, started, stranger)
 
 
@@ -368,17 +311,17 @@ README_FLOW = (("assigner", "1.0.0"), ("wearing_compliance", "1.5.2"), ("classif
 GATHERER = ("movemonitor", "1.0.0")
 
 
-def _gather_set(conn: psycopg.Connection, poc: str, priority: int, done: int) -> list[int]:
+def _gather_set(c: client.Client, priority: int, done: int) -> list[int]:
     """A pipe job of the README's flow (pipeline 5) run by hand until `done` of its four parallel
     classification jobs have handed their result to the gatherer; those gatherer jobs' ids."""
-    _submit(conn, 5, priority=priority)
-    (assigner, compliance, classify) = (Identity.new(n, v) for n, v in README_FLOW)
-    _hand_over(conn, poc, assigner, [job["job_id"] for job in _claim(conn, poc, assigner)])
-    _hand_over(conn, poc, compliance, [job["job_id"] for job in _claim(conn, poc, compliance)], jobs=4)
+    c.submit(5, priority=priority)
+    assigner, compliance, classify = (Identity.new(n, v) for n, v in README_FLOW)
+    c.hand_over(assigner, [job["job_id"] for job in c.claim(assigner)], [{}])
+    c.hand_over(compliance, [job["job_id"] for job in c.claim(compliance)], [{}] * 4)
     made = []
     for _ in range(done):
-        (job,) = _claim(conn, poc, classify)
-        made += _hand_over(conn, poc, classify, [job["job_id"]])
+        (job,) = c.claim(classify)
+        made += c.hand_over(classify, [job["job_id"]], [{}])
     return made
 
 
@@ -405,17 +348,16 @@ def hidden_set(poc: str) -> HiddenSet:
 
     In single-call the gatherer's pick is the original's (lesson 06's `original_pick`: the best
     set first, tested for completeness after); in hardened it is find_job in multi mode, as
-    its gathering worker calls it. Needs `race_lab(poc)` first.
+    its gathering worker calls it. Needs `client.fresh_lab(poc)` first.
     """
     with labs.connect(poc) as conn:
-        complete = _gather_set(conn, poc, priority=100, done=4)
-        incomplete = _gather_set(conn, poc, priority=1, done=1)
+        c = _client(poc, conn)
+        complete = _gather_set(c, priority=100, done=4)
+        incomplete = _gather_set(c, priority=1, done=1)
         whole = True
         if poc == "single-call":  # single-call's find_job has the later fix: ask the original's pick
             pick = labs.step(poc, "gather").lesson["original_pick"]
             _best, whole = conn.execute(pick, {"name": GATHERER[0], "version": GATHERER[1]}).fetchone()
-        handed: list[int] = []  # the original tested its one pick, found it incomplete: 'No job found'
-        if whole:
-            answer = _ask(conn, poc, Identity.new(*GATHERER), multi=True)
-            handed = [job["job_id"] for job in json.loads(answer)] if answer.startswith("[") else []
+        # the original tested its one pick, found it incomplete: 'No job found'
+        handed = _job_ids(c.ask(Identity.new(*GATHERER), multi=True)) if whole else []
     return HiddenSet(poc, tuple(complete), tuple(incomplete), tuple(sorted(handed)))

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import psycopg
 
 from pgqueue import queries
-from pgqueue.queues import labs
-from pgqueue.queues.heartbeats import Identity, send_heartbeat
-from pgqueue.queues.notify_listen import POC, Options, Worker, listen
+from pgqueue.queues import client, designs, labs
+from pgqueue.queues.heartbeats import Identity
+from pgqueue.queues.notify_listen import POC, Options, Worker
 from pgqueue.queues.single_call import POC as SINGLE_CALL
 from pgqueue.wait import until
 
@@ -89,10 +89,11 @@ def heartbeat_race(
     second = Worker(second_who, opts)
     level = psycopg.IsolationLevel.SERIALIZABLE if serializable else psycopg.IsolationLevel.READ_COMMITTED
     level = isolation if isolation is not None else level
-    with labs.connect(POC) as a, labs.connect(POC) as b:
+    with client.connect(POC) as first, client.connect(POC) as b_client:
+        a, b = first.conn, b_client.conn
         a.isolation_level = b.isolation_level = level
-        listen(a, first_who)
-        listen(b, second_who)
+        first.listen(first_who)
+        b_client.listen(second_who)
 
         heard_b: list[str] = []
 
@@ -102,7 +103,7 @@ def heartbeat_race(
 
         racer = threading.Thread(target=second_worker_beats)
         with a.transaction():
-            send_heartbeat(a, first_who)  # takes the job; its answer waits for the commit
+            first.beat(first_who)  # takes the job; its answer waits for the commit
             racer.start()
             until(lambda: waiting_on_lock(b.info.backend_pid), 10, "the second worker blocking")
         # committed: the second worker's UPDATE of the job row now goes ahead
@@ -141,26 +142,14 @@ def claim_race(name: str, version: str) -> ClaimRace:
     commits, and the second learns it lost.
     """
     first, second = Identity.new(name, version), Identity.new(name, version)
-    find = queries.load("clients/single_call.sql")["find_job"]
-
-    def ask(conn, who: Identity) -> str:
-        params = {
-            "uuid": who.uuid,
-            "server": who.server,
-            "name": who.name,
-            "version": who.version,
-            "multi": True,
-        }
-        return conn.execute(find, params).fetchone()[0]
-
-    with labs.connect(SINGLE_CALL) as a, labs.connect(SINGLE_CALL) as b:
+    with client.connect(SINGLE_CALL) as a, client.connect(SINGLE_CALL) as b:
         heard_b: list[str] = []
-        racer = threading.Thread(target=lambda: heard_b.append(ask(b, second)))
-        with a.transaction():
-            heard_a = ask(a, first)
+        racer = threading.Thread(target=lambda: heard_b.append(b.ask(second, multi=True)))
+        with a.conn.transaction():
+            heard_a = a.ask(first, multi=True)
             racer.start()
             until(
-                lambda: waiting_on_lock(b.info.backend_pid, SINGLE_CALL),
+                lambda: waiting_on_lock(b.conn.info.backend_pid, SINGLE_CALL),
                 10,
                 "the second gatherer waiting on the claim",
             )
@@ -402,9 +391,7 @@ HARDENED = "hardened"
 
 def _hardened_ask(conn: psycopg.Connection, who: Identity) -> int:
     """The id of the one job `who` is handed by the hardened find_job."""
-    params = {"uuid": who.uuid, "server": who.server, "name": who.name, "version": who.version}
-    answer = conn.execute(queries.load("clients/races.sql")["hardened_ask"], params).fetchone()[0]
-    return json.loads(answer)[0]["job_id"]
+    return designs.get(HARDENED).client(conn).claim(who)[0]["job_id"]
 
 
 def rescue_meets_a_finisher() -> str:
@@ -461,7 +448,7 @@ def late_hand_over() -> LateHandOver:
         def hand_over(who: Identity) -> str:
             before = conn.execute(q["children_of"], {"job_id": job}).fetchone()[0]
             try:
-                conn.execute(q["hardened_hand_over"], {"uuid": who.uuid, "job_ids": [job]})
+                designs.get(HARDENED).client(conn).hand_over(who, [job], [{}])
             except psycopg.Error as exc:
                 return f"an error: {exc.sqlstate} {exc.diag.message_primary}"
             after = conn.execute(q["children_of"], {"job_id": job}).fetchone()[0]

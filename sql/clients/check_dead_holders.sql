@@ -12,12 +12,12 @@ INSERT INTO pipe_job_queue (request_id, pipe_id) SELECT n, 2 FROM generate_serie
 SELECT job_id FROM job_queue ORDER BY job_id;
 
 -- name: exercise_beat
--- A worker of first_process that last beat `seconds` ago; its kill switch set or not, and, if
+-- A worker of first_process that last beat `beat` seconds ago; its kill switch set or not, and, if
 -- `stopped`, marked as exited cleanly right after that beat.
 INSERT INTO process_heartbeats (process_uuid, server_name, process_name, process_version,
                                 last_beat_timestamp, process_kill_switch, process_stopped_timestamp)
-VALUES (%(uuid)s, 'exercise', 'first_process', '1.9.2', clock_timestamp() - make_interval(secs => %(seconds)s),
-        %(killed)s, CASE WHEN %(stopped)s THEN clock_timestamp() - make_interval(secs => %(seconds)s) END);
+VALUES (%(uuid)s, 'exercise', 'first_process', '1.9.2', clock_timestamp() - make_interval(secs => %(beat)s),
+        %(killed)s, CASE WHEN %(stopped)s THEN clock_timestamp() - make_interval(secs => %(beat)s) END);
 
 -- name: exercise_hold
 -- Job `job_id` held by `uuid` (NULL or '' for nobody) since `ago` seconds, finished or not.

@@ -80,7 +80,6 @@ ALTER TABLE job_queue DISABLE TRIGGER new_jobs_wake_workers;
 -- name: restore_wake_ups
 ALTER TABLE job_queue ENABLE TRIGGER new_jobs_wake_workers;
 
--- name: claimed_jobs_of
--- hardened: the jobs of a pipe job and their attempts so far.
-SELECT job_id, job_assigned_process_uuid, job_attempts, job_finished
-  FROM job_queue WHERE pipe_job_id = %(pipe_job_id)s ORDER BY job_id;
+-- name: claimed_job_of
+-- hardened: the first job of a pipe job a worker has claimed (each claim records an attempt).
+SELECT job_id FROM job_queue WHERE pipe_job_id = %(pipe_job_id)s AND job_attempts > 0 ORDER BY job_id LIMIT 1;

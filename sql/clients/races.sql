@@ -117,9 +117,6 @@ SELECT rescue_jobs();
 -- One job for a hardened worker (its own find_job: a heartbeat, a lease, an attempt).
 SELECT find_job(%(uuid)s, %(server)s, %(name)s, %(version)s, false, 1);
 
--- name: hardened_hand_over
-CALL create_jobs(%(uuid)s, %(job_ids)s, '[{}]');
-
 -- name: lock_job_row
 -- What a worker finishing its job holds until it commits: the job's row lock.
 SELECT job_id FROM job_queue WHERE job_id = %(job_id)s FOR UPDATE;
@@ -132,23 +129,6 @@ SELECT job_assigned_process_uuid FROM job_queue WHERE job_id = %(job_id)s;
 SELECT count(*) FROM job_queue WHERE %(job_id)s = ANY (job_parent_set_elements);
 
 -- Lesson 10's races for a job (pgqueue.lab.race_for_a_job)
-
--- name: race_notify_job
--- notify-listen: one job for first_process 1.0.0, as a website would make it.
-SELECT create_first_job(%(request_id)s, 1, '{}'::jsonb);
-
--- name: race_next_request
--- notify-listen, single-call and hardened: the next free request id.
-SELECT coalesce(max(request_id), 0) + 1 FROM job_queue;
-
--- name: race_submit
--- single-call and hardened: a pipe job of `pipe_id` for request `request_id`.
-INSERT INTO pipe_job_queue (request_id, pipe_id, pipe_job_priority)
-VALUES (%(request_id)s, %(pipe_id)s, %(priority)s)
-RETURNING pipe_job_id;
-
--- name: race_next_pipe_request
-SELECT coalesce(max(request_id), 0) + 1 FROM pipe_job_queue;
 
 -- name: race_attempts_of
 -- hardened: the attempts recorded for one job: one per execution.

@@ -7,19 +7,19 @@ these tests did; those are proven there only."""
 import pytest
 
 from pgqueue.lab import race_for_a_job, races
-from pgqueue.queues import notify_listen
+from pgqueue.queues import client, notify_listen
 
 ORIGINAL, HARDENED = "single-call", "hardened"
 
 
 @pytest.fixture
 def notify_listen_lab():
-    race_for_a_job.race_lab("notify-listen")
+    client.fresh_lab("notify-listen")
 
 
 @pytest.fixture(params=[ORIGINAL, HARDENED])
 def design(request):
-    race_for_a_job.race_lab(request.param)
+    client.fresh_lab(request.param)
     return request.param
 
 
