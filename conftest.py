@@ -6,9 +6,11 @@ pytest uses a throwaway embedded server (or PGQUEUE_DSN's server, with databases
 """
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +37,8 @@ def pytest_configure(config: pytest.Config) -> None:
         os.chmod(template, 0o711)  # as root, the server's own user makes its data folder there
         os.environ[embedded.TEMPLATE_ENV] = template
         config.stash[_TEMPLATE] = template
+    if config.getoption("durations_record") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_Recorder())
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -59,17 +63,65 @@ def _drop_test_databases() -> None:
 _HOME, _TEMPLATE = pytest.StashKey[str](), pytest.StashKey[str]()
 
 # Files run longest first, so that in a parallel run the minutes-long ones start at once and the
-# short ones fill in around them; the other way round, the sandbox began last and ran alone.
-_FIRST = ("sandbox", "chaos", "slow")
+# short ones fill in around them; the other way round, the sandbox began last and ran alone. Each
+# unit's seconds come from tests/durations.json, written by `pytest --durations-record` (the
+# units that ran replace their entries); a unit it lacks is guessed from its marks.
+DURATIONS = Path(__file__).parent / "tests" / "durations.json"
+_GUESS = {"sandbox": 600.0, "chaos": 300.0, "slow": 30.0}
+# Tests that xdist hands out one by one, not kept on their file's process: each solution runs in
+# a child process of its own, and one after another they took minutes at the end of a run.
+SPREAD = ("tests/test_notebooks.py::test_exercise_solution_runs[",)
+
+
+def unit(nodeid: str) -> str:
+    """What one xdist process runs as a whole: the test's file, or the test itself if SPREAD."""
+    return nodeid if nodeid.startswith(SPREAD) else nodeid.split("::")[0]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--durations-record",
+        action="store_true",
+        help="write the seconds each test file (or spread test) took to tests/durations.json",
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        marks = {mark.name for mark in item.iter_markers()}
-        return next((at for at, name in enumerate(_FIRST) if name in marks), len(_FIRST))
-
-    by_file: dict[str, int] = {}
+    recorded = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+    seconds: dict[str, float] = {}
     for item in items:
-        by_file[item.path] = min(by_file.get(item.path, len(_FIRST)), rank(item))
-    # whole files move (their tests keep their order); sorted() is stable
-    items[:] = sorted(items, key=lambda item: by_file[item.path])
+        guess = max((_GUESS.get(mark.name, 0.0) for mark in item.iter_markers()), default=0.0)
+        seconds[unit(item.nodeid)] = max(seconds.get(unit(item.nodeid), 0.0), guess)
+    seconds.update({name: took for name, took in recorded.items() if name in seconds})
+    # whole units move (their tests keep their order); sorted() is stable
+    items[:] = sorted(items, key=lambda item: -seconds[unit(item.nodeid)])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """--dist loadfile, but each SPREAD test a unit of its own."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Scheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit(nodeid)
+
+    return Scheduling(config, log)
+
+
+class _Recorder:
+    """Adds up each unit's seconds (in xdist's controller: every process's reports) and writes them."""
+
+    def __init__(self) -> None:
+        self.took: dict[str, float] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.took[unit(report.nodeid)] = self.took.get(unit(report.nodeid), 0.0) + report.duration
+
+    def pytest_sessionfinish(self) -> None:
+        merged = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+        merged.update({name: round(took, 1) for name, took in self.took.items()})
+        longest_first = dict(sorted(merged.items(), key=lambda pair: (-pair[1], pair[0])))
+        DURATIONS.write_text(json.dumps(longest_first, indent=1) + "\n")

@@ -95,10 +95,19 @@ def workers_of(home: Path) -> list[psutil.Process]:
     return [p for p in processes_of(home) if "pgqueue worker" in " ".join(p.cmdline())]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def a_worker_of_another_home(tmp_path_factory):
-    """A learner's worker from another checkout runs beside the whole suite; no test may count it."""
-    home = tmp_path_factory.mktemp("another-checkout")
+_ANOTHER = pytest.StashKey[tuple]()
+
+
+@pytest.hookimpl(trylast=True)  # after the root conftest.py set this run's environment
+def pytest_configure(config: pytest.Config) -> None:
+    """A learner's worker from another checkout runs beside the whole run; no test may count it.
+
+    One for the run, started by xdist's controller (or a -n 0 run's only process): its processes
+    see it as every process of theirs would see another checkout's.
+    """
+    if hasattr(config, "workerinput") or config.option.collectonly:
+        return
+    home = Path(tempfile.mkdtemp(prefix="pgqueue-another-checkout-"))
     prefix = f"pgqueue_another{os.getpid()}_"
     # as a learner's checkout runs: no template databases (the suite's own processes keep them)
     env = {"PGQUEUE_HOME": str(home), "PGQUEUE_DB_PREFIX": prefix, "PGQUEUE_TEMPLATES": "0"}
@@ -113,8 +122,22 @@ def a_worker_of_another_home(tmp_path_factory):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    yield worker
-    still_running = worker.poll() is None
+    config.stash[_ANOTHER] = (worker, home, prefix, env)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    another = session.config.stash.get(_ANOTHER, None)
+    if another is not None and another[0].poll() is not None:
+        session.config.get_terminal_writer().line(
+            "FAILED: a test stopped a worker that was not its own (another checkout's)", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    worker, home, prefix, env = config.stash.get(_ANOTHER, (None,) * 4)
+    if worker is None:
+        return
     worker.terminate()
     worker.wait(60)
     if os.environ.get(server.DSN_ENV):
@@ -125,7 +148,6 @@ def a_worker_of_another_home(tmp_path_factory):
             )
     run_cli("db", "stop", env=env)
     shutil.rmtree(home, ignore_errors=True)
-    assert still_running, "a test stopped a worker that was not its own (another checkout's)"
 
 
 def free_port() -> int:

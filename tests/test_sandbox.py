@@ -24,7 +24,7 @@ from tests.conftest import REPO
 from tests.sandbox import engine
 from tests.tools import REQUIRE_ENV, require
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(3600)]  # builds images: minutes, not pyproject's bound
 
 POC = "single-call"
 # What the test asks the lab container, through the kit's own API: the workers and the jobs.
