@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 
 from pgqueue import bench, children, paths, server, values
+from pgqueue.bench import inputs
 from pgqueue.errors import PgQueueError
 from pgqueue.paths import NOTEBOOKS_DIR
 from pgqueue.queues import designs, heartbeats, labs, options, worker_base
@@ -478,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--only",
         type=_typed(_scenarios),
         metavar="SCENARIOS",
-        help=f"run only these, comma-separated: {', '.join(bench.SCENARIOS)} (default: all)",
+        help=f"run only these, comma-separated: {', '.join(inputs.SCENARIOS)} (default: all)",
     )
     bench_parser.add_argument(
         "--depths",
@@ -497,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_parser.add_argument(
         "--jobs",
-        type=_typed(values.whole, "jobs", 1, bench.MAX_DEPTH),
+        type=_typed(values.whole, "jobs", 1, inputs.MAX_DEPTH),
         help="no-op jobs queued for each throughput point (default 20,000; --quick 2,000)",
     )
     bench_parser.add_argument(
@@ -509,15 +510,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _depths(text: str) -> list[int]:
-    return bench.check_depths([values.whole(part, "a depth", 1, bench.MAX_DEPTH) for part in text.split(",")])
+    depths = [values.whole(part, "a depth", 1, inputs.MAX_DEPTH) for part in text.split(",")]
+    return inputs.check_depths(depths)
 
 
 def _scenarios(text: str) -> tuple[str, ...]:
-    return bench.check_scenarios(tuple(part.strip() for part in text.split(",")))
+    return inputs.check_scenarios(tuple(part.strip() for part in text.split(",")))
 
 
 def _workers(text: str) -> list[int]:
-    return [values.whole(part, "a worker count", 1, bench.MAX_WORKERS) for part in text.split(",")]
+    return [values.whole(part, "a worker count", 1, inputs.MAX_WORKERS) for part in text.split(",")]
 
 
 def bench_run(args: argparse.Namespace) -> int:
@@ -528,7 +530,7 @@ def bench_run(args: argparse.Namespace) -> int:
         quick=args.quick,
         depths=args.depths,
         samples=args.samples,
-        scenarios=args.only or bench.SCENARIOS,
+        scenarios=args.only or inputs.SCENARIOS,
         workers=args.workers,
         jobs=args.jobs,
         window=args.window,

@@ -8,20 +8,21 @@
 # bigger batch buys little. Two sizes on one worker give the two parts; then the predicted size
 # is measured on 1 and 2 workers (try its double yourself). The numbers are this
 # machine's, and noisy (a point of 2,000 jobs at thousands of jobs/s lasts under a second).
-from pgqueue import bench
+from pgqueue.bench import databases, inputs, throughput
+from pgqueue.bench.report import Report, Throughput, machine
 
-JOBS, WINDOW = 2000, 2.0  # per point: a few seconds each, on one fresh server for them all
-
-
-def hardened_runner(batch: int) -> bench.Runner:
-    return bench.Runner(f"hardened, batch of {batch}", "hardened", "hardened", batch)
+JOBS, WINDOW = inputs.LESSON_JOBS, 2.0  # per point: a few seconds each, on one fresh server for them all
 
 
-def point(batch: int, workers: int = 1) -> bench.Throughput:
-    return bench.throughput(hardened_runner(batch), workers, JOBS, WINDOW)
+def hardened_runner(batch: int) -> throughput.Runner:
+    return throughput.Runner(f"hardened, batch of {batch}", "hardened", batch)
 
 
-with bench.own_server() as where:
+def point(batch: int, workers: int = 1) -> Throughput:
+    return throughput.measure(hardened_runner(batch), workers, JOBS, WINDOW)
+
+
+with databases.own_server() as where:
     small, large = point(1), point(200)
     ms_small, ms_large = (1000 / p.jobs_per_s for p in (small, large))  # ms per job
     per_batch = (ms_small - ms_large) / (1 / small.batch - 1 / large.batch)
@@ -30,7 +31,7 @@ with bench.own_server() as where:
     predicted = min(500, max(2, round(per_batch / per_job)))  # where a bigger batch stops paying
     points = [point(predicted), point(predicted, 2)]
 my_batch = predicted  # the exercise's knob, set to the size the model predicts
-mine = bench.Report(bench.machine(), {"where": where}, True, [], 0, workers=[1, 2], throughput=points)
+mine = Report(machine(), {"where": where}, True, [], 0, workers=[1, 2], throughput=points)
 print(mine.throughput_table())
 expected = 1000 / (per_batch / my_batch + per_job)
 measured = mine.jobs_per_s(hardened_runner(my_batch).name, 1)

@@ -9,7 +9,8 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from pgqueue import bench
+from pgqueue.bench.inputs import FLOOR
+from pgqueue.bench.report import ClaimCost, Report
 from pgqueue.errors import PgQueueError
 
 DESIGNS = ("notify-listen", "single-call", "hardened")  # the kit's own; "floor" and the peers are the others
@@ -24,7 +25,7 @@ def _dash(design: str) -> str:
 # --- claim cost -------------------------------------------------------------------------------
 
 
-def cost(report: bench.Report, claimer: str, depth: int) -> bench.ClaimCost:
+def cost(report: Report, claimer: str, depth: int) -> ClaimCost:
     """One claimer's measurement at one depth, or an error naming what the run holds."""
     found = next((c for c in report.claim_costs if c.claimer == claimer and c.depth == depth), None)
     if found is None:
@@ -36,13 +37,13 @@ def cost(report: bench.Report, claimer: str, depth: int) -> bench.ClaimCost:
     return found
 
 
-def growth(report: bench.Report, claimer: str) -> float:
+def growth(report: Report, claimer: str) -> float:
     """How many times more a claim costs at the run's deepest queue than at its first (p50)."""
     first, last = cost(report, claimer, report.depths[0]), cost(report, claimer, report.depths[-1])
     return last.p50_ms / first.p50_ms
 
 
-def claim_cost_figure(report: bench.Report) -> go.Figure:
+def claim_cost_figure(report: Report) -> go.Figure:
     """Claim cost (p50 ms per call) against queue depth, log-log, one line per claimer."""
     fig = go.Figure()
     for claimer in dict.fromkeys(c.claimer for c in report.claim_costs):
@@ -152,7 +153,7 @@ def pick(plan: str, reading: str = "job_queue") -> str:
     return "\n\n".join(found)
 
 
-def plan_of(report: bench.Report, claimer: str, depth: int, reading: str | None = None) -> str:
+def plan_of(report: Report, claimer: str, depth: int, reading: str | None = None) -> str:
     """The pick of one claimer's claim at one depth, from the run's saved plans (EXPLAIN ANALYZE, BUFFERS).
 
     `reading` defaults to the claimer's queue table: floor_queue for the floor, job_queue for the rest.
@@ -178,7 +179,7 @@ def call_pages(plan: str) -> int:
     return int(found["hit"] or 0) + int(found["read"] or 0) if found else 0
 
 
-def picks(report: bench.Report) -> pd.DataFrame:
+def picks(report: Report) -> pd.DataFrame:
     """Every claimer's pick: how it scans its queue, and the rows and pages it read at each depth."""
     rows = []
     for c in report.claim_costs:
@@ -205,14 +206,14 @@ def picks(report: bench.Report) -> pd.DataFrame:
 # --- throughput -------------------------------------------------------------------------------
 
 
-def throughput_figure(report: bench.Report) -> go.Figure:
+def throughput_figure(report: Report) -> go.Figure:
     """Jobs per second against worker processes, one line per design, the floor and each peer."""
     fig = go.Figure()
     for runner in dict.fromkeys(t.runner for t in report.throughput):
         points = sorted((t for t in report.throughput if t.runner == runner), key=lambda t: t.workers)
         ratios = []
         for t in points:
-            floor = report.jobs_per_s(bench.FLOOR, t.workers)
+            floor = report.jobs_per_s(FLOOR, t.workers)
             ratios.append(f"{t.jobs_per_s / floor:.2f}x the floor" if floor else "no floor measured")
         fig.add_trace(
             go.Scatter(
@@ -243,7 +244,7 @@ def throughput_figure(report: bench.Report) -> go.Figure:
 # --- wake-up ----------------------------------------------------------------------------------
 
 
-def wake_up_figure(report: bench.Report) -> go.Figure:
+def wake_up_figure(report: Report) -> go.Figure:
     """How long each job waited for an idle worker, per design: the share of jobs held within x ms."""
     frame = pd.DataFrame(
         [{"design": w.design, "ms": ms} for w in report.wake_ups for ms in w.all_ms], columns=["design", "ms"]

@@ -420,7 +420,7 @@ class Record:
 
 def record(path: str | os.PathLike = RECORD) -> Record:
     """Run the lesson's PgBouncer experiments as the lesson calls them and save them at `path`."""
-    from pgqueue import bench
+    from pgqueue.bench.report import machine
 
     pooler.binary()  # a one-line error before anything runs
     labs.reset(POC, examples=True)
@@ -428,7 +428,7 @@ def record(path: str | os.PathLike = RECORD) -> Record:
     turn = answers["session_turn"]
     made = Record(
         recorded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        machine=bench.machine(),
+        machine=machine(),
         pgbouncer=".".join(map(str, pooler.version())),
         postgresql=server.version(),
         server=server.resolve().kind,

@@ -4,14 +4,15 @@
 
 import pytest
 
-from pgqueue import bench
 from pgqueue.bench import figures
+from pgqueue.bench.inputs import FLOOR
+from pgqueue.bench.report import ClaimCost, Report, Throughput, WakeUp
 from pgqueue.errors import PgQueueError
 from pgqueue.paths import NOTEBOOKS_DIR
 
 SAVED = NOTEBOOKS_DIR / "data" / "bench-full.json"
 
-# auto_explain's text for three statements of one claim, as bench.explain saves it: a heartbeat,
+# auto_explain's text for three statements of one claim, as claims.explain saves it: a heartbeat,
 # a rescue that scans job_queue without a Limit, and the pick (a Seq Scan under a Sort and a Limit)
 PLAN = """duration: 0.2 ms  plan:
 Query Text: INSERT INTO process_heartbeats (process_uuid) VALUES (p_uuid)
@@ -64,28 +65,28 @@ Update on floor_queue  (cost=0..1 rows=1 width=4) (actual time=0..0 rows=1.00 lo
 """
 
 
-def hand_made() -> bench.Report:
+def hand_made() -> Report:
     """Two claimers at two depths, three runners at two worker counts, two designs woken."""
     costs = [
-        bench.ClaimCost("slow", "single-call", 100, 5, 1, 1.0, 1.5, 1.1, PLAN),
-        bench.ClaimCost("slow", "single-call", 10_000, 5, 1, 30.0, 40.0, 33.0, PLAN),
-        bench.ClaimCost(bench.FLOOR, "floor", 100, 5, 1, 0.5, 0.6, 0.5, INDEXED),
-        bench.ClaimCost(bench.FLOOR, "floor", 10_000, 5, 1, 0.5, 0.7, 0.6, INDEXED),
+        ClaimCost("slow", "single-call", 100, 5, 1, 1.0, 1.5, 1.1, PLAN),
+        ClaimCost("slow", "single-call", 10_000, 5, 1, 30.0, 40.0, 33.0, PLAN),
+        ClaimCost(FLOOR, "floor", 100, 5, 1, 0.5, 0.6, 0.5, INDEXED),
+        ClaimCost(FLOOR, "floor", 10_000, 5, 1, 0.5, 0.7, 0.6, INDEXED),
     ]
     throughput = [
-        bench.Throughput(runner, design, 1, n, 1000, jobs, 1.0, float(jobs), True)
+        Throughput(runner, design, 1, n, 1000, jobs, 1.0, float(jobs), True)
         for runner, design, rates in [
             ("hardened", "hardened", (100, 150)),
-            (bench.FLOOR, "floor", (200, 300)),
+            (FLOOR, "floor", (200, 300)),
             ("pgqueuer 1.6.0, batch of 10", "pgqueuer", (400, 600)),
         ]
         for n, jobs in zip((1, 2), rates, strict=True)
     ]
     wake_ups = [
-        bench.WakeUp("hardened", 4, 1.0, 2.0, 3.0, 3.0, [1.0, 1.5, 2.0, 3.0]),
-        bench.WakeUp("notify-listen", 2, 500.0, 900.0, 900.0, 900.0, [100.0, 900.0]),
+        WakeUp("hardened", 4, 1.0, 2.0, 3.0, 3.0, [1.0, 1.5, 2.0, 3.0]),
+        WakeUp("notify-listen", 2, 500.0, 900.0, 900.0, 900.0, [100.0, 900.0]),
     ]
-    return bench.Report(
+    return Report(
         machine={"cores": 2}, server={"version": "18.6", "where": "test"}, quick=True, depths=[100, 10_000],
         samples=5, workers=[1, 2], jobs=1000, window=2.0, claim_costs=costs, throughput=throughput,
         wake_ups=wake_ups,
@@ -93,8 +94,8 @@ def hand_made() -> bench.Report:
 
 
 @pytest.fixture(scope="module")
-def saved() -> bench.Report:
-    return bench.Report.load(SAVED)
+def saved() -> Report:
+    return Report.load(SAVED)
 
 
 def test_the_claim_cost_figure_has_a_log_log_line_per_claimer_with_every_depth(saved):
@@ -111,7 +112,7 @@ def test_the_claim_cost_figure_has_a_log_log_line_per_claimer_with_every_depth(s
 
 def test_growth_is_the_deepest_cost_over_the_first():
     assert figures.growth(hand_made(), "slow") == 30.0
-    assert figures.growth(hand_made(), bench.FLOOR) == 1.0
+    assert figures.growth(hand_made(), FLOOR) == 1.0
 
 
 def test_a_claimer_or_depth_the_run_lacks_is_an_error_naming_what_it_has():
@@ -151,7 +152,7 @@ def test_the_pick_is_the_statement_that_scans_the_queue_under_a_limit():
     assert "process_heartbeats" not in picked and "job_queue_leased" not in picked  # the rescue has no Limit
     assert figures.rows_read(picked) == 10_031 and figures.pages_read(picked) == 115
     # the floor's: the scan under the Limit chooses; the UPDATE's scan by id after it does not count
-    floor = figures.plan_of(hand_made(), bench.FLOOR, 100)
+    floor = figures.plan_of(hand_made(), FLOOR, 100)
     assert floor == INDEXED.strip()
     assert figures.rows_read(floor, "floor_queue") == 1 and figures.pages_read(floor, "floor_queue") == 3
 
@@ -173,9 +174,9 @@ def test_the_saved_run_has_a_pick_of_its_queue_for_every_claimer_at_every_depth(
 
 def test_the_picks_table_has_a_row_per_claimer_in_the_runs_order_and_a_column_per_depth(saved):
     table = figures.picks(hand_made())
-    assert list(table.index) == [("slow", "Seq Scan"), (bench.FLOOR, "Index Scan using floor_queue_waiting")]
+    assert list(table.index) == [("slow", "Seq Scan"), (FLOOR, "Index Scan using floor_queue_waiting")]
     assert table.loc[("slow", "Seq Scan"), ("rows read", 10_000)] == 10_031
-    assert table.loc[(bench.FLOOR, "Index Scan using floor_queue_waiting"), ("pages read", 100)] == 3
+    assert table.loc[(FLOOR, "Index Scan using floor_queue_waiting"), ("pages read", 100)] == 3
     saved_table = figures.picks(saved)
     assert list(saved_table.index.get_level_values("claimer")) == list(
         dict.fromkeys(c.claimer for c in saved.claim_costs)
