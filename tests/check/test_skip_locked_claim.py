@@ -4,26 +4,15 @@ import pytest
 
 from pgqueue import check
 from pgqueue.errors import PgQueueError
+from tests.corpora.l10_claim_skips_locked import FREE, MINE, claim
 
-SKIP_LOCKED = """
-SELECT job_id FROM job_queue
- WHERE coalesce(job_assigned_process_uuid, '') = '' AND job_finished IS NULL
-   AND job_process_name = %(name)s AND job_process_version = %(version)s
- ORDER BY job_priority, job_create_timestamp
- LIMIT 1
-   {lock}
-"""
-
-
-PICK = """SELECT job_id FROM job_queue
- WHERE coalesce(job_assigned_process_uuid, '') = '' AND job_finished IS NULL
-   AND job_process_name = %(name)s AND job_process_version = %(version)s"""
+PICK = f"SELECT job_id FROM job_queue\n WHERE {FREE}\n   AND {MINE}"
 
 
 @pytest.mark.parametrize(
     ("text", "cause"),
     [
-        (SKIP_LOCKED.format(lock="FOR KEY SHARE SKIP LOCKED"), "each took it FOR KEY SHARE"),
+        (claim("FOR KEY SHARE SKIP LOCKED"), "each took it FOR KEY SHARE"),
         (
             f"{PICK}\n AND job_id NOT IN ({PICK} FOR UPDATE SKIP LOCKED)\n ORDER BY job_priority LIMIT 1",
             "the rows it locks are not the rows it returns",
@@ -54,16 +43,12 @@ def test_the_claim_checker_judges_what_a_query_does_and_says_what_is_missing():
 
 def test_the_claim_checker_tells_a_missing_tie_break_from_a_holder_of_nobody():
     # equal priorities are stored newer first, in sorted order: a sort keeps them so, every time
-    untied = check.skip_locked_claim(
-        SKIP_LOCKED.replace(", job_create_timestamp", "").format(lock="FOR UPDATE SKIP LOCKED"), callers=3
-    )
+    untied = check.skip_locked_claim(claim(order="job_priority"), callers=3)
     assert not untied.holds and "two jobs of equal priority came back in the wrong order" in str(untied), (
         untied
     )
     assert "means nobody" not in str(untied), untied
-    null_only = SKIP_LOCKED.replace(
-        "coalesce(job_assigned_process_uuid, '') = ''", "job_assigned_process_uuid IS NULL"
-    )
-    nobody = check.skip_locked_claim(null_only.format(lock="FOR UPDATE SKIP LOCKED"), callers=3)
+    null_only = claim(free="job_assigned_process_uuid IS NULL AND job_finished IS NULL")
+    nobody = check.skip_locked_claim(null_only, callers=3)
     assert not nobody.holds and "assigned to '', which means nobody" in str(nobody), nobody
     assert "wrong order" not in str(nobody), nobody
