@@ -51,18 +51,14 @@ def to_uri(params: dict) -> str:
 
 def mask(dsn: str) -> str:
     """The DSN as a URI with its password replaced by ***, safe to print."""
-    params = _parse(dsn)
-    if not params.get("password"):
-        return to_uri(params)
-    return to_uri({**params, "password": "PASSWORDMASK"}).replace("PASSWORDMASK", "***")
+    given = params(dsn)
+    if not given.get("password"):
+        return to_uri(given)
+    return to_uri({**given, "password": "PASSWORDMASK"}).replace("PASSWORDMASK", "***")
 
 
 def params(dsn: str) -> dict:
     """The connection parameters of a libpq URI or connection string (host, port, user, ...)."""
-    return _parse(dsn)
-
-
-def _parse(dsn: str) -> dict:
     try:
         return conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
@@ -79,11 +75,11 @@ class Server:
 
     def uri_for(self, dbname: str) -> str:
         """The URI of one database on this server."""
-        return to_uri({**_parse(self.uri), "dbname": dbname})
+        return to_uri({**params(self.uri), "dbname": dbname})
 
     def describe(self) -> str:
         """One line: which server, where (password masked)."""
-        source = "the kit's embedded PostgreSQL" if self.kind == "embedded" else f"{DSN_ENV}"
+        source = "the kit's embedded PostgreSQL" if self.kind == "embedded" else DSN_ENV
         return f"{source} at {mask(self.uri)}"
 
     def __repr__(self) -> str:
@@ -95,10 +91,10 @@ class Unreachable(PgQueueError):
 
 
 def _unreachable(dsn: str, exc: Exception) -> Unreachable:
-    params = _parse(dsn)
+    given = params(dsn)
     where = (
-        f"host {params.get('host') or 'localhost (socket)'}, port {params.get('port') or 5432}, "
-        f"database {params.get('dbname') or params.get('user') or '(default)'}"
+        f"host {given.get('host') or 'localhost (socket)'}, port {given.get('port') or 5432}, "
+        f"database {given.get('dbname') or given.get('user') or '(default)'}"
     )
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     reason = lines[0].removeprefix("connection failed: ") if lines else type(exc).__name__
@@ -113,13 +109,9 @@ def _server_said_why(exc: psycopg.OperationalError) -> bool:
 
 @cache
 def _checked(dsn: str) -> str:
-    """The DSN, once its server has answered: at once, or within PGQUEUE_WAIT_FOR_DB seconds.
-
-    Only silence or "not now" (a server still starting) is waited for: libpq's ping tells those
-    from an answer, so a wrong password or a missing database is reported at once. A connection
-    that fails after a ping answered is tried again too, unless the server said why (password,
-    database) and still answers.
-    """
+    """The DSN, once its server has answered: at once, or within PGQUEUE_WAIT_FOR_DB seconds."""
+    # Only silence or "not now" (a server still starting) is waited for: libpq's ping tells those
+    # from an answer, so a wrong password or a missing database is reported at once.
     deadline = time.monotonic() + wait_for_db()
     backoff, said = Backoff(0.25, 4.0), False
     # a ping without a timeout can hang on a lost SYN for 40 s (seen while a container joined the network)
@@ -154,14 +146,11 @@ def wait_for_db() -> float:
 
 
 def resolve(*, start: bool = True) -> Server:
-    """The server to use: `PGQUEUE_DSN` if set (checked once), else the embedded one.
-
-    The embedded server is started when needed, unless `start` is False (a worker reconnecting
-    after `db stop` waits for the server to come back rather than starting it again).
-    """
+    """The server to use: `PGQUEUE_DSN` if set (checked once), else the embedded one (started if `start`)."""
+    # a worker reconnecting after `db stop` (start=False) waits for the server to come back
     dsn = os.environ.get(DSN_ENV, "").strip()
     if dsn:
-        _parse(dsn)
+        params(dsn)
         return Server("dsn", _checked(dsn))
     uri = embedded.ensure_running() if start else embedded.attach()
     if uri is None:

@@ -84,11 +84,6 @@ class Pooler:
         """Whether PgBouncer still runs."""
         return self.process.poll() is None
 
-    def log_tail(self, lines: int = 5) -> str:
-        """The last lines PgBouncer logged."""
-        log = self.folder / "pgbouncer.log"
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
-
     def stop(self) -> None:
         """Stop PgBouncer at once (its clients lose their connections) and remove its folder."""
         if self.process.returncode is None:
@@ -193,19 +188,16 @@ def _remove_orphans() -> None:
     PgBouncer itself died with its owner (the parent-death signal); its folder, holding its
     configuration and the server's password if PGQUEUE_DSN has one, must not stay behind.
     """
+    account = server_account()
+    owners = {os.geteuid(), *([account.uid] if account else [])}
     for folder in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*-*"):
         pid = folder.name.removeprefix(_PREFIX).split("-", 1)[0]
         try:
-            ours = folder.is_dir() and not folder.is_symlink() and folder.stat().st_uid in _owners()
+            ours = folder.is_dir() and not folder.is_symlink() and folder.stat().st_uid in owners
         except OSError:
             continue
         if ours and pid.isdigit() and not psutil.pid_exists(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _owners() -> set[int]:
-    account = server_account()
-    return {os.geteuid(), *([account.uid] if account else [])}
 
 
 def _config(folder: Path, target: dict[str, str], pool_size: int, release: tuple[int, ...]) -> str:
@@ -243,8 +235,8 @@ def _wait_ready(pooler: Pooler) -> None:
     except Timeout:
         raise PgQueueError(f"PgBouncer did not start listening within {START_TIMEOUT:.0f} s") from None
     if not pooler.running:
-        said = (pooler.folder / "stderr.log").read_text(errors="replace").strip().splitlines()
-        raise PgQueueError(f"PgBouncer exited at once: {said[-1] if said else pooler.log_tail(1)}")
+        said = [*_lines(pooler.folder / "pgbouncer.log"), *_lines(pooler.folder / "stderr.log")] or [""]
+        raise PgQueueError(f"PgBouncer exited at once: {said[-1]}")
     for role in pooler.users:
         try:
             until(lambda role=role: _lets_in(pooler, role), START_TIMEOUT, f"PgBouncer letting {role} in")
@@ -262,9 +254,13 @@ def _wait_ready(pooler: Pooler) -> None:
             raise PgQueueError(said) from None
 
 
+def _lines(path: Path) -> list[str]:
+    return path.read_text(errors="replace").strip().splitlines() if path.exists() else []
+
+
 def _lets_in(pooler: Pooler, role: str) -> bool:
-    """Whether `role` gets through to the server; False while PgBouncer's socket does not accept yet
-    (it exists a moment before PgBouncer listens on it); a login refused is raised."""
+    """Whether `role` gets through to the server: False while PgBouncer does not listen yet."""
+    # its socket exists a moment before PgBouncer listens on it; a login refused is raised
     try:
         with pooler.connect(user=role) as conn:
             conn.execute(queries.load("clients/pooler.sql")["ping"])
