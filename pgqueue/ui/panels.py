@@ -41,28 +41,49 @@ class Click(NamedTuple):
         return f"{self.action} {self.target}: {self.value}"
 
 
-class _RecordsClicks:
-    """Panels keep what a person did in `clicks`; the same change made by code is not a click.
+def _button(description: str, icon: str, pressed, **how) -> w.Button:
+    """A button that calls `pressed()` when clicked."""
+    button = w.Button(description=description, icon=icon, **how)
+    button.on_click(lambda _: pressed())
+    return button
 
-    A lesson asks the learner to click, then reads `clicks`; a headless run, where nobody
-    clicks, falls back to the panel's method (which takes the same path as a click).
+
+class _Panel(w.VBox):
+    """A panel whose controls write to the lab: what a person changed is kept in `clicks`.
+
+    The same change made by code (under `_flag("_by_code")`) is not a click, and a control set to
+    show the database's value (under `_flag("_syncing")`) writes nothing back. A lesson asks the
+    learner to click, then reads `clicks`; a headless run, where nobody clicks, falls back to the
+    panel's method (which takes the same path as a click).
     """
 
-    def _init_clicks(self) -> None:
+    def __init__(self, children) -> None:
         self.clicks: list[Click] = []
-        self._by_code = False
+        self._by_code = self._syncing = False
+        super().__init__(children)
 
-    def _record(self, action: str, target: str | int, value: object) -> None:
-        if not self._by_code:
-            self.clicks.append(Click(action, target, value))
+    def _control(self, controls: dict, key, make, action: str, act) -> w.Widget:
+        """The control of `key` in `controls`, made by `make()` the first time; a change of its
+        value by a person or by code calls `act(key, value)`, recorded as a click by a person."""
+        if key not in controls:
+
+            def on_change(change) -> None:
+                if not self._syncing:
+                    if not self._by_code:
+                        self.clicks.append(Click(action, key, change["new"]))
+                    act(key, change["new"])
+
+            controls[key] = make()
+            controls[key].observe(on_change, names="value")
+        return controls[key]
 
     @contextlib.contextmanager
-    def _code(self) -> Iterator[None]:
-        self._by_code = True
+    def _flag(self, name: str) -> Iterator[None]:
+        setattr(self, name, True)
         try:
             yield
         finally:
-            self._by_code = False
+            setattr(self, name, False)
 
 
 # A state's badge colour: a live worker green, a killed one red, one that is gone grey.
@@ -79,7 +100,7 @@ def state_badge(state: str) -> str:
     )
 
 
-class KillSwitchPanel(_RecordsClicks, w.VBox):
+class KillSwitchPanel(_Panel):
     """Live workers with a kill toggle each (a "show all" box lists every registered process).
 
     `stop_all()` flips every live worker's toggle. A row's badge says its state: alive (green),
@@ -92,12 +113,8 @@ class KillSwitchPanel(_RecordsClicks, w.VBox):
         self.labels: dict[str, w.HTML] = {}
         self.states: dict[str, str] = {}
         self.shown: list[str] = []  # the uuids of the rows on display, in the panel's order
-        self._syncing = False
-        self._init_clicks()
-        refresh = w.Button(description="Refresh", icon="refresh")
-        refresh.on_click(lambda _: self.refresh())
-        self.stop_all_button = w.Button(description="Stop all", button_style="danger", icon="stop")
-        self.stop_all_button.on_click(lambda _: self.stop_all())
+        refresh = _button("Refresh", "refresh", self.refresh)
+        self.stop_all_button = _button("Stop all", "stop", self.stop_all, button_style="danger")
         self.show_all = w.Checkbox(
             value=False,
             description="show all (killed, stopped, stale too)",
@@ -113,24 +130,19 @@ class KillSwitchPanel(_RecordsClicks, w.VBox):
     def refresh(self) -> None:
         """Read the heartbeats again: a row per live process (per process with "show all")."""
         states = heartbeats.states(self.poc, self.stale_after)
-        self._syncing = True  # showing the database's value must not write it back
-        try:
+        with self._flag("_syncing"):  # showing the database's value must not write it back
             for r in states.itertuples():
-                if r.process_uuid not in self.toggles:
-                    toggle = w.ToggleButton(description="kill", icon="power-off")
-                    toggle.observe(self._flipped(r.process_uuid), names="value")
-                    self.toggles[r.process_uuid] = toggle
-                    self.labels[r.process_uuid] = w.HTML(layout={"width": "auto"})
+                toggle = self._control(self.toggles, r.process_uuid, self._toggle, "kill", self._flipped)
                 self.states[r.process_uuid] = r.state
-                self.toggles[r.process_uuid].value = bool(r.process_kill_switch)
-                self.toggles[r.process_uuid].button_style = "danger" if r.process_kill_switch else "warning"
+                toggle.value = bool(r.process_kill_switch)
+                toggle.button_style = "danger" if r.process_kill_switch else "warning"
+                if r.process_uuid not in self.labels:
+                    self.labels[r.process_uuid] = w.HTML(layout={"width": "auto"})
                 self.labels[r.process_uuid].value = (
                     f"<code>{r.process_uuid}</code> {r.process_name} {r.process_version} · "
                     f"beat {r.beat_age_s:.1f} s ago · {'busy' if r.process_busy else 'idle'} · "
                     f"{state_badge(r.state)}"
                 )
-        finally:
-            self._syncing = False
         live = states[states["state"] == LIVE]
         shown = states if self.show_all.value else live
         self.shown = list(shown["process_uuid"])
@@ -142,14 +154,13 @@ class KillSwitchPanel(_RecordsClicks, w.VBox):
         )
         self.rows.children = [w.HBox([self.toggles[u], self.labels[u]]) for u in self.shown]
 
-    def _flipped(self, uuid: str):
-        def on_change(change) -> None:
-            if not self._syncing:
-                self._record("kill", uuid, bool(change["new"]))
-                heartbeats.set_kill_switch(self.poc, uuid, bool(change["new"]))
-                self.refresh()
+    @staticmethod
+    def _toggle() -> w.ToggleButton:
+        return w.ToggleButton(description="kill", icon="power-off")
 
-        return on_change
+    def _flipped(self, uuid: str, on: bool) -> None:
+        heartbeats.set_kill_switch(self.poc, uuid, on)
+        self.refresh()
 
     def set_kill(self, uuid: str, on: bool = True) -> None:
         """Flip one process's toggle, as a click does."""
@@ -157,7 +168,7 @@ class KillSwitchPanel(_RecordsClicks, w.VBox):
             self.refresh()
         if uuid not in self.toggles:
             raise PgQueueError(f"no process {uuid!r} has sent a heartbeat in lab {self.poc!r}")
-        with self._code():
+        with self._flag("_by_code"):
             self.toggles[uuid].value = on
 
     def stop_all(self) -> None:
@@ -176,15 +187,13 @@ def option_width(labels: list[str]) -> str:
     return f"{DESCRIPTION_PX + CHAR_PX * max(map(len, labels), default=20)}px"
 
 
-class PriorityPanel(_RecordsClicks, w.VBox):
+class PriorityPanel(_Panel):
     """A lab's open pipe jobs with a priority each, and a form that submits a new request."""
 
     def __init__(self, poc: str = "single-call") -> None:
         self.poc = designs.get(poc).require("priority").name
         self.queue = designs.get(poc).worker()
         self.inputs: dict[int, w.BoundedIntText] = {}
-        self._syncing = False
-        self._init_clicks()
         self.changed_jobs = 0
         self.message = w.HTML()
         self.rows = w.VBox()
@@ -193,11 +202,9 @@ class PriorityPanel(_RecordsClicks, w.VBox):
         )
         self.request = w.IntText(description="request id")
         self.priority = w.BoundedIntText(value=100, min=-32768, max=32767, description="priority")
-        self.submit_button = w.Button(description="Submit request", icon="paper-plane")
-        self.submit_button.on_click(lambda _: self._submit_clicked())
-        refresh = w.Button(description="Refresh", icon="refresh")
-        refresh.on_click(lambda _: self.refresh())
+        self.submit_button = _button("Submit request", "paper-plane", self._submit_clicked)
         form = w.VBox([self.pipelines, self.request, self.priority, self.submit_button])
+        refresh = _button("Refresh", "refresh", self.refresh)
         super().__init__([refresh, self.rows, w.HTML("<b>New request</b>"), form, self.message])
         self.refresh()
 
@@ -205,17 +212,11 @@ class PriorityPanel(_RecordsClicks, w.VBox):
         """Read the pipe jobs and pipelines again."""
         pipes = self.queue.pipe_jobs()
         open_pipes = pipes[~pipes["pipe_job_finished"]]
-        self._syncing = True
-        try:
+        with self._flag("_syncing"):
             for r in open_pipes.itertuples():
-                if r.pipe_job_id not in self.inputs:
-                    box = w.BoundedIntText(min=-32768, max=32767, layout={"width": "140px"})
-                    box.observe(self._changed(r.pipe_job_id), names="value")
-                    self.inputs[r.pipe_job_id] = box
-                self.inputs[r.pipe_job_id].value = int(r.pipe_job_priority)
-                self.inputs[r.pipe_job_id].description = f"pipe job {r.pipe_job_id}"
-        finally:
-            self._syncing = False
+                box = self._control(self.inputs, r.pipe_job_id, self._box, "priority", self._changed)
+                box.value = int(r.pipe_job_priority)
+                box.description = f"pipe job {r.pipe_job_id}"
         self.rows.children = [
             w.HBox(
                 [
@@ -237,23 +238,20 @@ class PriorityPanel(_RecordsClicks, w.VBox):
         self.pipelines.layout.width = option_width([label for label, _ in self.pipelines.options])
         self.request.value = int(pipes["request_id"].max() + 1) if len(pipes) else 1
 
-    def _changed(self, pipe_job_id: int):
-        def on_change(change) -> None:
-            if not self._syncing:
-                self._record("priority", pipe_job_id, int(change["new"]))
-                waiting = self.queue.set_priority(pipe_job_id, int(change["new"]))
-                self.changed_jobs = waiting  # how many waiting jobs the last change re-prioritised
-                self.message.value = (
-                    f"pipe job {pipe_job_id}: priority {change['new']} ({waiting} waiting job(s))"
-                )
+    @staticmethod
+    def _box() -> w.BoundedIntText:
+        return w.BoundedIntText(min=-32768, max=32767, layout={"width": "140px"})
 
-        return on_change
+    def _changed(self, pipe_job_id: int, priority: int) -> None:
+        waiting = self.queue.set_priority(pipe_job_id, priority)
+        self.changed_jobs = waiting  # how many waiting jobs the last change re-prioritised
+        self.message.value = f"pipe job {pipe_job_id}: priority {priority} ({waiting} waiting job(s))"
 
     def set_priority(self, pipe_job_id: int, priority: int) -> None:
         """Change one pipe job's priority, as typing in its box does."""
         if pipe_job_id not in self.inputs:
             raise PgQueueError(f"pipe job {pipe_job_id!r} is not open (finished, or unknown)")
-        with self._code():
+        with self._flag("_by_code"):
             self.inputs[pipe_job_id].value = priority
 
     def _submit_clicked(self) -> None:
@@ -263,11 +261,9 @@ class PriorityPanel(_RecordsClicks, w.VBox):
         made = [
             self.queue.submit(pipe, self.request.value, self.priority.value) for pipe in self.pipelines.value
         ]
-        self._record(
-            "submit",
-            self.request.value,
-            {"pipelines": list(self.pipelines.value), "priority": self.priority.value, "pipe_jobs": made},
-        )
+        if not self._by_code:
+            chosen = {"pipelines": list(self.pipelines.value), "priority": self.priority.value}
+            self.clicks.append(Click("submit", self.request.value, {**chosen, "pipe_jobs": made}))
         self.message.value = f"request {self.request.value}: pipe job(s) {made}"
         self.refresh()
 
@@ -277,7 +273,7 @@ class PriorityPanel(_RecordsClicks, w.VBox):
         if request_id is not None:
             self.request.value = request_id
         self.priority.value = priority
-        with self._code():
+        with self._flag("_by_code"):
             self.submit_button.click()
 
 
@@ -293,13 +289,10 @@ class FleetPanel(w.VBox):
         )
         self.count = w.BoundedIntText(value=1, min=1, max=20, description="how many")
         self.mode = w.ToggleButtons(options=list(fleets.MODES), value="thread")
-        self.start_button = w.Button(description="Start", icon="play", button_style="success")
-        self.start_button.on_click(lambda _: self._start_clicked())
-        self.stop_button = w.Button(description="Stop all", icon="stop", button_style="danger")
-        self.stop_button.on_click(lambda _: self._stop_clicked())
+        self.start_button = _button("Start", "play", self._start_clicked, button_style="success")
+        self.stop_button = _button("Stop all", "stop", self._stop_clicked, button_style="danger")
         self.victim = w.Dropdown(description="worker")
-        self.kill_button = w.Button(description="Hard kill (SIGKILL)", icon="skull")
-        self.kill_button.on_click(lambda _: self._kill_clicked())
+        self.kill_button = _button("Hard kill (SIGKILL)", "skull", self._kill_clicked)
         self.table = w.HTML()
         super().__init__(
             [
@@ -373,8 +366,7 @@ class Dashboard(w.VBox):
         self.timeline = go.Figure(layout=TIMELINE_LAYOUT)  # the figure last drawn
         self.timeline_view = w.Output(layout={"min_height": f"{TIMELINE_LAYOUT['height']}px"})
         self._drawn = ""
-        self.stop_button = w.Button(description="Stop refreshing", icon="stop")
-        self.stop_button.on_click(lambda _: self.stop())
+        self.stop_button = _button("Stop refreshing", "stop", self.stop)
         self.refreshes = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -21,6 +21,17 @@ def sc_lab():
     labs.reset(SC, examples=True)
 
 
+def _registered(count: int, stopped: int = 0) -> list[Identity]:
+    """`count` uploaders that beat once in the single-call lab, the last `stopped` of them then stopped."""
+    people = [Identity.new("uploader", "1.0.0") for _ in range(count)]
+    with labs.connect(SC) as conn:
+        for who in people:
+            heartbeats.send_heartbeat(conn, who)
+        for who in people[count - stopped :]:
+            heartbeats.mark_stopped(conn, who.uuid)
+    return people
+
+
 def _beating(poc, members):
     return until(
         lambda: {m.who.uuid for m in members} <= set(heartbeats.states(poc)["process_uuid"]),
@@ -153,10 +164,7 @@ def test_the_dashboard_works_on_the_notify_listen_lab_too():
 
 
 def test_a_panel_keeps_what_a_person_clicked_and_not_what_code_did(sc_lab):
-    with labs.connect(SC) as conn:
-        me, other = Identity.new("uploader", "1.0.0"), Identity.new("uploader", "1.0.0")
-        heartbeats.send_heartbeat(conn, me)
-        heartbeats.send_heartbeat(conn, other)
+    me, other = _registered(2)
     panel = panels.KillSwitchPanel(SC)
     panel.set_kill(me.uuid)  # code: the lesson's fallback when nobody clicked
     assert panel.clicks == []
@@ -174,11 +182,7 @@ def test_a_panel_keeps_what_a_person_clicked_and_not_what_code_did(sc_lab):
 
 
 def test_the_kill_panel_lists_live_workers_and_shows_all_when_asked(sc_lab):
-    with labs.connect(SC) as conn:
-        alive, killed, stopped = (Identity.new("uploader", "1.0.0") for _ in range(3))
-        for who in (alive, killed, stopped):
-            heartbeats.send_heartbeat(conn, who)
-        heartbeats.mark_stopped(conn, stopped.uuid)
+    alive, killed, stopped = _registered(3, stopped=1)
     heartbeats.set_kill_switch(SC, killed.uuid, True)
     panel = panels.KillSwitchPanel(SC)
     assert panel.shown == [alive.uuid] and len(panel.rows.children) == 1
@@ -199,11 +203,7 @@ def test_the_kill_panel_lists_live_workers_and_shows_all_when_asked(sc_lab):
 
 
 def test_killing_a_worker_in_the_panel_hides_its_row_and_stop_all_flips_only_live_ones(sc_lab):
-    with labs.connect(SC) as conn:
-        first, second, gone = (Identity.new("uploader", "1.0.0") for _ in range(3))
-        for who in (first, second, gone):
-            heartbeats.send_heartbeat(conn, who)
-        heartbeats.mark_stopped(conn, gone.uuid)
+    first, second, gone = _registered(3, stopped=1)
     panel = panels.KillSwitchPanel(SC)
     panel.toggles[first.uuid].value = True  # a click
     assert panel.shown == [second.uuid]
