@@ -203,8 +203,6 @@ def skip_locked_claim(
                 raise Refused(f"your query returned {found}, with {waiting}{kept}")
             pids = [holder.info.backend_pid, *(c.info.backend_pid for c in conns)]
             got, after = _claim_race(conns, text, params, probe, ids, pids)
-    if isinstance(got, str):
-        raise Refused(got)
     _judge_claims(verdict, row[0], got, before, after, scene)
 
 
@@ -215,10 +213,10 @@ def _claim_race(
     probe: psycopg.Connection,
     ids: list[int],
     pids: list[int],
-) -> tuple[list[object] | str, _Locks | None]:
+) -> tuple[list[object], _Locks]:
     """The callers released together, each picking inside a transaction it keeps open until `probe`
     has looked at the locks held on every job of the scene; what each caller got, and those locks
-    (a one-line reason instead, if a caller neither picked nor gave up)."""
+    (Refused, if a caller neither picked nor gave up)."""
     callers = len(conns)
     picked: list[object] = [None] * callers
     answered = [False] * callers
@@ -245,15 +243,14 @@ def _claim_race(
         until(lambda: all(answered), 30, "every caller picking a job or giving up", interval=0.02)
         locks = _locks(probe, ids, pids)
     except Exception as exc:  # noqa: BLE001 - a Timeout, or the probe refused: told, not raised
+        raise Refused(f"the race could not be judged: {exc}") from None
+    finally:
         release.set()
         racer.join(30)
-        return f"the race could not be judged: {exc}", None
-    release.set()
-    racer.join(30)
     failed = [r for r in results if isinstance(r, BaseException)]
     if failed:
         said = failed[0].diag.message_primary if isinstance(failed[0], psycopg.Error) else failed[0]
-        return f"a caller's query failed: {said or failed[0]}", None
+        raise Refused(f"a caller's query failed: {said or failed[0]}")
     return results, locks
 
 

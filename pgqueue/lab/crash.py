@@ -106,10 +106,7 @@ def settle(
 def kill_holding(
     workers: fleet.Fleet, name: str, version: str, timeout: float = 30.0
 ) -> tuple[str, list[int]]:
-    """Start one process worker that works slowly, wait until it holds a job, SIGKILL it.
-
-    Its uuid and the jobs it held when it died.
-    """
+    """Start one slow process worker, SIGKILL it once it holds a job; its uuid and the jobs it held."""
     (victim,) = workers.start(name, version, mode="process", worker_options=slow(workers.poc))
     held = until(
         lambda: held_by(workers.poc, victim.who.uuid), timeout, f"{victim.who} holding a job", interval=0.1
@@ -159,12 +156,9 @@ class Crash:
 
 
 def after_claim(poc: str, *, polls: int = 3, rescue_after: float = 1.0, timeout: float = 30.0) -> Crash:
-    """Kill a worker holding the first job of a fresh request, then start a worker for every step.
-
-    In an original, wait (with a deadline) until every live worker has polled `polls` times with
-    nothing moving. In the hardened lab, with `rescue_after` seconds as the rescue threshold, wait
-    until the request has finished.
-    """
+    """Kill a worker holding the first job of a fresh request, then start a worker for every step; wait
+    until every live worker polled `polls` times with nothing moving (originals) or, rescuing after
+    `rescue_after` s, the request finished (hardened)."""
     client.fresh_lab(poc)
     if poc == "hardened":
         with labs.connect(poc) as conn:
@@ -222,11 +216,8 @@ class LostRace:
 
 
 def clear_claim_by_hand(job_id: int, *, answers: int = 5, timeout: float = 30.0) -> LostRace:
-    """single-call: set the job's assignee back to NULL, then let a live worker ask for it again.
-
-    Waits (with a deadline) until that worker was answered `Retry, I lost the job race` `answers`
-    times in a row.
-    """
+    """single-call: set the job's assignee back to NULL, then let a live worker ask for it until it was
+    answered `Retry, I lost the job race` `answers` times."""
     poc = "single-call"
     with labs.connect(poc) as conn:
         conn.execute(_q()["clear_claim"], {"job_id": job_id})

@@ -95,11 +95,8 @@ def notify_listen_handout_trials(
 ) -> HandoutTrials:
     """`trials` times: one new job, then `workers` notify-listen workers beat together for it.
 
-    Each racer is a real notify-listen worker of first_process 1.0.0 on its own LISTENing
-    connection, beating with the worker's own code (SERIALIZABLE and its retry loop, or READ
-    COMMITTED as `--no-serializable` runs it). A barrier releases the beats together; each
-    racer then reads its one answer. Counts the trials whose job more than one racer heard.
-    Needs the notify-listen lab with its example pipelines (`client.fresh_lab`).
+    Each racer beats with the worker's own code (SERIALIZABLE and its retry loop, or READ COMMITTED
+    as `--no-serializable` runs it) on its own LISTENing connection. Needs `client.fresh_lab` first.
     """
     from pgqueue.queues import notify_listen
 
@@ -134,11 +131,8 @@ def notify_listen_handout_trials(
 
 
 def hardened_handout_trials(trials: int = 30, workers: int = 6) -> HandoutTrials:
-    """The same race on the hardened lab: one new job, `workers` find_job calls released together.
-
-    Counts the callers handed the job, and the attempts job_attempts recorded for it.
-    Needs the hardened lab with its example pipelines (`client.fresh_lab`).
-    """
+    """The same race on the hardened lab: one new job, `workers` find_job calls released together; the
+    callers handed it and the attempts recorded. Needs `client.fresh_lab("hardened")` first."""
     who = [Identity.new("first_process", "1.9.2") for _ in range(workers)]
     doubled = handed = attempts = 0
     with contextlib.ExitStack() as stack:
@@ -186,13 +180,9 @@ class LockQueue:
 
 
 def lock_queue(poc: str, callers: int = 5) -> LockQueue:
-    """`callers` workers ask find_job together while one transaction holds the first job claimed.
-
-    One holder claims a job of first_process 1.9.2 inside a transaction it keeps open; then a
-    barrier releases the callers, each on its own connection, with `callers` more jobs waiting.
-    We wait until every caller has either answered or is waiting for a lock, count the waiting
-    ones, and only then let the holder commit. Needs `client.fresh_lab(poc)` first.
-    """
+    """`callers` workers ask find_job together while one transaction holds the first job claimed, with
+    `callers` more jobs waiting; the holder commits once each has answered or waits for a lock.
+    Needs `client.fresh_lab(poc)` first."""
     who = [Identity.new("first_process", "1.9.2") for _ in range(callers)]
     answered: list[float] = [0.0] * callers
     jobs = [0] * callers
@@ -269,14 +259,11 @@ class FinishTwice:
 
 
 def finish_twice(poc: str) -> FinishTwice:
-    """A worker's finish_pipe sent twice (a repeat after a lost connection), both at once.
+    """A worker's finish_pipe sent twice (a repeat after a lost connection), the second while the first's
+    transaction is open; then a worker that never claimed a request's last job finishes it.
 
-    A request gets a pipe job of pipeline 2 (order 1) and one of pipeline 4 (order 2); pipeline
-    2's jobs run by hand to third_process, its last step. Then the forced schedule: the first
-    finish_pipe runs in a transaction kept open; the second, on another connection, waits for
-    a row lock (or answers at once); then the first commits and the second goes on. Afterwards
-    a second request runs to its last step, and a worker that never claimed its job finishes it.
-    Needs `client.fresh_lab(poc)` first.
+    The request has a pipe job of pipeline 2 (order 1), run by hand to its last step, and one of
+    pipeline 4 (order 2), which must start once. Needs `client.fresh_lab(poc)` first.
     """
     who_of: dict[str, Identity] = {}
     with contextlib.ExitStack() as stack:
@@ -344,12 +331,9 @@ class HiddenSet:
 
 
 def hidden_set(poc: str) -> HiddenSet:
-    """A complete set (priority 100) and, more urgent (priority 1), a set with one of four done.
-
-    In single-call the gatherer's pick is the original's (lesson 06's `original_pick`: the best
-    set first, tested for completeness after); in hardened it is find_job in multi mode, as
-    its gathering worker calls it. Needs `client.fresh_lab(poc)` first.
-    """
+    """A complete set (priority 100) and, more urgent (priority 1), a set with one of four done; the
+    gatherer asks as the original picked (lesson 06's `original_pick`: the best set first, tested for
+    completeness after) or, in hardened, find_job in multi mode. Needs `client.fresh_lab(poc)` first."""
     with labs.connect(poc) as conn:
         c = _client(poc, conn)
         complete = _gather_set(c, priority=100, done=4)

@@ -57,10 +57,7 @@ class HeartbeatRace:
 
 
 def waiting_on_lock(pid: int, poc: str = POC, *, conn: psycopg.Connection | None = None) -> bool:
-    """Whether the backend `pid` is waiting for a lock another transaction holds.
-
-    Asked on `conn` when given (a scratch lab's, say), else on a new connection to `poc`'s lab.
-    """
+    """Whether backend `pid` waits for a lock another holds (asked on `conn`, else on `poc`'s lab)."""
     if conn is None:
         with labs.connect(poc) as own:
             return waiting_on_lock(pid, conn=own)
@@ -221,11 +218,8 @@ def late_pipe_job_race(pipe: int = 2, next_pipe: int = 4, *, connect: Connect | 
 def _second_while_first_open(
     connect: Connect | None, first_sql: str, first_params: dict, second_sql: str, second_params: dict
 ) -> tuple[bool, object]:
-    """Run `first_sql` in a transaction held open while `second_sql` runs in another; commit both.
-
-    Returns whether the second had to wait for a lock while the first was open, and the first
-    value the second statement returned (None if it returned no row).
-    """
+    """Run `first_sql` in a transaction held open while `second_sql` runs in another; commit both. Whether
+    the second waited for a lock while the first was open, and its first value (None: no row)."""
     connect = _lab_connect(connect)
     with connect() as a, connect() as b, connect() as watch:
         b_done = threading.Event()
