@@ -293,44 +293,41 @@ def run(
             file=out,
             flush=True,
         )
-        return _run(module, work, poll, timeout, out, original_gate, poc)
+        started = time.time()
+        labs.reset(poc, examples=True, fixes=not original_gate)
+        with fleet.Fleet(poc) as workers:
+            opts = module.Options(poll=poll, work=work)
+            workers.launch(LAUNCHER + README_FLOW, mode="process", worker_options=opts)
+            print(
+                f"started {len(workers.members())} worker processes "
+                f"({_count(LAUNCHER)} from the original launcher, {_count(README_FLOW)} for the README flow)",
+                file=out,
+                flush=True,
+            )
+            _watch(workers, module.job_counts, started + timeout, out)
+            report = _read(lambda: build_report(started, poc), time.time() + OUTAGE_GRACE, out)
+            gate = GATE_OWN if not _fixable(poc) else GATE_ORIGINAL if original_gate else GATE_FIXED
+            workers.stop(timeout=poll + work[1] + 5)
+    return replace(report, gate=gate)
 
 
-def _run(
-    module, work: tuple[float, float], poll: float, timeout: float, out, original_gate: bool, poc: str
-) -> Report:
-    started = time.time()
-    labs.reset(poc, examples=True, fixes=not original_gate)
-    opts = module.Options(poll=poll, work=work)
-    live = out.isatty()
-    with fleet.Fleet(poc) as workers:
-        workers.launch(LAUNCHER + README_FLOW, mode="process", worker_options=opts)
-        print(
-            f"started {len(workers.members())} worker processes "
-            f"({_count(LAUNCHER)} from the original launcher, {_count(README_FLOW)} for the README flow)",
-            file=out,
-            flush=True,
-        )
-        deadline, shown = started + timeout, ""
-        while True:
-            counts = _read(module.job_counts, deadline + OUTAGE_GRACE, out)
-            line = _progress(workers, counts)
-            if line != shown:
-                print(("\r" if live else "") + line, end="" if live else "\n", file=out, flush=True)
-                shown = line
-            done = counts["pipe_jobs_finished"] == counts["pipe_jobs"]
-            # no job waiting or running, yet pipe jobs unfinished: nothing can move any more (a
-            # stalled gate, a dead-lettered job); the counts come from one snapshot, and a job is
-            # finished in the same transaction that makes its successors, so this is never a
-            # moment between two steps (a job backing off before a retry counts as waiting)
-            stuck = not done and counts["waiting"] == 0 and counts["running"] == 0
-            if done or stuck or time.time() >= deadline:
-                break
-            time.sleep(PROGRESS_EVERY)  # the refresh rate of the progress line
-        if live:
-            print(file=out)
-        report = _read(lambda: build_report(started, poc), time.time() + OUTAGE_GRACE, out)
-        gate = GATE_OWN if not _fixable(poc) else GATE_ORIGINAL if original_gate else GATE_FIXED
-        report = replace(report, gate=gate)
-        workers.stop(timeout=poll + work[1] + 5)
-    return report
+def _watch(workers: fleet.Fleet, job_counts: Callable[[], dict], deadline: float, out) -> None:
+    """Print the progress line until every pipe job finished, nothing can move any more, or `deadline`."""
+    live, shown = out.isatty(), ""
+    while True:
+        counts = _read(job_counts, deadline + OUTAGE_GRACE, out)
+        line = _progress(workers, counts)
+        if line != shown:
+            print(("\r" if live else "") + line, end="" if live else "\n", file=out, flush=True)
+            shown = line
+        done = counts["pipe_jobs_finished"] == counts["pipe_jobs"]
+        # no job waiting or running, yet pipe jobs unfinished: nothing can move any more (a
+        # stalled gate, a dead-lettered job); the counts come from one snapshot, and a job is
+        # finished in the same transaction that makes its successors, so this is never a
+        # moment between two steps (a job backing off before a retry counts as waiting)
+        stuck = not done and counts["waiting"] == 0 and counts["running"] == 0
+        if done or stuck or time.time() >= deadline:
+            break
+        time.sleep(PROGRESS_EVERY)  # the refresh rate of the progress line
+    if live:
+        print(file=out)

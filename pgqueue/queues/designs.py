@@ -27,16 +27,28 @@ class Design:
     name: str  # the command line's name, e.g. "single-call"
     title: str  # how the lessons call it, e.g. "POC 2: single call"
     folder: str  # its steps live in sql/<folder>/; its lab database is <prefix><folder>
-    builds_on: tuple[str, ...]  # sql/ folders whose steps run first (the shared model)
-    worker_module: str  # holds Worker, Options, submit(), job_counts(), jobs()
-    submits: str  # what its submit() creates and returns the id of: "job" or "pipe job"
-    set_up_when: str  # a lab is set up once this table exists (its workers can register)
-    history_query: str  # sql/clients/observe.sql: every job, in the figures' columns
-    counts_query: str  # sql/clients/observe.sql: jobs per process and state
-    panels: frozenset[str]
-    figures: frozenset[str]
+    submits: str = "pipe job"  # what its submit() creates and returns the id of: "job" or "pipe job"
+    # sql/clients/observe.sql: every job in the figures' columns, and jobs per process and state
+    observed_as: str = "single_call"  # job_history_<observed_as>, counts_by_process_<observed_as>
+    panels: frozenset[str] = PANELS
+    figures: frozenset[str] = FIGURES
+    builds_on: tuple[str, ...] = ("shared",)  # sql/ folders whose steps run first (the shared model)
+    set_up_when: str = "process_heartbeats"  # a lab is set up once this table exists (workers can register)
+    worker_module: str = ""  # holds Worker, Options, submit(), job_counts(), jobs(); pgqueue.queues.<folder>
+
+    @property
+    def history_query(self) -> str:
+        """sql/clients/observe.sql: every job, in the figures' columns."""
+        return f"job_history_{self.observed_as}"
+
+    @property
+    def counts_query(self) -> str:
+        """sql/clients/observe.sql: jobs per process and state."""
+        return f"counts_by_process_{self.observed_as}"
 
     def __post_init__(self) -> None:
+        if not self.worker_module:
+            object.__setattr__(self, "worker_module", f"pgqueue.queues.{self.folder}")
         unknown = (self.panels - PANELS) | (self.figures - FIGURES)
         if unknown:
             raise ValueError(f"design {self.name!r} names unknown panels or figures: {sorted(unknown)}")
@@ -73,44 +85,16 @@ REGISTRY: dict[str, Design] = {
     design.name: design
     for design in [
         Design(
-            name="notify-listen",
-            title="POC 1: notify/listen",
-            folder="notify_listen",
-            builds_on=("shared",),
-            worker_module="pgqueue.queues.notify_listen",
+            "notify-listen",
+            "POC 1: notify/listen",
+            "notify_listen",
             submits="job",
-            set_up_when="process_heartbeats",
-            history_query="job_history_notify_listen",
-            counts_query="counts_by_process_notify_listen",
+            observed_as="notify_listen",
             panels=frozenset({"kill", "fleet", "dashboard"}),
             figures=frozenset({"pipeline_graph", "worker_timeline"}),
         ),
-        Design(
-            name="single-call",
-            title="POC 2: single call",
-            folder="single_call",
-            builds_on=("shared",),
-            worker_module="pgqueue.queues.single_call",
-            submits="pipe job",
-            set_up_when="process_heartbeats",
-            history_query="job_history_single_call",
-            counts_query="counts_by_process_single_call",
-            panels=PANELS,
-            figures=FIGURES,
-        ),
-        Design(
-            name="hardened",
-            title="the hardened queue",
-            folder="hardened",
-            builds_on=("shared",),
-            worker_module="pgqueue.queues.hardened",
-            submits="pipe job",
-            set_up_when="process_heartbeats",
-            history_query="job_history_single_call",  # the same tables and columns
-            counts_query="counts_by_process_single_call",
-            panels=PANELS,
-            figures=FIGURES,
-        ),
+        Design("single-call", "POC 2: single call", "single_call"),
+        Design("hardened", "the hardened queue", "hardened"),  # single call's tables and columns
     ]
 }
 

@@ -85,10 +85,12 @@ class EventLog:
 
     def frame(self) -> pd.DataFrame:
         """The events as a table."""
-        import pandas as pd
+        return frame(self.events())
 
-        rows = [
-            {"at": pd.Timestamp(e.at, unit="s"), "uuid": e.uuid, "event": e.kind, "detail": e.detail}
-            for e in self.events()
-        ]
-        return pd.DataFrame(rows, columns=["at", "uuid", "event", "detail"])
+
+def frame(events: list[Event]) -> pd.DataFrame:
+    """Events as a table: at (a timestamp), uuid, event, detail."""
+    import pandas as pd
+
+    rows = [(pd.Timestamp(e.at, unit="s"), e.uuid, e.kind, e.detail) for e in events]
+    return pd.DataFrame(rows, columns=["at", "uuid", "event", "detail"])

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from pgqueue import children, paths
 from pgqueue.errors import PgQueueError
 from pgqueue.queues import designs, heartbeats, options
-from pgqueue.queues.events import Event, EventLog
+from pgqueue.queues.events import Event, EventLog, frame
 from pgqueue.queues.heartbeats import Identity
 from pgqueue.wait import Timeout, until
 
@@ -131,21 +131,8 @@ class Fleet:
         paths.private_folder(self._logs)
         log_path = self._logs / f"{who.uuid}.log"
         events_path = self._logs / f"{who.uuid}.events.jsonl"
-        argv = [
-            sys.executable,
-            "-m",
-            "pgqueue",
-            "worker",
-            "--poc",
-            self.poc,
-            who.name,
-            who.version,
-            "--uuid",
-            who.uuid,
-            "--events-file",
-            str(events_path),
-            *options.to_argv(opts),
-        ]
+        argv = [sys.executable, "-m", "pgqueue", "worker", "--poc", self.poc, who.name, who.version]
+        argv += ["--uuid", who.uuid, "--events-file", str(events_path), *options.to_argv(opts)]
         with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as log:
             proc = children.spawn(argv, env=self._env, stdout=log, stderr=subprocess.STDOUT)
         return Member(who, "process", opts, process=proc, log_path=log_path, events_path=events_path)
@@ -184,15 +171,8 @@ class Fleet:
 
     def events(self) -> pd.DataFrame:
         """Everything the workers reported, oldest first."""
-        import pandas as pd
-
-        rows = [
-            {"at": pd.Timestamp(e.at, unit="s"), "uuid": e.uuid, "event": e.kind, "detail": e.detail}
-            for m in self._members.values()
-            for e in m.events(self.log)
-        ]
-        frame = pd.DataFrame(rows, columns=["at", "uuid", "event", "detail"])
-        return frame.sort_values("at", kind="stable").reset_index(drop=True)
+        table = frame([e for m in self._members.values() for e in m.events(self.log)])
+        return table.sort_values("at", kind="stable").reset_index(drop=True)
 
     # --- stopping ---------------------------------------------------------------------------
 

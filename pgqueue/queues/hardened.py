@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -15,11 +15,7 @@ from psycopg import sql
 
 from pgqueue import queries
 from pgqueue.errors import PgQueueError
-from pgqueue.queues import client, designs, labs, options, steps
-from pgqueue.queues.client import KILL, NO_JOB
-from pgqueue.queues.events import EventLog
-from pgqueue.queues.heartbeats import Identity
-from pgqueue.queues.worker_base import KILLED, WorkerBase
+from pgqueue.queues import labs, options, single_call, steps
 
 if TYPE_CHECKING:  # imported where used: workers start without them
     import pandas as pd
@@ -32,7 +28,7 @@ def _q() -> queries.Queries:
 
 
 @dataclass(frozen=True)
-class Options:
+class Options(options.Checked):
     """How a hardened worker waits, claims and works."""
 
     poll: float = options.seconds(5.0, "seconds to wait for a wake-up before asking again")
@@ -40,9 +36,6 @@ class Options:
     batch: int = options.count(1, "jobs claimed per call (single mode)", 1, 1000)
     fail: float = options.chance(0.0, "chance that the simulated work of a job fails (the failure lab)")
     give_up: float = options.seconds(300.0, "seconds without a database before the worker gives up")
-
-    def __post_init__(self) -> None:
-        options.validate(self)
 
 
 class WorkFailed(Exception):
@@ -74,17 +67,13 @@ class _Pulse:
             pass  # the worker's own connection notices an outage; the lease is rescued if it lasts
 
 
-class Worker(WorkerBase):
+class Worker(single_call.Worker):
     """One hardened worker; `run()` serves until killed, stopped, reset or out of patience."""
 
     poc = POC
-
-    def __init__(self, who: Identity, options: Options | None = None, log: EventLog | None = None):
-        super().__init__(who, options or Options(), log)
-        self._started = False
-        self._pulse_every = 1.0
-        self._gathers = False
-        self._role: str | None = None  # the lab's worker role, once looked up
+    Options = Options
+    _pulse_every = 1.0
+    _role: str | None = None  # the lab's worker role, once looked up
 
     def _connect(self, *, start: bool = True) -> psycopg.Connection:
         """A connection as the lab's worker role, which may call the queue's functions and no more."""
@@ -96,8 +85,7 @@ class Worker(WorkerBase):
                     f"lab {POC} has no worker role (its owner may not create roles): this worker "
                     "connects as the owner, who may do anything to the tables",
                 )
-        name = f"{labs.WORKER_APPLICATION} {self.poc} {self.who}"[:63]
-        return labs.connect(self.poc, application_name=name, start=start, user=self._role or None)
+        return super()._connect(start=start, user=self._role or None)
 
     def serves_a_step(self, conn: psycopg.Connection) -> bool:
         """Whether any pipeline has a step for this process (asked through worker_setup)."""
@@ -112,23 +100,28 @@ class Worker(WorkerBase):
         with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
             return cur.execute(_q()["worker_setup"], params).fetchone()
 
+    def prepare(self, conn: psycopg.Connection) -> None:
+        """Whether this process gathers, how often it pulses, and LISTEN for wake-ups."""
+        setup = self._setup(conn)
+        self.gathers = setup["gathers"]
+        self._pulse_every = setup["rescue_after_s"] / 3  # at least twice within rescue_after, with room
+        listen = queries.load("clients/notify_listen.sql")["listen"]
+        conn.execute(sql.SQL(listen).format(channel=sql.Identifier(setup["channel"])))
+
     def handle(self, conn: psycopg.Connection, jobs: list[dict]) -> None:
         """Work on the jobs while a pulse keeps their lease, then hand over or finish, or report a failure.
 
         A batch's last-step jobs are finished together at its end, in one call (finish_pipes):
         one commit for the batch, not one per job.
         """
-        batches = [jobs] if self._gathers else [[job] for job in jobs]
+        batches = [jobs] if self.gathers else [[job] for job in jobs]
         last_steps: dict[tuple[int, str], bool] = {}  # one question per step, not one per job
         finished: list[int] = []
         for batch in batches:
             if self.abort.is_set():
                 return  # jobs worked but not yet finished keep their lease until rescued: run again
-            ids = [job["job_id"] for job in batch]
+            ids = self.took(batch)
             self.take(finished + ids)
-            self._event(
-                "SUCCESS", f"job{'s' if len(ids) > 1 else ''} {ids} of pipe job {batch[0]['pipe_job_id']}"
-            )
             try:
                 with _Pulse(self, self._pulse_every):
                     if not self.work(random.uniform(*self.options.work), conn):
@@ -155,22 +148,16 @@ class Worker(WorkerBase):
 
     def _finish_all(self, conn: psycopg.Connection, ids: list[int]) -> None:
         with self._holding():
-            designs.get(POC).client(conn).finish_all(self.who, ids)
+            self.client(conn).finish_all(self.who, ids)
             self._event("finish_pipe", f"the pipe jobs of jobs {ids}")
 
     def _act(self, conn: psycopg.Connection, action: steps.Action) -> None:
         with self._holding():
-            created = designs.get(POC).client(conn).act(self.who, action)
-            detail = (
-                f"pipe job {action.pipe_job_id}"
-                if action.payloads is None
-                else f"{action.job_ids} -> {created}"
-            )
-            self._event(action.kind, detail)
+            self._event(action.kind, action.said(self.client(conn).act(self.who, action)))
 
     def _fail(self, conn: psycopg.Connection, ids: list[int], why: str) -> None:
         with self._holding():
-            designs.get(POC).client(conn).fail(self.who, ids, why)
+            self.client(conn).fail(self.who, ids, why)
             self._event("failed", why)
 
     @contextlib.contextmanager
@@ -181,43 +168,12 @@ class Worker(WorkerBase):
         except psycopg.errors.ObjectNotInPrerequisiteState as exc:
             self._event("lost", exc.diag.message_primary or str(exc))
 
-    def _idle(self, conn: psycopg.Connection) -> None:
+    def idle(self, conn: psycopg.Connection) -> None:
         """Wait for a wake-up, at most `poll` seconds (a lost NOTIFY costs a poll, not a job)."""
-        deadline = self.options.poll
-        waited = 0.0
-        while waited < deadline and not self.stop.is_set():
-            step = min(0.5, deadline - waited)
-            if any(True for _ in conn.notifies(timeout=step, stop_after=1)):
+        deadline = time.monotonic() + self.options.poll
+        while (left := deadline - time.monotonic()) > 0 and not self.stop.is_set():
+            if any(True for _ in conn.notifies(timeout=min(0.5, left), stop_after=1)):
                 return
-            waited += step
-
-    def serve(self, conn: psycopg.Connection) -> str | None:
-        """Ask find_job again and again; work, then hand over; until killed or stopped."""
-        setup = self._setup(conn)
-        self._gathers = setup["gathers"]
-        self._pulse_every = setup["rescue_after_s"] / 3  # at least twice within rescue_after, with room
-        listen = queries.load("clients/notify_listen.sql")["listen"]
-        conn.execute(sql.SQL(listen).format(channel=sql.Identifier(setup["channel"])))
-        if not self._started:
-            self._started = True
-            self._event("start", f"{self.who}{' gathers sets (multi mode)' if self._gathers else ''}")
-        while not self.stop.is_set():
-            try:
-                answer = (
-                    designs.get(POC).client(conn).ask(self.who, multi=self._gathers, batch=self.options.batch)
-                )
-            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
-                self.pause_after_retry(f"find_job: {type(exc).__name__}")
-                continue
-            if answer == KILL:
-                return KILLED
-            self.retry.reset()
-            if answer == NO_JOB:
-                self._event("idle", NO_JOB)
-                self._idle(conn)
-            else:
-                self.handle(conn, json.loads(answer))
-        return None
 
 
 def _last_step(conn: psycopg.Connection, job: dict) -> bool:
@@ -246,14 +202,12 @@ def setup_notes() -> list[str]:
 
 def submit(pipe_id: int, request_id: int | None = None, priority: int = 100) -> int:
     """Create a pipe job (the next free request id by default); its id. A refused one says why."""
-    with client.connect(POC) as c:
-        return c.submit(pipe_id, request_id, priority)
+    return single_call.submit(pipe_id, request_id, priority, poc=POC)
 
 
 def set_priority(pipe_job_id: int, priority: int) -> int:
     """Change a pipe job's priority (and its waiting jobs'); how many waiting jobs changed."""
-    with labs.connect(POC) as conn:
-        return designs.get(POC).client(conn).set_priority(pipe_job_id, priority)
+    return single_call.set_priority(pipe_job_id, priority, poc=POC)
 
 
 def jobs() -> pd.DataFrame:
@@ -273,6 +227,4 @@ def pipe_jobs() -> pd.DataFrame:
 
 def job_counts() -> dict[str, int]:
     """Jobs waiting, running, finished and dead; pipe jobs finished and in all."""
-    with labs.connect(POC) as conn:
-        cur = conn.execute(_q()["job_counts"])
-        return dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True))
+    return labs.row(POC, _q()["job_counts"])

@@ -34,11 +34,6 @@ DEFAULT_PREFIX = "pgqueue_"
 WORKER_APPLICATION = "pgqueue worker"
 
 
-def check_poc(poc: str) -> str:
-    """`poc` if it names a design, else a clear error listing the names."""
-    return designs.get(poc).name
-
-
 def prefix() -> str:
     """The prefix of every database the kit creates (`PGQUEUE_DB_PREFIX`, default 'pgqueue_')."""
     value = os.environ.get(PREFIX_ENV, DEFAULT_PREFIX)
@@ -268,22 +263,26 @@ def scratch(
         try:
             kept_as = f"{prefix()}scratch"
             _build(admin, name, folders, upto, examples=examples, fixes=fixes, kept_as=kept_as)
-            yield Scratch(check_poc(poc), name)
+            yield Scratch(designs.get(poc).name, name)
         finally:
             admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(name)))
             # a role named after the copy (the hardened lab's worker role) goes with it
             admin.execute(sql.SQL(q["drop_role"]).format(role=sql.Identifier(f"{name}_worker")))
 
 
+def _drop_like(admin: psycopg.Connection, pattern: str, also: tuple[str, ...] = ()) -> list[str]:
+    """Drop the databases `also` and those named LIKE `pattern`; their names."""
+    names = [*also, *(row[0] for row in admin.execute(_q()["databases_like"], {"pattern": pattern}))]
+    for name in names:
+        admin.execute(sql.SQL(_q()["drop_database"]).format(db=sql.Identifier(name)))
+    return names
+
+
 def drop(poc: str) -> list[str]:
     """Drop a lab's database and the templates kept of it (PGQUEUE_TEMPLATES); the names dropped."""
-    name, q = database(poc), _q()
+    name = database(poc)
     with server.connect() as admin:
-        pattern = name.replace("_", r"\_") + r"\_tpl\_%"
-        names = [name, *(row[0] for row in admin.execute(q["databases_like"], {"pattern": pattern}))]
-        for each in names:
-            admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(each)))
-    return names
+        return _drop_like(admin, name.replace("_", r"\_") + r"\_tpl\_%", (name,))
 
 
 def drop_every(prefix_: str) -> list[str]:
@@ -292,15 +291,12 @@ def drop_every(prefix_: str) -> list[str]:
     For a server that outlives a run (PGQUEUE_DSN's): the test suite and `bench` leave none of
     their labs, templates or worker roles there, and a learner's labs (another prefix) stay.
     """
-    q = _q()
     pattern = prefix_.replace("_", r"\_") + "%"
     with server.connect() as admin:
-        names = [row[0] for row in admin.execute(q["databases_like"], {"pattern": pattern}).fetchall()]
-        for name in names:
-            admin.execute(sql.SQL(q["drop_database"]).format(db=sql.Identifier(name)))
+        names = _drop_like(admin, pattern)
         # the hardened labs' worker roles, once their databases (and grants) are gone
-        for (role,) in admin.execute(q["roles_like"], {"pattern": pattern}).fetchall():
-            admin.execute(sql.SQL(q["drop_role"]).format(role=sql.Identifier(role)))
+        for (role,) in admin.execute(_q()["roles_like"], {"pattern": pattern}).fetchall():
+            admin.execute(sql.SQL(_q()["drop_role"]).format(role=sql.Identifier(role)))
     return names
 
 
@@ -392,6 +388,12 @@ def engine(poc: str) -> sqlalchemy.Engine:
             pool_pre_ping=True,
         )
     return _engines[key]
+
+
+def row(poc: str, query: str, **params) -> dict:
+    """The one row of a query on a lab's database, by column name."""
+    with connect(poc) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute(query, params).fetchone()
 
 
 def frame(poc: str, query: str, **params) -> pd.DataFrame:

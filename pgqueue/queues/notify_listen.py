@@ -28,7 +28,7 @@ def _q() -> queries.Queries:
 
 
 @dataclass(frozen=True)
-class Options:
+class Options(options.Checked):
     """How a worker waits and works (the original's values are the defaults)."""
 
     timeout: float = options.seconds(3.0, "seconds to wait for the answer to a beat")
@@ -38,9 +38,6 @@ class Options:
     serializable: bool = options.flag(True, "beat SERIALIZABLE: the original's guard against two owners")
     retries: int = options.count(20, "serialization failures retried per beat", 0, 1000)
     give_up: float = options.seconds(300.0, "seconds without a database before the worker gives up")
-
-    def __post_init__(self) -> None:
-        options.validate(self)
 
 
 def listen(conn: psycopg.Connection, who: Identity) -> None:
@@ -60,11 +57,11 @@ class Worker(WorkerBase):
     """One notify/listen worker; `run()` serves until killed, stopped, reset or out of patience."""
 
     poc = POC
+    Options = Options
 
     def __init__(self, who: Identity, options: Options | None = None, log: EventLog | None = None):
-        super().__init__(who, options or Options(), log)
+        super().__init__(who, options, log)
         self.unsendable = Backoff(1.0, 30.0)  # answers too large for NOTIFY: nothing to hurry for
-        self._started = False
 
     def _connect(self, *, start: bool = True) -> psycopg.Connection:
         conn = super()._connect(start=start)
@@ -124,7 +121,7 @@ class Worker(WorkerBase):
             self.complete(conn, lambda c, after_outage: self._hand_over(c, job, after_outage))
 
     def _hand_over(self, conn: psycopg.Connection, job: dict, after_outage: bool) -> None:
-        c = designs.get(POC).client(conn)
+        c = self.client(conn)
         try:
             made = c.hand_over(self.who, [job["job_id"]], [next_payload(self.who, job)])
         except psycopg.errors.RaiseException as exc:
@@ -139,10 +136,8 @@ class Worker(WorkerBase):
 
     def serve(self, conn: psycopg.Connection) -> str | None:
         """Listen, then beat and react to each answer until killed or stopped."""
-        listen(conn, self.who)
-        if not self._started:
-            self._started = True
-            self._event("start", f"{self.who} listening on {self.who.channel}")
+        self.client(conn).listen(self.who)
+        self.say_started(f"{self.who} listening on {self.who.channel}")
         while not self.stop.is_set():
             answers = self.answers(conn)
             if answers is None:
@@ -175,13 +170,9 @@ def submit(
 
 def jobs() -> pd.DataFrame:
     """Every job of the notify/listen lab, oldest first."""
-    import pandas as pd
-
-    return pd.read_sql(_q()["jobs"], labs.engine(POC))
+    return labs.frame(POC, _q()["jobs"])
 
 
 def job_counts() -> dict[str, int]:
     """How many jobs wait, run, finished, and how many failures were recorded."""
-    with labs.connect(POC) as conn:
-        cur = conn.execute(_q()["job_counts"])
-        return dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True))
+    return labs.row(POC, _q()["job_counts"])

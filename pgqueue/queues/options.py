@@ -46,11 +46,14 @@ def flag(default: bool, help_text: str) -> Any:
     return _option(default, help_text, check)
 
 
-def validate(options: Any) -> None:
-    """Check every field of an options dataclass (call it from `__post_init__`); keep the checked values."""
-    for field in dataclasses.fields(options):
-        checked = field.metadata["check"](getattr(options, field.name), field.name.replace("_", "-"))
-        object.__setattr__(options, field.name, checked)
+@dataclasses.dataclass(frozen=True)
+class Checked:
+    """The base of a worker's options (frozen dataclasses): each field checked on creation, kept checked."""
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            checked = field.metadata["check"](getattr(self, field.name), field.name.replace("_", "-"))
+            object.__setattr__(self, field.name, checked)
 
 
 def _flag(field: dataclasses.Field) -> str:

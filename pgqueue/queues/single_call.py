@@ -12,8 +12,6 @@ import psycopg
 from pgqueue import queries
 from pgqueue.queues import client, designs, labs, options, steps
 from pgqueue.queues.client import KILL, LOST_RACE, NO_JOB
-from pgqueue.queues.events import EventLog
-from pgqueue.queues.heartbeats import Identity
 from pgqueue.queues.worker_base import KILLED, WorkerBase
 
 if TYPE_CHECKING:  # imported where used: workers start without them
@@ -27,39 +25,34 @@ def _q() -> queries.Queries:
 
 
 @dataclass(frozen=True)
-class Options:
+class Options(options.Checked):
     """How a worker waits and works (the original's values are the defaults)."""
 
     poll: float = options.seconds(5.0, "seconds to wait after 'No job found'")
     work: tuple[float, float] = options.work((0.0, 5.0), "simulated work, seconds")
     give_up: float = options.seconds(300.0, "seconds without a database before the worker gives up")
 
-    def __post_init__(self) -> None:
-        options.validate(self)
-
 
 class Worker(WorkerBase):
     """One single-call worker; `run()` serves until killed, stopped, reset or out of patience."""
 
     poc = POC
-
-    def __init__(self, who: Identity, options: Options | None = None, log: EventLog | None = None):
-        super().__init__(who, options or Options(), log)
-        self._started = False
+    Options = Options
+    gathers = False  # whether this process gathers parallel sets (find_job's multi mode)
 
     def find_job(self, conn: psycopg.Connection, multi: bool) -> str:
         """The one call: heartbeat, kill switch, and a claim, committed before it returns."""
-        return (
-            designs.get(self.poc)
-            .client(conn)
-            .ask(self.who, multi=multi, batch=getattr(self.options, "batch", 1))
-        )
+        return self.client(conn).ask(self.who, multi=multi, batch=getattr(self.options, "batch", 1))
+
+    def took(self, jobs: list[dict]) -> list[int]:
+        """Say which jobs this worker now works on; their ids."""
+        ids = [job["job_id"] for job in jobs]
+        self._event("SUCCESS", f"job{'s' if len(ids) > 1 else ''} {ids} of pipe job {jobs[0]['pipe_job_id']}")
+        return ids
 
     def handle(self, conn: psycopg.Connection, jobs: list[dict]) -> None:
         """Work on the jobs, then hand over, fan out or finish the pipe job."""
-        ids = [job["job_id"] for job in jobs]
-        self.take(ids)
-        self._event("SUCCESS", f"job{'s' if len(ids) > 1 else ''} {ids} of pipe job {jobs[0]['pipe_job_id']}")
+        self.take(self.took(jobs))
         if not self.work(random.uniform(*self.options.work), conn):
             return
         # planning reads the pipeline too: it is part of the step taken again after an outage
@@ -67,7 +60,7 @@ class Worker(WorkerBase):
 
     def _act(self, conn: psycopg.Connection, action: steps.Action, after_outage: bool) -> None:
         try:
-            created = designs.get(self.poc).client(conn).act(None, action)
+            created = self.client(conn).act(None, action)
         except psycopg.errors.RaiseException as exc:
             message = exc.diag.message_primary or str(exc)
             if after_outage and "finished" in message:
@@ -75,19 +68,23 @@ class Worker(WorkerBase):
             else:
                 self._event("failed", message)
             return
-        ids = action.job_ids
-        detail = f"pipe job {action.pipe_job_id}" if action.kind == "finish_pipe" else f"{ids} -> {created}"
-        self._event(action.kind, detail)
+        self._event(action.kind, action.said(created))
+
+    def prepare(self, conn: psycopg.Connection) -> None:
+        """What the loop reads first: whether this process gathers sets."""
+        self.gathers = steps.gathers(conn, self.who)
+
+    def idle(self, conn: psycopg.Connection) -> None:
+        """Wait `poll` seconds before asking again (a stop cuts it short)."""
+        self.stop.wait(self.options.poll)
 
     def serve(self, conn: psycopg.Connection) -> str | None:
         """Ask find_job again and again; work, then hand over; until killed or stopped."""
-        multi = steps.gathers(conn, self.who)
-        if not self._started:
-            self._started = True
-            self._event("start", f"{self.who}{' gathers sets (multi mode)' if multi else ''}")
+        self.prepare(conn)
+        self.say_started(f"{self.who}{' gathers sets (multi mode)' if self.gathers else ''}")
         while not self.stop.is_set():
             try:
-                answer = self.find_job(conn, multi)
+                answer = self.find_job(conn, self.gathers)
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
                 self.pause_after_retry(f"find_job: {type(exc).__name__}")
                 continue
@@ -99,51 +96,43 @@ class Worker(WorkerBase):
             self.retry.reset()
             if answer == NO_JOB:
                 self._event("idle", NO_JOB)
-                self.stop.wait(self.options.poll)
+                self.idle(conn)
             else:
                 self.handle(conn, json.loads(answer))
         return None
 
 
-def submit(pipe_id: int, request_id: int | None = None, priority: int = 100) -> int:
+def submit(pipe_id: int, request_id: int | None = None, priority: int = 100, *, poc: str = POC) -> int:
     """Create a pipe job (a request for one pipeline; the next free request id by default); its id.
 
     A pipe job of order 2 or more whose request has no unfinished pipe job of the order before
     is made, with an OrderGateWarning: nothing starts it until such work arrives and finishes.
     """
-    with client.connect(POC) as c:
+    with client.connect(poc) as c:
         return c.submit(pipe_id, request_id, priority)
 
 
-def set_priority(pipe_job_id: int, priority: int) -> int:
+def set_priority(pipe_job_id: int, priority: int, *, poc: str = POC) -> int:
     """Change a pipe job's priority (and its waiting jobs'); how many waiting jobs changed."""
-    with labs.connect(POC) as conn:
-        return designs.get(POC).client(conn).set_priority(pipe_job_id, priority)
+    with labs.connect(poc) as conn:
+        return designs.get(poc).client(conn).set_priority(pipe_job_id, priority)
 
 
 def jobs() -> pd.DataFrame:
     """Every job of the single-call lab, oldest first."""
-    import pandas as pd
-
-    return pd.read_sql(_q()["jobs"], labs.engine(POC))
+    return labs.frame(POC, _q()["jobs"])
 
 
 def claims() -> pd.DataFrame:
     """Every claim: which jobs one find_job call handed out together, to whom, for which pipe job."""
-    import pandas as pd
-
-    return pd.read_sql(_q()["claims"], labs.engine(POC))
+    return labs.frame(POC, _q()["claims"])
 
 
 def pipe_jobs() -> pd.DataFrame:
     """Every pipe job with its pipeline, order, priority, start, end and number of jobs."""
-    import pandas as pd
-
-    return pd.read_sql(_q()["pipe_jobs"], labs.engine(POC))
+    return labs.frame(POC, _q()["pipe_jobs"])
 
 
 def job_counts() -> dict[str, int]:
     """Jobs waiting, running and finished; pipe jobs finished and in all."""
-    with labs.connect(POC) as conn:
-        cur = conn.execute(_q()["job_counts"])
-        return dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True))
+    return labs.row(POC, _q()["job_counts"])

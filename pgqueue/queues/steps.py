@@ -36,6 +36,10 @@ class Action:
             return "finish_pipe"
         return "fan_out" if len(self.payloads) > 1 else "hand_over"
 
+    def said(self, created: list[int]) -> str:
+        """What a worker says once the action is done: the pipe job finished, or the jobs made."""
+        return f"pipe job {self.pipe_job_id}" if self.payloads is None else f"{self.job_ids} -> {created}"
+
 
 def gathers(conn: psycopg.Connection, who: Identity) -> bool:
     """Whether this process gathers parallel sets (then it asks find_job in multi mode)."""

@@ -20,7 +20,7 @@ import psycopg
 
 from pgqueue import queries, server
 from pgqueue.errors import PgQueueError
-from pgqueue.queues import heartbeats, labs, pipelines
+from pgqueue.queues import client, designs, heartbeats, labs, pipelines
 from pgqueue.queues.events import EventLog
 from pgqueue.queues.heartbeats import Identity
 from pgqueue.wait import Backoff
@@ -62,15 +62,16 @@ def one_line(exc: BaseException) -> str:
 class WorkerBase:
     """The parts of a worker that do not depend on the queue design."""
 
-    poc = ""  # set by each design's Worker
+    poc = ""  # set by each design's Worker, with its Options
+    Options: type
     # lost job races, serialization failures, deadlocks: retried after these waits
     RETRY_BASE, RETRY_CAP = 0.05, 2.0
     # a lost server: reconnects after these waits
     RECONNECT_BASE, RECONNECT_CAP = 0.25, 15.0
 
-    def __init__(self, who: Identity, options, log: EventLog | None = None) -> None:
+    def __init__(self, who: Identity, options=None, log: EventLog | None = None) -> None:
         self.who = who
-        self.options = options
+        self.options = options or self.Options()
         self.log = log or EventLog()
         self.stop = threading.Event()  # set: finish the job held, then leave
         self.abort = threading.Event()  # set: leave at once
@@ -80,6 +81,7 @@ class WorkerBase:
         self._unfinished: Callable[[psycopg.Connection, bool], None] | None = None
         self._lab_oid: int | None = None
         self._finished_since_stop: list[int] = []
+        self._started = False
 
     # --- what a design supplies -----------------------------------------------------------
 
@@ -111,10 +113,20 @@ class WorkerBase:
     def _event(self, kind: str, detail: str = "") -> None:
         self.log.add(self.who.uuid, kind, detail)
 
-    def _connect(self, *, start: bool = True) -> psycopg.Connection:
+    def _connect(self, *, start: bool = True, user: str | None = None) -> psycopg.Connection:
         # the name lets a lab reset count workers apart from notebooks (labs.WORKER_APPLICATION)
         name = f"{labs.WORKER_APPLICATION} {self.poc} {self.who}"[:63]
-        return labs.connect(self.poc, application_name=name, start=start)
+        return labs.connect(self.poc, application_name=name, start=start, user=user)
+
+    def client(self, conn: psycopg.Connection) -> client.Client:
+        """The design's client on `conn`."""
+        return designs.get(self.poc).client(conn)
+
+    def say_started(self, detail: str) -> None:
+        """The 'start' event, once: the loop serves again after each reconnect."""
+        if not self._started:
+            self._started = True
+            self._event("start", detail)
 
     def work(self, seconds: float, conn: psycopg.Connection) -> bool:
         """Simulate work; False if the worker was told to stop at once meanwhile.

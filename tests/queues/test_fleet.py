@@ -72,7 +72,7 @@ def test_an_owner_that_exits_without_close_leaves_no_worker(lab):
         [
             sys.executable,
             "-c",
-            "from pgqueue import fleet\n"
+            "from pgqueue.queues import fleet\n"
             "from pgqueue.queues.notify_listen import Options\n"
             "f = fleet.Fleet('notify-listen')\n"
             "ms = f.start('third_process', '1.0.0', 2, mode='process', worker_options=Options(idle=0.1))\n"

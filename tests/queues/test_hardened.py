@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 from pgqueue import queries, server
 from pgqueue.check import core
 from pgqueue.lab import demo, races
-from pgqueue.queues import fleet, hardened, labs
+from pgqueue.queues import client, fleet, hardened, labs
 from pgqueue.wait import until
 from tests.conftest import run_cli
 
@@ -32,9 +32,7 @@ def _t() -> queries.Queries:
 @pytest.fixture
 def lab():
     """The hardened lab with its example pipelines and no request yet."""
-    labs.reset(POC)
-    with labs.connect(POC) as conn:
-        conn.execute(labs.step(POC, "pipelines").example_sql)
+    client.fresh_lab(POC)
     return POC
 
 
@@ -51,7 +49,7 @@ def uuid() -> str:
 def ask(conn, who: str, name: str, version: str, batch: int = 1, multi: bool = False):
     params = {"uuid": who, "server": "test", "name": name, "version": version, "multi": multi, "batch": batch}
     answer = conn.execute(_q()["find_job"], params).fetchone()[0]
-    return answer if answer in (hardened.KILL, hardened.NO_JOB) else json.loads(answer)
+    return answer if answer in (client.KILL, client.NO_JOB) else json.loads(answer)
 
 
 def hand_over(conn, who: str, ids: list[int], payloads: list[dict]) -> list[int]:
@@ -122,7 +120,7 @@ def test_a_claim_skips_the_row_another_caller_holds_instead_of_waiting(conn):
         with a.transaction():
             (held,) = ask(a, uuid(), "first_process", "1.9.2")
             (other,) = ask(b, uuid(), "first_process", "1.9.2")  # answered while A's claim is open
-            assert ask(b, uuid(), "first_process", "1.9.2") == hardened.NO_JOB
+            assert ask(b, uuid(), "first_process", "1.9.2") == client.NO_JOB
     assert held["job_id"] != other["job_id"]
 
 
@@ -168,7 +166,7 @@ def test_a_failed_attempt_backs_off_then_runs_again_and_the_last_one_is_dead_let
     conn.execute(_q()["fail_jobs"], {"uuid": who, "job_ids": [job["job_id"]], "error": "disk full"})
     row = job_row(conn, job["job_id"])
     assert row["wait_s"] == pytest.approx(60, abs=5) and row["job_dead_timestamp"] is None
-    assert ask(conn, uuid(), "first_process", "1.9.2") == hardened.NO_JOB  # it waits out its backoff
+    assert ask(conn, uuid(), "first_process", "1.9.2") == client.NO_JOB  # it waits out its backoff
     conn.execute(_t()["run_now"], {"job_id": job["job_id"]})
     (again,) = ask(conn, who, "first_process", "1.9.2")
     conn.execute(_q()["fail_jobs"], {"uuid": who, "job_ids": [again["job_id"]], "error": "disk full again"})
@@ -206,7 +204,7 @@ def test_two_gatherers_at_once_never_share_a_set(conn):
         for _ in range(5):
             gathered = _complete_set(conn)
             answers = core.together(2, lambda i: ask(racers[i], uuid(), "movemonitor", "1.0.0", multi=True))
-            got = [a for a in answers if a != hardened.NO_JOB]
+            got = [a for a in answers if a != client.NO_JOB]
             assert len(got) == 1, answers
             assert sorted(job["job_id"] for job in got[0]) == sorted(gathered)
     finally:
@@ -226,7 +224,7 @@ def test_an_incomplete_set_hides_no_complete_one_behind_it(conn):
     hand_over(conn, who, [first["job_id"]], [{}])  # one of four parallel jobs done: the set is incomplete
     jobs = ask(conn, uuid(), "movemonitor", "1.0.0", multi=True)
     assert sorted(job["job_id"] for job in jobs) == sorted(complete)
-    assert ask(conn, uuid(), "movemonitor", "1.0.0", multi=True) == hardened.NO_JOB
+    assert ask(conn, uuid(), "movemonitor", "1.0.0", multi=True) == client.NO_JOB
 
 
 def test_a_request_with_an_order_gap_is_refused_and_late_order_two_work_starts_at_once(conn):
@@ -270,7 +268,7 @@ def test_the_worker_role_may_call_the_queue_and_nothing_else(conn, statement):
     assert role == f"{labs.database(POC)}_worker"
     with labs.connect(POC, user=role) as worker:
         assert worker.info.user == role
-        assert ask(worker, uuid(), "assigner", "1.0.0") == hardened.NO_JOB  # the queue's call works
+        assert ask(worker, uuid(), "assigner", "1.0.0") == client.NO_JOB  # the queue's call works
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
             worker.execute(_t()[statement])
     assert conn.execute(_t()["table_sizes"]).fetchone()[0] == 0  # nothing was touched

@@ -17,7 +17,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from pgqueue import queries
-from pgqueue.queues import hardened, labs
+from pgqueue.queues import client, hardened, labs
 
 POC = "hardened"
 A, B, C = "aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc"  # three workers' uuids
@@ -39,7 +39,7 @@ def _query(call: str) -> str:
 def ask(conn, who: str, name: str, version: str, batch: int = 1) -> list[dict] | str:
     params = {"uuid": who, "server": "test", "name": name, "version": version, "multi": False, "batch": batch}
     answer = conn.execute(_q()["find_job"], params).fetchone()[0]
-    return answer if answer in (hardened.KILL, hardened.NO_JOB) else json.loads(answer)
+    return answer if answer in (client.KILL, client.NO_JOB) else json.loads(answer)
 
 
 def hand_over(conn, who: str, ids: list[int]) -> list[int]:
@@ -506,7 +506,7 @@ def test_quotes_and_sql_in_a_name_are_data_never_code(conn, jobs):
         "multi": False,
     }
     before = snapshot(conn)
-    assert conn.execute(_q()["find_job"], {**params, "batch": 1}).fetchone()[0] == hardened.NO_JOB
+    assert conn.execute(_q()["find_job"], {**params, "batch": 1}).fetchone()[0] == client.NO_JOB
     after = snapshot(conn)
     changed = {table for table in after if after[table] != before[table]}
     assert changed == {"process_heartbeats"}  # it registered, as any worker does; job_queue is intact

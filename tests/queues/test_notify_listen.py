@@ -9,7 +9,7 @@ from psycopg.types.json import Jsonb
 
 from pgqueue import PgQueueError
 from pgqueue.lab import races
-from pgqueue.queues import fleet, heartbeats, labs, notify_listen
+from pgqueue.queues import client, fleet, heartbeats, labs, notify_listen
 from pgqueue.queues.heartbeats import Identity
 from pgqueue.queues.notify_listen import Options
 from pgqueue.wait import until
@@ -90,10 +90,10 @@ def test_no_job_found_then_kill(lab):
     who = Identity.new("third_process", "1.0.0")  # nothing waits for the third step yet
     with listening(who) as ear, labs.connect(POC) as conn:
         heartbeats.send_heartbeat(conn, who)
-        assert answer(ear) == [notify_listen.NO_JOB]
+        assert answer(ear) == [client.NO_JOB]
         heartbeats.set_kill_switch(POC, who.uuid)
         heartbeats.send_heartbeat(conn, who)
-        assert answer(ear) == [notify_listen.KILL]
+        assert answer(ear) == [client.KILL]
 
 
 def test_an_assigned_job_is_never_handed_out_again(lab):
@@ -103,8 +103,8 @@ def test_an_assigned_job_is_never_handed_out_again(lab):
         assert json.loads(answer(ear1)[0])["job_id"] == 1
         heartbeats.send_heartbeat(conn, second)
         heartbeats.send_heartbeat(conn, first)
-        assert answer(ear2) == [notify_listen.NO_JOB]
-        assert answer(ear1) == [notify_listen.NO_JOB]
+        assert answer(ear2) == [client.NO_JOB]
+        assert answer(ear1) == [client.NO_JOB]
 
 
 def test_a_chain_of_three_carries_the_job_and_each_configuration(lab):
@@ -186,7 +186,7 @@ def test_a_worker_process_exits_within_one_timeout_after_its_kill_switch(lab):
 def test_serializable_heartbeats_give_one_job_one_owner(lab):
     race = races.heartbeat_race("first_process", "1.0.0", serializable=True)
     assert race.job_ids() == [1]
-    assert race.second == notify_listen.NO_JOB
+    assert race.second == client.NO_JOB
     assert race.retries >= 1  # the second worker's UPDATE failed to serialize and was retried
 
 
@@ -196,7 +196,7 @@ def test_repeatable_read_already_gives_one_job_one_owner(lab):
         "first_process", "1.0.0", serializable=False, isolation=psycopg.IsolationLevel.REPEATABLE_READ
     )
     assert race.isolation == "REPEATABLE READ"
-    assert race.job_ids() == [1] and race.second == notify_listen.NO_JOB
+    assert race.job_ids() == [1] and race.second == client.NO_JOB
     assert race.retries >= 1
 
 
@@ -232,7 +232,7 @@ def test_quotes_and_sql_in_names_stay_data(lab):
     sly = Identity.new("x'); DROP TABLE job_queue; --", "1'0\"")
     with listening(sly) as ear, labs.connect(POC) as conn:
         heartbeats.send_heartbeat(conn, sly)
-        assert answer(ear) == [notify_listen.NO_JOB]
+        assert answer(ear) == [client.NO_JOB]
         stored = conn.execute("SELECT process_name, process_version FROM process_heartbeats").fetchone()
         assert stored == (sly.name, sly.version)
         assert conn.execute("SELECT to_regclass('job_queue')").fetchone()[0] is not None

@@ -10,7 +10,7 @@ from psycopg.types.json import Jsonb
 
 from pgqueue import PgQueueError, queries
 from pgqueue.lab import races
-from pgqueue.queues import fleet, heartbeats, labs, single_call
+from pgqueue.queues import client, fleet, heartbeats, labs, single_call
 from pgqueue.queues.heartbeats import Identity
 from pgqueue.queues.pipelines import OrderGateWarning
 from pgqueue.queues.single_call import Options
@@ -23,9 +23,7 @@ FAST = Options(poll=0.1, work=(0.0, 0.02))
 @pytest.fixture
 def lab():
     """The single-call lab with every step and the example pipelines, but no requests yet."""
-    labs.reset(POC)
-    with labs.connect(POC) as conn:
-        conn.execute(labs.step(POC, "pipelines").example_sql)
+    client.fresh_lab(POC)
     return POC
 
 
@@ -88,9 +86,9 @@ def test_find_job_answers_a_json_array_holding_the_job(conn):
 
 def test_find_job_answers_no_job_found_and_kill(conn):
     who = Identity.new("first_process", "1.9.2")
-    assert ask(conn, who) == single_call.NO_JOB
+    assert ask(conn, who) == client.NO_JOB
     heartbeats.set_kill_switch(POC, who.uuid)
-    assert ask(conn, who) == single_call.KILL
+    assert ask(conn, who) == client.KILL
 
 
 def test_a_second_caller_queues_behind_the_first_rows_lock_then_takes_the_next_job(conn):
@@ -143,7 +141,7 @@ def test_a_gatherer_that_loses_the_claim_race_is_told_to_retry(conn):
         create_jobs(conn, [part["job_id"]], [{}])
     race = races.claim_race("join", "1.0.0")
     assert len(json.loads(race.first)) == 2
-    assert race.second == single_call.LOST_RACE
+    assert race.second == client.LOST_RACE
 
 
 # --- priorities -------------------------------------------------------------------------------
@@ -223,7 +221,7 @@ def test_a_gatherer_waits_for_the_whole_set_then_gets_it_at_once(conn):
     for _ in parts[:2]:
         (part,) = take(conn, "part")
         handed += create_jobs(conn, [part["job_id"]], [{}])
-        assert ask(conn, Identity.new("join", "1.0.0"), multi=True) == single_call.NO_JOB
+        assert ask(conn, Identity.new("join", "1.0.0"), multi=True) == client.NO_JOB
     (part,) = take(conn, "part")
     handed += create_jobs(conn, [part["job_id"]], [{}])
     batch = take(conn, "join", multi=True)
@@ -251,7 +249,7 @@ def test_a_complete_set_is_not_hidden_by_an_incomplete_one(conn):
 def test_a_gatherer_never_gets_an_entry_job(conn):
     pipeline(conn, 9, [("join", {"gather": True})])
     single_call.submit(pipe_id=9)
-    assert ask(conn, Identity.new("join", "1.0.0"), multi=True) == single_call.NO_JOB
+    assert ask(conn, Identity.new("join", "1.0.0"), multi=True) == client.NO_JOB
     assert len(take(conn, "join")) == 1  # single mode does hand it out
 
 
