@@ -1,5 +1,7 @@
 """The checkers' common ground: scratch labs, excerpts of a step, the learner's SQL installed or refused."""
 
+import inspect
+
 import pytest
 
 from pgqueue import queries, server
@@ -46,17 +48,26 @@ def test_an_excerpt_is_one_statement_with_its_comment_and_a_whole_function_body(
         labs.step("single-call", "find_job").excerpt("no_such_thing")
 
 
-@pytest.mark.parametrize(
-    ("text", "says"),
-    [
-        (None, "expected your SQL as a string, got NoneType"),
-        ("  \n", "there is no SQL yet"),
-    ],
-)
-def test_nothing_written_yet_is_said_plainly(text, says):
-    verdict = Verdict("your thing")
-    assert core.written(text, verdict) is None
-    assert not verdict.holds and says in str(verdict)
+def test_a_checker_is_its_judge_behind_the_one_preamble():
+    ran: list[str] = []
+
+    @core.checker("your send_heartbeat", "notify-listen", "heartbeats", replaces=["send_heartbeat"])
+    def beats(verdict, lab, conn, text, poc, *, stop=False):
+        """What help() shows."""
+        ran.append(poc)
+        if stop:
+            raise core.Refused("stopped from deep inside")
+        verdict.held.append("judged")
+
+    reference = labs.step("notify-listen", "heartbeats").excerpt("send_heartbeat")
+    assert beats.__doc__ == "What help() shows." and "poc: 'str' = 'notify-listen'" in str(
+        inspect.signature(beats)
+    )
+    assert "there is no SQL yet" in str(beats(" ")) and ran == []  # no lab built, no judge run
+    assert "PostgreSQL refused your SQL" in str(beats("SELEC 1;")) and ran == []
+    assert beats(reference).holds and ran == ["notify-listen"]
+    refused = beats(reference, stop=True)
+    assert refused.wrong == ["stopped from deep inside"] and refused.held == [], str(refused)
 
 
 def test_a_refused_install_leaves_the_reference_in_place_and_quotes_postgresql():

@@ -55,7 +55,7 @@ def _cases(kind: str) -> list:
     ]
 
 
-def _judge(module: ModuleType, answer: object):
+def judge(module: ModuleType, answer: object):
     if hasattr(module, "NEEDS"):
         require(*module.NEEDS)
     return module.JUDGE(answer)
@@ -63,14 +63,15 @@ def _judge(module: ModuleType, answer: object):
 
 @pytest.mark.parametrize(("module", "wrong"), _cases("WRONG"))
 def test_a_wrong_answer_is_refused_saying_what_is_wrong(module, wrong):
-    verdict = _judge(module, wrong.answer)
+    verdict = judge(module, wrong.answer)
     assert not verdict.holds, f"{wrong.mistake} was accepted:\n{verdict}"
     assert any(wrong.says in line for line in verdict.wrong), f"{wrong.mistake} refused otherwise:\n{verdict}"
+    assert all(part in str(verdict) for part in wrong.also), f"{wrong.mistake} refused otherwise:\n{verdict}"
 
 
 @pytest.mark.parametrize(("module", "right"), _cases("RIGHT"))
 def test_a_right_answer_in_another_style_holds(module, right):
-    verdict = _judge(module, right.answer)
+    verdict = judge(module, right.answer)
     assert verdict.holds, f"{right.style} was refused:\n{verdict}"
 
 

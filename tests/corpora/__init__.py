@@ -25,6 +25,7 @@ class Wrong:
     mistake: str  # kebab-case, what the learner got wrong: "inner-join-drops-silent-holders"
     answer: object  # what the judge takes: SQL text, or for the capstone a dict of pieces
     says: str  # a part of one ✗ line of the verdict
+    also: tuple[str, ...] = ()  # other parts the verdict must say, anywhere in it
 
 
 @dataclass(frozen=True)

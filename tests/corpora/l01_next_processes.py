@@ -41,15 +41,33 @@ HARD_CODED = (
 )
 
 WRONG = [
-    Wrong("forgets-the-pipeline-in-the-join", join(ONE_LATER), "a step of another pipeline crept in"),
-    Wrong("previous-step", join(SAME_PIPE + "nxt.process_order = this.process_order - 1"), "you answered"),
-    Wrong("every-later-step", join(SAME_PIPE + "nxt.process_order > this.process_order"), "not every later"),
+    Wrong(
+        "forgets-the-pipeline-in-the-join",
+        join(ONE_LATER),
+        "a step of another pipeline crept in",
+        also=(
+            "after `first_process` in pipeline 1 you answered second_process (step 2 of pipeline 1), "
+            "report_process (step 2 of pipeline 2) and step_",
+        ),
+    ),
+    Wrong(
+        "previous-step",
+        join(SAME_PIPE + "nxt.process_order = this.process_order - 1"),
+        "after `first_process` in pipeline 1 you answered no row; the next step is second_process",
+    ),
+    Wrong(
+        "every-later-step",
+        join(SAME_PIPE + "nxt.process_order > this.process_order"),
+        "only the step one after it, not every later step",
+    ),
     # also written blind; its join keeps pipe_id, so "match pipe_id too" pointed at the wrong part
     Wrong(
         "ignores-the-pipeline-asked",
         join(where="this.process_name = p_process_name"),
-        "report_process (step 2 of pipeline 2) is the step after `second_process` in its own pipeline, not in"
-        " pipeline 1: your answer does not keep to the pipeline asked about",
+        "after `second_process` in pipeline 1 you answered third_process (step 3 of pipeline 1) and "
+        "report_process (step 2 of pipeline 2); the next step is third_process; report_process (step 2 of "
+        "pipeline 2) is the step after `second_process` in its own pipeline, not in pipeline 1: your answer "
+        "does not keep to the pipeline asked about",
     ),
     Wrong(
         "left-join-keeps-the-last-step",
@@ -71,6 +89,7 @@ WRONG = [
         f"      ON {SAME_PIPE}nxt.process_order > this.process_order\n"
         f"     WHERE {WHERE}\n     ORDER BY nxt.process_order LIMIT 1;\n$$;\n",
         "not the next one found later",
+        also=("has no step at process_order ",),
     ),
     Wrong(
         "min-of-the-later-orders",
@@ -103,19 +122,20 @@ WRONG = [
         "      coalesce((SELECT process_order FROM pipeline_processes\n"
         "                 WHERE pipe_id = p_pipe_id AND process_name = p_process_name), 0) + 1;\n$$;\n",
         "the answer should be no row",
+        also=("but pipeline 1 has no step `no_such_",),
     ),
     Wrong(
         "names-only",
         variant(HEAD, "SETOF pipeline_processes", "SETOF varchar")
         + "    SELECT nxt.process_name FROM pipeline_processes this JOIN pipeline_processes nxt\n"
         f"      ON {SAME_PIPE}{ONE_LATER} WHERE {WHERE};\n$$;\n",
-        "the task asks for",
+        "your next_processes returns SETOF character varying; the task asks for",
     ),
     Wrong(
         "a-procedure",
         "CREATE PROCEDURE next_processes(p_pipe_id integer, p_process_name varchar)\n"
         "LANGUAGE sql AS $$ SELECT 1 $$;",
-        "it is a PROCEDURE",
+        "your next_processes returns nothing: it is a PROCEDURE; the task asks for",
     ),
     # the lesson's skeleton run as it stands: PostgreSQL cannot read it
     Wrong(
@@ -124,6 +144,19 @@ WRONG = [
         "      JOIN pipeline_processes nxt ON -- TODO: which rows of nxt belong after this?\n"
         "     WHERE -- TODO: this is the step p_process_name of pipeline p_pipe_id\n$$;\n",
         "PostgreSQL refused your SQL",
+        also=("(it still has a TODO: is that part written?)",),
+    ),
+    Wrong(
+        "its-own-step", join(SAME_PIPE + "nxt.process_order = this.process_order"), "does not come after it"
+    ),
+    Wrong(
+        "pipeline-as-text",
+        variant(HEAD, "p_pipe_id integer", "p_pipe_id text")
+        + "    SELECT nxt.* FROM pipeline_processes this JOIN pipeline_processes nxt\n"
+        f"      ON {SAME_PIPE}{ONE_LATER}\n"
+        "     WHERE this.pipe_id::text = p_pipe_id AND this.process_name = p_process_name;\n$$;\n",
+        "next_processes(1, 'first_process') failed: function next_processes(integer, character varying) "
+        "does not exist",
     ),
 ]
 

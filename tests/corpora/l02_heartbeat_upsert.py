@@ -24,7 +24,9 @@ FULL += "process_stopped_timestamp = NULL"
 
 WRONG = [
     Wrong(
-        "insert-only", f"{HEAD}LANGUAGE sql AS $${INSERT};\n$$;", "a second beat of the same process failed"
+        "insert-only",
+        f"{HEAD}LANGUAGE sql AS $${INSERT};\n$$;",
+        "a second beat of the same process failed: duplicate key",
     ),
     Wrong("on-conflict-do-nothing", upsert("DO NOTHING"), "a second beat left last_beat_timestamp"),
     Wrong(
@@ -84,7 +86,8 @@ WRONG = [
         "    UPDATE process_heartbeats SET last_beat_timestamp = now(), server_name = p_server,\n"
         "           process_busy = false, process_stopped_timestamp = NULL WHERE process_uuid = p_uuid;\n"
         f"  ELSE{INSERT}; END IF;\nEND $$;",
-        "the second beat failed with a duplicate key",
+        "the first held right after its insert, before it committed: the second beat failed with a "
+        "duplicate key",
     ),
     Wrong(
         "update-then-insert-if-not-found",

@@ -67,7 +67,7 @@ WRONG = [
         changed("job_assigned_process_uuid IS NULL", "job_assigned_process_uuid = ''"),
         "heard 'No job found' while job",
     ),
-    Wrong("never-takes", changed(TAKE, ""), "was handed out twice"),
+    Wrong("never-takes", changed(TAKE, ""), "was handed out twice: to process "),
     Wrong(
         "sends-before-taking",
         changed(TAKE + SEND, SEND + TAKE),
@@ -97,7 +97,7 @@ WRONG = [
     Wrong(
         "no-kill",
         changed("IF NEW.process_kill_switch THEN", "IF false THEN"),
-        "has its kill switch set and heard job",
+        "has its kill switch set and heard job ",
     ),
     Wrong("answers-another-text", changed("'No job found'", "'no job'"), "answer 'No job found'"),
     Wrong(
@@ -108,7 +108,7 @@ WRONG = [
     Wrong(
         "create-not-replace",
         variant(REFERENCE, "CREATE OR REPLACE FUNCTION", "CREATE FUNCTION"),
-        "so it cannot be dropped",
+        "the trigger heartbeat_finds_job uses answer_heartbeat, so it cannot be dropped",
     ),
     # the lesson's skeleton run as it stands: any job, never taken nor sent
     Wrong(
@@ -125,6 +125,21 @@ WRONG = [
             "    -- TODO: take the job (take_job fills `job` in), then send it as JSON\n",
         ),
         "heard nothing on channel_",
+    ),
+    Wrong(
+        "creates-another-function",
+        changed("answer_heartbeat()", "my_answer()"),
+        "your SQL ran but did not replace answer_heartbeat",
+    ),
+    # the channel of one process of that name, not necessarily the one beating
+    Wrong(
+        "channel-of-one-of-its-name",
+        changed(
+            "    channel text := 'channel_' || lower(NEW.process_uuid);",
+            "    channel text := (SELECT 'channel_' || process_uuid FROM process_heartbeats\n"
+            "                      WHERE process_name = NEW.process_name ORDER BY process_uuid LIMIT 1);",
+        ),
+        "arrived on channel_",
     ),
 ]
 

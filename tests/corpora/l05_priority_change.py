@@ -47,7 +47,7 @@ WRONG = [
     Wrong("running-jobs-changed-too", body("job_finished IS NULL"), "changed although taken or finished"),
     Wrong("taken-and-finished-changed-too", body("true"), "changed although taken or finished"),
     Wrong("every-pipe-jobs-jobs", body(which=""), "of another pipe job changed too"),
-    Wrong("an-unknown-id-passes-silently", body(unknown=""), "an unknown pipe job must raise"),
+    Wrong("an-unknown-id-passes-silently", body(unknown=""), "returned 0: an unknown pipe job must raise"),
     # the jobs found through the request: the same as through the pipe job while a request has one
     Wrong(
         "the-whole-requests-waiting-jobs",
@@ -56,6 +56,7 @@ WRONG = [
             "         (SELECT request_id FROM pipe_job_queue WHERE pipe_job_id = p_pipe_job_id)) AND "
         ),
         "not its whole request (match pipe_job_id = p_pipe_job_id, not request_id)",
+        also=(", though of the same request ",),
     ),
     Wrong(
         "every-pipe-job-of-the-request",
@@ -95,8 +96,14 @@ WRONG = [
             "    IF NOT FOUND THEN RAISE EXCEPTION 'no pipe job %', p_pipe_job_id; END IF;\n",
         ),
         "got priority 100: create_jobs reads",
+        also=("created by create_jobs after the change, got priority 100",),
     ),
-    Wrong("returns-one", body(returned="1"), "it must return how many waiting jobs it changed"),
+    Wrong(
+        "returns-one",
+        body(returned="1"),
+        "it must return how many waiting jobs it changed",
+        also=("returned 1, but pipe job",),
+    ),
     # found by a blind learner: the pipe job updated after the jobs, ROW_COUNT read after both
     Wrong(
         "row-count-of-the-pipe-job-update",
@@ -117,6 +124,21 @@ WRONG = [
         "    IF NOT FOUND THEN RAISE NOTICE 'no pipe job %', p_pipe_job_id; END IF;\n"
         "    RETURN 0;\nEND $$;",
         "an unknown pipe job must raise",
+    ),
+    Wrong(
+        "waiting-jobs-left-as-they-were",
+        variant(
+            REFERENCE,
+            "    UPDATE job_queue SET job_priority = p_priority\n"
+            f"     WHERE pipe_job_id = p_pipe_job_id\n       AND {WAITING};\n",
+            "",
+        ),
+        "kept priority 100",
+    ),
+    Wrong(
+        "returns-nothing",
+        variant(variant(REFERENCE, "RETURNS integer", "RETURNS void"), "RETURN changed;", "RETURN;"),
+        "returned '', but pipe job",
     ),
 ]
 

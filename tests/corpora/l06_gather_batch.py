@@ -28,7 +28,7 @@ def condition(new: str) -> str:
 
 
 WRONG = [
-    Wrong("no-completeness-test", condition(""), says="had not finished"),
+    Wrong("no-completeness-test", condition(""), says="had not finished", also=("while job ",)),
     Wrong(
         "todo-left-as-it-is",
         condition("               -- TODO: AND every member of w.job_creater_set_elements has finished\n"),
@@ -58,6 +58,7 @@ WRONG = [
         "parents-not-creators",
         condition(variant(COMPLETE, "w.job_creater_set_elements", "w.job_parent_set_elements")),
         says="had not finished",
+        also=("of its parallel set {",),
     ),
     # NULL against false: a running member's job_finished is NULL, so `= false` finds none
     Wrong(

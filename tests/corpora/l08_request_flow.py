@@ -33,7 +33,7 @@ changed = functools.partial(variant, REFERENCE)  # the reference with one change
 
 
 WRONG = [
-    Wrong("counts-pipe-jobs", changed("count(*)", "count(DISTINCT pj.pipe_job_id)"), "you counted"),
+    Wrong("counts-pipe-jobs", changed("count(*)", "count(DISTINCT pj.pipe_job_id)"), "order 1: you counted "),
     Wrong(
         "counts-finished-jobs-only",
         changed("count(*)", "count(j.job_finish_timestamp)"),
@@ -42,12 +42,12 @@ WRONG = [
     Wrong(
         "created-for-finished",
         changed("max(j.job_finish_timestamp)", "max(j.job_create_timestamp)"),
-        "your last_finished is",
+        "order 1: your last_finished is",
     ),
     Wrong(
         "assigned-for-created",
         changed("min(j.job_create_timestamp)", "min(j.job_assign_timestamp)"),
-        "your first_created is NULL",
+        "order 1: your first_created is NULL, the first job was created at",
     ),
     # the pipe job is made when the request is submitted, long before an order-2 job
     Wrong(
@@ -68,17 +68,17 @@ WRONG = [
     Wrong(
         "pipe-job-id-for-request",
         changed("pj.request_id =", "pj.pipe_job_id ="),
-        "your query has no row for order",
+        "request 45: your query has no row for order 1",
     ),
     Wrong(
         "one-row-per-pipeline",
         changed(GROUP, " GROUP BY p.pipe_order, p.pipe_id\n ORDER BY p.pipe_order;"),
-        "one row per pipe order",
+        "request 50: your query has 2 rows for order 1: one row per pipe order",
     ),
     Wrong(
         "finished-jobs-only",
         changed("WHERE pj.request_id", "WHERE j.job_finished AND pj.request_id"),
-        "your query has no row for order",
+        "your query has no row for order 1",
     ),
     # every pipeline of the lab, the request's jobs outer-joined: each pipeline of the order the
     # request does not use counts as a job, and an order without jobs gets a row
@@ -125,6 +125,12 @@ WRONG = [
         "the-skeleton-unfilled",
         changed(f"       {LAST},\n       {COUNT}\n", "       -- TODO: last_finished and jobs\n"),
         "PostgreSQL refused your query",
+    ),
+    # a TODO left in a comment is judged by what the query does: here, no row for any order
+    Wrong(
+        "a-todo-in-a-comment",
+        "SELECT 1 AS pipe_order WHERE %(request_id)s < 0 -- TODO",
+        says="your query has no row for order 1",
     ),
 ]
 
