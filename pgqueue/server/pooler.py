@@ -143,7 +143,7 @@ def start(pool_size: int = 2, *, users: tuple[str, ...] | list[str] = ()) -> Poo
     with server.connect() as probe:  # the role and password libpq really used (PGPASSWORD, .pgpass)
         admin, password = probe.info.user, probe.info.password or ""
     account = server_account()  # PgBouncer refuses root: it runs as the server's user then
-    owner = (account.uid, account.gid) if account else None
+    owner = (account.pw_uid, account.pw_gid) if account else None
     _remove_orphans()
     # 0700 with a random name nobody can squat; the owner's pid in it tells an orphan apart
     folder = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
@@ -159,7 +159,7 @@ def start(pool_size: int = 2, *, users: tuple[str, ...] | list[str] = ()) -> Poo
         if account:
             # setpriv drops root for the server's user, then arms the parent-death signal again:
             # a change of user clears the one the kit's trampoline set
-            argv = ["setpriv", f"--reuid={account.uid}", f"--regid={account.gid}", "--clear-groups",
+            argv = ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups",
                     "--pdeathsig", quit_signal, *argv]  # fmt: skip
         with open(os.open(folder / "stderr.log", os.O_WRONLY | os.O_CREAT, 0o600), "w") as err:
             proc = children.spawn(argv, stdout=err, stderr=subprocess.STDOUT)
@@ -189,7 +189,7 @@ def _remove_orphans() -> None:
     configuration and the server's password if PGQUEUE_DSN has one, must not stay behind.
     """
     account = server_account()
-    owners = {os.geteuid(), *([account.uid] if account else [])}
+    owners = {os.geteuid(), *([account.pw_uid] if account else [])}
     for folder in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*-*"):
         pid = folder.name.removeprefix(_PREFIX).split("-", 1)[0]
         try:
