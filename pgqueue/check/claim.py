@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import random
-import re
 import secrets
-import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import psycopg
 
 from pgqueue import queries
 from pgqueue.check.callers import client, said, waits, wrong
+from pgqueue.check.claim_calls import (
+    LEASED_TWICE,
+    NAME,
+    VERSION,
+    Job,
+    ask,
+    caller_connections,
+    handed,
+    job_list,
+    kept_out,
+    new_pipe_job,
+    parse,
+    place,
+    race_failure,
+    timed,
+    waiting_jobs,
+    waiting_order,
+)
 from pgqueue.check.core import Call, Hold, Verdict, checker, holding, together
 from pgqueue.queues import labs
 from pgqueue.queues.client import NO_JOB
 from pgqueue.queues.heartbeats import Identity
 from pgqueue.wait import Timeout
 
-NAME, VERSION = "checked_process", "1.0.0"  # the process whose workers call find_job
 RACERS = (3, 5)  # how many callers are released together while one transaction holds a job
 LOCK_WAIT_MS = 2000  # a caller that waits for a lock longer than this gives up
 HELD_WAIT_MS = 10_000  # lock_timeout of the callers of a held schedule: the hold itself is a lock wait
@@ -36,55 +47,10 @@ CROWD = 20_000  # waiting jobs of other processes in the cost check
 COST_CALLS = 3  # claims measured in the cost check
 READ_LIMIT = CROWD // 100  # rows of job_queue those claims may read: far fewer than the queue holds
 ROUTINE = "claim_jobs"
-# a job placed by hand waits, unless its columns say otherwise
-PLACED = {
-    "name": NAME,
-    "version": VERSION,
-    "taken_by": None,
-    "finished": False,
-    "dead": False,
-    "due_in": 0.0,
-    "attempts": 0,
-    "error": None,
-}
 
 
 def _q() -> queries.Queries:
     return queries.load("clients/check_claim.sql")
-
-
-@dataclass(frozen=True)
-class Job:
-    """One job the checker placed; `never` says why no caller may get it (None: it waits)."""
-
-    job_id: int
-    priority: int
-    age: int  # seconds before the scene was made: larger is older
-    never: str | None = None
-
-    def __str__(self) -> str:
-        return f"job {self.job_id} (priority {self.priority}, {self.age} s old)"
-
-
-def _waiting(rng: random.Random) -> tuple[list[tuple[int, int]], list[int]]:
-    """(priority, age) of the waiting jobs in the order they are placed, and each call's batch_size.
-
-    Six to eight jobs over three priorities, ages distinct, placed in neither the order they are
-    served in nor its reverse. The first call takes the best few; at its edge two jobs share a
-    priority and the younger is placed first, so only their age (not their id) orders them. Then
-    one job, then more than are left, then one more.
-    """
-    count, first = rng.randint(6, 8), rng.randint(2, 4)
-    levels = sorted(rng.sample(range(20, 300, 10), 3))
-    priorities = sorted(rng.choice(levels) for _ in range(count))
-    priorities[first] = priorities[first - 1]
-    priorities.sort()
-    ages = rng.sample(range(10, 500), count)
-    served = sorted(zip(priorities, ages, strict=True), key=lambda pa: (pa[0], -pa[1]))
-    placed = served[:]
-    while placed in (served, served[::-1]) or placed.index(served[first]) > placed.index(served[first - 1]):
-        rng.shuffle(placed)
-    return placed, [first, 1, rng.randint(count + 1, 200), 1]
 
 
 @checker("your claim_jobs", "hardened", examples=True, replaces=[ROUTINE])
@@ -110,23 +76,23 @@ def _order_and_batch(
     """Callers one after the other on a scene of waiting jobs and traps: the best jobs, batch by batch."""
     holder = secrets.token_hex(6)
     conn.execute(_q()["beat"], {"uuid": holder, "name": NAME, "version": VERSION})
-    scene = _pipe_job(conn)
+    scene = new_pipe_job(conn)
     # the traps are the best and oldest of all: a claim that lets one through hands it out first
     traps = [
-        _place(conn, scene, 1, 600, taken_by=holder, attempts=1,
+        place(conn, scene, 1, 600, taken_by=holder, attempts=1,
                never=f"is leased to worker {holder}, which is alive (its job_assigned_process_uuid is set)"),
-        _place(conn, scene, 1, 590, finished=True, attempts=1, never="is finished (job_finished is true)"),
+        place(conn, scene, 1, 590, finished=True, attempts=1, never="is finished (job_finished is true)"),
         # a pipe job of its own: a job made later in a pipe job with a dead job is born dead
-        _place(conn, _pipe_job(conn), 1, 580, dead=True, attempts=5, error="failed five times",
+        place(conn, new_pipe_job(conn), 1, 580, dead=True, attempts=5, error="failed five times",
                never="was dead-lettered after five failed attempts (job_dead_timestamp is set)"),
-        _place(conn, scene, 1, 570, due_in=3600.0, attempts=1, error="failed once",
+        place(conn, scene, 1, 570, due_in=3600.0, attempts=1, error="failed once",
                never="failed once and is not due for an hour: its job_run_after, the end of its backoff, "
                "is in the future"),
-        _place(conn, scene, 1, 560, version="2.0.0", never=f"is a job of {NAME} 2.0.0, another version"),
-        _place(conn, scene, 1, 550, name="other_process", never=f"is a job of other_process {VERSION}"),
+        place(conn, scene, 1, 560, version="2.0.0", never=f"is a job of {NAME} 2.0.0, another version"),
+        place(conn, scene, 1, 550, name="other_process", never=f"is a job of other_process {VERSION}"),
     ]  # fmt: skip
-    order, batches = _waiting(rng)
-    waiting = [_place(conn, scene, p, a) for p, a in order]
+    order, batches = waiting_order(rng)
+    waiting = [place(conn, scene, p, a) for p, a in order]
     by_id = {job.job_id: job for job in traps + waiting}
     left = sorted(waiting, key=_rank)
     served: list[str] = []
@@ -137,14 +103,14 @@ def _order_and_batch(
         for call, batch in enumerate(batches, 1):
             who = f"call {call} (batch_size {batch})"
             caller = secrets.token_hex(6)
-            got = _jobs(asker, VERSION, batch, verdict, who, caller)
+            got = handed(asker, VERSION, batch, verdict, who, caller)
             if got is None:
                 return False
             fault = _batch_fault(conn, got, by_id, left, batch, caller)
             if fault:
                 return wrong(verdict, f"{who} got {fault}")
             if left[:batch]:
-                served.append(f"batch_size {batch} got {_ids({job['job_id'] for job in got})}")
+                served.append(f"batch_size {batch} got {job_list({job['job_id'] for job in got})}")
             left = left[batch:]
     verdict.held.append(
         "called one after the other, find_job handed the best waiting jobs first, lowest job_priority then "
@@ -174,8 +140,8 @@ def _batch_fault(
         return f"{len(ids)} jobs: batch_size is the most one call may take"
     if len(ids) < len(best):
         return (
-            f"{len(ids)} job{'' if len(ids) == 1 else 's'} ({_ids(ids)}) while {len(left)} jobs of {NAME} "
-            f"{VERSION} waited: a call takes up to batch_size jobs at once (LIMIT batch_size)"
+            f"{len(ids)} job{'' if len(ids) == 1 else 's'} ({job_list(ids)}) while {len(left)} jobs of "
+            f"{NAME} {VERSION} waited: a call takes up to batch_size jobs at once (LIMIT batch_size)"
         )
     if ids != {job.job_id for job in best}:
         worse = max((by_id[i] for i in ids - {j.job_id for j in best}), key=_rank)
@@ -228,13 +194,6 @@ def _why(wrong: Job, better: Job) -> str:
     return f"among equal priorities the oldest job (job_create_timestamp) goes first: {served}"
 
 
-def _ids(ids) -> str:
-    ids = sorted(ids)
-    if not ids:
-        return "none"
-    return ("job " if len(ids) == 1 else "jobs ") + ", ".join(str(i) for i in ids)
-
-
 # --- 3: a job held open, callers released together ------------------------------------------
 
 
@@ -244,16 +203,20 @@ def _while_one_is_held(
     """One schedule forced: a transaction holds the job it claimed while 3 to 5 callers ask at once."""
     racers = rng.randint(*RACERS)
     version = "held-open"
-    _scene(conn, version, range(racers + 1, 0, -1))
-    with _callers(lab, racers, LOCK_WAIT_MS) as callers, lab.connect() as holder, holder.transaction():
-        first = _jobs(holder, version, 1, verdict, f"the holder, alone with {racers + 1} waiting jobs")
+    waiting_jobs(conn, version, range(racers + 1, 0, -1))
+    with (
+        caller_connections(lab, racers, LOCK_WAIT_MS) as callers,
+        lab.connect() as holder,
+        holder.transaction(),
+    ):
+        first = handed(holder, version, 1, verdict, f"the holder, alone with {racers + 1} waiting jobs")
         if first is None:
             return False
         if len(first) != 1:
             return wrong(verdict, f"the holder, asking for one job of {racers + 1}, got {len(first)}")
         held = first[0]["job_id"]
         took: dict[int, float] = {}
-        results = together(racers, lambda i: _timed(took, i, lambda: _ask(callers[i], version, 1)))
+        results = together(racers, lambda i: timed(took, i, lambda: ask(callers[i], version, 1)))
     # lock_timeout and NOWAIT both raise LockNotAvailable: the time it took tells waiting from not
     busy = [i for i, r in enumerate(results) if isinstance(r, psycopg.errors.LockNotAvailable)]
     at_once = [results[i] for i in busy if took.get(i, 0) < LOCK_WAIT_MS / 1000 * 0.8]
@@ -261,7 +224,7 @@ def _while_one_is_held(
     lock_na = psycopg.errors.LockNotAvailable
     failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, lock_na)]
     if failed:
-        return wrong(verdict, f"while a transaction held job {held}, {_failure(failed[0])}")
+        return wrong(verdict, f"while a transaction held job {held}, {race_failure(failed[0])}")
     what = f"while a transaction held job {held} open, {racers} callers released together"
     if at_once:
         return wrong(
@@ -279,7 +242,7 @@ def _while_one_is_held(
         _let_through(lab, conn, verdict)
         return False
     answers = [r for r in results if isinstance(r, str)]
-    got = Counter(job["job_id"] for answer in answers for job in _parse(answer) or [])
+    got = Counter(job["job_id"] for answer in answers for job in parse(answer) or [])
     twice = sorted(i for i, n in got.items() if n > 1)
     ok = verdict.expect(
         held not in got,
@@ -291,10 +254,10 @@ def _while_one_is_held(
         f"{what}: no job went to two of them",
         f"{what}: job {twice[0] if twice else ''} went to two of them",
     )
-    served = sum(1 for a in answers if len(_parse(a) or []) == 1)
+    served = sum(1 for a in answers if len(parse(a) or []) == 1)
     ok &= verdict.expect(
         served == racers,
-        f"{what}: each got a job of its own ({_ids(got)})",
+        f"{what}: each got a job of its own ({job_list(got)})",
         f"{what}: only {served} got a job, though {racers} jobs besides the held one waited "
         f"(they answered {sorted(set(a for a in answers if not a.startswith('[')))})",
     )
@@ -309,14 +272,14 @@ def _let_through(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict) 
     job. Without it, the caller read the job as waiting, and it leases the job a second time.
     """
     version = "let-through"
-    _scene(conn, version, (2, 1))
-    with _callers(lab, 1, HELD_WAIT_MS) as (b,), lab.connect() as a, lab.connect() as watch:
+    waiting_jobs(conn, version, (2, 1))
+    with caller_connections(lab, 1, HELD_WAIT_MS) as (b,), lab.connect() as a, lab.connect() as watch:
         with a.transaction():
-            first = _ask(a, version, 1)
-            call = Call(lambda: _ask(b, version, 1))
+            first = ask(a, version, 1)
+            call = Call(lambda: ask(b, version, 1))
             waited = waits(call, b, watch, 10)
         answer = call.join(15)
-    held = (_parse(first) or [{}])[0].get("job_id")
+    held = (parse(first) or [{}])[0].get("job_id")
     what = f"while a transaction held job {held}, a caller asked" + (
         "; it waited for the lock, and once that transaction committed, it" if waited else " and"
     )
@@ -329,10 +292,10 @@ def _let_through(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict) 
     elif isinstance(answer, BaseException):
         verdict.wrong.append(f"{what} failed: {said(answer)}")
     else:
-        jobs = [job["job_id"] for job in _parse(answer) or []]
+        jobs = [job["job_id"] for job in parse(answer) or []]
         verdict.expect(
             held not in jobs,
-            f"{what} took the next job ({_ids(jobs)}): FOR UPDATE re-checked the row it waited for, "
+            f"{what} took the next job ({job_list(jobs)}): FOR UPDATE re-checked the row it waited for, "
             "so the claim is right, only slow",
             f"{what} got job {held} too: one job must go to one worker only",
         )
@@ -365,7 +328,7 @@ def _held_inside(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict, 
         for n, (held, order) in enumerate(SCHEDULES, 1):
             version = f"held-inside-{n}"
             waiting = rng.randint(3, 5)
-            _scene(conn, version, rng.sample(range(10, 300), waiting))
+            waiting_jobs(conn, version, rng.sample(range(10, 300), waiting))
             if not _held_schedule(lab, hold, verdict, version, waiting, held, order):
                 return False
     return True
@@ -379,7 +342,7 @@ def _held_schedule(
     calls: dict[str, Call] = {}
     stops: dict[str, str | None] = {}
     locks: dict[str, int] = {}
-    with _callers(lab, 2, HELD_WAIT_MS) as pair:
+    with caller_connections(lab, 2, HELD_WAIT_MS) as pair:
         conns = dict(zip(names, pair, strict=True))
         try:
             for slot, name in enumerate(names, 1):
@@ -388,7 +351,7 @@ def _held_schedule(
                 if name in held:
                     hold.close(slot)
             for name in names:  # A first: B starts once A has stopped (or answered)
-                calls[name] = Call(lambda c=conns[name]: _ask(c, version, 1))
+                calls[name] = Call(lambda c=conns[name]: ask(c, version, 1))
                 stops[name] = hold.stops(conns[name], calls[name])
                 if stops[name] == "held":
                     locks[name] = hold.advisory(conns[name])
@@ -423,12 +386,12 @@ def _held_schedule(
     what += f", {waiting} jobs waiting, one asked by each"
     for name in names:
         if isinstance(results[name], BaseException):
-            failure = _failure(results[name])
+            failure = race_failure(results[name])
             failure = (
                 failure.removeprefix("a caller ") if failure.startswith("a caller ") else f"failed: {failure}"
             )
             return wrong(verdict, f"{what}: caller {name} {failure}")
-    got = {name: _parse(results[name]) for name in names}
+    got = {name: parse(results[name]) for name in names}
     for name in names:
         if got[name] is None:
             return wrong(
@@ -445,39 +408,17 @@ def _held_schedule(
             return wrong(
                 verdict,
                 f"{what}: caller {name} got {NO_JOB!r} though {waiting - len(ids[other])} jobs besides "
-                f"{_ids(ids[other])} waited{_kept_out(other, locks.get(other, 0), kept[other])}; FOR UPDATE "
-                "SKIP LOCKED locks only the rows the claim takes",
+                f"{job_list(ids[other])} waited{kept_out(other, locks.get(other, 0), kept[other])}; FOR "
+                "UPDATE SKIP LOCKED locks only the rows the claim takes",
             )
     if held == "A" and stops["B"]:
         return wrong(
             verdict,
-            f"{what}: B waited for a lock the held caller A had, then got {_ids(ids['B'])}; SKIP LOCKED "
+            f"{what}: B waited for a lock the held caller A had, then got {job_list(ids['B'])}; SKIP LOCKED "
             "passes over a job another caller is claiming and takes the next",
         )
-    verdict.held.append(f"{what}: A got {_ids(ids['A'])}, B got {_ids(ids['B'])}, none of them both")
+    verdict.held.append(f"{what}: A got {job_list(ids['A'])}, B got {job_list(ids['B'])}, none of them both")
     return True
-
-
-def _kept_out(other: str, held_locks: int, kept: int) -> str:
-    """What caller `other` held that kept every job from the caller that got none: '' if nothing."""
-    if held_locks > 1:
-        return (
-            f"; while it claimed one job, caller {other} held {held_locks} advisory locks"
-            + (f", and still held {kept} once its claim had ended" if kept else "")
-            + ": an advisory lock taken in the WHERE is taken on every row the plan reads, not only on "
-            "the batch_size rows LIMIT keeps"
-            + (
-                "; pg_try_advisory_lock lasts until that connection unlocks it or closes"
-                if kept
-                else ", and held to the end of the transaction"
-            )
-        )
-    if held_locks:
-        return (
-            f"; something caller {other}'s claim holds keeps every job from the other (a lock on the "
-            "process, say)"
-        )
-    return ""
 
 
 # --- 4: a job given back is anybody's --------------------------------------------------------
@@ -490,18 +431,18 @@ def _given_back(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict, r
     from every other connection for as long as the first stays open.
     """
     version = "given-back"
-    _scene(conn, version, (10,))
+    waiting_jobs(conn, version, (10,))
     with lab.connect() as first, lab.connect() as second:
         mine = Identity.new(NAME, version)
-        answer = _ask(first, version, 1, mine.uuid)
-        jobs = _parse(answer) or []
+        answer = ask(first, version, 1, mine.uuid)
+        jobs = parse(answer) or []
         if len(jobs) != 1:
             return wrong(
                 verdict, f"a caller asking for the one waiting job of {NAME} {version} got {answer!r}"
             )
         job = jobs[0]["job_id"]
         client(first).fail(mine, [job], "the checker failed it")
-        other = _jobs(
+        other = handed(
             second, version, 1, verdict, f"a caller on another connection, once job {job} was failed"
         )
         if other is None:
@@ -512,9 +453,9 @@ def _given_back(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict, r
         got == [job],
         f"{what}went to a caller on another connection while the first stayed open",
         f"{what}was not handed to a caller on another connection while the first stayed open: it got "
-        f"{_ids(got)}. Something the first connection still holds keeps the job from others: a lock taken "
-        "at session level (pg_try_advisory_lock) lasts until that connection unlocks it or closes; a row "
-        "lock (FOR UPDATE) ends with the claim's transaction",
+        f"{job_list(got)}. Something the first connection still holds keeps the job from others: a lock "
+        "taken at session level (pg_try_advisory_lock) lasts until that connection unlocks it or closes; a "
+        "row lock (FOR UPDATE) ends with the claim's transaction",
     )
 
 
@@ -530,17 +471,17 @@ def _races(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict, rng: r
     then takes jobs others leased meanwhile; the invariants over the trials catch it.
     """
     version = "race"
-    scene = _pipe_job(conn)
+    scene = new_pipe_job(conn)
     conn.execute(
         _q()["backing_off"], {"pipe_job_id": scene, "name": NAME, "version": version, "jobs": BACKING_OFF}
     )
     conn.execute(_q()["analyze"])
     sizes: list[int] = []
     claims = 0
-    with _callers(lab, CROWD_RACERS, LOCK_WAIT_MS) as callers:
+    with caller_connections(lab, CROWD_RACERS, LOCK_WAIT_MS) as callers:
         for trial in range(1, TRIALS + 1):
             count = rng.randint(24, 40)
-            placed = {_place(conn, scene, rng.choice((90, 100, 110)), rng.randint(1, 300), version=version)
+            placed = {place(conn, scene, rng.choice((90, 100, 110)), rng.randint(1, 300), version=version)
                       for _ in range(count)}  # fmt: skip
             batches = [rng.randint(1, 3) for _ in callers]
             results = together(CROWD_RACERS, lambda i, b=batches: _ask_until_none(callers[i], version, b[i]))
@@ -566,7 +507,7 @@ def _ask_until_none(conn: psycopg.Connection, version: str, batch: int) -> list[
     calls: list[list[int] | BaseException] = []
     while True:
         try:
-            jobs = _parse(_ask(conn, version, batch))
+            jobs = parse(ask(conn, version, batch))
         except psycopg.Error as exc:
             calls.append(exc)
             return calls
@@ -583,7 +524,7 @@ def _race_fault(
     for i, calls in enumerate(results):
         for call in [calls] if isinstance(calls, BaseException) else calls:
             if isinstance(call, BaseException):
-                return f"{what}: {_failure(call)}"
+                return f"{what}: {race_failure(call)}"
             if len(call) > batches[i]:
                 return f"{what}: a caller with batch_size {batches[i]} got {len(call)} jobs in one call"
             got.update(call)
@@ -599,7 +540,7 @@ def _race_fault(
     left = sorted(placed - set(got))
     if left:
         return (
-            f"{what}: every caller heard {NO_JOB!r} while {_ids(left)} still waited: a caller may answer "
+            f"{what}: every caller heard {NO_JOB!r} while {job_list(left)} still waited: a caller may answer "
             f"{NO_JOB!r} only when no job is free"
         )
     leased = conn.execute(_q()["attempts_of"], {"ids": sorted(placed)}).fetchall()
@@ -619,16 +560,16 @@ def _cost(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict, rng: ra
     whole table, and rows fetched from it. Both are counts, the same on every machine and every run.
     """
     version = "cost"
-    scene = _pipe_job(conn)
+    scene = new_pipe_job(conn)
     conn.execute(_q()["crowd"], {"pipe_job_id": scene, "jobs": CROWD})
     for age in range(COST_CALLS + 2, 0, -1):
-        _place(conn, scene, 100, age, version=version)
+        place(conn, scene, 100, age, version=version)
     conn.execute(_q()["analyze"])
     beside = f"beside {CROWD:,} jobs of other processes"
     with lab.connect() as asker, asker.transaction(force_rollback=True):
         scans0, rows0 = asker.execute(_q()["reads"]).fetchone()
         for call in range(1, COST_CALLS + 1):
-            got = _jobs(asker, version, 1, verdict, f"call {call} {beside}")
+            got = handed(asker, version, 1, verdict, f"call {call} {beside}")
             if got is None:
                 return False
             if len(got) != 1:
@@ -650,100 +591,3 @@ def _cost(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict, rng: ra
         "(job_assigned_process_uuid IS NULL AND job_finished IS NULL AND job_dead_timestamp IS NULL); "
         "coalesce(job_assigned_process_uuid, '') = '' says the same to a reader, not to the planner",
     )
-
-
-# --- the calls ------------------------------------------------------------------------------
-
-
-def _pipe_job(conn: psycopg.Connection) -> int:
-    return conn.execute(_q()["pipe_job"]).fetchone()[0]
-
-
-def _place(
-    conn: psycopg.Connection, pipe_job: int, priority: int, age: int, never: str | None = None, **columns
-) -> Job:
-    """One job placed by hand in `pipe_job`, `age` s old: waiting unless `columns` (see PLACED) say not."""
-    params = {**PLACED, **columns, "pipe_job_id": pipe_job, "priority": priority, "age": float(age)}
-    return Job(conn.execute(_q()["place"], params).fetchone()[0], priority, age, never)
-
-
-def _scene(conn: psycopg.Connection, version: str, ages) -> list[Job]:
-    """Waiting jobs of NAME `version`, priority 100, `ages` seconds old, in a pipe job of their own."""
-    scene = _pipe_job(conn)
-    return [_place(conn, scene, 100, age, version=version) for age in ages]
-
-
-@contextlib.contextmanager
-def _callers(lab: labs.Scratch, n: int, lock_wait_ms: int) -> Iterator[list[psycopg.Connection]]:
-    """`n` callers' connections, each giving up on a lock after `lock_wait_ms`; closed on the way out."""
-    with contextlib.ExitStack() as stack:
-        conns = [stack.enter_context(lab.connect()) for _ in range(n)]
-        for c in conns:
-            c.execute(_q()["lock_timeout"], {"ms": str(lock_wait_ms)})
-        yield conns
-
-
-def _ask(conn: psycopg.Connection, version: str, batch: int, uuid: str | None = None) -> str:
-    """find_job's answer to one call of a worker of NAME `version` (a new one, unless `uuid` is given)."""
-    return client(conn).ask(Identity.new(NAME, version, uuid), batch=batch)
-
-
-def _jobs(
-    conn: psycopg.Connection, version: str, batch: int, verdict: Verdict, who: str, uuid: str | None = None
-) -> list[dict] | None:
-    """The jobs one find_job call was handed ([] for `No job found`), or None after saying what went wrong."""
-    try:
-        answer = _ask(conn, version, batch, uuid)
-    except psycopg.Error as exc:
-        verdict.refuse(f"{who} failed: {said(exc)}")
-        return None
-    jobs = _parse(answer)
-    if jobs is None:
-        verdict.refuse(f"{who} answered {answer!r}: expected a JSON array of jobs or {NO_JOB!r}")
-    return jobs
-
-
-def _parse(answer: str) -> list[dict] | None:
-    if answer == NO_JOB:
-        return []
-    try:
-        jobs = json.loads(answer)
-    except (TypeError, ValueError):
-        return None
-    if not isinstance(jobs, list) or not all(isinstance(j, dict) and "job_id" in j for j in jobs):
-        return None
-    return jobs
-
-
-LEASED_TWICE = (
-    "a caller's snapshot may still show as waiting a job another caller leased a moment ago; only a row lock "
-    "(FOR UPDATE SKIP LOCKED) re-reads the row's latest version before taking it, and passes over it when "
-    "it is taken"
-)
-
-
-def _failure(exc: BaseException) -> str:
-    """A caller's failure in a race, in a sentence with its likely cause."""
-    if isinstance(exc, psycopg.errors.UniqueViolation):
-        key = re.search(r"=\((\d+)\)", exc.diag.message_detail or "")
-        job = f"job {key.group(1)}" if key else "one job"
-        return (
-            f"two callers leased {job} at once: job_attempts refused the second's attempt while the first's "
-            f"ran ({said(exc)}): {LEASED_TWICE}"
-        )
-    if isinstance(exc, psycopg.errors.DeadlockDetected | psycopg.errors.LockNotAvailable):
-        return (
-            f"a caller failed waiting for a lock ({said(exc)}): two callers held one job with a shared lock "
-            "(FOR SHARE lets them), then each waited for the other's to lease it; FOR UPDATE SKIP LOCKED "
-            "lets one caller alone lock a job, and the others pass over it"
-        )
-    return f"a caller failed: {said(exc)}"
-
-
-def _timed(took: dict[int, float], i: int, call):
-    """`call()`, its duration (seconds) kept in took[i] whether it answered or raised."""
-    started = time.monotonic()
-    try:
-        return call()
-    finally:
-        took[i] = time.monotonic() - started

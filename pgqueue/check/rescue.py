@@ -4,80 +4,46 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
-import secrets
 import time
-from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import class_row, dict_row
 
 from pgqueue import queries
 from pgqueue.check.callers import Said, client, hand_over, said, wrong
 from pgqueue.check.core import Call, Hold, Verdict, checker, install
+from pgqueue.check.rescue_scene import (
+    FEWER_ATTEMPTS,
+    HELD,
+    LATER,
+    LOCK_TIMEOUT,
+    MAX_ATTEMPTS,
+    NAME,
+    SILENT,
+    SLOW,
+    VERSION,
+    WAKE_WAIT,
+    Job,
+    Scene,
+    age_heartbeat,
+    beat_age,
+    call_rescue,
+    claim_ids,
+    ended_attempts,
+    job_now,
+    lease_scene,
+    lesson_queries,
+    new_worker,
+    rescuer_connection,
+    worker_calls,
+)
 from pgqueue.queues import labs
 from pgqueue.queues.heartbeats import Identity
 from pgqueue.wait import Timeout
 
-NAME, VERSION = "first_process", "1.9.2"  # the first step of pipeline 2, which every worker here runs
-# rescue_after is drawn for each call from this range (seconds), and is four times longer in the
-# later checks: a constant written for it is wrong in one of the two
-RESCUE_AFTER = (20, 45)
-LATER = 4
-SILENT, SLOW = 1.25, 0.8  # a silent worker's last beat, and a slow live one's, in rescue_afters
-# max_attempts while the first calls judge, and in the check of a job out of attempts: a job that
-# failed once and is held again must go back in the first, the second holder's job is dead-lettered
-MAX_ATTEMPTS, FEWER_ATTEMPTS = 3, 2
-LOCK_TIMEOUT = 2  # seconds a rescuer may wait for a row lock before it gives up
-WAKE_WAIT = 2.0  # seconds to wait for a wake-up after a rescue
-HELD = 10.0  # seconds to wait for a state the forced schedule expects
-
 
 def _q() -> queries.Queries:
     return queries.load("clients/check_rescue.sql")
-
-
-def _calls() -> queries.Queries:
-    return queries.load("clients/hardened.sql")
-
-
-def _lesson() -> queries.Queries:
-    return labs.step("hardened", "find_job").lesson
-
-
-@dataclass(frozen=True)
-class Scene:
-    """The leases the checker made before the learner's rescue_jobs was installed."""
-
-    silent: Identity  # will stop beating: loses its two jobs, one of which failed once before
-    silent_jobs: list[int]
-    finished_job: int  # the silent worker finished this one before: not its to lose
-    stopped: Identity  # said it stopped (mark_stopped), heartbeat fresh: loses its job
-    stopped_job: int
-    live: Identity  # keeps beating: keeps its job
-    live_job: int
-    dying: Identity  # holds a job on its last attempt (max_attempts): dead-lettered when silent
-    dying_job: int
-    late: Identity  # goes silent, then finishes its job late while a rescue runs
-    late_job: int
-    ghost: Identity  # its heartbeat row is gone (deleted), as if it never beat: loses its job
-    ghost_job: int
-    killed: Identity  # beats, busy with its job, its kill switch set: alive, keeps its job
-    killed_job: int
-    rescue_after: float  # seconds, drawn for this call
-
-    def holders(self) -> dict[int, Identity]:
-        """Every leased job of the scene and its worker."""
-        pairs = [(j, self.silent) for j in self.silent_jobs] + [
-            (self.stopped_job, self.stopped),
-            (self.live_job, self.live),
-            (self.dying_job, self.dying),
-            (self.late_job, self.late),
-            (self.ghost_job, self.ghost),
-            (self.killed_job, self.killed),
-        ]
-        return dict(pairs)
 
 
 @checker("your rescue_jobs", "hardened", examples=True, replaces=None)
@@ -93,7 +59,7 @@ def rescue_jobs(verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, t
     (succeeded, failed, rescued) must be left as it was. The threshold (rescue_after) is drawn for
     each call and said in the verdict.
     """
-    scene = _scene(conn)  # leased with the kit's rescue_jobs, before the learner's replaces it
+    scene = lease_scene(conn)  # leased with the kit's rescue_jobs, before the learner's replaces it
     if install(conn, text, verdict, replaces=["rescue_jobs"]) and _silent_and_stopped(
         lab, conn, scene, verdict
     ):
@@ -102,103 +68,22 @@ def rescue_jobs(verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, t
             _under_way(lab, conn, scene, verdict)
 
 
-def _scene(conn: psycopg.Connection) -> Scene:
-    """Nine first_process jobs leased through find_job, every worker beating, the kit's rescue in place.
-
-    One of the silent worker's jobs failed once before (another worker's attempt ended 'failed'), so
-    its history has an ended attempt that a rescue must leave as it is.
-    """
-    lesson, calls = _lesson(), client(conn)
-    rescue_after = float(random.Random(secrets.randbits(64)).randint(*RESCUE_AFTER))
-    conn.execute(lesson["rescue_after"], {"seconds": rescue_after})
-    conn.execute(lesson["retries"], {"max_attempts": MAX_ATTEMPTS, "base": 1})
-    conn.execute(_q()["requests"], {"count": 9})
-    first, dying = _worker(), _worker()
-    (job,) = _claim(conn, first)
-    # the first holder dies; the next caller's find_job rescues the job and takes it: attempt 2, its
-    # last once check 5 sets max_attempts to FEWER_ATTEMPTS
-    conn.execute(lesson["age_heartbeat"], {"uuid": first.uuid, "seconds": SILENT * rescue_after})
-    if _claim(conn, dying) != [job]:
-        raise RuntimeError(f"the kit's rescue_jobs did not hand job {job} to the next caller")
-    silent, stopped, live, late, ghost, killed, failer = (_worker() for _ in range(7))
-    (finished,) = _claim(conn, silent)
-    calls.hand_over(silent, [finished], [{}])
-    (retried,) = _claim(conn, failer)
-    calls.fail(failer, [retried], "it failed")
-    conn.execute(lesson["run_now"], {"job_id": retried})  # its backoff skipped: the oldest waiting job
-    silent_jobs = _claim(conn, silent, batch=2)
-    if retried not in silent_jobs:
-        raise RuntimeError(f"job {retried}, failed once and due, was not among {silent_jobs} leased next")
-    (stopped_job,), (live_job,), (late_job,), (ghost_job,), (killed_job,) = (
-        _claim(conn, who) for who in (stopped, live, late, ghost, killed)
-    )
-    return Scene(
-        silent, silent_jobs, finished, stopped, stopped_job, live, live_job, dying, job, late, late_job,
-        ghost, ghost_job, killed, killed_job, rescue_after,
-    )  # fmt: skip
-
-
-def _worker(version: str = VERSION) -> Identity:
-    return Identity.new(NAME, version)
-
-
-def _claim(conn: psycopg.Connection, who: Identity, batch: int = 1) -> list[int]:
-    """The ids of the jobs `who` leases with one find_job call."""
-    return [job["job_id"] for job in client(conn).claim(who, batch=batch)]
-
-
-@dataclass(frozen=True)
-class Job:
-    """A job as the checker judges it, with its latest attempt."""
-
-    job_id: int
-    holder: str | None
-    finished: bool
-    dead: bool
-    error: str | None
-    attempts: int
-    tried_by: str | None
-    running: bool
-    outcome: str | None
-
-
-def _job(conn: psycopg.Connection, job_id: int) -> Job:
-    with conn.cursor(row_factory=class_row(Job)) as cur:
-        return cur.execute(_q()["job"], {"job_id": job_id}).fetchone()
-
-
-def _rescue(conn: psycopg.Connection, verdict: Verdict, when: str) -> int | None:
-    """What the learner's rescue_jobs returned, or None after saying how it failed or what it returned."""
-    try:
-        freed = conn.execute(_q()["rescue"]).fetchone()[0]
-    except psycopg.Error as exc:
-        verdict.refuse(f"{when}, your rescue_jobs failed: {said(exc)}")
-        return None
-    if not isinstance(freed, int):
-        verdict.refuse(
-            f"{when}, your rescue_jobs returned {freed!r}: it returns how many jobs it freed "
-            "(RETURNS integer)"
-        )
-        return None
-    return freed
-
-
 def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdict: Verdict) -> bool:
     """Checks 1, 2, 3, 6 and 7: one call after a worker went silent, another said it stopped, and a third's
     heartbeat row is gone; a slow worker's last beat is older than most, but within rescue_after, and
     a beating worker's kill switch is set (it is asked to stop, and finishes its job first)."""
     # the busy workers beat, as they do while they work: live now, however slow the setup was
     for busy in (scene.live, scene.dying, scene.late, scene.stopped, scene.killed):
-        conn.execute(_calls()["pulse"], {"uuid": busy.uuid})
+        conn.execute(worker_calls()["pulse"], {"uuid": busy.uuid})
     kill = queries.load("clients/heartbeats.sql")["set_kill_switch"]
     conn.execute(kill, {"uuid": scene.killed.uuid, "on": True})
     silent = SILENT * scene.rescue_after
-    _age(conn, scene.silent, silent)
-    _age(conn, scene.live, SLOW * scene.rescue_after)
-    conn.execute(_calls()["mark_stopped"], {"uuid": scene.stopped.uuid})
+    age_heartbeat(conn, scene.silent, silent)
+    age_heartbeat(conn, scene.live, SLOW * scene.rescue_after)
+    conn.execute(worker_calls()["mark_stopped"], {"uuid": scene.stopped.uuid})
     conn.execute(_q()["forget_worker"], {"uuid": scene.ghost.uuid})
-    before = {job_id: _job(conn, job_id) for job_id in scene.holders()}
-    history = _ended_attempts(conn)
+    before = {job_id: job_now(conn, job_id) for job_id in scene.holders()}
+    history = ended_attempts(conn)
     channel = conn.execute(_q()["wake_channel"], {"name": NAME, "version": VERSION}).fetchone()[0]
     with lab.connect() as listener:
         listen = queries.load("clients/notify_listen.sql")["listen"]
@@ -207,11 +92,11 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
             f"with worker {scene.silent.uuid} silent for {silent:g} s, worker {scene.stopped.uuid} stopped "
             f"and worker {scene.ghost.uuid} without a heartbeat row"
         )
-        freed = _rescue(conn, verdict, when)
+        freed = call_rescue(conn, verdict, when)
         if freed is None:
             return False
         heard = [n.payload for n in listener.notifies(timeout=WAKE_WAIT, stop_after=1)]
-    after = {job_id: _job(conn, job_id) for job_id in scene.holders()}
+    after = {job_id: job_now(conn, job_id) for job_id in scene.holders()}
     given_back = sorted(j for j in after if before[j].holder and not after[j].holder)
     _history_kept(conn, history, verdict, "your rescue_jobs")
     silent_ok = _given_back(
@@ -245,7 +130,7 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
         "h.process_uuid IS NULL)",
         held=f"job {scene.ghost_job} of worker {scene.ghost.uuid}, which has no heartbeat row, went back too",
     )
-    done = _job(conn, scene.finished_job)
+    done = job_now(conn, scene.finished_job)
     # its attempt is judged with the others that had ended (_history_kept): here, the job itself
     verdict.expect(
         done.finished and done.holder == scene.silent.uuid and not done.dead,
@@ -268,7 +153,7 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
     if not _killed_untouched(conn, scene, after[scene.killed_job], verdict):
         return False  # as for the live workers: the later checks would count its job too
     _woken(heard, given_back, channel, verdict)
-    again = _rescue(conn, verdict, "called a second time at once")
+    again = call_rescue(conn, verdict, "called a second time at once")
     if again is None:
         return False
     verdict.expect(
@@ -281,11 +166,6 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
         back = [*scene.silent_jobs, scene.stopped_job, scene.ghost_job]
         _claimed_again(conn, {job_id: after[job_id].attempts + 1 for job_id in sorted(back)}, verdict)
     return True
-
-
-def _age(conn: psycopg.Connection, who: Identity, seconds: float) -> None:
-    """Move `who`'s last heartbeat `seconds` back."""
-    conn.execute(_lesson()["age_heartbeat"], {"uuid": who.uuid, "seconds": seconds})
 
 
 def _given_back(
@@ -336,17 +216,11 @@ def _attempt_fault(job: Job, owner: Identity, fate: str = "went back to the queu
     return None
 
 
-def _ended_attempts(conn: psycopg.Connection) -> dict[int, dict]:
-    """Every attempt that has ended, whole, by its id."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        return {row["attempt_id"]: row for row in cur.execute(_q()["ended_attempts"])}
-
-
 def _history_kept(
     conn: psycopg.Connection, before: dict[int, dict], verdict: Verdict, who: str, *, say_held: bool = True
 ) -> bool:
     """Every attempt that had ended before the rescue (`before`) is still there, each column as it was."""
-    after = _ended_attempts(conn)
+    after = ended_attempts(conn)
     changed = [attempt_id for attempt_id, row in before.items() if after.get(attempt_id) != row]
     if not changed:
         outcomes = [row["outcome"] for row in before.values()]
@@ -388,15 +262,11 @@ def _killed_untouched(conn: psycopg.Connection, scene: Scene, job: Job, verdict:
     return wrong(
         verdict,
         f"job {job.job_id} was taken from worker {who.uuid} ({state}), whose kill switch is set but which "
-        f"beat {_beat_age(conn, who):g} s ago (rescue_after {scene.rescue_after:g} s): it is alive (beating) "
+        f"beat {beat_age(conn, who):g} s ago (rescue_after {scene.rescue_after:g} s): it is alive (beating) "
         "and finishing its job; the kill switch only asks it to stop (find_job answers it 'kill' the next "
         "time it asks for work). A worker is lost by its heartbeat (older than rescue_after, or no row) or "
         "by process_stopped_timestamp, not by process_kill_switch",
     )
-
-
-def _beat_age(conn: psycopg.Connection, who: Identity) -> float:
-    return conn.execute(_q()["beat_age"], {"uuid": who.uuid}).fetchone()[0]
 
 
 def _live_untouched(
@@ -412,7 +282,7 @@ def _live_untouched(
     ]
     if taken:
         job_id, who = taken[0]
-        age = _beat_age(conn, who)
+        age = beat_age(conn, who)
         more = f" (and {len(taken) - 1} more jobs of live workers)" if len(taken) > 1 else ""
         return wrong(
             verdict,
@@ -450,7 +320,7 @@ def _woken(heard: list[str], given_back: list[int], channel: str, verdict: Verdi
 def _claimed_again(conn: psycopg.Connection, attempts: dict[int, int], verdict: Verdict) -> bool:
     """Check 1, its end: another worker's find_job takes the jobs given back, each on its next attempt."""
     ids = list(attempts)
-    taker = _worker()
+    taker = new_worker()
     try:
         answer = client(conn).ask(taker, batch=10)
     except psycopg.Error as exc:
@@ -483,24 +353,24 @@ def _out_of_attempts(conn: psycopg.Connection, scene: Scene, verdict: Verdict) -
     rescued from the worker before, stays as it ended.
     """
     rescue_after = LATER * scene.rescue_after
-    conn.execute(_lesson()["rescue_after"], {"seconds": rescue_after})
-    conn.execute(_lesson()["retries"], {"max_attempts": FEWER_ATTEMPTS, "base": 1})
+    conn.execute(lesson_queries()["rescue_after"], {"seconds": rescue_after})
+    conn.execute(lesson_queries()["retries"], {"max_attempts": FEWER_ATTEMPTS, "base": 1})
     silent = SILENT * rescue_after
-    _age(conn, scene.dying, silent)
-    _age(conn, scene.live, SLOW * rescue_after)
+    age_heartbeat(conn, scene.dying, silent)
+    age_heartbeat(conn, scene.live, SLOW * rescue_after)
     job_id = scene.dying_job
     when = (
         f"with rescue_after {rescue_after:g} s, max_attempts {FEWER_ATTEMPTS} and worker {scene.dying.uuid}, "
         f"holding job {job_id}, silent"
     )
-    history = _ended_attempts(conn)
-    if _rescue(conn, verdict, when) is None:
+    history = ended_attempts(conn)
+    if call_rescue(conn, verdict, when) is None:
         return False
     _history_kept(conn, history, verdict, f"{when}, your rescue_jobs", say_held=False)
-    kept = {scene.live_job: _job(conn, scene.live_job)}
+    kept = {scene.live_job: job_now(conn, scene.live_job)}
     if not _live_untouched(conn, [(scene.live_job, scene.live)], kept, rescue_after, verdict):
         return False
-    job = _job(conn, job_id)
+    job = job_now(conn, job_id)
     used = f"job {job_id} had used {job.attempts} of its {FEWER_ATTEMPTS} attempts (max_attempts)"
     if job.holder:
         return wrong(
@@ -538,10 +408,10 @@ def _late_finish(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verd
     A rescue that locks with SKIP LOCKED passes over the row; one that waits gives up after 2 s.
     """
     who, job_id = scene.late, scene.late_job
-    _age(conn, who, SILENT * LATER * scene.rescue_after)
+    age_heartbeat(conn, who, SILENT * LATER * scene.rescue_after)
     waited: float | None = None
     failed: str | None = None
-    with lab.connect() as finisher, _rescuer(lab) as rescuer, finisher.transaction():
+    with lab.connect() as finisher, rescuer_connection(lab) as rescuer, finisher.transaction():
         client(finisher).hand_over(who, [job_id], [{}])
         started = time.monotonic()
         try:
@@ -550,7 +420,7 @@ def _late_finish(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verd
             waited = time.monotonic() - started
         except psycopg.Error as exc:
             failed = said(exc)
-        during = _job(conn, job_id)
+        during = job_now(conn, job_id)
     holding = f"while worker {who.uuid}'s late finish of job {job_id} held its row in an open transaction"
     if failed is not None:
         return wrong(verdict, f"{holding}, your rescue_jobs failed: {failed}")
@@ -575,7 +445,7 @@ def _late_finish(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verd
             f"{holding}, your rescue_jobs took it (held by {during.holder or 'nobody'}): a job its worker "
             "is finishing right now is not lost",
         )
-    after = _job(conn, job_id)
+    after = job_now(conn, job_id)
     return verdict.expect(
         after.finished and after.tried_by == who.uuid and after.outcome == "succeeded" and not after.running,
         f"once the late finish committed, job {job_id} was finished, worker {who.uuid}'s attempt 'succeeded'",
@@ -583,14 +453,6 @@ def _late_finish(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verd
         f"with its last attempt {after.outcome!r} by {after.tried_by}: it should be finished, its attempt "
         "'succeeded'",
     )
-
-
-@contextlib.contextmanager
-def _rescuer(lab: labs.Scratch):
-    """A connection that gives up on a row lock after LOCK_TIMEOUT s."""
-    with lab.connect() as conn:
-        conn.execute(_q()["lock_timeout"], {"ms": str(LOCK_TIMEOUT * 1000)})
-        yield conn
 
 
 def _under_way(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdict: Verdict) -> bool:
@@ -612,14 +474,14 @@ def _under_way(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdic
         conn.execute(
             _q()["place_job"], {"pipe_job_id": pipe_job, "name": NAME, "version": version, "p": priority}
         )
-    dead, beater, finisher, leaser = (_worker(version) for _ in range(4))
-    (lost,), (kept,), (done,) = (_claim(conn, who) for who in (dead, beater, finisher))
+    dead, beater, finisher, leaser = (new_worker(version) for _ in range(4))
+    (lost,), (kept,), (done,) = (claim_ids(conn, who) for who in (dead, beater, finisher))
     for who in (dead, beater, finisher):
-        _age(conn, who, silent)
+        age_heartbeat(conn, who, silent)
     conn.execute(_q()["install_pause"])
     finish: Said | None = None
     leased: list[int] | str = []
-    with lab.connect() as rescuer, lab.connect() as coordinator, _rescuer(lab) as worker:
+    with lab.connect() as rescuer, lab.connect() as coordinator, rescuer_connection(lab) as worker:
         hold = Hold(coordinator)
         rescuer.execute(_q()["pause_on"])
         hold.arm(rescuer, 1)
@@ -629,7 +491,7 @@ def _under_way(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdic
             hold.stops(rescuer, call, HELD)
         held = not call.done
         if held:
-            worker.execute(_calls()["pulse"], {"uuid": beater.uuid})
+            worker.execute(worker_calls()["pulse"], {"uuid": beater.uuid})
             finish = hand_over(worker, finisher.uuid, [done])
             leased = _ask(worker, leaser)
         hold.open(1)
@@ -656,7 +518,7 @@ def _under_way(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdic
         "your first statement's snapshot is older than what they did, so whatever it saw as lost must be "
         "read again, under the lock, by a second statement that begins once the rows are yours"
     )
-    now = {job_id: _job(conn, job_id) for job_id in (lost, kept, done)}
+    now = {job_id: job_now(conn, job_id) for job_id in (lost, kept, done)}
     if now[kept].holder != beater.uuid or not now[kept].running:
         return wrong(
             verdict,
