@@ -65,26 +65,16 @@ BEGIN
         PERFORM pg_advisory_xact_lock(hashtext('pgqueue kit hold'), slot::integer);
     END IF;
 END $$;
-CREATE FUNCTION pgqueue_pause.clock_timestamp() RETURNS timestamptz LANGUAGE plpgsql AS $$
+-- the four clocks alike: each waits at the hold, then reads PostgreSQL's own
+DO $do$
+DECLARE
+    clock text;
 BEGIN
-    PERFORM pgqueue_pause.hold();
-    RETURN pg_catalog.clock_timestamp();
-END $$;
-CREATE FUNCTION pgqueue_pause.now() RETURNS timestamptz LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pgqueue_pause.hold();
-    RETURN pg_catalog.now();
-END $$;
-CREATE FUNCTION pgqueue_pause.statement_timestamp() RETURNS timestamptz LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pgqueue_pause.hold();
-    RETURN pg_catalog.statement_timestamp();
-END $$;
-CREATE FUNCTION pgqueue_pause.transaction_timestamp() RETURNS timestamptz LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pgqueue_pause.hold();
-    RETURN pg_catalog.transaction_timestamp();
-END $$;
+    FOREACH clock IN ARRAY ARRAY['clock_timestamp', 'now', 'statement_timestamp', 'transaction_timestamp'] LOOP
+        EXECUTE format('CREATE FUNCTION pgqueue_pause.%1$I() RETURNS timestamptz LANGUAGE plpgsql AS '
+                       '$f$ BEGIN PERFORM pgqueue_pause.hold(); RETURN pg_catalog.%1$I(); END $f$', clock);
+    END LOOP;
+END $do$;
 
 -- current_timestamp is no function, so its arithmetic is held instead: - and + of a timestamptz
 -- and an interval, found on the search_path before pg_catalog's
