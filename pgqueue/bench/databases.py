@@ -81,9 +81,8 @@ class Queue:
             self.pipe_id = conn.execute(q()["bench_pipeline"]).fetchone()[0]
             conn.execute(q()["bench_step"], {"pipe_id": self.pipe_id})
             if design != "notify-listen" and not requests:
-                self.pipe_job_id = conn.execute(q()["bench_pipe_job"], {"pipe_id": self.pipe_id}).fetchone()[
-                    0
-                ]
+                made = conn.execute(q()["bench_pipe_job"], {"pipe_id": self.pipe_id})
+                self.pipe_job_id = made.fetchone()[0]
 
     def connect(self) -> psycopg.Connection:
         """A new connection to the queue's database."""

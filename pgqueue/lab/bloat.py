@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 
 from pgqueue import queries
 from pgqueue.errors import PgQueueError
@@ -151,11 +150,11 @@ def open_snapshot(
             conn.execute(_q()["take_xid"])
         pid = conn.info.backend_pid
         with connect() as observer:
-            backend_xmin = holder_activity(observer, pid)["backend_xmin"]
+            row = observer.execute(_q()["holder"], {"pid": pid}).fetchone()
     except BaseException:
         conn.close()
         raise
-    return Holder(pid, backend_xmin, conn)
+    return Holder(pid, row[2], conn)
 
 
 def who_holds_vacuum_back(
@@ -184,14 +183,21 @@ def who_holds_vacuum_back(
     return pd.DataFrame(rows).T
 
 
-def holding(connect: Callable[[], psycopg.Connection]) -> contextlib.closing[Holder]:
+@contextlib.contextmanager
+def holding(connect: Callable[[], psycopg.Connection]) -> Iterator[Holder]:
     """`open_snapshot` for the length of a `with` block."""
-    return contextlib.closing(open_snapshot(connect))
+    holder = open_snapshot(connect)
+    try:
+        yield holder
+    finally:
+        holder.end()
 
 
 def holder_activity(conn: psycopg.Connection, pid: int) -> dict:
     """pg_stat_activity's row of session `pid`: state, backend_xmin, seconds its transaction is open."""
-    return conn.cursor(row_factory=dict_row).execute(_q()["holder"], {"pid": pid}).fetchone() or {}
+    cur = conn.execute(_q()["holder"], {"pid": pid})
+    row = cur.fetchone()
+    return dict(zip([c.name for c in cur.description], row, strict=True)) if row else {}
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,14 @@ def _bench_processes() -> list[psutil.Process]:
 
 def test_a_small_run_measures_every_design_the_floor_and_the_peers_into_its_json():
     # one worker process per point: the suite runs beside it, on the same cores; a few wake-ups
-    small = {"depths": [200, 400], "samples": 3, "workers": [1], "jobs": 20, "window": 5}
+    small = {
+        "depths": [200, 400],
+        "samples": 3,
+        "workers": [1],
+        "jobs": 20,
+        "window": 5,
+        "pgbench_seconds": 1,
+    }
     report = bench.run(quick=True, wake_samples={"hardened": 3, "notify-listen": 2}, **small)
     run = json.loads(report.to_json())
     # claim cost: every claimer at every depth, with the plan of one claim
