@@ -2,8 +2,6 @@
 
 import time
 
-import pytest
-
 from pgqueue.check.hold_jobs import hold_jobs
 from pgqueue.queues import labs
 
@@ -19,12 +17,9 @@ def between(first: str, until: str) -> str:
 LOCK = "    FOR j IN SELECT * FROM job_queue WHERE job_id = ANY (ids) ORDER BY job_id FOR UPDATE LOOP\n"
 LOOP = between(LOCK, "    IF cardinality(found_ids)")  # the lock and the decision per job
 TAIL = between("    IF done_before = cardinality(ids) THEN", "END $$;")  # what the caller is told
-REPEAT = between("IF j.job_finished AND EXISTS", "ELSIF j.job_finished THEN") + "ELSIF j.job_finished THEN"
 HOLDER = between(
     "        ELSIF j.job_assigned_process_uuid IS DISTINCT FROM p_uuid", "        END IF;\n    END LOOP;"
 )
-UNKNOWN = between("    IF cardinality(found_ids) <> cardinality(ids) THEN", "    IF (SELECT count(DISTINCT")
-PIPE_JOBS = between("    IF (SELECT count(DISTINCT pipe_job_id)", "    IF done_before = cardinality(ids)")
 SKELETON = REFERENCE.replace(
     LOOP,
     "    -- TODO: lock the jobs `ids` in id order, one by one into j (FOR j IN SELECT ... LOOP);\n"
@@ -66,66 +61,6 @@ def test_the_skeleton_is_refused_for_what_it_does():
     verdict = hold_jobs(SKELETON)
     assert not verdict.holds
     assert "yet its create_jobs was refused with P0002" in str(verdict), str(verdict)
-
-
-@pytest.mark.parametrize(
-    ("hold", "says"),
-    [
-        # no check of the holder: a stranger hands over a job another worker holds
-        (
-            broken(HOLDER, ""),
-            "called create_jobs, and it was accepted: only the worker that holds a job may hand it over",
-        ),
-        # what the original does: a finished job is refused, so a repeat after a lost connection fails
-        (
-            broken(REPEAT, "IF j.job_finished THEN"),
-            "which it had just handed over, was refused with 55000 (create_jobs: job",
-        ),
-        # no FOR UPDATE: the repeat sent while the first call is open reads the job unfinished
-        (
-            broken(" ORDER BY job_id FOR UPDATE LOOP", " ORDER BY job_id LOOP"),
-            "not 1: the second call, let go once the first committed, did the work again",
-        ),
-        # each job locked in the order the caller names it: [a, b] and [b, a] wait in a circle
-        (
-            broken(
-                LOCK,
-                "    FOREACH next_id IN ARRAY ids LOOP\n"
-                "        SELECT * INTO j FROM job_queue WHERE job_id = next_id FOR UPDATE;\n"
-                "        CONTINUE WHEN NOT FOUND;\n",
-            ).replace("    j job_queue;\n", "    j job_queue;\n    next_id integer;\n"),
-            "a deadlock (deadlock detected): each held the job it named first",
-        ),
-        # a repeat answered true: create_jobs goes on and makes the next jobs again
-        (
-            broken("        RETURN false;", "        RETURN true;"),
-            "the repeat must make no new job",
-        ),
-        # an unknown id not named: create_jobs fails further on, with a misleading 55000
-        (
-            broken(UNKNOWN, ""),
-            "which does not exist, and it was refused with 55000",
-        ),
-        # jobs of two pipe jobs handed over in one call: the new job belongs to one of them
-        (
-            broken(PIPE_JOBS, ""),
-            "called create_jobs, and it was accepted: one hand-over belongs to one pipe job",
-        ),
-    ],
-    ids=[
-        "no-holder-check",
-        "repeat-refused",
-        "no-for-update",
-        "order-given",
-        "repeat-true",
-        "unknown-not-named",
-        "two-pipe-jobs",
-    ],
-)
-def test_a_broken_hold_jobs_is_refused_in_plain_words(hold, says):
-    verdict = hold_jobs(hold)
-    assert not verdict.holds
-    assert says in str(verdict), str(verdict)
 
 
 def test_a_refusal_with_the_wrong_sqlstate_names_both_codes_not_the_null_comparison():

@@ -52,6 +52,7 @@ WRONG = [
         "lock-per-pipe-job",
         keyed("NEW.pipe_job_id"),
         says="the two finishers of one request locked different keys",
+        also=("finished without waiting, and order-2 pipe job",),
     ),
     Wrong(
         "lock-per-pipe-job-namespaced",
@@ -143,7 +144,7 @@ WRONG = [
     Wrong(
         "function-without-trigger",
         REFERENCE.split("CREATE OR REPLACE TRIGGER")[0],
-        says="no trigger calls your",
+        says="no trigger calls your pipe_job_takes_turn",
     ),
     # AFTER triggers fire in name order, and pipe_job_takes_turn comes after pipe_job_starts
     Wrong(

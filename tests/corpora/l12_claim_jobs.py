@@ -110,7 +110,7 @@ WRONG = [
     Wrong(
         "advisory-try-lock-instead-of-row-lock",
         claim(waits=ADVISORY, lock=""),
-        says="an advisory lock taken in the WHERE is taken on every row the plan reads",
+        says="advisory locks: an advisory lock taken in the WHERE is taken on every row the plan reads",
     ),
     Wrong(
         "session-level-advisory-lock",
@@ -122,14 +122,18 @@ WRONG = [
         claim(waits=WAITS + "           AND pg_try_advisory_xact_lock(hashtext(p_name))\n", lock=""),
         says="only 0 got a job, though",
     ),
-    Wrong("no-lock", claim(lock=""), says="job_attempts refused a second running attempt"),
+    Wrong("no-lock", claim(lock=""), says="a second time, and job_attempts refused a second running attempt"),
     # the subquery's snapshot still shows a job another caller leased meanwhile as waiting
     Wrong(
         "update-where-in-an-unlocked-subquery",
         variant(IN_SUBQUERY, "\n               FOR UPDATE SKIP LOCKED)", ")"),
         says="job_attempts refused a second running attempt",
     ),
-    Wrong("for-update-waits", claim(lock="           FOR UPDATE"), says="waited for the held job's lock"),
+    Wrong(
+        "for-update-waits",
+        claim(lock="           FOR UPDATE"),
+        says="of them waited for the held job's lock until lock_timeout (2 s) stopped them",
+    ),
     Wrong("for-update-nowait", claim(lock="           FOR UPDATE NOWAIT"), says="NOWAIT raises an error"),
     Wrong(
         "for-share-skip-locked",
@@ -156,6 +160,7 @@ WRONG = [
         "batch-size-ignored",
         claim(limit="         LIMIT 1\n"),
         says="a call takes up to batch_size jobs at once",
+        also=("got 1 job (",),
     ),
     Wrong(
         "batch-size-hard-coded",
@@ -176,7 +181,8 @@ WRONG = [
     Wrong(
         "takes-jobs-still-backing-off",
         claim(waits=without("           AND job_run_after <= clock_timestamp()\n")),
-        says="is not due for an hour",
+        says="failed once and is not due for an hour: its job_run_after, the end of its backoff, is "
+        "in the future",
     ),
     Wrong(
         "takes-other-versions",
@@ -190,7 +196,7 @@ WRONG = [
                 WAITS, "job_assigned_process_uuid IS NULL", "coalesce(job_assigned_process_uuid, '') = ''"
             )
         ),
-        says="scanned the whole of job_queue",
+        says="3 claims scanned the whole of job_queue 3 times",
     ),
 ]
 

@@ -96,6 +96,7 @@ WRONG = [
         "repeat-refused-as-the-original-does",
         hold(mine_before="        found_ids := found_ids || j.job_id;\n        IF false THEN\n"),
         says="a repeat after a lost connection must be a no-op",
+        also=("which it had just handed over, was refused with 55000 (create_jobs: job",),
     ),
     Wrong(
         "repeat-by-any-worker",
@@ -115,7 +116,7 @@ WRONG = [
     Wrong(
         "no-row-lock",
         hold(lock=variant(LOCK, " FOR UPDATE LOOP", " LOOP")),
-        says="the second call, let go once the first committed, did the work again",
+        says="not 1: the second call, let go once the first committed, did the work again",
     ),
     Wrong(
         "for-share-in-id-order",
@@ -133,6 +134,7 @@ WRONG = [
             lock=IN_ORDER_GIVEN, changes=[("    j job_queue;\n", "    j job_queue;\n    next_id integer;\n")]
         ),
         says="each held the job it named first and waited for the other's",
+        also=("a deadlock (deadlock detected): each held the job it named first",),
     ),
     Wrong(
         "unknown-id-not-named",
@@ -166,7 +168,7 @@ WRONG = [
     Wrong(
         "two-pipe-jobs-in-one-hand-over",
         hold(changes=[(PIPE_JOBS, "")]),
-        says="one hand-over belongs to one pipe job",
+        says="called create_jobs, and it was accepted: one hand-over belongs to one pipe job",
     ),
 ]
 

@@ -140,6 +140,7 @@ WRONG = [
         "rescues-live-workers",
         rescue(lost="           AND (h.process_uuid IS NULL OR true)\n"),
         says="a live worker keeps its jobs",
+        also=("whose last heartbeat was",),
     ),
     Wrong(
         "threshold-the-wrong-way",
@@ -161,16 +162,22 @@ WRONG = [
         rescue(lost=variant(LOST, "\n                OR h.process_stopped_timestamp IS NOT NULL)", ")")),
         says="which said it stopped though its heartbeat is fresh",
     ),
-    Wrong("attempt-left-open", rescue(changes=[(ENDED, "")]), says="attempt at it is still open"),
+    Wrong(
+        "attempt-left-open",
+        rescue(changes=[(ENDED, "")]),
+        says="attempt at it is still open: end it (attempt_ended) with outcome 'rescued'",
+    ),
     Wrong(
         "attempt-ended-failed",
         rescue(changes=[("outcome = 'rescued'", "outcome = 'failed'")]),
         says="an attempt taken from a silent worker ends 'rescued'",
+        also=("attempt at it ended 'failed'",),
     ),
     Wrong(
         "never-dead-letters",
         rescue(changes=[("j.job_attempts >= s.max_attempts", "j.job_attempts > s.max_attempts")]),
         says="a job out of attempts is dead-lettered",
+        also=("had used 2 of its 2 attempts (max_attempts) when worker",),
     ),
     Wrong(
         "no-wake-up",
@@ -184,13 +191,15 @@ WRONG = [
             ]
         ),
         says="idle workers sleep until their next poll",
+        also=("nothing was heard on",),
     ),
     # written blind: each was accepted before the judge compared every ended attempt's row, and put
     # a beating worker with its kill switch set in the scene
     Wrong(
         "rewrites-ended-attempts-of-lost-jobs",
         rescue(changes=[(" AND a.attempt_ended IS NULL\n", "\n")]),
-        says="which had ended 'failed' before it ran",
+        says="which had ended 'failed' before it ran: it changed its attempt_ended, outcome "
+        "('failed' became 'rescued')",
     ),
     Wrong(
         "rewrites-every-attempt-of-the-holder",
@@ -210,6 +219,7 @@ WRONG = [
         "rescues-workers-whose-kill-switch-is-set",
         rescue(lost=KILLED),
         says="it is alive (beating) and finishing its job; the kill switch only asks it to stop",
+        also=("whose kill switch is set but which beat",),
     ),
     Wrong(
         "returns-its-candidates",
