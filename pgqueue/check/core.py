@@ -26,6 +26,11 @@ def _q() -> queries.Queries:
     return queries.load("kit/check.sql")
 
 
+def checks() -> queries.Queries:
+    """The queries checkers send to build and read their scenes (sql/clients/check.sql)."""
+    return queries.load("clients/check.sql")
+
+
 @dataclass
 class Verdict:
     """What a checker found: what held, and what is wrong, each in one plain sentence."""

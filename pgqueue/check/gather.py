@@ -11,8 +11,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from pgqueue import queries
-from pgqueue.check.core import Verdict, checker
+from pgqueue.check.core import Verdict, checker, checks
 from pgqueue.queues import labs
 
 GATHERER = ("movemonitor", "1.0.0")  # gathers the four classifications of pipeline 5
@@ -21,10 +20,6 @@ CHECKER_UUID = "0000000c0de6"  # the reference find_job beats under this uuid (r
 SIZES = [2, 3, 5, 6, 7]  # fan-out sizes a check draws its order from: the examples fan out to 4
 # sizes tried one by one once an answer is refused, 4 among them: it tells a size-bound answer
 PROBE_SIZES = [2, 3, 4, 5, 6, 7]
-
-
-def _q() -> queries.Queries:
-    return queries.load("clients/check.sql")
 
 
 @dataclass
@@ -50,13 +45,13 @@ class Lab:
     def create_jobs(self, job_ids: list[int], n: int = 1) -> list[int]:
         """Finish `job_ids` and make `n` jobs of the next step (a fan-out when n > 1)."""
         params = {"job_ids": job_ids, "payloads": Jsonb([{} for _ in range(n)])}
-        return self.conn.execute(_q()["gather_create_jobs"], params).fetchone()[0]
+        return self.conn.execute(checks()["gather_create_jobs"], params).fetchone()[0]
 
     def entry(self, pipe_id: int, priority: int = 100) -> int:
         """A new request for pipeline `pipe_id`; its entry job."""
         params = {"pipe_id": pipe_id, "priority": priority}
-        pipe_job = self.conn.execute(_q()["gather_request"], params).fetchone()[0]
-        return self.conn.execute(_q()["gather_entry_job"], {"pipe_job_id": pipe_job}).fetchone()[0]
+        pipe_job = self.conn.execute(checks()["gather_request"], params).fetchone()[0]
+        return self.conn.execute(checks()["gather_entry_job"], {"pipe_job_id": pipe_job}).fetchone()[0]
 
     def fan_out(self, missing: int = 0, priority: int = 100, pipe_id: int = 5) -> FanOut:
         """A request fanned out to the next size of parallel jobs, all but `missing` of them handed over."""
@@ -71,11 +66,11 @@ class Lab:
 
     def take(self, job_ids: list[int]) -> None:
         """Mark jobs as claimed by a gatherer already."""
-        self.conn.execute(_q()["gather_take"], {"job_ids": job_ids})
+        self.conn.execute(checks()["gather_take"], {"job_ids": job_ids})
 
     def blank(self, job_ids: list[int]) -> None:
         """Mark jobs as the original marks "no worker" too: an empty uuid, not NULL."""
-        self.conn.execute(_q()["gather_blank"], {"job_ids": job_ids})
+        self.conn.execute(checks()["gather_blank"], {"job_ids": job_ids})
 
 
 @dataclass
@@ -243,15 +238,13 @@ def _try(conn: psycopg.Connection, scenario: Scenario, verdict: Verdict, lab: La
         scenario.build(lab)
         try:
             with conn.transaction(force_rollback=True):
-                mine = conn.execute(_q()["gather_call"], params).fetchone()[0]
+                mine = conn.execute(checks()["gather_call"], params).fetchone()[0]
         except psycopg.Error as exc:
             verdict.refuse(
                 f"{scenario.situation}, your gather_batch failed: {exc.diag.message_primary or exc}"
             )
             return False
-        with conn.transaction(force_rollback=True):
-            answer = conn.execute(_q()["gather_reference"], {**params, "uuid": CHECKER_UUID}).fetchone()[0]
-        reference = sorted(job["job_id"] for job in json.loads(answer)) if answer.startswith("[") else None
+        reference = _reference(conn, scenario.asks)
         if mine is not None and not (isinstance(mine, list) and all(isinstance(i, int) for i in mine)):
             verdict.refuse(f"gather_batch must return integer[] (or NULL); yours returned {mine!r}")
             return False
@@ -274,7 +267,7 @@ def _what_is_wrong(
         said = f"set {_shown(reference)} was complete but you answered NULL"
         return said + _reads_own_set(conn, reference, asks)
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = {r["job_id"]: r for r in cur.execute(_q()["gather_jobs"], {"job_ids": got})}
+        rows = {r["job_id"]: r for r in cur.execute(checks()["gather_jobs"], {"job_ids": got})}
     for job_id in got:
         row = rows.get(job_id)
         if row is None:
@@ -293,7 +286,7 @@ def _what_is_wrong(
         return f"you handed out {_shown(got)}, which mixes the jobs of {len(sets)} parallel sets"
     (parallel,) = sets
     with conn.cursor(row_factory=dict_row) as cur:
-        members = list(cur.execute(_q()["gather_jobs"], {"job_ids": list(parallel)}))
+        members = list(cur.execute(checks()["gather_jobs"], {"job_ids": list(parallel)}))
     running = [m["job_id"] for m in members if m["job_finished"] is not True]
     if running:
         return (
@@ -307,11 +300,19 @@ def _what_is_wrong(
     return f"you handed out set {_shown(got)}, but set {_shown(reference)} comes first (priority, then age)"
 
 
+def _reference(conn: psycopg.Connection, asks: tuple[str, str]) -> list[int] | None:
+    """The jobs find_job itself hands a gatherer of `asks` here (rolled back), sorted; None for none."""
+    with conn.transaction(force_rollback=True):
+        params = {"name": asks[0], "version": asks[1], "uuid": CHECKER_UUID}
+        answer = conn.execute(checks()["gather_reference"], params).fetchone()[0]
+    return sorted(job["job_id"] for job in json.loads(answer)) if answer.startswith("[") else None
+
+
 def _mine(conn: psycopg.Connection, asks: tuple[str, str]) -> list[int] | None:
     """The learner's answer once more (rolled back), sorted; None for NULL or an error."""
     try:
         with conn.transaction(force_rollback=True):
-            got = conn.execute(_q()["gather_call"], {"name": asks[0], "version": asks[1]}).fetchone()[0]
+            got = conn.execute(checks()["gather_call"], {"name": asks[0], "version": asks[1]}).fetchone()[0]
     except psycopg.Error:
         return None
     return sorted(got) if isinstance(got, list) and got else None
@@ -322,7 +323,7 @@ def _takes_false_for_running(
 ) -> str:
     """Why an incomplete set went out, if marking its running members false (rolled back) held it back."""
     with conn.transaction(force_rollback=True):
-        conn.execute(_q()["gather_finished_false"], {"job_ids": running})
+        conn.execute(checks()["gather_finished_false"], {"job_ids": running})
         again = _mine(conn, asks)
     if again == got:
         return ""
@@ -338,13 +339,13 @@ def _reads_own_set(conn: psycopg.Connection, reference: list[int], asks: tuple[s
     with conn.cursor(row_factory=dict_row) as cur:
         sets = {
             tuple(r["job_creater_set_elements"] or ())
-            for r in cur.execute(_q()["gather_jobs"], {"job_ids": reference})
+            for r in cur.execute(checks()["gather_jobs"], {"job_ids": reference})
         }
     if len(sets) != 1:
         return ""
     (parallel,) = sets
     with conn.transaction(force_rollback=True):
-        conn.execute(_q()["gather_own_set_as_creators"], {"job_ids": reference})
+        conn.execute(checks()["gather_own_set_as_creators"], {"job_ids": reference})
         again = _mine(conn, asks)
     if again != reference:
         return ""
@@ -365,11 +366,7 @@ def _by_size(conn: psycopg.Connection) -> str:
     for size in PROBE_SIZES:
         with conn.transaction(force_rollback=True):
             Lab(conn, [size]).fan_out()
-            mine = _mine(conn, GATHERER)
-            with conn.transaction(force_rollback=True):
-                params = {"name": GATHERER[0], "version": GATHERER[1], "uuid": CHECKER_UUID}
-                answer = conn.execute(_q()["gather_reference"], params).fetchone()[0]
-        reference = sorted(job["job_id"] for job in json.loads(answer)) if answer.startswith("[") else None
+            mine, reference = _mine(conn, GATHERER), _reference(conn, GATHERER)
         (right if mine == reference else wrong).append(size)
     if not right or not wrong:
         return ""

@@ -11,17 +11,13 @@ import psycopg
 from psycopg import sql
 
 from pgqueue import queries
-from pgqueue.check.core import Verdict, checker, install
+from pgqueue.check.core import Verdict, checker, checks, install
 from pgqueue.queues import labs
 from pgqueue.queues.heartbeats import Identity, send_heartbeat
 from pgqueue.queues.notify_listen import KILL, NO_JOB, listen
 
 DONE = "pgqueue_check_done"  # the checker's own channel: its last notification after each beat
 HEAR_WITHIN = 5.0  # seconds; the answers are in long before, this only bounds a broken server
-
-
-def _q() -> queries.Queries:
-    return queries.load("clients/check.sql")
 
 
 @dataclass
@@ -41,16 +37,15 @@ class _Lab:
 
     def job(self, job_id: int) -> tuple | None:
         """job_queue's row of a job: id, name, version, assignee, finished, whether the take is dated."""
-        return next((r for r in self.beat.execute(_q()["answer_job_list"]) if r[0] == job_id), None)
+        return next((r for r in self.beat.execute(checks()["answer_job_list"]) if r[0] == job_id), None)
 
     def add(self, jobs: list[tuple[str, str, int, bool]]) -> list[int]:
         """Insert jobs (name, version, seconds old, finished); their ids, in the order given."""
-        before = {row[0] for row in self.beat.execute(_q()["answer_job_list"])}
+        before = {row[0] for row in self.beat.execute(checks()["answer_job_list"])}
         names, versions, ages, finished = (list(column) for column in zip(*jobs, strict=True))
-        self.beat.execute(
-            _q()["answer_jobs"], {"names": names, "versions": versions, "ages": ages, "finished": finished}
-        )
-        new = [row for row in self.beat.execute(_q()["answer_job_list"]) if row[0] not in before]
+        params = {"names": names, "versions": versions, "ages": ages, "finished": finished}
+        self.beat.execute(checks()["answer_jobs"], params)
+        new = [row for row in self.beat.execute(checks()["answer_job_list"]) if row[0] not in before]
         for job_id, name, version, _, done, _ in new:
             if done:
                 self.finished.add(job_id)
@@ -62,7 +57,7 @@ class _Lab:
         """Beat as `who`; every (channel, payload) heard on the processes' channels until the beat's end."""
         self.beats += 1
         send_heartbeat(self.beat, who)
-        self.beat.execute(_q()["answer_done"], {"channel": DONE, "payload": str(self.beats)})
+        self.beat.execute(checks()["answer_done"], {"channel": DONE, "payload": str(self.beats)})
         heard: list[tuple[str, str]] = []
         deadline = time.monotonic() + HEAR_WITHIN
         while time.monotonic() < deadline:
@@ -132,7 +127,7 @@ class _Scene:
 
 def _install(conn: psycopg.Connection, text: str, verdict: Verdict) -> bool:
     """Replace answer_heartbeat by a placeholder, then by the learner's SQL; True if theirs is in place."""
-    conn.execute(_q()["answer_placeholder"])
+    conn.execute(checks()["answer_placeholder"])
     placeholder = _source(conn)
     if not install(conn, text, verdict):
         if "already exists" in verdict.wrong[-1]:
@@ -150,7 +145,7 @@ def _install(conn: psycopg.Connection, text: str, verdict: Verdict) -> bool:
 
 
 def _source(conn: psycopg.Connection) -> str | None:
-    row = conn.execute(_q()["routine_source"], {"name": "answer_heartbeat"}).fetchone()
+    row = conn.execute(checks()["routine_source"], {"name": "answer_heartbeat"}).fetchone()
     return row[0] if row else None
 
 
@@ -275,7 +270,7 @@ def _job_answer(run: _Lab, verdict: Verdict, who: Identity, job_id: int, which: 
         return False
     sent_to = row.get("job_assigned_process_uuid")
     _, _, _, assignee, _, dated = run.job(job_id)
-    busy = (run.beat.execute(_q()["answer_busy"], {"uuid": who.uuid}).fetchone() or (None,))[0]
+    busy = (run.beat.execute(checks()["answer_busy"], {"uuid": who.uuid}).fetchone() or (None,))[0]
     flaws = [
         (
             sent_to != who.uuid,

@@ -7,15 +7,10 @@ import secrets
 import psycopg
 from psycopg.rows import dict_row
 
-from pgqueue import queries
-from pgqueue.check.core import Refused, Verdict, checker
+from pgqueue.check.core import Refused, Verdict, checker, checks
 from pgqueue.queues import labs
 
 SIGNATURE = "next_processes(p_pipe_id integer, p_process_name varchar) RETURNS SETOF pipeline_processes"
-
-
-def _q() -> queries.Queries:
-    return queries.load("clients/check.sql")
 
 
 @checker(
@@ -24,7 +19,7 @@ def _q() -> queries.Queries:
     "pipelines",
     examples=True,
     replaces=["next_processes"],
-    before=lambda conn: conn.execute(_q()["check_time_limit"]),
+    before=lambda conn: conn.execute(checks()["check_time_limit"]),
 )
 def next_processes(
     verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, text: str, poc: str
@@ -35,7 +30,7 @@ def next_processes(
     none after a pipeline's last step and before a gap in its orders (the original's create_jobs
     asked for process_order + 1 and raised without it); the first difference is named in plain words.
     """
-    result = conn.execute(_q()["next_processes_result"]).fetchone()
+    result = conn.execute(checks()["next_processes_result"]).fetchone()
     if not verdict.expect(
         result[1],
         "it returns SETOF pipeline_processes: whole rows, so a job can carry its step's configuration",
@@ -44,7 +39,7 @@ def next_processes(
         return
     drawn = _draw(conn)
     with conn.cursor(row_factory=dict_row) as cur:
-        steps = cur.execute(_q()["next_step_reference"]).fetchall()
+        steps = cur.execute(checks()["next_step_reference"]).fetchall()
     answers = [(step, _ask(conn, step["pipe_id"], step["process_name"])) for step in steps]
     # asked about a process that is no step of the pipeline: no step, so no next step
     strangers = [(1, drawn.stranger), (drawn.pipe_id, "first_process"), (drawn.pipe_id + 1, drawn.first)]
@@ -107,10 +102,9 @@ def _draw(conn: psycopg.Connection) -> _Drawn:
     versions = [f"{secrets.randbelow(9)}.{secrets.randbelow(9)}.{i}" for i in range(size)]
     before_gap = 2 + secrets.randbelow(size - 2)
     orders = [n if n <= before_gap else n + 1 for n in range(1, size + 1)]
-    conn.execute(_q()["next_drawn_pipeline"], {"pipe_id": pipe_id, "pipe_name": f"drawn_{tag}"})
-    conn.execute(
-        _q()["next_drawn_steps"], {"pipe_id": pipe_id, "names": names, "versions": versions, "orders": orders}
-    )
+    conn.execute(checks()["next_drawn_pipeline"], {"pipe_id": pipe_id, "pipe_name": f"drawn_{tag}"})
+    params = {"pipe_id": pipe_id, "names": names, "versions": versions, "orders": orders}
+    conn.execute(checks()["next_drawn_steps"], params)
     return _Drawn(pipe_id, tag, names, orders)
 
 
@@ -118,7 +112,7 @@ def _ask(conn: psycopg.Connection, pipe_id: int, name: str) -> list[dict]:
     """The learner's answer for one step; Refused, saying why, if the call failed."""
     try:
         with conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute(_q()["next_processes_call"], {"pipe_id": pipe_id, "name": name}).fetchall()
+            return cur.execute(checks()["next_processes_call"], {"pipe_id": pipe_id, "name": name}).fetchall()
     except psycopg.Error as exc:
         raise Refused(
             f"next_processes({pipe_id}, '{name}') failed: {exc.diag.message_primary or exc}"

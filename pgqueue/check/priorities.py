@@ -9,16 +9,13 @@ from dataclasses import dataclass, field
 import psycopg
 
 from pgqueue import queries
-from pgqueue.check.core import Verdict, checker
+from pgqueue.check.callers import said
+from pgqueue.check.core import Verdict, checker, checks
 from pgqueue.queues import labs
 
 START = 100  # every job's priority before the change
 ORDER_1 = (1, 3)  # pipelines of order 1 besides pipeline 2: a sibling's entry job waits at once
 ORDER_2 = 4  # a pipeline of order 2: its pipe job waits with no job yet
-
-
-def _q() -> queries.Queries:
-    return queries.load("clients/check.sql")
 
 
 @dataclass(frozen=True)
@@ -70,9 +67,9 @@ def priority_change(
         return
     try:
         call = {"pipe_job_id": mine, "priority": new}
-        returned = conn.execute(_q()["priority_set"], call).fetchone()[0]
+        returned = conn.execute(checks()["priority_set"], call).fetchone()[0]
     except psycopg.Error as exc:
-        return verdict.refuse(f"set_pipe_job_priority({mine}, {new}) failed: {_error(exc)}")
+        return verdict.refuse(f"set_pipe_job_priority({mine}, {new}) failed: {said(exc)}")
     after = _rows(conn)
     if not _same_rows(before, after, mine, verdict):
         return
@@ -100,7 +97,7 @@ def _draw(conn: psycopg.Connection) -> _Scene:
     secrets.SystemRandom().shuffle(made)
     for role, pipe_id in made:
         params = {"request_id": other_request if role == "other" else request, "pipe_id": pipe_id}
-        pipe_job = conn.execute(_q()["priority_pipe_job"], params).fetchone()[0]
+        pipe_job = conn.execute(checks()["priority_pipe_job"], params).fetchone()[0]
         if role == "mine":
             scene.mine = pipe_job
         else:
@@ -117,14 +114,14 @@ def _draw(conn: psycopg.Connection) -> _Scene:
 
 def _place(conn: psycopg.Connection, pipe_job: int, taken_by: str | None, finished: bool = False) -> int:
     params = {"pipe_job_id": pipe_job, "taken_by": taken_by, "finished": True if finished else None}
-    return conn.execute(_q()["priority_place"], params).fetchone()[0]
+    return conn.execute(checks()["priority_place"], params).fetchone()[0]
 
 
 def _rows(conn: psycopg.Connection) -> dict[tuple[str, int], _Row]:
     """(kind, id) -> the whole row, for every pipe job and job."""
     return {
         (kind, i): _Row(pipe_job, request, priority, rest)
-        for kind, i, pipe_job, request, priority, rest in conn.execute(_q()["priority_rows"])
+        for kind, i, pipe_job, request, priority, rest in conn.execute(checks()["priority_rows"])
     }
 
 
@@ -158,9 +155,10 @@ def _unknown_raises(conn: psycopg.Connection, before: dict, unknown: int, new: i
     # broken for every id is refused by the call on a known one next
     error = ""
     try:
-        returned = conn.execute(_q()["priority_set"], {"pipe_job_id": unknown, "priority": new}).fetchone()[0]
+        call = {"pipe_job_id": unknown, "priority": new}
+        returned = conn.execute(checks()["priority_set"], call).fetchone()[0]
     except psycopg.Error as exc:
-        raised, error = True, f" ({exc.sqlstate} {_error(exc)})"
+        raised, error = True, f" ({exc.sqlstate} {said(exc)})"
     else:
         raised = False
     changed = _rows(conn) != before
@@ -276,7 +274,7 @@ def _later_jobs_inherit(
             {"job_ids": [running], "payloads": json.dumps([{}])},
         ).fetchone()[0]
     except psycopg.Error as exc:
-        verdict.refuse(f"handing over running job {running} with create_jobs failed: {_error(exc)}")
+        verdict.refuse(f"handing over running job {running} with create_jobs failed: {said(exc)}")
         return
     got = _rows(conn)[("job", made)].priority
     verdict.expect(
@@ -285,9 +283,3 @@ def _later_jobs_inherit(
         f"job {made}, created by create_jobs after the change, got priority {got}: create_jobs reads "
         f"pipe job {mine}'s priority, so the pipe job itself must change",
     )
-
-
-def _error(exc: BaseException) -> str:
-    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
-        return exc.diag.message_primary
-    return str(exc)

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import psycopg
 from psycopg.rows import dict_row
 
-from pgqueue import queries
-from pgqueue.check.core import Verdict, checker
+from pgqueue.check.callers import said
+from pgqueue.check.core import Verdict, checker, checks
 from pgqueue.queues import labs, steps
 from pgqueue.queues.heartbeats import Identity
 from pgqueue.queues.single_call import NO_JOB, Worker
@@ -19,10 +19,6 @@ POC = "single-call"
 COLUMNS = ("pipe_order", "first_created", "last_finished", "jobs")
 PARAMETER = "it does not read %(request_id)s, by which the checker passes each request"
 ROUNDS = 40  # rounds of every process asking for work, at most, to play the requests through
-
-
-def _q() -> queries.Queries:
-    return queries.load("clients/check.sql")
 
 
 @checker("your request-flow query", POC, examples=True, fixes=True, sends=("request_id",))
@@ -38,7 +34,7 @@ def request_flow(verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, 
     """
     if labs.is_set_up(poc):
         with labs.connect(poc) as own:
-            ready = own.execute(_q()["flow_ready"]).fetchone()[0]
+            ready = own.execute(checks()["flow_ready"]).fetchone()[0]
             if ready and not _compare(own, text, verdict, "in your lab"):
                 return
     where = f"in a scratch lab ({_draw(conn)})"
@@ -50,7 +46,7 @@ def request_flow(verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, 
         rounds += 1
         if not _compare(conn, text, verdict, f"{where}, after {rounds} round(s) of work", tell=False):
             return
-    left = conn.execute(_q()["flow_unfinished"]).fetchone()[0]
+    left = conn.execute(checks()["flow_unfinished"]).fetchone()[0]
     until = "every job had run" if not left else f"{left} jobs were still unfinished"
     verdict.held.append(
         f"there, the same rows as the reference after each of {rounds} rounds of work, until {until}, "
@@ -61,9 +57,9 @@ def request_flow(verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, 
 def _draw(conn: psycopg.Connection) -> str:
     """Draw the scratch lab's fan-out widths, a pipeline of order 0 and one of order 3, and one more
     request through them; what was drawn, in words."""
-    widths = conn.execute(_q()["flow_draw_fan_out"]).fetchall()
-    conn.execute(_q()["flow_refresh_job_config"])
-    pipes = conn.execute(_q()["flow_pipelines"]).fetchall()
+    widths = conn.execute(checks()["flow_draw_fan_out"]).fetchall()
+    conn.execute(checks()["flow_refresh_job_config"])
+    pipes = conn.execute(checks()["flow_pipelines"]).fetchall()
     tag, at = secrets.token_hex(2), 10 + secrets.randbelow(80)
     # order 3 waits for order 2; order 0 starts at once and chains to nothing (work fed in)
     drawn = {3: (at, "archiver"), 0: (at + 1 + secrets.randbelow(9), "intake")}
@@ -72,18 +68,18 @@ def _draw(conn: psycopg.Connection) -> str:
         names = [f"{role}_{tag}_{n}" for n in range(1 + secrets.randbelow(2))]
         versions = [f"1.{secrets.randbelow(9)}.{n}" for n in range(len(names))]
         params = {"pipe_id": pipe_id, "pipe_name": f"{role} {tag}", "pipe_order": order}
-        conn.execute(_q()["flow_draw_pipeline"], {**params, "names": names, "versions": versions})
+        conn.execute(checks()["flow_draw_pipeline"], {**params, "names": names, "versions": versions})
         steps[order] = len(names)
     # the drawn pipelines first in the table: a query that reads pipelines in the table's order
     # and does not sort meets orders 3 and 0 before 1 and 2
-    conn.execute(_q()["flow_heap_order"], {"pipe_ids": [pipe_id for pipe_id, _ in drawn.values()]})
+    conn.execute(checks()["flow_heap_order"], {"pipe_ids": [pipe_id for pipe_id, _ in drawn.values()]})
     first = [pipe_id for pipe_id, order in pipes if order == 1]
     chosen = secrets.SystemRandom().sample(first, 1 + secrets.randbelow(2))
     # order 0 after order 1, so its first job is made after theirs: sorted by first_created, the
     # rows would come 1, 0, ..., not by pipe_order
     chosen += [pipe_id for pipe_id, order in pipes if order > 1] + [drawn[3][0], drawn[0][0]]
     request_id = 100 + secrets.randbelow(900)
-    conn.execute(_q()["flow_draw_request"], {"request_id": request_id, "pipe_ids": chosen})
+    conn.execute(checks()["flow_draw_request"], {"request_id": request_id, "pipe_ids": chosen})
     fans = ", ".join(f"{name} of pipeline {pipe_id} fans out {n}" for pipe_id, name, n in widths)
     orders = ", ".join(
         f"{drawn[o][0]} of order {o} ({steps[o]} step{'s' if steps[o] > 1 else ''})" for o in (3, 0)
@@ -94,14 +90,14 @@ def _draw(conn: psycopg.Connection) -> str:
 def _compare(conn: psycopg.Connection, text: str, verdict: Verdict, where: str, *, tell: bool = True) -> bool:
     """Compare the learner's rows with the reference's for every request with jobs; False at the first
     difference (named in the verdict). `tell` says a match in the verdict too."""
-    requests = [r for (r,) in conn.execute(_q()["flow_requests"]).fetchall()]
+    requests = [r for (r,) in conn.execute(checks()["flow_requests"]).fetchall()]
     for request_id in requests:
-        want = _rows(conn, _q()["request_flow"], request_id)
+        want = _rows(conn, checks()["request_flow"], request_id)
         try:
             got = _rows(conn, text, request_id)
-            hashed = _rows(conn, text, request_id, plan=_q()["flow_hash_plan"])
+            hashed = _rows(conn, text, request_id, plan=checks()["flow_hash_plan"])
         except psycopg.Error as exc:
-            verdict.refuse(f"{where}, request {request_id}: PostgreSQL refused your query: {_error(exc)}")
+            verdict.refuse(f"{where}, request {request_id}: PostgreSQL refused your query: {said(exc)}")
             return False
         wrong = _difference(got, want)
         if wrong is None:
@@ -134,7 +130,7 @@ def _rows(conn: psycopg.Connection, text: str, request_id: int, plan: str | None
     """A query's rows, in a READ ONLY transaction that is rolled back: a query cannot change the lab.
     `plan` sets the planner for that transaction first."""
     with conn.transaction(force_rollback=True), conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(_q()["flow_read_only"])
+        cur.execute(checks()["flow_read_only"])
         if plan is not None:
             cur.execute(plan)
         return cur.execute(text, {"request_id": request_id}).fetchall()
@@ -206,10 +202,6 @@ def _when(value: object) -> str:
     return value.strftime("%H:%M:%S.%f") if hasattr(value, "strftime") else repr(value)
 
 
-def _error(exc: psycopg.Error) -> str:
-    return exc.diag.message_primary or str(exc)
-
-
 def _play_round(conn: psycopg.Connection, workers: list[tuple[Worker, bool]]) -> bool:
     """Every process asks for work once with the real find_job, then hands over or finishes;
     whether any of them worked."""
@@ -224,6 +216,6 @@ def _play_round(conn: psycopg.Connection, workers: list[tuple[Worker, bool]]) ->
 
 
 def _workers(conn: psycopg.Connection) -> Iterator[tuple[Worker, bool]]:
-    for name, version in conn.execute(_q()["flow_processes"]).fetchall():
+    for name, version in conn.execute(checks()["flow_processes"]).fetchall():
         who = Identity.new(name, version)
         yield Worker(who), steps.gathers(conn, who)
