@@ -31,7 +31,7 @@ from pgqueue.check.claim_calls import (
 from pgqueue.check.core import Call, Hold, Verdict, checker, holding, together
 from pgqueue.queues import labs
 from pgqueue.queues.client import NO_JOB
-from pgqueue.queues.heartbeats import Identity
+from pgqueue.queues.heartbeats import Identity, send_heartbeat
 from pgqueue.wait import Timeout
 
 RACERS = (3, 5)  # how many callers are released together while one transaction holds a job
@@ -74,13 +74,14 @@ def _order_and_batch(
     lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict, rng: random.Random
 ) -> bool:
     """Callers one after the other on a scene of waiting jobs and traps: the best jobs, batch by batch."""
-    holder = secrets.token_hex(6)
-    conn.execute(_q()["beat"], {"uuid": holder, "name": NAME, "version": VERSION})
+    holder = Identity.new(NAME, VERSION)
+    send_heartbeat(conn, holder)  # alive: the holder of a job placed as leased
     scene = new_pipe_job(conn)
     # the traps are the best and oldest of all: a claim that lets one through hands it out first
     traps = [
-        place(conn, scene, 1, 600, taken_by=holder, attempts=1,
-               never=f"is leased to worker {holder}, which is alive (its job_assigned_process_uuid is set)"),
+        place(conn, scene, 1, 600, taken_by=holder.uuid, attempts=1,
+               never=f"is leased to worker {holder.uuid}, which is alive "
+               "(its job_assigned_process_uuid is set)"),
         place(conn, scene, 1, 590, finished=True, attempts=1, never="is finished (job_finished is true)"),
         # a pipe job of its own: a job made later in a pipe job with a dead job is born dead
         place(conn, new_pipe_job(conn), 1, 580, dead=True, attempts=5, error="failed five times",

@@ -190,6 +190,7 @@ def held_trials(trials: int, connect: races.Connect, stop_after: int | None = ST
 
 
 def _finish(pipe_job: int) -> tuple[str, dict]:
+    # the UPDATE finish_pipe ends with, alone (not the client's finish): the gate's triggers fire on it
     return _races_q()["finish_pipe_job"], {"pipe_job_id": pipe_job}
 
 

@@ -36,6 +36,7 @@ def _q() -> queries.Queries:
 
 
 def worker_calls() -> queries.Queries:
+    """The hardened workers' own calls: pulse and mark_stopped, which the design client has no verb for."""
     return queries.load("clients/hardened.sql")
 
 

@@ -13,10 +13,6 @@ INSERT INTO pipe_job_queue (request_id, pipe_id)
 VALUES ((SELECT coalesce(max(request_id), 0) + 1 FROM pipe_job_queue), 2)
 RETURNING pipe_job_id;
 
--- name: beat
--- A live worker: the holder of a job placed as leased.
-CALL send_heartbeat(%(uuid)s, 'checker', %(name)s, %(version)s);
-
 -- name: place
 -- One job, `age` seconds old, as the queue leaves it: waiting; leased to `taken_by`; finished;
 -- dead-lettered after its attempts; or failed once and backing off until `due_in` seconds from now.
