@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import psycopg
 
-from pgqueue import queries
-from pgqueue.check.core import Call, Hold, Verdict, checker, holding, together
+from pgqueue.check.callers import said
+from pgqueue.check.core import Call, Hold, Refused, Verdict, checker, checks, holding, together
 from pgqueue.queues import labs
 from pgqueue.queues.single_call import LOST_RACE, NO_JOB
 from pgqueue.wait import Timeout, until
@@ -19,10 +19,6 @@ OTHER_NAME, OTHER_VERSION = "second_process", "2.0.0"  # traps: another process,
 RACE_TRIALS = 10  # trials of callers released together
 RACERS = 4  # callers per trial, one connection each
 RACE_JOBS = 6  # waiting jobs per trial: more than the callers, so every caller could get one
-
-
-def _q() -> queries.Queries:
-    return queries.load("clients/check.sql")
 
 
 @dataclass(frozen=True)
@@ -73,7 +69,7 @@ def scene(name: str, version: str) -> list[tuple]:
 def find_job_pick(verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, text: str, poc: str) -> None:
     """Whether the learner's `find_job` hands the right job, lowest priority then oldest, never twice."""
     me = asker()
-    pipe_job = conn.execute(_q()["find_job_pipe_job"], {"request_id": 1}).fetchone()[0]
+    pipe_job = conn.execute(checks()["find_job_pipe_job"], {"request_id": 1}).fetchone()[0]
     jobs = [_place(conn, pipe_job, *row) for row in scene(*me)]
     if _one_by_one(conn, me, jobs, verdict):
         _second_while_first_holds(lab, me, pipe_job, verdict)
@@ -91,7 +87,7 @@ def _place(conn, pipe_job, name, version, priority, age, finished, taken_by) -> 
         "finished": True if finished else None,  # NULL, not false, is what waits
         "taken_by": taken_by,
     }
-    job_id = conn.execute(_q()["find_job_place"], params).fetchone()[0]
+    job_id = conn.execute(checks()["find_job_place"], params).fetchone()[0]
     return Job(job_id, name, version, priority, age, finished, taken_by)
 
 
@@ -102,9 +98,10 @@ def _one_by_one(conn: psycopg.Connection, me: Process, jobs: list[Job], verdict:
     handed: list[int] = []
     for call in range(1, len(waiting) + 2):
         uuid = secrets.token_hex(6)
-        answer = _call(conn, me, uuid, verdict, f"call {call}")
-        if answer is None:
-            return False
+        try:
+            answer = _ask(conn, me, uuid)
+        except psycopg.Error as exc:
+            return verdict.expect(False, "", f"call {call} failed: {said(exc)}")
         if not waiting:
             verdict.held.append(
                 f"{len(handed)} calls one by one for {me[0]} {me[1]} got jobs {handed}: lowest "
@@ -120,30 +117,26 @@ def _one_by_one(conn: psycopg.Connection, me: Process, jobs: list[Job], verdict:
                 f"expected {NO_JOB!r}",
             )
         if answer == NO_JOB and _found_once_false(conn, me, waiting):
-            verdict.refuse(
+            raise Refused(
                 f"call {call} answered {NO_JOB!r} while {waiting[0]} waited: a waiting job's job_finished "
                 "is NULL (it has not finished), and your pick found none of them; with their "
                 "job_finished set to false it found one, so it looks for job_finished = false, which "
                 "no job has: test job_finished IS NULL"
             )
-            return False
         got = _job_of(answer, verdict, f"call {call}", waiting[0])
         if got is None:
             return False
         job = by_id.get(got)
         if job is None:
-            verdict.refuse(f"call {call} got job {got}, which the checker never made")
-            return False
+            raise Refused(f"call {call} got job {got}, which the checker never made")
         if not _fits(job, me, verdict, f"call {call}"):
             return False
         best = waiting[0]
         if job.job_id != best.job_id:
-            verdict.refuse(f"call {call} got {job}, but {best} waited: {_why(job, best)}")
-            return False
-        taker = conn.execute(_q()["find_job_taker"], {"job_id": got}).fetchone()[0]
+            raise Refused(f"call {call} got {job}, but {best} waited: {_why(job, best)}")
+        taker = conn.execute(checks()["find_job_taker"], {"job_id": got}).fetchone()[0]
         if taker != uuid:
-            verdict.refuse(f"call {call} got job {got}, but the table says {taker!r} has it")
-            return False
+            raise Refused(f"call {call} got job {got}, but the table says {taker!r} has it")
         waiting.pop(0)
         handed.append(got)
     return True  # not reached: the loop ends on the call after the last waiting job
@@ -153,9 +146,8 @@ def _found_once_false(conn: psycopg.Connection, me: Process, waiting: list[Job])
     """Whether a pick that found no waiting job finds one once their job_finished is false (rolled back)."""
     try:
         with conn.transaction(force_rollback=True):
-            conn.execute(_q()["find_job_finished_false"], {"job_ids": [j.job_id for j in waiting]})
-            params = {"uuid": secrets.token_hex(6), "name": me[0], "version": me[1]}
-            answer = conn.execute(_q()["find_job_call"], params).fetchone()[0]
+            conn.execute(checks()["find_job_finished_false"], {"job_ids": [j.job_id for j in waiting]})
+            answer = _ask(conn, me)
     except psycopg.Error:
         return False
     return _jobs_in(answer) is not None and len(_jobs_in(answer)) == 1
@@ -218,11 +210,11 @@ def _second_while_first_holds(lab: labs.Scratch, me: Process, pipe_job: int, ver
     if not second.done:
         return verdict.expect(False, "", f"{what}, caller B never answered, not even after A committed")
     if isinstance(answer, BaseException):
-        said = _error(answer)
+        words = said(answer)
         return verdict.expect(
             False,
             "",
-            f"{what}, caller B failed: {said}" + (_NOWAIT if "could not obtain lock" in said else ""),
+            f"{what}, caller B failed: {words}" + (_NOWAIT if "could not obtain lock" in words else ""),
         )
     if answer == LOST_RACE:
         return verdict.expect(
@@ -281,27 +273,27 @@ def _two_picks_at_once(lab: labs.Scratch, me: Process, pipe_job: int, verdict: V
     if seen.count("held") == 0:
         return  # neither reached a claim while held: the answer claims otherwise, judged elsewhere
     what = "two callers at once, each stopped right after its pick (before its claim)"
-    errors = [_error(h) for h in heard if isinstance(h, BaseException)]
+    errors = [said(h) for h in heard if isinstance(h, BaseException)]
     jobs = [_jobs_in(h) for h in heard if not isinstance(h, BaseException)]
     both_picked = seen.count("held") == 2
     same = both_picked and (errors or LOST_RACE in heard or len({tuple(j or ()) for j in jobs}) < 2)
     if same:
-        said = errors[0] if errors else f"one was told {LOST_RACE!r}" if LOST_RACE in heard else "both got it"
+        told = errors[0] if errors else f"one was told {LOST_RACE!r}" if LOST_RACE in heard else "both got it"
         verdict.expect(
             False,
             "",
-            f"{what}: both had picked the same job before either claimed it ({said})"
+            f"{what}: both had picked the same job before either claimed it ({told})"
             + (_DEADLOCK if any("deadlock" in e for e in errors) else _OWN_ROW),
         )
         return
     distinct = not errors and LOST_RACE not in heard and len({tuple(j or ()) for j in jobs}) == 2
     if not distinct:
-        said = errors[0] if errors else "one got no job"
-        said = f"one was told {LOST_RACE!r}" if LOST_RACE in heard else said
+        told = errors[0] if errors else "one got no job"
+        told = f"one was told {LOST_RACE!r}" if LOST_RACE in heard else told
         verdict.expect(
             False,
             "",
-            f"{what}: the two did not each take a job of their own ({said})"
+            f"{what}: the two did not each take a job of their own ({told})"
             + (_NOWAIT if any("could not obtain lock" in e for e in errors) else ""),
         )
         return
@@ -329,7 +321,7 @@ def _race(lab: labs.Scratch, me: Process, pipe_job: int, verdict: Verdict) -> No
             for result in results:
                 jobs = _jobs_in(result)
                 if isinstance(result, BaseException):
-                    failed.append(_error(result))
+                    failed.append(said(result))
                 elif result == LOST_RACE:
                     lost += 1
                 elif jobs is None or len(jobs) != 1:
@@ -394,55 +386,27 @@ def _jobs_in(answer: object) -> list[int] | None:
 
 
 def _place_race_job(conn: psycopg.Connection, pipe_job: int, asks: Process, n: int) -> None:
-    params = {
-        "pipe_job_id": pipe_job,
-        "name": asks[0],
-        "version": asks[1],
-        "priority": 100,
-        "age": float(RACE_JOBS - n),
-        "finished": None,
-        "taken_by": None,
-    }
-    conn.execute(_q()["find_job_place"], params)
+    _place(conn, pipe_job, *asks, 100, float(RACE_JOBS - n), False, None)
 
 
-def _ask(conn: psycopg.Connection, asks: Process) -> str:
-    params = {"uuid": secrets.token_hex(6), "name": asks[0], "version": asks[1]}
-    return conn.execute(_q()["find_job_call"], params).fetchone()[0]
-
-
-def _call(conn: psycopg.Connection, me: Process, uuid: str, verdict: Verdict, who: str) -> str | None:
-    try:
-        return conn.execute(
-            _q()["find_job_call"], {"uuid": uuid, "name": me[0], "version": me[1]}
-        ).fetchone()[0]
-    except psycopg.Error as exc:
-        verdict.refuse(f"{who} failed: {_error(exc)}")
-        return None
+def _ask(conn: psycopg.Connection, asks: Process, uuid: str | None = None) -> str:
+    params = {"uuid": uuid or secrets.token_hex(6), "name": asks[0], "version": asks[1]}
+    return conn.execute(checks()["find_job_call"], params).fetchone()[0]
 
 
 def _job_of(answer: str, verdict: Verdict, who: str, best: Job | None = None) -> int | None:
     """The one job id of an answer, or None after saying what the answer was instead."""
-    try:
-        jobs = json.loads(answer)
-    except (TypeError, ValueError):
-        jobs = None
-    if not isinstance(jobs, list) or len(jobs) != 1 or "job_id" not in jobs[0]:
+    jobs = _jobs_in(answer)
+    if jobs is None or len(jobs) != 1:
         waited = f"{best} waited" if best is not None else "jobs waited"
         verdict.refuse(
             f"{who} answered {_short(answer)} while {waited}: expected a JSON array of one job"
             + (_EMPTY_UUID if best is not None and best.taken_by == "" else "")
         )
         return None
-    return jobs[0]["job_id"]
+    return jobs[0]
 
 
 def _short(answer: object) -> str:
     shown = repr(answer)
     return shown if len(shown) < 80 else shown[:77] + "...'"
-
-
-def _error(exc: BaseException) -> str:
-    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
-        return exc.diag.message_primary
-    return str(exc)

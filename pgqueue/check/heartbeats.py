@@ -8,7 +8,8 @@ import secrets
 import psycopg
 
 from pgqueue import queries
-from pgqueue.check.core import Call, Verdict, checker, holding, together
+from pgqueue.check.callers import said
+from pgqueue.check.core import Call, Verdict, checker, checks, holding, together
 from pgqueue.queues import labs
 from pgqueue.queues.heartbeats import Identity, send_heartbeat
 
@@ -18,10 +19,6 @@ LOCK_TIMEOUT_MS = 2000  # a beat that waits this long for a lock is refused inst
 HELD_TIMEOUT_MS = 15_000  # the held beat's: it waits at the hold for as long as the judge keeps it there
 # where the first of two first beats is held: before its row goes in, and once it is in, uncommitted
 HOLDS = (("AFTER", "right after its insert, before it committed"), ("BEFORE", "before its row went in"))
-
-
-def _q() -> queries.Queries:
-    return queries.load("clients/check.sql")
 
 
 @checker(
@@ -67,7 +64,7 @@ def heartbeat_upsert(
         "a process is its uuid, so the upsert's key is process_uuid alone",
     ):
         return
-    conn.execute(_q()["mark_busy_stopped"], {"uuid": me.uuid})
+    conn.execute(checks()["mark_busy_stopped"], {"uuid": me.uuid})
     # the second beat comes from another host: a worker restarted elsewhere keeps its uuid
     moved = dataclasses.replace(me, server=f"host-{secrets.token_hex(3)}")
     if not _beat(conn, moved, verdict, "a second beat of the same process"):
@@ -108,7 +105,7 @@ def heartbeat_upsert(
     conn.execute(queries.load("clients/heartbeats.sql")["set_kill_switch"], {"uuid": me.uuid, "on": True})
     # a killed worker beats until it next asks for work and exits: its beat is recorded like any
     # other, from yet another host and after it took a job and said it stopped, so each column shows
-    conn.execute(_q()["mark_busy_stopped"], {"uuid": me.uuid})
+    conn.execute(checks()["mark_busy_stopped"], {"uuid": me.uuid})
     last = dataclasses.replace(me, server=f"host-{secrets.token_hex(3)}")
     _beat(conn, last, verdict, "a beat after the kill switch was set")
     killed = _row(conn, me)
@@ -164,18 +161,14 @@ def _held_first_beat(lab: labs.Scratch, verdict: Verdict) -> bool:
     insert goes in first). An upsert that decides in one statement, or retries on unique_violation, survives
     both; a check before an insert fails, or leaves two rows.
     """
-    ok = True
     for when, where in HOLDS:
         who = Identity.new(f"held_{secrets.token_hex(3)}", "1.0.0")
         with (
             lab.connect() as watch,
             holding(watch, "process_heartbeats", when=when, event="INSERT") as hold,
-            lab.connect() as first_conn,
+            _bounded(lab.connect(), HELD_TIMEOUT_MS) as first_conn,
             _bounded(lab.connect()) as second_conn,
         ):
-            first_conn.execute(
-                queries.load("clients/races.sql")["lock_timeout"], {"ms": str(HELD_TIMEOUT_MS)}
-            )
             hold.arm(first_conn, 1)
             hold.close(1)
             first = Call(lambda who=who: send_heartbeat(first_conn, who))
@@ -190,33 +183,24 @@ def _held_first_beat(lab: labs.Scratch, verdict: Verdict) -> bool:
             results = {"the first beat": first.join(), "the second beat": second.join()}
             rows = _count(watch, who)
         what = f"two first beats of one new worker ({who.uuid}), the first held {where}"
-        failed = {beat: r for beat, r in results.items() if isinstance(r, BaseException)}
+        failed = [(beat, r) for beat, r in results.items() if isinstance(r, BaseException)]
         if failed:
-            beat, exc = next(iter(failed.items()))
+            beat, exc = failed[0]
             if isinstance(exc, psycopg.errors.UniqueViolation):
-                ok = verdict.expect(
-                    False, "", f"{what}: {beat} failed with a duplicate key ({_error(exc)}){_CHECKED}"
-                )
+                cause = f"failed with a duplicate key ({said(exc)}){_CHECKED}"
             else:
-                ok = verdict.expect(
-                    False,
-                    "",
-                    f"{what}: {beat} failed ({_error(exc)})"
-                    + (_HELD if "lock timeout" in _error(exc) else ""),
-                )
-        elif rows != 1:
-            ok = verdict.expect(
+                cause = f"failed ({said(exc)})" + (_HELD if "lock timeout" in said(exc) else "")
+            return verdict.expect(False, "", f"{what}: {beat} {cause}")
+        if rows != 1:
+            return verdict.expect(
                 False, "", f"{what}: both beats went through and left {rows} rows for one worker{_CHECKED}"
             )
-        else:
-            how = (
-                "the second waited for the first one's row and, once the first was let go, updated it"
-                if waited
-                else "the second went through, and the first, let go, did too"
-            )
-            verdict.held.append(f"{what}: {how}; no error, one row")
-        if not ok:
-            return False
+        how = (
+            "the second waited for the first one's row and, once the first was let go, updated it"
+            if waited
+            else "the second went through, and the first, let go, did too"
+        )
+        verdict.held.append(f"{what}: {how}; no error, one row")
     return True
 
 
@@ -234,7 +218,7 @@ def _race(lab: labs.Scratch, verdict: Verdict) -> None:
             trials += 1
             who = Identity.new("third_process", "1.0.0", secrets.token_hex(6))
             results = together(RACERS, lambda i, who=who: send_heartbeat(conns[i], who))
-            errors = [_error(r) for r in results if isinstance(r, BaseException)]
+            errors = [said(r) for r in results if isinstance(r, BaseException)]
             failed += errors
             bad_trials += bool(errors) or _count(conns[0], who) != 1
             if any("lock timeout" in e for e in errors):
@@ -270,9 +254,9 @@ _HELD = (
 )
 
 
-def _bounded(conn: psycopg.Connection) -> psycopg.Connection:
+def _bounded(conn: psycopg.Connection, ms: int = LOCK_TIMEOUT_MS) -> psycopg.Connection:
     """The connection, with a lock timeout: a beat that waits on a lock fails instead of hanging."""
-    conn.execute(queries.load("clients/races.sql")["lock_timeout"], {"ms": str(LOCK_TIMEOUT_MS)})
+    conn.execute(queries.load("clients/races.sql")["lock_timeout"], {"ms": str(ms)})
     return conn
 
 
@@ -281,27 +265,21 @@ def _beat(conn: psycopg.Connection, who: Identity, verdict: Verdict, what: str) 
         send_heartbeat(conn, who)
         return True
     except psycopg.Error as exc:
-        verdict.refuse(f"{what} failed: {_error(exc)}")
+        verdict.refuse(f"{what} failed: {said(exc)}")
         return False
 
 
 def _said(result: object) -> str:
-    return _error(result) if isinstance(result, BaseException) else "it ended without one"
-
-
-def _error(exc: BaseException) -> str:
-    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
-        return exc.diag.message_primary
-    return str(exc)
+    return said(result) if isinstance(result, BaseException) else "it ended without one"
 
 
 def _row(conn: psycopg.Connection, who: Identity) -> dict | None:
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        return cur.execute(_q()["heartbeat_row"], {"uuid": who.uuid}).fetchone()
+        return cur.execute(checks()["heartbeat_row"], {"uuid": who.uuid}).fetchone()
 
 
 def _count(conn: psycopg.Connection, who: Identity) -> int:
-    return conn.execute(_q()["heartbeat_rows"], {"uuid": who.uuid}).fetchone()[0]
+    return conn.execute(checks()["heartbeat_rows"], {"uuid": who.uuid}).fetchone()[0]
 
 
 def _shown(row: dict | None) -> str:
