@@ -17,6 +17,7 @@ from psycopg import sql
 from pgqueue import children, queries, server
 from pgqueue.queues import designs, labs
 from pgqueue.server import embedded, home
+from pgqueue.wait import until
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -112,7 +113,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # as a learner's checkout runs: no template databases (the suite's own processes keep them)
     env = {"PGQUEUE_HOME": str(home), "PGQUEUE_DB_PREFIX": prefix, "PGQUEUE_TEMPLATES": "0"}
     built = run_cli("setup", "--poc", "single-call", "--examples", env=env)
-    assert built.returncode == 0, built.stderr
+    if built.returncode != 0:
+        _remove(home)
+        raise AssertionError(built.stderr)
     # a child of this pytest process: were it killed, the worker and so its server would go too
     argv = [sys.executable, "-m", "pgqueue", "worker", "--poc", "single-call", "assigner", "1.0.0"]
     worker = children.spawn(
@@ -147,7 +150,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
                 sql.SQL(queries.load("kit/queries.sql")["drop_database"]).format(db=sql.Identifier(name))
             )
     run_cli("db", "stop", env=env)
-    shutil.rmtree(home, ignore_errors=True)
+    _remove(home)
+
+
+def _remove(home: Path) -> None:
+    # its watchdog may take its lock once more on its way out, making the file again
+    until(lambda: shutil.rmtree(home, ignore_errors=True) or not home.exists(), 30, f"{home} removed")
 
 
 def free_port() -> int:
