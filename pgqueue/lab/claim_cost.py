@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 import statistics
 import time
@@ -47,8 +48,7 @@ class StateCost:
         }
 
 
-def _q() -> queries.Queries:
-    return queries.load("clients/claim_cost.sql")
+_q = functools.partial(queries.load, "clients/claim_cost.sql")
 
 
 def _read(plan: dict) -> tuple[int, int]:

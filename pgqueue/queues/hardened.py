@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import threading
 import time
@@ -23,8 +24,7 @@ if TYPE_CHECKING:  # imported where used: workers start without them
 POC = "hardened"
 
 
-def _q() -> queries.Queries:
-    return queries.load("clients/hardened.sql")
+_q = functools.partial(queries.load, "clients/hardened.sql")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 import socket
 import threading
@@ -19,8 +20,7 @@ if TYPE_CHECKING:  # imported where used: workers start without them
 STALE_AFTER = 10.0  # seconds without a beat before a process counts as stale
 
 
-def _q() -> queries.Queries:
-    return queries.load("clients/heartbeats.sql")
+_q = functools.partial(queries.load, "clients/heartbeats.sql")
 
 
 @dataclass(frozen=True)

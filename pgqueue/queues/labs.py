@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import secrets
@@ -81,8 +82,7 @@ def step(poc: str, which: int | str) -> schema.Step:
     return schema.find(sql_folders(poc), which)
 
 
-def _q():
-    return queries.load("kit/queries.sql")
+_q = functools.partial(queries.load, "kit/queries.sql")
 
 
 def exists(poc: str) -> bool:

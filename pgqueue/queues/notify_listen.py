@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from dataclasses import dataclass
@@ -23,8 +24,7 @@ if TYPE_CHECKING:  # imported where used: workers start without them
 POC = "notify-listen"
 
 
-def _q() -> queries.Queries:
-    return queries.load("clients/notify_listen.sql")
+_q = functools.partial(queries.load, "clients/notify_listen.sql")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """What a lab's pipelines hold (the model lessons 01-02 build): their ids, their orders, who serves a step."""
 
+import functools
 import warnings
 
 import psycopg
@@ -7,9 +8,7 @@ import psycopg
 from pgqueue import queries, values
 from pgqueue.errors import PgQueueError
 
-
-def _q() -> queries.Queries:
-    return queries.load("clients/pipelines.sql")
+_q = functools.partial(queries.load, "clients/pipelines.sql")
 
 
 def check_pipeline(conn: psycopg.Connection, poc: str, pipe_id) -> int:

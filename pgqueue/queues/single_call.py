@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from dataclasses import dataclass
@@ -20,8 +21,7 @@ if TYPE_CHECKING:  # imported where used: workers start without them
 POC = "single-call"
 
 
-def _q() -> queries.Queries:
-    return queries.load("clients/single_call.sql")
+_q = functools.partial(queries.load, "clients/single_call.sql")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ process ask for whole parallel sets (find_job's multi mode); the last step of a 
 finishes the pipe job; every other step hands one job to the next.
 """
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,9 +17,7 @@ from pgqueue.errors import PgQueueError
 from pgqueue.queues import designs
 from pgqueue.queues.heartbeats import Identity
 
-
-def _q() -> queries.Queries:
-    return queries.load("clients/single_call.sql")
+_q = functools.partial(queries.load, "clients/single_call.sql")
 
 
 @dataclass(frozen=True)

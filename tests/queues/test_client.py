@@ -48,6 +48,18 @@ def test_a_pipe_job_goes_through_the_client_from_submit_to_finish(poc):
         assert c.next_request_id() == 9
 
 
+@pytest.mark.parametrize("poc", PIPE_DESIGNS)
+def test_a_hand_over_makes_one_job_per_payload(poc):
+    client.fresh_lab(poc)
+    first = Identity.new("first_process", "1.9.2")
+    with client.connect(poc) as c:
+        c.submit(2)
+        (job,) = c.claim(first)
+        made = c.hand_over(first, [job["job_id"]], [{"part": 1}, {"part": 2}])
+        payloads = rows(c, "SELECT job_payload FROM job_queue WHERE job_id = ANY(%s) ORDER BY job_id", made)
+        assert len(made) == 2 and payloads == [({"part": 1},), ({"part": 2},)]
+
+
 def _plan(job: dict, finish: bool = False) -> steps.Action:
     return steps.Action([job["job_id"]], job["pipe_job_id"], None if finish else [{"description": "next"}])
 

@@ -29,19 +29,6 @@ def _t() -> queries.Queries:
     return labs.step(POC, "find_job").lesson
 
 
-@pytest.fixture
-def lab():
-    """The hardened lab with its example pipelines and no request yet."""
-    client.fresh_lab(POC)
-    return POC
-
-
-@pytest.fixture
-def conn(lab):
-    with labs.connect(POC) as connection:
-        yield connection
-
-
 def uuid() -> str:
     return secrets.token_hex(6)
 

@@ -20,19 +20,6 @@ POC = "single-call"
 FAST = Options(poll=0.1, work=(0.0, 0.02))
 
 
-@pytest.fixture
-def lab():
-    """The single-call lab with every step and the example pipelines, but no requests yet."""
-    client.fresh_lab(POC)
-    return POC
-
-
-@pytest.fixture
-def conn(lab):
-    with labs.connect(POC) as connection:
-        yield connection
-
-
 def pipeline(conn, pipe_id: int, steps: list[tuple[str, dict]], order: int = 1) -> None:
     """A made-up pipeline: steps are (process name, configuration), all version 1.0.0."""
     conn.execute(
