@@ -10,7 +10,7 @@ and, when the judge needs a tool pip cannot bring, `NEEDS = ("pgbouncer", presen
 for `tests.tools.require`; `MARKS` are pytest marks for every answer (the capstone's rounds
 are `chaos`: run once per CI run, not again on the second server). `tests/check/test_corpora.py`
 runs every answer through its judge: a wrong one must be refused with a ✗ line that contains
-`says`, a right one must hold.
+`says` (and the verdict must say each part of `also`), a right one must hold.
 """
 
 from __future__ import annotations
