@@ -11,6 +11,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from pgqueue.check.callers import said
 from pgqueue.check.core import Verdict, checker, checks
 from pgqueue.queues import labs
 
@@ -240,9 +241,7 @@ def _try(conn: psycopg.Connection, scenario: Scenario, verdict: Verdict, lab: La
             with conn.transaction(force_rollback=True):
                 mine = conn.execute(checks()["gather_call"], params).fetchone()[0]
         except psycopg.Error as exc:
-            verdict.refuse(
-                f"{scenario.situation}, your gather_batch failed: {exc.diag.message_primary or exc}"
-            )
+            verdict.refuse(f"{scenario.situation}, your gather_batch failed: {said(exc)}")
             return False
         reference = _reference(conn, scenario.asks)
         if mine is not None and not (isinstance(mine, list) and all(isinstance(i, int) for i in mine)):

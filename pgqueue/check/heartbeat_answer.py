@@ -11,6 +11,7 @@ import psycopg
 from psycopg import sql
 
 from pgqueue import queries
+from pgqueue.check.callers import said
 from pgqueue.check.core import Verdict, checker, checks, install
 from pgqueue.queues import labs
 from pgqueue.queues.heartbeats import Identity, send_heartbeat
@@ -97,7 +98,7 @@ def heartbeat_answer(
             if not run.misdirected:
                 verdict.held.append("every answer arrived on the beating process's own channel only")
         except psycopg.Error as exc:
-            verdict.refuse(f"a heartbeat failed: {exc.diag.message_primary or exc}")
+            verdict.refuse(f"a heartbeat failed: {said(exc)}")
         except TimeoutError as exc:
             verdict.refuse(str(exc))
 

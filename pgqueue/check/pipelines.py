@@ -7,6 +7,7 @@ import secrets
 import psycopg
 from psycopg.rows import dict_row
 
+from pgqueue.check.callers import said
 from pgqueue.check.core import Refused, Verdict, checker, checks
 from pgqueue.queues import labs
 
@@ -115,8 +116,7 @@ def _ask(conn: psycopg.Connection, pipe_id: int, name: str) -> list[dict]:
             return cur.execute(checks()["next_processes_call"], {"pipe_id": pipe_id, "name": name}).fetchall()
     except psycopg.Error as exc:
         raise Refused(
-            f"next_processes({pipe_id}, '{name}') failed: {exc.diag.message_primary or exc}"
-            f" (the task's signature is {SIGNATURE})"
+            f"next_processes({pipe_id}, '{name}') failed: {said(exc)} (the task's signature is {SIGNATURE})"
         ) from exc
 
 
@@ -139,19 +139,20 @@ _UNKEPT = (
 )
 
 
-def _elsewhere(after: dict, pipe_id: int, name: str, answer: list[dict]) -> bool:
-    """Whether the answer has rows of other pipelines, each the step after `name` in its own."""
+def _elsewhere(after: dict, pipe_id: int, name: str, answer: list[dict]) -> list[dict]:
+    """The answer's rows of other pipelines when each is the step after `name` in its own, else []."""
     foreign = [row for row in answer if row["pipe_id"] != pipe_id]
-    return bool(foreign) and all(
+    kept = all(
         after.get((row["pipe_id"], name)) == (row["process_name"], row["process_version"]) for row in foreign
     )
+    return foreign if kept else []
 
 
 def _elsewhere_said(after: dict, pipe_id: int, name: str, answer: list[dict]) -> str:
-    """'; x is the step after `name` in its own pipeline...' when `_elsewhere` holds, else ''."""
-    if not _elsewhere(after, pipe_id, name, answer):
+    """'; x is the step after `name` in its own pipeline...' when `_elsewhere` finds rows, else ''."""
+    foreign = _elsewhere(after, pipe_id, name, answer)
+    if not foreign:
         return ""
-    foreign = [row for row in answer if row["pipe_id"] != pipe_id]
     one = len(foreign) == 1
     return (
         f"; {_names(foreign)} {'is' if one else 'are'} the step after `{name}` in {'its' if one else 'their'}"
