@@ -9,13 +9,12 @@ import psycopg
 from psycopg import sql
 
 from pgqueue import queries
-from pgqueue.check.core import Verdict, sendable, where, written
+from pgqueue.check.core import Refused, Verdict, checker, where
 from pgqueue.lab.bloat import churn
-from pgqueue.queues import labs
 
 
 def _q() -> queries.Queries:
-    return queries.load("clients/bloat.sql")
+    return queries.load("clients/check_archive_finished.sql")
 
 
 def _archive_scene(conn: psycopg.Connection, low: int, high: int) -> dict[int, str]:
@@ -47,7 +46,7 @@ def _archive_scene(conn: psycopg.Connection, low: int, high: int) -> dict[int, s
     churn(conn, "hardened", rng.randint(4, 10), finish=False)
     running = [r[0] for r in conn.execute(q["running_pipe_jobs"])]
     conn.execute(q["finish_first_steps"], {"ids": running[: len(running) // 2], "seconds": tiers[0]})
-    conn.execute(q["add_pipe_jobs"], {"jobs": rng.randint(3, 10)})  # waiting
+    conn.execute(queries.load("clients/bloat.sql")["add_pipe_jobs"], {"jobs": rng.randint(3, 10)})  # waiting
 
     def said(finished: bool, held: bool, pipe_job_finished: bool, pipe_age: int, age: int) -> str:
         if pipe_job_finished:
@@ -105,45 +104,39 @@ class _Run:
         return set(self.before.jobs) - set(self.after.jobs)
 
 
-def archive_finished(query: object) -> Verdict:
-    """Try an archiving statement on a scratch hardened lab, at two thresholds `%(seconds)s`.
+@checker("your archive", "hardened", examples=True, sends=("seconds",))
+def archive_finished(verdict, lab, conn, text, poc):
+    """Try an archiving statement on a scratch hardened lab, at two thresholds `%(seconds)s` drawn anew.
 
     The lab holds pipe jobs finished long ago, between the thresholds, a little ago and just now
     (some of the oldest jobs with two attempts), jobs finished long ago whose pipe job still runs,
-    running jobs and waiting ones; tier sizes and thresholds are drawn anew. At each threshold, in
-    a transaction rolled back afterwards, the statement must move exactly the jobs of the pipe jobs
-    finished at least `%(seconds)s` ago into job_archive, and their attempts into
-    job_attempt_archive: every row once and unchanged, none lost, nothing else moved or touched.
+    running jobs and waiting ones. At each threshold, in a transaction rolled back afterwards, the
+    statement must move exactly the jobs of the pipe jobs finished at least `%(seconds)s` ago into
+    job_archive, and their attempts into job_attempt_archive: every row once and unchanged, none
+    lost, nothing else moved or touched.
     """
-    verdict = Verdict("your archive")
-    text = written(query, verdict)
-    if text is None:
-        return verdict
     q, rng = _q(), secrets.SystemRandom()
     low, high = rng.randint(60, 900), 3600 * rng.randint(2, 6)
     runs: dict[int, _Run] = {}
-    with labs.scratch("hardened", None, examples=True) as lab, lab.connect() as conn:
-        if not sendable(conn, text, ("seconds",), verdict):
-            return verdict
-        conn.execute(q["create_archives"])
-        said = _archive_scene(conn, low, high)
-        job_of = dict(conn.execute(q["job_of_attempts"]).fetchall())
+    conn.execute(q["create_archives"])
+    said = _archive_scene(conn, low, high)
+    job_of = dict(conn.execute(q["job_of_attempts"]).fetchall())
 
-        def old_enough(seconds: float) -> set[int]:
-            return set(conn.execute(q["old_enough"], {"seconds": max(seconds, 0)}).fetchone()[0])
+    def old_enough(seconds: float) -> set[int]:
+        return set(conn.execute(q["old_enough"], {"seconds": max(seconds, 0)}).fetchone()[0])
 
-        for seconds in (low, high):
-            expected = old_enough(seconds)
-            read_as = {f: (old_enough(f * seconds + _EDGE), old_enough(f * seconds - _EDGE)) for f in _UNITS}
-            with conn.transaction(force_rollback=True):
-                before = _Tables.read(conn)
-                try:
-                    with conn.transaction():
-                        conn.execute(text, {"seconds": seconds})
-                except psycopg.Error as exc:
-                    return verdict.refuse(_archive_refused(exc, text))
-                runs[seconds] = _Run(expected, read_as, before, _Tables.read(conn))
-    return _judge_archive(verdict, said, job_of, runs)
+    for seconds in (low, high):
+        expected = old_enough(seconds)
+        read_as = {f: (old_enough(f * seconds + _EDGE), old_enough(f * seconds - _EDGE)) for f in _UNITS}
+        with conn.transaction(force_rollback=True):
+            before = _Tables.read(conn)
+            try:
+                with conn.transaction():
+                    conn.execute(text, {"seconds": seconds})
+            except psycopg.Error as exc:
+                raise Refused(_archive_refused(exc, text)) from None
+            runs[seconds] = _Run(expected, read_as, before, _Tables.read(conn))
+    _judge_archive(verdict, said, job_of, runs)
 
 
 def _archive_refused(exc: psycopg.Error, text: str) -> str:

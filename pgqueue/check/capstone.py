@@ -10,7 +10,7 @@ from pgqueue.check.core import Verdict, install, written
 from pgqueue.check.gate import gate_takes_turns
 from pgqueue.errors import PgQueueError
 from pgqueue.lab import chaos
-from pgqueue.queues import labs
+from pgqueue.queues import client, labs
 
 # What a learner may put in place of the kit's own in a round on their version.
 YOURS = ("claim_jobs", "rescue_jobs", "hold_jobs", "pipe_job_takes_turn")
@@ -44,11 +44,10 @@ def capstone(
     unknown = sorted(set(yours) - set(YOURS))
     if unknown:
         raise PgQueueError(f"a round on your version replaces {', '.join(YOURS)}; not {', '.join(unknown)}")
-    labs.reset(chaos.POC)
+    client.fresh_lab(chaos.POC)
     checks = queries.load("clients/check.sql")
     verdict = Verdict("your hardened queue")
     with labs.connect(chaos.POC) as conn:
-        conn.execute(labs.step(chaos.POC, "pipelines").example_sql)
         if "pipe_job_takes_turn" in yours:
             conn.execute(checks["gate_drop_trigger"])  # the trigger depends on the kit's function
         for routine, text in yours.items():

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import psycopg
 
 from pgqueue import queries
-from pgqueue.check.core import Verdict, sendable, where, written
+from pgqueue.check.core import Verdict, checker, where
 from pgqueue.errors import PgQueueError
-from pgqueue.queues import hardened, labs
+from pgqueue.queues import hardened
 from pgqueue.server import pooler
 from pgqueue.wait import Timeout, until
 
@@ -39,38 +39,26 @@ def turn_through_pool(text: object, request_id: int = 7) -> Verdict:
         missing = "PgBouncer is not installed here, and this check runs your SQL through a real pool: "
         missing += pooler.INSTALL
         return Unjudged("your turn through the pool", missing=missing)
-    verdict = Verdict("your turn through the pool")
-    if written(text, verdict) is None:
-        return verdict
+    return _judged(text, request_id=request_id)
+
+
+@checker("your turn through the pool", hardened.POC, examples=True, sends=("request_id",))
+def _judged(verdict, lab, watch, text, poc, request_id):
+    """The first client's turn held open while another request's and then its own are asked for, on a
+    scratch copy of the lab with the example requests (`watch` connects directly, and sees the pool's
+    server processes)."""
+    q, db = _q(), lab.database
     other = secrets.SystemRandom().choice([n for n in range(1000, 10_000) if n != request_id])
-    # a scratch copy of the lab with the example requests: the lesson's lab is not needed, nor touched
-    with labs.scratch(hardened.POC, examples=True) as lab, pooler.start(2) as pool:
-        db = lab.database
-        with pool.connect(db) as a, pool.connect(db) as b, pool.connect(db) as c, lab.connect() as watch:
-            if not sendable(watch, text, ("request_id",), verdict):
-                return verdict
-            turns = _Turns(text, _q(), db, watch)
-            return turns.judge(verdict, request_id, other, a, b, c)
 
-
-@dataclass
-class _Turns:
-    """The turn exercise's clients: each runs the learner's statement in a transaction of its own."""
-
-    text: str
-    q: queries.Queries
-    db: str
-    watch: psycopg.Connection  # a direct connection, which sees the pool's server processes
-
-    def start(self, conn: psycopg.Connection, request_id: int) -> tuple[threading.Thread, list[object]]:
-        """The statement run on `conn` in a thread: what it ended with ("done" or the error) is appended."""
+    def start(conn: psycopg.Connection, request_id: int) -> tuple[threading.Thread, list[object]]:
+        # the statement run on `conn` in a thread: what it ended with ("done" or the error) is appended
         ended: list[object] = []
 
         def run() -> None:
             try:
                 with conn.transaction():
-                    conn.execute(self.q["local_lock_timeout"])
-                    conn.execute(self.text, {"request_id": request_id})
+                    conn.execute(q["local_lock_timeout"])
+                    conn.execute(text, {"request_id": request_id})
                 ended.append("done")
             except psycopg.Error as exc:
                 ended.append(exc)
@@ -79,86 +67,75 @@ class _Turns:
         racer.start()
         return racer, ended
 
-    def waits(self, ended: list[object]) -> bool:
-        """Whether a client, started a moment ago, waits for a lock: it has not ended, and the lab has a
-        session waiting for one (through the pool, the client's server process is one of the lab's)."""
+    def waits(ended: list[object]) -> bool:
+        # a client started a moment ago has not ended, and the lab has a session waiting for a lock
+        # (through the pool, the client's server process is one of the lab's)
         until(
-            lambda: (
-                ended or self.watch.execute(self.q["lock_waiters_in"], {"dbname": self.db}).fetchone()[0] > 0
-            ),
+            lambda: ended or watch.execute(q["lock_waiters_in"], {"dbname": db}).fetchone()[0] > 0,
             10,
             "a client finishing or waiting for a lock",
         )
         return not ended
 
-    def judge(
-        self,
-        verdict: Verdict,
-        request_id: int,
-        other: int,
-        a: psycopg.Connection,
-        b: psycopg.Connection,
-        c: psycopg.Connection,
-    ) -> Verdict:
-        """The first client's turn held open while another request's and then its own are asked for."""
+    with pooler.start(2) as pool, pool.connect(db) as a, pool.connect(db) as b, pool.connect(db) as c:
         try:
             with a.transaction():
-                a.execute(self.text, {"request_id": request_id})
-                modes = {row[0] for row in self.watch.execute(self.q["advisory_modes"])}
-                racer, stranger = self.start(c, other)
-                stranger_waited = self.waits(stranger)
+                a.execute(text, {"request_id": request_id})
+                modes = {row[0] for row in watch.execute(q["advisory_modes"])}
+                racer, stranger = start(c, other)
+                stranger_waited = waits(stranger)
                 racer.join(10)
-                racer, second = self.start(b, request_id)
-                went_ahead = not self.waits(second) and second[0] == "done"
+                racer, second = start(b, request_id)
+                went_ahead = not waits(second) and second[0] == "done"
         except psycopg.Error as exc:
-            at = where(self.text, exc, with_parameters=True)
+            at = where(text, exc, with_parameters=True)
             return verdict.refuse(f"PostgreSQL refused your statement: {_said(exc)}{at}")
         except Timeout:
             return verdict.refuse("a client neither finished nor waited for a lock within 10 s")
         racer.join(10)
-        failed = next((x for x in stranger if isinstance(x, psycopg.Error) and not stranger_waited), None)
-        if failed is not None:
-            return verdict.refuse(f"PostgreSQL refused your statement: {_said(failed)}")
-        verdict.expect(
-            not stranger_waited,
-            f"a client taking another request's turn ({other}) went on at once",
-            f"a client taking the turn of request {other} waited while the first client held request "
-            f"{request_id}'s: your lock is shared by every request; key it by %(request_id)s",
+        held, _waiting = watch.execute(q["advisory_locks"]).fetchone()  # once every client committed
+    failed = next((x for x in stranger if isinstance(x, psycopg.Error) and not stranger_waited), None)
+    if failed is not None:
+        return verdict.refuse(f"PostgreSQL refused your statement: {_said(failed)}")
+    verdict.expect(
+        not stranger_waited,
+        f"a client taking another request's turn ({other}) went on at once",
+        f"a client taking the turn of request {other} waited while the first client held request "
+        f"{request_id}'s: your lock is shared by every request; key it by %(request_id)s",
+    )
+    if modes == {"ShareLock"}:  # seen in pg_locks while the first client held the turn
+        how = (
+            "it took the advisory lock shared (ShareLock in pg_locks), and a shared lock lets the second "
+            "client in too: take it exclusive (pg_advisory_xact_lock)"
         )
-        held, _waiting = self.watch.execute(self.q["advisory_locks"]).fetchone()
-        if modes == {"ShareLock"}:  # seen in pg_locks while the first client held the turn
-            how = (
-                "it took the advisory lock shared (ShareLock in pg_locks), and a shared lock lets the second "
-                "client in too: take it exclusive (pg_advisory_xact_lock)"
-            )
-        else:
-            how = (
-                "take a lock on the request (an advisory lock keyed by %(request_id)s) that waits until it "
-                "is free"
-            )
-        if not verdict.expect(
-            not went_ahead,
-            f"while the first client's transaction was open, the second waited for the turn of {request_id}",
-            f"the second client went ahead while the first client's transaction was open: {how}",
-        ):
-            return verdict
-        failed = next((x for x in second if isinstance(x, psycopg.Error)), None)
-        verdict.expect(
-            second == ["done"],
-            "once the first client committed, the second went on",
-            f"the first client committed, yet the second still waited and gave up after 2 s "
-            f"({_said(failed)}): the lock stayed with the pool's server connection, not with the transaction"
-            if failed is not None
-            else "the second client never finished after the first committed",
+    else:
+        how = (
+            "take a lock on the request (an advisory lock keyed by %(request_id)s) that waits until it "
+            "is free"
         )
-        verdict.expect(
-            held == 0,
-            "no lock was left on the server once every client had committed",
-            f"{held} advisory lock(s) still held on the server after every client committed: a session-level "
-            "lock belongs to the server connection, which the pool hands to the next client; take one that "
-            "ends with the transaction (pg_advisory_xact_lock)",
-        )
+    if not verdict.expect(
+        not went_ahead,
+        f"while the first client's transaction was open, the second waited for the turn of {request_id}",
+        f"the second client went ahead while the first client's transaction was open: {how}",
+    ):
         return verdict
+    failed = next((x for x in second if isinstance(x, psycopg.Error)), None)
+    verdict.expect(
+        second == ["done"],
+        "once the first client committed, the second went on",
+        f"the first client committed, yet the second still waited and gave up after 2 s "
+        f"({_said(failed)}): the lock stayed with the pool's server connection, not with the transaction"
+        if failed is not None
+        else "the second client never finished after the first committed",
+    )
+    verdict.expect(
+        held == 0,
+        "no lock was left on the server once every client had committed",
+        f"{held} advisory lock(s) still held on the server after every client committed: a session-level "
+        "lock belongs to the server connection, which the pool hands to the next client; take one that "
+        "ends with the transaction (pg_advisory_xact_lock)",
+    )
+    return verdict
 
 
 def _said(exc: psycopg.Error | None) -> str:

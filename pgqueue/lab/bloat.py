@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from pgqueue import queries
 from pgqueue.errors import PgQueueError
@@ -150,11 +151,11 @@ def open_snapshot(
             conn.execute(_q()["take_xid"])
         pid = conn.info.backend_pid
         with connect() as observer:
-            row = observer.execute(_q()["holder"], {"pid": pid}).fetchone()
+            backend_xmin = holder_activity(observer, pid)["backend_xmin"]
     except BaseException:
         conn.close()
         raise
-    return Holder(pid, row[2], conn)
+    return Holder(pid, backend_xmin, conn)
 
 
 def who_holds_vacuum_back(
@@ -183,21 +184,14 @@ def who_holds_vacuum_back(
     return pd.DataFrame(rows).T
 
 
-@contextlib.contextmanager
-def holding(connect: Callable[[], psycopg.Connection]) -> Iterator[Holder]:
+def holding(connect: Callable[[], psycopg.Connection]) -> contextlib.closing[Holder]:
     """`open_snapshot` for the length of a `with` block."""
-    holder = open_snapshot(connect)
-    try:
-        yield holder
-    finally:
-        holder.end()
+    return contextlib.closing(open_snapshot(connect))
 
 
 def holder_activity(conn: psycopg.Connection, pid: int) -> dict:
     """pg_stat_activity's row of session `pid`: state, backend_xmin, seconds its transaction is open."""
-    cur = conn.execute(_q()["holder"], {"pid": pid})
-    row = cur.fetchone()
-    return dict(zip([c.name for c in cur.description], row, strict=True)) if row else {}
+    return conn.cursor(row_factory=dict_row).execute(_q()["holder"], {"pid": pid}).fetchone() or {}
 
 
 @dataclass(frozen=True)

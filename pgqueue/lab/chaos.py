@@ -2,36 +2,28 @@
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from pgqueue import queries
 from pgqueue.check.core import Verdict
 from pgqueue.errors import PgQueueError
-from pgqueue.queues import fleet, hardened, labs, steps
-from pgqueue.queues.heartbeats import Identity
+from pgqueue.lab import scenes as scene
+from pgqueue.queues import fleet, hardened, labs
 from pgqueue.wait import Timeout, until
 
 POC = "hardened"
 # A request as the example's request 50 makes it: four order-1 pipelines, then the report (order 2).
 REQUEST = (1, 2, 3, 5, 4)
-POISONED_PIPE = 2  # a plain chain: its first job is the one the round poisons
 # A rescued worker counts as alive when it beat less than this share of rescue_after before the
 # rescue: a beat commits a moment after its timestamp, so a right rescue can free a job whose
 # holder's last beat, not yet visible to it, is a few milliseconds short of rescue_after.
 ALIVE_SHARE = 0.75
-# The frozen-worker scene waits for a live worker that still holds its job once frozen (a job's
-# work is short: most freezes land after the hand-over); and for a frozen worker's call to end.
-FREEZE_WITHIN = 10.0
-CALL_ENDS_WITHIN = 2.0
 POISON_MARK = "is poisoned, it kills every worker that runs it"
 
 
@@ -100,16 +92,18 @@ def jobs_made(steps: list[tuple[int, int, dict]]) -> dict[int, int]:
 
 
 @dataclass
-class _Scenes:
-    """What the round forced on purpose, beside the random kills, and what each showed (✓/✗ lines)."""
+class Did:
+    """What a round did, for its judge: what it asked of the handlers, whom it stopped, what it forced."""
 
-    poisoned: list[int] = field(default_factory=list)
-    frozen: set[str] = field(default_factory=set)  # workers the round froze (SIGSTOP)
-    held: list[str] = field(default_factory=list)
-    wrong: list[str] = field(default_factory=list)
-    gates: list[dict] = field(default_factory=list)  # requests whose order-1 finishes were held
-    claim_tries: int = 0
-    freeze_tries: int = 0
+    requests: int = 0
+    fail: float = 0.0
+    subject: str = "the hardened queue"
+    killed: list[str] = field(default_factory=list)  # the uuids SIGKILLed
+    kills_holding: int = 0
+    crashed: dict[str, str] = field(default_factory=dict)  # uuid: the last line of one that died by itself
+    started: int = 0
+    began: float | None = None
+    forced: scene.Scenes = field(default_factory=scene.Scenes)
 
 
 def run(
@@ -128,16 +122,13 @@ def run(
     scenes: bool = False,
     subject: str = "the hardened queue",
 ) -> Round:
-    """Run `requests` requests through the hardened lab while a worker is SIGKILLed every `kill_every`
-    s for `seconds` s (one holding a job when any does) and replaced; wait up to `drain` s more for
-    every job to end; judge the queue.
+    """Run `requests` requests through the hardened lab (its example pipelines, nothing else that runs)
+    while a worker is SIGKILLed every `kill_every` s for `seconds` s (one holding a job when any does)
+    and replaced; wait up to `drain` s more for every job to end; judge the queue.
 
-    The lab must hold the example pipelines and may hold nothing else that runs: the round
-    judges every job in it. `fail` makes handlers fail at random (then `max_attempts` attempts,
-    `backoff` s apart at first, before a job is dead-lettered). `scenes` adds what random kills
-    seldom meet: a poisoned job that crashes every worker that runs it, a waiting job held
-    locked as a claim in progress holds it, a worker frozen past rescue_after that wakes to hand
-    its job over late, and order-1 finishes of a request held and let go together.
+    `fail` makes handlers fail at random (`max_attempts` attempts, `backoff` s apart at first);
+    `scenes` adds the forced scenes (`scenes.py`: a poisoned job, a held claim, a frozen worker,
+    order-1 finishes let go together).
     """
     if requests < 1 or seconds <= 0 or kill_every <= 0 or per_process < 1:
         raise PgQueueError(
@@ -147,7 +138,8 @@ def run(
     q, c, rng = _t(), _c(), random.Random(seed)
     opts = hardened.Options(poll=0.5, work=work, fail=fail, give_up=60.0)
     pipe_ids = list(REQUEST)
-    forced = _Scenes()
+    did = Did(requests, fail, subject)
+    killed, crashed, forced = did.killed, did.crashed, did.forced
     with labs.connect(POC) as conn:
         steps = conn.execute(q["chaos_pipelines"], {"pipe_ids": pipe_ids}).fetchall()
         missing = sorted(set(pipe_ids) - {pipe for pipe, *_ in steps})
@@ -158,9 +150,6 @@ def run(
             conn.execute(q["retries"], {"max_attempts": max_attempts, "base": backoff})
         conn.execute(c["instruments"])
         kinds = conn.execute(q["chaos_processes"], {"pipe_ids": pipe_ids}).fetchall()
-        killed: list[str] = []
-        crashed: dict[str, str] = {}  # uuid: the last line of a worker that ended without a kill
-        kills_holding = 0
         with fleet.Fleet(POC) as workers:
 
             def replace_the_crashed() -> None:
@@ -181,8 +170,8 @@ def run(
                 60,
                 f"all {len(uuids)} workers asking for work",
             )
-            began = clock = time.monotonic()  # `clock` runs only while the kills do
-            submitted, tick, end = 0, began, began + seconds
+            did.began = clock = time.monotonic()  # `clock` runs only while the kills do
+            submitted, tick, end = 0, clock, clock + seconds
             # requests arrive over the first two thirds of the kills, so that work runs throughout
             arrive = seconds * 2 / 3
             gate_conns: list[psycopg.Connection] = []
@@ -190,18 +179,18 @@ def run(
                 while (now := time.monotonic()) < end:
                     due = min(requests, max(1, round(requests * (now - clock) / arrive)))
                     for _ in range(due - submitted):
-                        made = _submit(conn, pipe_ids, scenes and not forced.poisoned, forced)
+                        made = scene.submit(conn, pipe_ids, scenes and not forced.poisoned, forced)
                         if scenes and len(forced.gates) < 2 and made > 1:
-                            gate_conns.append(_hold_finishes(made, forced))
+                            gate_conns.append(scene.hold_finishes(made, forced))
                     submitted = due
                     replace_the_crashed()
                     if scenes:
-                        _release_finishes(conn, gate_conns, forced, deadline=6.0)
+                        scene.release_finishes(conn, gate_conns, forced, deadline=6.0)
                         elapsed, paused = (now - clock) / seconds, time.monotonic()
                         if forced.claim_tries < 2 and elapsed > 0.2 * (forced.claim_tries + 1):
-                            _hold_a_claim(conn, forced)
-                        if forced.freeze_tries < 3 and elapsed > 0.4 and not _froze_once(forced):
-                            _freeze_a_holder(conn, workers, forced, rescue_after, rng)
+                            scene.hold_a_claim(conn, forced)
+                        if forced.freeze_tries < 3 and elapsed > 0.4 and not scene.froze_once(forced):
+                            scene.freeze_a_holder(conn, workers, forced, rescue_after, rng)
                         # a scene stops the kills while it runs: the round's `seconds` of kills go on after
                         paused = time.monotonic() - paused
                         clock, tick, end = clock + paused, tick + paused, end + paused
@@ -210,13 +199,13 @@ def run(
                     victim = alive[rng.choice(holding or sorted(alive))]
                     workers.hard_kill(victim.who.uuid)
                     killed.append(victim.who.uuid)
-                    kills_holding += bool(holding)
+                    did.kills_holding += bool(holding)
                     workers.start(victim.who.name, victim.who.version, mode="process", worker_options=opts)
                     tick += kill_every
                     time.sleep(max(0.0, tick - time.monotonic()))  # the cadence of the kills
                 for _ in range(requests - submitted):
-                    _submit(conn, pipe_ids, False, forced)
-                _release_finishes(conn, gate_conns, forced, deadline=0.0)
+                    scene.submit(conn, pipe_ids, False, forced)
+                scene.release_finishes(conn, gate_conns, forced, deadline=0.0)
             finally:
                 for gate in gate_conns:
                     gate.close()
@@ -230,7 +219,7 @@ def run(
                 drained = until(ended, drain, "every job ending", interval=0.2)
             except Timeout:
                 drained = False
-            started = len(workers.members())
+            did.started = len(workers.members())
             if drained:
                 workers.stop(timeout=5.0)
             else:
@@ -238,242 +227,15 @@ def run(
                 # not stop, and each would cost its whole grace: the round is judged as it stands
                 for m in workers.members(alive=True):
                     workers.hard_kill(m.who.uuid)
-        return judge(
-            conn,
-            requests=requests,
-            killed=killed,
-            kills_holding=kills_holding,
-            started=started,
-            began=began,
-            crashed=crashed,
-            fail=fail,
-            scenes=forced,
-            subject=subject,
-        )
+        return judge(conn, did)
 
 
-def _submit(conn: psycopg.Connection, pipe_ids: list[int], poison: bool, forced: _Scenes) -> int:
-    """Make one request (and poison the first job of its plain chain if asked); its id."""
-    with conn.transaction():
-        made = conn.execute(_t()["chaos_request"], {"pipe_ids": pipe_ids}).fetchall()
-        if poison:
-            pipe_job = made[pipe_ids.index(POISONED_PIPE)][1]
-            forced.poisoned.append(conn.execute(_c()["poison"], {"pipe_job_id": pipe_job}).fetchone()[0])
-    return made[0][0]
-
-
-def _hold_finishes(request_id: int, forced: _Scenes) -> psycopg.Connection:
-    """Lock a new request's order-1 pipe jobs: their finishes wait, to be let go together."""
-    gate = labs.connect(POC, autocommit=False)
-    held = gate.execute(_c()["hold_finishes"], {"request_id": request_id}).fetchall()
-    pid = gate.execute(_c()["backend_pid"]).fetchone()[0]
-    forced.gates.append(
-        {
-            "request": request_id,
-            "pipe_jobs": len(held),
-            "pid": pid,
-            "since": time.monotonic(),
-            "waiting": None,
-        }
-    )
-    return gate
-
-
-def _release_finishes(
-    conn: psycopg.Connection, gates: list[psycopg.Connection], forced: _Scenes, deadline: float
-) -> None:
-    """Let a held request's finishes go once all of them wait (or `deadline` s after it was made)."""
-    for gate, held in zip(gates, forced.gates, strict=True):
-        if held["waiting"] is not None:
-            continue
-        waiting = conn.execute(_c()["finishers_waiting"], {"pid": held["pid"]}).fetchone()[0]
-        if waiting >= held["pipe_jobs"] or time.monotonic() - held["since"] >= deadline:
-            held["waiting"] = waiting
-            gate.commit()
-
-
-def _hold_a_claim(conn: psycopg.Connection, forced: _Scenes, seconds: float = 0.8) -> None:
-    """Hold the best waiting job of a process locked for `seconds`, as a claim in progress holds it,
-    and count the find_job calls that waited for it meanwhile (a right claim passes it over)."""
-    forced.claim_tries += 1
-    with labs.connect(POC, autocommit=False) as holder:
-        row = holder.execute(_c()["hold_a_waiting_job"]).fetchone()
-        if row is None:
-            return
-        job, process = row
-        pid = holder.execute(_c()["backend_pid"]).fetchone()[0]
-        waited, end = 0, time.monotonic() + seconds
-        # the whole hold is watched: a claim that waits, waits until the lock goes, so a look
-        # every 50 ms sees each one
-        while time.monotonic() < end:
-            waited = max(waited, conn.execute(_c()["waiting_on"], {"pid": pid}).fetchone()[0])
-            time.sleep(0.05)
-        holder.rollback()
-    if waited:
-        forced.wrong.append(
-            f"while the round held waiting job {job} ({process}) locked for {seconds:g} s, as a claim in "
-            f"progress holds it, {waited} find_job calls waited for it: your claim_jobs waits for a locked "
-            "job instead of passing it over (SKIP LOCKED)"
-        )
-    else:
-        forced.held.append(
-            f"while the round held waiting job {job} ({process}) locked for {seconds:g} s, as a claim in "
-            "progress holds it, no find_job call waited for it"
-        )
-
-
-def _freeze_a_holder(
-    conn: psycopg.Connection, workers: fleet.Fleet, forced: _Scenes, rescue_after: float, rng: random.Random
-) -> None:
-    """Freeze (SIGSTOP) a worker holding a job, and the other workers of its process, until its
-    job is rescued; lease the job to a stand-in worker; wake the frozen one (SIGCONT), whose late
-    hand-over must be refused; then the stand-in hands the job over, as its holder."""
-    c = _c()
-    forced.freeze_tries += 1
-    try:
-        uuid, job, a, kin, frozen_at = until(
-            lambda: _freeze_holding(conn, workers, forced, rng),
-            FREEZE_WITHIN,
-            "a worker frozen while it holds a job",
-            interval=0.1,
-        )
-    except Timeout:
-        return  # no worker held a job of its own for long enough to be frozen with it: no scene
-    try:
-        try:
-            state = until(
-                lambda: (
-                    (s := conn.execute(c["job_state"], {"job_id": job, "uuid": uuid}).fetchone())
-                    and (s[0] != uuid or s[1] or s[2])
-                    and s
-                ),
-                rescue_after * 2 + 1,
-                f"job {job} rescued from frozen worker {uuid}",
-            )
-        except Timeout:
-            return  # never rescued: the lost jobs say so at the end
-        if state[1] or state[2] or state[0] is not None or state[3] != "rescued":
-            return  # it ended, failed or was taken before its rescue: nothing to see
-        b = Identity.new(a.who.name, a.who.version)
-        beat = {"uuid": b.uuid, "server": b.server, "name": b.name, "version": b.version}
-        conn.execute(c["beat_as"], beat)
-        leased = conn.execute(c["lease_to"], {"uuid": b.uuid, "job_id": job}).fetchone()[0]
-        since = conn.execute(c["now"]).fetchone()[0]
-        frozen_for = time.monotonic() - frozen_at
-        os.killpg(a.process.pid, signal.SIGCONT)
-
-        def woken_asked() -> bool:
-            conn.execute(c["beat_as"], beat)  # the stand-in is alive while it holds the job
-            return conn.execute(c["asked_since"], {"uuid": uuid, "since": since}).fetchone()[0]
-
-        try:
-            until(woken_asked, 10, f"woken worker {uuid} asking for work again")
-        except Timeout:
-            return  # it crashed on its hand-over: the crash is named at the end
-        # a hand-over let through finished the job, or (a failure's) ended the stand-in's attempt
-        after = conn.execute(c["job_state"], {"job_id": job, "uuid": b.uuid}).fetchone()
-        late_went_through = after[1] or after[3] == "failed"
-        if after[3] == "rescued":
-            return  # the stand-in beat, yet lost the job to a rescue: the live rescues are named at the end
-        refused = _hand_over(conn, b, leased)
-    finally:
-        for m in kin:
-            if m.alive:
-                os.killpg(m.process.pid, signal.SIGCONT)
-    said = (
-        f"a worker frozen for {frozen_for:.1f} s (rescue_after is {rescue_after:g} s) while it held job "
-        f"{job} woke after the job was rescued and leased to another worker"
-    )
-    if late_went_through:
-        forced.wrong.append(
-            f"{said}, and its late hand-over went through: your hold_jobs lets a worker that no longer "
-            "holds a job hand it over"
-        )
-    elif refused:
-        forced.wrong.append(f"{said}; its late hand-over was refused, but so was the new holder's: {refused}")
-    else:
-        forced.held.append(f"{said}: its late hand-over changed nothing, and the new holder's went through")
-
-
-def _freeze_holding(
-    conn: psycopg.Connection, workers: fleet.Fleet, forced: _Scenes, rng: random.Random
-) -> tuple[str, int, fleet.Member, list[fleet.Member], float] | None:
-    """Freeze a live worker that holds a job, with the other workers of its process (none of them
-    may take the job once it is rescued); (its uuid, the job, it, them, when) if it still holds the
-    job once frozen, else None with all of them woken again."""
-    c = _c()
-    alive = {m.who.uuid: m for m in workers.members(alive=True)}
-    held_requests = [gate["request"] for gate in forced.gates]
-    rows = [
-        row for row in conn.execute(c["holding_workers"], {"held_requests": held_requests}) if row[0] in alive
-    ]
-    if not rows:
-        return None
-    uuid, job = rng.choice(rows)
-    a = alive[uuid]
-    kin = [m for m in alive.values() if (m.who.name, m.who.version) == (a.who.name, a.who.version)]
-    frozen_at = time.monotonic()
-    for m in kin:
-        os.killpg(m.process.pid, signal.SIGSTOP)
-    forced.frozen.update(m.who.uuid for m in kin)
-    # a job's work takes milliseconds: the worker read as its holder may be handing it over as it
-    # stops, and that call ends on the server regardless; what it holds is read once none runs
-    try:
-        until(
-            lambda: conn.execute(c["calls_running"], {"uuid": uuid}).fetchone()[0] == 0,
-            CALL_ENDS_WITHIN,
-            f"the calls of frozen worker {uuid} ending",
-        )
-        holder, finished, dead, _ = conn.execute(c["job_state"], {"job_id": job, "uuid": uuid}).fetchone()
-    except Timeout:
-        holder = None  # a call waiting for a lock: frozen now, it would hold that lock the whole scene
-    if holder == uuid and not finished and not dead:
-        return uuid, job, a, kin, frozen_at
-    for m in kin:
-        if m.alive:
-            os.killpg(m.process.pid, signal.SIGCONT)
-    return None
-
-
-def _froze_once(forced: _Scenes) -> bool:
-    return any("a worker frozen" in line for line in forced.held + forced.wrong)
-
-
-def _hand_over(conn: psycopg.Connection, who: Identity, jobs: list[dict]) -> str | None:
-    """The hand-over a worker makes of `jobs` once worked, made as `who`; PostgreSQL's refusal, if any."""
-    h = queries.load("clients/hardened.sql")
-    action = steps.plan(conn, who, jobs)
-    params = {"uuid": who.uuid, "job_ids": action.job_ids}
-    try:
-        if action.payloads is None:
-            conn.execute(h["finish_pipe"], {**params, "pipe_job_id": action.pipe_job_id})
-        else:
-            conn.execute(h["create_jobs"], {**params, "payloads": Jsonb(action.payloads)})
-    except psycopg.Error as exc:
-        return exc.diag.message_primary or str(exc)
-    return None
-
-
-def judge(
-    conn: psycopg.Connection,
-    *,
-    requests: int = 0,
-    killed: list[str] | None = None,
-    kills_holding: int = 0,
-    started: int = 0,
-    began: float | None = None,
-    crashed: dict[str, str] | None = None,
-    fail: float = 0.0,
-    scenes: _Scenes | None = None,
-    subject: str = "the hardened queue",
-) -> Round:
-    """Read what a round left in the lab and judge the queue by its invariants, in order: every pipe
-    job finished or stopped by what the round did; one success per job; no attempt rescued from a
-    live worker; no job held by two at once; no lease left behind; then backoffs, attempts, the
-    gate, crashes and the forced scenes (`killed`: the uuids SIGKILLed; `crashed`: the last line
-    of each worker that ended by itself, by its uuid)."""
+def judge(conn: psycopg.Connection, did: Did | None = None) -> Round:
+    """Judge the queue a round left by its invariants, in the numbered order below (`did`: what the
+    round did; none for a lab a test made by hand)."""
     q, c, pipe_ids = _t(), _c(), list(REQUEST)
-    killed, crashed, forced = killed or [], crashed or {}, scenes or _Scenes()
+    did = did or Did()
+    killed, crashed, forced, fail = did.killed, did.crashed, did.forced, did.fail
     rescue_after, max_attempts = conn.execute(q["queue_settings"]).fetchone()
     made = jobs_made([tuple(r) for r in conn.execute(q["chaos_pipelines"], {"pipe_ids": pipe_ids})])
     with conn.cursor(row_factory=dict_row) as cur:
@@ -489,7 +251,7 @@ def judge(
         gone = list({*killed, *crashed})
         left = cur.execute(c["left_behind"], {"gone": gone}).fetchone()
     early = [row[0] for row in conn.execute(q["early_gates"])]
-    v = Verdict(subject)
+    v = Verdict(did.subject)
     tries: dict[int, list[dict]] = defaultdict(list)
     for a in attempts:
         tries[a["job_id"]].append(a)
@@ -752,19 +514,19 @@ def judge(
     v.held += forced.held
     v.wrong += forced.wrong
     return Round(
-        requests=requests,
+        requests=did.requests,
         pipe_jobs=len(pipe_jobs),
         pipe_jobs_finished=finished,
         jobs=len(jobs),
         jobs_succeeded=sum(j["finished"] and j["succeeded"] == 1 for j in jobs),
         jobs_dead=sum(j["dead"] for j in jobs),
-        workers_started=started,
+        workers_started=did.started,
         kills=len(killed),
-        kills_holding=kills_holding,
+        kills_holding=did.kills_holding,
         rescued=len(rescued),
         rescued_from_the_living=len(live),
         failed=sum(j["failed"] for j in jobs),
-        seconds=time.monotonic() - began if began is not None else 0.0,
+        seconds=time.monotonic() - did.began if did.began is not None else 0.0,
         verdict=v,
     )
 

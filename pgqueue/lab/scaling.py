@@ -23,7 +23,7 @@ from pgqueue.check.core import Verdict
 from pgqueue.check.turn_through_pool import turn_through_pool
 from pgqueue.errors import PgQueueError
 from pgqueue.lab import chaos
-from pgqueue.queues import fleet, hardened, labs
+from pgqueue.queues import client, fleet, hardened, labs
 from pgqueue.server import pooler
 from pgqueue.wait import until
 
@@ -96,9 +96,8 @@ class Connections:
 def idle_workers(workers: int = 6, *, poll: float = 0.5, timeout: float = 30.0) -> Connections:
     """Start `workers` hardened worker processes on the example, count their connections while idle."""
     _whole(workers, "workers", 50)
-    labs.reset(POC)
+    client.fresh_lab(POC)  # the pipelines, and no job: all stay idle
     with labs.connect(POC) as conn, fleet.Fleet(POC) as crew:
-        conn.execute(labs.step(POC, "pipelines").example_sql)  # the pipelines, and no job: all stay idle
         started = crew.start("first_process", "1.9.2", workers, mode="process",
                              worker_options=hardened.Options(poll=poll))  # fmt: skip
         uuids = [m.who.uuid for m in started]

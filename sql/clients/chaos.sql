@@ -124,9 +124,6 @@ SELECT EXISTS (SELECT 1 FROM chaos_beats WHERE process_uuid = %(uuid)s AND beat_
 -- name: now
 SELECT clock_timestamp();
 
--- name: poisoned
-SELECT job_id FROM chaos_poison;
-
 -- name: attempts_of
 -- Every attempt, with the worker's last beat before it ended (for a rescued one) and the backoff
 -- the job owed before it (after a failed attempt): what the invariants are read from.

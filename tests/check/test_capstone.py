@@ -15,7 +15,7 @@ from pgqueue.check.core import Verdict, install
 from pgqueue.errors import PgQueueError
 from pgqueue.lab import chaos
 from pgqueue.paths import NOTEBOOKS_DIR
-from pgqueue.queues import labs
+from pgqueue.queues import client, labs
 from pgqueue.queues.heartbeats import Identity
 from pgqueue.wait import until
 from tests.corpora import l12_chaos_on_yours as corpus
@@ -79,11 +79,10 @@ def test_the_lessons_skeletons_are_the_ones_its_exercise_cells_show():
 
 
 def test_an_attempt_rescued_from_a_worker_that_had_just_beaten_is_named_a_live_rescue():
-    labs.reset(chaos.POC)
+    client.fresh_lab(chaos.POC)
     races, c = queries.load("clients/races.sql"), queries.load("clients/chaos.sql")
     q = labs.step(chaos.POC, "find_job").lesson
     with labs.connect(chaos.POC) as conn:
-        conn.execute(labs.step(chaos.POC, "pipelines").example_sql)
         conn.execute(c["instruments"])
         conn.execute(q["chaos_request"], {"pipe_ids": list(chaos.REQUEST)})
         alive = Identity.new("first_process", "1.9.2")
@@ -130,9 +129,8 @@ def test_a_job_whose_workers_keep_dying_is_judged_by_when_its_rescue_dead_letter
     max_attempts, rescue_after = rng.randint(2, 4), 0.05
     c, q = queries.load("clients/chaos.sql"), labs.step(chaos.POC, "find_job").lesson
     races = queries.load("clients/races.sql")
-    labs.reset(chaos.POC)
+    client.fresh_lab(chaos.POC)
     with labs.connect(chaos.POC) as conn:
-        conn.execute(labs.step(chaos.POC, "pipelines").example_sql)
         conn.execute(c["instruments"])
         conn.execute(q["retries"], {"max_attempts": max_attempts, "base": 0.05})
         conn.execute(q["rescue_after"], {"seconds": rescue_after})

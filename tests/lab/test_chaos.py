@@ -1,9 +1,14 @@
-"""The chaos test: hardened worker processes SIGKILLed at random while 300 pipe jobs run; failing handlers."""
+"""The chaos test: hardened worker processes SIGKILLed at random while 300 pipe jobs run.
+
+Handlers failing at random are lesson 12's capstone round (fail=0.1, max_attempts=3): the lesson
+asserts under nbval that it held with some attempts failed; this round, longer and without
+failures, proves no job is lost or dead-lettered by the kills alone.
+"""
 
 import pytest
 
 from pgqueue.lab import chaos
-from pgqueue.queues import labs
+from pgqueue.queues import client, labs
 
 # Once per CI run: minutes of CPU on a small machine, and the server adds nothing to what it proves.
 pytestmark = pytest.mark.chaos
@@ -14,9 +19,7 @@ REQUESTS = 60  # five pipe jobs each: 300 pipe jobs, 1,680 jobs
 @pytest.fixture
 def lab():
     """The hardened lab with the example pipelines and no request yet."""
-    labs.reset(chaos.POC)
-    with labs.connect(chaos.POC) as conn:
-        conn.execute(labs.step(chaos.POC, "pipelines").example_sql)
+    client.fresh_lab(chaos.POC)
 
 
 def test_the_judge_names_lost_jobs_jobs_run_twice_and_a_gate_opened_early(lab):
@@ -43,11 +46,3 @@ def test_workers_killed_at_random_lose_no_job_run_none_twice_and_open_no_gate_ea
     assert found.jobs_succeeded == found.jobs and found.jobs_dead == 0
     # the kills hit workers holding jobs, and those jobs were rescued and run again
     assert found.kills_holding > 0 and found.rescued > 0, found.summary()
-
-
-def test_handlers_failing_at_random_end_every_job_succeeded_or_dead_lettered_with_its_error(lab):
-    found = chaos.run(REQUESTS, seconds=30.0, kill_every=0.5, rescue_after=1.0, fail=0.2, max_attempts=3)
-    print(found.summary())
-    assert found.held, found.summary()
-    assert found.jobs_succeeded + found.jobs_dead == found.jobs
-    assert found.failed > 0 and found.jobs_dead > 0, found.summary()
