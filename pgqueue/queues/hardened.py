@@ -28,14 +28,12 @@ _q = functools.partial(queries.load, "clients/hardened.sql")
 
 
 @dataclass(frozen=True)
-class Options(options.Checked):
-    """How a hardened worker waits, claims and works."""
+class Options(single_call.Options):
+    """How a hardened worker waits, claims and works (single call's options, and batch and fail)."""
 
     poll: float = options.seconds(5.0, "seconds to wait for a wake-up before asking again")
-    work: tuple[float, float] = options.work((0.0, 5.0), "simulated work, seconds")
     batch: int = options.count(1, "jobs claimed per call (single mode)", 1, 1000)
     fail: float = options.chance(0.0, "chance that the simulated work of a job fails (the failure lab)")
-    give_up: float = options.seconds(300.0, "seconds without a database before the worker gives up")
 
 
 class WorkFailed(Exception):
