@@ -27,6 +27,9 @@ TOKEN = "pgqueue-browser-test"
 SETTINGS = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
+    # the lessons are the repository's own files: a run slower than the autosave interval (120 s)
+    # wrote their outputs into notebooks/05 and 08 under a loaded machine
+    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
 }
 CHROMIUM_FLAGS = [
     "--no-sandbox",
