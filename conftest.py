@@ -69,8 +69,14 @@ _HOME, _TEMPLATE = pytest.StashKey[str](), pytest.StashKey[str]()
 DURATIONS = Path(__file__).parent / "tests" / "durations.json"
 _GUESS = {"sandbox": 600.0, "chaos": 300.0, "slow": 30.0}
 # Tests that xdist hands out one by one, not kept on their file's process: each solution runs in
-# a child process of its own, and one after another they took minutes at the end of a run.
-SPREAD = ("tests/test_notebooks.py::test_exercise_solution_runs[",)
+# a child process of its own, and one after another they took minutes at the end of a run; each
+# corpus answer is judged on a scratch lab of its own, and the ~400 of them, kept on one process,
+# took as long as the rest of the suite on the four others (1,232 s alone, measured)
+SPREAD = (
+    "tests/test_notebooks.py::test_exercise_solution_runs[",
+    "tests/check/test_corpora.py::test_a_wrong_answer_is_refused_saying_what_is_wrong[",
+    "tests/check/test_corpora.py::test_a_right_answer_in_another_style_holds[",
+)
 
 
 def unit(nodeid: str) -> str:
