@@ -10,27 +10,38 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pgqueue import server
-from pgqueue.bench import claims, databases, inputs, pgbench, throughput, wake_up
-from pgqueue.bench.report import Report, machine
+from pgqueue.bench import inputs
+
+if TYPE_CHECKING:
+    from pgqueue.bench.claims import Claimer
+    from pgqueue.bench.report import Report
+    from pgqueue.bench.throughput import Runner
 
 
 def run(
     *,
     quick: bool = False,
     scenarios: tuple[str, ...] = inputs.SCENARIOS,
-    claimers: tuple[claims.Claimer, ...] = claims.CLAIMERS,
-    runners: tuple[throughput.Runner, ...] | None = None,
+    claimers: tuple[Claimer, ...] | None = None,
+    runners: tuple[Runner, ...] | None = None,
     progress: Callable[[str], None] = lambda line: None,
     **sizes,
 ) -> Report:
     """A whole bench run on a server of its own; the report (its tables, its JSON).
 
     Every scenario and its sizes (inputs.Sizes' fields) can be narrowed (a lesson runs a small
-    part live): the defaults are the full run's, or --quick's. `runners` None means the designs,
-    the floor and every installed peer.
+    part live): the defaults are the full run's, or --quick's. `claimers` None means every
+    claimer; `runners` None means the designs, the floor and every installed peer.
     """
+    # imported here, not above: every worker process starts through pgqueue.cli, which needs
+    # only bench's inputs (its --help), and the scenarios' imports were 40% of that start
+    from pgqueue.bench import claims, databases, pgbench, throughput, wake_up
+    from pgqueue.bench.report import Report, machine
+
+    claimers = claims.CLAIMERS if claimers is None else claimers
     size = inputs.sizes(quick, **sizes)
     scenarios = inputs.check_scenarios(scenarios)
     started = time.monotonic()
