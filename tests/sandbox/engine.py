@@ -254,6 +254,16 @@ class Compose:
         shown = self.engine("ps", *(["-a"] if all else []), *filters, "--format", "{{.Names}}")
         return sorted(shown.stdout.split())
 
+    def remove(self) -> None:
+        """Take the whole project away, whatever state a test left it in: `down -v` twice (podman-
+        compose 1.6 keeps db while containers `--scale` added still require it), then the engine
+        itself removes whatever the compose tool kept."""
+        for _ in range(2):
+            self("down", "-v", "--remove-orphans", "--timeout", "20", timeout=180, check=False)
+        for kind, name in (left.split(" ", 1) for left in self.leftovers()):
+            removes = {"container": ["rm", "--force", "--volumes"], "volume": ["volume", "rm", "--force"]}
+            self.engine(*removes.get(kind, [kind, "rm"]), name, timeout=120, check=False)
+
     def leftovers(self) -> list[str]:
         """Whatever of the project still exists: containers, networks, volumes."""
         left = [f"container {name}" for name in self.containers(all=True)]
