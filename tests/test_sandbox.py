@@ -165,10 +165,11 @@ def _kit_started_once_db_was_healthy(compose, since: float) -> None:
 
 
 def _probe(compose) -> dict:
-    """The workers and jobs as the lab container reads them. Given as long as the kit itself waits
-    for db (PGQUEUE_WAIT_FOR_DB) and a margin: podman's DNS (aardvark-dns) reloads each time a
-    container joins or leaves the network, and under load a lookup of db failed for over a minute
-    after four workers stopped at once, which the kit rides out and a shorter bound did not."""
+    """The workers and jobs as the lab container reads them, given as long as the kit itself waits
+    for db (PGQUEUE_WAIT_FOR_DB) and a margin. In CI under podman the lab could not reach db for
+    over a minute after four workers stopped at once (podman's DNS, aardvark-dns, reloads each time
+    a container leaves the network): a bound shorter than the kit's own wait failed where the kit
+    would have ridden it out. A failure says what the lab resolves db as, and db's state."""
     try:
         shown = compose("exec", "-T", "lab", "python", "-c", PROBE, timeout=WAITS_FOR_DB + 30)
     except subprocess.TimeoutExpired as exc:
