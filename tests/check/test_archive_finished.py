@@ -1,8 +1,8 @@
-"""Lesson 11's archive checker, beyond its corpus (tests/corpora/l11_check_archive.py): the attempts
+"""Lesson 11's archive checker, beyond its corpus (tests/corpora/l11_archive_finished.py): the attempts
 are judged by the jobs a statement did move."""
 
 from pgqueue.check.archive_finished import archive_finished
-from tests.corpora.l11_check_archive import ATTEMPTS, OLD, archive
+from tests.corpora.l11_archive_finished import ATTEMPTS, OLD, archive
 
 
 def test_the_archive_checker_judges_the_attempts_of_the_jobs_that_moved():

@@ -1,6 +1,6 @@
 """Lesson 12's capstone: a short chaos round on the hardened lab rebuilt with the learner's routines.
 
-The corpus tests/corpora/l12_chaos_on_yours.py runs wrong and right piece sets through it.
+The corpus tests/corpora/l12_capstone.py runs wrong and right piece sets through it.
 """
 
 import ast
@@ -18,7 +18,7 @@ from pgqueue.paths import NOTEBOOKS_DIR
 from pgqueue.queues import client, labs
 from pgqueue.queues.heartbeats import Identity
 from pgqueue.wait import until
-from tests.corpora import l12_chaos_on_yours as corpus
+from tests.corpora import l12_capstone as corpus
 
 NOTEBOOK = NOTEBOOKS_DIR / "12-build-the-hardened-queue.ipynb"
 EXERCISES = {

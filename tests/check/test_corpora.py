@@ -21,14 +21,14 @@ JUDGES = [
     "l06_gather_batch",
     "l07_gate_takes_turns",
     "l08_request_flow",
-    "l09_check_dead_holders",
-    "l10_claim_skips_locked",
-    "l11_check_archive",
+    "l09_dead_holders",
+    "l10_skip_locked_claim",
+    "l11_archive_finished",
     "l12_claim_jobs",
     "l12_rescue_jobs",
     "l12_hold_jobs",
     "l12_gate_takes_turns",
-    "l12_chaos_on_yours",
+    "l12_capstone",
     "l13_turn_through_pool",
 ]
 LEAST_WRONG, LEAST_RIGHT = 8, 3

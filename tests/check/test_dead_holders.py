@@ -1,4 +1,4 @@
-"""Lesson 09's checker: what tests/corpora/l09_check_dead_holders.py does not already prove."""
+"""Lesson 09's checker: what tests/corpora/l09_dead_holders.py does not already prove."""
 
 import pytest
 

@@ -1,10 +1,10 @@
-"""Lesson 10's checker: what tests/corpora/l10_claim_skips_locked.py does not already prove."""
+"""Lesson 10's checker: what tests/corpora/l10_skip_locked_claim.py does not already prove."""
 
 import pytest
 
 from pgqueue import check
 from pgqueue.errors import PgQueueError
-from tests.corpora.l10_claim_skips_locked import FREE, MINE, claim
+from tests.corpora.l10_skip_locked_claim import FREE, MINE, claim
 
 PICK = f"SELECT job_id FROM job_queue\n WHERE {FREE}\n   AND {MINE}"
 
