@@ -32,8 +32,13 @@ def resolved(**env: str) -> dict:
     require("PyYAML", importlib.util.find_spec("yaml") is not None, "pip install -r requirements-dev.txt")
     import yaml
 
+    return yaml.safe_load(_config(env).stdout)
+
+
+def _config(env: dict, *args: str) -> subprocess.CompletedProcess:
+    """`docker-compose config` on the compose file with `env` added, which must validate."""
     result = subprocess.run(
-        [_tool(), "-f", str(COMPOSE), "config"],
+        [_tool(), "-f", str(COMPOSE), "config", *args],
         capture_output=True,
         text=True,
         env={**os.environ, **env},
@@ -41,20 +46,12 @@ def resolved(**env: str) -> dict:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    return yaml.safe_load(result.stdout)
+    return result
 
 
 def test_config_validates_with_and_without_a_token():
     for env in ({}, {"JUPYTER_TOKEN": "abc123"}):
-        result = subprocess.run(
-            [_tool(), "-f", str(COMPOSE), "config", "-q"],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **env},
-            cwd=REPO,
-            timeout=60,
-        )
-        assert result.returncode == 0, result.stderr
+        _config(env, "-q")
 
 
 def test_every_file_the_sandbox_needs_exists():
