@@ -15,7 +15,8 @@ import pytest
 from pgqueue import check
 from pgqueue.lab import chaos
 from pgqueue.queues import labs
-from tests.corpora import Right, Wrong
+from tests.corpora import Right, Wrong, variant
+from tests.corpora import l12_claim_jobs as claim_jobs
 
 ROUND = {"requests": 5, "seconds": 3.0, "drain": 8.0}
 MARKS = (pytest.mark.chaos,)  # rounds of SIGKILLs: once per CI run, the server adds nothing
@@ -84,25 +85,23 @@ BEFORE INSERT OR UPDATE OF pipe_job_finished ON pipe_job_queue
 FOR EACH ROW EXECUTE FUNCTION pipe_job_takes_turn();
 """
 
-PLPGSQL_CTE_CLAIM = """
-CREATE FUNCTION claim_jobs(p_uuid varchar, p_name varchar, p_version varchar, batch_size integer)
-RETURNS json LANGUAGE plpgsql AS $$
+# lesson 12's claim pick, locked FOR NO KEY UPDATE, in a plpgsql CTE
+PLPGSQL_CTE_CLAIM = (
+    claim_jobs.SIGNATURE
+    + """RETURNS json LANGUAGE plpgsql AS $$
 DECLARE
     picked integer[];
 BEGIN
     WITH waiting AS (
-        SELECT job_id FROM job_queue
-         WHERE job_assigned_process_uuid IS NULL AND job_finished IS NULL AND job_dead_timestamp IS NULL
-           AND job_process_name = p_name AND job_process_version = p_version
-           AND job_run_after <= clock_timestamp()
-         ORDER BY job_priority, job_create_timestamp
-         LIMIT batch_size
-           FOR NO KEY UPDATE SKIP LOCKED
+"""
+    + variant(claim_jobs.PICK, "FOR UPDATE", "FOR NO KEY UPDATE")
+    + """
     )
     SELECT array_agg(job_id) INTO picked FROM waiting;
     RETURN lease_jobs(p_uuid, coalesce(picked, '{}'));
 END $$;
 """
+)
 
 ONE_KEY_GATE = """
 CREATE FUNCTION pipe_job_takes_turn() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -1,16 +1,17 @@
 """Lesson 12's claim_jobs: claims wrong by their lock, filter, order or batch; right ones in other styles."""
 
+import textwrap
+
 from pgqueue import check
 from tests.corpora import Right, Wrong, variant
 
 JUDGE = check.claim_jobs
 
-HEAD = """
+SIGNATURE = """
 CREATE FUNCTION claim_jobs(p_uuid varchar, p_name varchar, p_version varchar, batch_size integer)
-RETURNS json LANGUAGE sql AS $$
-    SELECT lease_jobs(p_uuid, ARRAY(
-        SELECT job_id FROM job_queue
 """
+SELECT = "        SELECT job_id FROM job_queue\n"
+HEAD = SIGNATURE + "RETURNS json LANGUAGE sql AS $$\n    SELECT lease_jobs(p_uuid, ARRAY(\n" + SELECT
 WAITS = """\
          WHERE job_assigned_process_uuid IS NULL AND job_finished IS NULL AND job_dead_timestamp IS NULL
            AND job_process_name = p_name AND job_process_version = p_version
@@ -21,6 +22,8 @@ LIMIT = "         LIMIT batch_size\n"
 LOCK = "           FOR UPDATE SKIP LOCKED"
 TAIL = "))\n$$;\n"
 REFERENCE = HEAD + WAITS + ORDER + LIMIT + LOCK + TAIL
+# the reference's pick of waiting jobs, as other styles wrap it
+PICK = SELECT + WAITS + ORDER + LIMIT + LOCK
 
 
 def claim(*, waits: str = WAITS, order: str = ORDER, limit: str = LIMIT, lock: str = LOCK) -> str:
@@ -35,20 +38,16 @@ def without(condition: str) -> str:
 
 ADVISORY = WAITS + "           AND pg_try_advisory_xact_lock(job_id)\n"
 
-OWN_LEASE = """
-CREATE FUNCTION claim_jobs(p_uuid varchar, p_name varchar, p_version varchar, batch_size integer)
-RETURNS json LANGUAGE plpgsql AS $$
+OWN_LEASE = (
+    SIGNATURE
+    + """RETURNS json LANGUAGE plpgsql AS $$
 DECLARE
     leased json;
 BEGIN
     WITH picked AS (
-        SELECT job_id FROM job_queue
-         WHERE job_assigned_process_uuid IS NULL AND job_finished IS NULL AND job_dead_timestamp IS NULL
-           AND job_process_name = p_name AND job_process_version = p_version
-           AND job_run_after <= clock_timestamp()
-         ORDER BY job_priority, job_create_timestamp
-         LIMIT batch_size
-           FOR UPDATE SKIP LOCKED
+"""
+    + PICK
+    + """
     ), taken AS (
         UPDATE job_queue j
            SET job_assigned_process_uuid = p_uuid, job_assign_timestamp = clock_timestamp(),
@@ -63,27 +62,24 @@ BEGIN
     RETURN leased;
 END $$;
 """
+)
 COUNTED = "               job_attempts = j.job_attempts + 1\n"
 RECORDED = """\
     ), tried AS (
         INSERT INTO job_attempts (job_id, process_uuid) SELECT job_id, p_uuid FROM taken
 """
 # the pick as a subquery of the UPDATE that leases: one statement, as a learner writes it
-IN_SUBQUERY = """
-CREATE FUNCTION claim_jobs(p_uuid varchar, p_name varchar, p_version varchar, batch_size integer)
-RETURNS json LANGUAGE sql AS $$
+IN_SUBQUERY = (
+    SIGNATURE
+    + """RETURNS json LANGUAGE sql AS $$
     WITH taken AS (
         UPDATE job_queue j
            SET job_assigned_process_uuid = p_uuid, job_assign_timestamp = clock_timestamp(),
                job_attempts = j.job_attempts + 1
          WHERE j.job_id IN (
-            SELECT job_id FROM job_queue
-             WHERE job_assigned_process_uuid IS NULL AND job_finished IS NULL AND job_dead_timestamp IS NULL
-               AND job_process_name = p_name AND job_process_version = p_version
-               AND job_run_after <= clock_timestamp()
-             ORDER BY job_priority, job_create_timestamp
-             LIMIT batch_size
-               FOR UPDATE SKIP LOCKED)
+"""
+    + textwrap.indent(PICK, "    ")
+    + """)
         RETURNING j.*
     ), tried AS (
         INSERT INTO job_attempts (job_id, process_uuid) SELECT job_id, p_uuid FROM taken
@@ -91,6 +87,7 @@ RETURNS json LANGUAGE sql AS $$
     SELECT json_agg(row_to_json(taken) ORDER BY job_priority, job_create_timestamp) FROM taken
 $$;
 """
+)
 FORGETS_THE_ATTEMPT = variant(
     variant(OWN_LEASE, "clock_timestamp(),\n" + COUNTED, "clock_timestamp()\n"), RECORDED, ""
 )
@@ -235,20 +232,9 @@ END $$;
     ),
     Right(
         "cte-then-lease",
-        """
-CREATE FUNCTION claim_jobs(p_uuid varchar, p_name varchar, p_version varchar, batch_size integer)
-RETURNS json LANGUAGE sql AS $$
-    WITH best AS (
-        SELECT job_id FROM job_queue
-         WHERE job_assigned_process_uuid IS NULL AND job_finished IS NULL AND job_dead_timestamp IS NULL
-           AND job_process_name = p_name AND job_process_version = p_version
-           AND job_run_after <= clock_timestamp()
-         ORDER BY job_priority, job_create_timestamp
-         LIMIT batch_size
-           FOR UPDATE SKIP LOCKED
-    )
-    SELECT lease_jobs(p_uuid, ARRAY(SELECT job_id FROM best))
-$$;
-""",
+        SIGNATURE
+        + "RETURNS json LANGUAGE sql AS $$\n    WITH best AS (\n"
+        + PICK
+        + "\n    )\n    SELECT lease_jobs(p_uuid, ARRAY(SELECT job_id FROM best))\n$$;\n",
     ),
 ]
