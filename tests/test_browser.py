@@ -1,7 +1,6 @@
 """The lab as a learner uses it: JupyterLab in a real (headless) Chromium, cells run, widgets clicked."""
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -14,9 +13,8 @@ import pytest
 from pgqueue.queues import heartbeats, labs
 from pgqueue.wait import until
 from tests.conftest import REPO, free_port, start_lab
-from tests.tools import require
+from tests.tools import require_browser
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
 # starts JupyterLab, its kernels and a browser
 pytestmark = pytest.mark.slow
@@ -42,27 +40,10 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def _chromium() -> str:
-    import importlib.util
-
-    require(
-        "Playwright (the Python package)",
-        importlib.util.find_spec("playwright") is not None,
-        "pip install -r requirements-dev.txt",
-    )
-    # an executable file, not merely a path: a tool hidden by an empty file over it counts as missing
-    require(
-        f"Chromium ({CHROMIUM})",
-        os.access(CHROMIUM, os.X_OK) and os.path.getsize(CHROMIUM) > 0,
-        "apt-get install --no-install-recommends chromium",
-    )
-    return CHROMIUM
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """`python -m pgqueue lab` on a free port with a token; stopped with Ctrl-C afterwards."""
-    _chromium()
+    require_browser()
     settings = tmp_path_factory.mktemp("lab-settings")
     for name, values in SETTINGS.items():
         path = settings / name
@@ -114,7 +95,7 @@ def page(lab):
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as play:
-        browser = play.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS)
+        browser = play.chromium.launch(executable_path=require_browser(), headless=True, args=CHROMIUM_FLAGS)
         tab = browser.new_page(viewport={"width": 1400, "height": 1000})
         tab.console_errors = []
         tab.on("console", lambda msg: tab.console_errors.append(msg.text) if msg.type == "error" else None)

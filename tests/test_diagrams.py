@@ -9,9 +9,8 @@ import nbformat
 import pytest
 
 from tests.conftest import REPO
-from tests.tools import require
+from tests.tools import require, require_browser
 
-CHROMIUM = "/usr/bin/chromium"
 # the Mermaid JupyterLab ships (jupyterlab/static/third-party-licenses.json names its version);
 # .ci/run unpacks this one from npm: its dist/mermaid.min.js runs alone in a page
 MERMAID_VERSION = "11.16.1"
@@ -50,18 +49,7 @@ def _slug(where: str) -> str:
 @pytest.fixture(scope="module")
 def mermaid_page():
     """A Chromium page with Mermaid loaded (as JupyterLab configures it: no diagram on load)."""
-    import importlib.util
-
-    require(
-        "Playwright (the Python package)",
-        importlib.util.find_spec("playwright") is not None,
-        "pip install -r requirements-dev.txt",
-    )
-    require(
-        f"Chromium ({CHROMIUM})",
-        os.access(CHROMIUM, os.X_OK) and os.path.getsize(CHROMIUM) > 0,
-        "apt-get install --no-install-recommends chromium",
-    )
+    chromium = require_browser()
     require(f"Mermaid {MERMAID_VERSION} ({MERMAID_JS})", MERMAID_JS.is_file(), MERMAID_INSTALL)
     unpacked = json.loads((MERMAID_JS.parent.parent / "package.json").read_text())["version"]
     assert unpacked == MERMAID_VERSION, f"{MERMAID_JS} is Mermaid {unpacked}: {MERMAID_INSTALL}"
@@ -70,7 +58,7 @@ def mermaid_page():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as play:
         browser = play.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+            executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"]
         )
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
         page.set_content("<html><body style='background:white'><div id='out'></div></body></html>")
