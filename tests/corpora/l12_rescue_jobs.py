@@ -2,72 +2,36 @@
 kill switch; right ones."""
 
 from pgqueue import check
+from pgqueue.lab import chaos
+from pgqueue.queues import labs
 from tests.corpora import Right, Wrong, variant
 
 JUDGE = check.rescue_jobs
 
-HEAD = """
-CREATE FUNCTION rescue_jobs() RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-    s queue_settings;
-    candidates integer[];
-    freed integer;
-    notified integer;
-BEGIN
-    SELECT * INTO s FROM queue_settings;
-"""
+# the kit's hardened rescue_jobs without its comments, cut into the parts wrong answers change
+KIT = "".join(
+    line
+    for line in labs.step(chaos.POC, "find_job").excerpt("rescue_jobs").splitlines(keepends=True)
+    if not line.lstrip().startswith("--")
+)
+
+
+def part(start: str, end: str | None = None) -> str:
+    """The kit's rescue from the line that begins with `start` up to the one that begins with `end`."""
+    return KIT[KIT.index(start) : KIT.index(end) if end else None]
+
+
 LOST = """\
            AND (h.process_uuid IS NULL
                 OR h.last_beat_timestamp < clock_timestamp() - s.rescue_after
                 OR h.process_stopped_timestamp IS NOT NULL)
 """
-FIRST = """\
-    SELECT array_agg(job_id) INTO candidates FROM (
-        SELECT j.job_id FROM job_queue j
-          LEFT JOIN process_heartbeats h ON h.process_uuid = j.job_assigned_process_uuid
-         WHERE j.job_assigned_process_uuid IS NOT NULL AND j.job_finished IS NULL
-{lost}           FOR UPDATE OF j SKIP LOCKED) c;
-    IF candidates IS NULL THEN
-        RETURN 0;
-    END IF;
-"""
-RECHECK = """\
-    WITH lost AS (
-        SELECT j.job_id FROM job_queue j
-          LEFT JOIN process_heartbeats h ON h.process_uuid = j.job_assigned_process_uuid
-         WHERE j.job_id = ANY (candidates)
-           AND j.job_assigned_process_uuid IS NOT NULL AND j.job_finished IS NULL
-{lost}"""
-ENDED = """\
-    ), ended AS (
-        UPDATE job_attempts a
-           SET attempt_ended = clock_timestamp(), outcome = 'rescued',
-               error = 'its worker went silent'
-          FROM lost
-         WHERE a.job_id = lost.job_id AND a.attempt_ended IS NULL
-"""
-BACK = """\
-    ), back AS (
-        UPDATE job_queue j
-           SET job_assigned_process_uuid = NULL, job_assign_timestamp = NULL,
-               job_dead_timestamp = CASE WHEN j.job_attempts >= s.max_attempts THEN clock_timestamp() END,
-               job_error = CASE WHEN j.job_attempts >= s.max_attempts
-                                THEN format('its worker went silent in each of %s attempts', j.job_attempts)
-                           END
-          FROM lost
-         WHERE j.job_id = lost.job_id
-        RETURNING j.job_id, j.job_process_name, j.job_process_version, j.job_dead_timestamp
-"""
-WOKEN = """\
-    ), woken AS (
-        SELECT pg_notify(wake_channel(job_process_name, job_process_version), min(job_id)::text)
-          FROM back WHERE job_dead_timestamp IS NULL
-         GROUP BY job_process_name, job_process_version
-    )
-    SELECT (SELECT count(*) FROM back), (SELECT count(*) FROM woken) INTO freed, notified;
-    RETURN freed;
-END $$;
-"""
+HEAD = "\n" + part("CREATE FUNCTION", "    SELECT array_agg")
+FIRST = variant(part("    SELECT array_agg", "    WITH lost AS ("), LOST, "{lost}")
+RECHECK = variant(part("    WITH lost AS (", "    ), ended AS ("), LOST, "{lost}")
+ENDED = part("    ), ended AS (", "    ), back AS (")
+BACK = part("    ), back AS (", "    ), woken AS (")
+WOKEN = part("    ), woken AS (")
 
 
 def rescue(*, lost: str = LOST, first: str = FIRST, recheck: str = RECHECK, changes=()) -> str:
