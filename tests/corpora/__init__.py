@@ -40,3 +40,14 @@ def variant(base: str, old: str, new: str) -> str:
     """`base` with its one `old` written as `new`: an answer given as the one change it makes."""
     assert base.count(old) == 1, f"{old!r} stands {base.count(old)} times in the base, not once"
     return base.replace(old, new)
+
+
+def uncommented(sql: str) -> str:
+    """`sql` without its comment lines: a reference routine as a learner writes it, from the kit's text."""
+    return "".join(line for line in str(sql).splitlines(keepends=True) if not line.lstrip().startswith("--"))
+
+
+def cut(text: str, start: str, end: str | None = None) -> str:
+    """`text` from its first `start` up to the first `end` after it (to its end without one)."""
+    first = text.index(start)
+    return text[first : text.index(end, first) if end else None]

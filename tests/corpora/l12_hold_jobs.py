@@ -1,65 +1,36 @@
 """Lesson 12's hold_jobs: holder checks wrong by lock, order, repeat, NULL or SQLSTATE; right ones in other
 styles."""
 
+import functools
+
 from pgqueue import check
-from tests.corpora import Right, Wrong, variant
+from pgqueue.lab import chaos
+from pgqueue.queues import labs
+from tests.corpora import Right, Wrong, cut, uncommented, variant
 
 JUDGE = check.hold_jobs
 
-HEAD = """
-CREATE FUNCTION hold_jobs(what text, p_uuid varchar, ids integer[]) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-    j job_queue;
-    found_ids integer[] := '{}';
-    done_before integer := 0;
-BEGIN
-    PERFORM check_ids(what, ids);
-    IF p_uuid IS NULL OR p_uuid !~ '^[0-9a-f]{12}$' THEN
-        PERFORM refuse('22023', format('%s: a process uuid is 12 lowercase hex, got %L', what, p_uuid));
-    END IF;
-"""
-LOCK = "    FOR j IN SELECT * FROM job_queue WHERE job_id = ANY (ids) ORDER BY job_id FOR UPDATE LOOP\n"
-MINE_BEFORE = """\
-        found_ids := found_ids || j.job_id;
-        IF j.job_finished AND EXISTS (SELECT 1 FROM job_attempts a
-                                       WHERE a.job_id = j.job_id AND a.process_uuid = p_uuid
-                                         AND a.outcome = 'succeeded') THEN
-            done_before := done_before + 1;
-"""
-OTHERS = """\
-        ELSIF j.job_finished THEN
-            PERFORM refuse('55000', format('%s: job %s was finished by another worker', what, j.job_id));
-        ELSIF j.job_dead_timestamp IS NOT NULL THEN
-            PERFORM refuse('55000', format('%s: job %s is dead-lettered (%s)', what, j.job_id, j.job_error));
-"""
+# the kit's hardened hold_jobs without its comments, cut into the parts wrong answers change
+KIT = uncommented(labs.step(chaos.POC, "find_job").excerpt("hold_jobs"))
+part = functools.partial(cut, KIT)  # the kit's hold_jobs from one line's start up to another's
+
+# the reference is the kit's but for two things a learner writes otherwise and the judge does not
+# read: shorter refusals of a bad uuid and of another holder, and the holder checks' END IF at the
+# loop's indent
+HEAD = variant(
+    "\n" + part("CREATE FUNCTION", "    FOR j IN"), " 12 lowercase hex characters,", " 12 lowercase hex,"
+)
+LOCK = part("    FOR j IN", "        found_ids")
+MINE_BEFORE = part("        found_ids", "        ELSIF j.job_finished THEN")
+OTHERS = part("        ELSIF j.job_finished THEN", "        ELSIF j.job_assigned_process_uuid")
 HOLDER = """\
         ELSIF j.job_assigned_process_uuid IS DISTINCT FROM p_uuid THEN
             PERFORM refuse('55000', format('%s: job %s is not held by %s (held by %s)', what, j.job_id,
                                            p_uuid, coalesce(j.job_assigned_process_uuid, 'nobody')));
 """
-UNKNOWN = """\
-    END IF;
-    END LOOP;
-    IF cardinality(found_ids) <> cardinality(ids) THEN
-        PERFORM refuse('P0002', format('%s: no job %s', what,
-                                       (SELECT array_agg(i) FROM unnest(ids) i WHERE i <> ALL (found_ids))));
-    END IF;
-"""
-PIPE_JOBS = """\
-    IF (SELECT count(DISTINCT pipe_job_id) FROM job_queue WHERE job_id = ANY (ids)) > 1 THEN
-        PERFORM refuse('22023', format('%s: jobs %s belong to more than one pipe job', what, ids));
-    END IF;
-"""
-TAIL = """\
-    IF done_before = cardinality(ids) THEN
-        RETURN false;
-    ELSIF done_before > 0 THEN
-        PERFORM refuse('55000', format('%s: of jobs %s, only some were finished before', what, ids));
-    END IF;
-    RETURN true;
-END $$;
-"""
+UNKNOWN = "    END IF;\n" + part("    END LOOP;", "    IF (SELECT count(DISTINCT")
+PIPE_JOBS = part("    IF (SELECT count(DISTINCT", "    IF done_before =")
+TAIL = part("    IF done_before =")
 PARTS = {"lock": LOCK, "mine_before": MINE_BEFORE, "others": OTHERS, "holder": HOLDER}
 
 
@@ -172,7 +143,18 @@ WRONG = [
     ),
 ]
 
-SET_BASED = """
+# of these jobs, one the caller may not finish: held by another, finished by another, or dead
+NOT_MINE = """\
+     WHERE j.job_id = ANY (ids)
+       AND (j.job_assigned_process_uuid IS DISTINCT FROM p_uuid OR j.job_finished IS TRUE
+            OR j.job_dead_timestamp IS NOT NULL)
+       AND NOT (j.job_finished IS TRUE
+                AND EXISTS (SELECT 1 FROM job_attempts a WHERE a.job_id = j.job_id
+                               AND a.process_uuid = p_uuid AND a.outcome = 'succeeded'))
+"""
+
+SET_BASED = (
+    """
 CREATE FUNCTION hold_jobs(what text, p_uuid varchar, ids integer[]) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -188,13 +170,9 @@ BEGIN
     PERFORM 1 FROM job_queue WHERE job_id = ANY (ids) ORDER BY job_id FOR NO KEY UPDATE;
     SELECT j.job_id, j.job_assigned_process_uuid AS holder INTO bad
       FROM job_queue j
-     WHERE j.job_id = ANY (ids)
-       AND (j.job_assigned_process_uuid IS DISTINCT FROM p_uuid OR j.job_finished IS TRUE
-            OR j.job_dead_timestamp IS NOT NULL)
-       AND NOT (j.job_finished IS TRUE
-                AND EXISTS (SELECT 1 FROM job_attempts a WHERE a.job_id = j.job_id
-                               AND a.process_uuid = p_uuid AND a.outcome = 'succeeded'))
-     ORDER BY j.job_id LIMIT 1;
+"""
+    + NOT_MINE
+    + """     ORDER BY j.job_id LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
               MESSAGE = format('%s: job %s is not yours (%s has it)', what, bad.job_id,
@@ -218,8 +196,10 @@ BEGIN
     RETURN true;
 END $$;
 """
+)
 
-SQL_FUNCTION = """
+SQL_FUNCTION = (
+    """
 CREATE FUNCTION hold_jobs(what text, p_uuid varchar, ids integer[]) RETURNS boolean
 LANGUAGE sql AS $$
     SELECT check_ids(what, ids);
@@ -230,13 +210,9 @@ LANGUAGE sql AS $$
     SELECT count(*) FROM (SELECT 1 FROM job_queue WHERE job_id = ANY (ids) ORDER BY job_id FOR UPDATE) locked;
     SELECT refuse('55000', format('%s: job %s is not held by %s', what, min(j.job_id), p_uuid))
       FROM job_queue j
-     WHERE j.job_id = ANY (ids)
-       AND (j.job_assigned_process_uuid IS DISTINCT FROM p_uuid OR j.job_finished IS TRUE
-            OR j.job_dead_timestamp IS NOT NULL)
-       AND NOT (j.job_finished IS TRUE
-                AND EXISTS (SELECT 1 FROM job_attempts a WHERE a.job_id = j.job_id
-                               AND a.process_uuid = p_uuid AND a.outcome = 'succeeded'))
-    HAVING count(*) > 0;
+"""
+    + NOT_MINE
+    + """    HAVING count(*) > 0;
     SELECT refuse('P0002', format('%s: no job %s', what, array_agg(i)))
       FROM unnest(ids) i
      WHERE NOT EXISTS (SELECT 1 FROM job_queue WHERE job_id = i)
@@ -249,6 +225,7 @@ LANGUAGE sql AS $$
     SELECT NOT bool_and(job_finished IS TRUE) FROM job_queue WHERE job_id = ANY (ids);
 $$;
 """
+)
 
 RIGHT = [
     Right("reference-loop-in-id-order", REFERENCE),

@@ -1,25 +1,18 @@
 """Lesson 12's rescue_jobs: rescues wrong by their join, lock, threshold, second statement, history or
 kill switch; right ones."""
 
+import functools
+
 from pgqueue import check
 from pgqueue.lab import chaos
 from pgqueue.queues import labs
-from tests.corpora import Right, Wrong, variant
+from tests.corpora import Right, Wrong, cut, uncommented, variant
 
 JUDGE = check.rescue_jobs
 
 # the kit's hardened rescue_jobs without its comments, cut into the parts wrong answers change
-KIT = "".join(
-    line
-    for line in labs.step(chaos.POC, "find_job").excerpt("rescue_jobs").splitlines(keepends=True)
-    if not line.lstrip().startswith("--")
-)
-
-
-def part(start: str, end: str | None = None) -> str:
-    """The kit's rescue from the line that begins with `start` up to the one that begins with `end`."""
-    return KIT[KIT.index(start) : KIT.index(end) if end else None]
-
+KIT = uncommented(labs.step(chaos.POC, "find_job").excerpt("rescue_jobs"))
+part = functools.partial(cut, KIT)  # the kit's rescue_jobs from one line's start up to another's
 
 LOST = """\
            AND (h.process_uuid IS NULL
