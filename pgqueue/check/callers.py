@@ -6,19 +6,12 @@ from dataclasses import dataclass
 
 import psycopg
 
-from pgqueue.check.core import Call, Verdict
+from pgqueue.check.core import Call, Verdict, said
 from pgqueue.lab import races
 from pgqueue.queues import designs
 from pgqueue.queues.client import Client
 from pgqueue.queues.heartbeats import Identity
 from pgqueue.wait import until
-
-
-def said(exc: BaseException) -> str:
-    """An error in PostgreSQL's own words (its primary message), else as Python prints it."""
-    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
-        return exc.diag.message_primary
-    return str(exc)
 
 
 def wrong(verdict: Verdict, line: str) -> bool:

@@ -9,7 +9,7 @@ from collections import Counter
 import psycopg
 
 from pgqueue import queries
-from pgqueue.check.callers import client, said, waits, wrong
+from pgqueue.check.callers import client, waits, wrong
 from pgqueue.check.claim_calls import (
     LEASED_TWICE,
     NAME,
@@ -28,7 +28,7 @@ from pgqueue.check.claim_calls import (
     waiting_jobs,
     waiting_order,
 )
-from pgqueue.check.core import Call, Hold, Verdict, checker, holding, together
+from pgqueue.check.core import Call, Hold, Verdict, checker, holding, said, together
 from pgqueue.queues import labs
 from pgqueue.queues.client import NO_JOB
 from pgqueue.queues.heartbeats import Identity, send_heartbeat

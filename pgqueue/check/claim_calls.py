@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import psycopg
 
 from pgqueue import queries
-from pgqueue.check.callers import client, said
-from pgqueue.check.core import Verdict
+from pgqueue.check.callers import client
+from pgqueue.check.core import Verdict, said
 from pgqueue.queues import labs
 from pgqueue.queues.client import NO_JOB
 from pgqueue.queues.heartbeats import Identity

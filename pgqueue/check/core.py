@@ -87,6 +87,20 @@ def written(text: object, verdict: Verdict) -> str | None:
     return text
 
 
+def said(exc: BaseException) -> str:
+    """An error in PostgreSQL's own words (its primary message), else as Python prints it."""
+    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
+        return exc.diag.message_primary
+    return str(exc)
+
+
+def query_refused(text: str, exc: BaseException) -> str:
+    """PostgreSQL's words for a query of the learner's it refused, placed in what they wrote (the
+    query was sent with its %(name)s placeholders)."""
+    placed = where(text, exc, with_parameters=True) if isinstance(exc, psycopg.Error) else ""
+    return f"PostgreSQL refused your query: {said(exc)}{placed}"
+
+
 def sendable(conn: psycopg.Connection, text: str, parameters: Sequence[str], verdict: Verdict) -> bool:
     """Whether psycopg can send `text` with the named `parameters` the judge passes; else a ✗ line.
 

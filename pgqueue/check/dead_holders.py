@@ -11,7 +11,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pgqueue import queries
-from pgqueue.check.core import Refused, Verdict, checker, where
+from pgqueue.check.core import Refused, Verdict, checker, query_refused
 from pgqueue.queues import labs
 
 
@@ -117,9 +117,7 @@ def dead_holders(verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, 
             with conn.transaction(force_rollback=True), conn.cursor(row_factory=dict_row) as cur:
                 rows = cur.execute(text, {"seconds": seconds}).fetchall()
         except psycopg.Error as exc:
-            raise Refused(
-                f"it failed: {exc.diag.message_primary or exc}{where(text, exc, with_parameters=True)}"
-            ) from None
+            raise Refused(query_refused(text, exc)) from None
         if rows and "job_id" not in rows[0]:
             raise Refused(f"it should return a column job_id; it returned {list(rows[0])}")
         # ids first, in order; anything else a query returned as job_id (a NULL) after them

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from pgqueue.check.callers import said
-from pgqueue.check.core import Call, Hold, Refused, Verdict, checker, checks, holding, together
+from pgqueue.check.core import Call, Hold, Refused, Verdict, checker, checks, holding, said, together
 from pgqueue.queues import labs
 from pgqueue.queues.single_call import LOST_RACE, NO_JOB
 from pgqueue.wait import Timeout, until

@@ -10,8 +10,8 @@ import psycopg
 from psycopg.errors import DeadlockDetected
 
 from pgqueue import queries, wait
-from pgqueue.check.callers import said, waits
-from pgqueue.check.core import Call, Refused, Verdict, checker, holding
+from pgqueue.check.callers import waits
+from pgqueue.check.core import Call, Refused, Verdict, checker, holding, said
 from pgqueue.lab import races
 from pgqueue.queues import labs
 

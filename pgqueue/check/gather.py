@@ -11,8 +11,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from pgqueue.check.callers import said
-from pgqueue.check.core import Verdict, checker, checks
+from pgqueue.check.core import Verdict, checker, checks, said
 from pgqueue.queues import labs
 
 GATHERER = ("movemonitor", "1.0.0")  # gathers the four classifications of pipeline 5

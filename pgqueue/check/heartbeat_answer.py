@@ -11,8 +11,7 @@ import psycopg
 from psycopg import sql
 
 from pgqueue import queries
-from pgqueue.check.callers import said
-from pgqueue.check.core import Verdict, checker, checks, install
+from pgqueue.check.core import Verdict, checker, checks, install, said
 from pgqueue.queues import labs
 from pgqueue.queues.heartbeats import Identity, send_heartbeat
 from pgqueue.queues.notify_listen import KILL, NO_JOB, listen

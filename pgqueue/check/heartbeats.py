@@ -8,8 +8,7 @@ import secrets
 import psycopg
 
 from pgqueue import queries
-from pgqueue.check.callers import said
-from pgqueue.check.core import Call, Verdict, checker, checks, holding, together
+from pgqueue.check.core import Call, Verdict, checker, checks, holding, said, together
 from pgqueue.queues import labs
 from pgqueue.queues.heartbeats import Identity, send_heartbeat
 

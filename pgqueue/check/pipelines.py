@@ -7,8 +7,7 @@ import secrets
 import psycopg
 from psycopg.rows import dict_row
 
-from pgqueue.check.callers import said
-from pgqueue.check.core import Refused, Verdict, checker, checks
+from pgqueue.check.core import Refused, Verdict, checker, checks, said
 from pgqueue.queues import labs
 
 SIGNATURE = "next_processes(p_pipe_id integer, p_process_name varchar) RETURNS SETOF pipeline_processes"

@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from pgqueue import queries
-from pgqueue.check.callers import said
-from pgqueue.check.core import Verdict, checker, checks
+from pgqueue.check.core import Verdict, checker, checks, said
 from pgqueue.queues import labs
 
 START = 100  # every job's priority before the change

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 import psycopg
 from psycopg.rows import dict_row
 
-from pgqueue.check.callers import said
-from pgqueue.check.core import Verdict, checker, checks
+from pgqueue.check.core import Verdict, checker, checks, query_refused
 from pgqueue.queues import labs, steps
 from pgqueue.queues.heartbeats import Identity
 from pgqueue.queues.single_call import NO_JOB, Worker
@@ -97,7 +96,7 @@ def _compare(conn: psycopg.Connection, text: str, verdict: Verdict, where: str, 
             got = _rows(conn, text, request_id)
             hashed = _rows(conn, text, request_id, plan=checks()["flow_hash_plan"])
         except psycopg.Error as exc:
-            verdict.refuse(f"{where}, request {request_id}: PostgreSQL refused your query: {said(exc)}")
+            verdict.refuse(f"{where}, request {request_id}: {query_refused(text, exc)}")
             return False
         wrong = _difference(got, want)
         if wrong is None:

@@ -10,8 +10,8 @@ import psycopg
 from psycopg import sql
 
 from pgqueue import queries
-from pgqueue.check.callers import Said, client, hand_over, said, wrong
-from pgqueue.check.core import Call, Hold, Verdict, checker, install
+from pgqueue.check.callers import Said, client, hand_over, wrong
+from pgqueue.check.core import Call, Hold, Verdict, checker, install, said
 from pgqueue.check.rescue_scene import (
     FEWER_ATTEMPTS,
     HELD,

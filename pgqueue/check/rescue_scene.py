@@ -12,8 +12,8 @@ import psycopg
 from psycopg.rows import class_row, dict_row
 
 from pgqueue import queries
-from pgqueue.check.callers import client, said
-from pgqueue.check.core import Verdict
+from pgqueue.check.callers import client
+from pgqueue.check.core import Verdict, said
 from pgqueue.queues import labs
 from pgqueue.queues.heartbeats import Identity
 

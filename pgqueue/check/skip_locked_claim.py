@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import psycopg
 
 from pgqueue import queries
-from pgqueue.check.core import Refused, Verdict, checker, together, where
+from pgqueue.check.core import Refused, Verdict, checker, query_refused, together
 from pgqueue.errors import PgQueueError
 from pgqueue.queues import labs
 from pgqueue.wait import until
@@ -186,8 +186,7 @@ def skip_locked_claim(
             try:
                 row = holder.execute(text, params).fetchone()
             except psycopg.Error as exc:
-                said = f"{exc.diag.message_primary or exc}{where(text, exc, with_parameters=True)}"
-                raise Refused(f"PostgreSQL refused your query: {said}") from None
+                raise Refused(query_refused(text, exc)) from None
             before = _locks(probe, ids, [holder.info.backend_pid])
             if row is None or not isinstance(row[0], int):
                 found = "no job" if row is None else f"{row[0]!r} first, not a job_id"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import psycopg
 
 from pgqueue import queries
-from pgqueue.check.core import Verdict, checker, where
+from pgqueue.check.core import Verdict, checker, query_refused, said
 from pgqueue.errors import PgQueueError
 from pgqueue.queues import hardened
 from pgqueue.server import pooler
@@ -88,15 +88,14 @@ def _judged(verdict, lab, watch, text, poc, request_id):
                 racer, second = start(b, request_id)
                 went_ahead = not waits(second) and second[0] == "done"
         except psycopg.Error as exc:
-            at = where(text, exc, with_parameters=True)
-            return verdict.refuse(f"PostgreSQL refused your statement: {_said(exc)}{at}")
+            return verdict.refuse(query_refused(text, exc))
         except Timeout:
             return verdict.refuse("a client neither finished nor waited for a lock within 10 s")
         racer.join(10)
         held, _waiting = watch.execute(q["advisory_locks"]).fetchone()  # once every client committed
     failed = next((x for x in stranger if isinstance(x, psycopg.Error) and not stranger_waited), None)
     if failed is not None:
-        return verdict.refuse(f"PostgreSQL refused your statement: {_said(failed)}")
+        return verdict.refuse(query_refused(text, failed))
     verdict.expect(
         not stranger_waited,
         f"a client taking another request's turn ({other}) went on at once",
@@ -124,7 +123,7 @@ def _judged(verdict, lab, watch, text, poc, request_id):
         second == ["done"],
         "once the first client committed, the second went on",
         f"the first client committed, yet the second still waited and gave up after 2 s "
-        f"({_said(failed)}): the lock stayed with the pool's server connection, not with the transaction"
+        f"({said(failed)}): the lock stayed with the pool's server connection, not with the transaction"
         if failed is not None
         else "the second client never finished after the first committed",
     )
@@ -136,10 +135,6 @@ def _judged(verdict, lab, watch, text, poc, request_id):
         "ends with the transaction (pg_advisory_xact_lock)",
     )
     return verdict
-
-
-def _said(exc: psycopg.Error | None) -> str:
-    return (exc.diag.message_primary or str(exc)) if exc is not None else ""
 
 
 @dataclass(repr=False)

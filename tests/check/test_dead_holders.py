@@ -61,7 +61,7 @@ def test_the_checker_judges_a_query_by_what_it_lists_and_refuses_a_broken_one():
     every_job = check.dead_holders("SELECT job_id FROM job_queue -- TODO")
     assert not every_job.holds and "finished before its worker died" in str(every_job), every_job
     assert "no SQL yet" in str(check.dead_holders("  "))
-    assert "it failed" in str(check.dead_holders("SELECT job_id FROM no_such_table"))
+    assert "PostgreSQL refused your query" in str(check.dead_holders("SELECT job_id FROM no_such_table"))
 
 
 def test_a_refused_query_is_placed_in_the_learner_s_text_after_its_placeholders_too():

@@ -11,8 +11,6 @@ from tests.check.test_corpora import MODULES, judge
 
 # the judges that take SQL text (the capstone takes a dict of four pieces)
 TEXT = {name: module for name, module in MODULES.items() if isinstance(module.WRONG[0].answer, str)}
-# lesson 08 names the request it ran the query for, not the place in the query: said to the lead
-UNLOCATED = {"l08_request_flow"}
 
 
 @pytest.mark.parametrize("name", TEXT)
@@ -32,5 +30,4 @@ def test_sql_postgresql_refuses_is_quoted_and_located(name):
     verdict = judge(TEXT[name], "-- my answer, not finished\nSELEC 1;")
     assert not verdict.holds and len(verdict.wrong) == 1, str(verdict)
     assert 'syntax error at or near "SELEC"' in verdict.wrong[0], str(verdict)
-    if name not in UNLOCATED:
-        assert "at line 2, column 1 of your SQL: 'SELEC 1;'" in verdict.wrong[0], str(verdict)
+    assert "at line 2, column 1 of your SQL: 'SELEC 1;'" in verdict.wrong[0], str(verdict)

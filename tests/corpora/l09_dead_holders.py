@@ -34,7 +34,7 @@ WRONG = [
     Wrong(
         "unfilled-skeleton",
         "SELECT j.job_id\n  FROM job_queue j\n WHERE TODO\n",
-        says='it failed: column "todo" does not exist',
+        says='PostgreSQL refused your query: column "todo" does not exist',
     ),
     Wrong(
         "inner-join-drops-silent-holders",
