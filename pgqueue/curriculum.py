@@ -105,7 +105,7 @@ LESSONS = [
         checkers=("find_job_pick",),
         tests=(
             "tests/corpora/l04_find_job_pick.py",
-            "tests/check/test_find_job.py",
+            "tests/check/test_find_job_pick.py",
             "tests/queues/test_single_call.py",
         ),
         minutes=40,
@@ -139,7 +139,7 @@ LESSONS = [
             "pgqueue.ui.figures",
         ),
         checkers=("gather_batch",),
-        tests=("tests/corpora/l06_gather_batch.py", "tests/check/test_gather.py"),
+        tests=("tests/corpora/l06_gather_batch.py", "tests/check/test_gather_batch.py"),
         minutes=35,
     ),
     Lesson(
@@ -155,7 +155,7 @@ LESSONS = [
             "pgqueue.ui.figures",
         ),
         checkers=("gate_takes_turns",),
-        tests=("tests/corpora/l07_gate_takes_turns.py", "tests/check/test_gate.py"),
+        tests=("tests/corpora/l07_gate_takes_turns.py", "tests/check/test_gate_takes_turns.py"),
         minutes=40,
     ),
     Lesson(
@@ -225,8 +225,8 @@ LESSONS = [
         modules=("pgqueue.lab.claim_cost", "pgqueue.lab.races", "pgqueue.queues.hardened"),
         checkers=("claim_jobs", "rescue_jobs", "hold_jobs", "gate_takes_turns", "capstone"),
         tests=(
-            "tests/check/test_claim.py",
-            "tests/check/test_rescue.py",
+            "tests/check/test_claim_jobs.py",
+            "tests/check/test_rescue_jobs.py",
             "tests/check/test_hold_jobs.py",
             "tests/check/test_capstone.py",
             "tests/lab/test_chaos.py",

@@ -25,19 +25,19 @@ every check passed. The lesson's lab is never touched: a scratch copy is built a
 
 from pgqueue.check.archive_finished import archive_finished
 from pgqueue.check.capstone import capstone
-from pgqueue.check.claim import claim_jobs
+from pgqueue.check.claim_jobs import claim_jobs
 from pgqueue.check.core import Verdict
 from pgqueue.check.dead_holders import dead_holders
-from pgqueue.check.find_job import find_job_pick
-from pgqueue.check.gate import gate_takes_turns
-from pgqueue.check.gather import gather_batch
+from pgqueue.check.find_job_pick import find_job_pick
+from pgqueue.check.gate_takes_turns import gate_takes_turns
+from pgqueue.check.gather_batch import gather_batch
 from pgqueue.check.heartbeat_answer import heartbeat_answer
-from pgqueue.check.heartbeats import heartbeat_upsert
+from pgqueue.check.heartbeat_upsert import heartbeat_upsert
 from pgqueue.check.hold_jobs import hold_jobs
-from pgqueue.check.pipelines import next_processes
-from pgqueue.check.priorities import priority_change
+from pgqueue.check.next_processes import next_processes
+from pgqueue.check.priority_change import priority_change
 from pgqueue.check.request_flow import request_flow
-from pgqueue.check.rescue import rescue_jobs
+from pgqueue.check.rescue_jobs import rescue_jobs
 from pgqueue.check.skip_locked_claim import skip_locked_claim
 from pgqueue.check.turn_through_pool import turn_through_pool
 

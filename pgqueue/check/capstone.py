@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 
 from pgqueue import queries
-from pgqueue.check.claim import claim_jobs
+from pgqueue.check.claim_jobs import claim_jobs
 from pgqueue.check.core import Verdict, install, written
-from pgqueue.check.gate import gate_takes_turns
+from pgqueue.check.gate_takes_turns import gate_takes_turns
 from pgqueue.errors import PgQueueError
 from pgqueue.lab import chaos
 from pgqueue.queues import client, labs

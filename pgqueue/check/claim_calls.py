@@ -34,7 +34,7 @@ PLACED = {
 
 
 def _q() -> queries.Queries:
-    return queries.load("clients/check_claim.sql")
+    return queries.load("clients/check_claim_jobs.sql")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ HELD = 10.0  # seconds to wait for a state the forced schedule expects
 
 
 def _q() -> queries.Queries:
-    return queries.load("clients/check_rescue.sql")
+    return queries.load("clients/check_rescue_jobs.sql")
 
 
 def worker_calls() -> queries.Queries:

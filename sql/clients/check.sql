@@ -136,7 +136,7 @@ SELECT DISTINCT pj.request_id
 -- Every process a pipeline asks for: the checker plays each one's part in a scratch lab.
 SELECT DISTINCT process_name, process_version FROM pipeline_processes ORDER BY 1, 2;
 
--- Lesson 01's checker (pgqueue.check.pipelines): the learner's next_processes.
+-- Lesson 01's checker (pgqueue.check.next_processes): the learner's next_processes.
 
 -- name: next_step_reference
 -- Every step of the pipelines with the step after it in the same pipeline (process_order one
@@ -173,7 +173,7 @@ SET statement_timeout = '5s';
 -- Lesson 08: the learner's query runs in a transaction that may not write (and is rolled back anyway).
 SET TRANSACTION READ ONLY;
 
--- Lesson 07's checker (pgqueue.check.gate).
+-- Lesson 07's checker (pgqueue.check.gate_takes_turns).
 
 -- name: gate_lock_timeout
 -- A finisher that waits for a lock twice as long as PostgreSQL waits before it looks for a
@@ -249,7 +249,7 @@ SELECT CASE WHEN objsubid = 1 THEN ARRAY[(classid::bigint << 32) | objid::bigint
   FROM pg_locks WHERE locktype = 'advisory' AND pid = %(pid)s AND NOT granted
  LIMIT 1;
 
--- Lesson 06's checker (pgqueue.check.gather): fan-outs made with create_jobs, then a gatherer asks.
+-- Lesson 06's checker (pgqueue.check.gather_batch): fan-outs made with create_jobs, then a gatherer asks.
 
 -- name: gather_request
 INSERT INTO pipe_job_queue (request_id, pipe_id, pipe_job_priority)

@@ -3,7 +3,7 @@
 import pytest
 
 from pgqueue import check, queries
-from pgqueue.check.gate import held_trials
+from pgqueue.check.gate_takes_turns import held_trials
 from pgqueue.lab import races
 from pgqueue.queues import labs
 

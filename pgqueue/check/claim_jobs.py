@@ -50,7 +50,7 @@ ROUTINE = "claim_jobs"
 
 
 def _q() -> queries.Queries:
-    return queries.load("clients/check_claim.sql")
+    return queries.load("clients/check_claim_jobs.sql")
 
 
 @checker("your claim_jobs", "hardened", examples=True, replaces=[ROUTINE])

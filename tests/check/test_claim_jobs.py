@@ -1,6 +1,6 @@
 """Lesson 12's checker accepts the hardened claim_jobs and names what each broken claim gets wrong."""
 
-from pgqueue.check.claim import claim_jobs
+from pgqueue.check.claim_jobs import claim_jobs
 from pgqueue.queues import labs
 
 REFERENCE = str(labs.step("hardened", "find_job").excerpt("claim_jobs"))

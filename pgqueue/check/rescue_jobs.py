@@ -43,7 +43,7 @@ from pgqueue.wait import Timeout
 
 
 def _q() -> queries.Queries:
-    return queries.load("clients/check_rescue.sql")
+    return queries.load("clients/check_rescue_jobs.sql")
 
 
 @checker("your rescue_jobs", "hardened", examples=True, replaces=None)

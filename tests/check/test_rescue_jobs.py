@@ -1,6 +1,6 @@
 """Lesson 12's checker accepts the reference rescue_jobs and names what each broken rescue gets wrong."""
 
-from pgqueue.check.rescue import rescue_jobs
+from pgqueue.check.rescue_jobs import rescue_jobs
 from pgqueue.queues import labs
 
 REFERENCE = str(labs.step("hardened", "find_job").excerpt("rescue_jobs"))
