@@ -26,6 +26,14 @@ def _ids(jobs: Iterable[int]) -> str:
     return ", ".join(map(str, sorted(set(jobs))))
 
 
+NAME, VERSION = "first_process", "1.9.2"  # whose jobs the callers claim
+# the jobs of other processes in the scene: another process, the same name at another version, and
+# another name at the same version
+PROCESSES = {
+    "second_process": ("second_process", "2.2.0"),
+    "other_version": (NAME, "2.0.0"),
+    "other_name": ("merging_results", VERSION),
+}
 CLAIM_LOCK_TIMEOUT = 2.0  # seconds a caller of the claim exercise waits for a lock before it gives up
 
 
@@ -54,7 +62,8 @@ def _claim_scene(conn: psycopg.Connection, callers: int) -> _Scene:
     """Lay out the race's jobs on the scratch lab, drawn anew.
 
     Free jobs of first_process 1.9.2 of drawn priorities wait beside more urgent ones that must not
-    be taken (held, finished with no holder, another process's). Two pairs of free jobs share a
+    be taken (held, finished with no holder or '' as it, another process's, first_process at another
+    version, another process at 1.9.2). Two pairs of free jobs share a
     priority: the two most urgent (the newer assigned to '') and the last job the callers must take
     with the one after it. Each pair's newer job is stored before the older, and the free jobs are
     stored in the order of their priority: PostgreSQL's sort and its top-N sort keep the stored order
@@ -66,9 +75,12 @@ def _claim_scene(conn: psycopg.Connection, callers: int) -> _Scene:
     worse = sorted(rng.sample(range(best + 1, best + 80), callers - 1 + rng.randint(1, 3)))
     worse[callers - 1] = worse[callers - 2]  # the callers' last job and the next share a priority
     free = [("free", best, None), ("free", best, ""), *(("free", p, None) for p in worse)]
-    # a finished job whose holder was cleared, as an operator's hand-back by hand leaves one
+    # a finished job whose holder was cleared, as an operator's hand-back by hand leaves one, and
+    # one whose holder is '' (a WHERE whose OR binds looser than its ANDs takes it); jobs of the
+    # same name at another version, and of another name at the same version, as an upgrade leaves
     decoys = [("held", best - 1, secrets.token_hex(6)), ("finished", best - 1, None)]
-    decoys.append(("second_process", best - 1, None))
+    decoys += [("finished_nobody", best - 1, ""), ("second_process", best - 1, None)]
+    decoys += [("other_version", best - 1, None), ("other_name", best - 1, None)]
     # the ages (and ids): a worse job is the oldest, so that ordering by age alone is seen; the rest
     # drawn, each pair of equal priority older first
     rest = list(range(len(free) + len(decoys)))
@@ -87,14 +99,12 @@ def _claim_scene(conn: psycopg.Connection, callers: int) -> _Scene:
     id_of = {e: ids[n] for n, e in enumerate(by_age)}  # the older the lower its id
     for e in by_age:
         kind, priority, holder = entries[e]
-        name, version = (
-            ("second_process", "2.2.0") if kind == "second_process" else ("first_process", "1.9.2")
-        )
+        name, version = PROCESSES.get(kind, (NAME, VERSION))
         params = {
             "job_id": id_of[e],
             "priority": priority,
             "uuid": holder,
-            "finished": kind == "finished" or None,
+            "finished": kind.startswith("finished") or None,
         }
         # whole seconds apart: no two tie, and ordering by id is no mistake
         params.update(name=name, version=version, ago=len(entries) - by_age.index(e))
@@ -107,7 +117,11 @@ def _claim_scene(conn: psycopg.Connection, callers: int) -> _Scene:
     why = {
         "held": "which another worker holds",
         "finished": "which has finished",
+        "finished_nobody": "which has finished, with '' as its holder (AND binds tighter than OR: a test "
+        "of NULL or '' wants parentheses)",
         "second_process": "a job of second_process 2.2.0",
+        "other_version": f"a job of {NAME} 2.0.0 (another version: compare job_process_version too)",
+        "other_name": f"a job of merging_results {VERSION} (another process: compare job_process_name too)",
     }
     others = {id_of[e]: why[entries[e][0]] for e in range(len(free), len(entries))}
     order = [id_of[e] for e in range(len(free))]
@@ -170,7 +184,7 @@ def skip_locked_claim(
         callers = secrets.SystemRandom().randint(3, 6)
     elif isinstance(callers, bool) or not isinstance(callers, int) or not 2 <= callers <= 20:
         raise PgQueueError(f"callers is a whole number from 2 to 20, got {callers!r}")
-    params = {"name": "first_process", "version": "1.9.2"}
+    params = {"name": NAME, "version": VERSION}
     holder.execute(labs.step(poc, "pipelines").example_sql)
     scene = _claim_scene(holder, callers)
     order, others = scene.order, scene.others

@@ -5,7 +5,8 @@ from tests.corpora import Right, Wrong, variant
 
 JUDGE = check.skip_locked_claim
 
-FREE = "coalesce(job_assigned_process_uuid, '') = '' AND job_finished IS NULL"
+FINISHED = "job_finished IS NULL"
+FREE = f"coalesce(job_assigned_process_uuid, '') = '' AND {FINISHED}"
 MINE = "job_process_name = %(name)s AND job_process_version = %(version)s"
 ORDER = "job_priority, job_create_timestamp"
 
@@ -139,6 +140,13 @@ SELECT job_id FROM job_queue
         says="which has finished",
     ),
     Wrong("any-process", claim(mine="true"), says="second_process"),
+    Wrong(
+        "or-without-parentheses",
+        claim(free="job_assigned_process_uuid = '' OR job_assigned_process_uuid IS NULL AND " + FINISHED),
+        says="AND binds tighter than OR",
+    ),
+    Wrong("any-version", claim(mine="job_process_name = %(name)s"), says="compare job_process_version too"),
+    Wrong("any-name", claim(mine="job_process_version = %(version)s"), says="compare job_process_name too"),
     Wrong("held-jobs-taken", claim(free="job_finished IS NULL"), says="which another worker holds"),
 ]
 
