@@ -17,6 +17,10 @@ from pgqueue.server import pooler
 from pgqueue.wait import Timeout, until
 
 
+def _ids(ids: list[int]) -> str:
+    return ", ".join(map(str, sorted(ids)))
+
+
 def _q() -> queries.Queries:
     return queries.load("clients/pooler.sql")
 
@@ -25,11 +29,12 @@ def turn_through_pool(text: object, request_id: int = 7) -> Verdict:
     """Check the learner's statement that takes a request's turn, run by clients of one pool.
 
     Each client runs it inside a transaction (with its %(request_id)s). The first takes request
-    `request_id`'s turn and keeps its transaction open; meanwhile a client taking another request's
-    turn (its id drawn anew) must go on at once, and a second client taking the same request's turn,
-    on the pool's other server connection, must wait; once the first commits, the second must go on;
-    and once all have committed, no lock may be left on the server, where the pool would hand it to a
-    stranger. Without PgBouncer nothing can be judged: the answer (an Unjudged) says so, and how to
+    `request_id`'s turn and keeps its transaction open; meanwhile clients taking other requests'
+    turns (its twelve neighbours above and two ids drawn anew) must each go on at once, and a second
+    client taking the same request's turn, on the pool's other server connection, must wait; once
+    the first commits, the second must go on; and once all have committed, no lock may be left on
+    the server, where the pool would hand it to a stranger. Without PgBouncer nothing can be judged:
+    the answer (an Unjudged) says so, and how to
     install it.
     """
     if isinstance(request_id, bool) or not isinstance(request_id, int) or request_id < 1:
@@ -48,7 +53,12 @@ def _judged(verdict, lab, watch, text, poc, request_id):
     scratch copy of the lab with the example requests (`watch` connects directly, and sees the pool's
     server processes)."""
     q, db = _q(), lab.database
-    other = secrets.SystemRandom().choice([n for n in range(1000, 10_000) if n != request_id])
+    # other requests: its near neighbours (a key that buckets requests, by a modulo up to 12, shares
+    # one of them) and two drawn anew; each must take its turn at once while the first is held
+    rng = secrets.SystemRandom()
+    others = [request_id + k for k in range(1, 13)]
+    others += rng.sample([n for n in range(1000, 10_000) if n not in others and n != request_id], 2)
+    rng.shuffle(others)
 
     def start(conn: psycopg.Connection, request_id: int) -> tuple[threading.Thread, list[object]]:
         # the statement run on `conn` in a thread: what it ended with ("done" or the error) is appended
@@ -82,9 +92,12 @@ def _judged(verdict, lab, watch, text, poc, request_id):
             with a.transaction():
                 a.execute(text, {"request_id": request_id})
                 modes = {row[0] for row in watch.execute(q["advisory_modes"])}
-                racer, stranger = start(c, other)
-                stranger_waited = waits(stranger)
-                racer.join(10)
+                for other in others:
+                    racer, stranger = start(c, other)
+                    stranger_waited = waits(stranger)
+                    racer.join(10)
+                    if stranger_waited or stranger != ["done"]:
+                        break
                 racer, second = start(b, request_id)
                 went_ahead = not waits(second) and second[0] == "done"
         except psycopg.Error as exc:
@@ -98,9 +111,9 @@ def _judged(verdict, lab, watch, text, poc, request_id):
         return verdict.refuse(query_refused(text, failed))
     verdict.expect(
         not stranger_waited,
-        f"a client taking another request's turn ({other}) went on at once",
+        f"clients taking the turns of {len(others)} other requests ({_ids(others)}) each went on at once",
         f"a client taking the turn of request {other} waited while the first client held request "
-        f"{request_id}'s: your lock is shared by every request; key it by %(request_id)s",
+        f"{request_id}'s: your lock is shared by other requests; key it by %(request_id)s itself",
     )
     if modes == {"ShareLock"}:  # seen in pg_locks while the first client held the turn
         how = (

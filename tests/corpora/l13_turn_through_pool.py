@@ -38,13 +38,18 @@ WRONG = [
     Wrong(
         "one-key-hashed-from-a-name",
         "SELECT pg_advisory_xact_lock(hashtext('request turn'))",
-        says="your lock is shared by every request",
+        says="your lock is shared by other requests",
+    ),
+    Wrong(
+        "requests-bucketed-by-a-modulo",
+        "SELECT pg_advisory_xact_lock(%(request_id)s %% 5)",
+        says="your lock is shared by other requests",
     ),
     Wrong("keyed-by-the-server-process", "SELECT pg_advisory_xact_lock(pg_backend_pid())", says="went ahead"),
     Wrong(
         "locks-the-whole-table",
         "LOCK TABLE pipe_job_queue IN EXCLUSIVE MODE",
-        says="your lock is shared by every request",
+        says="your lock is shared by other requests",
     ),
     Wrong(
         "lock-then-unlock-at-once",
