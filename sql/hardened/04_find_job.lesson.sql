@@ -9,6 +9,10 @@ UPDATE queue_settings SET rescue_after = make_interval(secs => %(seconds)s);
 UPDATE queue_settings SET max_attempts = %(max_attempts)s, backoff_base = make_interval(secs => %(base)s),
                           backoff_cap = greatest(backoff_cap, make_interval(secs => %(base)s));
 
+-- name: attempts_so_far
+-- As if job `job_id` had been tried `attempts` times already (a job that failed for days).
+UPDATE job_queue SET job_attempts = %(attempts)s WHERE job_id = %(job_id)s;
+
 -- name: age_heartbeat
 -- As if the worker had gone silent `seconds` ago (a SIGKILLed worker simply stops beating).
 UPDATE process_heartbeats SET last_beat_timestamp = clock_timestamp() - make_interval(secs => %(seconds)s)
@@ -96,6 +100,15 @@ SELECT DISTINCT job_assigned_process_uuid FROM job_queue
 -- name: open_jobs
 -- Jobs that may still move: waiting (or backing off) and running. 0 once a round has drained.
 SELECT count(*) FROM job_queue WHERE job_finished IS NULL AND job_dead_timestamp IS NULL;
+
+-- name: drain_progress
+-- How far a round's jobs have got: any change means the queue still moves (a job ended, was
+-- claimed, failed or rescued, an attempt began or ended).
+SELECT (SELECT count(*) FROM job_queue WHERE job_finished IS NULL AND job_dead_timestamp IS NULL),
+       (SELECT coalesce(sum(job_attempts), 0) FROM job_queue),
+       (SELECT count(*) FROM job_attempts),
+       (SELECT count(*) FROM job_attempts WHERE attempt_ended IS NOT NULL),
+       (SELECT count(*) FROM job_queue WHERE job_assigned_process_uuid IS NOT NULL);
 
 -- name: chaos_jobs
 -- What happened to every job: its pipe job, its attempts (recorded, succeeded, rescued, failed)

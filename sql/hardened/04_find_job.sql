@@ -560,7 +560,9 @@ BEGIN
        SET job_assigned_process_uuid = NULL, job_assign_timestamp = NULL,
            job_error = left(p_error, 2000),
            job_run_after = clock_timestamp()
-                           + least(s.backoff_cap, s.backoff_base * power(2, job_attempts - 1)),
+                           -- 2^40 times any base past the cap already: a larger power overflows
+                           -- the interval (a job with max_attempts in the hundreds)
+                           + least(s.backoff_cap, s.backoff_base * power(2, least(job_attempts - 1, 40))),
            job_dead_timestamp = CASE WHEN job_attempts >= s.max_attempts THEN clock_timestamp() END
      WHERE job_id = ANY (job_ids);
 END $$;

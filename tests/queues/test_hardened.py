@@ -163,6 +163,19 @@ def test_a_failed_attempt_backs_off_then_runs_again_and_the_last_one_is_dead_let
     assert hardened.job_counts()["dead"] == 1
 
 
+def test_a_job_tried_hundreds_of_times_backs_off_by_the_cap(conn):
+    # backoff_base * 2^(n-1) overflows an interval past n = 60 or so; max_attempts may be in the hundreds,
+    # and the wait is then the cap (5 minutes)
+    conn.execute(_t()["retries"], {"max_attempts": 500, "base": 1})
+    hardened.submit(pipe_id=2)
+    who = uuid()
+    (job,) = ask(conn, who, "first_process", "1.9.2")
+    conn.execute(_t()["attempts_so_far"], {"job_id": job["job_id"], "attempts": 300})
+    conn.execute(_q()["fail_jobs"], {"uuid": who, "job_ids": [job["job_id"]], "error": "disk full"})
+    row = job_row(conn, job["job_id"])
+    assert row["wait_s"] == pytest.approx(300, abs=5) and row["job_dead_timestamp"] is None
+
+
 @pytest.mark.parametrize("hold", [False, True], ids=["released-together", "held-after-row-lock"])
 def test_the_order_gate_opens_exactly_once_in_every_trial(lab, hold):
     def connect():
