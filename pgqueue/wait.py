@@ -24,6 +24,29 @@ def until(condition: Callable[[], T], timeout: float, what: str = "condition", i
         time.sleep(interval)
 
 
+def until_still(
+    condition: Callable[[], object],
+    progress: Callable[[], object],
+    still: float,
+    cap: float,
+    interval: float = 0.2,
+) -> bool:
+    """Call `condition` until it is truthy (True), for as long as `progress` keeps changing: False once
+    `progress` returned one value for `still` s, or after `cap` s in all. A wait for work to finish
+    that lasts while the work moves, however slow the machine, and not long once it stopped."""
+    began = moved = time.monotonic()
+    last = progress()
+    while not condition():
+        now = time.monotonic()
+        if now - moved >= still or now - began >= cap:
+            return False
+        time.sleep(interval)
+        seen = progress()
+        if seen != last:
+            last, moved = seen, time.monotonic()
+    return True
+
+
 class Backoff:
     """Waits that double from `base` up to `cap`, each drawn between half and all of it (jitter).
 

@@ -32,7 +32,8 @@ def capstone(
     requests: int = 12,
     *,
     seconds: float = 8.0,
-    drain: float = 25.0,
+    drain: float = 10.0,
+    drain_cap: float = 40.0,
     seed: int | None = None,
 ) -> chaos.Round:
     """A chaos round (`chaos.run` with failing handlers and its forced scenes) on the hardened lab
@@ -60,6 +61,7 @@ def capstone(
         requests,
         seconds=seconds,
         drain=drain,
+        drain_cap=drain_cap,
         seed=seed,
         fail=0.1,
         max_attempts=3,

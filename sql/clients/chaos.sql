@@ -133,7 +133,10 @@ SELECT a.attempt_id, a.job_id, a.process_uuid, a.outcome,
                                                  AND b.beat_at <= a.attempt_ended))::float8 AS silent_s,
        extract(epoch FROM a.attempt_started - lag(a.attempt_ended) OVER w)::float8 AS after_s,
        lag(a.outcome) OVER w AS before,
-       extract(epoch FROM least(s.backoff_cap, s.backoff_base * power(2, (row_number() OVER w) - 2)))::float8
+       -- as fail_jobs owes it, its power bounded as there: a rescue that never dead-letters runs a job
+       -- far past max_attempts, and 2^n of a long round overflows an interval
+       extract(epoch FROM least(s.backoff_cap,
+                                s.backoff_base * power(2, least((row_number() OVER w) - 2, 40))))::float8
            AS backoff_s
   FROM job_attempts a CROSS JOIN queue_settings s
 WINDOW w AS (PARTITION BY a.job_id ORDER BY a.attempt_id)
