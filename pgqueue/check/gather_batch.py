@@ -113,6 +113,10 @@ def _scenarios() -> list[Scenario]:
         lab.fan_out(priority=100)
         lab.blank(lab.fan_out(priority=1).handed)
 
+    def running(lab: Lab) -> None:
+        lab.fan_out(priority=100)
+        lab.take(lab.fan_out(missing=1, priority=1).parallel[-1:])  # a worker runs its last member
+
     def entries(lab: Lab) -> None:
         lab.fan_out()
         lab.entry(5)
@@ -165,6 +169,12 @@ def _scenarios() -> list[Scenario]:
             blank,
         ),
         Scenario(
+            "a set with a member still running (taken by a worker, not finished) waits",
+            "with a set of priority 1 whose last member a worker still runs (taken, not finished) and a "
+            "complete set of priority 100",
+            running,
+        ),
+        Scenario(
             "entry jobs are never gathered (they come from no parallel set)",
             "asked for the assigner, whose entry jobs wait",
             entries,
@@ -199,7 +209,7 @@ def gather_batch(
     poc: str,
     sizes: list[int] | None = None,
 ) -> None:
-    """Whether the learner's `gather_batch` hands a gatherer the batch find_job would, in eleven situations.
+    """Whether the learner's `gather_batch` hands a gatherer the batch find_job would, in twelve situations.
 
     Each situation is built with create_jobs on a scratch lab (up to the gather step, with the
     example pipelines) inside a transaction that is rolled back afterwards; the learner's answer

@@ -29,6 +29,15 @@ def condition(new: str) -> str:
 
 WRONG = [
     Wrong("no-completeness-test", condition(""), says="had not finished", also=("while job ",)),
+    # no member still waits, but one a worker runs has not finished either
+    Wrong(
+        "no-member-waiting-is-not-every-member-finished",
+        condition("""               AND NOT EXISTS (SELECT 1 FROM job_queue m
+                                WHERE m.job_id = ANY (w.job_creater_set_elements) AND m.job_finished IS NULL
+                                  AND coalesce(m.job_assigned_process_uuid, '') = '')
+"""),
+        says="whose last member a worker still runs",
+    ),
     Wrong(
         "todo-left-as-it-is",
         condition("               -- TODO: AND every member of w.job_creater_set_elements has finished\n"),
