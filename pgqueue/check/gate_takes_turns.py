@@ -27,6 +27,7 @@ ROUTINE = "pipe_job_takes_turn"
 HOLD_OPEN = 3.0
 ORDER_1 = (1, 2)  # two pipelines of order 1: a request of both has two order-1 pipe jobs
 ORDER_2 = 4  # the pipeline of order 2 they gate
+ORDER_3_SCENE = (906, 907)  # the pipelines of order 2 and 3 the scene adds: a second order 2, and an order 3
 GATE_TRIAL = {"pipe": 2, "next_pipe": ORDER_2}  # each trial: two pipe jobs of pipeline 2, one of 4
 
 
@@ -87,8 +88,8 @@ class Scene:
             )
         return request_id, ids
 
-    def triggers(self) -> tuple[int, int, int]:
-        """How many triggers call the learner's function: in all, on INSERT and on UPDATE."""
+    def triggers(self) -> tuple[int, int, int, int]:
+        """How many triggers call the learner's function: in all, on INSERT, on UPDATE, once per statement."""
         return self.conn.execute(_q()["gate_triggers"]).fetchone()
 
     def insert_locks(self) -> tuple[int, int, tuple[Lock, ...]] | None:
@@ -136,7 +137,7 @@ def gate_takes_turns(
         return conn
 
     scene = Scene(conn)
-    steps = [_one_after_the_other, _one_pipeline, _two_pipelines, _two_requests]
+    steps = [_one_after_the_other, _one_pipeline, _two_pipelines, _two_requests, _order_2]
     if poc == "hardened":
         steps.append(_late_insert)
     if not all(step(scene, connect, verdict) for step in steps):
@@ -423,14 +424,23 @@ def _insert_only(scene: Scene) -> str:
 def _one_pipeline(scene: Scene, connect, verdict: Verdict) -> bool:
     """Forced: two pipe jobs of one pipeline of one request; the second waits for the first's commit."""
     pipe = ORDER_1[1]
-    cause = (
-        "your trigger must make the second finisher wait for the first one's commit, not merely delay it: "
-        "ask for a lock that lasts until the commit, pg_advisory_xact_lock(NEW.request_id) (one given back "
-        "before the commit, with pg_advisory_unlock, lets the second go on as no lock does)"
-        if scene.triggers()[0]
-        else "no trigger calls your pipe_job_takes_turn, so it never runs "
-        "(CREATE TRIGGER ... ON pipe_job_queue ... EXECUTE FUNCTION pipe_job_takes_turn())"
-    )
+    calling, _, _, per_statement = scene.triggers()
+    if not calling:
+        cause = (
+            "no trigger calls your pipe_job_takes_turn, so it never runs "
+            "(CREATE TRIGGER ... ON pipe_job_queue ... EXECUTE FUNCTION pipe_job_takes_turn())"
+        )
+    elif per_statement == calling:
+        cause = (
+            "your trigger fires FOR EACH STATEMENT, where NEW is NULL and no row is known, so it takes no "
+            "request's turn: declare it FOR EACH ROW"
+        )
+    else:
+        cause = (
+            "your trigger must make the second finisher wait for the first one's commit, not merely delay "
+            "it: ask for a lock that lasts until the commit, pg_advisory_xact_lock(NEW.request_id) (one "
+            "given back before the commit, with pg_advisory_unlock, lets the second go on as no lock does)"
+        )
     held, said = _forced_finishes(scene, connect, [pipe, pipe], cause)
     return verdict.expect(
         held,
@@ -456,6 +466,39 @@ def _two_pipelines(scene: Scene, connect, verdict: Verdict) -> bool:
         f"two pipelines of one request ({ORDER_1[0]} and {ORDER_1[1]}, both order 1) took turns too: the "
         f"second {said}",
         said,
+    )
+
+
+def _order_2(scene: Scene, connect, verdict: Verdict) -> bool:
+    """Forced: a request's two order-2 pipe jobs, started by its order 1, take turns as order 1's do,
+    and start its order 3 once (pipelines of orders 2 and 3 added to the scene)."""
+    order_2, order_3 = ORDER_3_SCENE
+    scene.conn.execute(_q()["gate_higher_orders"], {"order_2": order_2, "order_3": order_3})
+    request, (first, one, two, last) = scene.request([ORDER_1[0], ORDER_2, order_2, order_3])
+    scene.conn.execute(*_finish(first))  # its only order-1 pipe job: both order-2 pipe jobs start
+    race = _while_open(connect, _finish(one), _finish(two))
+    while_open = (
+        f"while the finisher of order-2 pipe job {one} (pipeline {ORDER_2}, request {request}) had not "
+        f"committed, the finisher of order-2 pipe job {two} (pipeline {order_2})"
+    )
+    if race.error:
+        return verdict.expect(False, "", f"{while_open} failed: {race.error}{_hint(race.error)}")
+    started = scene.entries(last)
+    fate = "never started" if started == 0 else f"started {started} times"
+    if not race.waited:
+        named = ({one: f"pipe job {one}'s id"}, {two: f"pipe job {two}'s id"})
+        cause = _no_turn(scene, connect, race, named) or (
+            "order 1's finishers take turns, but these took none: every finish of a request takes its turn, "
+            "whatever its order (a turn taken only for order 1 leaves order 2 and up without one)"
+        )
+        return verdict.expect(
+            False, "", f"{while_open} finished without waiting, and order-3 pipe job {last} {fate}: {cause}"
+        )
+    return verdict.expect(
+        started == 1,
+        "two order-2 pipe jobs of one request took turns too (the second waited while the first was open), "
+        "and started its order 3 once",
+        f"{while_open} waited, yet order-3 pipe job {last} {fate}: {_after_the_gate(scene.conn)}",
     )
 
 

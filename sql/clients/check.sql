@@ -189,6 +189,19 @@ SELECT %(request_id)s, pipe.id FROM unnest(%(pipes)s::integer[]) WITH ORDINALITY
  ORDER BY pipe.n
 RETURNING pipe_job_id;
 
+-- name: gate_higher_orders
+-- Two pipelines more for the gate's scene: a second one of order 2 and one of order 3, each of one
+-- step, so that a request's order-2 pipe jobs finishing together start its order 3.
+WITH added AS (
+    INSERT INTO pipelines (pipe_id, pipe_name, pipe_version, pipe_type, pipe_order) VALUES
+        (%(order_2)s, 'weekly summary', '1.0.0', 'report', 2),
+        (%(order_3)s, 'monthly digest', '1.0.0', 'report', 3)
+    RETURNING pipe_id, pipe_order
+)
+INSERT INTO pipeline_processes (pipe_id, process_name, process_version, process_order, process_configuration)
+SELECT pipe_id, CASE pipe_order WHEN 2 THEN 'summariser' ELSE 'digester' END, '1.0.0', 1, '{}'
+  FROM added;
+
 -- name: gate_advisory_locks_held
 -- Advisory locks this session still holds: after a commit, only session-level ones can be left.
 SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted;
@@ -210,10 +223,11 @@ SELECT pipe_job_finished FROM pipe_job_queue WHERE pipe_job_id = %(id)s;
 DROP TRIGGER IF EXISTS pipe_job_takes_turn ON pipe_job_queue;
 
 -- name: gate_triggers
--- The triggers on pipe_job_queue that call the learner's function: all, those on INSERT, and
--- those on UPDATE (which a finish is).
+-- The triggers on pipe_job_queue that call the learner's function: all, those on INSERT, those
+-- on UPDATE (which a finish is), and those fired once per statement (where NEW is NULL).
 SELECT count(*) AS calling, count(*) FILTER (WHERE tgtype & 4 = 4) AS on_insert,
-       count(*) FILTER (WHERE tgtype & 16 = 16) AS on_update FROM pg_trigger
+       count(*) FILTER (WHERE tgtype & 16 = 16) AS on_update,
+       count(*) FILTER (WHERE tgtype & 1 = 0) AS per_statement FROM pg_trigger
  WHERE tgrelid = 'pipe_job_queue'::regclass AND NOT tgisinternal
    AND tgfoid = 'pipe_job_takes_turn'::regproc;
 

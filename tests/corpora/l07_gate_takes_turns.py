@@ -42,6 +42,23 @@ def keyed(key: str) -> str:
 
 WRONG = [
     Wrong("no-lock", fix("NULL;"), says="finished without waiting"),
+    # a turn for order 1 only: two order-2 pipe jobs of a request finishing together start order 3 twice
+    Wrong(
+        "turn-for-order-1-only",
+        fix("""IF (SELECT pipe_order FROM pipelines WHERE pipe_id = NEW.pipe_id) = 1 THEN
+            PERFORM pg_advisory_xact_lock(NEW.request_id);
+        END IF;"""),
+        says="a turn taken only for order 1 leaves order 2 and up without one",
+    ),
+    # once per statement, NEW is NULL: the IF is never true and no lock is taken
+    Wrong(
+        "trigger-for-each-statement",
+        fix(
+            "PERFORM pg_advisory_xact_lock(NEW.request_id);",
+            TRIGGER.replace("FOR EACH ROW", "FOR EACH STATEMENT"),
+        ),
+        says="declare it FOR EACH ROW",
+    ),
     Wrong(
         "todo-left-as-it-is",
         fix("-- TODO: wait here for the other finishers of request NEW.request_id, until they commit"),
