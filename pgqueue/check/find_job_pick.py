@@ -216,11 +216,14 @@ def _second_while_first_holds(lab: labs.Scratch, me: Process, pipe_job: int, ver
             f"{what}, caller B failed: {words}" + (_NOWAIT if "could not obtain lock" in words else ""),
         )
     if answer == LOST_RACE:
+        # where B waited, if it did (in its own pick, or in the claim after it), pg_locks cannot tell
         return verdict.expect(
             False,
             "",
-            f"{what}, caller B was told {LOST_RACE!r} although another job waited: without FOR UPDATE, "
-            "B read the job A was taking, and its claim lost",
+            f"{what}, caller B was told {LOST_RACE!r} although another job waited: B's pick read the job A "
+            "was taking before any lock of it, and its claim lost; the SELECT that picks must lock the row "
+            "itself (FOR UPDATE), so that B waits for A before it reads the row, not after (a lock in a "
+            "statement of its own comes too late)",
         )
     got = _job_of(answer, verdict, f"caller B, {what}")
     if got is None:
@@ -285,9 +288,10 @@ def _two_picks_at_once(lab: labs.Scratch, me: Process, pipe_job: int, verdict: V
             + (_DEADLOCK if any("deadlock" in e for e in errors) else _OWN_ROW),
         )
         return
-    distinct = not errors and LOST_RACE not in heard and len({tuple(j or ()) for j in jobs}) == 2
+    # each got a job, and not the same one ('No job found' is no job of its own)
+    distinct = not errors and LOST_RACE not in heard and all(jobs) and len({tuple(j) for j in jobs}) == 2
     if not distinct:
-        told = errors[0] if errors else "one got no job"
+        told = errors[0] if errors else "one got no job, though another waited"
         told = f"one was told {LOST_RACE!r}" if LOST_RACE in heard else told
         verdict.expect(
             False,
@@ -296,11 +300,12 @@ def _two_picks_at_once(lab: labs.Scratch, me: Process, pipe_job: int, verdict: V
             + (_NOWAIT if any("could not obtain lock" in e for e in errors) else ""),
         )
         return
-    how = (
-        "the second passed over the first one's row and both took a job of their own"
-        if both_picked
-        else "the second waited at its pick for the first one's row lock, then took the next job"
-    )
+    if both_picked:
+        how = "the second passed over the first one's row and both took a job of their own"
+    elif {"transactionid", "tuple"} & set(seen):  # pg_locks: waiting for the row the first one locked
+        how = "the second waited at its pick for the first one's row lock, then took the next job"
+    else:
+        how = "the second never reached its claim while the first was held, and both took a job of their own"
     verdict.expect(True, f"{what}: {how}", "")
 
 

@@ -111,8 +111,26 @@ WRONG = [
     Wrong(
         "no-row-lock",
         changed(LOCK, "     LIMIT 1;"),
-        says="caller B was told 'Retry, I lost the job race' although another job waited: without FOR "
-        "UPDATE, B read the job A was taking",
+        says="caller B was told 'Retry, I lost the job race' although another job waited: B's pick read the "
+        "job A was taking before any lock of it",
+    ),
+    # a lock taken in a statement after the pick: B waits for it, but has read its job already
+    Wrong(
+        "lock-in-a-second-statement",
+        changed(LOCK, "     LIMIT 1;\n    PERFORM 1 FROM job_queue WHERE job_id = job.job_id FOR UPDATE;"),
+        says="a lock in a statement of its own comes too late",
+    ),
+    # a try-lock never waits: the second caller, finding the first one's job locked, gets nothing
+    Wrong(
+        "advisory-try-lock",
+        variant(
+            changed(LOCK, "     LIMIT 1;"),
+            "     ORDER BY job_priority, job_create_timestamp\n     LIMIT 1;",
+            "       AND pg_try_advisory_xact_lock(job_id)\n     ORDER BY job_priority, job_create_timestamp\n"
+            "     LIMIT 1;",
+        ),
+        says="answered 'No job found' while jobs waited",
+        also=("one got no job, though another waited",),
     ),
     Wrong(
         "for-share",
