@@ -122,7 +122,14 @@ def _same_for_every(conn: psycopg.Connection, text: str, requests: list[int]) ->
     mine = [_rows(conn, text, request_id) for request_id in requests]
     if any(rows != mine[0] for rows in mine[1:]):
         return ""
-    return f"; your query gives the same rows for requests {', '.join(map(str, requests))}: {PARAMETER}"
+    listed = ", ".join(map(str, requests))
+    if not mine[0]:  # no rows for any request says nothing of %(request_id)s: something drops them all
+        return (
+            f"; your query gives no row for any of requests {listed}, though each has jobs: something in it "
+            "drops rows a request's jobs make (an inner join to rows not every job has, or a filter on "
+            "their state?)"
+        )
+    return f"; your query gives the same rows for requests {listed}: {PARAMETER}"
 
 
 def _rows(conn: psycopg.Connection, text: str, request_id: int, plan: str | None = None) -> list[dict]:

@@ -92,6 +92,8 @@ WRONG = [
         "finished-jobs-only",
         changed("WHERE pj.request_id", "WHERE j.job_finished AND pj.request_id"),
         "your query has no row for order 1",
+        # no row for any request says nothing of %(request_id)s: told so, not that it ignores it
+        also=("gives no row for any of requests",),
     ),
     # every pipeline of the lab, the request's jobs outer-joined: each pipeline of the order the
     # request does not use counts as a job, and an order without jobs gets a row
