@@ -144,7 +144,10 @@ def _archive_refused(exc: psycopg.Error, text: str) -> str:
     said = exc.diag.message_primary or str(exc)
     at = where(text, exc, with_parameters=True)
     if isinstance(exc, psycopg.errors.ForeignKeyViolation):
-        at += "; job_attempts points at job_queue: move a job's attempts in the same statement"
+        at += (
+            "; job_attempts points at job_queue, and a job you moved still had attempts there: move every "
+            "attempt of each job you move (by its job_id), in the same statement"
+        )
     elif "multiple commands" in said:
         at += "; write one statement (data-modifying WITH queries), so nothing happens in between"
     return f"PostgreSQL refused it: {said}{at}"

@@ -143,7 +143,9 @@ def as_written(text: str, position: int) -> int:
 def located(text: str, position: int) -> str:
     """Where character `position` (1-based, as PostgreSQL counts) falls in `text`: a line and a
     column of what the learner wrote, with that line shown."""
-    before = text[: max(position - 1, 0)]
+    # PostgreSQL places an error at the end of input (an unclosed parenthesis) past a last newline:
+    # shown at the end of the last line written, not on a line that is not there
+    before = text[: min(max(position - 1, 0), len(text.rstrip()))]
     line = before.count("\n") + 1
     column = len(before) - (before.rfind("\n") + 1) + 1
     lines = text.splitlines() or [text]

@@ -81,6 +81,13 @@ def test_a_refused_install_leaves_the_reference_in_place_and_quotes_postgresql()
     assert said in str(verdict), str(verdict)
 
 
+def test_an_error_at_the_end_of_input_is_placed_at_the_end_of_the_last_line_written():
+    verdict = Verdict("your query")
+    with labs.scratch("notify-listen", "heartbeats") as lab, lab.connect() as conn:
+        assert not core.install(conn, "SELECT (1\n  + 2\n", verdict)
+    assert "at line 2, column 6 of your SQL: '+ 2'" in str(verdict), str(verdict)
+
+
 def test_a_comment_that_still_says_todo_decides_nothing():
     verdict = Verdict("your thing")
     assert core.written("SELECT 1; -- TODO: done, but the note stayed", verdict) is not None

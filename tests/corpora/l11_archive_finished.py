@@ -51,7 +51,20 @@ WRONG = [
     Wrong(
         "jobs-without-their-attempts",
         archive(attempts=""),
-        says="move a job's attempts in the same statement",
+        says="a job you moved still had attempts there: move every attempt of each job you move",
+    ),
+    # some attempts of the moved jobs moved, not all: the same refusal, and the same cause
+    Wrong(
+        "succeeded-attempts-only",
+        archive(
+            attempts=""", attempts AS (
+    DELETE FROM job_attempts a USING old WHERE a.job_id = old.job_id AND a.outcome = 'succeeded'
+    RETURNING a.*
+), kept_attempts AS (
+    INSERT INTO job_attempt_archive SELECT * FROM attempts
+)"""
+        ),
+        says="a job you moved still had attempts there",
     ),
     Wrong(
         "attempts-deleted-not-archived",
