@@ -139,6 +139,13 @@ def _batch_fault(
         return fault
     if len(ids) > batch:
         return f"{len(ids)} jobs: batch_size is the most one call may take"
+    if not ids and best:
+        return (
+            f"no job while {len(left)} jobs of {NAME} {VERSION} waited, free and due "
+            "(job_assigned_process_uuid, job_finished and job_dead_timestamp NULL, job_run_after past): your "
+            "WHERE lets none of them "
+            "through (a NULL is not false, nor '', and = NULL is never true)"
+        )
     if len(ids) < len(best):
         return (
             f"{len(ids)} job{'' if len(ids) == 1 else 's'} ({job_list(ids)}) while {len(left)} jobs of "

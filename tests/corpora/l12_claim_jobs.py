@@ -101,7 +101,12 @@ WRONG = [
     Wrong(
         "nobody-written-as-empty-string",
         claim(waits=variant(WAITS, "job_assigned_process_uuid IS NULL", "job_assigned_process_uuid = ''")),
-        says="a call takes up to batch_size jobs at once",
+        says="your WHERE lets none of them through (a NULL is not false, nor ''",
+    ),
+    Wrong(
+        "unfinished-written-as-false",
+        claim(waits=variant(WAITS, "job_finished IS NULL", "job_finished = false")),
+        says="your WHERE lets none of them through",
     ),
     # measured by the reviewer: accepted before the free races, 52 of 3,001 claims took a held job
     Wrong(
