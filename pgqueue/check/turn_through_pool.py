@@ -34,8 +34,7 @@ def turn_through_pool(text: object, request_id: int = 7) -> Verdict:
     client taking the same request's turn, on the pool's other server connection, must wait; once
     the first commits, the second must go on; and once all have committed, no lock may be left on
     the server, where the pool would hand it to a stranger. Without PgBouncer nothing can be judged:
-    the answer (an Unjudged) says so, and how to
-    install it.
+    the answer (an Unjudged) says so, and how to install it.
     """
     if isinstance(request_id, bool) or not isinstance(request_id, int) or request_id < 1:
         raise PgQueueError(f"request_id is a whole number, 1 or more, got {request_id!r}")

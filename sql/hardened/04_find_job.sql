@@ -560,8 +560,9 @@ BEGIN
        SET job_assigned_process_uuid = NULL, job_assign_timestamp = NULL,
            job_error = left(p_error, 2000),
            job_run_after = clock_timestamp()
-                           -- 2^40 times any base past the cap already: a larger power overflows
-                           -- the interval (a job with max_attempts in the hundreds)
+                           -- a larger power overflows the interval (a job with max_attempts in the
+                           -- hundreds); 2^40 times a base of more than a trillionth of the cap is
+                           -- past the cap already
                            + least(s.backoff_cap, s.backoff_base * power(2, least(job_attempts - 1, 40))),
            job_dead_timestamp = CASE WHEN job_attempts >= s.max_attempts THEN clock_timestamp() END
      WHERE job_id = ANY (job_ids);
