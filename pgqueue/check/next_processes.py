@@ -52,11 +52,13 @@ def next_processes(
     # a pipeline without the step asked about answered with the step after it in another:
     # what the name found was not kept to the pipeline asked about
     unkept = any(_elsewhere(after, pipe_id, name, answer) for pipe_id, name, answer in asked_stray)
+    scene = _Scene(steps, after if unkept else {})
+    scene.from_every_step = any(scene.starts_from_every_step(step, answer) for step, answer in answers)
     wrong: list[str] = []
     for step, answer in answers:
         expected = [] if step["next_name"] is None else [(step["next_name"], step["next_version"])]
         if [(row["process_name"], row["process_version"]) for row in answer] != expected:
-            wrong.append(_difference(step, answer, after if unkept else {}))
+            wrong.append(_difference(step, answer, scene))
     verdict.expect(
         not wrong,
         f"it names the next step of each of the {len(steps)} steps of the example pipelines and of "
@@ -90,22 +92,65 @@ class _Drawn:
 
 
 def _draw(conn: psycopg.Connection) -> _Drawn:
-    """Add a pipeline of 3 to 6 steps with a drawn id, names and versions; its last step is
+    """Add a pipeline of 4 to 6 steps with a drawn id, names and versions; its last step is
     second_process, at another order than in the examples, so a step found in the wrong pipeline shows.
 
     One order after a drawn step past the second is missing (1, 2, 4, ... or 1, 2, 3, 5, ...): the
     examples have no gap, so an answer that takes the least later order instead of process_order + 1
-    would pass them. Order 2 is always there, beside the examples' step 2 of the same order."""
+    would pass them. Order 2 is always there, beside the examples' step 2 of the same order. Two
+    steps at least follow the gap, so one step's answer is at order 5 or later: the examples end at
+    order 3, and an answer that keeps to their orders (process_order <= 3) fails."""
     pipe_id, tag = 10 + secrets.randbelow(80), secrets.token_hex(2)
-    size = 3 + secrets.randbelow(4)
+    size = 4 + secrets.randbelow(3)
     names = [f"step_{tag}_{chr(ord('a') + i)}" for i in range(size - 1)] + ["second_process"]
     versions = [f"{secrets.randbelow(9)}.{secrets.randbelow(9)}.{i}" for i in range(size)]
-    before_gap = 2 + secrets.randbelow(size - 2)
+    before_gap = 2 + secrets.randbelow(size - 3)
     orders = [n if n <= before_gap else n + 1 for n in range(1, size + 1)]
     conn.execute(checks()["next_drawn_pipeline"], {"pipe_id": pipe_id, "pipe_name": f"drawn_{tag}"})
     params = {"pipe_id": pipe_id, "names": names, "versions": versions, "orders": orders}
     conn.execute(checks()["next_drawn_steps"], params)
     return _Drawn(pipe_id, tag, names, orders)
+
+
+class _Scene:
+    """What the hints need to know of every step: the orders each pipeline has, and their names."""
+
+    def __init__(self, steps: list[dict], after: dict) -> None:
+        # `after` maps each step to the one after it, when the answer was seen not to keep to the
+        # pipeline asked about (else it is empty)
+        self.after, self.from_every_step = after, False
+        self.orders: dict[int, dict[int, str]] = {}
+        for step in steps:
+            self.orders.setdefault(step["pipe_id"], {})[step["process_order"]] = step["process_name"]
+
+    def starts_from_every_step(self, step: dict, answer: list[dict]) -> bool:
+        """Whether the answer is the step after every step of the pipeline, the one asked before it too."""
+        orders = self.orders.get(step["pipe_id"], {})
+        mine = {row["process_order"] for row in answer if row["pipe_id"] == step["pipe_id"]}
+        return (
+            len(mine) > 1
+            and min(mine) <= step["process_order"]
+            and mine == {order for order in orders if order - 1 in orders}
+            and not self.after_the_name_elsewhere(step, answer)
+        )
+
+    def after_the_name_elsewhere(self, step: dict, answer: list[dict]) -> tuple[dict, int, int] | None:
+        """A row of the pipeline asked that is one after a step of the same name in another pipeline,
+        when every wrong row of that pipeline is such a row; else None."""
+        strays = [
+            row
+            for row in answer
+            if row["pipe_id"] == step["pipe_id"] and row["process_order"] != step["process_order"] + 1
+        ]
+        found = [self._one_after_the_name(step, row) for row in strays]
+        return found[0] if strays and all(found) else None
+
+    def _one_after_the_name(self, step: dict, row: dict) -> tuple[dict, int, int] | None:
+        """The row, with the other pipeline whose step of the name asked it is one after; else None."""
+        for pipe_id, orders in self.orders.items():
+            if pipe_id != step["pipe_id"] and orders.get(row["process_order"] - 1) == step["process_name"]:
+                return row, pipe_id, row["process_order"] - 1
+        return None
 
 
 def _ask(conn: psycopg.Connection, pipe_id: int, name: str) -> list[dict]:
@@ -159,13 +204,11 @@ def _elsewhere_said(after: dict, pipe_id: int, name: str, answer: list[dict]) ->
     )
 
 
-def _difference(step: dict, answer: list[dict], after: dict) -> str:
-    """One wrong answer in plain words, with a hint at the likely cause.
-
-    `after` maps each step to the step after it, when the answer was seen not to keep to the
-    pipeline asked about (else it is empty)."""
-    where = f"after `{step['process_name']}` in pipeline {step['pipe_id']} you answered {_names(answer)}"
-    elsewhere = _elsewhere_said(after, step["pipe_id"], step["process_name"], answer)
+def _difference(step: dict, answer: list[dict], scene: _Scene) -> str:
+    """One wrong answer in plain words, with a hint at the likely cause."""
+    pipe_id, name = step["pipe_id"], step["process_name"]
+    where = f"after `{name}` in pipeline {pipe_id} you answered {_names(answer)}"
+    elsewhere = _elsewhere_said(scene.after, pipe_id, name, answer)
     if any(row["process_name"] is None for row in answer):
         return (
             f"{where}: a row whose columns are all NULL is no step (an outer join keeps a step with "
@@ -183,7 +226,26 @@ def _difference(step: dict, answer: list[dict], after: dict) -> str:
     said = f"{where}; the next step is {step['next_name']}"
     if elsewhere:
         return f"{said}{elsewhere}"
-    if any(row["pipe_id"] != step["pipe_id"] for row in answer):
+    stray = scene.after_the_name_elsewhere(step, answer)
+    if stray:
+        row, other, order = stray
+        return (
+            f"{said}: {_names([row])} is one after `{name}` in pipeline {other} (its step {order}), not "
+            f"in pipeline {pipe_id}: the step you start from (`{name}`) is not kept to p_pipe_id"
+        )
+    if scene.from_every_step:
+        return (
+            f"{said}: your answer is the step after every step of pipeline {pipe_id}, not only after "
+            f"`{name}`: the step you start from must be of pipeline p_pipe_id and named p_process_name, "
+            "both (is one of them left out, or joined by OR?)"
+        )
+    foreign = [row for row in answer if row["pipe_id"] != pipe_id]
+    if foreign and any(row["process_order"] != step["process_order"] + 1 for row in answer):
+        return (
+            f"{said}: steps of other pipelines and other orders crept in: a row of the next step must be "
+            "of the same pipeline and at process_order + 1, both (AND, not OR)"
+        )
+    if foreign:
         return f"{said}: a step of another pipeline crept in (match pipe_id too)"
     if any(row["process_order"] <= step["process_order"] for row in answer):
         return f"{said}: your answer does not come after it (process_order {step['process_order']} + 1)"

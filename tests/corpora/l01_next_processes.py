@@ -69,6 +69,28 @@ WRONG = [
         "pipeline 2) is the step after `second_process` in its own pipeline, not in pipeline 1: your answer "
         "does not keep to the pipeline asked about",
     ),
+    # the next four written blind
+    Wrong(
+        "pipeline-or-name",
+        join(where="this.pipe_id = p_pipe_id OR this.process_name = p_process_name"),
+        "your answer is the step after every step of pipeline 1, not only after `first_process`",
+    ),
+    Wrong(
+        "or-in-the-join",
+        join(SAME_PIPE.replace(" AND ", " OR ") + ONE_LATER),
+        "steps of other pipelines and other orders crept in",
+    ),
+    Wrong(
+        "the-step-asked-found-in-any-pipeline",
+        join(ONE_LATER, where="nxt.pipe_id = p_pipe_id AND this.process_name = p_process_name"),
+        "the step you start from (`second_process`) is not kept to p_pipe_id",
+    ),
+    # the examples end at order 3; the drawn pipeline goes on past it
+    Wrong(
+        "orders-capped-at-the-examples",
+        join(where=WHERE + " AND nxt.process_order <= 3"),
+        "you answered no row; the next step is",
+    ),
     Wrong(
         "left-join-keeps-the-last-step",
         join(kind="LEFT JOIN"),
