@@ -345,12 +345,17 @@ class Hold:
 
     def advisory(self, caller: psycopg.Connection) -> int:
         """How many advisory locks `caller`'s session holds, the hold's own aside."""
-        return self.watch.execute(_q()["advisory_held"], {"pid": caller.info.backend_pid}).fetchone()[0]
+        return advisory_locks(self.watch, caller)
 
     def open_all(self) -> None:
         """Let go of every slot still held."""
         for slot in sorted(self._closed):
             self.open(slot)
+
+
+def advisory_locks(watch: psycopg.Connection, caller: psycopg.Connection) -> int:
+    """How many advisory locks `caller`'s session holds (a kit hold's own aside), read on `watch`."""
+    return watch.execute(_q()["advisory_held"], {"pid": caller.info.backend_pid}).fetchone()[0]
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ import secrets
 import psycopg
 
 from pgqueue import queries
-from pgqueue.check.core import Call, Verdict, checker, checks, holding, said, together
+from pgqueue.check.core import Call, Verdict, advisory_locks, checker, checks, holding, said, together
 from pgqueue.queues import labs
 from pgqueue.queues.heartbeats import Identity, send_heartbeat
 
@@ -158,10 +158,15 @@ def _held_first_beat(lab: labs.Scratch, verdict: Verdict) -> bool:
     its insert (the second's check sees no committed row, and its insert waits for the first),
     then, on another worker, before its row goes in (the second's check sees no row, and its
     insert goes in first). An upsert that decides in one statement, or retries on unique_violation, survives
-    both; a check before an insert fails, or leaves two rows.
+    both; a check before an insert fails, or leaves two rows. The two beats name other servers, so
+    the row shows whose beat it holds: a beat that went through at once is in the row before the
+    first is let go, and one that waited for the first is in it at the end.
     """
     for when, where in HOLDS:
         who = Identity.new(f"held_{secrets.token_hex(3)}", "1.0.0")
+        first_who, second_who = (
+            dataclasses.replace(who, server=f"host-{secrets.token_hex(3)}") for _ in (1, 2)
+        )
         with (
             lab.connect() as watch,
             holding(watch, "process_heartbeats", when=when, event="INSERT") as hold,
@@ -170,37 +175,62 @@ def _held_first_beat(lab: labs.Scratch, verdict: Verdict) -> bool:
         ):
             hold.arm(first_conn, 1)
             hold.close(1)
-            first = Call(lambda who=who: send_heartbeat(first_conn, who))
+            first = Call(lambda who=first_who: send_heartbeat(first_conn, who))
             if hold.stops(first_conn, first) != "held":
                 hold.open(1)
                 return verdict.expect(
                     False, "", f"a first beat of {who.uuid} never inserted a row: {_said(first.join())}"
                 )
-            second = Call(lambda who=who: send_heartbeat(second_conn, who))
-            waited = hold.stops(second_conn, second) is not None
+            second = Call(lambda who=second_who: send_heartbeat(second_conn, who))
+            waited = hold.stops(second_conn, second)
+            at_once = None if waited else _row(watch, who)  # the second answered while the first is held
             hold.open(1)
             results = {"the first beat": first.join(), "the second beat": second.join()}
-            rows = _count(watch, who)
+            kept = hold.advisory(first_conn)  # advisory locks the first beat's session kept after it ended
+            rows, last = _count(watch, who), _row(watch, who)
         what = f"two first beats of one new worker ({who.uuid}), the first held {where}"
         failed = [(beat, r) for beat, r in results.items() if isinstance(r, BaseException)]
         if failed:
             beat, exc = failed[0]
             if isinstance(exc, psycopg.errors.UniqueViolation):
-                cause = f"failed with a duplicate key ({said(exc)}){_CHECKED}"
+                cause = f"failed with a duplicate key ({said(exc)})"
+                cause += _UNLOCKED if waited == "advisory" else _CHECKED
             else:
-                cause = f"failed ({said(exc)})" + (_HELD if "lock timeout" in said(exc) else "")
+                cause = f"failed ({said(exc)})" + (_HELD if kept else "")
             return verdict.expect(False, "", f"{what}: {beat} {cause}")
         if rows != 1:
             return verdict.expect(
                 False, "", f"{what}: both beats went through and left {rows} rows for one worker{_CHECKED}"
             )
+        shown = at_once if not waited else last
+        if shown is None or shown["server_name"] != second_who.server:
+            return verdict.expect(
+                False,
+                "",
+                f"{what}: the second beat (from server {second_who.server!r}) ended without an error, "
+                + ("at once, " if not waited else "")
+                + f"but the row shows {'no beat' if shown is None else repr(shown['server_name'])} of it"
+                + (" once it ended" if not waited else " at the end")
+                + ": its beat was lost (does it give up when it cannot take a lock at once, as "
+                "pg_try_advisory_xact_lock does? a beat that waits for the other is kept)",
+            )
         how = (
-            "the second waited for the first one's row and, once the first was let go, updated it"
+            f"the second waited {_WAITED_FOR.get(waited, 'for the first')} and, once the first was let go, "
+            "wrote its beat over the first's"
             if waited
-            else "the second went through, and the first, let go, did too"
+            else "the second went through at once, and the first, let go, wrote its beat over it"
         )
         verdict.held.append(f"{what}: {how}; no error, one row")
     return True
+
+
+# what a beat waited for, by the kind of lock pg_locks shows it waiting for
+_WAITED_FOR = {
+    "transactionid": "for the first one's row",
+    "tuple": "for the first one's row",
+    "advisory": "at the advisory lock the first held",
+    "relation": "for the table lock the first held",
+}
 
 
 def _race(lab: labs.Scratch, verdict: Verdict) -> None:
@@ -222,15 +252,20 @@ def _race(lab: labs.Scratch, verdict: Verdict) -> None:
             bad_trials += bool(errors) or _count(conns[0], who) != 1
             if any("lock timeout" in e for e in errors):
                 break  # each further trial would wait out the timeout again: one shows it
+        kept = any(advisory_locks(conns[0], conn) for conn in conns)
     finally:
         for conn in conns:
             conn.close()
+    if any("lock timeout" in f for f in failed):
+        cause = _HELD if kept else ""
+    else:
+        cause = _DEADLOCKED if any("deadlock detected" in f for f in failed) else _TWO_STEPS
     verdict.expect(
         not bad_trials,
         f"{RACERS} overlapping first beats of one process, {RACE_TRIALS} times: no error, one row",
         f"{RACERS} overlapping first beats of one process went wrong in {bad_trials} of {trials} trials"
         + (f": {len(failed)} beats failed ({failed[0]})" if failed else "")
-        + (_HELD if any("lock timeout" in f for f in failed) else _TWO_STEPS),
+        + cause,
     )
 
 
@@ -245,6 +280,17 @@ _CHECKED = (
     " inserting it are two steps (a SELECT, an UPDATE that found no row, or MERGE's match) that another"
     " beat can come between, even inside one statement: INSERT ... ON CONFLICT (process_uuid) DO UPDATE"
     " does both at once (or catch unique_violation and update)"
+)
+_UNLOCKED = (
+    ": the second waited for the first at an advisory lock, yet looked for the row before the first's"
+    " insert was committed: the lock was let go before the commit (pg_advisory_unlock, or a session-level"
+    " lock let go in the routine), so the second looked too early; pg_advisory_xact_lock is let go at the"
+    " commit, and INSERT ... ON CONFLICT (process_uuid) DO UPDATE needs no lock"
+)
+_DEADLOCKED = (
+    "; the beats deadlocked: each held a lock the other waited for, as when each takes a lock that others"
+    " may take too (LOCK TABLE ... IN SHARE MODE, FOR SHARE) and then waits for them to let go of it so it"
+    " can write: INSERT ... ON CONFLICT (process_uuid) DO UPDATE needs no lock"
 )
 _HELD = (
     f"; a beat waited {LOCK_TIMEOUT_MS / 1000:g} s for a lock another beat kept after it ended: a"

@@ -139,8 +139,46 @@ WRONG += [
     ),
 ]
 
+
+def locked(lock: str, unlock: str = "") -> str:
+    """A check, then an insert or an update, behind the learner's `lock` (and `unlock` after it)."""
+    return (
+        f"{HEAD}LANGUAGE plpgsql AS $$ BEGIN\n  {lock}\n"
+        "  IF EXISTS (SELECT 1 FROM process_heartbeats WHERE process_uuid = p_uuid) THEN\n"
+        "    UPDATE process_heartbeats SET last_beat_timestamp = now(), server_name = p_server,\n"
+        "           process_busy = false, process_stopped_timestamp = NULL WHERE process_uuid = p_uuid;\n"
+        f"  ELSE{INSERT}; END IF;\n  {unlock}\nEND $$;"
+    )
+
+
+# written blind: a lock around the check, each wrong in its own way
+WRONG += [
+    Wrong(
+        "skips-the-beat-when-the-try-lock-fails",
+        locked("IF NOT pg_try_advisory_xact_lock(hashtext(p_uuid)) THEN RETURN; END IF;"),
+        "ended without an error, at once, but the row shows no beat of it once it ended: its beat was lost",
+    ),
+    Wrong(
+        "unlocks-before-the-commit",
+        locked(
+            "PERFORM pg_advisory_lock(hashtext(p_uuid));", "PERFORM pg_advisory_unlock(hashtext(p_uuid));"
+        ),
+        "the lock was let go before the commit",
+    ),
+    Wrong(
+        "share-mode-table-lock",
+        locked("LOCK TABLE process_heartbeats IN SHARE MODE;"),
+        "the beats deadlocked: each held a lock the other waited for",
+    ),
+]
+
 RIGHT = [
     Right("the-lessons-reference", REFERENCE),
+    Right(
+        "a-transaction-level-lock-around-the-check",
+        locked("PERFORM pg_advisory_xact_lock(hashtext(p_uuid));"),
+    ),
+    Right("an-exclusive-table-lock", locked("LOCK TABLE process_heartbeats IN SHARE ROW EXCLUSIVE MODE;")),
     Right(
         "clock-timestamp-and-named-constraint",
         upsert(
