@@ -271,9 +271,16 @@ def _job_answer(run: _Lab, verdict: Verdict, who: Identity, job_id: int, which: 
     sent_to = row.get("job_assigned_process_uuid")
     _, _, _, assignee, _, dated = run.job(job_id)
     busy = (run.beat.execute(checks()["answer_busy"], {"uuid": who.uuid}).fetchone() or (None,))[0]
+    missing = [column for (column,) in run.beat.execute(checks()["answer_job_columns"]) if column not in row]
     flaws = [
         (
-            sent_to != who.uuid,
+            bool(missing),
+            f"process {who.uuid} was sent job {job_id} as JSON without {_keys(missing)}: a worker reads "
+            "the whole job row (the step it runs, its request, who holds it), so send row_to_json of the "
+            "row take_job hands back",
+        ),
+        (
+            "job_assigned_process_uuid" in row and sent_to != who.uuid,
             f"process {who.uuid} was sent job {job_id}, but the row says job_assigned_process_uuid "
             f"{sent_to!r}: send the row take_job hands back (it fills it in), after taking the job",
         ),
@@ -300,6 +307,13 @@ def _job_answer(run: _Lab, verdict: Verdict, who: Identity, job_id: int, which: 
             verdict.wrong.append(wrong)
         run.flawed += bad
     return True  # a row without the assignee still tells the rest of the scenario what it needs
+
+
+def _keys(columns: list[str]) -> str:
+    """A few column names in plain words: 'a', 'a and b', or 'a, b, c and 4 more'."""
+    if len(columns) > 3:
+        return ", ".join(columns[:3]) + f" and {len(columns) - 3} more"
+    return " and ".join(filter(None, [", ".join(columns[:-1]), *columns[-1:]]))
 
 
 def _wrong_job(run: _Lab, who: Identity, got: int, expected: int | None) -> str:

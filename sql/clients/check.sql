@@ -101,6 +101,12 @@ SELECT job_id, job_process_name, job_process_version, job_assigned_process_uuid,
        job_assign_timestamp IS NOT NULL AS assign_dated
   FROM job_queue ORDER BY job_create_timestamp, job_id;
 
+-- name: answer_job_columns
+-- job_queue's columns, in order: the keys of a job row sent as JSON.
+SELECT attname::text FROM pg_attribute
+ WHERE attrelid = 'job_queue'::regclass AND attnum > 0 AND NOT attisdropped
+ ORDER BY attnum;
+
 -- name: answer_busy
 -- Whether the process is marked busy, as take_job marks the process it gives a job.
 SELECT process_busy FROM process_heartbeats WHERE process_uuid = %(uuid)s;

@@ -141,6 +141,17 @@ WRONG = [
         ),
         "arrived on channel_",
     ),
+    # written blind: told to move the CALL, though the row had only the keys it built
+    Wrong(
+        "sends-a-few-columns",
+        changed(
+            SEND,
+            "    PERFORM pg_notify(channel, json_build_object('job_id', job.job_id,\n"
+            "                      'job_process_name', job.job_process_name)::text);\n",
+        ),
+        "as JSON without ",
+        also=("so send row_to_json of the row take_job hands back",),
+    ),
 ]
 
 RIGHT = [
