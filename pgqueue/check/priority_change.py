@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 import psycopg
 
 from pgqueue import queries
-from pgqueue.check.core import Verdict, checker, checks, said
+from pgqueue.check.core import Call, Verdict, checker, checks, holding, said
 from pgqueue.queues import labs
+from pgqueue.wait import Timeout
 
 START = 100  # every job's priority before the change
 ORDER_1 = (1, 3)  # pipelines of order 1 besides pipeline 2: a sibling's entry job waits at once
@@ -38,6 +39,13 @@ class _Scene:
     blank: int = 0  # a waiting job with '' as its worker
     running: int = 0
     finished: int = 0
+    finished_by_nobody: int = 0  # finished, with no worker: "nobody" alone does not say it waits
+    quiet: int = 0  # a pipe job of yet another request with no job yet (its pipeline is of order 2)
+
+    @property
+    def taken(self) -> tuple[int, int, int]:
+        """The jobs of pipe job `mine` that do not wait: one running, two finished."""
+        return self.running, self.finished, self.finished_by_nobody
 
 
 @checker(
@@ -58,12 +66,16 @@ def priority_change(
     waiting = [
         k
         for k, row in before.items()
-        if k[0] == "job" and row.pipe_job == mine and k[1] not in (scene.running, scene.finished)
+        if k[0] == "job"
+        and row.pipe_job == mine
+        and k[1] not in (scene.running, scene.finished, scene.finished_by_nobody)
     ]
     unknown = max(i for kind, i in before if kind == "pipe job") + 1 + secrets.randbelow(1000)
 
     if not _unknown_raises(conn, before, unknown, new, verdict):
         return
+    quiet = _quiet_pipe_job(conn, scene.quiet, verdict)
+    before = _rows(conn)
     try:
         call = {"pipe_job_id": mine, "priority": new}
         returned = conn.execute(checks()["priority_set"], call).fetchone()[0]
@@ -76,9 +88,12 @@ def priority_change(
     verdict.expect(
         returned == len(waiting),
         f"it returns how many waiting jobs changed ({len(waiting)})",
-        _returned(f"set_pipe_job_priority({mine}, {new})", before, after, mine, returned, len(waiting)),
+        _returned(
+            f"set_pipe_job_priority({mine}, {new})", before, after, mine, (returned, quiet), len(waiting)
+        ),
     )
     _later_jobs_inherit(conn, mine, scene.running, new, verdict)
+    _taken_meanwhile(lab, conn, verdict)
 
 
 def _draw(conn: psycopg.Connection) -> _Scene:
@@ -108,6 +123,10 @@ def _draw(conn: psycopg.Connection) -> _Scene:
         _place(conn, scene.mine, taken_by=None)
     scene.running = _place(conn, scene.mine, taken_by="busy0worker")
     scene.finished = _place(conn, scene.mine, taken_by="done0worker", finished=True)
+    scene.finished_by_nobody = _place(conn, scene.mine, taken_by=None, finished=True)
+    quiet_request = 2 * request - other_request  # another request than both
+    params = {"request_id": quiet_request, "pipe_id": ORDER_2}
+    scene.quiet = conn.execute(checks()["priority_pipe_job"], params).fetchone()[0]
     return scene
 
 
@@ -124,8 +143,10 @@ def _rows(conn: psycopg.Connection) -> dict[tuple[str, int], _Row]:
     }
 
 
-def _returned(call: str, before: dict, after: dict, mine: int, returned: object, waiting: int) -> str:
-    """The ✗ line for a wrong count, with what else the count is, as the rows show."""
+def _returned(call: str, before: dict, after: dict, mine: int, returns: tuple, waiting: int) -> str:
+    """The ✗ line for a wrong count, with what else the count is, as the rows show; `returns` is what
+    the call returned, and what it returned for a pipe job with no job waiting."""
+    returned, quiet = returns
     changed = sum(1 for k in before if k[0] == "job" and after[k].priority != before[k].priority)
     if returned == changed:
         return (
@@ -138,6 +159,12 @@ def _returned(call: str, before: dict, after: dict, mine: int, returned: object,
     )
     pipe_jobs = sum(1 for k in before if k[0] == "pipe job" and after[k] != before[k])
     jobs = sum(1 for k in before if k[0] == "job" and before[k].pipe_job == mine)
+    if returned in (1, True) and quiet in (0, False):
+        return (
+            f"{said}; it returned 0 for a pipe job with no job waiting: is it FOUND, made a number? "
+            "FOUND says whether the UPDATE changed a row, not how many: GET DIAGNOSTICS ... = ROW_COUNT "
+            "right after the UPDATE of job_queue"
+        )
     if pipe_jobs and returned == pipe_jobs:
         return (
             f"{said}; {returned} is as many as the pipe jobs it updated, the count of its UPDATE of "
@@ -223,13 +250,16 @@ def _compare(before: dict, after: dict, scene: _Scene, waiting: list, new: int, 
         f"{after[kept[0]].priority if kept else ''}{why}: find_job would still hand them out in the old "
         "order",
     )
-    running, finished = scene.running, scene.finished
-    touched = [k[1] for k in (("job", running), ("job", finished)) if after[k] != before[k]]
+    running, finished, nobodys = scene.running, scene.finished, scene.finished_by_nobody
+    touched = [k[1] for k in (("job", running), ("job", finished), ("job", nobodys)) if after[k] != before[k]]
     verdict.expect(
         not touched,
-        f"its running job ({running}) and finished job ({finished}) stay as they were",
-        f"job(s) {touched} changed although taken or finished ({running} runs, {finished} is finished): "
-        "change only jobs that still wait (not assigned, job_finished IS NULL)",
+        f"its running job ({running}) and finished jobs ({finished}, and {nobodys} with no worker) stay "
+        "as they were",
+        f"job(s) {touched} changed although taken or finished ({running} runs, {finished} is finished, "
+        f"{nobodys} is finished and has no worker): change only jobs that still wait (not assigned, "
+        "job_finished IS NULL)"
+        + (": no worker alone does not say a job waits" if touched == [nobodys] else ""),
     )
     more = [(k, _columns(before[k], after[k])) for k in [("pipe job", mine), *waiting]]
     more = [(k, columns) for k, columns in more if columns]
@@ -261,6 +291,108 @@ def _compare(before: dict, after: dict, scene: _Scene, waiting: list, new: int, 
         f"pipe jobs of other requests ({_ids(scene.others)}) and their jobs stay as they were",
         f"{_named(others)} of another pipe job changed too: is a WHERE on pipe_job_id missing?",
     )
+
+
+def _quiet_pipe_job(conn: psycopg.Connection, quiet: int, verdict: Verdict) -> object:
+    """A pipe job that waits with no job yet (its pipeline is of order 2): it is known, so no error, and
+    0 jobs changed. What the call returned, or None if it raised."""
+    new = 1 + secrets.randbelow(START - 1)
+    call = f"set_pipe_job_priority({quiet}, {new})"
+    try:
+        returned = _set(conn, quiet, new)
+    except psycopg.Error as exc:
+        verdict.expect(
+            False,
+            "",
+            f"{call} raised ({said(exc)}), but pipe job {quiet} exists: it has no job yet, as a pipe job of "
+            "a pipeline of order 2 waits for its order 1 to finish; raise for a pipe job that is not there, "
+            "whatever its jobs (IF NOT FOUND right after the UPDATE of pipe_job_queue, not of job_queue)",
+        )
+        return None
+    now = conn.execute(checks()["priority_of_pipe_job"], {"pipe_job_id": quiet}).fetchone()[0]
+    verdict.expect(
+        returned == 0 and now == new,
+        f"a pipe job with no job yet ({quiet}, of a pipeline of order 2) gets priority {new}; 0 is returned",
+        f"{call}, for a pipe job with no job yet, returned {returned!r} and left its priority at {now}: "
+        f"it has no waiting job, so it must return 0 and have priority {new}",
+    )
+    return returned
+
+
+def _taken_meanwhile(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict) -> None:
+    """A worker takes one of the waiting jobs while the call runs: after anything it read before its
+    first UPDATE of job_queue, before that UPDATE changes a row.
+
+    Forced by the kit's hold (a statement trigger on job_queue, while set_pipe_job_priority runs):
+    a count or a list of ids read by an earlier statement is then one job out of date. An UPDATE
+    that says in its own WHERE that a job waits is re-checked by PostgreSQL on a row changed
+    meanwhile, and leaves the taken job alone; so does a function that locked the jobs first.
+    """
+    request, new = 1000 + secrets.randbelow(9000), 1 + secrets.randbelow(START - 1)
+    mine = conn.execute(checks()["priority_pipe_job"], {"request_id": request, "pipe_id": 2}).fetchone()[0]
+    for _ in range(1 + secrets.randbelow(3)):
+        _place(conn, mine, taken_by=None)
+    call = f"set_pipe_job_priority({mine}, {new})"
+    with (
+        lab.connect() as watch,
+        holding(watch, "job_queue", when="BEFORE", event="UPDATE", level="STATEMENT",
+                inside="set_pipe_job_priority") as hold,
+        lab.connect() as caller,
+        lab.connect() as worker,
+    ):  # fmt: skip
+        waiting = [job for (job,) in watch.execute(checks()["priority_waiting"], {"pipe_job_id": mine})]
+        hold.arm(caller, 1)
+        hold.close(1)
+        changing, taken = Call(lambda: _set(caller, mine, new)), None
+        try:
+            stop = hold.stops(caller, changing)
+            if stop == "held":
+                taken = worker.execute(checks()["priority_take_one"], {"pipe_job_id": mine}).fetchone()
+        except Timeout as exc:
+            return verdict.refuse(f"{call} neither answered nor reached its UPDATE of job_queue: {exc}")
+        finally:
+            hold.open_all()  # the call goes on, and the connections close, whatever went wrong
+            result = changing.join()
+    if stop != "held":
+        return  # it answered, or waited, before any UPDATE of job_queue: the calls before judged it
+    if isinstance(result, BaseException):
+        return verdict.refuse(f"{call} failed once a worker had taken one of its jobs: {said(result)}")
+    if taken is None:
+        verdict.held.append(
+            f"{call}, stopped at its UPDATE of job_queue: it had locked its {len(waiting)} waiting jobs "
+            "already, so no worker could take one meanwhile"
+        )
+        return
+    job, returned = taken[0], result
+    if _priority(conn, job) == new:
+        return verdict.expect(
+            False,
+            "",
+            f"a worker took job {job} while {call} ran (after what the function read first, before its "
+            f"UPDATE of job_queue changed a row), and the function then gave it priority {new}, though it "
+            "was no longer waiting: the UPDATE trusts ids or a count read by an earlier statement; say in "
+            "the UPDATE's own WHERE that a job still waits, and PostgreSQL re-checks that of a row changed "
+            "meanwhile",
+        )
+    verdict.expect(
+        returned == len(waiting) - 1,
+        f"a worker took job {job} while {call} ran: the function left it alone, changed the "
+        f"{len(waiting) - 1} still waiting and returned {len(waiting) - 1}",
+        f"a worker took job {job} while {call} ran (after what the function read first, before its UPDATE "
+        f"of job_queue changed a row): the function changed the other {len(waiting) - 1} and returned "
+        f"{returned!r}: count what the UPDATE changed (GET DIAGNOSTICS ... = ROW_COUNT right after it, or a "
+        "count of its RETURNING), not what an earlier statement saw",
+    )
+
+
+def _set(conn: psycopg.Connection, pipe_job: int, priority: int) -> object:
+    """What set_pipe_job_priority returned."""
+    params = {"pipe_job_id": pipe_job, "priority": priority}
+    return conn.execute(checks()["priority_set"], params).fetchone()[0]
+
+
+def _priority(conn: psycopg.Connection, job_id: int) -> int:
+    return conn.execute(checks()["priority_of_job"], {"job_id": job_id}).fetchone()[0]
 
 
 def _later_jobs_inherit(

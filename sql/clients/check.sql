@@ -66,6 +66,27 @@ SELECT 'job', j.job_id, j.pipe_job_id, pj.request_id, j.job_priority, to_jsonb(j
   FROM job_queue j JOIN pipe_job_queue pj ON pj.pipe_job_id = j.pipe_job_id
  ORDER BY kind DESC, id;
 
+-- name: priority_of_pipe_job
+SELECT pipe_job_priority FROM pipe_job_queue WHERE pipe_job_id = %(pipe_job_id)s;
+
+-- name: priority_of_job
+SELECT job_priority FROM job_queue WHERE job_id = %(job_id)s;
+
+-- name: priority_waiting
+-- The jobs of a pipe job that wait: no worker, not finished.
+SELECT job_id FROM job_queue
+ WHERE pipe_job_id = %(pipe_job_id)s AND coalesce(job_assigned_process_uuid, '') = '' AND job_finished IS NULL
+ ORDER BY job_id;
+
+-- name: priority_take_one
+-- A worker takes one waiting job of the pipe job, one that nobody has locked (none, if all are).
+UPDATE job_queue SET job_assigned_process_uuid = 'took0its0job', job_assign_timestamp = now()
+ WHERE job_id = (SELECT job_id FROM job_queue
+                  WHERE pipe_job_id = %(pipe_job_id)s AND coalesce(job_assigned_process_uuid, '') = ''
+                    AND job_finished IS NULL
+                  ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED)
+RETURNING job_id;
+
 -- name: priority_set
 SELECT set_pipe_job_priority(%(pipe_job_id)s, %(priority)s::smallint);
 

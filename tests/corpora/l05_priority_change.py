@@ -142,8 +142,53 @@ WRONG = [
     ),
 ]
 
+# written blind
+COUNT = f"    SELECT count(*) INTO changed FROM job_queue WHERE pipe_job_id = p_pipe_job_id AND {WAITING};\n"
+IDS = f"    SELECT array_agg(job_id) INTO ids FROM job_queue WHERE pipe_job_id = p_pipe_job_id AND {WAITING}"
+BY_IDS = "    UPDATE job_queue SET job_priority = p_priority WHERE job_id = ANY(ids);\n"
+WRONG += [
+    Wrong(
+        "no-worker-alone-means-waiting",
+        body("coalesce(job_assigned_process_uuid, '') = ''"),
+        "no worker alone does not say a job waits",
+    ),
+    Wrong(
+        "raises-when-no-job-waits",
+        f"{HEAD}{PIPE}    UPDATE job_queue SET job_priority = p_priority\n"
+        f"     WHERE pipe_job_id = p_pipe_job_id AND {WAITING};\n{UNKNOWN}"
+        "    GET DIAGNOSTICS changed = ROW_COUNT;\n    RETURN changed;\nEND $$;",
+        "IF NOT FOUND right after the UPDATE of pipe_job_queue, not of job_queue",
+    ),
+    Wrong(
+        "found-as-the-count",
+        body(returned="FOUND::int"),
+        "is it FOUND, made a number?",
+    ),
+    Wrong(
+        "counts-before-it-changes",
+        variant(body(), "    GET DIAGNOSTICS changed = ROW_COUNT;\n", "").replace(
+            "    UPDATE job_queue", COUNT + "    UPDATE job_queue"
+        ),
+        "not what an earlier statement saw",
+    ),
+    Wrong(
+        "changes-the-ids-it-read-first",
+        variant(HEAD, "    changed integer;\n", "    ids integer[];\n")
+        + f"{PIPE}{UNKNOWN}{IDS};\n{BY_IDS}    RETURN coalesce(cardinality(ids), 0);\nEND $$;",
+        "though it was no longer waiting: the UPDATE trusts ids or a count read by an earlier statement",
+    ),
+]
+
 RIGHT = [
     Right("the-lessons-reference", REFERENCE),
+    # the ids read first, but locked: no worker takes one before the UPDATE
+    Right(
+        "locks-the-ids-it-reads-first",
+        variant(HEAD, "    changed integer;\n", "    ids integer[];\n")
+        + f"{PIPE}{UNKNOWN}    SELECT array_agg(job_id) INTO ids FROM (SELECT job_id FROM job_queue\n"
+        f"     WHERE pipe_job_id = p_pipe_job_id AND {WAITING} FOR UPDATE) locked;\n"
+        f"{BY_IDS}    RETURN coalesce(cardinality(ids), 0);\nEND $$;",
+    ),
     # the waiting jobs found through their pipe job's row, and given the priority it now has
     Right(
         "update-from-the-pipe-job",
