@@ -371,12 +371,18 @@ def holding(
     """A hold on `table` (`when` BEFORE or AFTER, `event` INSERT/UPDATE/DELETE, `level` ROW or
     STATEMENT), stopping armed sessions only while a routine named `inside` runs, if given.
 
+    `when` COMMIT stops a session at the commit of a transaction that made such a change, once
+    every statement of it ran (a deferred constraint trigger: a row at a time, inside nothing).
     The trigger is dropped and every slot let go on the way out.
     """
-    if when not in ("BEFORE", "AFTER") or event not in ("INSERT", "UPDATE", "DELETE"):
-        raise ValueError(f"a hold is BEFORE or AFTER an INSERT, UPDATE or DELETE, not {when} {event}")
-    if level not in ("ROW", "STATEMENT"):
-        raise ValueError(f"a hold is FOR EACH ROW or STATEMENT, not {level}")
+    if when not in ("BEFORE", "AFTER", "COMMIT") or event not in ("INSERT", "UPDATE", "DELETE"):
+        raise ValueError(
+            f"a hold is BEFORE, AFTER or at the COMMIT of an INSERT, UPDATE or DELETE, not {when} {event}"
+        )
+    if level not in ("ROW", "STATEMENT") or (when == "COMMIT" and (level != "ROW" or inside)):
+        raise ValueError(
+            f"a hold is FOR EACH ROW or STATEMENT (at a COMMIT, a row inside nothing), not {level}"
+        )
     name = sql.Identifier(f"_kit_hold_{when}_{event}_{level}".lower())
     parts = {
         "name": name,
@@ -387,7 +393,7 @@ def holding(
         "inside": sql.Literal(inside) if inside else sql.SQL(""),
     }
     watch.execute(_q()["hold_function"])
-    watch.execute(sql.SQL(_q()["hold_trigger"]).format(**parts))
+    watch.execute(sql.SQL(_q()["hold_at_commit" if when == "COMMIT" else "hold_trigger"]).format(**parts))
     hold = Hold(watch)
     try:
         yield hold

@@ -16,8 +16,13 @@ RACE_TRIALS = 20  # trials of first beats released together
 RACERS = 4  # beats per trial, one connection each
 LOCK_TIMEOUT_MS = 2000  # a beat that waits this long for a lock is refused instead of hanging the judge
 HELD_TIMEOUT_MS = 15_000  # the held beat's: it waits at the hold for as long as the judge keeps it there
-# where the first of two first beats is held: before its row goes in, and once it is in, uncommitted
-HOLDS = (("AFTER", "right after its insert, before it committed"), ("BEFORE", "before its row went in"))
+# where the first of two first beats is held: once its row is in, uncommitted; before its row goes
+# in; and at its commit, once its routine ended (a lock the routine let go of is let go by then)
+HOLDS = (
+    ("AFTER", "right after its insert, before it committed"),
+    ("BEFORE", "before its row went in"),
+    ("COMMIT", "at its commit, once its routine had ended"),
+)
 
 
 @checker(
@@ -181,8 +186,10 @@ def _held_first_beat(lab: labs.Scratch, verdict: Verdict) -> bool:
                 return verdict.expect(
                     False, "", f"a first beat of {who.uuid} never inserted a row: {_said(first.join())}"
                 )
+            first_locks = hold.advisory(first_conn)
             second = Call(lambda who=second_who: send_heartbeat(second_conn, who))
             waited = hold.stops(second_conn, second)
+            second_locks = hold.advisory(second_conn) if waited else 0
             at_once = None if waited else _row(watch, who)  # the second answered while the first is held
             hold.open(1)
             results = {"the first beat": first.join(), "the second beat": second.join()}
@@ -194,7 +201,9 @@ def _held_first_beat(lab: labs.Scratch, verdict: Verdict) -> bool:
             beat, exc = failed[0]
             if isinstance(exc, psycopg.errors.UniqueViolation):
                 cause = f"failed with a duplicate key ({said(exc)})"
-                cause += _UNLOCKED if waited == "advisory" else _CHECKED
+                # the second waited at the lock the first let go of, or took one the first no longer held
+                unlocked = waited == "advisory" or (second_locks and not first_locks)
+                cause += _UNLOCKED if unlocked else _CHECKED
             else:
                 cause = f"failed ({said(exc)})" + (_HELD if kept else "")
             return verdict.expect(False, "", f"{what}: {beat} {cause}")
@@ -282,8 +291,8 @@ _CHECKED = (
     " does both at once (or catch unique_violation and update)"
 )
 _UNLOCKED = (
-    ": the second waited for the first at an advisory lock, yet looked for the row before the first's"
-    " insert was committed: the lock was let go before the commit (pg_advisory_unlock, or a session-level"
+    ": both beats took an advisory lock, yet the second looked for the row before the first's insert"
+    " was committed: the first let go of its lock before the commit (pg_advisory_unlock, or a session-level"
     " lock let go in the routine), so the second looked too early; pg_advisory_xact_lock is let go at the"
     " commit, and INSERT ... ON CONFLICT (process_uuid) DO UPDATE needs no lock"
 )

@@ -33,6 +33,11 @@ END $$;
 -- name: hold_trigger
 CREATE TRIGGER {name} {when} {event} ON {table} FOR EACH {level} EXECUTE FUNCTION _kit_hold({inside});
 
+-- name: hold_at_commit
+-- Fires at the commit of a transaction that changed a row, after all its statements ran.
+CREATE CONSTRAINT TRIGGER {name} AFTER {event} ON {table} DEFERRABLE INITIALLY DEFERRED
+   FOR EACH ROW EXECUTE FUNCTION _kit_hold();
+
 -- name: hold_drop
 DROP TRIGGER IF EXISTS {name} ON {table};
 

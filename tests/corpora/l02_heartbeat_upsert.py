@@ -163,7 +163,7 @@ WRONG += [
         locked(
             "PERFORM pg_advisory_lock(hashtext(p_uuid));", "PERFORM pg_advisory_unlock(hashtext(p_uuid));"
         ),
-        "the lock was let go before the commit",
+        "the first let go of its lock before the commit",
     ),
     Wrong(
         "share-mode-table-lock",
