@@ -11,7 +11,7 @@ from psycopg import sql
 
 from pgqueue import queries
 from pgqueue.check.callers import Said, client, hand_over, wrong
-from pgqueue.check.core import Call, Hold, Verdict, checker, install, said
+from pgqueue.check.core import Call, Hold, Verdict, checker, holding, install, said
 from pgqueue.check.rescue_scene import (
     FEWER_ATTEMPTS,
     HELD,
@@ -55,17 +55,17 @@ def rescue_jobs(verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, t
     stopped, slow but live workers' jobs, on the job of a worker with no heartbeat row and on that
     of a beating worker whose kill switch is set, on a job out of attempts, while a silent
     worker's late finish holds its job's row in an open transaction, and held within its first
-    statement while workers beat, finish and lease. Every attempt that had ended before a call
-    (succeeded, failed, rescued) must be left as it was. The threshold (rescue_after) is drawn for
-    each call and said in the verdict.
+    statement while workers beat, finish and lease, and beside a second rescue. Every attempt that
+    had ended before a call (succeeded, failed, rescued) must be left as it was. The threshold
+    (rescue_after) is drawn for each call and said in the verdict.
     """
     scene = lease_scene(conn)  # leased with the kit's rescue_jobs, before the learner's replaces it
     if install(conn, text, verdict, replaces=["rescue_jobs"]) and _silent_and_stopped(
         lab, conn, scene, verdict
     ):
         _out_of_attempts(conn, scene, verdict)
-        if _late_finish(lab, conn, scene, verdict):
-            _under_way(lab, conn, scene, verdict)
+        if _late_finish(lab, conn, scene, verdict) and _under_way(lab, conn, scene, verdict):
+            _two_at_once(lab, conn, scene, verdict)
 
 
 def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdict: Verdict) -> bool:
@@ -547,6 +547,91 @@ def _under_way(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdic
         freed == expected,
         f"{what}: your rescue then left all three as they were, and returned {freed}",
         f"{what}: your rescue left the jobs right but returned {freed}, where it freed {expected}",
+    )
+
+
+def _two_at_once(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdict: Verdict) -> bool:
+    """Check 9, a forced schedule: two rescues at once, as two workers' find_job calls rescue.
+
+    Three silent workers of a version of their own hold a job each. Rescue A is held by the kit's
+    hold (core.holding) at its first UPDATE of job_queue: whatever its first statement locked, it
+    holds. Rescue B runs meanwhile, to its end or to a lock it waits for; then A is let go. Both must
+    end without an error, and each lost job must be given back once, by one of them.
+    """
+    rescue_after = LATER * scene.rescue_after
+    version = "two-at-once"
+    pipe_job = conn.execute(_q()["pipe_job"]).fetchone()[0]
+    for priority in (10, 20, 30):
+        conn.execute(
+            _q()["place_job"], {"pipe_job_id": pipe_job, "name": NAME, "version": version, "p": priority}
+        )
+    holders = [new_worker(version) for _ in range(3)]
+    lost = [job for who in holders for job in claim_ids(conn, who)]
+    for who in holders:
+        age_heartbeat(conn, who, SILENT * rescue_after)
+    with (
+        lab.connect() as watch,
+        holding(
+            watch, "job_queue", when="BEFORE", event="UPDATE", level="STATEMENT", inside="rescue_jobs"
+        ) as hold,
+        rescuer_connection(lab) as first,
+        rescuer_connection(lab) as second,
+    ):
+        hold.arm(first, 1)
+        hold.close(1)
+        a = Call(lambda: first.execute(_q()["rescue"]).fetchone()[0])
+        stop = b_stop = None
+        try:
+            stop = hold.stops(first, a, HELD)
+            if stop == "held":
+                b = Call(lambda: second.execute(_q()["rescue"]).fetchone()[0])
+                b_stop = hold.stops(second, b, HELD)
+        except Timeout:
+            pass  # judged below: a call that neither answered nor stopped
+        finally:
+            hold.open_all()
+            results = {"the first": a.join(HELD + LOCK_TIMEOUT)}
+            if stop == "held":
+                results["the second"] = b.join(HELD + LOCK_TIMEOUT)
+    if stop != "held":
+        return True  # it answered before any UPDATE of job_queue: the checks before judged it
+    what = (
+        f"two rescues at once (rescue_after {rescue_after:g} s, jobs {', '.join(map(str, lost))} of three "
+        "silent workers): the first held at its first UPDATE of job_queue, the second run meanwhile"
+        + (f", which waited for a lock ({b_stop})" if b_stop else "")
+    )
+    for who, result in results.items():
+        if isinstance(result, BaseException):
+            cause = said(result)
+            hint = (
+                ": both locked the same lost jobs with a lock the other could share too (FOR SHARE, FOR KEY "
+                "SHARE), then each waited for the other to let go so that it could change them; the first "
+                "statement locks its candidates FOR UPDATE, SKIP LOCKED, so a second rescue passes them over"
+                if "deadlock" in cause
+                else ""
+            )
+            return wrong(verdict, f"{what}: {who} rescue failed ({cause}){hint}")
+    rescued = {job: conn.execute(_q()["rescued_attempts"], {"job_id": job}).fetchone()[0] for job in lost}
+    twice = [job for job, count in rescued.items() if count > 1]
+    if twice:
+        return wrong(
+            verdict,
+            f"{what}: job {twice[0]} was rescued {rescued[twice[0]]} times, an attempt ended by each "
+            "rescue: both found it lost, as neither locked it against the other (lock the candidates FOR "
+            "UPDATE, SKIP LOCKED, in the first statement)",
+        )
+    kept = [job for job in lost if job_now(conn, job).holder]
+    freed = [results["the first"], results["the second"]]
+    return verdict.expect(
+        not kept and not [job for job, count in rescued.items() if count != 1] and sum(freed) == len(lost),
+        f"{what}: each of the {len(lost)} lost jobs was given back once ({freed[0]} by the first, "
+        f"{freed[1]} by the second)",
+        f"{what}: "
+        + (
+            f"job {kept[0]} is still held by its silent worker"
+            if kept
+            else f"they returned {freed[0]} and {freed[1]}, for {len(lost)} jobs given back once each"
+        ),
     )
 
 

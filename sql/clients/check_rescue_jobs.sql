@@ -102,3 +102,7 @@ SELECT set_config('lock_timeout', %(ms)s, false);
 -- name: ended_attempts
 -- Every attempt that has ended, whole: a rescue leaves each of these rows as it was.
 SELECT a.* FROM job_attempts a WHERE a.attempt_ended IS NOT NULL ORDER BY a.attempt_id;
+
+-- name: rescued_attempts
+-- How many of a job's attempts a rescue ended.
+SELECT count(*) FROM job_attempts WHERE job_id = %(job_id)s AND outcome = 'rescued';

@@ -276,6 +276,15 @@ LATEST = """\
            AND a.attempt_ended IS NULL
 """
 
+# written blind: a lock two rescues share, so each waits for the other to change the rows
+WRONG.append(
+    Wrong(
+        "shares-its-lock-with-another-rescue",
+        rescue(changes=[("FOR UPDATE OF j SKIP LOCKED", "FOR SHARE OF j SKIP LOCKED")]),
+        "both locked the same lost jobs with a lock the other could share too",
+    )
+)
+
 RIGHT = [
     Right("reference-two-statements-ctes", REFERENCE),
     Right("plpgsql-loop-rechecks-each-row", LOOP),
