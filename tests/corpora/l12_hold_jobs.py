@@ -230,6 +230,9 @@ $$;
 RIGHT = [
     Right("reference-loop-in-id-order", REFERENCE),
     Right("for-no-key-update", hold(lock=variant(LOCK, " FOR UPDATE LOOP", " FOR NO KEY UPDATE LOOP"))),
+    # every lock of more than one job goes through hold_jobs (rescues and claims skip locked rows),
+    # so one order, whichever, is the same for every caller: no two lock the same jobs in turn
+    Right("locks-in-descending-order", hold(lock=variant(LOCK, "ORDER BY job_id", "ORDER BY job_id DESC"))),
     Right("set-based-with-condition-names", SET_BASED),
     Right("sql-function-statements", SQL_FUNCTION),
     Right(
