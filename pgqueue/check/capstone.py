@@ -8,18 +8,23 @@ from pgqueue import queries
 from pgqueue.check.claim_jobs import claim_jobs
 from pgqueue.check.core import Verdict, install, written
 from pgqueue.check.gate_takes_turns import gate_takes_turns
+from pgqueue.check.hold_jobs import hold_jobs
+from pgqueue.check.rescue_jobs import rescue_jobs
 from pgqueue.errors import PgQueueError
 from pgqueue.lab import chaos
 from pgqueue.queues import client, labs
 
 # What a learner may put in place of the kit's own in a round on their version.
 YOURS = ("claim_jobs", "rescue_jobs", "hold_jobs", "pipe_job_takes_turn")
-# The pieces whose faults show only when two workers meet at one moment (a claim without SKIP
-# LOCKED or without a lock, a gate without its lock), and lesson 12's check of each: its forced
-# schedules (a claim held open while others ask, a finisher held open while the next finishes)
-# meet that moment every time, where a short round's workers met it about twice a round.
+# Lesson 12's check of each piece, run before the round: their faults show at moments a short
+# round meets by chance or not at all (a claim without SKIP LOCKED or without a lock, a gate
+# without its lock, two rescues at once, a rescue while a lease is made, a late hand-over), and
+# each check's forced schedules meet them every time. A round's "held" is then never said of a
+# piece its own check refuses.
 RACE_CHECKS = {
     "claim_jobs": ("check.claim_jobs", claim_jobs),
+    "rescue_jobs": ("check.rescue_jobs", rescue_jobs),
+    "hold_jobs": ("check.hold_jobs", hold_jobs),
     "pipe_job_takes_turn": (
         'check.gate_takes_turns(poc="hardened")',
         functools.partial(gate_takes_turns, poc="hardened"),
@@ -39,8 +44,8 @@ def capstone(
     """A chaos round (`chaos.run` with failing handlers and its forced scenes) on the hardened lab
     rebuilt with `yours` (a routine of `YOURS`: the SQL that creates it) in place of the kit's.
 
-    A claim_jobs or a gate of yours first goes through lesson 12's own check (`race_checks`),
-    whose lines come first; SQL that PostgreSQL refuses ends the round before it starts.
+    Each piece of yours first goes through lesson 12's own check of it (`race_checks`), whose
+    lines come first; SQL that PostgreSQL refuses ends the round before it starts.
     """
     unknown = sorted(set(yours) - set(YOURS))
     if unknown:

@@ -2,8 +2,8 @@
 
 Each wrong set breaks one piece of the four and brings it alone (the others run as the kit's);
 each right one writes a piece in another style, and one brings the four as the kit writes them.
-A claim or a gate whose fault shows only in a race is named by lesson 12's own check, which the
-round runs first (`capstone.race_checks`): its forced schedules meet the race every time. The round
+Each piece brought goes through lesson 12's own check of it first (`capstone.race_checks`): its
+forced schedules meet every time the moments a round meets by chance. The round
 is shorter than the lesson's (`ROUND`): five requests, three seconds of kills (the forced scenes
 run besides).
 """
