@@ -211,18 +211,24 @@ def _held_first_beat(lab: labs.Scratch, verdict: Verdict) -> bool:
             return verdict.expect(
                 False, "", f"{what}: both beats went through and left {rows} rows for one worker{_CHECKED}"
             )
-        shown = at_once if not waited else last
-        if shown is None or shown["server_name"] != second_who.server:
-            return verdict.expect(
-                False,
-                "",
-                f"{what}: the second beat (from server {second_who.server!r}) ended without an error, "
-                + ("at once, " if not waited else "")
-                + f"but the row shows {'no beat' if shown is None else repr(shown['server_name'])} of it"
-                + (" once it ended" if not waited else " at the end")
-                + ": its beat was lost (does it give up when it cannot take a lock at once, as "
-                "pg_try_advisory_xact_lock does? a beat that waits for the other is kept)",
-            )
+        # whose beat the row must show: the second's once it went through at once, and the first's,
+        # let go after it, at the end; or, when the second waited for the first, the second's at the end
+        seen = [("second", second_who, at_once, "once it ended")] if not waited else []
+        seen.append(
+            ("first", first_who, last, "at the end")
+            if not waited
+            else ("second", second_who, last, "at the end")
+        )
+        for which, beat, row, when in seen:
+            if row is None or row["server_name"] != beat.server:
+                tried = which == "second" and not waited and first_locks  # the first held a lock it skipped
+                shows = "no beat" if row is None else f"server {row['server_name']!r}"
+                return verdict.expect(
+                    False,
+                    "",
+                    f"{what}: the {which} beat (from server {beat.server!r}) ended without an error, but "
+                    f"{when} the row shows {shows}: its beat was lost{_GAVE_UP if tried else _SKIPPED}",
+                )
         how = (
             f"the second waited {_WAITED_FOR.get(waited, 'for the first')} and, once the first was let go, "
             "wrote its beat over the first's"
@@ -231,6 +237,16 @@ def _held_first_beat(lab: labs.Scratch, verdict: Verdict) -> bool:
         )
         verdict.held.append(f"{what}: {how}; no error, one row")
     return True
+
+
+_GAVE_UP = (
+    " (does it give up when it cannot take a lock at once, as pg_try_advisory_xact_lock does? a beat that"
+    " waits for the other is kept)"
+)
+_SKIPPED = (
+    " (does it skip the row, by a WHERE on its DO UPDATE or by DO NOTHING, or catch an error and drop it?"
+    " every beat is written, and each is answered: a beat whose row is not written fires no trigger)"
+)
 
 
 # what a beat waited for, by the kind of lock pg_locks shows it waiting for

@@ -101,7 +101,7 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
     _history_kept(conn, history, verdict, "your rescue_jobs")
     silent_ok = _given_back(
         scene.silent_jobs,
-        after,
+        (before, after),
         scene.silent,
         verdict,
         lost=f"worker {scene.silent.uuid}, silent for {silent:g} s (rescue_after {scene.rescue_after:g} s),",
@@ -111,7 +111,7 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
     )
     stopped_ok = _given_back(
         [scene.stopped_job],
-        after,
+        (before, after),
         scene.stopped,
         verdict,
         lost=f"worker {scene.stopped.uuid}, which said it stopped though its heartbeat is fresh,",
@@ -121,7 +121,7 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
     )
     ghost_ok = _given_back(
         [scene.ghost_job],
-        after,
+        (before, after),
         scene.ghost,
         verdict,
         lost=f"worker {scene.ghost.uuid}, which has no heartbeat row at all,",
@@ -164,13 +164,13 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
     )
     if silent_ok and stopped_ok and ghost_ok:
         back = [*scene.silent_jobs, scene.stopped_job, scene.ghost_job]
-        _claimed_again(conn, {job_id: after[job_id].attempts + 1 for job_id in sorted(back)}, verdict)
+        _claimed_again(conn, {job_id: before[job_id].attempts + 1 for job_id in sorted(back)}, verdict)
     return True
 
 
 def _given_back(
     ids: list[int],
-    after: dict[int, Job],
+    jobs: tuple[dict[int, Job], dict[int, Job]],
     owner: Identity,
     verdict: Verdict,
     *,
@@ -178,12 +178,15 @@ def _given_back(
     why: str,
     held: str,
 ) -> bool:
-    """Each job of `ids` unleased, not dead, its attempt by `owner` ended 'rescued' (the ✓ line `held`);
-    else the first fault."""
+    """Each job of `ids` unleased, not dead, its attempt by `owner` ended 'rescued', its count of
+    attempts as it was (the ✓ line `held`); else the first fault. `jobs`: before and after the rescue."""
+    before, after = jobs
     for job_id in ids:
         job = after[job_id]
         if job.holder:
             return wrong(verdict, f"job {job_id} of {lost} is still leased to it: {why}")
+        if job.attempts != before[job_id].attempts:
+            return wrong(verdict, _recounted(job, before[job_id].attempts))
         if job.dead:
             return wrong(
                 verdict,
@@ -196,6 +199,16 @@ def _given_back(
             return wrong(verdict, fault)
     verdict.held.append(held)
     return True
+
+
+def _recounted(job: Job, was: int) -> str:
+    """The ✗ line for a rescue that changed a job's count of attempts."""
+    return (
+        f"job {job.job_id} went back with job_attempts {job.attempts}, where it was {was}: the claim "
+        "that leased it counted that attempt already, and the next claim counts the next one; a rescue "
+        "leaves job_attempts as it is (the attempt it ends stays a row of the table job_attempts, "
+        "ended 'rescued')"
+    )
 
 
 def _attempt_fault(job: Job, owner: Identity, fate: str = "went back to the queue") -> str | None:
@@ -363,7 +376,7 @@ def _out_of_attempts(conn: psycopg.Connection, scene: Scene, verdict: Verdict) -
         f"with rescue_after {rescue_after:g} s, max_attempts {FEWER_ATTEMPTS} and worker {scene.dying.uuid}, "
         f"holding job {job_id}, silent"
     )
-    history = ended_attempts(conn)
+    history, was = ended_attempts(conn), job_now(conn, job_id).attempts
     if call_rescue(conn, verdict, when) is None:
         return False
     _history_kept(conn, history, verdict, f"{when}, your rescue_jobs", say_held=False)
@@ -371,7 +384,9 @@ def _out_of_attempts(conn: psycopg.Connection, scene: Scene, verdict: Verdict) -
     if not _live_untouched(conn, [(scene.live_job, scene.live)], kept, rescue_after, verdict):
         return False
     job = job_now(conn, job_id)
-    used = f"job {job_id} had used {job.attempts} of its {FEWER_ATTEMPTS} attempts (max_attempts)"
+    used = f"job {job_id} had used {was} of its {FEWER_ATTEMPTS} attempts (max_attempts)"
+    if job.attempts != was:
+        return wrong(verdict, _recounted(job, was))
     if job.holder:
         return wrong(
             verdict,

@@ -153,10 +153,17 @@ def locked(lock: str, unlock: str = "") -> str:
 
 # written blind: a lock around the check, each wrong in its own way
 WRONG += [
+    # a beat whose transaction began first, committed last, is dropped: the row and its trigger miss it
+    Wrong(
+        "keeps-the-newest-beat-only",
+        upsert(f"DO UPDATE {FULL}\n     WHERE process_heartbeats.last_beat_timestamp <= now()"),
+        "the first beat (from server ",
+        also=("its beat was lost (does it skip the row, by a WHERE on its DO UPDATE",),
+    ),
     Wrong(
         "skips-the-beat-when-the-try-lock-fails",
         locked("IF NOT pg_try_advisory_xact_lock(hashtext(p_uuid)) THEN RETURN; END IF;"),
-        "ended without an error, at once, but the row shows no beat of it once it ended: its beat was lost",
+        "ended without an error, but once it ended the row shows no beat: its beat was lost (does it give up",
     ),
     Wrong(
         "unlocks-before-the-commit",
