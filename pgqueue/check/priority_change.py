@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from pgqueue import queries
-from pgqueue.check.core import Call, Verdict, checker, checks, holding, said
+from pgqueue.check.core import Call, Hold, Verdict, checker, checks, holding, said
 from pgqueue.queues import labs
 from pgqueue.wait import Timeout
 
@@ -93,7 +93,10 @@ def priority_change(
         ),
     )
     _later_jobs_inherit(conn, mine, scene.running, new, verdict)
-    _taken_meanwhile(lab, conn, verdict)
+    if not verdict.wrong:  # the forced schedules judge a change that is right when nothing races it
+        _taken_meanwhile(lab, conn, verdict)
+    if not verdict.wrong:
+        _locked_by_a_claim(lab, conn, verdict)
 
 
 def _draw(conn: psycopg.Connection) -> _Scene:
@@ -117,7 +120,8 @@ def _draw(conn: psycopg.Connection) -> _Scene:
         else:
             (scene.siblings if role == "sibling" else scene.others).append(pipe_job)
         if role != "mine" and pipe_id != ORDER_2:
-            _place(conn, pipe_job, taken_by=None)  # one more waiting beside the entry job
+            _place(conn, pipe_job, taken_by="")  # one more waiting beside the entry job, its worker ''
+
     scene.blank = _place(conn, scene.mine, taken_by="")
     for _ in range(secrets.randbelow(3)):
         _place(conn, scene.mine, taken_by=None)
@@ -297,7 +301,7 @@ def _quiet_pipe_job(conn: psycopg.Connection, quiet: int, verdict: Verdict) -> o
     """A pipe job that waits with no job yet (its pipeline is of order 2): it is known, so no error, and
     0 jobs changed. What the call returned, or None if it raised."""
     new = 1 + secrets.randbelow(START - 1)
-    call = f"set_pipe_job_priority({quiet}, {new})"
+    call, before = f"set_pipe_job_priority({quiet}, {new})", _rows(conn)
     try:
         returned = _set(conn, quiet, new)
     except psycopg.Error as exc:
@@ -310,11 +314,24 @@ def _quiet_pipe_job(conn: psycopg.Connection, quiet: int, verdict: Verdict) -> o
         )
         return None
     now = conn.execute(checks()["priority_of_pipe_job"], {"pipe_job_id": quiet}).fetchone()[0]
+    after = _rows(conn)
+    others = [k for k in before if k != ("pipe job", quiet) and after[k] != before[k]]
+    verdict.expect(
+        not others,
+        f"a pipe job with no job yet ({quiet}) changes no other pipe job's jobs",
+        f"{call}, for a pipe job with no job yet, changed {_named(others)} of other pipe jobs: is the "
+        "WHERE's test of pipe_job_id missing, or joined by an OR without parentheses? (AND binds before OR)",
+    )
     verdict.expect(
         returned == 0 and now == new,
         f"a pipe job with no job yet ({quiet}, of a pipeline of order 2) gets priority {new}; 0 is returned",
-        f"{call}, for a pipe job with no job yet, returned {returned!r} and left its priority at {now}: "
-        f"it has no waiting job, so it must return 0 and have priority {new}",
+        f"{call}, for a pipe job with no job yet, "
+        + (f"left its priority at {now}, where it must become {new}" if now != new else f"got priority {new}")
+        + (
+            f", and returned {returned!r}: it has no waiting job, so it must return 0"
+            if returned != 0
+            else ""
+        ),
     )
     return returned
 
@@ -382,6 +399,50 @@ def _taken_meanwhile(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdi
         f"of job_queue changed a row): the function changed the other {len(waiting) - 1} and returned "
         f"{returned!r}: count what the UPDATE changed (GET DIAGNOSTICS ... = ROW_COUNT right after it, or a "
         "count of its RETURNING), not what an earlier statement saw",
+    )
+
+
+def _locked_by_a_claim(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict) -> None:
+    """A worker's claim holds one waiting job locked while it decides (an open transaction), the
+    change runs, then the claim lets go without taking it: the job still waits, so the change must
+    wait for the lock and then give it the new priority (NOWAIT fails, SKIP LOCKED passes it over)."""
+    request, new = 1000 + secrets.randbelow(9000), 1 + secrets.randbelow(START - 1)
+    mine = conn.execute(checks()["priority_pipe_job"], {"request_id": request, "pipe_id": 2}).fetchone()[0]
+    for _ in range(1 + secrets.randbelow(3)):
+        _place(conn, mine, taken_by=None)
+    waiting = [job for (job,) in conn.execute(checks()["priority_waiting"], {"pipe_job_id": mine})]
+    locked = secrets.choice(waiting)
+    call = f"set_pipe_job_priority({mine}, {new})"
+    with lab.connect() as watch, lab.connect() as caller, lab.connect(autocommit=False) as worker:
+        worker.execute(checks()["priority_lock_one"], {"job_id": locked})  # its transaction stays open
+        changing = Call(lambda: _set(caller, mine, new))
+        try:
+            stop = Hold(watch).stops(caller, changing)
+        except Timeout as exc:
+            stop = f"neither answered nor waited: {exc}"
+        finally:
+            worker.rollback()  # the claim lets go without taking the job
+            result = changing.join()
+    what = (
+        f"while a worker's claim held job {locked} of pipe job {mine} locked (deciding whether to take it), "
+        f"{call} ran; then the claim let go without taking it"
+    )
+    if isinstance(result, BaseException):
+        return verdict.refuse(
+            f"{what}: your function failed ({said(result)}): a claim ends in a moment, so wait for its lock "
+            "(an UPDATE, or FOR UPDATE without NOWAIT, waits)"
+        )
+    now = _priority(conn, locked)
+    if now != new:
+        return verdict.refuse(
+            f"{what}: job {locked} kept priority {now}, though it still waits: it must get priority {new} "
+            "(SKIP LOCKED passes over a job whose claim may let go of it; wait for the lock instead)"
+        )
+    verdict.expect(
+        result == len(waiting),
+        f"{what}: your function waited for it ({stop}), gave it priority {new} and returned {len(waiting)}",
+        f"{what}: job {locked} got priority {new}, but your function returned {result!r} for the "
+        f"{len(waiting)} waiting jobs it changed",
     )
 
 

@@ -87,6 +87,10 @@ UPDATE job_queue SET job_assigned_process_uuid = 'took0its0job', job_assign_time
                   ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING job_id;
 
+-- name: priority_lock_one
+-- A worker's claim in progress: one waiting job locked, in a transaction left open.
+SELECT job_id FROM job_queue WHERE job_id = %(job_id)s FOR UPDATE;
+
 -- name: priority_set
 SELECT set_pipe_job_priority(%(pipe_job_id)s, %(priority)s::smallint);
 

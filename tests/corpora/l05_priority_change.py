@@ -179,8 +179,29 @@ WRONG += [
     ),
 ]
 
+LOOP = (
+    "    FOR r IN SELECT job_id FROM job_queue WHERE pipe_job_id = p_pipe_job_id AND "
+    + WAITING
+    + "\n              FOR UPDATE{how}\n    LOOP\n"
+    "        UPDATE job_queue SET job_priority = p_priority WHERE job_id = r.job_id;\n"
+    "        changed := changed + 1;\n    END LOOP;\n    RETURN changed;\nEND $$;"
+)
+LOOPING = variant(HEAD, "    changed integer;\n", "    changed integer := 0;\n    r record;\n")
+LOOPING += PIPE + UNKNOWN
+WRONG += [
+    Wrong(
+        "and-or-without-parentheses",
+        body("job_assigned_process_uuid IS NULL OR job_assigned_process_uuid = '' AND job_finished IS NULL"),
+        "or joined by an OR without parentheses? (AND binds before OR)",
+    ),
+    # a worker's claim holds a waiting job locked for a moment, then lets go of it
+    Wrong("fails-on-a-claimed-job", LOOPING + LOOP.format(how=" NOWAIT"), "a claim ends in a moment"),
+    Wrong("passes-over-a-claimed-job", LOOPING + LOOP.format(how=" SKIP LOCKED"), "SKIP LOCKED passes over"),
+]
+
 RIGHT = [
     Right("the-lessons-reference", REFERENCE),
+    Right("a-loop-over-locked-jobs", LOOPING + LOOP.format(how="")),
     # the ids read first, but locked: no worker takes one before the UPDATE
     Right(
         "locks-the-ids-it-reads-first",
