@@ -31,6 +31,7 @@ class _Lab:
     finished: set[int] = field(default_factory=set)  # jobs finished before any beat
     sent: dict[int, str] = field(default_factory=dict)  # job id -> the uuid it was first sent to
     misdirected: int = 0  # answers heard on another process's channel
+    answered: int = 0  # answers heard on the beating process's own channel
     flawed: int = 0  # flaws of the jobs handed out: not taken, dated, marked busy or sent as taken
     told: set[int] = field(default_factory=set)  # the kinds of flaw already told
     beats: int = 0
@@ -94,7 +95,7 @@ def heartbeat_answer(
         ear.execute(sql.SQL(listen_to).format(channel=sql.Identifier(DONE)))
         try:
             _scenario(run, scene, verdict)
-            if not run.misdirected:
+            if run.answered and not run.misdirected:
                 verdict.held.append("every answer arrived on the beating process's own channel only")
         except psycopg.Error as exc:
             verdict.refuse(f"a heartbeat failed: {said(exc)}")
@@ -226,6 +227,7 @@ def _own(run: _Lab, verdict: Verdict, who: Identity, while_: str) -> str | None:
             "beating process's uuid (NEW.process_uuid)"
         )
     own = [p for c, p in heard if c == who.channel]
+    run.answered += len(own)
     if not own and elsewhere:
         return None
     if not own:

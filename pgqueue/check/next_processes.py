@@ -159,9 +159,14 @@ def _ask(conn: psycopg.Connection, pipe_id: int, name: str) -> list[dict]:
         with conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(checks()["next_processes_call"], {"pipe_id": pipe_id, "name": name}).fetchall()
     except psycopg.Error as exc:
-        raise Refused(
-            f"next_processes({pipe_id}, '{name}') failed: {said(exc)} (the task's signature is {SIGNATURE})"
-        ) from exc
+        # an error the function raised itself is no matter of its signature
+        hint = (
+            "a step with no step after it (a pipeline's last, one before a gap in its orders, or no step of "
+            "that pipeline at all) is answered with no row, not an error"
+            if exc.sqlstate and exc.sqlstate.startswith("P0")
+            else f"the task's signature is {SIGNATURE}"
+        )
+        raise Refused(f"next_processes({pipe_id}, '{name}') failed: {said(exc)} ({hint})") from exc
 
 
 def _names(rows: list[dict]) -> str:

@@ -85,6 +85,15 @@ WRONG = [
         join(ONE_LATER, where="nxt.pipe_id = p_pipe_id AND this.process_name = p_process_name"),
         "the step you start from (`second_process`) is not kept to p_pipe_id",
     ),
+    Wrong(
+        "raises-after-the-last-step",
+        "CREATE FUNCTION next_processes(p_pipe_id integer, p_process_name varchar)\n"
+        "RETURNS SETOF pipeline_processes LANGUAGE plpgsql STABLE AS $$\nBEGIN\n"
+        f"    RETURN QUERY SELECT nxt.* FROM pipeline_processes this JOIN pipeline_processes nxt\n"
+        f"      ON {SAME_PIPE}{ONE_LATER} WHERE {WHERE};\n"
+        "    IF NOT FOUND THEN RAISE EXCEPTION 'no process after %', p_process_name; END IF;\nEND $$;\n",
+        "is answered with no row, not an error",
+    ),
     # the examples end at order 3; the drawn pipeline goes on past it
     Wrong(
         "orders-capped-at-the-examples",
