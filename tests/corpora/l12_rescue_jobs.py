@@ -276,6 +276,23 @@ LATEST = """\
            AND a.attempt_ended IS NULL
 """
 
+# written blind: the attempt counted again, which the claim that leased the job counted already
+WRONG.append(
+    Wrong(
+        "counts-the-attempt-again",
+        rescue(
+            changes=[
+                (
+                    "SET job_assigned_process_uuid = NULL, job_assign_timestamp = NULL,",
+                    "SET job_assigned_process_uuid = NULL, job_assign_timestamp = NULL,\n"
+                    "               job_attempts = j.job_attempts + 1,",
+                )
+            ]
+        ),
+        "a rescue leaves job_attempts as it is",
+    )
+)
+
 # written blind: a lock two rescues share, so each waits for the other to change the rows
 WRONG.append(
     Wrong(
