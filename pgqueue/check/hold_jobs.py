@@ -12,7 +12,7 @@ from psycopg.rows import dict_row
 
 from pgqueue import queries
 from pgqueue.check.callers import Said, client, finish, hand_over, waits, wrong
-from pgqueue.check.core import Call, Refused, Verdict, checker
+from pgqueue.check.core import Call, Refused, Verdict, checker, holding, said
 from pgqueue.lab import races
 from pgqueue.queues import labs
 from pgqueue.queues.heartbeats import Identity
@@ -60,6 +60,8 @@ def hold_jobs(verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, tex
         check(scene, verdict)
     _repeat_while_open(scene, verdict)
     _one_batch_in_two_orders(scene, verdict)
+    _rescue_during_the_hand_over(scene, verdict)
+    _repeat_after_a_retry(scene, verdict)  # last: it turns the backoff off
 
 
 class _Scene:
@@ -192,6 +194,12 @@ def _refusal(verdict: Verdict, said: Said, code: str, what: str, why: str) -> bo
         return verdict.expect(True, f"{what}: {said}", "")
     if said.ok:
         return wrong(verdict, f"{what}, and it was accepted: {why}; refuse it with SQLSTATE {code}")
+    if (said.code or "")[:2] in ("42", "0A", "XX"):  # syntax, a name, a feature: no refusal of the learner's
+        return wrong(
+            verdict,
+            f"{what}, and it was {said}: that is PostgreSQL unable to run your hold_jobs on this "
+            f"call, no refusal of yours; once it runs, refuse it with refuse('{code}', ...) ({MEANS[code]})",
+        )
     plain = " (P0001 is what RAISE EXCEPTION raises when no ERRCODE is given)" if said.code == "P0001" else ""
     return wrong(
         verdict,
@@ -248,12 +256,12 @@ def _one_pipe_job_through(scene: _Scene, verdict: Verdict) -> None:
 
 
 def _repeat_create(
-    scene: _Scene, verdict: Verdict, holder: str, job: int, made: list[int], pipe_job: int
+    scene: _Scene, verdict: Verdict, holder: str, job: int, made: list[int], pipe_job: int, how: str = ""
 ) -> None:
     """Check 2: the same create_jobs again (a repeat after a lost connection) changes nothing."""
     before = scene.tables()
     again = scene.create(holder, [job])
-    what = f"create_jobs sent again by worker {holder} for job {job}, which it had just handed over"
+    what = f"create_jobs sent again by worker {holder} for job {job}, which it had just handed over{how}"
     if not again.ok:
         wrong(
             verdict,
@@ -270,6 +278,80 @@ def _repeat_create(
         "(hold_jobs returns false for a repeat)",
     ):
         _unchanged(verdict, scene, before, what, f"{what}, changed no table", "repeated")
+
+
+def _rescue_during_the_hand_over(scene: _Scene, verdict: Verdict) -> None:
+    """A forced schedule: a silent worker hands its job over late, and a rescue runs in between.
+
+    The kit's hold stops the hand-over once hold_jobs said the job is the worker's, before anything
+    else of create_jobs locks it (at finish_jobs' UPDATE of job_queue, before it changes a row); the
+    kit's rescue_jobs runs meanwhile. A hold_jobs that locks the
+    job's row keeps it from the rescue (which passes over locked rows) until the hand-over commits.
+    """
+    (pipe_job,) = scene.request(PLAIN)
+    holder, (job,) = scene.claim(FIRST, [pipe_job])
+    scene.silence(holder)  # it looks dead, and hands over late
+    rescue = queries.load("clients/check_rescue_jobs.sql")["rescue"]
+    freed: object = None
+    with (
+        scene.lab.connect() as watch,
+        holding(
+            watch, "job_queue", when="BEFORE", event="UPDATE", level="STATEMENT", inside="finish_jobs"
+        ) as hold,
+        scene.connect() as worker,
+        scene.connect() as rescuer,
+    ):
+        hold.arm(worker, 1)
+        hold.close(1)
+        handing = Call(lambda: hand_over(worker, holder, [job]))
+        try:
+            stop = hold.stops(worker, handing)
+            if stop == "held":
+                try:
+                    freed = rescuer.execute(rescue).fetchone()[0]
+                except psycopg.Error as exc:
+                    freed = exc
+        finally:
+            hold.open_all()
+            handed = handing.join()
+    if stop != "held":
+        return  # refused or answered before it made a job: the checks before judged it
+    what = (
+        f"worker {holder}, silent, handed job {job} over late; held inside its create_jobs once your "
+        "hold_jobs had said the job is its, while the kit's rescue_jobs ran"
+    )
+    outcomes = scene.outcomes(job)
+    if isinstance(freed, BaseException):
+        return verdict.refuse(f"{what}: the rescue failed ({said(freed)})")
+    verdict.expect(
+        "rescued" not in outcomes and handed.ok,
+        f"{what}: the rescue passed the job over (it freed {freed}), and the hand-over finished it",
+        f"{what}: the rescue took the job from under the hand-over (its attempts: "
+        f"{', '.join(map(str, outcomes))}; the hand-over was {handed}): hold_jobs must lock the jobs' rows "
+        "(FOR UPDATE) until the hand-over commits, so that a rescue, which passes over locked rows, leaves "
+        "them to it",
+    )
+
+
+def _repeat_after_a_retry(scene: _Scene, verdict: Verdict) -> None:
+    """A worker fails its job (fail_jobs), claims it again, hands it over, then repeats the hand-over:
+    the job has two attempts of that worker, one failed and one succeeded, and the repeat is a no-op."""
+    (pipe_job,) = scene.request(PLAIN)
+    who, calls = Identity.new(*FIRST), client(scene.conn)
+    scene.conn.execute(_lesson()["retries"], {"max_attempts": 3, "base": 0})  # due again at once
+    try:
+        (job,) = (j["job_id"] for j in calls.claim(who))
+        calls.fail(who, [job], "the checker's failure")
+        again = [j["job_id"] for j in calls.claim(who)]
+    except (psycopg.Error, ValueError) as exc:
+        raise Refused(
+            f"worker {who.uuid} claimed a job of pipe job {pipe_job}, failed it and claimed again: {exc}"
+        ) from exc
+    if again != [job]:
+        raise Refused(f"worker {who.uuid} failed job {job} and claimed again, and was handed {again}")
+    made = list(scene.handed(who.uuid, [job], FIRST).made or ())
+    how = " on its second attempt (its first, by the same worker, had failed)"
+    _repeat_create(scene, verdict, who.uuid, job, made, pipe_job, how)
 
 
 def _rescued_and_run_twice(scene: _Scene, verdict: Verdict, pipe_job: int, next_order: int) -> None:

@@ -227,6 +227,42 @@ $$;
 """
 )
 
+# written blind: counts the worker's attempt rows, where one job may have two of them
+WRONG.append(
+    Wrong(
+        "counts-attempt-rows-not-jobs",
+        variant(
+            REFERENCE,
+            "done_before := done_before + 1;",
+            "done_before := done_before + (SELECT count(*) FROM job_attempts a\n"
+            "        WHERE a.job_id = j.job_id AND a.process_uuid = p_uuid);",
+        ),
+        "on its second attempt (its first, by the same worker, had failed)",
+    )
+)
+
+# written blind: advisory locks in place of the rows' locks, which a rescue does not see
+WRONG.append(
+    Wrong(
+        "advisory-locks-instead-of-row-locks",
+        variant(
+            REFERENCE,
+            " ORDER BY job_id FOR UPDATE LOOP",
+            " ORDER BY job_id LOOP\n        PERFORM pg_advisory_xact_lock(j.job_id);",
+        ),
+        "the rescue took the job from under the hand-over",
+    )
+)
+
+# written blind: a variable named as the skeleton's own alias; PostgreSQL cannot run the refusal
+WRONG.append(
+    Wrong(
+        "a-variable-named-as-an-alias",
+        variant(REFERENCE, "    done_before integer := 0;\n", "    done_before integer := 0;\n    i int;\n"),
+        "that is PostgreSQL unable to run your hold_jobs on this call, no refusal of yours",
+    )
+)
+
 RIGHT = [
     Right("reference-loop-in-id-order", REFERENCE),
     Right("for-no-key-update", hold(lock=variant(LOCK, " FOR UPDATE LOOP", " FOR NO KEY UPDATE LOOP"))),
