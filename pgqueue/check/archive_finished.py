@@ -264,14 +264,16 @@ def _judge_archive(
             moved_sets[0] != moved_sets[1],
             f"it follows %(seconds)s: {at_low} jobs moved at {low} s, {at_high} at {high}",
             f"it took the same {at_low} jobs out of job_queue at %(seconds)s = {low} and = {high}, "
-            f"where {len(low_expected)} and {len(high_expected)} had to go: it does not read %(seconds)s"
+            f"where {len(low_expected)} and {len(high_expected)} had to go: what it moves does not follow "
+            "%(seconds)s"
             # read as milliseconds, both thresholds fall under a second, below the age of every job
             # but the newest: what moved cannot tell that from a cut-off of its own
             + (
-                ", or not in seconds (a cut-off written into the statement? %(seconds)s read as "
-                "milliseconds, which puts both thresholds under a second?)"
+                " (a cut-off written into the statement? %(seconds)s read as milliseconds, which puts "
+                "both thresholds under a second?)"
                 if _fits(runs, 1 / 1000)
-                else " (a cut-off written into the statement?)"
+                else " (a cut-off written into the statement, or an OR without parentheses that lets "
+                "finished jobs through whatever their age?)"
             ),
         )
     lines = [

@@ -56,15 +56,20 @@ def waiting_order(rng: random.Random) -> tuple[list[tuple[int, int]], list[int]]
     Six to eight jobs over three priorities, ages distinct, placed in neither the order they are
     served in nor its reverse. The first call takes the best few; at its edge two jobs share a
     priority and the younger is placed first, so only their age (not their id) orders them. Then
-    one job, then more than are left, then one more.
+    one job, then more than are left, then one more. The ages never agree with the priorities in
+    what the first two calls get, so an order by age alone is seen.
     """
     count, first = rng.randint(6, 8), rng.randint(2, 4)
     levels = sorted(rng.sample(range(20, 300, 10), 3))
     priorities = sorted(rng.choice(levels) for _ in range(count))
     priorities[first] = priorities[first - 1]
     priorities.sort()
-    ages = rng.sample(range(10, 500), count)
-    served = sorted(zip(priorities, ages, strict=True), key=lambda pa: (pa[0], -pa[1]))
+    while True:  # ages under which the oldest-first order differs from the served one in the first calls
+        ages = rng.sample(range(10, 500), count)
+        served = sorted(zip(priorities, ages, strict=True), key=lambda pa: (pa[0], -pa[1]))
+        by_age = sorted(served, key=lambda pa: -pa[1])
+        if set(by_age[:first]) != set(served[:first]) or by_age[first] != served[first]:
+            break
     placed = served[:]
     while placed in (served, served[::-1]) or placed.index(served[first]) > placed.index(served[first - 1]):
         rng.shuffle(placed)

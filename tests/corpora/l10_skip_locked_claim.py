@@ -145,6 +145,12 @@ SELECT job_id FROM job_queue
         claim(free="job_assigned_process_uuid = '' OR job_assigned_process_uuid IS NULL AND " + FINISHED),
         says="AND binds tighter than OR",
     ),
+    # written blind: NULL first, then '' AND the rest: every job with no holder comes through
+    Wrong(
+        "or-without-parentheses-null-first",
+        claim(free="job_assigned_process_uuid IS NULL OR job_assigned_process_uuid = '' AND " + FINISHED),
+        says="is an OR without parentheses letting every job with no holder through",
+    ),
     Wrong("any-version", claim(mine="job_process_name = %(name)s"), says="compare job_process_version too"),
     Wrong("any-name", claim(mine="job_process_version = %(version)s"), says="compare job_process_name too"),
     Wrong("held-jobs-taken", claim(free="job_finished IS NULL"), says="which another worker holds"),

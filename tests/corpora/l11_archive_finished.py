@@ -114,7 +114,7 @@ INSERT INTO job_archive SELECT * FROM job_queue WHERE job_id IN (SELECT job_id F
     Wrong(
         "hard-coded-one-minute",
         archive(variant(OLD, "make_interval(secs => %(seconds)s)", "interval '1 minute'")),
-        says="it does not read %(seconds)s",
+        says="what it moves does not follow %(seconds)s",
     ),
     # at the low threshold only the oldest jobs go, at the high one none: their attempts go with them
     Wrong(
