@@ -16,6 +16,7 @@ from pgqueue.lab import races
 from pgqueue.queues import labs
 
 TRIALS = 50  # trials of two finishers released together
+PAIRS = 6  # pairs of requests, their ids 1 to PAIRS apart, whose finishers must not wait for each other
 STOP_AFTER = 2  # trials with a deadlock or an error before the trials stop (each costs a second or more)
 # Then trials where each finisher is held right after its UPDATE locked its own row, and both
 # are let go together: every trial meets the schedule that free trials meet only now and then.
@@ -70,9 +71,9 @@ class Scene:
         self.conn = conn
         self.used: set[int] = set()
 
-    def request(self, pipes: list[int]) -> tuple[int, list[int]]:
-        """A new request with one pipe job per pipeline in `pipes`; its id and the pipe jobs' ids."""
-        request_id = 0
+    def request(self, pipes: list[int], request_id: int = 0) -> tuple[int, list[int]]:
+        """A new request with one pipe job per pipeline in `pipes` (its id drawn, unless given and
+        not used yet); its id and the pipe jobs' ids."""
         while request_id in self.used or request_id == 0:
             request_id = 1000 + secrets.randbelow(90_000)
         self.used.add(request_id)
@@ -503,9 +504,26 @@ def _order_2(scene: Scene, connect, verdict: Verdict) -> bool:
 
 
 def _two_requests(scene: Scene, connect, verdict: Verdict) -> bool:
-    """Forced: finishers of two requests must not wait for each other (a lock per request, not per queue)."""
-    first, (_, one, _) = scene.request([ORDER_2, *ORDER_1])
-    second, (_, two, _) = scene.request([ORDER_2, *ORDER_1])
+    """Forced: finishers of two requests must not wait for each other (a lock per request, not per queue).
+
+    Pairs of requests whose ids are 1 to PAIRS apart, each held open in turn: a key that only
+    some requests share (request_id % n, a hash of few values) makes one of the pairs wait."""
+    for apart in range(1, PAIRS + 1):
+        first, (_, one, _) = scene.request([ORDER_2, *ORDER_1])
+        second, (_, two, _) = scene.request([ORDER_2, *ORDER_1], first + apart)
+        if not _two_finishers(connect, verdict, (first, one), (second, two), apart):
+            return False
+    return verdict.expect(
+        True,
+        f"finishers of two different requests did not wait for each other ({PAIRS} pairs of requests, their "
+        f"ids 1 to {PAIRS} apart)",
+        "",
+    )
+
+
+def _two_finishers(connect, verdict: Verdict, a: tuple[int, int], b: tuple[int, int], apart: int) -> bool:
+    """One pair of _two_requests: whether the finisher of `b` went on while that of `a` was open."""
+    (first, one), (second, two) = a, b
     race = _while_open(connect, _finish(one), _finish(two))
     if race.error:
         return verdict.expect(
@@ -524,13 +542,18 @@ def _two_requests(scene: Scene, connect, verdict: Verdict) -> bool:
         )
     both = [lock for lock in race.first_locks if lock.key in {other.key for other in race.second_locks}]
     took = f" (both took {both[0]})" if both else ""
-    return verdict.expect(
-        not race.waited,
-        "finishers of two different requests did not wait for each other",
+    shared = (
+        "(a constant key, the pipeline or the order?), so every finish in the queue waits for every other one"
+        if apart == 1
+        else f"(their ids are {apart} apart: a key that requests share in part, as request_id % n, or a hash "
+        "of few values?), so finishes of unrelated requests wait for each other"
+    )
+    return not race.waited or verdict.expect(
+        False,
+        "",
         f"while the finisher of pipe job {one} (request {first}) had not committed, the finisher of pipe "
         f"job {two} (request {second}, the same pipeline) waited for it{took}: your lock is shared by other "
-        "requests (a constant key, the pipeline or the order?), so every finish in the queue waits for "
-        "every other one; key it by the request, NEW.request_id",
+        f"requests {shared}; key it by the request, NEW.request_id",
     )
 
 

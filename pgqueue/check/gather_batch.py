@@ -53,15 +53,23 @@ class Lab:
         pipe_job = self.conn.execute(checks()["gather_request"], params).fetchone()[0]
         return self.conn.execute(checks()["gather_entry_job"], {"pipe_job_id": pipe_job}).fetchone()[0]
 
-    def fan_out(self, missing: int = 0, priority: int = 100, pipe_id: int = 5) -> FanOut:
-        """A request fanned out to the next size of parallel jobs, all but `missing` of them handed over."""
+    def fan_out(
+        self, missing: int = 0, priority: int = 100, pipe_id: int = 5, doubled: bool = False
+    ) -> FanOut:
+        """A request fanned out to the next size of parallel jobs, all but `missing` of them handed over
+        (the first one `doubled`: it makes two jobs of the next step, not one)."""
         size = self.sizes[self.made % len(self.sizes)]
         self.made += 1
         job = self.entry(pipe_id, priority)
         if pipe_id == 5:  # assigner -> wearing_compliance, which fans out
             (job,) = self.create_jobs([job])
         parallel = self.create_jobs([job], size)
-        handed = [self.create_jobs([member])[0] for member in parallel[: size - min(missing, size - 1)]]
+        members = parallel[: size - min(missing, size - 1)]
+        handed = [
+            job
+            for n, member in enumerate(members)
+            for job in self.create_jobs([member], 1 + (doubled and not n))
+        ]
         return FanOut(parallel, handed)
 
     def take(self, job_ids: list[int]) -> None:
@@ -116,6 +124,10 @@ def _scenarios() -> list[Scenario]:
     def running(lab: Lab) -> None:
         lab.fan_out(priority=100)
         lab.take(lab.fan_out(missing=1, priority=1).parallel[-1:])  # a worker runs its last member
+
+    def doubled(lab: Lab) -> None:
+        lab.fan_out(priority=100)
+        lab.fan_out(missing=1, priority=1, doubled=True)  # as many jobs wait as the set has members
 
     def entries(lab: Lab) -> None:
         lab.fan_out()
@@ -173,6 +185,13 @@ def _scenarios() -> list[Scenario]:
             "with a set of priority 1 whose last member a worker still runs (taken, not finished) and a "
             "complete set of priority 100",
             running,
+        ),
+        Scenario(
+            "a set with a member not finished waits, though as many jobs wait as the set has members (one "
+            "member made two)",
+            "with a set of priority 1 one of whose members is not finished, while another made two jobs (as "
+            "many wait as the set has members), and a complete set of priority 100",
+            doubled,
         ),
         Scenario(
             "entry jobs are never gathered (they come from no parallel set)",

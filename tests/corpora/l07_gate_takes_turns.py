@@ -176,6 +176,15 @@ WRONG = [
     ),
 ]
 
+# written blind: a key requests share in part; two requests an even number apart wait for each other
+WRONG.append(
+    Wrong(
+        "a-key-requests-share-in-part",
+        keyed("NEW.request_id % 2"),
+        "a key that requests share in part, as request_id % n",
+    )
+)
+
 RIGHT = [
     # row locks can take turns too, on rows no finisher holds already: the next order's pipe jobs
     Right("row-lock-on-the-next-order", fix(NEXT_ORDER_ROWS)),
