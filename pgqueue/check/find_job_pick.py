@@ -200,7 +200,10 @@ def _second_while_first_holds(lab: labs.Scratch, me: Process, pipe_job: int, ver
             second = Call(lambda: _ask(b, asks))
             seen = None  # B neither answered nor waited for a lock in 10 s: said below
             with contextlib.suppress(Timeout):
-                seen = "waits" if Hold(watch).stops(b, second) else "answered"
+                lock = Hold(watch).stops(b, second)  # the kind of lock B waits for, or None: it answered
+                seen = {"transactionid": "waits", "tuple": "waits", None: "answered"}.get(
+                    lock, f"waits {lock}"
+                )
         answer = second.join(10)
     held = _job_of(first, verdict, "caller A, alone with two waiting jobs")
     if held is None:
@@ -232,7 +235,7 @@ def _second_while_first_holds(lab: labs.Scratch, me: Process, pipe_job: int, ver
         "waits": f"caller B waited for A's row lock, then took the next job ({got})",
         "answered": f"caller B did not wait: it passed over the locked row and took the next job ({got})",
         None: f"caller B answered only after A committed, though it waited for no lock: it took job {got}",
-    }[seen]
+    }.get(seen, f"caller B waited for A's {seen.removeprefix('waits ')} lock, then took the next job ({got})")
     return verdict.expect(
         got != held,
         f"{what}, {how}",
