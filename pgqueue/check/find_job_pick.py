@@ -9,7 +9,18 @@ from dataclasses import dataclass
 
 import psycopg
 
-from pgqueue.check.core import Call, Hold, Refused, Verdict, checker, checks, holding, said, together
+from pgqueue.check.core import (
+    Call,
+    Hold,
+    Refused,
+    Verdict,
+    advisory_locks,
+    checker,
+    checks,
+    holding,
+    said,
+    together,
+)
 from pgqueue.queues import labs
 from pgqueue.queues.single_call import LOST_RACE, NO_JOB
 from pgqueue.wait import Timeout, until
@@ -197,6 +208,7 @@ def _second_while_first_holds(lab: labs.Scratch, me: Process, pipe_job: int, ver
     with lab.connect() as a, lab.connect() as b, lab.connect() as watch:
         with a.transaction():
             first = _ask(a, asks)
+            a_locks = advisory_locks(watch, a)  # advisory locks A holds while its transaction is open
             second = Call(lambda: _ask(b, asks))
             seen = None  # B neither answered nor waited for a lock in 10 s: said below
             with contextlib.suppress(Timeout):
@@ -220,13 +232,29 @@ def _second_while_first_holds(lab: labs.Scratch, me: Process, pipe_job: int, ver
         )
     if answer == LOST_RACE:
         # where B waited, if it did (in its own pick, or in the claim after it), pg_locks cannot tell
+        if seen == "waits advisory":
+            cause = (
+                "B waited at an advisory lock, yet read the job before A's claim was committed: the lock was "
+                "let go before the commit (pg_advisory_unlock, or a session-level lock let go in the "
+                "function); pg_advisory_xact_lock is let go at the commit, and FOR UPDATE on the pick needs "
+                "none"
+            )
+        elif a_locks:
+            cause = (
+                "A held an advisory lock, but B did not wait for it: the two took locks of different keys (a "
+                "key of the caller, not of the queue it picks from?), so the lock kept nobody out"
+            )
+        else:
+            cause = (
+                "B's pick read the job A was taking before any lock of it, and its claim lost; the SELECT "
+                "that picks must lock the row itself (FOR UPDATE), so that B waits for A before it reads the "
+                "row, not after (a lock in a statement of its own comes too late, and one let go before the "
+                "commit keeps nobody out)"
+            )
         return verdict.expect(
             False,
             "",
-            f"{what}, caller B was told {LOST_RACE!r} although another job waited: B's pick read the job A "
-            "was taking before any lock of it, and its claim lost; the SELECT that picks must lock the row "
-            "itself (FOR UPDATE), so that B waits for A before it reads the row, not after (a lock in a "
-            "statement of its own comes too late)",
+            f"{what}, caller B was told {LOST_RACE!r} although another job waited: {cause}",
         )
     got = _job_of(answer, verdict, f"caller B, {what}")
     if got is None:
