@@ -154,7 +154,7 @@ $$;
 ]
 
 # as many jobs waiting as the set has members, read as every member finished: right only while
-# each member makes one job of the next step (a blind learner's member made two)
+# each member makes one job of the next step (written blind too; that learner's member made two)
 WRONG.append(
     Wrong(
         "count-equals-cardinality",
@@ -166,34 +166,6 @@ WRONG.append(
         "one of whose members is not finished, while another made two jobs",
     )
 )
-WRONG.append(
-    Wrong(
-        "counts-waiting-jobs-not-finished-members",
-        """
-CREATE FUNCTION gather_batch(p_name varchar, p_version varchar) RETURNS integer[]
-LANGUAGE sql STABLE AS $$
-    SELECT array_agg(j.job_id ORDER BY j.job_id)
-      FROM job_queue j
-     WHERE j.job_creater_set_elements = (
-            SELECT w.job_creater_set_elements
-              FROM job_queue w
-             WHERE coalesce(w.job_assigned_process_uuid, '') = ''
-               AND w.job_finished IS NULL
-               AND w.job_process_name = p_name AND w.job_process_version = p_version
-               AND w.job_creater_set_elements IS NOT NULL
-             GROUP BY w.job_creater_set_elements
-             HAVING count(*) = cardinality(w.job_creater_set_elements)
-             ORDER BY min(w.job_priority), min(w.job_create_timestamp)
-             LIMIT 1)
-       AND coalesce(j.job_assigned_process_uuid, '') = ''
-       AND j.job_finished IS NULL
-       AND j.job_process_name = p_name AND j.job_process_version = p_version
-$$;
-""",
-        "one of whose members is not finished, while another made two jobs",
-    )
-)
-
 RIGHT = [
     Right("reference-not-exists", REFERENCE),
     # as many waiting hand-overs as the set has members: every member finished and handed over
