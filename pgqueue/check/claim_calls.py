@@ -61,10 +61,12 @@ def waiting_order(rng: random.Random) -> tuple[list[tuple[int, int]], list[int]]
     """
     count, first = rng.randint(6, 8), rng.randint(2, 4)
     levels = sorted(rng.sample(range(20, 300, 10), 3))
-    priorities = sorted(rng.choice(levels) for _ in range(count))
-    priorities[first] = priorities[first - 1]
-    priorities.sort()
-    while True:  # ages under which the oldest-first order differs from the served one in the first calls
+    # drawn again until the oldest-first order differs from the served one in the first two calls
+    # (a draw whose jobs all share one priority never does, so the priorities are drawn again too)
+    while True:
+        priorities = sorted(rng.choice(levels) for _ in range(count))
+        priorities[first] = priorities[first - 1]
+        priorities.sort()
         ages = rng.sample(range(10, 500), count)
         served = sorted(zip(priorities, ages, strict=True), key=lambda pa: (pa[0], -pa[1]))
         by_age = sorted(served, key=lambda pa: -pa[1])

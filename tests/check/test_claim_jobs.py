@@ -1,5 +1,10 @@
 """Lesson 12's checker accepts the hardened claim_jobs and names what each broken claim gets wrong."""
 
+import random
+
+import pytest
+
+from pgqueue.check.claim_calls import waiting_order
 from pgqueue.check.claim_jobs import claim_jobs
 from pgqueue.queues import labs
 
@@ -37,3 +42,15 @@ def test_the_skeleton_is_refused_for_what_it_does():
     verdict = claim_jobs(broken(PICK, SKELETON_TODO))
     assert not verdict.holds
     assert "call 1 (batch_size" in str(verdict) and "got job" in str(verdict), str(verdict)
+
+
+@pytest.mark.timeout(60)
+def test_every_draw_of_the_waiting_order_is_seen_by_an_order_by_age_alone():
+    # a draw whose jobs all shared one priority could never disagree with their ages: the redraw
+    # looped for good on such a seed, which this catches by the timeout
+    for seed in range(20_000):
+        placed, batches = waiting_order(random.Random(seed))
+        served = sorted(placed, key=lambda pa: (pa[0], -pa[1]))
+        by_age = sorted(placed, key=lambda pa: -pa[1])
+        first = batches[0]
+        assert set(by_age[:first]) != set(served[:first]) or by_age[first] != served[first], seed
