@@ -15,6 +15,7 @@ from pgqueue.check.callers import Said, client, finish, hand_over, waits, wrong
 from pgqueue.check.core import Call, Refused, Verdict, checker, holding, said
 from pgqueue.lab import races
 from pgqueue.queues import labs
+from pgqueue.queues.client import NoJob
 from pgqueue.queues.heartbeats import Identity
 from pgqueue.wait import Timeout, until
 
@@ -285,14 +286,15 @@ def _rescue_during_the_hand_over(scene: _Scene, verdict: Verdict) -> None:
 
     The kit's hold stops the hand-over once hold_jobs said the job is the worker's, before anything
     else of create_jobs locks it (at finish_jobs' UPDATE of job_queue, before it changes a row); the
-    kit's rescue_jobs runs meanwhile. A hold_jobs that locks the
-    job's row keeps it from the rescue (which passes over locked rows) until the hand-over commits.
+    kit's rescue_jobs runs meanwhile. A hold_jobs that locks the job's row keeps it from the rescue
+    (which passes over locked rows) until the hand-over commits.
     """
     (pipe_job,) = scene.request(PLAIN)
     holder, (job,) = scene.claim(FIRST, [pipe_job])
     scene.silence(holder)  # it looks dead, and hands over late
     rescue = queries.load("clients/check_rescue_jobs.sql")["rescue"]
     freed: object = None
+    stop: str | None = None
     with (
         scene.lab.connect() as watch,
         holding(
@@ -311,9 +313,15 @@ def _rescue_during_the_hand_over(scene: _Scene, verdict: Verdict) -> None:
                     freed = rescuer.execute(rescue).fetchone()[0]
                 except psycopg.Error as exc:
                     freed = exc
+        except Timeout as exc:
+            stop = f"never reached: {exc}"
         finally:
             hold.open_all()
             handed = handing.join()
+    if stop and stop.startswith("never reached"):
+        return verdict.refuse(
+            f"worker {holder}'s late create_jobs of job {job} neither answered nor stopped: {stop}"
+        )
     if stop != "held":
         return  # refused or answered before it made a job: the checks before judged it
     what = (
@@ -343,7 +351,7 @@ def _repeat_after_a_retry(scene: _Scene, verdict: Verdict) -> None:
         (job,) = (j["job_id"] for j in calls.claim(who))
         calls.fail(who, [job], "the checker's failure")
         again = [j["job_id"] for j in calls.claim(who)]
-    except (psycopg.Error, ValueError) as exc:
+    except (psycopg.Error, NoJob, ValueError) as exc:
         raise Refused(
             f"worker {who.uuid} claimed a job of pipe job {pipe_job}, failed it and claimed again: {exc}"
         ) from exc
