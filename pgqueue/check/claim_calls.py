@@ -20,6 +20,7 @@ from pgqueue.queues.client import NO_JOB
 from pgqueue.queues.heartbeats import Identity
 
 NAME, VERSION = "checked_process", "1.0.0"  # the process whose workers call find_job
+HELD_WAIT_MS = 10_000  # lock_timeout of callers in a held schedule: the hold itself is a lock wait
 # a job placed by hand waits, unless its columns say otherwise
 PLACED = {
     "name": NAME,

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import contextlib
-import secrets
-from dataclasses import dataclass
 
 import psycopg
 from psycopg.errors import DeadlockDetected
 
-from pgqueue import queries, wait
+from pgqueue import wait
 from pgqueue.check.callers import waits
-from pgqueue.check.core import Call, Refused, Verdict, checker, holding, said
+from pgqueue.check.core import Call, Verdict, checker, holding, said
+from pgqueue.check.gate_scene import (
+    HOLD_OPEN,
+    ORDER_1,
+    ORDER_2,
+    ORDER_3_SCENE,
+    Forced,
+    Lock,
+    Scene,
+    finish_of,
+    gate_queries,
+    held_open,
+    locks_of,
+    race_queries,
+)
 from pgqueue.lab import races
 from pgqueue.queues import labs
 
@@ -23,96 +35,12 @@ STOP_AFTER = 2  # trials with a deadlock or an error before the trials stop (eac
 # A fix that deadlocks in 1 of 50 free trials deadlocks in these every time.
 HELD_TRIALS = 10
 ROUTINE = "pipe_job_takes_turn"
-# How long a forced schedule keeps the first transaction open while the second neither ends nor
-# waits for a lock (a fix that loops on a try-lock, say): then the first commits regardless.
-HOLD_OPEN = 3.0
-ORDER_1 = (1, 2)  # two pipelines of order 1: a request of both has two order-1 pipe jobs
-ORDER_2 = 4  # the pipeline of order 2 they gate
-ORDER_3_SCENE = (906, 907)  # the pipelines of order 2 and 3 the scene adds: a second order 2, and an order 3
 GATE_TRIAL = {"pipe": 2, "next_pipe": ORDER_2}  # each trial: two pipe jobs of pipeline 2, one of 4
 
 
-def _q() -> queries.Queries:
-    return queries.load("clients/check.sql")
-
-
-def _races_q() -> queries.Queries:
-    return queries.load("clients/races.sql")
-
-
-@dataclass(frozen=True)
-class Lock:
-    """An advisory lock a transaction held, by the key it was asked with."""
-
-    key: tuple[int, ...]  # one bigint, or two integers
-    shared: bool
-
-    def __str__(self) -> str:
-        key = str(self.key[0]) if len(self.key) == 1 else f"({', '.join(map(str, self.key))})"
-        return f"{'shared ' if self.shared else ''}advisory lock {key}"
-
-
-@dataclass(frozen=True)
-class Forced:
-    """How the second of two transactions fared while the first was held open."""
-
-    waited: bool  # the second had not ended when the first committed
-    locked: bool  # the second was seen waiting for a lock (not merely slow)
-    error: str = ""  # what either failed with, in PostgreSQL's words
-    value: object = None  # the first value the second statement returned
-    first_locks: tuple[Lock, ...] = ()  # the advisory locks the first held while it was open
-    second_locks: tuple[Lock, ...] = ()  # those the second held once its statement had run
-
-
-class Scene:
-    """Requests of the checker's own, with ids drawn at random and said in the verdict."""
-
-    def __init__(self, conn: psycopg.Connection) -> None:
-        self.conn = conn
-        self.used: set[int] = set()
-
-    def request(self, pipes: list[int], request_id: int = 0) -> tuple[int, list[int]]:
-        """A new request with one pipe job per pipeline in `pipes` (its id drawn, unless given and
-        not used yet); its id and the pipe jobs' ids."""
-        while request_id in self.used or request_id == 0:
-            request_id = 1000 + secrets.randbelow(90_000)
-        self.used.add(request_id)
-        try:
-            rows = self.conn.execute(_q()["gate_request"], {"request_id": request_id, "pipes": pipes})
-            ids = [row[0] for row in rows]
-        except psycopg.Error as exc:
-            raise Refused(f"inserting the pipe jobs of request {request_id} failed: {said(exc)}") from exc
-        if len(ids) != len(pipes):
-            raise Refused(
-                f"inserting {len(pipes)} pipe jobs for request {request_id} stored {len(ids)}: a BEFORE "
-                "trigger must RETURN NEW (RETURN NULL skips the row)"
-            )
-        return request_id, ids
-
-    def triggers(self) -> tuple[int, int, int, int]:
-        """How many triggers call the learner's function: in all, on INSERT, on UPDATE, once per statement."""
-        return self.conn.execute(_q()["gate_triggers"]).fetchone()
-
-    def insert_locks(self) -> tuple[int, int, tuple[Lock, ...]] | None:
-        """The advisory locks an insert of an order-1 pipe job takes (rolled back): request, pipe job, locks.
-
-        None if the insert failed (the scene's own inserts say why).
-        """
-        try:
-            with self.conn.transaction(force_rollback=True):
-                request, (pipe_job,) = self.request([ORDER_1[0]])
-                return request, pipe_job, _locks(self.conn, self.conn.info.backend_pid)
-        except Refused:
-            return None
-
-    def entries(self, pipe_job: int) -> int:
-        """How many entry jobs a pipe job got: 1 once the gate let it start."""
-        return self.conn.execute(_races_q()["entry_job_of"], {"pipe_job_id": pipe_job}).fetchone()[0]
-
-
 def _prepare(conn: psycopg.Connection) -> None:
-    conn.execute(_q()["gate_lock_timeout"])
-    conn.execute(_q()["gate_drop_trigger"])  # the hardened lab's own goes first
+    conn.execute(gate_queries()["gate_lock_timeout"])
+    conn.execute(gate_queries()["gate_drop_trigger"])  # the hardened lab's own goes first
 
 
 @checker("your gate fix", "single-call", "order_gating", examples=True, replaces=[ROUTINE], before=_prepare)
@@ -134,7 +62,7 @@ def gate_takes_turns(
 
     def connect() -> psycopg.Connection:
         conn = lab.connect()
-        conn.execute(_q()["gate_lock_timeout"])
+        conn.execute(gate_queries()["gate_lock_timeout"])
         return conn
 
     scene = Scene(conn)
@@ -167,11 +95,11 @@ def held_trials(trials: int, connect: races.Connect, stop_after: int | None = ST
         for slot, finisher in enumerate(finishers, 1):
             hold.arm(finisher, slot)
         for trial in range(trials):
-            gated, *pipe_jobs = [row[0] for row in watch.execute(_races_q()["gate_trial"], GATE_TRIAL)]
+            gated, *pipe_jobs = [row[0] for row in watch.execute(race_queries()["gate_trial"], GATE_TRIAL)]
             calls = []
             for slot, (finisher, pipe_job) in enumerate(zip(finishers, pipe_jobs, strict=True), 1):
                 hold.close(slot)
-                calls.append(Call(lambda f=finisher, p=pipe_job: f.execute(*_finish(p))))
+                calls.append(Call(lambda f=finisher, p=pipe_job: f.execute(*finish_of(p))))
             for finisher, call in zip(finishers, calls, strict=True):
                 hold.stops(finisher, call, 30)
             hold.open_all()
@@ -182,7 +110,7 @@ def held_trials(trials: int, connect: races.Connect, stop_after: int | None = ST
                     failed.add(trial)
                     error = error or said(result)
             ran += 1
-            entries = watch.execute(_races_q()["entry_job_of"], {"pipe_job_id": gated}).fetchone()[0]
+            entries = watch.execute(race_queries()["entry_job_of"], {"pipe_job_id": gated}).fetchone()[0]
             started += entries == 1
             twice += entries > 1
             stalled += entries == 0 and trial not in victims | failed
@@ -191,28 +119,17 @@ def held_trials(trials: int, connect: races.Connect, stop_after: int | None = ST
     return races.GateTrials(ran, started, stalled, len(victims), twice, len(failed), error)
 
 
-def _finish(pipe_job: int) -> tuple[str, dict]:
-    # the UPDATE finish_pipe ends with, alone (not the client's finish): the gate's triggers fire on it
-    return _races_q()["finish_pipe_job"], {"pipe_job_id": pipe_job}
-
-
-def _locks(conn: psycopg.Connection, pid: int) -> tuple[Lock, ...]:
-    """The advisory locks backend `pid` holds, read on `conn`."""
-    rows = conn.execute(_q()["gate_advisory_locks_of"], {"pid": pid}).fetchall()
-    return tuple(Lock(tuple(key), shared) for key, shared in rows)
-
-
 def _one_after_the_other(scene: Scene, connect: races.Connect, verdict: Verdict) -> bool:
     """Two finishes in turn, each committed: each ends finished, leaves no lock, and the gate opens once."""
     conn = scene.conn
     request, (report, one, two) = scene.request([ORDER_2, *ORDER_1])
     for pipe_job in (one, two):
         try:
-            conn.execute(*_finish(pipe_job))
+            conn.execute(*finish_of(pipe_job))
         except psycopg.Error as exc:
             verdict.refuse(f"finishing pipe job {pipe_job} of request {request} failed: {said(exc)}")
             return False
-        left = conn.execute(_q()["gate_advisory_locks_held"]).fetchone()[0]
+        left = conn.execute(gate_queries()["gate_advisory_locks_held"]).fetchone()[0]
         if left:
             verdict.refuse(
                 f"after the finish of pipe job {pipe_job} (request {request}) had committed, its session "
@@ -223,7 +140,9 @@ def _one_after_the_other(scene: Scene, connect: races.Connect, verdict: Verdict)
             )
             return False
     unfinished = [
-        p for p in (one, two) if not conn.execute(_q()["gate_pipe_job_finished"], {"id": p}).fetchone()[0]
+        p
+        for p in (one, two)
+        if not conn.execute(gate_queries()["gate_pipe_job_finished"], {"id": p}).fetchone()[0]
     ]
     if not verdict.expect(
         not unfinished,
@@ -241,42 +160,6 @@ def _one_after_the_other(scene: Scene, connect: races.Connect, verdict: Verdict)
     )
 
 
-def _while_open(connect: races.Connect, first: tuple[str, dict], second: tuple[str, dict]) -> Forced:
-    """`first` in a transaction held open while `second` runs in another, then both committed.
-
-    The first commits once the second has ended, or waits for a lock, or HOLD_OPEN has passed.
-    """
-    with connect() as a, connect() as b, connect() as watch:
-
-        def run_second() -> tuple[object, tuple[Lock, ...]]:
-            with b.transaction():
-                cur = b.execute(*second)
-                row = cur.fetchone() if cur.description else None
-                return (row[0] if row else None), _locks(b, b.info.backend_pid)
-
-        call = None
-        locked = False  # whether the second was seen waiting for a lock while the first was open
-        try:
-            with a.transaction():
-                a.execute(*first)
-                first_locks = _locks(watch, a.info.backend_pid)
-                call = Call(run_second)
-                # still running and not waiting for a lock after HOLD_OPEN: the first commits anyway
-                with contextlib.suppress(wait.Timeout):
-                    locked = waits(
-                        call, b, watch, HOLD_OPEN, "the second transaction ending or waiting for a lock"
-                    )
-                waited = not call.done
-        except psycopg.Error as exc:
-            if call is not None:
-                call.join(HOLD_OPEN * 5)
-            return Forced(False, False, f"the first failed: {said(exc)}")
-        result = call.join(HOLD_OPEN * 5)
-    if isinstance(result, BaseException):
-        return Forced(waited, locked, said(result), first_locks=first_locks)
-    return Forced(waited, locked, "", result[0], first_locks, result[1])
-
-
 def _forced_finishes(
     scene: Scene, connect, pipes: list[int], no_wait: str, lead: str = ""
 ) -> tuple[bool, str]:
@@ -287,7 +170,7 @@ def _forced_finishes(
     locks they took say nothing more; `lead` goes before any cause of that kind.
     """
     request, (report, one, two) = scene.request([ORDER_2, *pipes])
-    race = _while_open(connect, _finish(one), _finish(two))
+    race = held_open(connect, finish_of(one), finish_of(two))
     while_open = (
         f"while the finisher of pipe job {one} (pipeline {pipes[0]}, request {request}) had not committed, "
         f"the finisher of pipe job {two} (pipeline {pipes[1]})"
@@ -367,11 +250,11 @@ def _let_go_early(scene: Scene, connect: races.Connect) -> str:
 
         def finish() -> tuple[Lock, ...]:
             with finisher.transaction(force_rollback=True):
-                finisher.execute(*_finish(pipe_job))
-                return _locks(finisher, finisher.info.backend_pid)
+                finisher.execute(*finish_of(pipe_job))
+                return locks_of(finisher, finisher.info.backend_pid)
 
         with holder.transaction():
-            holder.execute(_q()["gate_hold_keys"], {"keys": keys})
+            holder.execute(gate_queries()["gate_hold_keys"], {"keys": keys})
             call = Call(finish)
             with contextlib.suppress(wait.Timeout):
                 waits(
@@ -381,7 +264,9 @@ def _let_go_early(scene: Scene, connect: races.Connect) -> str:
                     HOLD_OPEN,
                     "the finish ending or waiting for a lock the checker holds",
                 )
-            wanted = scene.conn.execute(_q()["gate_advisory_lock_wanted"], {"pid": finisher.info.backend_pid})
+            wanted = scene.conn.execute(
+                gate_queries()["gate_advisory_lock_wanted"], {"pid": finisher.info.backend_pid}
+            )
             wanted = wanted.fetchone()
         # the holder's commit lets the finish go on
         held = call.join(HOLD_OPEN * 5)
@@ -474,10 +359,10 @@ def _order_2(scene: Scene, connect, verdict: Verdict) -> bool:
     """Forced: a request's two order-2 pipe jobs, started by its order 1, take turns as order 1's do,
     and start its order 3 once (pipelines of orders 2 and 3 added to the scene)."""
     order_2, order_3 = ORDER_3_SCENE
-    scene.conn.execute(_q()["gate_higher_orders"], {"order_2": order_2, "order_3": order_3})
+    scene.conn.execute(gate_queries()["gate_higher_orders"], {"order_2": order_2, "order_3": order_3})
     request, (first, one, two, last) = scene.request([ORDER_1[0], ORDER_2, order_2, order_3])
-    scene.conn.execute(*_finish(first))  # its only order-1 pipe job: both order-2 pipe jobs start
-    race = _while_open(connect, _finish(one), _finish(two))
+    scene.conn.execute(*finish_of(first))  # its only order-1 pipe job: both order-2 pipe jobs start
+    race = held_open(connect, finish_of(one), finish_of(two))
     while_open = (
         f"while the finisher of order-2 pipe job {one} (pipeline {ORDER_2}, request {request}) had not "
         f"committed, the finisher of order-2 pipe job {two} (pipeline {order_2})"
@@ -524,7 +409,7 @@ def _two_requests(scene: Scene, connect, verdict: Verdict) -> bool:
 def _two_finishers(connect, verdict: Verdict, a: tuple[int, int], b: tuple[int, int], apart: int) -> bool:
     """One pair of _two_requests: whether the finisher of `b` went on while that of `a` was open."""
     (first, one), (second, two) = a, b
-    race = _while_open(connect, _finish(one), _finish(two))
+    race = held_open(connect, finish_of(one), finish_of(two))
     if race.error:
         return verdict.expect(
             False,
@@ -564,8 +449,8 @@ def _late_insert(scene: Scene, connect, verdict: Verdict) -> bool:
     for an uncommitted finish, or both sides miss each other and the new pipe job never starts.
     """
     request, (only,) = scene.request([ORDER_1[0]])
-    insert = (_races_q()["late_pipe_job"], {"request_id": request, "pipe": ORDER_2})
-    race = _while_open(connect, _finish(only), insert)
+    insert = (race_queries()["late_pipe_job"], {"request_id": request, "pipe": ORDER_2})
+    race = held_open(connect, finish_of(only), insert)
     while_open = f"while the finisher of pipe job {only} (request {request}'s only order-1 pipe job) was open"
     if race.error:
         said = f"{while_open}, the insert of an order-2 pipe job failed: {race.error}{_hint(race.error)}"
@@ -596,7 +481,7 @@ def _late_insert(scene: Scene, connect, verdict: Verdict) -> bool:
 
 def _after_the_gate(conn: psycopg.Connection) -> str:
     """Why a finisher that waited still missed the other: where the learner's trigger fires."""
-    late = conn.execute(_q()["gate_triggers_after_the_gate"]).fetchone()[0]
+    late = conn.execute(gate_queries()["gate_triggers_after_the_gate"]).fetchone()[0]
     if late:
         return (
             f"your trigger {late} fires AFTER, behind the gate's own (AFTER triggers fire in the order of "

@@ -2,46 +2,42 @@
 
 from __future__ import annotations
 
-import json
-import random
 import secrets
 from dataclasses import dataclass
 
 import psycopg
-from psycopg.rows import dict_row
 
 from pgqueue import queries
 from pgqueue.check.callers import Said, client, finish, hand_over, waits, wrong
 from pgqueue.check.core import Call, Refused, Verdict, checker, holding, said
+from pgqueue.check.hold_scene import (
+    BAD_INPUT,
+    DEADLOCK,
+    FIRST,
+    LOCK_TIMEOUT_MS,
+    NEXT_ORDER,
+    NO_JOB,
+    PLAIN,
+    POC,
+    RESCUE_AFTER,
+    ROUTINE,
+    SECOND,
+    SILENT_FOR,
+    THIRD,
+    WAIT,
+    Scene,
+    changed_tables,
+    hold_queries,
+    lesson_queries,
+    refusal,
+    refused_alone,
+    unchanged,
+)
 from pgqueue.lab import races
 from pgqueue.queues import labs
 from pgqueue.queues.client import NoJob
 from pgqueue.queues.heartbeats import Identity
 from pgqueue.wait import Timeout, until
-
-ROUTINE = "hold_jobs"
-POC = "hardened"
-FIRST, SECOND, THIRD = ("first_process", "1.9.2"), ("second_process", "2.2.0"), ("third_process", "5.3.0")
-PLAIN, NEXT_ORDER = 2, 4  # pipeline 2 chains the three steps above; pipeline 4 is order 2
-RESCUE_AFTER = 60.0  # seconds: long enough that no worker of the checker goes silent by accident
-SILENT_FOR = 600.0  # the silent worker's last beat is moved this far back
-WAIT = 10.0  # seconds to wait for a state a forced schedule expects
-LOCK_TIMEOUT_MS = "10000"  # a finisher stuck behind a lock fails after this, instead of hanging
-NOT_HELD, NO_JOB, BAD_INPUT, DEADLOCK = "55000", "P0002", "22023", "40P01"
-# what each SQLSTATE the lesson asks for means, for the learner whose answer raised another one
-MEANS = {
-    NOT_HELD: "object_not_in_prerequisite_state: the job is not the caller's to hand over",
-    NO_JOB: "no_data_found: a job nobody made",
-    BAD_INPUT: "invalid_parameter_value: arguments that cannot go together",
-}
-
-
-def _q() -> queries.Queries:
-    return queries.load("clients/check_hold_jobs.sql")
-
-
-def _lesson() -> queries.Queries:
-    return labs.step(POC, "find_job").lesson
 
 
 @checker("your hold_jobs", POC, examples=True, replaces=[ROUTINE])
@@ -55,8 +51,8 @@ def hold_jobs(verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, tex
     jobs, and two forced schedules on several connections (a repeat sent while the first call is
     open, and one batch finished in two orders at once).
     """
-    conn.execute(_lesson()["rescue_after"], {"seconds": RESCUE_AFTER})
-    scene = _Scene(lab, conn)
+    conn.execute(lesson_queries()["rescue_after"], {"seconds": RESCUE_AFTER})
+    scene = Scene(lab, conn)
     for check in (_one_pipe_job_through, _given_back_not_taken, _partial_repeat, _bad_input):
         check(scene, verdict)
     _repeat_while_open(scene, verdict)
@@ -65,163 +61,10 @@ def hold_jobs(verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, tex
     _repeat_after_a_retry(scene, verdict)  # last: it turns the backoff off
 
 
-class _Scene:
-    """The scratch lab, and the calls the checker makes in it as workers and clients do."""
-
-    def __init__(self, lab: labs.Scratch, conn: psycopg.Connection) -> None:
-        self.lab, self.conn = lab, conn
-        # each new pipe job more urgent than the last: what earlier checks left waiting (a
-        # broken hold_jobs may make jobs twice) never comes before the job a check needs
-        self.rng = random.Random(secrets.randbits(64))
-        self.priority = self.rng.randint(60, 90)  # below the examples' 100: theirs never come first
-
-    def request(self, *pipe_ids: int) -> list[int]:
-        """A new request with a pipe job of each pipeline, in order; their ids."""
-        calls = client(self.conn)
-        request_id = calls.next_request_id()
-        made = []
-        for pipe_id in pipe_ids:
-            self.priority -= 1
-            made.append(calls.submit(pipe_id, request_id, self.priority))
-        return made
-
-    def claim(self, step: tuple[str, str], pipe_jobs: list[int], batch: int = 1) -> tuple[str, list[int]]:
-        """A new worker of `step` calls find_job once: its uuid and the jobs it was handed.
-
-        They must be `batch` jobs of `pipe_jobs`, else the checks cannot go on.
-        """
-        who = Identity.new(*step)
-        text = client(self.conn).ask(who, batch=batch)
-        jobs = json.loads(text) if text.startswith("[") else []
-        if len(jobs) != batch or {job["pipe_job_id"] for job in jobs} != set(pipe_jobs):
-            raise Refused(
-                f"a worker of {step[0]} asked find_job for {batch} job(s) of pipe job(s) {pipe_jobs} and "
-                f"was answered {_short(text)}: the hand-over before it did not make the job(s) it should"
-            )
-        return who.uuid, sorted(job["job_id"] for job in jobs)
-
-    def create(self, who: str, ids: list[int], jobs: int = 1) -> Said:
-        """create_jobs as worker `who` calls it: `jobs` new jobs for the next step."""
-        return hand_over(self.conn, who, ids, jobs)
-
-    def handed(self, who: str, ids: list[int], step: tuple[str, str], jobs: int = 1) -> Said:
-        """create_jobs of the holder of `ids`, which the later checks need accepted."""
-        said = self.create(who, ids, jobs)
-        if not said.ok:
-            raise Refused(f"worker {who} held job {ids[0]} ({step[0]}), yet its create_jobs was {said}")
-        return said
-
-    def finish(self, who: str, ids: list[int], pipe_job: int) -> Said:
-        """finish_pipe as worker `who` calls it."""
-        return finish(self.conn, who, ids, pipe_job)
-
-    def tables(self, conn: psycopg.Connection | None = None) -> dict[str, tuple[int, str]]:
-        """Every table's row count and checksum."""
-        rows = (conn or self.conn).execute(_lesson()["every_table"])
-        return {name: (count, checksum) for name, count, checksum in rows}
-
-    def job(self, job_id: int) -> dict:
-        with self.conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute(_q()["job"], {"job_id": job_id}).fetchone()
-
-    def step_jobs(self, pipe_job: int, step: tuple[str, str]) -> list[int]:
-        """The jobs of `step` that pipe job `pipe_job` has: what the hand-overs to it made."""
-        params = {"pipe_job_id": pipe_job, "name": step[0]}
-        return self.conn.execute(_q()["jobs_of_step"], params).fetchone()[0]
-
-    def entry_jobs(self, pipe_job: int) -> int:
-        return self.conn.execute(_lesson()["jobs_of"], {"pipe_job_id": pipe_job}).fetchone()[0]
-
-    def finished(self, pipe_job: int) -> bool:
-        return self.conn.execute(_q()["pipe_job_finished"], {"pipe_job_id": pipe_job}).fetchone()[0]
-
-    def outcomes(self, job_id: int) -> list[str | None]:
-        return [row[0] for row in self.conn.execute(_lesson()["outcomes"], {"job_id": job_id})]
-
-    def silence(self, uuid: str) -> None:
-        """Move worker `uuid`'s last beat SILENT_FOR back: it looks dead."""
-        self.conn.execute(_lesson()["age_heartbeat"], {"uuid": uuid, "seconds": SILENT_FOR})
-
-    def connect(self) -> psycopg.Connection:
-        """A finisher's connection: it gives up on a lock after LOCK_TIMEOUT_MS instead of hanging."""
-        conn = self.lab.connect()
-        conn.execute(_q()["lock_timeout"], {"ms": LOCK_TIMEOUT_MS})
-        return conn
-
-    def blockers(self, pid: int) -> list[int]:
-        """The sessions backend `pid` waits for."""
-        return self.conn.execute(_q()["blocked_by"], {"pid": pid}).fetchone()[0] or []
-
-    def batch_of_two(self) -> tuple[int, str, int, int]:
-        """A pipe job whose first step made two jobs, both handed to one worker of the second step:
-        the pipe job, that worker, and its two jobs."""
-        (pipe_job,) = self.request(PLAIN)
-        worker, jobs = self.claim(FIRST, [pipe_job])
-        self.handed(worker, jobs, FIRST, jobs=2)
-        holder, (a, b) = self.claim(SECOND, [pipe_job], batch=2)
-        return pipe_job, holder, a, b
-
-
-def _short(answer: object) -> str:
-    shown = repr(answer)
-    return shown if len(shown) < 80 else shown[:77] + "...'"
-
-
-def _changed(before: dict[str, tuple[int, str]], after: dict[str, tuple[int, str]]) -> str:
-    """The tables that differ, e.g. 'job_queue (7 rows, was 6)' or 'job_attempts (values in its 5 rows)'."""
-
-    def how(name: str) -> str:
-        rows, was = after[name][0], before.get(name, (0, ""))[0]
-        return f"values in its {rows} rows" if rows == was else f"{rows} rows, was {was}"
-
-    return ", ".join(f"{name} ({how(name)})" for name in after if before.get(name) != after[name])
-
-
-def _unchanged(
-    verdict: Verdict, scene: _Scene, before: dict, what: str, held: str, kind: str = "refused"
-) -> bool:
-    """Expect no table to have changed since `before`, after a `kind` call ('refused' or 'repeated')."""
-    changed = _changed(before, scene.tables())
-    return verdict.expect(not changed, held, f"{what} changed {changed}: a {kind} call must change nothing")
-
-
-def _refusal(verdict: Verdict, said: Said, code: str, what: str, why: str) -> bool:
-    """Expect `said`, the answer to the call `what` describes, to be a refusal with SQLSTATE `code`.
-
-    `why` says why the call must be refused: the cause when it was accepted. Refused with another
-    SQLSTATE, the code is the cause, and the ✗ line names the one raised and the one asked for.
-    """
-    if said.code == code:
-        return verdict.expect(True, f"{what}: {said}", "")
-    if said.ok:
-        return wrong(verdict, f"{what}, and it was accepted: {why}; refuse it with SQLSTATE {code}")
-    if (said.code or "")[:2] in ("42", "0A", "XX"):  # syntax, a name, a feature: no refusal of the learner's
-        return wrong(
-            verdict,
-            f"{what}, and it was {said}: that is PostgreSQL unable to run your hold_jobs on this "
-            f"call, no refusal of yours; once it runs, refuse it with refuse('{code}', ...) ({MEANS[code]})",
-        )
-    plain = " (P0001 is what RAISE EXCEPTION raises when no ERRCODE is given)" if said.code == "P0001" else ""
-    return wrong(
-        verdict,
-        f"{what}, and it was {said}: the wrong SQLSTATE{plain}; the lesson asks for {code} here "
-        f"({MEANS[code]}): refuse it with refuse('{code}', ...)",
-    )
-
-
-def _refused_alone(
-    scene: _Scene, verdict: Verdict, call, what: str, why: str, held: str, code: str = NOT_HELD
-):
-    """`call()` must be refused with `code` and change no table (✓ line `held`)."""
-    before = scene.tables()
-    if _refusal(verdict, call(), code, what, why):
-        _unchanged(verdict, scene, before, what, held)
-
-
 # --- checks 1 to 4: one pipe job through its pipeline ------------------------------------------
 
 
-def _one_pipe_job_through(scene: _Scene, verdict: Verdict) -> None:
+def _one_pipe_job_through(scene: Scene, verdict: Verdict) -> None:
     """A request's pipe job of pipeline 2, step by step: the holder's hand-over and its repeat,
     a stranger, then a job rescued from a silent worker and finished by its new holder."""
     pipe_job, next_order = scene.request(PLAIN, NEXT_ORDER)
@@ -244,7 +87,7 @@ def _one_pipe_job_through(scene: _Scene, verdict: Verdict) -> None:
 
     worker, (job,) = scene.claim(SECOND, [pipe_job])
     stranger = secrets.token_hex(6)  # check 3: a worker that does not hold the job
-    _refused_alone(
+    refused_alone(
         scene,
         verdict,
         lambda: scene.create(stranger, [job]),
@@ -257,7 +100,7 @@ def _one_pipe_job_through(scene: _Scene, verdict: Verdict) -> None:
 
 
 def _repeat_create(
-    scene: _Scene, verdict: Verdict, holder: str, job: int, made: list[int], pipe_job: int, how: str = ""
+    scene: Scene, verdict: Verdict, holder: str, job: int, made: list[int], pipe_job: int, how: str = ""
 ) -> None:
     """Check 2: the same create_jobs again (a repeat after a lost connection) changes nothing."""
     before = scene.tables()
@@ -278,10 +121,10 @@ def _repeat_create(
         f"{now}: the repeat must make no new job and return jobs {made}, made the first time "
         "(hold_jobs returns false for a repeat)",
     ):
-        _unchanged(verdict, scene, before, what, f"{what}, changed no table", "repeated")
+        unchanged(verdict, scene, before, what, f"{what}, changed no table", "repeated")
 
 
-def _rescue_during_the_hand_over(scene: _Scene, verdict: Verdict) -> None:
+def _rescue_during_the_hand_over(scene: Scene, verdict: Verdict) -> None:
     """A forced schedule: a silent worker hands its job over late, and a rescue runs in between.
 
     The kit's hold stops the hand-over once hold_jobs said the job is the worker's, before anything
@@ -341,12 +184,12 @@ def _rescue_during_the_hand_over(scene: _Scene, verdict: Verdict) -> None:
     )
 
 
-def _repeat_after_a_retry(scene: _Scene, verdict: Verdict) -> None:
+def _repeat_after_a_retry(scene: Scene, verdict: Verdict) -> None:
     """A worker fails its job (fail_jobs), claims it again, hands it over, then repeats the hand-over:
     the job has two attempts of that worker, one failed and one succeeded, and the repeat is a no-op."""
     (pipe_job,) = scene.request(PLAIN)
     who, calls = Identity.new(*FIRST), client(scene.conn)
-    scene.conn.execute(_lesson()["retries"], {"max_attempts": 3, "base": 0})  # due again at once
+    scene.conn.execute(lesson_queries()["retries"], {"max_attempts": 3, "base": 0})  # due again at once
     try:
         (job,) = (j["job_id"] for j in calls.claim(who))
         calls.fail(who, [job], "the checker's failure")
@@ -362,7 +205,7 @@ def _repeat_after_a_retry(scene: _Scene, verdict: Verdict) -> None:
     _repeat_create(scene, verdict, who.uuid, job, made, pipe_job, how)
 
 
-def _rescued_and_run_twice(scene: _Scene, verdict: Verdict, pipe_job: int, next_order: int) -> None:
+def _rescued_and_run_twice(scene: Scene, verdict: Verdict, pipe_job: int, next_order: int) -> None:
     """Check 4: worker A goes silent, B's find_job rescues A's job and takes it; A's late finish is
     refused, B's finishes the pipe job, and the job ends with exactly one succeeded attempt."""
     (job,) = scene.step_jobs(pipe_job, THIRD)
@@ -374,7 +217,7 @@ def _rescued_and_run_twice(scene: _Scene, verdict: Verdict, pipe_job: int, next_
             f"job {job} was not rescued from silent worker {silent}: attempts {scene.outcomes(job)}"
         )
     who = f"worker {silent}, silent for {SILENT_FOR:.0f} s"
-    _refused_alone(
+    refused_alone(
         scene,
         verdict,
         lambda: scene.finish(silent, [job], pipe_job),
@@ -402,7 +245,7 @@ def _rescued_and_run_twice(scene: _Scene, verdict: Verdict, pipe_job: int, next_
         f"job {job} ran twice and has exactly one succeeded attempt (attempts: {', '.join(outcomes)})",
         f"job {job} ran twice and its attempts are {outcomes}: exactly one must have succeeded",
     )
-    _refused_alone(
+    refused_alone(
         scene,
         verdict,
         lambda: scene.finish(silent, [job], pipe_job),
@@ -418,19 +261,19 @@ def _rescued_and_run_twice(scene: _Scene, verdict: Verdict, pipe_job: int, next_
         f"{what} answered without error",
         f"{what}, which it had just finished, was {again}: a repeat after a lost connection must be a no-op",
     ):
-        _unchanged(verdict, scene, before, what, f"{what} changed no table", "repeated")
+        unchanged(verdict, scene, before, what, f"{what} changed no table", "repeated")
 
 
-def _given_back_not_taken(scene: _Scene, verdict: Verdict) -> None:
+def _given_back_not_taken(scene: Scene, verdict: Verdict) -> None:
     """Check 4b: a job rescued from its silent worker and not claimed since is nobody's: the silent
     worker's late hand-over is refused (55000), and nothing changes."""
     (pipe_job,) = scene.request(PLAIN)
     silent, (job,) = scene.claim(FIRST, [pipe_job])
     scene.silence(silent)
-    scene.conn.execute(_q()["rescue"])
+    scene.conn.execute(hold_queries()["rescue"])
     if scene.job(job)["holder"] is not None:
         raise Refused(f"the kit's rescue_jobs did not give back job {job} of silent worker {silent}")
-    _refused_alone(
+    refused_alone(
         scene,
         verdict,
         lambda: scene.create(silent, [job]),
@@ -442,7 +285,7 @@ def _given_back_not_taken(scene: _Scene, verdict: Verdict) -> None:
     )
 
 
-def _partial_repeat(scene: _Scene, verdict: Verdict) -> None:
+def _partial_repeat(scene: Scene, verdict: Verdict) -> None:
     """Check 4c: a worker holding two jobs hands over one alone, then both at once: refused (55000),
     since only one of them was handed over before; nothing changes."""
     _, holder, a, b = scene.batch_of_two()
@@ -451,7 +294,7 @@ def _partial_repeat(scene: _Scene, verdict: Verdict) -> None:
         raise Refused(
             f"worker {holder} held jobs {a} and {b}, yet its create_jobs of job {a} alone was {said}"
         )
-    _refused_alone(
+    refused_alone(
         scene,
         verdict,
         lambda: scene.create(holder, [a, b]),
@@ -466,16 +309,16 @@ def _partial_repeat(scene: _Scene, verdict: Verdict) -> None:
 # --- check 5: ids that cannot be handed over --------------------------------------------------
 
 
-def _bad_input(scene: _Scene, verdict: Verdict) -> None:
+def _bad_input(scene: Scene, verdict: Verdict) -> None:
     """An unknown job is refused (P0002); jobs of two pipe jobs in one call are refused (22023)."""
-    unknown = scene.conn.execute(_q()["no_such_job"]).fetchone()[0]
+    unknown = scene.conn.execute(hold_queries()["no_such_job"]).fetchone()[0]
     said = scene.create(secrets.token_hex(6), [unknown])
     what = f"create_jobs was called for job {unknown}, which does not exist"
-    _refusal(verdict, said, NO_JOB, what, "a job nobody made must be named as missing")
+    refusal(verdict, said, NO_JOB, what, "a job nobody made must be named as missing")
     one = scene.request(PLAIN)
     other = scene.request(PLAIN)
     holder, jobs = scene.claim(FIRST, one + other, batch=2)
-    _refused_alone(
+    refused_alone(
         scene,
         verdict,
         lambda: scene.create(holder, jobs),
@@ -500,7 +343,7 @@ class _Race:
     after_second: dict | None = None  # every table once B had answered
 
 
-def _race(scene: _Scene, call) -> _Race:
+def _race(scene: Scene, call) -> _Race:
     """Force one schedule: `call(A)` in a transaction kept open, then `call(B)` on a second
     connection; wait (with a deadline) until B waits for a lock or answers; then A commits."""
     with scene.connect() as a, scene.connect() as b:
@@ -531,7 +374,7 @@ def _wait(condition, what: str) -> None:
         raise Refused(f"the checker's forced schedule stalled: {exc}") from None
 
 
-def _repeat_while_open(scene: _Scene, verdict: Verdict) -> None:
+def _repeat_while_open(scene: Scene, verdict: Verdict) -> None:
     """The holder's call kept open in a transaction while the same call comes on a second
     connection: the second must wait for the first, then change nothing."""
     (pipe_job,) = scene.request(PLAIN)
@@ -585,7 +428,7 @@ def _judge(verdict: Verdict, race: _Race, what: str, outcome: str, count: int) -
         "reads them finished, and return false when this worker finished every one of them",
     ):
         return False
-    changed = _changed(race.after_first or {}, race.after_second or {})
+    changed = changed_tables(race.after_first or {}, race.after_second or {})
     return verdict.expect(
         not changed,
         "the second call changed no table",
@@ -593,7 +436,7 @@ def _judge(verdict: Verdict, race: _Race, what: str, outcome: str, count: int) -
     )
 
 
-def _one_batch_in_two_orders(scene: _Scene, verdict: Verdict) -> None:
+def _one_batch_in_two_orders(scene: Scene, verdict: Verdict) -> None:
     """A batch holder's create_jobs of jobs [a, b] on one connection and [b, a] on another.
 
     Forced: the checker holds a lock on a and another on b (two transactions), starts the two
@@ -623,9 +466,9 @@ def _one_batch_in_two_orders(scene: _Scene, verdict: Verdict) -> None:
     first_b = False
     try:
         with scene.lab.connect() as hold_a, scene.lab.connect() as hold_b, hold_b.transaction():
-            hold_b.execute(_q()["lock_job"], {"job_id": b})
+            hold_b.execute(hold_queries()["lock_job"], {"job_id": b})
             with hold_a.transaction():
-                hold_a.execute(_q()["lock_job"], {"job_id": a})
+                hold_a.execute(hold_queries()["lock_job"], {"job_id": a})
                 calls += [
                     Call(lambda c=c, o=o: hand_over(c, holder, o))
                     for c, o in zip(finishers, orders, strict=True)
