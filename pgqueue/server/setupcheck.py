@@ -46,16 +46,18 @@ class Report:
 
 
 def requirements() -> list[Requirement]:
-    """The packages requirements.txt asks for (the editable kit itself excluded)."""
+    """The packages requirements.txt asks for on this Python (the editable kit itself excluded)."""
     found = []
     for line in (REPO_ROOT / "requirements.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if not line or line.startswith("-"):
             continue
         try:
-            found.append(Requirement(line))
+            req = Requirement(line)
         except InvalidRequirement as exc:
             raise PgQueueError(f"requirements.txt line {line!r} is not a requirement: {exc}") from None
+        if req.marker is None or req.marker.evaluate():  # tomli is for Pythons before 3.11 only
+            found.append(req)
     return found
 
 
