@@ -16,6 +16,10 @@ from pgqueue.lab import races
 # How long a forced schedule keeps the first transaction open while the second neither ends nor
 # waits for a lock (a fix that loops on a try-lock, say): then the first commits regardless.
 HOLD_OPEN = 3.0
+# Once the second is seen waiting for a lock, the first stays open this long more: a wait that
+# gives up on its own (a lock_timeout caught, say) ends while the first is still open. Below the
+# checker's lock_timeout (gate_lock_timeout, 2.5 s), which would stop a right answer's wait.
+KEEP_WAITING = 1.0
 ORDER_1 = (1, 2)  # two pipelines of order 1: a request of both has two order-1 pipe jobs
 ORDER_2 = 4  # the pipeline of order 2 they gate
 ORDER_3_SCENE = (906, 907)  # the pipelines of order 2 and 3 the scene adds: a second order 2, and an order 3
@@ -115,7 +119,8 @@ def locks_of(conn: psycopg.Connection, pid: int) -> tuple[Lock, ...]:
 def held_open(connect: races.Connect, first: tuple[str, dict], second: tuple[str, dict]) -> Forced:
     """`first` in a transaction held open while `second` runs in another, then both committed.
 
-    The first commits once the second has ended, or waits for a lock, or HOLD_OPEN has passed.
+    The first commits once the second has ended, or has waited for a lock KEEP_WAITING s, or
+    HOLD_OPEN has passed.
     """
     with connect() as a, connect() as b, connect() as watch:
 
@@ -137,6 +142,9 @@ def held_open(connect: races.Connect, first: tuple[str, dict], second: tuple[str
                     locked = waits(
                         call, b, watch, HOLD_OPEN, "the second transaction ending or waiting for a lock"
                     )
+                if locked:  # a wait that lasts: the second ends only once the first has committed
+                    with contextlib.suppress(wait.Timeout):
+                        wait.until(lambda: call.done, KEEP_WAITING, "the second giving up its wait")
                 waited = not call.done
         except psycopg.Error as exc:
             if call is not None:

@@ -187,7 +187,7 @@ def _forced_finishes(
         cause = _no_turn(scene, connect, race, named) or no_wait
         return (
             False,
-            f"{while_open} finished without waiting, and order-2 pipe job {report} {fate}: {lead}{cause}",
+            f"{while_open} {_went_on(race)}, and order-2 pipe job {report} {fate}: {lead}{cause}",
         )
     if started != 1:
         return (
@@ -196,6 +196,11 @@ def _forced_finishes(
         )
     # a try-lock loop waits for no lock, as a long sleep does: say only what was seen
     return True, "waited for its lock" if race.locked else f"did not end in the {HOLD_OPEN:g} s it was open"
+
+
+def _went_on(race: Forced) -> str:
+    """How the second finisher ended while the first was open: it never waited, or stopped waiting."""
+    return "stopped waiting and finished" if race.locked else "finished without waiting"
 
 
 def _no_turn(scene: Scene, connect, race: Forced, named: tuple[dict[int, str], dict[int, str]]) -> str:
@@ -210,6 +215,13 @@ def _no_turn(scene: Scene, connect, race: Forced, named: tuple[dict[int, str], d
         return _insert_only(scene) or _let_go_early(scene, connect)
     if not mine:
         return ""
+    if not theirs and race.locked:
+        return (
+            f"the first held {mine[0]}; the second waited for it, then went on without it while the first "
+            "was still open (a lock_timeout or NOWAIT error caught?): a turn is taken only by waiting until "
+            "the first commits; ask with pg_advisory_xact_lock, and let no error handler or timeout end the "
+            "wait"
+        )
     if not theirs:
         return (
             f"the first held {mine[0]}, but the second took no advisory lock at all, so it had nothing to "
@@ -378,7 +390,7 @@ def _order_2(scene: Scene, connect, verdict: Verdict) -> bool:
             "whatever its order (a turn taken only for order 1 leaves order 2 and up without one)"
         )
         return verdict.expect(
-            False, "", f"{while_open} finished without waiting, and order-3 pipe job {last} {fate}: {cause}"
+            False, "", f"{while_open} {_went_on(race)}, and order-3 pipe job {last} {fate}: {cause}"
         )
     return verdict.expect(
         started == 1,
@@ -427,12 +439,21 @@ def _two_finishers(connect, verdict: Verdict, a: tuple[int, int], b: tuple[int, 
         )
     both = [lock for lock in race.first_locks if lock.key in {other.key for other in race.second_locks}]
     took = f" (both took {both[0]})" if both else ""
-    shared = (
-        "(a constant key, the pipeline or the order?), so every finish in the queue waits for every other one"
-        if apart == 1
-        else f"(their ids are {apart} apart: a key that requests share in part, as request_id % n, or a hash "
-        "of few values?), so finishes of unrelated requests wait for each other"
-    )
+    if not race.first_locks:
+        shared = (
+            "(it took no advisory lock: a table lock, LOCK TABLE, or a lock on rows other requests share?), "
+            "so finishes of unrelated requests wait for each other"
+        )
+    elif apart == 1:
+        shared = (
+            "(a constant key, the pipeline or the order?), so every finish in the queue waits for "
+            "every other one"
+        )
+    else:
+        shared = (
+            f"(their ids are {apart} apart: a key that requests share in part, as request_id % n, or a hash "
+            "of few values?), so finishes of unrelated requests wait for each other"
+        )
     return not race.waited or verdict.expect(
         False,
         "",

@@ -42,6 +42,23 @@ def keyed(key: str) -> str:
 
 WRONG = [
     Wrong("no-lock", fix("NULL;"), says="finished without waiting"),
+    # written blind: the right lock, but a wait that gives up after 100 ms and goes on without it
+    Wrong(
+        "lock-wait-that-times-out",
+        fix("""SET LOCAL lock_timeout = '100ms';
+        BEGIN
+            PERFORM pg_advisory_xact_lock(NEW.request_id);
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;
+        END;"""),
+        says="then went on without it while the first was still open",
+    ),
+    # written blind: a table lock makes every finish in the queue wait for every other one
+    Wrong(
+        "lock-table-share-row-exclusive",
+        fix("LOCK TABLE pipe_job_queue IN SHARE ROW EXCLUSIVE MODE;"),
+        says="it took no advisory lock: a table lock, LOCK TABLE",
+    ),
     # a turn for order 1 only: two order-2 pipe jobs of a request finishing together start order 3 twice
     Wrong(
         "turn-for-order-1-only",
