@@ -11,7 +11,7 @@ from psycopg import sql
 from pgqueue import queries
 from pgqueue.check.callers import client, wrong
 from pgqueue.check.core import Verdict, checker, install, said
-from pgqueue.check.rescue_races import two_at_once, under_way
+from pgqueue.check.rescue_races import held_at_its_update, two_at_once, under_way
 from pgqueue.check.rescue_scene import (
     FEWER_ATTEMPTS,
     LATER,
@@ -61,8 +61,8 @@ def rescue_jobs(verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, t
         lab, conn, scene, verdict
     ):
         _out_of_attempts(conn, scene, verdict)
-        if _late_finish(lab, conn, scene, verdict) and under_way(lab, conn, scene, verdict):
-            two_at_once(lab, conn, scene, verdict)
+        schedules = (_late_finish, under_way, held_at_its_update, two_at_once)
+        all(schedule(lab, conn, scene, verdict) for schedule in schedules)
 
 
 def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdict: Verdict) -> bool:
@@ -433,6 +433,7 @@ def _late_finish(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verd
         except psycopg.Error as exc:
             failed = said(exc)
         during = job_now(conn, job_id)
+        others = conn.execute(_q()["session_advisory_locks"], {"pid": rescuer.info.backend_pid}).fetchone()[0]
     holding = f"while worker {who.uuid}'s late finish of job {job_id} held its row in an open transaction"
     if failed is not None:
         return wrong(verdict, f"{holding}, your rescue_jobs failed: {failed}")
@@ -446,9 +447,17 @@ def _late_finish(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verd
     if not verdict.expect(
         waited is None,
         f"{holding}, your rescue_jobs passed over it without waiting (lock_timeout {LOCK_TIMEOUT} s)",
-        f"{holding}, your rescue_jobs waited {waited or 0:.1f} s for the lock on job {job_id} and gave up "
-        f"(lock_timeout {LOCK_TIMEOUT} s): FOR UPDATE SKIP LOCKED passes over a row that its worker is "
-        "finishing; every find_job calls rescue_jobs, so every worker would wait",
+        f"{holding}, your rescue_jobs waited {waited or 0:.1f} s for "
+        + (
+            f"a lock and gave up (lock_timeout {LOCK_TIMEOUT} s): {others} advisory lock(s) taken at session "
+            "level by earlier calls are still held by their sessions (pg_advisory_lock lasts until the "
+            "session unlocks it or ends), so a rescue on another connection waits for good; take a "
+            "transaction-level lock, or rely on the row locks alone"
+            if others
+            else f"the lock on job {job_id} and gave up (lock_timeout {LOCK_TIMEOUT} s): FOR UPDATE SKIP "
+            "LOCKED passes over a row that its worker is finishing; every find_job calls rescue_jobs, so "
+            "every worker would wait"
+        ),
     ):
         return False
     if during.holder != who.uuid:

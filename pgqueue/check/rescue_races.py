@@ -62,6 +62,7 @@ def under_way(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdict
     with lab.connect() as rescuer, lab.connect() as coordinator, rescuer_connection(lab) as worker:
         hold = Hold(coordinator)
         rescuer.execute(_q()["pause_on"])
+        rescuer_pid = rescuer.info.backend_pid
         hold.arm(rescuer, 1)
         hold.close(1)
         call = Call(lambda: rescuer.execute(_q()["rescue"]).fetchone()[0])
@@ -75,7 +76,7 @@ def under_way(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdict
         hold.open(1)
         freed = call.join(HELD + LOCK_TIMEOUT)
     if not held:
-        return True
+        return ran_through(conn, verdict, freed, [lost, kept, done], rescuer_pid, "under way")
     if not call.done:
         return wrong(verdict, "while a rescue was under way, your rescue_jobs never answered")
     what = (
@@ -128,8 +129,85 @@ def under_way(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdict
     )
 
 
+def held_at_its_update(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdict: Verdict) -> bool:
+    """Check 9, a forced schedule: a rescue held at its first UPDATE of job_queue while a worker leases.
+
+    A silent worker holds a job. The rescue is held by the kit's hold (core.holding) at its first
+    UPDATE of job_queue, a statement whose snapshot is taken by then and whose rows it has not
+    locked yet. Meanwhile a new worker's find_job (its rescue, then its claim) takes that job if
+    nothing locked it. Let go, the rescue must leave a job leased meanwhile with its new worker:
+    one whose lock comes only in the statement that frees the job re-checks the job's new version
+    against heartbeats of its old snapshot, where the new worker's row is not, and frees a live
+    worker's job.
+    """
+    rescue_after = LATER * scene.rescue_after
+    version = "at-update"
+    pipe_job = conn.execute(_q()["pipe_job"]).fetchone()[0]
+    conn.execute(_q()["place_job"], {"pipe_job_id": pipe_job, "name": NAME, "version": version, "p": 10})
+    dead, leaser = new_worker(version), new_worker(version)
+    (lost,) = claim_ids(conn, dead)
+    age_heartbeat(conn, dead, SILENT * rescue_after)
+    leased: list[int] | str = []
+    with (
+        lab.connect() as watch,
+        holding(
+            watch, "job_queue", when="BEFORE", event="UPDATE", level="STATEMENT", inside="rescue_jobs"
+        ) as hold,
+        rescuer_connection(lab) as rescuer,
+        rescuer_connection(lab) as worker,
+    ):
+        rescuer_pid = rescuer.info.backend_pid
+        hold.arm(rescuer, 1)
+        hold.close(1)
+        call = Call(lambda: rescuer.execute(_q()["rescue"]).fetchone()[0])
+        stop = None
+        try:
+            stop = hold.stops(rescuer, call, HELD)
+            if stop == "held":
+                leased = _ask(worker, leaser)
+        except Timeout:
+            pass  # judged below: a rescue that neither answered nor stopped
+        finally:
+            hold.open_all()
+            freed = call.join(HELD + LOCK_TIMEOUT)
+    if stop != "held":
+        return ran_through(conn, verdict, freed, [lost], rescuer_pid, "held at its update")
+    if isinstance(freed, BaseException):
+        cause = said(freed)
+        return wrong(
+            verdict,
+            f"a rescue held at its first UPDATE of job_queue while a worker's find_job rescued and claimed "
+            f"(it heard {leased!r}), then failed: {cause}{_shared_lock_hint(cause)}",
+        )
+    what = (
+        f"while your rescue_jobs was held at its first UPDATE of job_queue (that statement's snapshot "
+        f"taken, rescue_after {rescue_after:g} s), worker {leaser.uuid}'s find_job "
+    )
+    now = job_now(conn, lost)
+    if leased == [lost]:
+        what += f"rescued job {lost} from silent worker {dead.uuid} and leased it"
+        return verdict.expect(
+            now.holder == leaser.uuid and now.running,
+            f"{what}: your rescue then left it with {leaser.uuid}, and returned {freed}",
+            f"{what}; your rescue then took it from {leaser.uuid}, whose heartbeat is fresh: it locked the "
+            "job only in the statement that frees it, whose snapshot is older than the new lease, so the "
+            "job's new version, re-checked under the lock, joins no heartbeat that snapshot can see and "
+            "looks like a job of nobody; lock the candidates in a first statement (FOR UPDATE SKIP "
+            "LOCKED), and free them in a second that reads them again",
+        )
+    what += f"did not get job {lost} (it heard {leased!r}): your rescue had it locked"
+    after = (
+        f"job {lost} is still leased to {now.holder}"
+        if now.holder
+        else f"your rescue returned {freed}, for 1"
+    )
+    return verdict.expect(
+        now.holder is None and freed == 1, f"{what}, and then gave it back", f"{what}; then {after}"
+    )
+
+
 def two_at_once(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdict: Verdict) -> bool:
-    """Check 9, a forced schedule: two rescues at once, as two workers' find_job calls rescue.
+    """Check 10, a forced schedule: two rescues at once, as two workers' find_job calls rescue.
 
     Three silent workers of a version of their own hold a job each. Rescue A is held by the kit's
     hold (core.holding) at its first UPDATE of job_queue: whatever its first statement locked, it
@@ -155,6 +233,7 @@ def two_at_once(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdi
         rescuer_connection(lab) as first,
         rescuer_connection(lab) as second,
     ):
+        first_pid = first.info.backend_pid
         hold.arm(first, 1)
         hold.close(1)
         a = Call(lambda: first.execute(_q()["rescue"]).fetchone()[0])
@@ -171,8 +250,8 @@ def two_at_once(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdi
             results = {"the first": a.join(HELD + LOCK_TIMEOUT)}
             if stop == "held":
                 results["the second"] = b.join(HELD + LOCK_TIMEOUT)
-    if stop != "held":
-        return True  # it answered before any UPDATE of job_queue: the checks before judged it
+    if stop != "held":  # it answered before any UPDATE of job_queue
+        return ran_through(conn, verdict, results["the first"], lost, first_pid, "two at once")
     what = (
         f"two rescues at once (rescue_after {rescue_after:g} s, jobs {', '.join(map(str, lost))} of three "
         "silent workers): the first held at its first UPDATE of job_queue, the second run meanwhile"
@@ -181,14 +260,7 @@ def two_at_once(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdi
     for who, result in results.items():
         if isinstance(result, BaseException):
             cause = said(result)
-            hint = (
-                ": both locked the same lost jobs with a lock the other could share too (FOR SHARE, FOR KEY "
-                "SHARE), then each waited for the other to let go so that it could change them; the first "
-                "statement locks its candidates FOR UPDATE, SKIP LOCKED, so a second rescue passes them over"
-                if "deadlock" in cause
-                else ""
-            )
-            return wrong(verdict, f"{what}: {who} rescue failed ({cause}){hint}")
+            return wrong(verdict, f"{what}: {who} rescue failed ({cause}){_shared_lock_hint(cause)}")
     rescued = {job: conn.execute(_q()["rescued_attempts"], {"job_id": job}).fetchone()[0] for job in lost}
     twice = [job for job, count in rescued.items() if count > 1]
     if twice:
@@ -210,6 +282,46 @@ def two_at_once(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdi
             if kept
             else f"they returned {freed[0]} and {freed[1]}, for {len(lost)} jobs given back once each"
         ),
+    )
+
+
+def ran_through(
+    conn: psycopg.Connection, verdict: Verdict, freed: object, lost: list[int], pid: int, schedule: str
+) -> bool:
+    """A rescue the schedule could not hold (it read no clock, or made no UPDATE of job_queue): it
+    ran to its end on a new connection while the jobs `lost` had silent workers, and must have
+    given each of them back. An earlier session that still holds an advisory lock is named."""
+    what = (
+        f"in the '{schedule}' schedule your rescue_jobs ran to its end on a new connection (the kit could "
+        f"not hold it) while the workers of jobs {', '.join(map(str, lost))} were silent"
+    )
+    if isinstance(freed, BaseException):
+        return wrong(verdict, f"{what}; it failed: {said(freed)}")
+    kept = [job for job in lost if job_now(conn, job).holder]
+    if not kept and freed == len(lost):
+        return verdict.expect(True, f"{what}: it gave back all {len(lost)}, and returned {freed}", "")
+    others = conn.execute(_q()["session_advisory_locks"], {"pid": pid}).fetchone()[0]
+    cause = (
+        f": {others} advisory lock(s) taken at session level are still held by sessions that called "
+        "rescue_jobs before (pg_advisory_lock and pg_try_advisory_lock last until the session ends or "
+        "unlocks), so a rescue on any other connection is kept out for good; take pg_try_advisory_xact_lock, "
+        "which the commit lets go, or rely on the row locks alone"
+        if others
+        else ""
+    )
+    if kept:
+        return wrong(verdict, f"{what}; job {kept[0]} is still leased to its silent worker{cause}")
+    return wrong(verdict, f"{what}; it gave them back but returned {freed}, for {len(lost)}{cause}")
+
+
+def _shared_lock_hint(cause: str) -> str:
+    """Why two rescues failed on one job's lock, if they waited for each other."""
+    if "deadlock" not in cause and "lock timeout" not in cause:
+        return ""
+    return (
+        ": both locked the same lost jobs with a lock the other could share too (FOR SHARE, FOR KEY "
+        "SHARE), then each waited for the other to let go so that it could change them; the first "
+        "statement locks its candidates FOR UPDATE, SKIP LOCKED, so a second rescue passes them over"
     )
 
 

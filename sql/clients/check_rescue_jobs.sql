@@ -95,6 +95,16 @@ CREATE OPERATOR pgqueue_pause.+ (LEFTARG = timestamptz, RIGHTARG = interval, FUN
 -- This session reads the kit's clock (pgqueue_pause before pg_catalog): armed, it is held at its first reading.
 SELECT set_config('search_path', 'pgqueue_pause, pg_catalog, ' || current_setting('search_path'), false);
 
+-- name: session_advisory_locks
+-- Advisory locks held by sessions of this database, backend `pid` aside, that are in no transaction:
+-- idle ones, and this autocommit session between its statements. Each lasts until its session
+-- unlocks it or ends (the kit's hold aside).
+SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+ WHERE l.pid <> %(pid)s AND l.granted AND l.locktype = 'advisory'
+   AND (a.state = 'idle' OR a.pid = pg_backend_pid())
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND NOT (l.classid = hashtext('pgqueue kit hold')::oid AND l.objsubid = 2);
+
 -- name: lock_timeout
 -- A rescuer, or a worker beside it, that has to wait for a lock gives up after `ms`.
 SELECT set_config('lock_timeout', %(ms)s, false);

@@ -93,6 +93,38 @@ WRONG = [
         rescue(changes=[("\n           FOR UPDATE OF j SKIP LOCKED) c;", ") c;")]),
         says="for the lock on job",
     ),
+    # written blind: the first statement reads without a lock, the second locks as it frees; its
+    # snapshot is older than a lease made meanwhile, so the re-check frees a live worker's job
+    Wrong(
+        "lock-only-in-the-statement-that-frees",
+        rescue(
+            changes=[("\n           FOR UPDATE OF j SKIP LOCKED) c;", ") c;")],
+            recheck=ONE_STATEMENT.replace(
+                "         WHERE j.job_assigned_process_uuid",
+                "         WHERE j.job_id = ANY (candidates)\n           AND j.job_assigned_process_uuid",
+            ),
+        ),
+        says="it locked the job only in the statement that frees it",
+    ),
+    # written blind: a session-level try-lock, never let go: every other connection's rescue returns 0
+    Wrong(
+        "session-level-try-lock-kept",
+        rescue(
+            changes=[
+                (
+                    "BEGIN\n",
+                    "BEGIN\n    IF NOT pg_try_advisory_lock(4242) THEN\n        RETURN 0;\n    END IF;\n",
+                )
+            ]
+        ),
+        says="taken at session level are still held by sessions that called rescue_jobs before",
+    ),
+    # written blind: a session-level lock, never unlocked: a rescue on another connection waits for good
+    Wrong(
+        "session-level-lock-kept",
+        rescue(changes=[("BEGIN\n", "BEGIN\n    PERFORM pg_advisory_lock(4242);\n")]),
+        says="taken at session level by earlier calls are still held by their sessions",
+    ),
     Wrong(
         "rescues-live-workers",
         rescue(lost="           AND (h.process_uuid IS NULL OR true)\n"),
