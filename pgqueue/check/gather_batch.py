@@ -76,6 +76,14 @@ class Lab:
         """Mark jobs as claimed by a gatherer already."""
         self.conn.execute(checks()["gather_take"], {"job_ids": job_ids})
 
+    def priorities(self, job_ids: list[int], priorities: list[int]) -> None:
+        """Give the jobs `job_ids` these priorities, one each."""
+        self.conn.execute(checks()["gather_priorities"], {"job_ids": job_ids, "priorities": priorities})
+
+    def ages(self, job_ids: list[int], seconds: list[float]) -> None:
+        """Date the jobs `job_ids` these many seconds from now, one each."""
+        self.conn.execute(checks()["gather_ages"], {"job_ids": job_ids, "seconds": seconds})
+
     def blank(self, job_ids: list[int]) -> None:
         """Mark jobs as the original marks "no worker" too: an empty uuid, not NULL."""
         self.conn.execute(checks()["gather_blank"], {"job_ids": job_ids})
@@ -112,6 +120,19 @@ def _scenarios() -> list[Scenario]:
     def oldest_first(lab: Lab) -> None:
         lab.fan_out(priority=50)
         lab.fan_out(priority=50)
+
+    def best_member(lab: Lab) -> None:
+        # the first set's best job is more urgent than any of the second's, its others less so
+        mixed = lab.fan_out(priority=50).handed
+        lab.priorities(mixed, [1] + [50] * (len(mixed) - 1))
+        lab.fan_out(priority=20)
+
+    def interleaved(lab: Lab) -> None:
+        # made first, the second set has the lower ids; the first holds the oldest job, and the newest
+        later = lab.fan_out(priority=50).handed
+        first = lab.fan_out(priority=50).handed
+        lab.ages(later, [-300.0 + n for n in range(len(later))])
+        lab.ages(first, [-600.0] + [600.0] * (len(first) - 1))
 
     def taken(lab: Lab) -> None:
         lab.take(lab.fan_out().handed)
@@ -168,6 +189,17 @@ def _scenarios() -> list[Scenario]:
             "of complete sets of one priority, the oldest comes first",
             "with two complete sets of the same priority",
             oldest_first,
+        ),
+        Scenario(
+            "a set's priority is its best job's: a set with one job of priority 1 comes before one of 20",
+            "with a complete set whose jobs have priority 50 but one of 1, and a complete set of priority 20",
+            best_member,
+        ),
+        Scenario(
+            "a set's age is its oldest job's, not its newest's nor its lowest id's",
+            "with two complete sets of one priority whose hand-overs interleaved: the one made second "
+            "holds the oldest job (10 minutes old) and the newest, the other's jobs are all 5 minutes old",
+            interleaved,
         ),
         Scenario(
             "a set a gatherer took already is not handed out again",

@@ -316,6 +316,20 @@ UPDATE job_queue SET job_assigned_process_uuid = 'taken', job_assign_timestamp =
 -- As the original marks "no worker" too: an empty uuid, which waits as NULL does.
 UPDATE job_queue SET job_assigned_process_uuid = '' WHERE job_id = ANY (%(job_ids)s);
 
+-- name: gather_priorities
+-- The jobs a set made, given priorities one by one: as when lesson 05's change lands between two of
+-- its members' hand-overs (create_jobs copies the pipe job's priority at each).
+UPDATE job_queue j SET job_priority = p.priority
+  FROM unnest(%(job_ids)s::integer[], %(priorities)s::smallint[]) AS p(job_id, priority)
+ WHERE j.job_id = p.job_id;
+
+-- name: gather_ages
+-- The jobs a set made, created these many seconds from now, one by one: hand-overs of two sets that
+-- interleave (and a job's timestamp is its transaction's start, whatever order the ids came in).
+UPDATE job_queue j SET job_create_timestamp = now() + make_interval(secs => a.seconds)
+  FROM unnest(%(job_ids)s::integer[], %(seconds)s::float8[]) AS a(job_id, seconds)
+ WHERE j.job_id = a.job_id;
+
 -- name: gather_call
 SELECT gather_batch(%(name)s, %(version)s);
 

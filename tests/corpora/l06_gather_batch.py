@@ -29,6 +29,22 @@ def condition(new: str) -> str:
 
 WRONG = [
     Wrong("no-completeness-test", condition(""), says="had not finished", also=("while job ",)),
+    # written blind: a set ranked by its least urgent job, its newest job, or its lowest id
+    Wrong(
+        "set-priority-by-its-worst-job",
+        changed(ORDER, "ORDER BY max(w.job_priority), min(w.job_create_timestamp)"),
+        says="with a complete set whose jobs have priority 50 but one of 1",
+    ),
+    Wrong(
+        "set-age-by-its-newest-job",
+        changed(ORDER, "ORDER BY min(w.job_priority), max(w.job_create_timestamp)"),
+        says="whose hand-overs interleaved",
+    ),
+    Wrong(
+        "set-age-by-its-lowest-id",
+        changed(ORDER, "ORDER BY min(w.job_priority), min(w.job_id)"),
+        says="whose hand-overs interleaved",
+    ),
     # no member still waits, but one a worker runs has not finished either
     Wrong(
         "no-member-waiting-is-not-every-member-finished",
