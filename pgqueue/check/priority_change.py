@@ -14,6 +14,14 @@ from pgqueue.queues import labs
 from pgqueue.wait import Timeout
 
 START = 100  # every job's priority before the change
+
+
+def _raised() -> int:
+    """A new priority above START: the main change raises it (lower urgency), the quiet pipe job's
+    lowers it, so a change that only lowers (least) or only raises (greatest) is caught every time."""
+    return START + 1 + secrets.randbelow(START)
+
+
 ORDER_1 = (1, 3)  # pipelines of order 1 besides pipeline 2: a sibling's entry job waits at once
 ORDER_2 = 4  # a pipeline of order 2: its pipe job waits with no job yet
 
@@ -59,7 +67,7 @@ def priority_change(
     verdict: Verdict, lab: labs.Scratch, conn: psycopg.Connection, text: str, poc: str
 ) -> None:
     """Whether the learner's `set_pipe_job_priority` changes the pipe job and its waiting jobs only."""
-    new = 1 + secrets.randbelow(START - 1)
+    new = _raised()
     scene = _draw(conn)
     before = _rows(conn)
     mine = scene.mine
@@ -74,7 +82,7 @@ def priority_change(
 
     if not _unknown_raises(conn, before, unknown, new, verdict):
         return
-    quiet = _quiet_pipe_job(conn, scene.quiet, verdict)
+    quiet = _quiet_pipe_job(conn, scene.quiet, mine, verdict)
     before = _rows(conn)
     try:
         call = {"pipe_job_id": mine, "priority": new}
@@ -97,6 +105,8 @@ def priority_change(
         _taken_meanwhile(lab, conn, verdict)
     if not verdict.wrong:
         _locked_by_a_claim(lab, conn, verdict)
+    if not verdict.wrong:
+        _during_a_hand_over(lab, conn, verdict)
 
 
 def _draw(conn: psycopg.Connection) -> _Scene:
@@ -241,11 +251,20 @@ def _compare(before: dict, after: dict, scene: _Scene, waiting: list, new: int, 
     if kept == [("job", blank)]:
         why = f" (job {blank} has '' as its worker, which in this lab means nobody too: IS NULL alone"
         why += " misses it)"
+    now, was = after[("pipe job", mine)].priority, before[("pipe job", mine)].priority
     verdict.expect(
-        after[("pipe job", mine)].priority == new,
-        f"the pipe job's priority becomes {new}",
-        f"pipe job {mine} still has priority {after[('pipe job', mine)].priority}: change pipe_job_queue too "
-        "(create_jobs gives later steps the pipe job's priority)",
+        now == new,
+        f"the pipe job's priority becomes {new} (it was {was}: a priority may go up as well as down)",
+        f"pipe job {mine} has priority {now}, where {new} was asked (it was {was}): "
+        + (
+            "change pipe_job_queue too (create_jobs gives later steps the pipe job's priority)"
+            if now == was and any(after[k].priority == new for k in waiting)
+            else "set the priority asked for, whether it is above or below the one before (least()?)"
+            if now == min(was, new)
+            else "set the priority asked for, whether it is above or below the one before (greatest()?)"
+            if now == max(was, new)
+            else "set the priority asked for, the value of p_priority"
+        ),
     )
     verdict.expect(
         not kept,
@@ -297,20 +316,33 @@ def _compare(before: dict, after: dict, scene: _Scene, waiting: list, new: int, 
     )
 
 
-def _quiet_pipe_job(conn: psycopg.Connection, quiet: int, verdict: Verdict) -> object:
+def _quiet_pipe_job(conn: psycopg.Connection, quiet: int, mine: int, verdict: Verdict) -> object:
     """A pipe job that waits with no job yet (its pipeline is of order 2): it is known, so no error, and
-    0 jobs changed. What the call returned, or None if it raised."""
+    0 jobs changed. What the call returned, or None if it raised (then pipe job `mine`, which has
+    jobs, is tried too, rolled back, to tell a raise for every pipe job from one for a quiet one)."""
     new = 1 + secrets.randbelow(START - 1)
     call, before = f"set_pipe_job_priority({quiet}, {new})", _rows(conn)
     try:
         returned = _set(conn, quiet, new)
     except psycopg.Error as exc:
+        try:
+            with conn.transaction(force_rollback=True):
+                _set(conn, mine, new)
+            cause = (
+                "raise for a pipe job that is not there, whatever its jobs (IF NOT FOUND right after the "
+                "UPDATE of pipe_job_queue, not of job_queue)"
+            )
+        except psycopg.Error:
+            cause = (
+                f"it raises for pipe job {mine}, which has jobs, too: it raises whatever the id (an error "
+                "built into a LANGUAGE sql expression may be raised when the query is planned, not when the "
+                "row is missing: raise from plpgsql, under IF NOT FOUND)"
+            )
         verdict.expect(
             False,
             "",
             f"{call} raised ({said(exc)}), but pipe job {quiet} exists: it has no job yet, as a pipe job of "
-            "a pipeline of order 2 waits for its order 1 to finish; raise for a pipe job that is not there, "
-            "whatever its jobs (IF NOT FOUND right after the UPDATE of pipe_job_queue, not of job_queue)",
+            f"a pipeline of order 2 waits for its order 1 to finish; {cause}",
         )
         return None
     now = conn.execute(checks()["priority_of_pipe_job"], {"pipe_job_id": quiet}).fetchone()[0]
@@ -443,6 +475,40 @@ def _locked_by_a_claim(lab: labs.Scratch, conn: psycopg.Connection, verdict: Ver
         f"{what}: your function waited for it ({stop}), gave it priority {new} and returned {len(waiting)}",
         f"{what}: job {locked} got priority {new}, but your function returned {result!r} for the "
         f"{len(waiting)} waiting jobs it changed",
+    )
+
+
+def _during_a_hand_over(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict) -> None:
+    """A worker's hand-over to the pipe job is open (its new job inserted, not committed: the insert's
+    foreign key holds the pipe job's row FOR KEY SHARE, as create_jobs' does) while the change runs,
+    then commits: the change must wait for it or pass it, never fail (NOWAIT on the pipe job fails)."""
+    request, new = 1000 + secrets.randbelow(9000), _raised()
+    mine = conn.execute(checks()["priority_pipe_job"], {"request_id": request, "pipe_id": 2}).fetchone()[0]
+    waiting = _place(conn, mine, taken_by=None)
+    call = f"set_pipe_job_priority({mine}, {new})"
+    with lab.connect() as watch, lab.connect() as caller, lab.connect(autocommit=False) as worker:
+        _place(worker, mine, taken_by=None)  # its transaction stays open
+        changing = Call(lambda: _set(caller, mine, new))
+        try:
+            stop = Hold(watch).stops(caller, changing)
+        except Timeout as exc:
+            stop = f"neither answered nor waited: {exc}"
+        finally:
+            worker.commit()  # the hand-over ends
+            result = changing.join()
+    what = f"while a worker's hand-over to pipe job {mine} was open (a new job inserted, not committed), "
+    what += f"{call} ran"
+    if isinstance(result, BaseException):
+        return verdict.refuse(
+            f"{what}: your function failed ({said(result)}): the insert holds the pipe job's row FOR KEY "
+            "SHARE until its commit, a moment later, so wait for it (FOR UPDATE without NOWAIT waits; an "
+            "UPDATE of pipe_job_priority alone does not even conflict with it)"
+        )
+    verdict.expect(
+        _priority(conn, waiting) == new,
+        f"{what}: your function {'waited for it' if stop else 'went on beside it'} and gave waiting job "
+        f"{waiting} priority {new}",
+        f"{what}: waiting job {waiting} has priority {_priority(conn, waiting)}, where {new} was asked",
     )
 
 

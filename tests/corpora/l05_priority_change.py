@@ -14,6 +14,7 @@ HEAD = (
 
 
 PIPE = "    UPDATE pipe_job_queue SET pipe_job_priority = p_priority WHERE pipe_job_id = p_pipe_job_id;\n"
+NOWAIT_LOCK = "    PERFORM 1 FROM pipe_job_queue WHERE pipe_job_id = p_pipe_job_id FOR UPDATE NOWAIT;\n"
 UNKNOWN = "    IF NOT FOUND THEN\n        RAISE EXCEPTION 'no pipe job %', p_pipe_job_id;\n    END IF;\n"
 
 
@@ -34,6 +35,37 @@ def body(
 
 
 WRONG = [
+    # written blind: least() lets a priority go down only; every priority the scene drew was below 100
+    Wrong(
+        "priority-only-ever-lowered",
+        body(
+            pipe=PIPE.replace("= p_priority", "= least(pipe_job_priority, p_priority)"),
+        ).replace("SET job_priority = p_priority", "SET job_priority = least(job_priority, p_priority)"),
+        "whether it is above or below the one before (least()?)",
+    ),
+    # written blind: NOWAIT on the pipe job fails whenever a worker's hand-over to it is open
+    Wrong(
+        "pipe-job-locked-nowait",
+        body(pipe=NOWAIT_LOCK + PIPE),
+        "the insert holds the pipe job's row FOR KEY SHARE until its commit",
+    ),
+    # written blind: a LANGUAGE sql change whose error for a missing row is folded when it is planned
+    Wrong(
+        "sql-error-folded-at-plan-time",
+        """CREATE FUNCTION set_pipe_job_priority(p_pipe_job_id integer, p_priority smallint)
+RETURNS integer LANGUAGE sql AS $$
+    UPDATE pipe_job_queue SET pipe_job_priority = p_priority WHERE pipe_job_id = p_pipe_job_id;
+    WITH changed AS (
+        UPDATE job_queue SET job_priority = p_priority
+         WHERE pipe_job_id = p_pipe_job_id AND coalesce(job_assigned_process_uuid, '') = ''
+           AND job_finished IS NULL
+        RETURNING 1)
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM pipe_job_queue WHERE pipe_job_id = p_pipe_job_id)
+                THEN (SELECT count(*)::integer FROM changed)
+                ELSE ('no pipe job ' || p_pipe_job_id)::integer END;
+$$;""",
+        "it raises whatever the id",
+    ),
     Wrong(
         "null-alone-means-nobody",
         body("job_assigned_process_uuid IS NULL AND job_finished IS NULL"),
