@@ -8,9 +8,10 @@ import secrets
 import psycopg
 
 from pgqueue import queries
-from pgqueue.check.core import Call, Verdict, advisory_locks, checker, checks, holding, said, together
+from pgqueue.check.core import Call, Hold, Verdict, advisory_locks, checker, checks, holding, said, together
 from pgqueue.queues import labs
 from pgqueue.queues.heartbeats import Identity, send_heartbeat
+from pgqueue.wait import Timeout
 
 RACE_TRIALS = 20  # trials of first beats released together
 RACERS = 4  # beats per trial, one connection each
@@ -55,8 +56,9 @@ def heartbeat_upsert(
         f"after a first beat of {me.uuid}, process_heartbeats holds {_shown(row)}",
     ):
         return
-    for neighbour in (sibling, other):
-        _beat(conn, neighbour, verdict, "another process's first beat")
+    _beat(conn, sibling, verdict, "another process's first beat")
+    if not _beat_in_a_transaction(conn, other, verdict):
+        return
     before = {who.uuid: _row(conn, who) for who in (sibling, other)}
     unregistered = [str(who) for who in (sibling, other) if before[who.uuid] is None]
     if not verdict.expect(
@@ -120,6 +122,8 @@ def heartbeat_upsert(
     )
     if killed is not None and refreshed:  # else its beats are refused whatever the kill switch
         _killed_beat_recorded(again, killed, last.server, verdict)
+    if not _killed_during_a_beat(lab, verdict):
+        return
     if _held_first_beat(lab, verdict):
         _race(lab, verdict)  # many beats at once, and a lock a beat keeps after it ended
 
@@ -322,6 +326,57 @@ _HELD = (
     " session-level advisory lock (pg_advisory_lock) is held until the session closes; INSERT ... ON"
     " CONFLICT needs no lock"
 )
+
+
+def _beat_in_a_transaction(conn: psycopg.Connection, who: Identity, verdict: Verdict) -> bool:
+    """A first beat sent inside a transaction, as find_job CALLs it and as a client with autocommit
+    off sends it: a procedure that commits (or rolls back) itself fails there."""
+    try:
+        with conn.transaction():
+            send_heartbeat(conn, who)
+        return True
+    except psycopg.errors.InvalidTransactionTermination as exc:
+        verdict.refuse(
+            f"a first beat sent inside a transaction (as find_job CALLs send_heartbeat, and as a client with "
+            f"autocommit off sends it) failed: {said(exc)}: a COMMIT or ROLLBACK in a procedure works only "
+            "when it is CALLed alone; leave the commit to the caller"
+        )
+    except psycopg.Error as exc:
+        verdict.refuse(f"another process's first beat, sent inside a transaction, failed: {said(exc)}")
+    return False
+
+
+def _killed_during_a_beat(lab: labs.Scratch, verdict: Verdict) -> bool:
+    """An operator sets a worker's kill switch while the worker's beat runs: the operator's update is
+    open (it holds the row) when the beat starts, and commits while the beat waits for the row. The
+    kill must stand: a beat that read the switch before and writes it back undoes it."""
+    who = Identity.new(f"killed_{secrets.token_hex(3)}", "1.0.0")
+    set_kill = queries.load("clients/heartbeats.sql")["set_kill_switch"]
+    with lab.connect() as watch, lab.connect(autocommit=False) as operator, _bounded(lab.connect()) as worker:
+        send_heartbeat(worker, who)
+        operator.execute(set_kill, {"uuid": who.uuid, "on": True})  # its transaction stays open
+        beat = Call(lambda: send_heartbeat(worker, who))
+        try:
+            waited = Hold(watch).stops(worker, beat)
+        except Timeout as exc:
+            waited = f"neither answered nor waited: {exc}"
+        finally:
+            operator.commit()
+            result = beat.join()
+        row = _row(watch, who)
+    what = (
+        f"an operator set the kill switch of {who.uuid} while its beat ran (the operator's update open "
+        f"when the beat began, committed while the beat {'waited for the row' if waited else 'ran'})"
+    )
+    if isinstance(result, BaseException):
+        return verdict.expect(False, "", f"{what}: the beat failed ({said(result)})")
+    return verdict.expect(
+        row is not None and row["process_kill_switch"],
+        f"{what}: the kill stood, and the beat was recorded",
+        f"{what}: at the end the kill switch is {row and row['process_kill_switch']}: the beat undid the "
+        "operator's kill; does it write process_kill_switch from a value it read before its upsert? "
+        "leave process_kill_switch out of the beat's update: only an operator sets it",
+    )
 
 
 def _bounded(conn: psycopg.Connection, ms: int = LOCK_TIMEOUT_MS) -> psycopg.Connection:

@@ -23,6 +23,25 @@ FULL = "SET last_beat_timestamp = now(), server_name = EXCLUDED.server_name, pro
 FULL += "process_stopped_timestamp = NULL"
 
 WRONG = [
+    # written blind: the kill switch read first and written back; a kill committed meanwhile is undone
+    Wrong(
+        "kill-switch-written-back-from-a-stale-read",
+        f"""{HEAD}LANGUAGE plpgsql AS $$
+DECLARE
+    kill boolean;
+BEGIN
+    SELECT process_kill_switch INTO kill FROM process_heartbeats WHERE process_uuid = p_uuid;{INSERT}
+    ON CONFLICT (process_uuid) DO UPDATE {FULL}, process_kill_switch = coalesce(kill, false);
+END $$;""",
+        "the beat undid the operator's kill",
+    ),
+    # written blind: a right upsert that commits itself, which fails inside the caller's transaction
+    Wrong(
+        "commits-inside-the-procedure",
+        f"{HEAD}LANGUAGE plpgsql AS $$\nBEGIN{INSERT}\n    ON CONFLICT (process_uuid) DO UPDATE {FULL};\n"
+        "    COMMIT;\nEND $$;",
+        "a COMMIT or ROLLBACK in a procedure works only when it is CALLed alone",
+    ),
     Wrong(
         "insert-only",
         f"{HEAD}LANGUAGE sql AS $${INSERT};\n$$;",
