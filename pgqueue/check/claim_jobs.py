@@ -222,6 +222,7 @@ def _while_one_is_held(
         if len(first) != 1:
             return wrong(verdict, f"the holder, asking for one job of {racers + 1}, got {len(first)}")
         held = first[0]["job_id"]
+        locked = conn.execute(_q()["locked_waiting"], {"version": version}).fetchone()[0]
         took: dict[int, float] = {}
         results = together(racers, lambda i: timed(took, i, lambda: ask(callers[i], version, 1)))
     # lock_timeout and NOWAIT both raise LockNotAvailable: the time it took tells waiting from not
@@ -266,7 +267,14 @@ def _while_one_is_held(
         served == racers,
         f"{what}: each got a job of its own ({job_list(got)})",
         f"{what}: only {served} got a job, though {racers} jobs besides the held one waited "
-        f"(they answered {sorted(set(a for a in answers if not a.startswith('[')))})",
+        f"(they answered {sorted(set(a for a in answers if not a.startswith('[')))})"
+        + (
+            f": the holder's claim of one job had locked {locked} jobs (the one it took among them), which "
+            "SKIP LOCKED then passes over; lock only the rows the claim takes (LIMIT batch_size in the "
+            "query that locks, not a slice or a LIMIT outside it)"
+            if locked > 1
+            else ""
+        ),
     )
     return ok
 

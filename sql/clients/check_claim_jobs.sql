@@ -82,3 +82,14 @@ SELECT j.job_id, j.job_assigned_process_uuid, j.job_assign_timestamp IS NOT NULL
   FROM job_queue j
  WHERE j.job_id = ANY (%(ids)s)
  ORDER BY j.job_id;
+
+-- name: locked_waiting
+-- How many waiting jobs of version `version` some open transaction holds a row lock on: the rows a
+-- SKIP LOCKED probe passes over (its own locks end with this statement).
+SELECT count(*) - (SELECT count(*) FROM (
+           SELECT 1 FROM job_queue
+            WHERE job_process_version = %(version)s AND job_assigned_process_uuid IS NULL
+              AND job_finished IS NULL
+              FOR UPDATE SKIP LOCKED) AS free)
+  FROM job_queue
+ WHERE job_process_version = %(version)s AND job_assigned_process_uuid IS NULL AND job_finished IS NULL;

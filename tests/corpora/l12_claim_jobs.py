@@ -93,6 +93,23 @@ FORGETS_THE_ATTEMPT = variant(
 )
 
 WRONG = [
+    # written blind: every waiting job locked, then a slice of batch_size leased; the others stay locked
+    Wrong(
+        "locks-every-waiting-job-then-slices",
+        SIGNATURE
+        + """RETURNS json LANGUAGE sql AS $$
+    SELECT lease_jobs(p_uuid, (ARRAY(
+        SELECT job_id FROM job_queue
+         WHERE job_assigned_process_uuid IS NULL AND job_finished IS NULL AND job_dead_timestamp IS NULL
+           AND job_run_after <= clock_timestamp()
+           AND job_process_name = p_name AND job_process_version = p_version
+         ORDER BY job_priority, job_create_timestamp
+         FOR UPDATE SKIP LOCKED
+    ))[1:batch_size])
+$$;
+""",
+        says="the one it took among them), which SKIP LOCKED then passes over",
+    ),
     Wrong(
         "own-lease-forgets-the-attempt",
         FORGETS_THE_ATTEMPT,
