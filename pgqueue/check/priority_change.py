@@ -377,10 +377,7 @@ def _taken_meanwhile(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdi
     that says in its own WHERE that a job waits is re-checked by PostgreSQL on a row changed
     meanwhile, and leaves the taken job alone; so does a function that locked the jobs first.
     """
-    request, new = 1000 + secrets.randbelow(9000), 1 + secrets.randbelow(START - 1)
-    mine = conn.execute(checks()["priority_pipe_job"], {"request_id": request, "pipe_id": 2}).fetchone()[0]
-    for _ in range(1 + secrets.randbelow(3)):
-        _place(conn, mine, taken_by=None)
+    mine, new = _race_pipe_job(conn, 1 + secrets.randbelow(3)), 1 + secrets.randbelow(START - 1)
     call = f"set_pipe_job_priority({mine}, {new})"
     with (
         lab.connect() as watch,
@@ -438,10 +435,7 @@ def _locked_by_a_claim(lab: labs.Scratch, conn: psycopg.Connection, verdict: Ver
     """A worker's claim holds one waiting job locked while it decides (an open transaction), the
     change runs, then the claim lets go without taking it: the job still waits, so the change must
     wait for the lock and then give it the new priority (NOWAIT fails, SKIP LOCKED passes it over)."""
-    request, new = 1000 + secrets.randbelow(9000), 1 + secrets.randbelow(START - 1)
-    mine = conn.execute(checks()["priority_pipe_job"], {"request_id": request, "pipe_id": 2}).fetchone()[0]
-    for _ in range(1 + secrets.randbelow(3)):
-        _place(conn, mine, taken_by=None)
+    mine, new = _race_pipe_job(conn, 1 + secrets.randbelow(3)), 1 + secrets.randbelow(START - 1)
     waiting = [job for (job,) in conn.execute(checks()["priority_waiting"], {"pipe_job_id": mine})]
     locked = secrets.choice(waiting)
     call = f"set_pipe_job_priority({mine}, {new})"
@@ -482,8 +476,7 @@ def _during_a_hand_over(lab: labs.Scratch, conn: psycopg.Connection, verdict: Ve
     """A worker's hand-over to the pipe job is open (its new job inserted, not committed: the insert's
     foreign key holds the pipe job's row FOR KEY SHARE, as create_jobs' does) while the change runs,
     then commits: the change must wait for it or pass it, never fail (NOWAIT on the pipe job fails)."""
-    request, new = 1000 + secrets.randbelow(9000), _raised()
-    mine = conn.execute(checks()["priority_pipe_job"], {"request_id": request, "pipe_id": 2}).fetchone()[0]
+    mine, new = _race_pipe_job(conn, 0), _raised()
     waiting = _place(conn, mine, taken_by=None)
     call = f"set_pipe_job_priority({mine}, {new})"
     with lab.connect() as watch, lab.connect() as caller, lab.connect(autocommit=False) as worker:
@@ -510,6 +503,15 @@ def _during_a_hand_over(lab: labs.Scratch, conn: psycopg.Connection, verdict: Ve
         f"{waiting} priority {new}",
         f"{what}: waiting job {waiting} has priority {_priority(conn, waiting)}, where {new} was asked",
     )
+
+
+def _race_pipe_job(conn: psycopg.Connection, waiting: int) -> int:
+    """A pipe job of a request of its own for a forced schedule, with `waiting` jobs waiting: its id."""
+    params = {"request_id": 1000 + secrets.randbelow(9000), "pipe_id": 2}
+    mine = conn.execute(checks()["priority_pipe_job"], params).fetchone()[0]
+    for _ in range(waiting):
+        _place(conn, mine, taken_by=None)
+    return mine
 
 
 def _set(conn: psycopg.Connection, pipe_job: int, priority: int) -> object:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 
 import psycopg
 
@@ -129,6 +130,23 @@ def under_way(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdict
     )
 
 
+@contextlib.contextmanager
+def _held_at_update(lab: labs.Scratch) -> Iterator[tuple[Hold, psycopg.Connection, psycopg.Connection]]:
+    """The kit's hold at the first UPDATE of job_queue inside rescue_jobs, and two rescuers'
+    connections: the first armed (held once it gets there), the second not."""
+    with (
+        lab.connect() as watch,
+        holding(
+            watch, "job_queue", when="BEFORE", event="UPDATE", level="STATEMENT", inside="rescue_jobs"
+        ) as hold,
+        rescuer_connection(lab) as first,
+        rescuer_connection(lab) as second,
+    ):
+        hold.arm(first, 1)
+        hold.close(1)
+        yield hold, first, second
+
+
 def held_at_its_update(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdict: Verdict) -> bool:
     """Check 9, a forced schedule: a rescue held at its first UPDATE of job_queue while a worker leases.
 
@@ -148,17 +166,8 @@ def held_at_its_update(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene
     (lost,) = claim_ids(conn, dead)
     age_heartbeat(conn, dead, SILENT * rescue_after)
     leased: list[int] | str = []
-    with (
-        lab.connect() as watch,
-        holding(
-            watch, "job_queue", when="BEFORE", event="UPDATE", level="STATEMENT", inside="rescue_jobs"
-        ) as hold,
-        rescuer_connection(lab) as rescuer,
-        rescuer_connection(lab) as worker,
-    ):
+    with _held_at_update(lab) as (hold, rescuer, worker):
         rescuer_pid = rescuer.info.backend_pid
-        hold.arm(rescuer, 1)
-        hold.close(1)
         call = Call(lambda: rescuer.execute(_q()["rescue"]).fetchone()[0])
         stop = None
         try:
@@ -225,17 +234,8 @@ def two_at_once(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdi
     lost = [job for who in holders for job in claim_ids(conn, who)]
     for who in holders:
         age_heartbeat(conn, who, SILENT * rescue_after)
-    with (
-        lab.connect() as watch,
-        holding(
-            watch, "job_queue", when="BEFORE", event="UPDATE", level="STATEMENT", inside="rescue_jobs"
-        ) as hold,
-        rescuer_connection(lab) as first,
-        rescuer_connection(lab) as second,
-    ):
+    with _held_at_update(lab) as (hold, first, second):
         first_pid = first.info.backend_pid
-        hold.arm(first, 1)
-        hold.close(1)
         a = Call(lambda: first.execute(_q()["rescue"]).fetchone()[0])
         stop = b_stop = None
         try:
