@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
@@ -439,16 +440,14 @@ def _locked_by_a_claim(lab: labs.Scratch, conn: psycopg.Connection, verdict: Ver
     waiting = [job for (job,) in conn.execute(checks()["priority_waiting"], {"pipe_job_id": mine})]
     locked = secrets.choice(waiting)
     call = f"set_pipe_job_priority({mine}, {new})"
-    with lab.connect() as watch, lab.connect() as caller, lab.connect(autocommit=False) as worker:
-        worker.execute(checks()["priority_lock_one"], {"job_id": locked})  # its transaction stays open
-        changing = Call(lambda: _set(caller, mine, new))
-        try:
-            stop = Hold(watch).stops(caller, changing)
-        except Timeout as exc:
-            stop = f"neither answered nor waited: {exc}"
-        finally:
-            worker.rollback()  # the claim lets go without taking the job
-            result = changing.join()
+    # the claim lets go without taking the job: its transaction rolls back
+    stop, result = _beside_a_worker(
+        lab,
+        mine,
+        new,
+        lambda worker: worker.execute(checks()["priority_lock_one"], {"job_id": locked}),
+        "rollback",
+    )
     what = (
         f"while a worker's claim held job {locked} of pipe job {mine} locked (deciding whether to take it), "
         f"{call} ran; then the claim let go without taking it"
@@ -479,16 +478,9 @@ def _during_a_hand_over(lab: labs.Scratch, conn: psycopg.Connection, verdict: Ve
     mine, new = _race_pipe_job(conn, 0), _raised()
     waiting = _place(conn, mine, taken_by=None)
     call = f"set_pipe_job_priority({mine}, {new})"
-    with lab.connect() as watch, lab.connect() as caller, lab.connect(autocommit=False) as worker:
-        _place(worker, mine, taken_by=None)  # its transaction stays open
-        changing = Call(lambda: _set(caller, mine, new))
-        try:
-            stop = Hold(watch).stops(caller, changing)
-        except Timeout as exc:
-            stop = f"neither answered nor waited: {exc}"
-        finally:
-            worker.commit()  # the hand-over ends
-            result = changing.join()
+    stop, result = _beside_a_worker(
+        lab, mine, new, lambda worker: _place(worker, mine, taken_by=None), "commit"
+    )
     what = f"while a worker's hand-over to pipe job {mine} was open (a new job inserted, not committed), "
     what += f"{call} ran"
     if isinstance(result, BaseException):
@@ -503,6 +495,25 @@ def _during_a_hand_over(lab: labs.Scratch, conn: psycopg.Connection, verdict: Ve
         f"{waiting} priority {new}",
         f"{what}: waiting job {waiting} has priority {_priority(conn, waiting)}, where {new} was asked",
     )
+
+
+def _beside_a_worker(
+    lab: labs.Scratch, mine: int, new: int, begin: Callable[[psycopg.Connection], object], end: str
+) -> tuple[str | None, object]:
+    """set_pipe_job_priority(mine, new) while a worker's transaction, which `begin` opened, stays open;
+    once the change answered or waits for a lock, the worker ends it (`end`: commit or rollback).
+    Where the change stopped (None: it answered at once), and what it returned or raised."""
+    with lab.connect() as watch, lab.connect() as caller, lab.connect(autocommit=False) as worker:
+        begin(worker)
+        changing = Call(lambda: _set(caller, mine, new))
+        try:
+            stop = Hold(watch).stops(caller, changing)
+        except Timeout as exc:
+            stop = f"neither answered nor waited: {exc}"
+        finally:
+            getattr(worker, end)()
+            result = changing.join()
+    return stop, result
 
 
 def _race_pipe_job(conn: psycopg.Connection, waiting: int) -> int:
