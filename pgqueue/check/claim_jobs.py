@@ -142,8 +142,8 @@ def _batch_fault(
         return (
             f"no job while {len(left)} jobs of {NAME} {VERSION} waited, free and due "
             "(job_assigned_process_uuid, job_finished and job_dead_timestamp NULL, job_run_after past): your "
-            "WHERE lets none of them "
-            "through (a NULL is not false, nor '', and = NULL is never true)"
+            "WHERE lets none of them through: a NULL is not false, nor '', and = NULL is never true; and a "
+            "job is due as soon as job_run_after <= clock_timestamp(), these ones since a moment ago"
         )
     if len(ids) < len(best):
         return (

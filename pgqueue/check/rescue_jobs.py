@@ -11,7 +11,7 @@ from psycopg import sql
 from pgqueue import queries
 from pgqueue.check.callers import client, wrong
 from pgqueue.check.core import Verdict, checker, install, said
-from pgqueue.check.rescue_races import held_at_its_update, two_at_once, under_way
+from pgqueue.check.rescue_races import held_at_its_update, session_locks_kept, two_at_once, under_way
 from pgqueue.check.rescue_scene import (
     FEWER_ATTEMPTS,
     LATER,
@@ -27,6 +27,7 @@ from pgqueue.check.rescue_scene import (
     age_heartbeat,
     beat_age,
     call_rescue,
+    claim_ids,
     ended_attempts,
     job_now,
     lease_scene,
@@ -89,6 +90,7 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
             f"with worker {scene.silent.uuid} silent for {silent:g} s, worker {scene.stopped.uuid} stopped "
             f"and worker {scene.ghost.uuid} without a heartbeat row"
         )
+        since = conn.execute(_q()["clock"]).fetchone()[0]
         freed = call_rescue(conn, verdict, when)
         if freed is None:
             return False
@@ -126,6 +128,13 @@ def _silent_and_stopped(lab: labs.Scratch, conn: psycopg.Connection, scene: Scen
         "process_heartbeats drops its jobs before the WHERE sees them (a LEFT JOIN keeps them, with "
         "h.process_uuid IS NULL)",
         held=f"job {scene.ghost_job} of worker {scene.ghost.uuid}, which has no heartbeat row, went back too",
+    )
+    early = conn.execute(_q()["ended_before"], {"ids": given_back, "since": since}).fetchone()[0]
+    verdict.expect(
+        not early,
+        "each attempt it ended has the time of the rescue as its end",
+        f"the attempts of jobs {early} ended 'rescued' at a time before the rescue ran: attempt_ended is "
+        "when the attempt was ended, the rescue's clock_timestamp(), not when it began",
     )
     done = job_now(conn, scene.finished_job)
     # its attempt is judged with the others that had ended (_history_kept): here, the job itself
@@ -420,7 +429,15 @@ def _late_finish(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verd
     A rescue that locks with SKIP LOCKED passes over the row; one that waits gives up after 2 s.
     """
     who, job_id = scene.late, scene.late_job
-    age_heartbeat(conn, who, SILENT * LATER * scene.rescue_after)
+    # beside it, a job of another silent worker that nobody holds locked: the rescue has work to do
+    # past its first statement, where a second statement that reads lost jobs afresh meets the row
+    # (claimed first: the claim's find_job rescues whatever is lost by then)
+    pipe_job = conn.execute(_q()["pipe_job"]).fetchone()[0]
+    conn.execute(_q()["place_job"], {"pipe_job_id": pipe_job, "name": NAME, "version": "beside", "p": 10})
+    beside_who = new_worker("beside")
+    (beside,) = claim_ids(conn, beside_who)
+    for silent in (who, beside_who):
+        age_heartbeat(conn, silent, SILENT * LATER * scene.rescue_after)
     waited: float | None = None
     failed: str | None = None
     with lab.connect() as finisher, rescuer_connection(lab) as rescuer, finisher.transaction():
@@ -433,7 +450,8 @@ def _late_finish(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verd
         except psycopg.Error as exc:
             failed = said(exc)
         during = job_now(conn, job_id)
-        others = conn.execute(_q()["session_advisory_locks"], {"pid": rescuer.info.backend_pid}).fetchone()[0]
+        rescuer_pid = rescuer.info.backend_pid
+        others = conn.execute(_q()["session_advisory_locks"], {"pid": rescuer_pid}).fetchone()[0]
     holding = f"while worker {who.uuid}'s late finish of job {job_id} held its row in an open transaction"
     if failed is not None:
         return wrong(verdict, f"{holding}, your rescue_jobs failed: {failed}")
@@ -455,8 +473,9 @@ def _late_finish(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verd
             "transaction-level lock, or rely on the row locks alone"
             if others
             else f"the lock on job {job_id} and gave up (lock_timeout {LOCK_TIMEOUT} s): FOR UPDATE SKIP "
-            "LOCKED passes over a row that its worker is finishing; every find_job calls rescue_jobs, so "
-            "every worker would wait"
+            "LOCKED passes over a row that its worker is finishing, and the second statement keeps to the "
+            "candidates the first locked (job_id = ANY (candidates)), or it meets that row again; every "
+            "find_job calls rescue_jobs, so every worker would wait"
         ),
     ):
         return False
@@ -465,6 +484,13 @@ def _late_finish(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verd
             verdict,
             f"{holding}, your rescue_jobs took it (held by {during.holder or 'nobody'}): a job its worker "
             "is finishing right now is not lost",
+        )
+    if job_now(conn, beside).holder:
+        return wrong(
+            verdict,
+            f"{holding}, your rescue_jobs passed over it, but left job {beside} of worker {beside_who.uuid}, "
+            "silent as long and locked by nobody, with its worker: a silent worker's job goes back"
+            + session_locks_kept(conn, rescuer_pid),
         )
     after = job_now(conn, job_id)
     return verdict.expect(

@@ -115,7 +115,7 @@ def under_way(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene, verdict
         return wrong(
             verdict,
             f"{what} (it heard {leased!r}); job {lost} of silent worker {dead.uuid} is still leased to "
-            f"{now[lost].holder}: a silent worker's job goes back",
+            f"{now[lost].holder}: a silent worker's job goes back{session_locks_kept(conn, rescuer_pid)}",
         )
     if not (now[done].finished and now[done].outcome == "succeeded"):
         return wrong(
@@ -300,18 +300,24 @@ def ran_through(
     kept = [job for job in lost if job_now(conn, job).holder]
     if not kept and freed == len(lost):
         return verdict.expect(True, f"{what}: it gave back all {len(lost)}, and returned {freed}", "")
+    cause = session_locks_kept(conn, pid)
+    if kept:
+        return wrong(verdict, f"{what}; job {kept[0]} is still leased to its silent worker{cause}")
+    return wrong(verdict, f"{what}; it gave them back but returned {freed}, for {len(lost)}{cause}")
+
+
+def session_locks_kept(conn: psycopg.Connection, pid: int) -> str:
+    """': ' and why a rescue on backend `pid` was kept out, if other sessions still hold advisory
+    locks between calls (taken at session level by earlier rescues); else ''."""
     others = conn.execute(_q()["session_advisory_locks"], {"pid": pid}).fetchone()[0]
-    cause = (
+    if not others:
+        return ""
+    return (
         f": {others} advisory lock(s) taken at session level are still held by sessions that called "
         "rescue_jobs before (pg_advisory_lock and pg_try_advisory_lock last until the session ends or "
         "unlocks), so a rescue on any other connection is kept out for good; take pg_try_advisory_xact_lock, "
         "which the commit lets go, or rely on the row locks alone"
-        if others
-        else ""
     )
-    if kept:
-        return wrong(verdict, f"{what}; job {kept[0]} is still leased to its silent worker{cause}")
-    return wrong(verdict, f"{what}; it gave them back but returned {freed}, for {len(lost)}{cause}")
 
 
 def _shared_lock_hint(cause: str) -> str:

@@ -116,3 +116,11 @@ SELECT a.* FROM job_attempts a WHERE a.attempt_ended IS NOT NULL ORDER BY a.atte
 -- name: rescued_attempts
 -- How many of a job's attempts a rescue ended.
 SELECT count(*) FROM job_attempts WHERE job_id = %(job_id)s AND outcome = 'rescued';
+
+-- name: clock
+SELECT clock_timestamp();
+
+-- name: ended_before
+-- The jobs of `ids` whose attempt the rescue ended ('rescued') with a time before `since`, when it ran.
+SELECT coalesce(array_agg(DISTINCT job_id ORDER BY job_id), '{}') FROM job_attempts
+ WHERE job_id = ANY (%(ids)s) AND outcome = 'rescued' AND attempt_ended < %(since)s;

@@ -118,7 +118,7 @@ $$;
     Wrong(
         "nobody-written-as-empty-string",
         claim(waits=variant(WAITS, "job_assigned_process_uuid IS NULL", "job_assigned_process_uuid = ''")),
-        says="your WHERE lets none of them through (a NULL is not false, nor ''",
+        says="your WHERE lets none of them through: a NULL is not false, nor ''",
     ),
     Wrong(
         "unfinished-written-as-false",

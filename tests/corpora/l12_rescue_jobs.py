@@ -106,6 +106,19 @@ WRONG = [
         ),
         says="it locked the job only in the statement that frees it",
     ),
+    # written blind: the second statement reads lost jobs afresh, not only the candidates the first
+    # locked: it meets the row of a job whose worker is finishing it late, and waits for it
+    Wrong(
+        "second-statement-not-kept-to-the-candidates",
+        rescue(recheck=variant(RECHECK, "WHERE j.job_id = ANY (candidates)\n           AND ", "WHERE ")),
+        says="the second statement keeps to the candidates the first locked",
+    ),
+    # written blind: a rescued attempt ended at the time it began
+    Wrong(
+        "attempt-ended-when-it-began",
+        rescue(changes=[("SET attempt_ended = clock_timestamp()", "SET attempt_ended = a.attempt_started")]),
+        says="ended 'rescued' at a time before the rescue ran",
+    ),
     # written blind: a session-level try-lock, never let go: every other connection's rescue returns 0
     Wrong(
         "session-level-try-lock-kept",
