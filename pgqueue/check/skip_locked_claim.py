@@ -96,7 +96,9 @@ def _claim_scene(conn: psycopg.Connection, callers: int) -> _Scene:
     conn.execute(_q()["exercise_first_id"], {"first": rng.randint(100, 9000)})
     conn.execute(_q()["exercise_requests"], {"count": len(entries)})
     ids = [row[0] for row in conn.execute(_q()["exercise_jobs"])]
-    id_of = {e: ids[n] for n, e in enumerate(by_age)}  # the older the lower its id
+    id_of = {e: ids[n] for n, e in enumerate(by_age)}  # the older the lower its id, but
+    for a in (0, callers):  # in each pair of equal priority the newer has the lower id: age is not id
+        id_of[a], id_of[a + 1] = id_of[a + 1], id_of[a]
     for e in by_age:
         kind, priority, holder = entries[e]
         name, version = PROCESSES.get(kind, (NAME, VERSION))
@@ -106,7 +108,7 @@ def _claim_scene(conn: psycopg.Connection, callers: int) -> _Scene:
             "uuid": holder,
             "finished": kind.startswith("finished") or None,
         }
-        # whole seconds apart: no two tie, and ordering by id is no mistake
+        # whole seconds apart: no two tie on their age
         params.update(name=name, version=version, ago=len(entries) - by_age.index(e))
         conn.execute(_q()["claim_scene_job"], params)
     # an UPDATE's new row may take any free slot of its page: the table is rewritten in the order wanted

@@ -154,19 +154,25 @@ SELECT job_id FROM job_queue
     Wrong("any-version", claim(mine="job_process_name = %(name)s"), says="compare job_process_version too"),
     Wrong("any-name", claim(mine="job_process_version = %(version)s"), says="compare job_process_name too"),
     Wrong("held-jobs-taken", claim(free="job_finished IS NULL"), says="which another worker holds"),
+    # written blind (twice): the id is not the age; in each pair of equal priority the newer has the lower id
+    Wrong(
+        "ties-broken-by-id",
+        claim(order="job_priority, job_id"),
+        says="two jobs of equal priority came back in the wrong order",
+    ),
 ]
 
 RIGHT = [
     Right("for-update-skip-locked", claim()),
     Right("for-no-key-update-skip-locked", claim("FOR NO KEY UPDATE SKIP LOCKED")),
     Right(
-        "subquery-nullif-ordered-by-id",
+        "subquery-nullif",
         f"""
 SELECT job_id FROM job_queue
  WHERE job_id = (SELECT job_id FROM job_queue
                   WHERE nullif(job_assigned_process_uuid, '') IS NULL AND job_finished IS NOT TRUE
                     AND {MINE}
-                  ORDER BY job_priority ASC, job_id ASC
+                  ORDER BY job_priority ASC, job_create_timestamp ASC
                   LIMIT 1
                     FOR UPDATE SKIP LOCKED)
 """,
