@@ -76,6 +76,13 @@ class Lab:
         """Mark jobs as claimed by a gatherer already."""
         self.conn.execute(checks()["gather_take"], {"job_ids": job_ids})
 
+    def loose(self, priority: int) -> int:
+        """A waiting job of the gatherer's process with no creator set (a request's own pipe job)."""
+        params = {"pipe_id": 5, "priority": priority}
+        pipe_job = self.conn.execute(checks()["gather_request"], params).fetchone()[0]
+        params = {"pipe_job_id": pipe_job, "priority": priority, "name": GATHERER[0], "version": GATHERER[1]}
+        return self.conn.execute(checks()["gather_loose_job"], params).fetchone()[0]
+
     def priorities(self, job_ids: list[int], priorities: list[int]) -> None:
         """Give the jobs `job_ids` these priorities, one each."""
         self.conn.execute(checks()["gather_priorities"], {"job_ids": job_ids, "priorities": priorities})
@@ -133,6 +140,10 @@ def _scenarios() -> list[Scenario]:
         first = lab.fan_out(priority=50).handed
         lab.ages(later, [-300.0 + n for n in range(len(later))])
         lab.ages(first, [-600.0] + [600.0] * (len(first) - 1))
+
+    def loose(lab: Lab) -> None:
+        lab.fan_out(priority=50)
+        lab.loose(priority=1)  # more urgent than the set, and in no set at all
 
     def taken(lab: Lab) -> None:
         lab.take(lab.fan_out().handed)
@@ -200,6 +211,13 @@ def _scenarios() -> list[Scenario]:
             "with two complete sets of one priority whose hand-overs interleaved: the one made second "
             "holds the oldest job (10 minutes old) and the newest, the other's jobs are all 5 minutes old",
             interleaved,
+        ),
+        Scenario(
+            "a job of the gatherer's process that no fan-out made (no creator set) is never gathered, and "
+            "hides no set",
+            f"with a complete set of priority 50 and a more urgent waiting job of {GATHERER[0]} that no "
+            "fan-out made (job_creater_set_elements NULL)",
+            loose,
         ),
         Scenario(
             "a set a gatherer took already is not handed out again",
@@ -306,6 +324,13 @@ def _try(conn: psycopg.Connection, scenario: Scenario, verdict: Verdict, lab: La
         reference = _reference(conn, scenario.asks)
         if mine is not None and not (isinstance(mine, list) and all(isinstance(i, int) for i in mine)):
             verdict.refuse(f"gather_batch must return integer[] (or NULL); yours returned {mine!r}")
+            return False
+        if mine == []:
+            verdict.refuse(
+                f"{scenario.situation}, your gather_batch returned {{}} (an empty array): find_job tests the "
+                "batch with IS NULL, so an empty one is claimed and hands out nothing; return NULL when no "
+                "set is complete (array_agg of no rows is NULL already)"
+            )
             return False
         got = sorted(mine) if mine else None
         # said only when wrong: saying it may probe the answer further

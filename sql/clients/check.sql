@@ -316,6 +316,14 @@ UPDATE job_queue SET job_assigned_process_uuid = 'taken', job_assign_timestamp =
 -- As the original marks "no worker" too: an empty uuid, which waits as NULL does.
 UPDATE job_queue SET job_assigned_process_uuid = '' WHERE job_id = ANY (%(job_ids)s);
 
+-- name: gather_loose_job
+-- A waiting job of the gatherer's own process that no fan-out made (no creator set), as a pipeline
+-- that starts with that process makes one: it belongs to no set, so it is never gathered.
+INSERT INTO job_queue (pipe_job_id, pipe_id, job_priority, job_process_name, job_process_version)
+SELECT pj.pipe_job_id, pj.pipe_id, %(priority)s, %(name)s, %(version)s
+  FROM pipe_job_queue pj WHERE pj.pipe_job_id = %(pipe_job_id)s
+RETURNING job_id;
+
 -- name: gather_priorities
 -- The jobs a set made, given priorities one by one: as when lesson 05's change lands between two of
 -- its members' hand-overs (create_jobs copies the pipe job's priority at each).

@@ -12,7 +12,7 @@ REFERENCE = labs.step("single-call", "gather").lesson["gather_batch"]
 def test_the_fan_out_sizes_vary_and_are_said(sizes):
     verdict = check.gather_batch(REFERENCE, sizes=sizes)
     assert verdict.holds, str(verdict)
-    assert len(verdict.held) == 16  # fifteen situations, and the fan-out sizes they were built with
+    assert len(verdict.held) == 17  # sixteen situations, and the fan-out sizes they were built with
     shown = sorted(sizes)
     assert f"the fan-outs had {', '.join(map(str, shown[:-1]))} and {shown[-1]} jobs" in str(verdict)
 

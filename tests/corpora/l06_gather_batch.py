@@ -111,6 +111,22 @@ WRONG = [
         ),
         says="job_assigned_process_uuid is ''",
     ),
+    # written blind: with no test that a job came from a set, jobs of no set form a group of their
+    # own, complete by the NOT EXISTS, and ahead of a real set the answer is NULL
+    Wrong(
+        "jobs-of-no-set-grouped",
+        changed("               AND w.job_creater_set_elements IS NOT NULL\n", ""),
+        says="that no fan-out made (job_creater_set_elements NULL): set",
+    ),
+    # written blind: an empty array for none, which find_job's IS NULL test lets through
+    Wrong(
+        "empty-array-for-none",
+        changed(
+            "SELECT array_agg(j.job_id ORDER BY j.job_id)",
+            "SELECT coalesce(array_agg(j.job_id ORDER BY j.job_id), '{}')",
+        ),
+        says="returned {} (an empty array)",
+    ),
     Wrong(
         "entry-jobs-too",
         variant(
