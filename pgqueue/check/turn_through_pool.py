@@ -25,17 +25,27 @@ def _q() -> queries.Queries:
     return queries.load("clients/pooler.sql")
 
 
-def turn_through_pool(text: object, request_id: int = 7) -> Verdict:
+NEIGHBOURS = 40  # the requests just above the held one that must go on at once: a key that buckets
+# requests (a modulo, a division, a hash of few values) shares one with the held request
+# settings PgBouncer itself sets on a server connection for the client it hands it to
+POOL_SET = {"client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "standard_conforming_strings",
+            "application_name"}  # fmt: skip
+
+
+def turn_through_pool(text: object, request_id: int | None = None) -> Verdict:
     """Check the learner's statement that takes a request's turn, run by clients of one pool.
 
     Each client runs it inside a transaction (with its %(request_id)s). The first takes request
-    `request_id`'s turn and keeps its transaction open; meanwhile clients taking other requests'
-    turns (its twelve neighbours above and two ids drawn anew) must each go on at once, and a second
-    client taking the same request's turn, on the pool's other server connection, must wait; once
-    the first commits, the second must go on; and once all have committed, no lock may be left on
-    the server, where the pool would hand it to a stranger. Without PgBouncer nothing can be judged:
-    the answer (an Unjudged) says so, and how to install it.
+    `request_id`'s turn (drawn anew when not given) and keeps its transaction open; meanwhile clients
+    taking other requests' turns (its NEIGHBOURS above and two ids drawn anew) must each go on at
+    once, and a second client taking the same request's turn, on the pool's other server
+    connection, must wait; once the first commits, the second must go on; and once all have
+    committed, no lock and no setting made for the session may be left on the server, where the
+    pool would hand it to a stranger. Without PgBouncer nothing can be judged: the answer (an
+    Unjudged) says so, and how to install it.
     """
+    if request_id is None:
+        request_id = 1 + secrets.randbelow(90_000)
     if isinstance(request_id, bool) or not isinstance(request_id, int) or request_id < 1:
         raise PgQueueError(f"request_id is a whole number, 1 or more, got {request_id!r}")
     if not pooler.installed():
@@ -52,11 +62,12 @@ def _judged(verdict, lab, watch, text, poc, request_id):
     scratch copy of the lab with the example requests (`watch` connects directly, and sees the pool's
     server processes)."""
     q, db = _q(), lab.database
-    # other requests: its near neighbours (a key that buckets requests, by a modulo up to 12, shares
-    # one of them) and two drawn anew; each must take its turn at once while the first is held
+    # other requests: its near neighbours (a key that buckets requests, by a modulo up to
+    # NEIGHBOURS, shares one of them) and two drawn anew; each must take its turn at once while the
+    # first is held
     rng = secrets.SystemRandom()
-    others = [request_id + k for k in range(1, 13)]
-    others += rng.sample([n for n in range(1000, 10_000) if n not in others and n != request_id], 2)
+    others = [request_id + k for k in range(1, NEIGHBOURS + 1)]
+    others += rng.sample([n for n in range(1, 100_000) if n not in others and n != request_id], 2)
     rng.shuffle(others)
 
     def start(conn: psycopg.Connection, request_id: int) -> tuple[threading.Thread, list[object]]:
@@ -86,7 +97,14 @@ def _judged(verdict, lab, watch, text, poc, request_id):
         )
         return not ended
 
+    def settings() -> dict[int, dict[str, str]]:
+        # each server connection's session settings, read in two transactions open at once: with a
+        # pool of two, they hold both server connections
+        with a.transaction(), b.transaction():
+            return dict(conn.execute(q["session_settings"]).fetchone() for conn in (a, b))
+
     with pooler.start(2) as pool, pool.connect(db) as a, pool.connect(db) as b, pool.connect(db) as c:
+        before = settings()
         try:
             with a.transaction():
                 a.execute(text, {"request_id": request_id})
@@ -105,6 +123,23 @@ def _judged(verdict, lab, watch, text, poc, request_id):
             return verdict.refuse("a client neither finished nor waited for a lock within 10 s")
         racer.join(10)
         held, _waiting = watch.execute(q["advisory_locks"]).fetchone()  # once every client committed
+        after = settings()
+    leaked = sorted(
+        {
+            f"{name} = {value}"
+            for pid, made in after.items()
+            for name, value in made.items()
+            if name not in POOL_SET and before.get(pid, {}).get(name) != value
+        }
+    )
+    leak = (
+        f"your statement left a setting made for the session on the pool's server connection ("
+        f"{', '.join(leaked)}: SET, or set_config(..., false)), and the pool hands that connection to "
+        "the next client, which then runs with it; make it for the transaction only (SET LOCAL, or "
+        "set_config(..., true))"
+        if leaked
+        else ""
+    )
     failed = next((x for x in stranger if isinstance(x, psycopg.Error) and not stranger_waited), None)
     if failed is not None:
         return verdict.refuse(query_refused(text, failed))
@@ -112,7 +147,8 @@ def _judged(verdict, lab, watch, text, poc, request_id):
         not stranger_waited,
         f"clients taking the turns of {len(others)} other requests ({_ids(others)}) each went on at once",
         f"a client taking the turn of request {other} waited while the first client held request "
-        f"{request_id}'s: your lock is shared by other requests; key it by %(request_id)s itself",
+        f"{request_id}'s (their ids are {abs(other - request_id)} apart: a constant, a modulo, a division "
+        "or a hash of few values?): your lock is shared by other requests; key it by %(request_id)s itself",
     )
     if modes == {"ShareLock"}:  # seen in pg_locks while the first client held the turn
         how = (
@@ -134,11 +170,14 @@ def _judged(verdict, lab, watch, text, poc, request_id):
     verdict.expect(
         second == ["done"],
         "once the first client committed, the second went on",
-        f"the first client committed, yet the second still waited and gave up after 2 s "
+        f"the second client gave up ({said(failed)}): {leak}"
+        if failed is not None and leak
+        else f"the first client committed, yet the second still waited and gave up after 2 s "
         f"({said(failed)}): the lock stayed with the pool's server connection, not with the transaction"
         if failed is not None
         else "the second client never finished after the first committed",
     )
+    verdict.expect(not leak, "no setting made for the session was left on the server either", leak)
     verdict.expect(
         held == 0,
         "no lock was left on the server once every client had committed",

@@ -496,7 +496,10 @@ class Recorded:
         """Say where the answer comes from; a one-line error if the recording never ran these arguments."""
         recorded = self.record.calls[name]
         live = inspect.signature(getattr(Live, name))
-        asked = {k: live.parameters[k].default for k in recorded} | live.bind(*args, **kwargs).arguments
+        given = live.bind(*args, **kwargs).arguments
+        # a value left to be drawn (a default of None) is the one the recording drew
+        asked = {k: recorded[k] if live.parameters[k].default is None else live.parameters[k].default
+                 for k in recorded} | given  # fmt: skip
         if asked != recorded:
             shown = ", ".join(f"{k}={v!r}" for k, v in recorded.items())
             raise PgQueueError(

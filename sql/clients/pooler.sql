@@ -102,3 +102,9 @@ SELECT usename, count(*) FROM pg_stat_activity
 -- name: attempt_outcomes
 -- Every attempt at a job of the lab, counted by how it ended (succeeded, failed, rescued).
 SELECT outcome::text, count(*) FROM job_attempts GROUP BY outcome ORDER BY outcome;
+
+-- name: session_settings
+-- This server connection's settings made for the session (SET, set_config(..., false)), by its pid:
+-- what the pool's next client of it would run with.
+SELECT pg_backend_pid(), coalesce(jsonb_object_agg(name, setting), '{}') FROM pg_settings
+ WHERE source = 'session';

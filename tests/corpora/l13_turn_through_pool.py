@@ -15,6 +15,24 @@ WRONG = [
         says="still held on the server after every client committed",
     ),
     Wrong("no-lock", "SELECT %(request_id)s", says="the second client went ahead"),
+    # written blind: a modulo above the judge's old reach of 12 neighbours, the % escaped for psycopg
+    Wrong(
+        "key-modulo-13",
+        "SELECT pg_advisory_xact_lock(%(request_id)s %% 13)",
+        says="apart: a constant, a modulo, a division",
+    ),
+    # written blind: the scene's request hard-coded (it was always 7)
+    Wrong(
+        "scene-request-hard-coded",
+        "SELECT CASE WHEN %(request_id)s = 7 THEN pg_advisory_xact_lock(7) END",
+        says="the second client went ahead",
+    ),
+    # written blind: a right turn that leaves a session setting on the pool's server connection
+    Wrong(
+        "session-setting-left-in-the-pool",
+        "SELECT set_config('statement_timeout', '60s', false), pg_advisory_xact_lock(%(request_id)s)",
+        says="left a setting made for the session on the pool's server connection (statement_timeout",
+    ),
     Wrong(
         "try-lock-that-gives-up",
         "SELECT pg_try_advisory_xact_lock(%(request_id)s)",
