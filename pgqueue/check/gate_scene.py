@@ -84,6 +84,13 @@ class Scene:
             )
         return request_id, ids
 
+    def free_run(self, n: int) -> int:
+        """A request id drawn so that it and the n - 1 ids above it are not used yet."""
+        while True:
+            start = 1000 + secrets.randbelow(90_000)
+            if not self.used & set(range(start, start + n)):
+                return start
+
     def triggers(self) -> tuple[int, int, int, int]:
         """How many triggers call the learner's function: in all, on INSERT, on UPDATE, once per statement."""
         return self.conn.execute(gate_queries()["gate_triggers"]).fetchone()
@@ -154,3 +161,41 @@ def held_open(connect: races.Connect, first: tuple[str, dict], second: tuple[str
     if isinstance(result, BaseException):
         return Forced(waited, locked, said(result), first_locks=first_locks)
     return Forced(waited, locked, "", result[0], first_locks, result[1])
+
+
+def held_open_beside(
+    connect: races.Connect, first: tuple[str, dict], others: list[tuple[str, dict]]
+) -> tuple[int | None, Forced]:
+    """`first` in a transaction held open while each of `others` runs in turn in another, each
+    committed as soon as it ends: the index of the first of them that did not end at once (it
+    waits for a lock, or is slow past HOLD_OPEN; the first then commits, and it goes on), or that
+    failed, with how it fared; None if every one ended at once.
+    """
+    with connect() as a, connect() as b, connect() as watch:
+
+        def run(statement: tuple[str, dict]) -> tuple[Lock, ...]:
+            with b.transaction():
+                b.execute(*statement)
+                return locks_of(b, b.info.backend_pid)
+
+        try:
+            with a.transaction():
+                a.execute(*first)
+                first_locks = locks_of(watch, a.info.backend_pid)
+                for n, statement in enumerate(others):
+                    call, locked = Call(lambda s=statement: run(s)), False
+                    with contextlib.suppress(wait.Timeout):  # slow and not waiting: judged as waited
+                        locked = waits(call, b, watch, HOLD_OPEN, "a finisher ending or waiting for a lock")
+                    if not call.done:
+                        break  # it waits: the first commits, and lets it go on
+                    ended = call.join(0)
+                    if isinstance(ended, BaseException):
+                        return n, Forced(False, False, said(ended), first_locks=first_locks)
+                else:
+                    return None, Forced(False, False, first_locks=first_locks)
+        except psycopg.Error as exc:
+            return 0, Forced(False, False, f"the first failed: {said(exc)}")
+        ended = call.join(HOLD_OPEN * 5)
+    if isinstance(ended, BaseException):
+        return n, Forced(True, locked, said(ended), first_locks=first_locks)
+    return n, Forced(True, locked, "", None, first_locks, ended)

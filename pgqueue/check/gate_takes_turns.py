@@ -21,6 +21,7 @@ from pgqueue.check.gate_scene import (
     finish_of,
     gate_queries,
     held_open,
+    held_open_beside,
     locks_of,
     race_queries,
 )
@@ -28,7 +29,7 @@ from pgqueue.lab import races
 from pgqueue.queues import labs
 
 TRIALS = 50  # trials of two finishers released together
-PAIRS = 6  # pairs of requests, their ids 1 to PAIRS apart, whose finishers must not wait for each other
+ABOVE = 40  # requests 1 to ABOVE above a held one, whose finishers must not wait for its finisher
 STOP_AFTER = 2  # trials with a deadlock or an error before the trials stop (each costs a second or more)
 # Then trials where each finisher is held right after its UPDATE locked its own row, and both
 # are let go together: every trial meets the schedule that free trials meet only now and then.
@@ -336,8 +337,9 @@ def _one_pipeline(scene: Scene, connect, verdict: Verdict) -> bool:
     else:
         cause = (
             "your trigger must make the second finisher wait for the first one's commit, not merely delay "
-            "it: ask for a lock that lasts until the commit, pg_advisory_xact_lock(NEW.request_id) (one "
-            "given back before the commit, with pg_advisory_unlock, lets the second go on as no lock does)"
+            "it: ask for a lock that lasts until the commit, pg_advisory_xact_lock(NEW.request_id) (a lock "
+            "given back before the commit, a shared row lock, a test made before the lock, or one that is "
+            "never true of a finish all let the second go on as no lock does)"
         )
     held, said = _forced_finishes(scene, connect, [pipe, pipe], cause)
     return verdict.expect(
@@ -401,27 +403,30 @@ def _order_2(scene: Scene, connect, verdict: Verdict) -> bool:
 
 
 def _two_requests(scene: Scene, connect, verdict: Verdict) -> bool:
-    """Forced: finishers of two requests must not wait for each other (a lock per request, not per queue).
+    """Forced: finishers of other requests must not wait for this one's (a lock per request, not per queue).
 
-    Pairs of requests whose ids are 1 to PAIRS apart, each held open in turn: a key that only
-    some requests share (request_id % n, a hash of few values) makes one of the pairs wait."""
-    for apart in range(1, PAIRS + 1):
-        first, (_, one, _) = scene.request([ORDER_2, *ORDER_1])
-        second, (_, two, _) = scene.request([ORDER_2, *ORDER_1], first + apart)
-        if not _two_finishers(connect, verdict, (first, one), (second, two), apart):
-            return False
-    return verdict.expect(
-        True,
-        f"finishers of two different requests did not wait for each other ({PAIRS} pairs of requests, their "
-        f"ids 1 to {PAIRS} apart)",
-        "",
-    )
+    While a finisher of one request is held open, finishers of the ABOVE requests whose ids are 1
+    to ABOVE above it finish in turn: a key that only some requests share (request_id % n, a
+    division, a hash of few values) makes one of them wait."""
+    first, (_, one, _) = scene.request([ORDER_2, *ORDER_1], scene.free_run(ABOVE + 1))
+    above = [(first + d, scene.request([ORDER_2, *ORDER_1], first + d)[1][1]) for d in range(1, ABOVE + 1)]
+    n, race = held_open_beside(connect, finish_of(one), [finish_of(two) for _, two in above])
+    if n is None:
+        return verdict.expect(
+            True,
+            f"while a finisher of request {first} was open, finishers of the {ABOVE} requests above it (ids "
+            f"{first + 1} to {first + ABOVE}) each finished at once",
+            "",
+        )
+    second, two = above[n]
+    return _two_finishers(verdict, race, (first, one), (second, two), n + 1)
 
 
-def _two_finishers(connect, verdict: Verdict, a: tuple[int, int], b: tuple[int, int], apart: int) -> bool:
-    """One pair of _two_requests: whether the finisher of `b` went on while that of `a` was open."""
+def _two_finishers(
+    verdict: Verdict, race: Forced, a: tuple[int, int], b: tuple[int, int], apart: int
+) -> bool:
+    """What _two_requests saw of `b`'s finisher while that of `a` was open: False, said, if it waited."""
     (first, one), (second, two) = a, b
-    race = held_open(connect, finish_of(one), finish_of(two))
     if race.error:
         return verdict.expect(
             False,
@@ -446,13 +451,13 @@ def _two_finishers(connect, verdict: Verdict, a: tuple[int, int], b: tuple[int, 
         )
     elif apart == 1:
         shared = (
-            "(a constant key, the pipeline or the order?), so every finish in the queue waits for "
-            "every other one"
+            "(a constant key, the pipeline or the order, or a request id divided?), so finishes of "
+            "other requests wait for each other"
         )
     else:
         shared = (
-            f"(their ids are {apart} apart: a key that requests share in part, as request_id % n, or a hash "
-            "of few values?), so finishes of unrelated requests wait for each other"
+            f"(their ids are {apart} apart: a key that requests share in part, as request_id % n, a "
+            "division, or a hash of few values?), so finishes of unrelated requests wait for each other"
         )
     return not race.waited or verdict.expect(
         False,
@@ -518,7 +523,10 @@ def _hint(error: str) -> str:
     if "deadlock" in error:
         return ": each finisher already holds its own row's lock when your trigger asks for the other's"
     if "lock timeout" in error:
-        return ": it waited for a lock that the first finisher's commit did not release"
+        return (
+            ": it waited for a lock longer than a lock_timeout allowed (the checker's is 2.5 s; did your "
+            "trigger set a shorter one?), or for one that the first finisher's commit did not release"
+        )
     return ""
 
 

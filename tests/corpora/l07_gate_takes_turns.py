@@ -53,6 +53,10 @@ WRONG = [
         END;"""),
         says="then went on without it while the first was still open",
     ),
+    # written blind: a key shared by requests 7 apart, beyond the judge's old reach of six pairs
+    Wrong("key-modulo-7", keyed("NEW.request_id % 7"), says="their ids are 7 apart"),
+    # written blind: a key shared by a block of 1000 requests
+    Wrong("key-divided-by-1000", keyed("NEW.request_id / 1000"), says="or a request id divided?"),
     # written blind: a table lock makes every finish in the queue wait for every other one
     Wrong(
         "lock-table-share-row-exclusive",
@@ -146,7 +150,7 @@ WRONG = [
             "PERFORM pg_advisory_lock(hashtext('order gate'), NEW.request_id);\n"
             "        PERFORM pg_advisory_unlock(hashtext('order gate'), NEW.request_id);"
         ),
-        says="one given back before the commit, with pg_advisory_unlock, lets the second go on",
+        says="a lock given back before the commit, a shared row lock",
     ),
     # the same keyed by the request alone: the judge, holding that key, sees the finish ask for it
     Wrong(
