@@ -263,39 +263,53 @@ _WAITED_FOR = {
 
 
 def _race(lab: labs.Scratch, verdict: Verdict) -> None:
-    """First beats of one new process released together, RACE_TRIALS times.
+    """First beats of one new process released together, RACE_TRIALS times; then, each time, later
+    beats of that process, whose row is there now, released together too.
 
     Beats of one process overlap when a worker that lost its connection beats again on a new
-    one while the server still runs the first: an upsert must not fail then.
+    one while the server still runs the first: an upsert must not fail then, on a first beat or
+    on any later one.
     """
-    failed: list[str] = []
-    bad_trials = trials = 0
     conns = [_bounded(lab.connect()) for _ in range(RACERS)]
     try:
-        while trials < RACE_TRIALS:
-            trials += 1
-            who = Identity.new("third_process", "1.0.0", secrets.token_hex(6))
-            results = together(RACERS, lambda i, who=who: send_heartbeat(conns[i], who))
-            errors = [said(r) for r in results if isinstance(r, BaseException)]
-            failed += errors
-            bad_trials += bool(errors) or _count(conns[0], who) != 1
-            if any("lock timeout" in e for e in errors):
-                break  # each further trial would wait out the timeout again: one shows it
-        kept = any(advisory_locks(conns[0], conn) for conn in conns)
+        firsts = [Identity.new("third_process", "1.0.0", secrets.token_hex(6)) for _ in range(RACE_TRIALS)]
+        beaten = _trials(verdict, conns, firsts, "first beats of one process")
+        _trials(verdict, conns, beaten, "later beats of one process whose row is there")
     finally:
         for conn in conns:
             conn.close()
-    if any("lock timeout" in f for f in failed):
+
+
+def _trials(
+    verdict: Verdict, conns: list[psycopg.Connection], workers: list[Identity], what: str
+) -> list[Identity]:
+    """One trial a worker: each of `conns` sends a beat of it, released together. The workers tried
+    (the trials stop at a lock timeout: each further one would wait it out again)."""
+    failed: list[str] = []
+    bad_trials = trials = 0
+    for who in workers:
+        trials += 1
+        results = together(len(conns), lambda i, who=who: send_heartbeat(conns[i], who))
+        errors = [said(r) for r in results if isinstance(r, BaseException)]
+        failed += errors
+        bad_trials += bool(errors) or _count(conns[0], who) != 1
+        if any("lock timeout" in e for e in errors):
+            break
+    kept = any(advisory_locks(conns[0], conn) for conn in conns)
+    if any("deadlock detected" in f for f in failed):
+        cause = _DEADLOCKED
+    elif any("lock timeout" in f for f in failed):
         cause = _HELD if kept else ""
     else:
-        cause = _DEADLOCKED if any("deadlock detected" in f for f in failed) else _TWO_STEPS
+        cause = _TWO_STEPS
     verdict.expect(
         not bad_trials,
-        f"{RACERS} overlapping first beats of one process, {RACE_TRIALS} times: no error, one row",
-        f"{RACERS} overlapping first beats of one process went wrong in {bad_trials} of {trials} trials"
+        f"{len(conns)} overlapping {what}, {len(workers)} times: no error, one row",
+        f"{len(conns)} overlapping {what} went wrong in {bad_trials} of {trials} trials"
         + (f": {len(failed)} beats failed ({failed[0]})" if failed else "")
         + cause,
     )
+    return workers[:trials]
 
 
 _TWO_STEPS = (

@@ -35,6 +35,15 @@ BEGIN
 END $$;""",
         "the beat undid the operator's kill",
     ),
+    # written blind: a shared lock on the row before the upsert: two later beats each hold it, then
+    # each waits for the other to let go of it so that it can update
+    Wrong(
+        "row-locked-for-share-before-the-upsert",
+        f"{HEAD}LANGUAGE plpgsql AS $$\nBEGIN\n    PERFORM 1 FROM process_heartbeats"
+        f" WHERE process_uuid = p_uuid FOR SHARE;{INSERT}\n"
+        f"    ON CONFLICT (process_uuid) DO UPDATE {FULL};\nEND $$;",
+        "the beats deadlocked",
+    ),
     # written blind: a right upsert that commits itself, which fails inside the caller's transaction
     Wrong(
         "commits-inside-the-procedure",
