@@ -15,6 +15,7 @@ from pgqueue.queues import labs
 from pgqueue.wait import Timeout
 
 START = 100  # every job's priority before the change
+TAKE_WAIT_MS = 3000  # a worker taking a job while the change is held gives up on a lock after this
 
 
 def _raised() -> int:
@@ -70,6 +71,9 @@ def priority_change(
     """Whether the learner's `set_pipe_job_priority` changes the pipe job and its waiting jobs only."""
     new = _raised()
     scene = _draw(conn)
+    # a finished job already at the new priority (an earlier change to it): a count of the jobs at
+    # the new priority, taken after the UPDATE, counts it too
+    conn.execute(checks()["priority_job_set"], {"job_id": scene.finished, "priority": new})
     before = _rows(conn)
     mine = scene.mine
     waiting = [
@@ -391,12 +395,21 @@ def _taken_meanwhile(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdi
         hold.arm(caller, 1)
         hold.close(1)
         changing, taken = Call(lambda: _set(caller, mine, new)), None
+        # a take that waits for a lock the held call keeps gives up, instead of waiting for good
+        worker.execute(queries.load("clients/races.sql")["lock_timeout"], {"ms": str(TAKE_WAIT_MS)})
         try:
             stop = hold.stops(caller, changing)
             if stop == "held":
                 taken = worker.execute(checks()["priority_take_one"], {"pipe_job_id": mine}).fetchone()
         except Timeout as exc:
             return verdict.refuse(f"{call} neither answered nor reached its UPDATE of job_queue: {exc}")
+        except psycopg.errors.LockNotAvailable:
+            return verdict.refuse(
+                f"while {call} was held at its first UPDATE of job_queue, a worker could not take one of its "
+                f"waiting jobs in {TAKE_WAIT_MS // 1000} s: it waited for a lock your function held (a table "
+                "lock, LOCK TABLE?), so every worker of the queue stops while a priority changes; lock only "
+                "the rows you change (an UPDATE does)"
+            )
         finally:
             hold.open_all()  # the call goes on, and the connections close, whatever went wrong
             result = changing.join()

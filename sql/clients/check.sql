@@ -45,6 +45,10 @@ UPDATE job_queue SET job_finished = false WHERE job_id = ANY (%(job_ids)s);
 INSERT INTO pipe_job_queue (request_id, pipe_id, pipe_job_priority)
 VALUES (%(request_id)s, %(pipe_id)s, 100) RETURNING pipe_job_id;
 
+-- name: priority_job_set
+-- Give job `job_id` priority `priority` (a finished job that an earlier change left at it).
+UPDATE job_queue SET job_priority = %(priority)s WHERE job_id = %(job_id)s;
+
 -- name: priority_place
 -- A job of the first step of the pipe job's pipeline: taken by `taken_by` or finished, as asked.
 INSERT INTO job_queue (pipe_job_id, pipe_id, job_priority, job_process_name, job_process_version,

@@ -43,6 +43,22 @@ WRONG = [
         ).replace("SET job_priority = p_priority", "SET job_priority = least(job_priority, p_priority)"),
         "whether it is above or below the one before (least()?)",
     ),
+    # written blind: the count taken after the UPDATE, of the pipe job's jobs at the new priority:
+    # a finished job that already had it is counted too
+    Wrong(
+        "count-of-jobs-at-the-new-priority",
+        body(
+            returned="(SELECT count(*)::integer FROM job_queue\n"
+            "             WHERE pipe_job_id = p_pipe_job_id AND job_priority = p_priority)"
+        ),
+        "it must return how many waiting jobs it changed",
+    ),
+    # written blind: the whole job table locked, so that no worker can take a job while it runs
+    Wrong(
+        "job-table-locked",
+        body(pipe="    LOCK TABLE job_queue IN EXCLUSIVE MODE NOWAIT;\n" + PIPE),
+        "a worker could not take one of its waiting jobs",
+    ),
     # written blind: NOWAIT on the pipe job fails whenever a worker's hand-over to it is open
     Wrong(
         "pipe-job-locked-nowait",
