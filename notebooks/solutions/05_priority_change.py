@@ -1,4 +1,4 @@
-# Solution: change the pipe job, then only its jobs that still wait; count those.
+# Solution: lock the pipe job, change it, then only its jobs that still wait; count those.
 from pgqueue import check
 
 my_change = """
@@ -7,6 +7,7 @@ RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     changed integer;
 BEGIN
+    PERFORM 1 FROM pipe_job_queue WHERE pipe_job_id = p_pipe_job_id FOR UPDATE;  -- waits for a hand-over still open
     UPDATE pipe_job_queue SET pipe_job_priority = p_priority WHERE pipe_job_id = p_pipe_job_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no pipe job %', p_pipe_job_id;  -- and the UPDATE above is undone

@@ -487,12 +487,17 @@ def _locked_by_a_claim(lab: labs.Scratch, conn: psycopg.Connection, verdict: Ver
 def _during_a_hand_over(lab: labs.Scratch, conn: psycopg.Connection, verdict: Verdict) -> None:
     """A worker's hand-over to the pipe job is open (its new job inserted, not committed: the insert's
     foreign key holds the pipe job's row FOR KEY SHARE, as create_jobs' does) while the change runs,
-    then commits: the change must wait for it or pass it, never fail (NOWAIT on the pipe job fails)."""
+    then commits: the change must wait for it, never fail (NOWAIT on the pipe job fails), and the
+    new job waits, so it gets the new priority too (an UPDATE of the priority alone waits for no
+    hand-over, and its UPDATE of job_queue cannot see a job not committed yet)."""
     mine, new = _race_pipe_job(conn, 0), _raised()
     waiting = _place(conn, mine, taken_by=None)
+    # those that wait before the hand-over (its entry job among them), and the one it makes
+    expected = len(conn.execute(checks()["priority_waiting"], {"pipe_job_id": mine}).fetchall()) + 1
     call = f"set_pipe_job_priority({mine}, {new})"
+    made: list[int] = []
     stop, result = _beside_a_worker(
-        lab, mine, new, lambda worker: _place(worker, mine, taken_by=None), "commit"
+        lab, mine, new, lambda worker: made.append(_place(worker, mine, taken_by=None)), "commit"
     )
     what = f"while a worker's hand-over to pipe job {mine} was open (a new job inserted, not committed), "
     what += f"{call} ran"
@@ -502,11 +507,25 @@ def _during_a_hand_over(lab: labs.Scratch, conn: psycopg.Connection, verdict: Ve
             "SHARE until its commit, a moment later, so wait for it (FOR UPDATE without NOWAIT waits; an "
             "UPDATE of pipe_job_priority alone does not even conflict with it)"
         )
-    verdict.expect(
+    if not verdict.expect(
         _priority(conn, waiting) == new,
-        f"{what}: your function {'waited for it' if stop else 'went on beside it'} and gave waiting job "
-        f"{waiting} priority {new}",
+        "",
         f"{what}: waiting job {waiting} has priority {_priority(conn, waiting)}, where {new} was asked",
+    ):
+        return None
+    (job,) = made
+    verdict.expect(
+        _priority(conn, job) == new and result == expected,
+        f"{what}: your function waited for it, then gave the waiting jobs and the hand-over's new job "
+        f"{job} priority {new}, and returned {expected}",
+        f"{what}: the job that hand-over made ({job}) waits with priority {_priority(conn, job)}, where "
+        f"{new} was asked: your function went on beside the hand-over, and its UPDATE of job_queue could "
+        "not see a job not committed yet; lock the pipe job's row first (SELECT ... FOR UPDATE: a "
+        "hand-over's insert holds it FOR KEY SHARE until its commit, which an UPDATE of the priority "
+        "alone does not wait for), then change its jobs"
+        if _priority(conn, job) != new
+        else f"{what}: the waiting jobs got priority {new}, the hand-over's too, but your function returned "
+        f"{result!r}, for {expected}",
     )
 
 

@@ -13,7 +13,10 @@ HEAD = (
 )
 
 
-PIPE = "    UPDATE pipe_job_queue SET pipe_job_priority = p_priority WHERE pipe_job_id = p_pipe_job_id;\n"
+# the pipe job locked first, so that a hand-over to it still open is waited for
+LOCKED = "    PERFORM 1 FROM pipe_job_queue WHERE pipe_job_id = p_pipe_job_id FOR UPDATE;\n"
+UPDATED = "    UPDATE pipe_job_queue SET pipe_job_priority = p_priority WHERE pipe_job_id = p_pipe_job_id;\n"
+PIPE = LOCKED + UPDATED
 NOWAIT_LOCK = "    PERFORM 1 FROM pipe_job_queue WHERE pipe_job_id = p_pipe_job_id FOR UPDATE NOWAIT;\n"
 UNKNOWN = "    IF NOT FOUND THEN\n        RAISE EXCEPTION 'no pipe job %', p_pipe_job_id;\n    END IF;\n"
 
@@ -58,6 +61,14 @@ WRONG = [
         "job-table-locked",
         body(pipe="    LOCK TABLE job_queue IN EXCLUSIVE MODE NOWAIT;\n" + PIPE),
         "a worker could not take one of its waiting jobs",
+    ),
+    # written blind: the plain UPDATE of the pipe job waits for no hand-over (it does not conflict with
+    # the FOR KEY SHARE an open hand-over's insert holds), so the job that hand-over makes keeps the
+    # old priority
+    Wrong(
+        "goes-on-beside-an-open-hand-over",
+        body(pipe=UPDATED),
+        "your function went on beside the hand-over",
     ),
     # written blind: NOWAIT on the pipe job fails whenever a worker's hand-over to it is open
     Wrong(
@@ -282,7 +293,8 @@ RIGHT = [
     Right("nullif-is-null", body("nullif(job_assigned_process_uuid, '') IS NULL AND job_finished IS NULL")),
     Right(
         "checks-first-then-one-cte",
-        f"{HEAD}    IF NOT EXISTS (SELECT FROM pipe_job_queue WHERE pipe_job_id = p_pipe_job_id) THEN\n"
+        f"{HEAD}{LOCKED}"
+        "    IF NOT EXISTS (SELECT FROM pipe_job_queue WHERE pipe_job_id = p_pipe_job_id) THEN\n"
         "        RAISE EXCEPTION 'pipe job % does not exist', p_pipe_job_id USING ERRCODE = '22023';\n"
         "    END IF;\n"
         "    WITH p AS (UPDATE pipe_job_queue SET pipe_job_priority = p_priority\n"
