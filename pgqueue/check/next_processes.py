@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 
 import psycopg
@@ -99,10 +100,14 @@ def _draw(conn: psycopg.Connection) -> _Drawn:
     examples have no gap, so an answer that takes the least later order instead of process_order + 1
     would pass them. Order 2 is always there, beside the examples' step 2 of the same order. Two
     steps at least follow the gap, so one step's answer is at order 5 or later: the examples end at
-    order 3, and an answer that keeps to their orders (process_order <= 3) fails."""
+    order 3, and an answer that keeps to their orders (process_order <= 3) fails. The third step's
+    name is the first's but for case and a letter where the first has '_': a name matched with
+    ILIKE (or LIKE, lower) finds both."""
     pipe_id, tag = 10 + secrets.randbelow(80), secrets.token_hex(2)
     size = 4 + secrets.randbelow(3)
     names = [f"step_{tag}_{chr(ord('a') + i)}" for i in range(size - 1)] + ["second_process"]
+    # a step whose name the first's matches as a LIKE pattern, case aside ('_' is any one character)
+    names[2] = f"STEPx{tag.upper()}_A"
     versions = [f"{secrets.randbelow(9)}.{secrets.randbelow(9)}.{i}" for i in range(size)]
     before_gap = 2 + secrets.randbelow(size - 3)
     orders = [n if n <= before_gap else n + 1 for n in range(1, size + 1)]
@@ -254,6 +259,21 @@ def _difference(step: dict, answer: list[dict], scene: _Scene) -> str:
         return f"{said}: a step of another pipeline crept in (match pipe_id too)"
     if any(row["process_order"] <= step["process_order"] for row in answer):
         return f"{said}: your answer does not come after it (process_order {step['process_order']} + 1)"
+    if any(
+        (before := scene.orders.get(pipe_id, {}).get(row["process_order"] - 1)) not in (None, name)
+        and _like(name, before)
+        for row in answer
+    ):
+        return (
+            f"{said}: a step whose name only looks like `{name}` matched too: compare names with =, not "
+            "LIKE or ILIKE ('_' and '%' are wildcards there, and ILIKE ignores case)"
+        )
     if len(answer) > 1:
         return f"{said}: only the step one after it, not every later step"
     return said
+
+
+def _like(pattern: str, name: str) -> bool:
+    """Whether `name` matches `pattern` as ILIKE matches it ('_' any one character, '%' any run)."""
+    parts = ("." if c == "_" else ".*" if c == "%" else re.escape(c) for c in pattern)
+    return re.fullmatch("".join(parts), name, re.IGNORECASE | re.DOTALL) is not None

@@ -41,6 +41,12 @@ HARD_CODED = (
 )
 
 WRONG = [
+    # written blind: the name matched as a pattern, where '_' is any character and case is ignored
+    Wrong(
+        "name-matched-with-ilike",
+        join(where="this.pipe_id = p_pipe_id AND this.process_name ILIKE p_process_name"),
+        "a step whose name only looks like",
+    ),
     Wrong(
         "forgets-the-pipeline-in-the-join",
         join(ONE_LATER),
