@@ -29,7 +29,7 @@ from pgqueue.check.claim_calls import (
     waiting_order,
 )
 from pgqueue.check.claim_held import held_inside
-from pgqueue.check.core import Call, Verdict, checker, said, together
+from pgqueue.check.core import Call, Verdict, advisory_locks, checker, said, together
 from pgqueue.queues import labs
 from pgqueue.queues.client import NO_JOB
 from pgqueue.queues.heartbeats import Identity, send_heartbeat
@@ -223,6 +223,7 @@ def _while_one_is_held(
             return wrong(verdict, f"the holder, asking for one job of {racers + 1}, got {len(first)}")
         held = first[0]["job_id"]
         locked = conn.execute(_q()["locked_waiting"], {"version": version}).fetchone()[0]
+        advisory = advisory_locks(conn, holder)  # taken by the holder's claim, its transaction open
         took: dict[int, float] = {}
         results = together(racers, lambda i: timed(took, i, lambda: ask(callers[i], version, 1)))
     # lock_timeout and NOWAIT both raise LockNotAvailable: the time it took tells waiting from not
@@ -232,7 +233,13 @@ def _while_one_is_held(
     lock_na = psycopg.errors.LockNotAvailable
     failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, lock_na)]
     if failed:
-        return wrong(verdict, f"while a transaction held job {held}, {race_failure(failed[0])}")
+        guarded = (
+            f" (the holder's claim took {advisory} advisory lock(s) and no row lock: an advisory lock taken "
+            "in the WHERE guards no row, so a caller whose snapshot still shows a job waiting leases it too)"
+            if advisory
+            else ""
+        )
+        return wrong(verdict, f"while a transaction held job {held}, {race_failure(failed[0])}{guarded}")
     what = f"while a transaction held job {held} open, {racers} callers released together"
     if at_once:
         return wrong(

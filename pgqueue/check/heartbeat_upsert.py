@@ -124,7 +124,7 @@ def heartbeat_upsert(
         _killed_beat_recorded(again, killed, last.server, verdict)
     if not _killed_during_a_beat(lab, verdict):
         return
-    if _held_first_beat(lab, verdict):
+    if _held_first_beat(lab, verdict) and _held_later_beats(lab, verdict):
         _race(lab, verdict)  # many beats at once, and a lock a beat keeps after it ended
 
 
@@ -241,6 +241,42 @@ def _held_first_beat(lab: labs.Scratch, verdict: Verdict) -> bool:
         )
         verdict.held.append(f"{what}: {how}; no error, one row")
     return True
+
+
+def _held_later_beats(lab: labs.Scratch, verdict: Verdict) -> bool:
+    """Two later beats of a worker whose row is there, each held by the kit at its INSERT (after
+    whatever the beat did before it), then let go together.
+
+    Forced, not hoped for: a beat that first takes a lock others may share (FOR SHARE on its row)
+    holds it there, and once both are let go each waits for the other's to update: a deadlock.
+    An upsert takes its row's lock in the INSERT itself; an UPDATE that finds the row never
+    inserts, and is not held.
+    """
+    who = Identity.new(f"later_{secrets.token_hex(3)}", "1.0.0")
+    with (
+        lab.connect() as watch,
+        holding(watch, "process_heartbeats", when="BEFORE", event="INSERT") as hold,
+        _bounded(lab.connect(), HELD_TIMEOUT_MS) as one,
+        _bounded(lab.connect(), HELD_TIMEOUT_MS) as two,
+    ):
+        send_heartbeat(watch, who)  # its row is there
+        beats = []
+        for slot, conn in enumerate((one, two), 1):
+            hold.arm(conn, slot)
+            hold.close(slot)
+            beats.append(Call(lambda conn=conn: send_heartbeat(conn, who)))
+            hold.stops(conn, beats[-1])  # held at its insert, answered, or waiting for a lock
+        hold.open_all()
+        results = [beat.join() for beat in beats]
+        rows = _count(watch, who)
+    what = f"two later beats of worker {who.uuid}, whose row is there, held at their insert, let go together"
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if failed:
+        deadlocked = any(isinstance(r, psycopg.errors.DeadlockDetected) for r in failed)
+        return verdict.expect(
+            False, "", f"{what}: a beat failed ({said(failed[0])}){_DEADLOCKED if deadlocked else ''}"
+        )
+    return verdict.expect(rows == 1, f"{what}: no error, one row", f"{what}: they left {rows} rows")
 
 
 _GAVE_UP = (

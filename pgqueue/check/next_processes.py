@@ -100,17 +100,19 @@ def _draw(conn: psycopg.Connection) -> _Drawn:
     examples have no gap, so an answer that takes the least later order instead of process_order + 1
     would pass them. Order 2 is always there, beside the examples' step 2 of the same order. Two
     steps at least follow the gap, so one step's answer is at order 5 or later: the examples end at
-    order 3, and an answer that keeps to their orders (process_order <= 3) fails. The third step's
+    order 3, and an answer that keeps to their orders (process_order <= 3) fails. A later step's
     name is the first's but for case and a letter where the first has '_': a name matched with
-    ILIKE (or LIKE, lower) finds both."""
+    ILIKE finds both."""
     pipe_id, tag = 10 + secrets.randbelow(80), secrets.token_hex(2)
     size = 4 + secrets.randbelow(3)
     names = [f"step_{tag}_{chr(ord('a') + i)}" for i in range(size - 1)] + ["second_process"]
-    # a step whose name the first's matches as a LIKE pattern, case aside ('_' is any one character)
-    names[2] = f"STEPx{tag.upper()}_A"
-    versions = [f"{secrets.randbelow(9)}.{secrets.randbelow(9)}.{i}" for i in range(size)]
     before_gap = 2 + secrets.randbelow(size - 3)
     orders = [n if n <= before_gap else n + 1 for n in range(1, size + 1)]
+    # a step whose name the first's matches as a LIKE pattern, case aside ('_' is any one character),
+    # one with a step after it, so that a name matched so finds that step too
+    alike = secrets.choice([i for i in range(1, size - 1) if orders[i] + 1 == orders[i + 1]])
+    names[alike] = f"STEPx{tag.upper()}_A"
+    versions = [f"{secrets.randbelow(9)}.{secrets.randbelow(9)}.{i}" for i in range(size)]
     conn.execute(checks()["next_drawn_pipeline"], {"pipe_id": pipe_id, "pipe_name": f"drawn_{tag}"})
     params = {"pipe_id": pipe_id, "names": names, "versions": versions, "orders": orders}
     conn.execute(checks()["next_drawn_steps"], params)
