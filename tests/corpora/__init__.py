@@ -26,6 +26,7 @@ class Wrong:
     answer: object  # what the judge takes: SQL text, or for the capstone a dict of pieces
     says: str  # a part of one ✗ line of the verdict
     also: tuple[str, ...] = ()  # other parts the verdict must say, anywhere in it
+    since: int = 0  # the PostgreSQL major version the mistake shows on, where it is server-specific
 
 
 @dataclass(frozen=True)

@@ -77,10 +77,13 @@ WRONG = [
         "the insert holds the pipe job's row FOR KEY SHARE until its commit",
     ),
     # written blind: a LANGUAGE sql change whose error for a missing row is folded when it is planned
+    # (PostgreSQL 18 plans a SQL function's statements with its arguments; 15 does not fold it, and
+    # the answer, which locks its pipe job, is right there)
     Wrong(
         "sql-error-folded-at-plan-time",
         """CREATE FUNCTION set_pipe_job_priority(p_pipe_job_id integer, p_priority smallint)
 RETURNS integer LANGUAGE sql AS $$
+    SELECT 1 FROM pipe_job_queue WHERE pipe_job_id = p_pipe_job_id FOR UPDATE;
     UPDATE pipe_job_queue SET pipe_job_priority = p_priority WHERE pipe_job_id = p_pipe_job_id;
     WITH changed AS (
         UPDATE job_queue SET job_priority = p_priority
@@ -92,6 +95,7 @@ RETURNS integer LANGUAGE sql AS $$
                 ELSE ('no pipe job ' || p_pipe_job_id)::integer END;
 $$;""",
         "it raises whatever the id",
+        since=18,
     ),
     Wrong(
         "null-alone-means-nobody",
