@@ -159,3 +159,12 @@ SELECT (pg_total_relation_size(rel)
 
 -- name: rows_in
 SELECT count(*) FROM {table};
+
+-- name: others_holding_back
+-- Sessions of this database besides this one whose snapshot or transaction id holds VACUUM's
+-- horizon back (a VACUUM's own is ignored by VACUUM): what an experiment waits to be gone.
+SELECT coalesce(string_agg(format('%s (%s, %s)', pid, coalesce(application_name, ''), state), ', '), '')
+  FROM pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_backend_pid()
+   AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL)
+   AND backend_type <> 'autovacuum worker';
