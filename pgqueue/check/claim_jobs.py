@@ -234,7 +234,7 @@ def _while_one_is_held(
     failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, lock_na)]
     if failed:
         guarded = (
-            f" (the holder's claim took {advisory} advisory lock(s) and no row lock: an advisory lock taken "
+            f" (the holder's claim took {advisory} advisory lock(s): an advisory lock taken "
             "in the WHERE guards no row, so a caller whose snapshot still shows a job waiting leases it too)"
             if advisory
             else ""

@@ -261,13 +261,19 @@ def _held_later_beats(lab: labs.Scratch, verdict: Verdict) -> bool:
     ):
         send_heartbeat(watch, who)  # its row is there
         beats = []
-        for slot, conn in enumerate((one, two), 1):
-            hold.arm(conn, slot)
-            hold.close(slot)
-            beats.append(Call(lambda conn=conn: send_heartbeat(conn, who)))
-            hold.stops(conn, beats[-1])  # held at its insert, answered, or waiting for a lock
-        hold.open_all()
-        results = [beat.join() for beat in beats]
+        try:
+            for slot, conn in enumerate((one, two), 1):
+                hold.arm(conn, slot)
+                hold.close(slot)
+                beats.append(Call(lambda conn=conn: send_heartbeat(conn, who)))
+                hold.stops(conn, beats[-1])  # held at its insert, answered, or waiting for a lock
+        except Timeout:
+            stuck = "a later beat neither ended, nor reached its insert, nor waited for a lock within 10 s"
+            verdict.refuse(stuck)
+            return False
+        finally:
+            hold.open_all()
+            results = [beat.join() for beat in beats]
         rows = _count(watch, who)
     what = f"two later beats of worker {who.uuid}, whose row is there, held at their insert, let go together"
     failed = [r for r in results if isinstance(r, BaseException)]
@@ -404,25 +410,31 @@ def _killed_during_a_beat(lab: labs.Scratch, verdict: Verdict) -> bool:
     set_kill = queries.load("clients/heartbeats.sql")["set_kill_switch"]
     with lab.connect() as watch, lab.connect(autocommit=False) as operator, _bounded(lab.connect()) as worker:
         send_heartbeat(worker, who)
+        first = _row(watch, who)
         operator.execute(set_kill, {"uuid": who.uuid, "on": True})  # its transaction stays open
         beat = Call(lambda: send_heartbeat(worker, who))
         try:
             waited = Hold(watch).stops(worker, beat)
-        except Timeout as exc:
-            waited = f"neither answered nor waited: {exc}"
+            during = "waited for the row" if waited else "ran"
+        except Timeout:
+            during = "ran (it neither ended nor waited for a lock within 10 s)"
         finally:
             operator.commit()
             result = beat.join()
         row = _row(watch, who)
     what = (
         f"an operator set the kill switch of {who.uuid} while its beat ran (the operator's update open "
-        f"when the beat began, committed while the beat {'waited for the row' if waited else 'ran'})"
+        f"when the beat began, committed while the beat {during})"
     )
     if isinstance(result, BaseException):
         return verdict.expect(False, "", f"{what}: the beat failed ({said(result)})")
+    if row is not None and row["last_beat_timestamp"] <= first["last_beat_timestamp"]:
+        return verdict.expect(
+            False, "", f"{what}: the beat left last_beat_timestamp at {first['last_beat_timestamp']}"
+        )
     return verdict.expect(
         row is not None and row["process_kill_switch"],
-        f"{what}: the kill stood, and the beat was recorded",
+        f"{what}: the kill stood, and the beat moved last_beat_timestamp on",
         f"{what}: at the end the kill switch is {row and row['process_kill_switch']}: the beat undid the "
         "operator's kill; does it write process_kill_switch from a value it read before its upsert? "
         "leave process_kill_switch out of the beat's update: only an operator sets it",

@@ -16,16 +16,14 @@ from pgqueue.wait import Timeout
 
 START = 100  # every job's priority before the change
 TAKE_WAIT_MS = 3000  # a worker taking a job while the change is held gives up on a lock after this
+ORDER_1 = (1, 3)  # pipelines of order 1 besides pipeline 2: a sibling's entry job waits at once
+ORDER_2 = 4  # a pipeline of order 2: its pipe job waits with no job yet
 
 
 def _raised() -> int:
     """A new priority above START: the main change raises it (lower urgency), the quiet pipe job's
     lowers it, so a change that only lowers (least) or only raises (greatest) is caught every time."""
     return START + 1 + secrets.randbelow(START)
-
-
-ORDER_1 = (1, 3)  # pipelines of order 1 besides pipeline 2: a sibling's entry job waits at once
-ORDER_2 = 4  # a pipeline of order 2: its pipe job waits with no job yet
 
 
 @dataclass(frozen=True)
@@ -266,8 +264,6 @@ def _compare(before: dict, after: dict, scene: _Scene, waiting: list, new: int, 
             if now == was and any(after[k].priority == new for k in waiting)
             else "set the priority asked for, whether it is above or below the one before (least()?)"
             if now == min(was, new)
-            else "set the priority asked for, whether it is above or below the one before (greatest()?)"
-            if now == max(was, new)
             else "set the priority asked for, the value of p_priority"
         ),
     )
@@ -496,7 +492,7 @@ def _during_a_hand_over(lab: labs.Scratch, conn: psycopg.Connection, verdict: Ve
     expected = len(conn.execute(checks()["priority_waiting"], {"pipe_job_id": mine}).fetchall()) + 1
     call = f"set_pipe_job_priority({mine}, {new})"
     made: list[int] = []
-    stop, result = _beside_a_worker(
+    _, result = _beside_a_worker(
         lab, mine, new, lambda worker: made.append(_place(worker, mine, taken_by=None)), "commit"
     )
     what = f"while a worker's hand-over to pipe job {mine} was open (a new job inserted, not committed), "
@@ -507,12 +503,10 @@ def _during_a_hand_over(lab: labs.Scratch, conn: psycopg.Connection, verdict: Ve
             "SHARE until its commit, a moment later, so wait for it (FOR UPDATE without NOWAIT waits; an "
             "UPDATE of pipe_job_priority alone does not even conflict with it)"
         )
-    if not verdict.expect(
-        _priority(conn, waiting) == new,
-        "",
-        f"{what}: waiting job {waiting} has priority {_priority(conn, waiting)}, where {new} was asked",
-    ):
-        return None
+    if _priority(conn, waiting) != new:
+        return verdict.refuse(
+            f"{what}: waiting job {waiting} has priority {_priority(conn, waiting)}, where {new} was asked"
+        )
     (job,) = made
     verdict.expect(
         _priority(conn, job) == new and result == expected,

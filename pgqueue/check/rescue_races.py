@@ -204,14 +204,14 @@ def held_at_its_update(lab: labs.Scratch, conn: psycopg.Connection, scene: Scene
             "looks like a job of nobody; lock the candidates in a first statement (FOR UPDATE SKIP "
             "LOCKED), and free them in a second that reads them again",
         )
-    what += f"did not get job {lost} (it heard {leased!r}): your rescue had it locked"
+    what += f"did not get job {lost} (it heard {leased!r})"
     after = (
         f"job {lost} is still leased to {now.holder}"
         if now.holder
         else f"your rescue returned {freed}, for 1"
     )
     return verdict.expect(
-        now.holder is None and freed == 1, f"{what}, and then gave it back", f"{what}; then {after}"
+        now.holder is None and freed == 1, f"{what}; your rescue then gave it back", f"{what}; then {after}"
     )
 
 
